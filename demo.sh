@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine and runs the main job on the embedded default: a local warehouse in
+# ./warehouse with the generated 44,424-product demo catalog, then every phase script in sql/.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+if ! command -v protoc >/dev/null 2>&1; then
+  apt-get update -qq && apt-get install -y -qq protobuf-compiler
+fi
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vitrine-target}"
+cargo build --release --locked
+vitrine="$CARGO_TARGET_DIR/release/vitrine"
+warehouse="${VITRINE_WAREHOUSE:-./warehouse}"
+
+if [ ! -f "$warehouse/Volumes/main/fashion_demo/raw_data/styles.csv" ]; then
+  "$vitrine" --warehouse "$warehouse" demo-data --products "${PRODUCTS:-44424}" --seed 42
+fi
+"$vitrine" --warehouse "$warehouse" run sql/0*.sql

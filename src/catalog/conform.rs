@@ -1,0 +1,123 @@
+//! Making query output fit what a table stores.
+//!
+//! DataFusion produces view types (`Utf8View`) and dictionary types that Lance and Delta do not
+//! store; `INSERT` must also match the table's column types and order. Both are casts, planned as
+//! one projection so that a value that does not fit fails with the column's name.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema};
+use datafusion::common::Column;
+use datafusion::logical_expr::{cast, lit, Expr, ExprSchemable};
+use datafusion::prelude::DataFrame;
+use datafusion::scalar::ScalarValue;
+
+use crate::error::{Result, VitrineError};
+
+/// The type a table stores for a query's `data_type`: view and dictionary types become plain ones.
+pub fn storage_type(data_type: &DataType) -> DataType {
+    match data_type {
+        DataType::Utf8View => DataType::Utf8,
+        DataType::BinaryView => DataType::Binary,
+        DataType::Dictionary(_, value) => storage_type(value),
+        DataType::List(f) | DataType::ListView(f) => DataType::List(storage_field(f)),
+        DataType::LargeList(f) | DataType::LargeListView(f) => {
+            DataType::LargeList(storage_field(f))
+        }
+        DataType::FixedSizeList(f, n) => DataType::FixedSizeList(storage_field(f), *n),
+        DataType::Struct(fields) => {
+            DataType::Struct(fields.iter().map(|f| storage_field(f)).collect::<Fields>())
+        }
+        DataType::Map(f, sorted) => DataType::Map(storage_field(f), *sorted),
+        other => other.clone(),
+    }
+}
+
+fn storage_field(field: &FieldRef) -> FieldRef {
+    Arc::new(Field::new(
+        field.name(),
+        storage_type(field.data_type()),
+        field.is_nullable(),
+    ))
+}
+
+/// Casts every column of `df` to its storage type.
+pub fn to_storage(df: DataFrame) -> Result<DataFrame> {
+    let exprs: Vec<Expr> = df
+        .schema()
+        .iter()
+        .map(|(qualifier, field)| {
+            let col = Expr::Column(Column::new(qualifier.cloned(), field.name()));
+            let target = storage_type(field.data_type());
+            if &target == field.data_type() {
+                col
+            } else {
+                cast(col, target).alias(field.name())
+            }
+        })
+        .collect();
+    Ok(df.select(exprs)?)
+}
+
+/// Shapes `df` into `table`'s columns: by position, or by the `columns` list of an `INSERT`
+/// (columns it leaves out are NULL). Fails naming the column when counts or types do not match.
+pub fn to_table(
+    df: DataFrame,
+    table: &Schema,
+    columns: &[String],
+    table_name: &str,
+) -> Result<DataFrame> {
+    let source: Vec<Expr> = df
+        .schema()
+        .iter()
+        .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
+        .collect();
+    let targets: Vec<usize> = if columns.is_empty() {
+        (0..table.fields().len()).collect()
+    } else {
+        columns
+            .iter()
+            .map(|c| {
+                table.index_of(c).map_err(|_| {
+                    VitrineError::Plan(format!("table {table_name} has no column '{c}'"))
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    if source.len() != targets.len() {
+        return Err(VitrineError::Plan(format!(
+            "INSERT into {table_name}: the query gives {} columns but {} are expected ({})",
+            source.len(),
+            targets.len(),
+            targets
+                .iter()
+                .map(|&i| table.field(i).name().as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let schema = df.schema().clone();
+    let exprs = table
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, field)| {
+            let value = match targets.iter().position(|&t| t == i) {
+                Some(p) => {
+                    let from = source[p].get_type(&schema)?;
+                    if !datafusion::arrow::compute::can_cast_types(&from, field.data_type()) {
+                        return Err(VitrineError::Plan(format!(
+                            "INSERT into {table_name}: column '{}' is {} but the query gives {from}",
+                            field.name(),
+                            field.data_type()
+                        )));
+                    }
+                    cast(source[p].clone(), field.data_type().clone())
+                }
+                None => lit(ScalarValue::try_from(field.data_type())?),
+            };
+            Ok(value.alias(field.name()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(df.select(exprs)?)
+}

@@ -1,0 +1,174 @@
+//! Lance tables: reading versions, writing new versions, history, restore and compaction.
+//!
+//! Every write commits one new Lance version with a single manifest write at the very end, so a
+//! statement that fails or a process that dies half-way leaves the table at its previous version.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use datafusion::catalog::TableProvider;
+use datafusion::execution::SendableRecordBatchStream;
+use lance::datafusion::LanceTableProvider;
+use lance::dataset::optimize::{compact_files, CompactionOptions};
+use lance::dataset::{InsertBuilder, WriteMode, WriteParams};
+use lance::Dataset;
+
+use crate::error::{Result, ResultExt};
+
+/// The transaction property in which Vitrine records the operation of each commit.
+const OPERATION_PROPERTY: &str = "vitrine.operation";
+
+/// Opens a Lance dataset at its latest version, or at `version`.
+pub async fn open(location: &str, version: Option<u64>) -> Result<Dataset> {
+    let dataset = Dataset::open(location)
+        .await
+        .context(|| format!("opening Lance dataset '{location}'"))?;
+    match version {
+        None => Ok(dataset),
+        Some(v) => dataset
+            .checkout_version(v)
+            .await
+            .context(|| format!("reading version {v} of '{location}'")),
+    }
+}
+
+/// A DataFusion table over the dataset at its latest version, or at `version`.
+pub async fn provider(location: &str, version: Option<u64>) -> Result<Arc<dyn TableProvider>> {
+    let dataset = open(location, version).await?;
+    Ok(Arc::new(LanceTableProvider::new(
+        Arc::new(dataset),
+        false,
+        false,
+    )))
+}
+
+/// Whether a Lance dataset exists at `location`.
+pub async fn exists(location: &str) -> bool {
+    Dataset::open(location).await.is_ok()
+}
+
+/// How a write relates to the data already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A new table.
+    Create,
+    /// Replace all rows, as a new version.
+    Overwrite,
+    /// Add rows, as a new version.
+    Append,
+}
+
+/// Streams `data` into the dataset as one new version; returns that version. `operation` is
+/// recorded in the commit and shown by `DESCRIBE HISTORY`.
+pub async fn write(
+    location: &str,
+    data: SendableRecordBatchStream,
+    mode: Mode,
+    operation: &str,
+) -> Result<u64> {
+    let mode = match mode {
+        Mode::Create => WriteMode::Create,
+        Mode::Overwrite => WriteMode::Overwrite,
+        Mode::Append => WriteMode::Append,
+    };
+    let params = WriteParams {
+        mode,
+        transaction_properties: Some(Arc::new(HashMap::from([(
+            OPERATION_PROPERTY.to_string(),
+            operation.to_string(),
+        )]))),
+        ..Default::default()
+    };
+    let dataset = InsertBuilder::new(location)
+        .with_params(&params)
+        .execute_stream(data)
+        .await
+        .context(|| format!("writing Lance dataset '{location}'"))?;
+    Ok(dataset.version().version)
+}
+
+/// One committed version of a table, as `DESCRIBE HISTORY` shows it.
+#[derive(Debug, Clone)]
+pub struct HistoryEntry {
+    /// Version number.
+    pub version: u64,
+    /// Commit time.
+    pub timestamp: DateTime<Utc>,
+    /// What made the version (`CREATE TABLE AS SELECT`, `WRITE`, `OPTIMIZE`, …).
+    pub operation: String,
+    /// Rows in the table at that version.
+    pub num_rows: Option<u64>,
+}
+
+/// Every version of the dataset, newest first.
+pub async fn history(location: &str) -> Result<Vec<HistoryEntry>> {
+    let dataset = open(location, None).await?;
+    let mut entries = Vec::new();
+    for v in dataset.versions().await? {
+        let transaction = dataset
+            .read_transaction_by_version(v.version)
+            .await
+            .ok()
+            .flatten();
+        let operation = transaction
+            .as_ref()
+            .and_then(|t| {
+                t.transaction_properties
+                    .as_ref()
+                    .and_then(|p| p.get(OPERATION_PROPERTY).cloned())
+                    .or_else(|| Some(t.operation.name().to_uppercase()))
+            })
+            .unwrap_or_else(|| "UNKNOWN".to_string());
+        let num_rows = match dataset.checkout_version(v.version).await {
+            Ok(at) => at.count_rows(None).await.ok().map(|n| n as u64),
+            Err(_) => None,
+        };
+        entries.push(HistoryEntry {
+            version: v.version,
+            timestamp: v.timestamp,
+            operation,
+            num_rows,
+        });
+    }
+    entries.reverse();
+    Ok(entries)
+}
+
+/// Makes the content of `version` the table's newest version; returns the new version number.
+pub async fn restore(location: &str, version: u64) -> Result<u64> {
+    let mut dataset = open(location, Some(version)).await?;
+    dataset
+        .restore()
+        .await
+        .context(|| format!("restoring '{location}' to version {version}"))?;
+    Ok(dataset.version().version)
+}
+
+/// What `OPTIMIZE` did.
+#[derive(Debug, Clone, Default)]
+pub struct OptimizeMetrics {
+    /// Data files written.
+    pub files_added: u64,
+    /// Data files (and deletion files) replaced.
+    pub files_removed: u64,
+    /// Fragments before.
+    pub fragments_before: u64,
+    /// Fragments after.
+    pub fragments_after: u64,
+}
+
+/// Compacts small fragments into larger ones (and materialises deletions), as one new version.
+pub async fn compact(location: &str) -> Result<OptimizeMetrics> {
+    let mut dataset = open(location, None).await?;
+    let fragments_before = dataset.count_fragments() as u64;
+    let metrics = compact_files(&mut dataset, CompactionOptions::default(), None)
+        .await
+        .context(|| format!("compacting '{location}'"))?;
+    Ok(OptimizeMetrics {
+        files_added: metrics.files_added as u64,
+        files_removed: metrics.files_removed as u64,
+        fragments_before,
+        fragments_after: dataset.count_fragments() as u64,
+    })
+}

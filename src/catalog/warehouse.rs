@@ -1,0 +1,331 @@
+//! The warehouse layout and its metadata entries.
+//!
+//! ```text
+//! <root>/_catalog/<catalog>/_catalog.json          a catalog exists
+//! <root>/_catalog/<catalog>/<schema>/_schema.json  a schema exists
+//! <root>/_catalog/<catalog>/<schema>/<table>.json  a table's TableEntry
+//! <root>/<catalog>/<schema>/<table>/               a managed table's data (Lance or Delta)
+//! <root>/Volumes/<catalog>/<schema>/<volume>/…     files behind /Volumes/… paths
+//! ```
+//!
+//! Entries are written with one `put` each, which object stores (and the local store, through a
+//! rename) make atomic, so a reader never sees half an entry.
+
+use std::collections::BTreeMap;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use url::Url;
+
+use super::{QualifiedName, TableEntry};
+use crate::error::{Result, ResultExt, VitrineError};
+
+const CATALOG_DIR: &str = "_catalog";
+const CATALOG_MARKER: &str = "_catalog.json";
+const SCHEMA_MARKER: &str = "_schema.json";
+
+/// Catalogs, their schemas and their tables, as read from the warehouse at one moment.
+#[derive(Debug, Default, Clone)]
+pub struct CatalogSnapshot {
+    /// catalog → schema → table → entry.
+    pub catalogs: BTreeMap<String, BTreeMap<String, BTreeMap<String, TableEntry>>>,
+}
+
+impl CatalogSnapshot {
+    /// The entry of a table, if it exists.
+    pub fn table(&self, name: &QualifiedName) -> Option<&TableEntry> {
+        self.catalogs
+            .get(&name.catalog)?
+            .get(&name.schema)?
+            .get(&name.table)
+    }
+
+    /// Whether the schema exists.
+    pub fn has_schema(&self, catalog: &str, schema: &str) -> bool {
+        self.catalogs
+            .get(catalog)
+            .is_some_and(|c| c.contains_key(schema))
+    }
+}
+
+/// A warehouse root: a local folder or an object-store URL.
+#[derive(Debug)]
+pub struct Warehouse {
+    /// The root as given by the user, for messages.
+    display: String,
+    /// The root as a URL (`file:///…`, `s3://…`, `memory:///`).
+    url: Url,
+    /// The root as a local folder, when it is one.
+    local_root: Option<PathBuf>,
+    store: Arc<dyn ObjectStore>,
+    /// The root's path inside `store`.
+    prefix: Path,
+}
+
+impl Warehouse {
+    /// Opens (creating if needed) the warehouse at `uri`: a local path, or a `file://`, `s3://`,
+    /// `gs://`, `az://` or `memory://` URL. Object-store credentials come from the usual
+    /// environment variables (`AWS_ACCESS_KEY_ID`, `GOOGLE_SERVICE_ACCOUNT`, …). Fails with a clear
+    /// message when the location cannot be reached.
+    pub async fn open(uri: &str) -> Result<Self> {
+        let (url, local_root) = match Url::parse(uri) {
+            Ok(url) if url.scheme().len() > 1 && url.scheme() != "file" => (url, None),
+            Ok(url) if url.scheme() == "file" => {
+                let path = url
+                    .to_file_path()
+                    .map_err(|_| VitrineError::Plan(format!("invalid file URL '{uri}'")))?;
+                (url, Some(path))
+            }
+            _ => {
+                let path = absolute(FsPath::new(uri));
+                let url = Url::from_directory_path(&path)
+                    .map_err(|_| VitrineError::Plan(format!("invalid warehouse path '{uri}'")))?;
+                (url, Some(path))
+            }
+        };
+        let (store, prefix): (Arc<dyn ObjectStore>, Path) = match &local_root {
+            Some(path) => {
+                std::fs::create_dir_all(path)
+                    .context(|| format!("creating warehouse folder '{}'", path.display()))?;
+                (
+                    Arc::new(LocalFileSystem::new_with_prefix(path)?),
+                    Path::default(),
+                )
+            }
+            None => {
+                let options: Vec<(String, String)> = std::env::vars().collect();
+                let (store, prefix) = object_store::parse_url_opts(&url, options)
+                    .context(|| format!("opening warehouse '{uri}'"))?;
+                (Arc::from(store), prefix)
+            }
+        };
+        let warehouse = Self {
+            display: uri.to_string(),
+            url,
+            local_root,
+            store,
+            prefix,
+        };
+        warehouse
+            .store
+            .list_with_delimiter(Some(&warehouse.prefix))
+            .await
+            .context(|| format!("cannot reach warehouse '{uri}'"))?;
+        Ok(warehouse)
+    }
+
+    /// The root as given.
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+
+    /// The object store holding the warehouse (its root at [`Warehouse::store_prefix`]).
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        Arc::clone(&self.store)
+    }
+
+    /// The warehouse root's path inside [`Warehouse::store`].
+    pub fn store_prefix(&self) -> &Path {
+        &self.prefix
+    }
+
+    /// The root URL.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    fn child(&self, parts: &[&str]) -> Path {
+        parts
+            .iter()
+            .fold(self.prefix.clone(), |p, part| p.clone().join(*part))
+    }
+
+    /// A location under the warehouse root, as Lance and Delta take it: an absolute local path,
+    /// or a URL.
+    pub fn location(&self, parts: &[&str]) -> String {
+        match &self.local_root {
+            Some(root) => parts
+                .iter()
+                .fold(root.clone(), |p, part| p.join(part))
+                .to_string_lossy()
+                .into_owned(),
+            None => {
+                let mut s = self.url.as_str().trim_end_matches('/').to_string();
+                for part in parts {
+                    s.push('/');
+                    s.push_str(part);
+                }
+                s
+            }
+        }
+    }
+
+    /// Where a managed table's data lives.
+    pub fn table_location(&self, name: &QualifiedName) -> String {
+        self.location(&[&name.catalog, &name.schema, &name.table])
+    }
+
+    /// Resolves a path written in SQL: `/Volumes/<catalog>/<schema>/<volume>/…` (or
+    /// `dbfs:/Volumes/…`) maps into the warehouse; URLs stay as they are; relative local paths are
+    /// made absolute.
+    pub fn resolve_path(&self, path: &str) -> String {
+        let volume = path.strip_prefix("dbfs:").unwrap_or(path);
+        if let Some(rest) = volume.strip_prefix("/Volumes/") {
+            let parts: Vec<&str> = std::iter::once("Volumes")
+                .chain(rest.split('/').filter(|p| !p.is_empty()))
+                .collect();
+            return self.location(&parts);
+        }
+        if Url::parse(path).is_ok_and(|u| u.scheme().len() > 1) {
+            return path.to_string();
+        }
+        absolute(FsPath::new(path)).to_string_lossy().into_owned()
+    }
+
+    /// Reads every catalog, schema and table entry.
+    pub async fn load_snapshot(&self) -> Result<CatalogSnapshot> {
+        let root = self.child(&[CATALOG_DIR]);
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&root))
+            .try_collect()
+            .await
+            .context(|| format!("listing the catalog of warehouse '{}'", self.display))?;
+        let mut snapshot = CatalogSnapshot::default();
+        let mut tables = Vec::new();
+        for meta in objects {
+            let parts: Vec<String> = meta
+                .location
+                .prefix_match(&root)
+                .map(|p| p.map(|x| x.as_ref().to_string()).collect())
+                .unwrap_or_default();
+            match parts.as_slice() {
+                [catalog, marker] if marker == CATALOG_MARKER => {
+                    snapshot.catalogs.entry(catalog.clone()).or_default();
+                }
+                [catalog, schema, marker] if marker == SCHEMA_MARKER => {
+                    snapshot
+                        .catalogs
+                        .entry(catalog.clone())
+                        .or_default()
+                        .entry(schema.clone())
+                        .or_default();
+                }
+                [catalog, schema, file] if file.ends_with(".json") => {
+                    let table = file.trim_end_matches(".json").to_string();
+                    tables.push((
+                        QualifiedName {
+                            catalog: catalog.clone(),
+                            schema: schema.clone(),
+                            table,
+                        },
+                        meta.location,
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let entries =
+            futures::future::try_join_all(tables.into_iter().map(|(name, location)| async move {
+                let bytes = self.store.get(&location).await?.bytes().await?;
+                let entry: TableEntry = serde_json::from_slice(&bytes)
+                    .context(|| format!("reading the catalog entry of {name}"))?;
+                Ok::<_, VitrineError>((name, entry))
+            }))
+            .await?;
+        for (name, entry) in entries {
+            snapshot
+                .catalogs
+                .entry(name.catalog)
+                .or_default()
+                .entry(name.schema)
+                .or_default()
+                .insert(name.table, entry);
+        }
+        Ok(snapshot)
+    }
+
+    /// Records that a catalog exists.
+    pub async fn put_catalog(&self, catalog: &str) -> Result<()> {
+        self.put_json(
+            self.child(&[CATALOG_DIR, catalog, CATALOG_MARKER]),
+            &serde_json::json!({ "name": catalog }),
+        )
+        .await
+    }
+
+    /// Records that a schema exists.
+    pub async fn put_schema(&self, catalog: &str, schema: &str) -> Result<()> {
+        self.put_json(
+            self.child(&[CATALOG_DIR, catalog, schema, SCHEMA_MARKER]),
+            &serde_json::json!({ "name": schema }),
+        )
+        .await
+    }
+
+    /// Removes a schema's marker (its tables must have been dropped first).
+    pub async fn delete_schema(&self, catalog: &str, schema: &str) -> Result<()> {
+        self.store
+            .delete(&self.child(&[CATALOG_DIR, catalog, schema, SCHEMA_MARKER]))
+            .await?;
+        Ok(())
+    }
+
+    /// Writes a table's entry, replacing any earlier one in one atomic put.
+    pub async fn put_table(&self, name: &QualifiedName, entry: &TableEntry) -> Result<()> {
+        let file = format!("{}.json", name.table);
+        self.put_json(
+            self.child(&[CATALOG_DIR, &name.catalog, &name.schema, &file]),
+            entry,
+        )
+        .await
+    }
+
+    /// Removes a table's entry and, for a managed table, its data.
+    pub async fn delete_table(&self, name: &QualifiedName, entry: &TableEntry) -> Result<()> {
+        let file = format!("{}.json", name.table);
+        self.store
+            .delete(&self.child(&[CATALOG_DIR, &name.catalog, &name.schema, &file]))
+            .await?;
+        if entry.managed {
+            let data = self.child(&[&name.catalog, &name.schema, &name.table]);
+            let files: Vec<_> = self
+                .store
+                .list(Some(&data))
+                .map_ok(|m| m.location)
+                .try_collect()
+                .await?;
+            for file in files {
+                self.store.delete(&file).await?;
+            }
+            if let Some(root) = &self.local_root {
+                let dir = root
+                    .join(&name.catalog)
+                    .join(&name.schema)
+                    .join(&name.table);
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir)
+                        .context(|| format!("removing '{}'", dir.display()))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn put_json(&self, path: Path, value: &impl serde::Serialize) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(value)?;
+        self.store
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .context(|| format!("writing '{path}' in warehouse '{}'", self.display))?;
+        Ok(())
+    }
+}
+
+fn absolute(path: &FsPath) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}

@@ -1,0 +1,238 @@
+//! Command-line arguments and the `run` and `demo-data` commands.
+
+mod output;
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use tracing_subscriber::EnvFilter;
+use vitrine::config::DEFAULT_WAREHOUSE;
+use vitrine::demo::{self, DemoOptions};
+use vitrine::{Engine, EngineConfig, StatementResult};
+
+pub use output::{print_result, OutputFormat};
+
+/// Databricks SQL pipelines on DataFusion, Lance and Delta Lake.
+#[derive(Debug, Parser)]
+#[command(name = "vitrine", version, about)]
+pub struct Cli {
+    /// Warehouse root: a local folder or an s3://, gs://, az://, file:// or memory:// URL.
+    #[arg(long, global = true, env = "VITRINE_WAREHOUSE", default_value = DEFAULT_WAREHOUSE)]
+    pub warehouse: String,
+    /// A model for the model functions, as NAME=PATH_OR_HUB_ID (sets vitrine.model.NAME).
+    #[arg(long = "model", global = true, value_name = "NAME=PATH_OR_HUB_ID", value_parser = parse_model)]
+    pub models: Vec<(String, String)>,
+    /// More logging (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run SQL statements and scripts, statement by statement.
+    Run {
+        /// A statement to run before the files (repeatable).
+        #[arg(short = 'e', long = "execute", value_name = "SQL")]
+        statements: Vec<String>,
+        /// Script files to run, in order.
+        files: Vec<PathBuf>,
+        /// How to print result sets.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+        /// Report a failed statement and go on with the next one.
+        #[arg(long)]
+        continue_on_error: bool,
+    },
+    /// An interactive SQL shell.
+    Repl,
+    /// Write the synthetic fashion catalog under /Volumes/main/fashion_demo/raw_data/.
+    DemoData {
+        /// Number of products.
+        #[arg(long, default_value_t = demo::FULL_CATALOG)]
+        products: usize,
+        /// Random seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Skip drawing the product photos.
+        #[arg(long)]
+        no_images: bool,
+    },
+}
+
+fn parse_model(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, model)) if !name.is_empty() && !model.is_empty() => {
+            Ok((name.to_string(), model.to_string()))
+        }
+        _ => Err(format!("expected NAME=PATH_OR_HUB_ID, got '{text}'")),
+    }
+}
+
+/// Parses the arguments, runs the command, and turns failure into a message and exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,vitrine=info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn engine_config(cli: &Cli) -> EngineConfig {
+    let settings: BTreeMap<String, String> = cli
+        .models
+        .iter()
+        .map(|(name, model)| (format!("vitrine.model.{name}"), model.clone()))
+        .collect();
+    EngineConfig {
+        warehouse: cli.warehouse.clone(),
+        settings,
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let config = engine_config(&cli);
+    match cli.command {
+        Command::Run {
+            statements,
+            files,
+            format,
+            continue_on_error,
+        } => runtime.block_on(run_scripts(
+            config,
+            statements,
+            files,
+            format,
+            continue_on_error,
+        )),
+        Command::Repl => {
+            let engine = runtime.block_on(Engine::open(config))?;
+            crate::repl::run(&runtime, &engine)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DemoData {
+            products,
+            seed,
+            no_images,
+        } => {
+            let summary = runtime.block_on(async {
+                let warehouse = vitrine::catalog::Warehouse::open(&config.warehouse).await?;
+                let options = DemoOptions {
+                    products,
+                    seed,
+                    images: !no_images,
+                    progress: std::io::stderr().is_terminal(),
+                };
+                demo::generate(&warehouse, &options).await
+            })?;
+            eprintln!(
+                "wrote {} products and {} images to {}",
+                summary.products, summary.images, summary.location
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn run_scripts(
+    config: EngineConfig,
+    statements: Vec<String>,
+    files: Vec<PathBuf>,
+    format: OutputFormat,
+    continue_on_error: bool,
+) -> Result<ExitCode> {
+    if statements.is_empty() && files.is_empty() {
+        anyhow::bail!("nothing to run: give -e SQL or script files");
+    }
+    let engine = Engine::open(config).await?;
+    let mut scripts: Vec<(String, String)> = statements
+        .into_iter()
+        .map(|s| ("-e".to_string(), s))
+        .collect();
+    for file in files {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading script '{}'", file.display()))?;
+        scripts.push((file.display().to_string(), text));
+    }
+    let mut failures = 0;
+    for (name, script) in &scripts {
+        let mut stop = false;
+        let spinner = statement_spinner();
+        engine
+            .execute_script(script, name, |statement, outcome| {
+                spinner.set_message(statement.sql.lines().next().unwrap_or_default().to_string());
+                match outcome {
+                    Ok(result) => {
+                        spinner.suspend(|| print_outcome(&result, format));
+                        ControlFlow::Continue(())
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        spinner.suspend(|| eprintln!("{e}"));
+                        if continue_on_error {
+                            ControlFlow::Continue(())
+                        } else {
+                            stop = true;
+                            ControlFlow::Break(())
+                        }
+                    }
+                }
+            })
+            .await;
+        spinner.finish_and_clear();
+        if stop {
+            break;
+        }
+    }
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_outcome(result: &StatementResult, format: OutputFormat) {
+    if let Err(e) = print_result(result, format) {
+        eprintln!("error printing the result: {e}");
+    }
+}
+
+/// A spinner on stderr showing the running statement (hidden when stderr is not a terminal).
+fn statement_spinner() -> ProgressBar {
+    let spinner = ProgressBar::new_spinner();
+    spinner.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed} {wide_msg}").expect("template"),
+    );
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    spinner
+}

@@ -1,0 +1,84 @@
+//! Configuration: one home for every setting, filled from command-line flags, the environment and
+//! `SET vitrine.* = …` statements.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Result, VitrineError};
+
+/// The warehouse used when neither `--warehouse` nor `$VITRINE_WAREHOUSE` says otherwise.
+pub const DEFAULT_WAREHOUSE: &str = "./warehouse";
+/// The catalog a new session starts in.
+pub const DEFAULT_CATALOG: &str = "main";
+/// The schema a new session starts in.
+pub const DEFAULT_SCHEMA: &str = "default";
+
+/// How an engine is opened.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Warehouse root: a local path or an object-store URL.
+    pub warehouse: String,
+    /// Session settings given up front (`--model clip=…` becomes `vitrine.model.clip`).
+    pub settings: BTreeMap<String, String>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            warehouse: DEFAULT_WAREHOUSE.to_string(),
+            settings: BTreeMap::new(),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// A configuration for the warehouse at `warehouse`.
+    pub fn new(warehouse: impl Into<String>) -> Self {
+        Self {
+            warehouse: warehouse.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// Settings under `vitrine.` that a session accepts, with their defaults and meaning. Model names
+/// (`vitrine.model.<name>`) are open-ended and checked by the model registry.
+pub const VITRINE_SETTINGS: &[(&str, &str, &str)] = &[
+    ("vitrine.udf.on_error", "null", "what a model function does with a row it cannot process: 'null' (count and report) or 'fail'"),
+    ("vitrine.udf.batch_size", "32", "rows per model batch"),
+    ("vitrine.progress", "auto", "progress bars on long statements: 'auto' (when stderr is a terminal), 'on' or 'off'"),
+];
+
+/// Checks a `SET` of a `vitrine.` key: known keys only, so that a typo fails loudly.
+pub fn validate_vitrine_setting(key: &str, value: &str) -> Result<()> {
+    if key.starts_with("vitrine.model.") {
+        return Ok(());
+    }
+    match VITRINE_SETTINGS.iter().find(|(k, _, _)| *k == key) {
+        None => Err(VitrineError::Plan(format!(
+            "unknown setting '{key}': known settings are {} and vitrine.model.<name>",
+            VITRINE_SETTINGS
+                .iter()
+                .map(|(k, _, _)| *k)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+        Some(("vitrine.udf.on_error", _, _)) if !matches!(value, "null" | "fail") => {
+            Err(VitrineError::Plan(format!(
+                "vitrine.udf.on_error must be 'null' or 'fail', got '{value}'"
+            )))
+        }
+        Some(("vitrine.udf.batch_size", _, _))
+            if value.parse::<usize>().map_or(true, |n| n == 0) =>
+        {
+            Err(VitrineError::Plan(format!(
+                "vitrine.udf.batch_size must be a positive integer, got '{value}'"
+            )))
+        }
+        Some(("vitrine.progress", _, _)) if !matches!(value, "auto" | "on" | "off") => {
+            Err(VitrineError::Plan(format!(
+                "vitrine.progress must be 'auto', 'on' or 'off', got '{value}'"
+            )))
+        }
+        Some(_) => Ok(()),
+    }
+}

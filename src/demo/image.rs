@@ -1,0 +1,286 @@
+//! Product photos for the demo catalog, drawn so that the attributes are visible: the silhouette
+//! follows the article type (and sleeves and collar for tops), the fill is the base colour, the
+//! pattern is drawn in a contrasting colour, and the material adds its texture (knit ribs, denim
+//! twill, metal sheen, …).
+
+use image::codecs::jpeg::JpegEncoder;
+use image::{Rgb, RgbImage};
+
+use super::catalog::{Product, Shape};
+use crate::error::{Result, VitrineError};
+
+/// Width of a demo photo, in pixels.
+pub const WIDTH: u32 = 120;
+/// Height of a demo photo, in pixels.
+pub const HEIGHT: u32 = 160;
+const BACKGROUND: [f32; 3] = [238.0, 238.0, 236.0];
+
+/// Draws `product` and encodes it as a JPEG.
+pub fn render_jpeg(product: &Product) -> Result<Vec<u8>> {
+    let image = render(product);
+    let mut bytes = Vec::with_capacity(8 * 1024);
+    JpegEncoder::new_with_quality(&mut bytes, 90)
+        .encode_image(&image)
+        .map_err(|e| {
+            VitrineError::Plan(format!("encoding the image of product {}: {e}", product.id))
+        })?;
+    Ok(bytes)
+}
+
+/// Draws `product`.
+pub fn render(product: &Product) -> RgbImage {
+    let (_, rgb) = product.colour();
+    let base = rgb.map(f32::from);
+    let contrast = contrast_of(base);
+    let truth = &product.truth;
+    let shape = product.article_type().shape;
+    RgbImage::from_fn(WIDTH, HEIGHT, |x, y| {
+        let (u, v) = (x as f32 / WIDTH as f32, y as f32 / HEIGHT as f32);
+        let Some(part) = inside(
+            shape,
+            truth.sleeve,
+            truth.collar,
+            product.article_type().name,
+            u,
+            v,
+        ) else {
+            return Rgb(BACKGROUND.map(|c| c as u8));
+        };
+        let mut colour = if part == Part::Trim {
+            contrast
+        } else if uses_pattern(truth.pattern, x, y) {
+            contrast
+        } else {
+            base
+        };
+        let shade = texture(truth.material, x, y, u, v);
+        colour = colour.map(|c| (c * shade).clamp(0.0, 255.0));
+        Rgb(colour.map(|c| c as u8))
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Body,
+    /// Collars, dials, soles: drawn in the contrasting colour.
+    Trim,
+}
+
+fn contrast_of(rgb: [f32; 3]) -> [f32; 3] {
+    let luminance = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2];
+    if luminance > 140.0 {
+        [30.0, 30.0, 40.0]
+    } else {
+        [240.0, 240.0, 235.0]
+    }
+}
+
+fn between(x: f32, lo: f32, hi: f32) -> bool {
+    x >= lo && x <= hi
+}
+
+fn in_circle(u: f32, v: f32, cu: f32, cv: f32, r: f32) -> bool {
+    let (du, dv) = (u - cu, (v - cv) * HEIGHT as f32 / WIDTH as f32);
+    du * du + dv * dv <= r * r
+}
+
+fn inside(shape: Shape, sleeve: &str, collar: &str, article: &str, u: f32, v: f32) -> Option<Part> {
+    let body = |b: bool| if b { Some(Part::Body) } else { None };
+    match shape {
+        Shape::Top => {
+            let neck_cut = match collar {
+                "v-neck" => {
+                    v < 0.2 + 0.12 * (1.0 - (u - 0.5).abs() / 0.08) && (u - 0.5).abs() < 0.08
+                }
+                "crew neck" | "scoop neck" => in_circle(
+                    u,
+                    v,
+                    0.5,
+                    0.18,
+                    if collar == "crew neck" { 0.07 } else { 0.1 },
+                ),
+                _ => false,
+            };
+            if collar == "hooded" && in_circle(u, v, 0.5, 0.16, 0.11) && v < 0.22 {
+                return Some(Part::Body);
+            }
+            if collar == "collar" && between(v, 0.17, 0.24) && between((u - 0.5).abs(), 0.01, 0.1) {
+                return Some(Part::Trim);
+            }
+            if neck_cut {
+                return None;
+            }
+            let torso_bottom = if article == "Kurtas" || article == "Tunics" || article == "Kurtis"
+            {
+                0.95
+            } else {
+                0.85
+            };
+            let torso = between(u, 0.3, 0.7) && between(v, 0.18, torso_bottom);
+            // Arms hang beside the torso with a gap below the shoulder, so their length shows.
+            let arm = |top: f32, bottom: f32| {
+                let shoulder = between(v, top, top + 0.05) && between(u, 0.14, 0.86);
+                shoulder
+                    || ((between(u, 0.14, 0.28) || between(u, 0.72, 0.86))
+                        && between(v, top, bottom))
+            };
+            let sleeves = match sleeve {
+                "short sleeve" => arm(0.18, 0.36),
+                "long sleeve" => arm(0.18, 0.8),
+                "three-quarter sleeve" => arm(0.18, 0.6),
+                _ => false,
+            };
+            body(torso || sleeves)
+        }
+        Shape::Bottom => {
+            let leg_end = match article {
+                "Shorts" => 0.55,
+                "Briefs" | "Trunk" => 0.32,
+                "Capris" => 0.75,
+                _ => 0.95,
+            };
+            if between(u, 0.28, 0.72) && between(v, 0.08, 0.16) {
+                return Some(Part::Trim);
+            }
+            let leg =
+                between(v, 0.16, leg_end) && (between(u, 0.28, 0.485) || between(u, 0.515, 0.72));
+            let seat = between(v, 0.16, 0.3) && between(u, 0.28, 0.72);
+            body(leg || seat)
+        }
+        Shape::Dress => {
+            let top = if article == "Skirts" { 0.3 } else { 0.12 };
+            let half_width = 0.12 + 0.26 * ((v - top) / (0.92 - top)).max(0.0);
+            body(between(v, top, 0.92) && (u - 0.5).abs() <= half_width)
+        }
+        Shape::Shoe => {
+            if between(u, 0.12, 0.88) && between(v, 0.66, 0.72) {
+                return Some(Part::Trim);
+            }
+            let upper = between(u, 0.12, 0.88)
+                && between(v, 0.45, 0.66)
+                && (v > 0.45 + 0.18 * (1.0 - (u - 0.12) / 0.4).max(0.0) || u > 0.52);
+            let heel = article == "Heels" && between(u, 0.75, 0.82) && between(v, 0.72, 0.82);
+            body(upper || heel)
+        }
+        Shape::Watch => {
+            if in_circle(u, v, 0.5, 0.5, 0.14) {
+                return Some(Part::Trim);
+            }
+            body(
+                in_circle(u, v, 0.5, 0.5, 0.2)
+                    || (between(u, 0.41, 0.59) && between(v, 0.08, 0.92)),
+            )
+        }
+        Shape::Bag => {
+            let handle =
+                in_circle(u, v, 0.5, 0.36, 0.2) && !in_circle(u, v, 0.5, 0.36, 0.15) && v < 0.36;
+            body(handle || (between(u, 0.18, 0.82) && between(v, 0.36, 0.85)))
+        }
+        Shape::Strip => body(((u - v * 0.75) - 0.12).abs() < 0.1),
+        Shape::Small => body(in_circle(u, v, 0.5, 0.5, 0.22)),
+    }
+}
+
+fn uses_pattern(pattern: &str, x: u32, y: u32) -> bool {
+    match pattern {
+        "striped" => (y / 5) % 2 == 0,
+        "checkered" => (x / 6) % 3 == 0 || (y / 6) % 3 == 0,
+        "polka dots" => {
+            let (dx, dy) = ((x % 12) as i32 - 6, (y % 12) as i32 - 6);
+            dx * dx + dy * dy <= 6
+        }
+        "floral print" => {
+            let (cx, cy) = ((x % 16) as f32 - 8.0, (y % 16) as f32 - 8.0);
+            let r = (cx * cx + cy * cy).sqrt();
+            let petal = (5.0 * cy.atan2(cx)).cos();
+            r < 2.5 + 2.5 * petal.max(0.0)
+        }
+        "geometric" => ((x + y) / 8) % 2 == 0 && ((x + 200 - y) / 8) % 2 == 0,
+        "abstract print" => {
+            let (fx, fy) = (x as f32 * 0.13, y as f32 * 0.11);
+            (fx.sin() * fy.cos() + (fx * 0.5 + fy * 0.7).sin()) > 0.9
+        }
+        _ => false,
+    }
+}
+
+fn noise(x: u32, y: u32) -> f32 {
+    let mut h = x.wrapping_mul(374_761_393) ^ y.wrapping_mul(668_265_263);
+    h = (h ^ (h >> 13)).wrapping_mul(1_274_126_177);
+    (h & 0xffff) as f32 / 65535.0
+}
+
+fn texture(material: &str, x: u32, y: u32, u: f32, v: f32) -> f32 {
+    match material {
+        "knit fabric" => {
+            if x % 3 == 0 {
+                0.88
+            } else {
+                1.03
+            }
+        }
+        "denim" => {
+            if (x + y) % 4 < 2 {
+                0.84
+            } else {
+                1.06
+            }
+        }
+        "woven fabric" => {
+            if (x % 2) ^ (y % 2) == 0 {
+                0.95
+            } else {
+                1.03
+            }
+        }
+        "leather" => 0.93 + 0.1 * noise(x / 2, y / 2) + 0.1 * (1.0 - v),
+        "metal" => 0.75 + 0.55 * (1.0 - ((u - 0.42) * 5.0).abs().min(1.0)),
+        "canvas" => {
+            if x % 4 == 0 || y % 4 == 0 {
+                0.88
+            } else {
+                1.0
+            }
+        }
+        "synthetic" => {
+            0.95 + 0.2 * (1.0 - ((u - 0.35).powi(2) + (v - 0.3).powi(2)).sqrt().min(1.0))
+        }
+        _ => 1.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo::catalog::product;
+    use rand::SeedableRng;
+
+    #[test]
+    fn images_decode_at_their_size_and_show_the_base_colour() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        for i in 0..20 {
+            let p = product(&mut rng, i);
+            let jpeg = render_jpeg(&p).unwrap();
+            let decoded = image::load_from_memory(&jpeg).unwrap().to_rgb8();
+            assert_eq!(decoded.dimensions(), (WIDTH, HEIGHT));
+            let raw = render(&p);
+            let non_background = raw
+                .pixels()
+                .filter(|px| px.0 != BACKGROUND.map(|c| c as u8))
+                .count();
+            assert!(
+                non_background > 200,
+                "product {} ({}) drew {non_background} pixels",
+                p.id,
+                p.article_type().name
+            );
+        }
+    }
+
+    #[test]
+    fn stripes_alternate_rows() {
+        assert!(uses_pattern("striped", 0, 0));
+        assert!(!uses_pattern("striped", 0, 5));
+        assert!(!uses_pattern("solid color", 3, 3));
+    }
+}

@@ -1,0 +1,326 @@
+//! Statements on the catalog itself: catalogs, schemas, `USE`, `SHOW`, `DESCRIBE`, `DROP TABLE`,
+//! table properties and comments.
+
+use datafusion::arrow::datatypes::Schema;
+
+use super::{Engine, StatementResult};
+use crate::catalog::{delta_table, lance_table, TableFormat};
+use crate::error::{Result, VitrineError};
+use crate::sql::parser::{UseKind, VitrineStatement};
+use crate::sql::types::spark_type_name;
+
+/// Runs a catalog statement.
+pub(super) async fn execute(
+    engine: &Engine,
+    statement: VitrineStatement,
+) -> Result<StatementResult> {
+    let warehouse = engine.warehouse();
+    let snapshot = engine.catalogs().snapshot();
+    let (current_catalog, current_schema) = engine.current_schema();
+    match statement {
+        VitrineStatement::CreateCatalog {
+            name,
+            if_not_exists,
+        } => {
+            if snapshot.catalogs.contains_key(&name) {
+                if if_not_exists {
+                    return Ok(StatementResult::message(format!("catalog {name} exists")));
+                }
+                return Err(VitrineError::AlreadyExists(format!(
+                    "catalog '{name}' already exists"
+                )));
+            }
+            warehouse.put_catalog(&name).await?;
+            warehouse.put_schema(&name, "default").await?;
+            Ok(StatementResult::message(format!("created catalog {name}")))
+        }
+        VitrineStatement::CreateSchema {
+            catalog,
+            name,
+            if_not_exists,
+        } => {
+            let catalog = catalog.unwrap_or(current_catalog);
+            if !snapshot.catalogs.contains_key(&catalog) {
+                return Err(VitrineError::NotFound(format!(
+                    "catalog '{catalog}' does not exist: CREATE CATALOG {catalog} first"
+                )));
+            }
+            if snapshot.has_schema(&catalog, &name) {
+                if if_not_exists {
+                    return Ok(StatementResult::message(format!(
+                        "schema {catalog}.{name} exists"
+                    )));
+                }
+                return Err(VitrineError::AlreadyExists(format!(
+                    "schema '{catalog}.{name}' already exists"
+                )));
+            }
+            warehouse.put_schema(&catalog, &name).await?;
+            Ok(StatementResult::message(format!(
+                "created schema {catalog}.{name}"
+            )))
+        }
+        VitrineStatement::DropSchema {
+            catalog,
+            name,
+            if_exists,
+            cascade,
+        } => {
+            let catalog = catalog.unwrap_or(current_catalog);
+            let Some(tables) = snapshot.catalogs.get(&catalog).and_then(|c| c.get(&name)) else {
+                if if_exists {
+                    return Ok(StatementResult::message(format!(
+                        "schema {catalog}.{name} does not exist"
+                    )));
+                }
+                return Err(VitrineError::NotFound(format!(
+                    "schema '{catalog}.{name}' does not exist"
+                )));
+            };
+            if !tables.is_empty() && !cascade {
+                return Err(VitrineError::Plan(format!(
+                    "schema '{catalog}.{name}' has {} tables: DROP them or use CASCADE",
+                    tables.len()
+                )));
+            }
+            for (table, entry) in tables {
+                let qualified = crate::catalog::QualifiedName {
+                    catalog: catalog.clone(),
+                    schema: name.clone(),
+                    table: table.clone(),
+                };
+                warehouse.delete_table(&qualified, entry).await?;
+            }
+            warehouse.delete_schema(&catalog, &name).await?;
+            Ok(StatementResult::message(format!(
+                "dropped schema {catalog}.{name}"
+            )))
+        }
+        VitrineStatement::Use { kind, name } => {
+            let (catalog, schema) = match (kind, name.as_slice()) {
+                (UseKind::Catalog, [c]) => (c.clone(), "default".to_string()),
+                (UseKind::Schema, [s]) => (current_catalog, s.clone()),
+                (UseKind::Schema, [c, s]) => (c.clone(), s.clone()),
+                _ => {
+                    return Err(VitrineError::Plan(format!(
+                        "USE takes a catalog or [catalog.]schema, got '{}'",
+                        name.join(".")
+                    )))
+                }
+            };
+            if !snapshot.catalogs.contains_key(&catalog) {
+                return Err(VitrineError::NotFound(format!(
+                    "catalog '{catalog}' does not exist"
+                )));
+            }
+            if !snapshot.has_schema(&catalog, &schema) {
+                return Err(VitrineError::NotFound(format!(
+                    "schema '{catalog}.{schema}' does not exist"
+                )));
+            }
+            let state = engine.context().state_ref();
+            let mut state = state.write();
+            let options = state.config_mut().options_mut();
+            options.catalog.default_catalog = catalog.clone();
+            options.catalog.default_schema = schema.clone();
+            Ok(StatementResult::message(format!(
+                "using {catalog}.{schema}"
+            )))
+        }
+        VitrineStatement::ShowCatalogs => StatementResult::strings(
+            &["catalog"],
+            snapshot
+                .catalogs
+                .keys()
+                .map(|c| vec![Some(c.clone())])
+                .collect(),
+        ),
+        VitrineStatement::ShowSchemas { catalog } => {
+            let catalog = catalog.unwrap_or(current_catalog);
+            let schemas = snapshot.catalogs.get(&catalog).ok_or_else(|| {
+                VitrineError::NotFound(format!("catalog '{catalog}' does not exist"))
+            })?;
+            StatementResult::strings(
+                &["databaseName"],
+                schemas.keys().map(|s| vec![Some(s.clone())]).collect(),
+            )
+        }
+        VitrineStatement::ShowTables { schema } => {
+            let (catalog, schema) = match schema.as_deref() {
+                None => (current_catalog, current_schema),
+                Some([s]) => (current_catalog, s.clone()),
+                Some([c, s]) => (c.clone(), s.clone()),
+                Some(other) => {
+                    return Err(VitrineError::Plan(format!(
+                        "'{}' is not a schema name",
+                        other.join(".")
+                    )))
+                }
+            };
+            let tables = snapshot
+                .catalogs
+                .get(&catalog)
+                .and_then(|c| c.get(&schema))
+                .ok_or_else(|| {
+                    VitrineError::NotFound(format!("schema '{catalog}.{schema}' does not exist"))
+                })?;
+            StatementResult::strings(
+                &["database", "tableName", "format"],
+                tables
+                    .iter()
+                    .map(|(t, e)| {
+                        vec![
+                            Some(schema.clone()),
+                            Some(t.clone()),
+                            Some(e.format.to_string()),
+                        ]
+                    })
+                    .collect(),
+            )
+        }
+        VitrineStatement::ShowTblProperties { table } => {
+            let (_, entry) = engine.table_entry(&table)?;
+            StatementResult::strings(
+                &["key", "value"],
+                entry
+                    .properties
+                    .iter()
+                    .map(|(k, v)| vec![Some(k.clone()), Some(v.clone())])
+                    .collect(),
+            )
+        }
+        VitrineStatement::Describe { table, extended } => describe(engine, &table, extended).await,
+        VitrineStatement::DescribeHistory { table } => {
+            let (name, entry) = engine.table_entry(&table)?;
+            let history = match entry.format {
+                TableFormat::Lance => lance_table::history(&entry.location).await?,
+                TableFormat::Delta => delta_table::history(&entry.location).await?,
+                other => {
+                    return Err(VitrineError::Plan(format!(
+                        "{name} is a {other} table: it has no history"
+                    )))
+                }
+            };
+            let sql = history
+                .iter()
+                .map(|h| {
+                    format!(
+                        "SELECT CAST({} AS BIGINT) AS version, CAST('{}' AS TIMESTAMP) AS timestamp, '{}' AS operation, CAST({} AS BIGINT) AS num_rows",
+                        h.version,
+                        h.timestamp.to_rfc3339(),
+                        h.operation.replace('\'', "''"),
+                        h.num_rows.map_or("NULL".to_string(), |n| n.to_string())
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" UNION ALL ");
+            let df = engine
+                .context()
+                .sql(&format!("SELECT * FROM ({sql}) ORDER BY version DESC"))
+                .await?;
+            StatementResult::collect(df).await
+        }
+        VitrineStatement::DropTable { table, if_exists } => {
+            let (name, entry) = match engine.table_entry(&table) {
+                Ok(found) => found,
+                Err(VitrineError::NotFound(_)) if if_exists => {
+                    return Ok(StatementResult::message(format!(
+                        "table {table} does not exist"
+                    )))
+                }
+                Err(e) => return Err(e),
+            };
+            warehouse.delete_table(&name, &entry).await?;
+            Ok(StatementResult::message(format!("dropped table {name}")))
+        }
+        VitrineStatement::SetTblProperties { table, properties } => {
+            let (name, mut entry) = engine.table_entry(&table)?;
+            let count = properties.len();
+            entry.properties.extend(properties);
+            warehouse.put_table(&name, &entry).await?;
+            Ok(StatementResult::message(format!(
+                "set {count} properties on {name}"
+            )))
+        }
+        VitrineStatement::UnsetTblProperties { table, keys } => {
+            let (name, mut entry) = engine.table_entry(&table)?;
+            for key in &keys {
+                entry.properties.remove(key);
+            }
+            warehouse.put_table(&name, &entry).await?;
+            Ok(StatementResult::message(format!(
+                "unset {} properties on {name}",
+                keys.len()
+            )))
+        }
+        VitrineStatement::CommentOnTable { table, comment } => {
+            let (name, mut entry) = engine.table_entry(&table)?;
+            entry.comment = comment;
+            warehouse.put_table(&name, &entry).await?;
+            Ok(StatementResult::message(format!("commented on {name}")))
+        }
+        other => Err(VitrineError::Plan(format!(
+            "statement not supported here: {other:?}"
+        ))),
+    }
+}
+
+async fn describe(
+    engine: &Engine,
+    table: &crate::catalog::TableName,
+    extended: bool,
+) -> Result<StatementResult> {
+    let (name, entry) = engine.table_entry(table)?;
+    let provider = engine.catalogs().open_table(&entry, None).await?;
+    let schema: std::sync::Arc<Schema> = provider.schema();
+    let mut rows: Vec<Vec<Option<String>>> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            vec![
+                Some(f.name().clone()),
+                Some(spark_type_name(f.data_type())),
+                None,
+            ]
+        })
+        .collect();
+    if extended {
+        let version = match entry.format {
+            TableFormat::Lance => Some(
+                lance_table::open(&entry.location, None)
+                    .await?
+                    .version()
+                    .version
+                    .to_string(),
+            ),
+            TableFormat::Delta => delta_table::open(&entry.location, None)
+                .await?
+                .version()
+                .map(|v| v.to_string()),
+            _ => None,
+        };
+        let properties = entry
+            .properties
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let detail = |k: &str, v: Option<String>| vec![Some(k.to_string()), v, None];
+        rows.push(detail("", None));
+        rows.push(detail("# Detailed Table Information", None));
+        rows.push(detail("Catalog", Some(name.catalog.clone())));
+        rows.push(detail("Database", Some(name.schema.clone())));
+        rows.push(detail("Table", Some(name.table.clone())));
+        rows.push(detail(
+            "Type",
+            Some(if entry.managed { "MANAGED" } else { "EXTERNAL" }.to_string()),
+        ));
+        rows.push(detail("Provider", Some(entry.format.to_string())));
+        rows.push(detail("Location", Some(entry.location.clone())));
+        rows.push(detail("Created Time", Some(entry.created_at.clone())));
+        rows.push(detail("Version", version));
+        rows.push(detail("Comment", entry.comment.clone()));
+        rows.push(detail("Table Properties", Some(format!("[{properties}]"))));
+    }
+    StatementResult::strings(&["col_name", "data_type", "comment"], rows)
+}

@@ -1,0 +1,341 @@
+//! `DELETE`, `UPDATE` and `MERGE INTO` as queries that compute a table's new content.
+//!
+//! Each statement becomes one `SELECT` over the current version whose result replaces the table
+//! as one new version: the statement is atomic whatever the storage format, and its semantics are
+//! DataFusion's (subqueries, any expression) rather than a storage engine's predicate subset.
+//! MERGE is a full outer join of target and source; a per-row action code says which `WHEN` clause
+//! applies (the first whose condition holds, as in Databricks).
+
+use datafusion::arrow::datatypes::Schema;
+use datafusion::sql::sqlparser::ast::{
+    self, Expr, MergeAction, MergeClauseKind, MergeInsertKind, TableFactor,
+};
+
+use super::super::sql::parser::MERGE_ALL_COLUMNS;
+use crate::error::{Result, VitrineError};
+
+/// Quotes an identifier for the generated SQL.
+pub fn quote(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+fn table_ref(table: &str, alias: Option<&str>) -> String {
+    match alias {
+        Some(a) => format!("{table} AS {}", quote(a)),
+        None => table.to_string(),
+    }
+}
+
+/// The rows that remain after `DELETE FROM table WHERE predicate`, and the query counting the
+/// rows deleted.
+pub fn delete_queries(
+    table: &str,
+    alias: Option<&str>,
+    predicate: Option<&Expr>,
+) -> (String, String) {
+    let from = table_ref(table, alias);
+    match predicate {
+        Some(p) => (
+            format!("SELECT * FROM {from} WHERE NOT COALESCE(({p}), false)"),
+            format!("SELECT COUNT(*) FROM {from} WHERE COALESCE(({p}), false)"),
+        ),
+        None => (
+            format!("SELECT * FROM {from} WHERE false"),
+            format!("SELECT COUNT(*) FROM {from}"),
+        ),
+    }
+}
+
+/// The table's content after `UPDATE table SET … WHERE predicate`, and the query counting the rows
+/// updated.
+pub fn update_queries(
+    table: &str,
+    alias: Option<&str>,
+    schema: &Schema,
+    assignments: &[(String, Expr)],
+    predicate: Option<&Expr>,
+) -> Result<(String, String)> {
+    for (column, _) in assignments {
+        if schema.index_of(column).is_err() {
+            return Err(VitrineError::Plan(format!(
+                "UPDATE {table}: no column '{column}'"
+            )));
+        }
+    }
+    let condition = predicate.map_or("true".to_string(), |p| format!("COALESCE(({p}), false)"));
+    let columns: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let col = quote(f.name());
+            match assignments.iter().rev().find(|(c, _)| c == f.name()) {
+                Some((_, value)) => {
+                    format!("CASE WHEN {condition} THEN {value} ELSE {col} END AS {col}")
+                }
+                None => col,
+            }
+        })
+        .collect();
+    let from = table_ref(table, alias);
+    Ok((
+        format!("SELECT {} FROM {from}", columns.join(", ")),
+        format!("SELECT COUNT(*) FROM {from} WHERE {condition}"),
+    ))
+}
+
+const IN_TARGET: &str = "__vitrine_in_target";
+const IN_SOURCE: &str = "__vitrine_in_source";
+/// Action code of a target row that no clause changes.
+const KEEP: i64 = 0;
+/// Action code of a source row that no clause inserts.
+const SKIP: i64 = -1;
+
+/// A MERGE turned into queries.
+#[derive(Debug)]
+pub struct MergeQueries {
+    /// The target's new content.
+    pub content: String,
+    /// `(updated, deleted, inserted)` row counts.
+    pub counts: String,
+}
+
+/// Builds the queries of `MERGE INTO target USING source ON … WHEN …`; `target_table` is the
+/// target's resolved name and `schema` its columns.
+pub fn merge_queries(
+    merge: &ast::Merge,
+    target_table: &str,
+    schema: &Schema,
+) -> Result<MergeQueries> {
+    let target_alias = alias_of(&merge.table).unwrap_or_else(|| {
+        target_table
+            .rsplit('.')
+            .next()
+            .unwrap_or(target_table)
+            .to_string()
+    });
+    let source_alias = alias_of(&merge.source).ok_or_else(|| {
+        VitrineError::Plan("MERGE: give the source an alias (USING … AS s)".into())
+    })?;
+    let source = strip_alias(&merge.source);
+    let (t, s) = (quote(&target_alias), quote(&source_alias));
+
+    // One action code per row: which clause applies.
+    let mut matched = Vec::new();
+    let mut not_matched = Vec::new();
+    let mut not_matched_by_source = Vec::new();
+    for (i, clause) in merge.clauses.iter().enumerate() {
+        let code = i as i64 + 1;
+        let condition = clause
+            .predicate
+            .as_ref()
+            .map_or("true".to_string(), |p| format!("COALESCE(({p}), false)"));
+        let arm = format!("WHEN {condition} THEN {code}");
+        match clause.clause_kind {
+            MergeClauseKind::Matched => matched.push(arm),
+            MergeClauseKind::NotMatched | MergeClauseKind::NotMatchedByTarget => {
+                not_matched.push(arm)
+            }
+            MergeClauseKind::NotMatchedBySource => not_matched_by_source.push(arm),
+        }
+    }
+    let case = |arms: &[String], default: i64| {
+        if arms.is_empty() {
+            default.to_string()
+        } else {
+            format!("CASE {} ELSE {default} END", arms.join(" "))
+        }
+    };
+    let action = format!(
+        "(CASE WHEN COALESCE({t}.{IN_TARGET}, false) AND COALESCE({s}.{IN_SOURCE}, false) THEN {} \
+         WHEN COALESCE({t}.{IN_TARGET}, false) THEN {} ELSE {} END)",
+        case(&matched, KEEP),
+        case(&not_matched_by_source, KEEP),
+        case(&not_matched, SKIP),
+    );
+
+    let mut removed = vec![SKIP];
+    let mut columns = Vec::new();
+    for field in schema.fields() {
+        let name = field.name();
+        let mut arms = Vec::new();
+        for (i, clause) in merge.clauses.iter().enumerate() {
+            let code = i as i64 + 1;
+            let value = match &clause.action {
+                MergeAction::Delete { .. } => {
+                    if !removed.contains(&code) {
+                        removed.push(code);
+                    }
+                    continue;
+                }
+                MergeAction::Update(update) => {
+                    let all = update
+                        .assignments
+                        .iter()
+                        .any(|a| a.target.to_string() == MERGE_ALL_COLUMNS);
+                    let assigned =
+                        update.assignments.iter().rev().find(|a| {
+                            assignment_column(&a.target).as_deref() == Some(name.as_str())
+                        });
+                    match (all, assigned) {
+                        (_, Some(a)) => a.value.to_string(),
+                        (true, None) => format!("{s}.{}", quote(name)),
+                        (false, None) => continue,
+                    }
+                }
+                MergeAction::Insert(insert) => insert_value(insert, name, &s)?,
+            };
+            arms.push(format!("WHEN {code} THEN {value}"));
+        }
+        let keep = format!("{t}.{}", quote(name));
+        columns.push(if arms.is_empty() {
+            format!("{keep} AS {}", quote(name))
+        } else {
+            format!(
+                "CASE {action} {} ELSE {keep} END AS {}",
+                arms.join(" "),
+                quote(name)
+            )
+        });
+    }
+    for clause in &merge.clauses {
+        if let MergeAction::Update(update) = &clause.action {
+            for a in &update.assignments {
+                let column = assignment_column(&a.target);
+                if a.target.to_string() != MERGE_ALL_COLUMNS
+                    && column
+                        .as_deref()
+                        .is_none_or(|c| schema.index_of(c).is_err())
+                {
+                    return Err(VitrineError::Plan(format!(
+                        "MERGE: target {target_table} has no column '{}'",
+                        a.target
+                    )));
+                }
+            }
+        }
+    }
+
+    let joined = format!(
+        "(SELECT *, true AS {IN_TARGET} FROM {target_table}) AS {t} FULL OUTER JOIN (SELECT *, true AS {IN_SOURCE} FROM {source}) AS {s} ON {}",
+        merge.on
+    );
+    let removed: Vec<String> = removed.iter().map(i64::to_string).collect();
+    let content = format!(
+        "SELECT {} FROM {joined} WHERE {action} NOT IN ({})",
+        columns.join(", "),
+        removed.join(", ")
+    );
+
+    let codes = |kind: fn(&MergeAction) -> bool| -> String {
+        let list: Vec<String> = merge
+            .clauses
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| kind(&c.action))
+            .map(|(i, _)| (i + 1).to_string())
+            .collect();
+        if list.is_empty() {
+            "NULL".to_string()
+        } else {
+            list.join(", ")
+        }
+    };
+    let counts = format!(
+        "SELECT COUNT(CASE WHEN a IN ({}) THEN 1 END) AS num_updated_rows, COUNT(CASE WHEN a IN ({}) THEN 1 END) AS num_deleted_rows, \
+         COUNT(CASE WHEN a IN ({}) THEN 1 END) AS num_inserted_rows FROM (SELECT {action} AS a FROM {joined})",
+        codes(|a| matches!(a, MergeAction::Update(_))),
+        codes(|a| matches!(a, MergeAction::Delete { .. })),
+        codes(|a| matches!(a, MergeAction::Insert(_))),
+    );
+    Ok(MergeQueries { content, counts })
+}
+
+fn assignment_column(target: &ast::AssignmentTarget) -> Option<String> {
+    match target {
+        ast::AssignmentTarget::ColumnName(name) => name
+            .0
+            .last()
+            .map(|p| p.to_string().trim_matches('`').to_lowercase()),
+        ast::AssignmentTarget::Tuple(_) => None,
+    }
+}
+
+fn insert_value(insert: &ast::MergeInsertExpr, column: &str, source: &str) -> Result<String> {
+    match &insert.kind {
+        MergeInsertKind::Row => Ok(format!("{source}.{}", quote(column))),
+        MergeInsertKind::Values(values) => {
+            let [row] = values.rows.as_slice() else {
+                return Err(VitrineError::Plan(
+                    "MERGE: INSERT VALUES takes one row".into(),
+                ));
+            };
+            if insert.columns.is_empty() {
+                return Err(VitrineError::Plan(
+                    "MERGE: INSERT needs a column list, or use INSERT *".into(),
+                ));
+            }
+            if insert.columns.len() != row.len() {
+                return Err(VitrineError::Plan(format!(
+                    "MERGE: INSERT names {} columns but gives {} values",
+                    insert.columns.len(),
+                    row.len()
+                )));
+            }
+            let position = insert.columns.iter().position(|c| {
+                c.0.last()
+                    .is_some_and(|p| p.to_string().trim_matches('`').eq_ignore_ascii_case(column))
+            });
+            Ok(position.map_or("NULL".to_string(), |p| row[p].to_string()))
+        }
+    }
+}
+
+fn alias_of(factor: &TableFactor) -> Option<String> {
+    match factor {
+        TableFactor::Table { alias, .. } | TableFactor::Derived { alias, .. } => {
+            alias.as_ref().map(|a| a.name.value.clone())
+        }
+        _ => None,
+    }
+}
+
+fn strip_alias(factor: &TableFactor) -> String {
+    let mut factor = factor.clone();
+    if let TableFactor::Table { alias, .. } | TableFactor::Derived { alias, .. } = &mut factor {
+        *alias = None;
+    }
+    factor.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::{DataType, Field};
+
+    #[test]
+    fn delete_keeps_rows_whose_predicate_is_null() {
+        let p: Expr = datafusion::sql::sqlparser::parser::Parser::new(
+            &datafusion::sql::sqlparser::dialect::DatabricksDialect {},
+        )
+        .try_with_sql("price > 10")
+        .unwrap()
+        .parse_expr()
+        .unwrap();
+        let (content, count) = delete_queries("main.s.t", None, Some(&p));
+        assert_eq!(
+            content,
+            "SELECT * FROM main.s.t WHERE NOT COALESCE((price > 10), false)"
+        );
+        assert_eq!(
+            count,
+            "SELECT COUNT(*) FROM main.s.t WHERE COALESCE((price > 10), false)"
+        );
+    }
+
+    #[test]
+    fn update_rejects_unknown_columns() {
+        let schema = Schema::new(vec![Field::new("a", DataType::Int32, true)]);
+        let value: Expr = Expr::value(ast::Value::Number("1".into(), false));
+        assert!(update_queries("t", None, &schema, &[("b".into(), value)], None).is_err());
+    }
+}

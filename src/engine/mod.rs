@@ -1,0 +1,324 @@
+//! The engine: one DataFusion session over a warehouse, running Databricks SQL statement by
+//! statement.
+//!
+//! [`Engine::execute`] parses a statement ([`crate::sql::parser`]), applies the Spark rewrites
+//! ([`crate::sql::rewrite`]) and routes it: queries to DataFusion, catalog statements to
+//! [`catalog_ops`], writes to [`write`] (which commits each statement as one new table version).
+
+mod catalog_ops;
+mod dml;
+mod result;
+mod script;
+mod write;
+mod zorder;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::optimizer::Analyzer;
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{Query, Statement};
+
+pub use result::StatementResult;
+pub use script::ScriptError;
+
+use crate::catalog::{QualifiedName, TableEntry, TableName, Warehouse, WarehouseCatalogList};
+use crate::config::{validate_vitrine_setting, EngineConfig, DEFAULT_CATALOG, DEFAULT_SCHEMA};
+use crate::error::{Result, VitrineError};
+use crate::sql::functions::{self, SparkIntegerDivision};
+use crate::sql::parser::{parse_statement, VitrineStatement};
+use crate::sql::rewrite::{rewrite_statement, TableRequest, TableRequestKind};
+
+/// A session on a warehouse.
+pub struct Engine {
+    ctx: SessionContext,
+    catalogs: WarehouseCatalogList,
+    /// `SET` values that are not DataFusion options (`vitrine.*`, `spark.*`, …).
+    settings: Mutex<BTreeMap<String, String>>,
+}
+
+impl Engine {
+    /// Opens the warehouse and starts a session in `main.default` (both created when missing).
+    pub async fn open(config: EngineConfig) -> Result<Self> {
+        let warehouse = Arc::new(Warehouse::open(&config.warehouse).await?);
+        let runtime = Arc::new(RuntimeEnvBuilder::new().build()?);
+        let session_config = SessionConfig::new()
+            .with_default_catalog_and_schema(DEFAULT_CATALOG, DEFAULT_SCHEMA)
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(true)
+            .set_str("datafusion.sql_parser.dialect", "databricks");
+        let reader = SessionStateBuilder::new()
+            .with_default_features()
+            .with_runtime_env(Arc::clone(&runtime))
+            .build();
+        let catalogs = WarehouseCatalogList::new(Arc::clone(&warehouse), Arc::new(reader));
+        let mut analyzer_rules = Analyzer::new().rules;
+        analyzer_rules.insert(0, Arc::new(SparkIntegerDivision));
+        let state = SessionStateBuilder::new()
+            .with_default_features()
+            .with_config(session_config)
+            .with_runtime_env(runtime)
+            .with_catalog_list(Arc::new(catalogs.clone()))
+            .with_analyzer_rules(analyzer_rules)
+            .build();
+        let mut ctx = SessionContext::new_with_state(state);
+        functions::register(&mut ctx)?;
+        vitrine_udfs::register(&mut ctx)?;
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+            zorder::ZOrderKey::new(),
+        ));
+
+        let snapshot = catalogs.refresh().await?;
+        if !snapshot.has_schema(DEFAULT_CATALOG, DEFAULT_SCHEMA) {
+            warehouse.put_catalog(DEFAULT_CATALOG).await?;
+            warehouse
+                .put_schema(DEFAULT_CATALOG, DEFAULT_SCHEMA)
+                .await?;
+            catalogs.refresh().await?;
+        }
+        let engine = Self {
+            ctx,
+            catalogs,
+            settings: Mutex::new(BTreeMap::new()),
+        };
+        for (key, value) in &config.settings {
+            engine.set(key, value)?;
+        }
+        Ok(engine)
+    }
+
+    /// The DataFusion session, for registering functions and for embedding.
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The warehouse.
+    pub fn warehouse(&self) -> &Arc<Warehouse> {
+        self.catalogs.warehouse()
+    }
+
+    /// The current catalog and schema (`USE` changes them).
+    pub fn current_schema(&self) -> (String, String) {
+        let state = self.ctx.state();
+        let options = &state.config().options().catalog;
+        (
+            options.default_catalog.clone(),
+            options.default_schema.clone(),
+        )
+    }
+
+    /// A session setting set with `SET` (or given at start-up), if any.
+    pub fn setting(&self, key: &str) -> Option<String> {
+        self.settings
+            .lock()
+            .expect("settings lock")
+            .get(key)
+            .cloned()
+    }
+
+    /// Every table name the session can see, qualified, for completion and `\d`.
+    pub async fn table_names(&self) -> Result<Vec<String>> {
+        let snapshot = self.catalogs.refresh().await?;
+        let mut names = Vec::new();
+        for (catalog, schemas) in &snapshot.catalogs {
+            for (schema, tables) in schemas {
+                names.extend(tables.keys().map(|t| format!("{catalog}.{schema}.{t}")));
+            }
+        }
+        Ok(names)
+    }
+
+    /// Runs one statement and returns its result set (empty for most statements that write).
+    pub async fn execute(&self, sql: &str) -> Result<StatementResult> {
+        self.catalogs.refresh().await?;
+        let statement = parse_statement(sql)?;
+        tracing::debug!(?statement, "executing");
+        match statement {
+            VitrineStatement::Query(statement) => {
+                let df = self.plan_statement(*statement).await?;
+                StatementResult::collect(df).await
+            }
+            VitrineStatement::Set { key, value } => self.execute_set(key, value).await,
+            VitrineStatement::CreateTable(create) => write::create_table(self, *create, sql).await,
+            VitrineStatement::Insert {
+                table,
+                columns,
+                overwrite,
+                query,
+            } => write::insert(self, &table, &columns, overwrite, *query).await,
+            VitrineStatement::Delete {
+                table,
+                alias,
+                predicate,
+            } => write::delete(self, &table, alias, predicate).await,
+            VitrineStatement::Update {
+                table,
+                alias,
+                assignments,
+                predicate,
+            } => write::update(self, &table, alias, assignments, predicate).await,
+            VitrineStatement::Merge(merge) => write::merge(self, *merge).await,
+            VitrineStatement::Optimize { table, zorder_by } => {
+                write::optimize(self, &table, &zorder_by).await
+            }
+            VitrineStatement::Restore { table, version } => {
+                write::restore(self, &table, version).await
+            }
+            other => catalog_ops::execute(self, other).await,
+        }
+    }
+
+    /// Plans a query or other DataFusion statement, after the Spark rewrites.
+    pub(crate) async fn plan_statement(&self, mut statement: Statement) -> Result<DataFrame> {
+        let requests = rewrite_statement(&mut statement)?;
+        self.with_requested_tables(requests, || async {
+            let plan = self
+                .ctx
+                .state()
+                .statement_to_plan(DFStatement::Statement(Box::new(statement)))
+                .await?;
+            Ok(self.ctx.execute_logical_plan(plan).await?)
+        })
+        .await
+    }
+
+    /// Plans a query, after the Spark rewrites.
+    pub(crate) async fn plan_query(&self, query: Query) -> Result<DataFrame> {
+        self.plan_statement(Statement::Query(Box::new(query))).await
+    }
+
+    /// Plans a query given as text (the DML rewrites build their plans this way).
+    pub(crate) async fn plan_sql(&self, sql: &str) -> Result<DataFrame> {
+        match parse_statement(sql)? {
+            VitrineStatement::Query(statement) => self.plan_statement(*statement).await,
+            other => Err(VitrineError::Plan(format!(
+                "expected a query, got {other:?}"
+            ))),
+        }
+    }
+
+    /// Opens the tables a statement's placeholders stand for, registers them while `plan` runs,
+    /// and removes them after (the plan holds its own references).
+    async fn with_requested_tables<F, Fut>(
+        &self,
+        requests: Vec<TableRequest>,
+        plan: F,
+    ) -> Result<DataFrame>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<DataFrame>>,
+    {
+        let (catalog, schema) = self.current_schema();
+        let mut registered = Vec::new();
+        for request in &requests {
+            let provider = match &request.kind {
+                TableRequestKind::Version { table, version } => {
+                    let (name, entry) = self.table_entry(table)?;
+                    self.catalogs
+                        .open_table(&entry, Some(*version))
+                        .await
+                        .map_err(|e| e.context(format!("reading {name} VERSION AS OF {version}")))?
+                }
+                TableRequestKind::ReadFiles { path, options } => {
+                    let mut options = options.clone();
+                    let format = options
+                        .remove("format")
+                        .unwrap_or_else(|| path.rsplit('.').next().unwrap_or("csv").to_string());
+                    let format = crate::catalog::TableFormat::parse(&format)?;
+                    let location = self.warehouse().resolve_path(path);
+                    self.catalogs
+                        .open_files(&location, format, &options)
+                        .await?
+                }
+            };
+            let name = QualifiedName {
+                catalog: catalog.clone(),
+                schema: schema.clone(),
+                table: request.placeholder.clone(),
+            };
+            self.catalogs.register_session_table(name.clone(), provider);
+            registered.push(name);
+        }
+        let result = plan().await;
+        for name in &registered {
+            self.catalogs.deregister_session_table(name);
+        }
+        result
+    }
+
+    /// Resolves a table name against the current schema and returns its entry.
+    pub(crate) fn table_entry(&self, table: &TableName) -> Result<(QualifiedName, TableEntry)> {
+        let name = self.qualify(table);
+        let snapshot = self.catalogs.snapshot();
+        match snapshot.table(&name) {
+            Some(entry) => Ok((name, entry.clone())),
+            None if !snapshot.catalogs.contains_key(&name.catalog) => Err(VitrineError::NotFound(
+                format!("catalog '{}' does not exist (table {name})", name.catalog),
+            )),
+            None if !snapshot.has_schema(&name.catalog, &name.schema) => {
+                Err(VitrineError::NotFound(format!(
+                    "schema '{}.{}' does not exist (table {name})",
+                    name.catalog, name.schema
+                )))
+            }
+            None => Err(VitrineError::NotFound(format!(
+                "table {name} does not exist"
+            ))),
+        }
+    }
+
+    /// Fills in the current catalog and schema.
+    pub(crate) fn qualify(&self, table: &TableName) -> QualifiedName {
+        let (catalog, schema) = self.current_schema();
+        table.resolve(&catalog, &schema)
+    }
+
+    pub(crate) fn catalogs(&self) -> &WarehouseCatalogList {
+        &self.catalogs
+    }
+
+    fn set(&self, key: &str, value: &str) -> Result<()> {
+        if key.starts_with("vitrine.") {
+            validate_vitrine_setting(key, value)?;
+        }
+        self.settings
+            .lock()
+            .expect("settings lock")
+            .insert(key.to_string(), value.to_string());
+        Ok(())
+    }
+
+    async fn execute_set(
+        &self,
+        key: Option<String>,
+        value: Option<String>,
+    ) -> Result<StatementResult> {
+        match (key, value) {
+            (Some(key), Some(value)) if key.starts_with("datafusion.") => {
+                self.ctx
+                    .sql(&format!("SET {key} = '{}'", value.replace('\'', "''")))
+                    .await?
+                    .collect()
+                    .await?;
+                Ok(StatementResult::message(format!("{key} = {value}")))
+            }
+            (Some(key), Some(value)) => {
+                self.set(&key, &value)?;
+                Ok(StatementResult::message(format!("{key} = {value}")))
+            }
+            (key, None) => {
+                let settings = self.settings.lock().expect("settings lock").clone();
+                let rows: Vec<Vec<Option<String>>> = settings
+                    .into_iter()
+                    .filter(|(k, _)| key.as_ref().is_none_or(|want| want == k))
+                    .map(|(k, v)| vec![Some(k), Some(v)])
+                    .collect();
+                StatementResult::strings(&["key", "value"], rows)
+            }
+            (None, Some(_)) => Err(VitrineError::Parse("SET needs a key".into())),
+        }
+    }
+}

@@ -1,0 +1,498 @@
+//! Statements that write: `CREATE TABLE`, `INSERT`, `DELETE`, `UPDATE`, `MERGE`, `OPTIMIZE`,
+//! `RESTORE`. Each commits at most one new table version, and only after all its data is written;
+//! the catalog entry is written last.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::Schema;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::prelude::DataFrame;
+use datafusion::sql::sqlparser::ast::{self, Expr, Query};
+use futures::TryStreamExt;
+
+use super::dml::{delete_queries, merge_queries, quote, update_queries};
+use super::{Engine, StatementResult};
+use crate::catalog::lance_table::{self, Mode};
+use crate::catalog::{conform, delta_table, QualifiedName, TableEntry, TableFormat, TableName};
+use crate::error::{Result, ResultExt, VitrineError};
+use crate::sql::parser::{single_table, CreateTable};
+
+/// Writes `df` into the table as one new version; returns the version and the rows written.
+async fn commit(
+    entry: &TableEntry,
+    name: &QualifiedName,
+    df: DataFrame,
+    mode: Mode,
+    operation: &str,
+) -> Result<(u64, usize)> {
+    let df = conform::to_storage(df)?;
+    let rows = Arc::new(AtomicUsize::new(0));
+    let version = match entry.format {
+        TableFormat::Lance => {
+            let stream = df.execute_stream().await?;
+            let schema = stream.schema();
+            let counter = Arc::clone(&rows);
+            let counted = stream.inspect_ok(move |b| {
+                counter.fetch_add(b.num_rows(), Ordering::Relaxed);
+            });
+            let stream = Box::pin(RecordBatchStreamAdapter::new(schema, counted));
+            lance_table::write(&entry.location, stream, mode, operation).await
+        }
+        TableFormat::Delta => {
+            let batches = df.collect().await?;
+            rows.store(
+                batches.iter().map(|b| b.num_rows()).sum(),
+                Ordering::Relaxed,
+            );
+            delta_table::write(&entry.location, batches, mode, operation).await
+        }
+        other => Err(VitrineError::Plan(format!(
+            "{name} is a {other} table, which is read-only"
+        ))),
+    }
+    .map_err(|e| e.context(format!("writing {name}")))?;
+    Ok((version, rows.load(Ordering::Relaxed)))
+}
+
+async fn data_exists(format: TableFormat, location: &str) -> bool {
+    match format {
+        TableFormat::Lance => lance_table::exists(location).await,
+        TableFormat::Delta => delta_table::exists(location).await,
+        _ => false,
+    }
+}
+
+/// Which format the data at `location` is in.
+async fn detect_format(location: &str) -> Result<TableFormat> {
+    if delta_table::exists(location).await {
+        return Ok(TableFormat::Delta);
+    }
+    if lance_table::exists(location).await {
+        return Ok(TableFormat::Lance);
+    }
+    let lower = location.to_lowercase();
+    for (suffix, format) in [
+        (".csv", TableFormat::Csv),
+        (".parquet", TableFormat::Parquet),
+    ] {
+        if lower.ends_with(suffix) || lower.ends_with(&format!("{suffix}/")) {
+            return Ok(format);
+        }
+    }
+    Err(VitrineError::Plan(format!(
+        "cannot tell the format of '{location}': add USING DELTA|LANCE|CSV|PARQUET"
+    )))
+}
+
+/// `CREATE [OR REPLACE] TABLE …`.
+pub(super) async fn create_table(
+    engine: &Engine,
+    create: CreateTable,
+    _sql: &str,
+) -> Result<StatementResult> {
+    let name = engine.qualify(&create.name);
+    let warehouse = engine.warehouse();
+    let snapshot = engine.catalogs().snapshot();
+    if !snapshot.has_schema(&name.catalog, &name.schema) {
+        return Err(VitrineError::NotFound(format!(
+            "schema '{}.{}' does not exist: CREATE SCHEMA {}.{} first",
+            name.catalog, name.schema, name.catalog, name.schema
+        )));
+    }
+    let existing = snapshot.table(&name).cloned();
+    if existing.is_some() {
+        if create.if_not_exists {
+            return Ok(StatementResult::message(format!("table {name} exists")));
+        }
+        if !create.or_replace {
+            return Err(VitrineError::AlreadyExists(format!(
+                "table {name} already exists: use CREATE OR REPLACE TABLE or DROP TABLE"
+            )));
+        }
+    }
+    let now = chrono::Utc::now().to_rfc3339();
+
+    if let (Some(location), None, None) = (&create.location, &create.query, &create.columns) {
+        let location = warehouse.resolve_path(location);
+        let format = match create.format {
+            Some(f) => f,
+            None => detect_format(&location).await?,
+        };
+        let entry = TableEntry {
+            format,
+            location: location.clone(),
+            managed: false,
+            properties: create.properties,
+            options: create.options,
+            comment: create.comment,
+            created_at: now,
+        };
+        engine
+            .catalogs()
+            .open_table(&entry, None)
+            .await
+            .map_err(|e| e.context(format!("attaching {name} at '{location}'")))?;
+        warehouse.put_table(&name, &entry).await?;
+        return Ok(StatementResult::message(format!(
+            "attached {format} table {name} at '{location}'"
+        )));
+    }
+
+    let format = create
+        .format
+        .or(existing.as_ref().map(|e| e.format))
+        .unwrap_or(TableFormat::Lance);
+    if !format.is_writable() {
+        return Err(VitrineError::Plan(format!("{format} tables are read-only: use CREATE TABLE … USING {format} LOCATION '…' to attach files")));
+    }
+    if let Some(e) = &existing {
+        if e.format != format {
+            return Err(VitrineError::Plan(format!(
+                "{name} is a {} table: DROP it before creating it as {format}",
+                e.format
+            )));
+        }
+    }
+    let (location, managed) = match (&existing, &create.location) {
+        (Some(e), _) => (e.location.clone(), e.managed),
+        (None, Some(l)) => (warehouse.resolve_path(l), false),
+        (None, None) => (warehouse.table_location(&name), true),
+    };
+    let has_query = create.query.is_some();
+    let df = match (create.query, &create.columns) {
+        (Some(query), None) => engine.plan_query(*query).await?,
+        (Some(query), Some(columns)) => conform::to_table(
+            engine.plan_query(*query).await?,
+            &Schema::new(columns.clone()),
+            &[],
+            &name.to_string(),
+        )?,
+        (None, Some(columns)) => engine
+            .context()
+            .read_batch(RecordBatch::new_empty(Arc::new(Schema::new(
+                columns.clone(),
+            ))))?,
+        (None, None) => {
+            return Err(VitrineError::Plan(format!(
+                "CREATE TABLE {name} needs columns or AS SELECT"
+            )))
+        }
+    };
+    let mode = if existing.is_some() || data_exists(format, &location).await {
+        Mode::Overwrite
+    } else {
+        Mode::Create
+    };
+    let operation = match (create.or_replace, has_query) {
+        (true, true) => "CREATE OR REPLACE TABLE AS SELECT",
+        (false, true) => "CREATE TABLE AS SELECT",
+        (true, false) => "CREATE OR REPLACE TABLE",
+        (false, false) => "CREATE TABLE",
+    };
+    let mut entry = TableEntry {
+        format,
+        location,
+        managed,
+        properties: existing
+            .as_ref()
+            .map(|e| e.properties.clone())
+            .unwrap_or_default(),
+        options: create.options,
+        comment: create
+            .comment
+            .or(existing.as_ref().and_then(|e| e.comment.clone())),
+        created_at: existing.as_ref().map_or(now, |e| e.created_at.clone()),
+    };
+    entry.properties.extend(create.properties);
+    let (version, rows) = commit(&entry, &name, df, mode, operation).await?;
+    warehouse.put_table(&name, &entry).await?;
+    Ok(StatementResult::message(format!(
+        "created table {name} ({rows} rows, version {version})"
+    )))
+}
+
+/// The table's entry, checked to be writable, and its current schema.
+async fn writable_table(
+    engine: &Engine,
+    table: &TableName,
+) -> Result<(QualifiedName, TableEntry, Arc<Schema>)> {
+    let (name, entry) = engine.table_entry(table)?;
+    if !entry.format.is_writable() {
+        return Err(VitrineError::Plan(format!(
+            "{name} is a {} table, which is read-only",
+            entry.format
+        )));
+    }
+    let schema = engine.catalogs().open_table(&entry, None).await?.schema();
+    Ok((name, entry, schema))
+}
+
+/// `INSERT INTO|OVERWRITE table [(columns)] query`.
+pub(super) async fn insert(
+    engine: &Engine,
+    table: &TableName,
+    columns: &[String],
+    overwrite: bool,
+    query: Query,
+) -> Result<StatementResult> {
+    let (name, entry, schema) = writable_table(engine, table).await?;
+    let df = conform::to_table(
+        engine.plan_query(query).await?,
+        &schema,
+        columns,
+        &name.to_string(),
+    )?;
+    let (mode, operation) = if overwrite {
+        (Mode::Overwrite, "INSERT OVERWRITE")
+    } else {
+        (Mode::Append, "WRITE")
+    };
+    let (version, rows) = commit(&entry, &name, df, mode, operation).await?;
+    Ok(StatementResult::message(format!(
+        "inserted {rows} rows into {name} (version {version})"
+    )))
+}
+
+async fn count(engine: &Engine, sql: &str) -> Result<i64> {
+    let batches = engine.plan_sql(sql).await?.collect().await?;
+    batches
+        .first()
+        .and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .map(|a| a.value(0))
+        })
+        .ok_or_else(|| VitrineError::Plan(format!("no count from '{sql}'")))
+}
+
+/// Replaces the table's content with `df` as one new version.
+async fn rewrite(
+    name: &QualifiedName,
+    entry: &TableEntry,
+    schema: &Schema,
+    df: DataFrame,
+    operation: &str,
+) -> Result<u64> {
+    let df = conform::to_table(df, schema, &[], &name.to_string())?;
+    let (version, _) = commit(entry, name, df, Mode::Overwrite, operation).await?;
+    Ok(version)
+}
+
+/// `DELETE FROM table [WHERE predicate]`.
+pub(super) async fn delete(
+    engine: &Engine,
+    table: &TableName,
+    alias: Option<String>,
+    predicate: Option<Expr>,
+) -> Result<StatementResult> {
+    let (name, entry, schema) = writable_table(engine, table).await?;
+    let (content, counting) =
+        delete_queries(&name.to_string(), alias.as_deref(), predicate.as_ref());
+    let deleted = count(engine, &counting).await?;
+    if deleted == 0 {
+        return StatementResult::strings(&["num_affected_rows"], vec![vec![Some("0".into())]]);
+    }
+    let version = rewrite(
+        &name,
+        &entry,
+        &schema,
+        engine.plan_sql(&content).await?,
+        "DELETE",
+    )
+    .await?;
+    Ok(StatementResult::strings(
+        &["num_affected_rows"],
+        vec![vec![Some(deleted.to_string())]],
+    )?
+    .with_message(format!(
+        "deleted {deleted} rows from {name} (version {version})"
+    )))
+}
+
+/// `UPDATE table SET … [WHERE predicate]`.
+pub(super) async fn update(
+    engine: &Engine,
+    table: &TableName,
+    alias: Option<String>,
+    assignments: Vec<(String, Expr)>,
+    predicate: Option<Expr>,
+) -> Result<StatementResult> {
+    let (name, entry, schema) = writable_table(engine, table).await?;
+    let (content, counting) = update_queries(
+        &name.to_string(),
+        alias.as_deref(),
+        &schema,
+        &assignments,
+        predicate.as_ref(),
+    )?;
+    let updated = count(engine, &counting).await?;
+    if updated == 0 {
+        return StatementResult::strings(&["num_affected_rows"], vec![vec![Some("0".into())]]);
+    }
+    let version = rewrite(
+        &name,
+        &entry,
+        &schema,
+        engine.plan_sql(&content).await?,
+        "UPDATE",
+    )
+    .await?;
+    Ok(StatementResult::strings(
+        &["num_affected_rows"],
+        vec![vec![Some(updated.to_string())]],
+    )?
+    .with_message(format!(
+        "updated {updated} rows of {name} (version {version})"
+    )))
+}
+
+/// `MERGE INTO target USING source ON … WHEN …`.
+pub(super) async fn merge(engine: &Engine, merge: ast::Merge) -> Result<StatementResult> {
+    let (table, _) = single_table(&merge.table)?;
+    let (name, entry, schema) = writable_table(engine, &table).await?;
+    let queries = merge_queries(&merge, &name.to_string(), &schema)?;
+    let counts = engine
+        .plan_sql(&queries.counts)
+        .await?
+        .collect()
+        .await
+        .map_err(|e| VitrineError::from(e).context(format!("MERGE INTO {name}")))?;
+    let value = |i: usize| {
+        counts
+            .first()
+            .and_then(|b| {
+                b.column(i)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .map(|a| a.value(0))
+            })
+            .unwrap_or(0)
+    };
+    let (updated, deleted, inserted) = (value(0), value(1), value(2));
+    let mut message =
+        format!("merged into {name}: {updated} updated, {deleted} deleted, {inserted} inserted");
+    if updated + deleted + inserted > 0 {
+        let version = rewrite(
+            &name,
+            &entry,
+            &schema,
+            engine.plan_sql(&queries.content).await?,
+            "MERGE",
+        )
+        .await?;
+        message.push_str(&format!(" (version {version})"));
+    }
+    let rows = vec![vec![
+        Some((updated + deleted + inserted).to_string()),
+        Some(updated.to_string()),
+        Some(deleted.to_string()),
+        Some(inserted.to_string()),
+    ]];
+    Ok(StatementResult::strings(
+        &[
+            "num_affected_rows",
+            "num_updated_rows",
+            "num_deleted_rows",
+            "num_inserted_rows",
+        ],
+        rows,
+    )?
+    .with_message(message))
+}
+
+/// `OPTIMIZE table [ZORDER BY (columns)]`: compacts the table's files; with `ZORDER BY`, rewrites
+/// the rows clustered along a Z-order curve of the columns. Returns Databricks' `path` and
+/// `metrics` columns.
+pub(super) async fn optimize(
+    engine: &Engine,
+    table: &TableName,
+    zorder_by: &[String],
+) -> Result<StatementResult> {
+    let (name, entry, schema) = writable_table(engine, table).await?;
+    for column in zorder_by {
+        if schema.index_of(column).is_err() {
+            return Err(VitrineError::Plan(format!(
+                "OPTIMIZE {name}: ZORDER BY column '{column}' does not exist"
+            )));
+        }
+    }
+    let metrics = match entry.format {
+        TableFormat::Delta => delta_table::optimize(&entry.location, zorder_by).await?,
+        _ if zorder_by.is_empty() => lance_table::compact(&entry.location).await?,
+        _ => {
+            let before = lance_table::open(&entry.location, None).await?;
+            let fragments_before = before.count_fragments() as u64;
+            let data_files_before: u64 = before
+                .get_fragments()
+                .iter()
+                .map(|f| f.metadata().files.len() as u64)
+                .sum();
+            let columns: Vec<String> = schema.fields().iter().map(|f| quote(f.name())).collect();
+            let ranks: Vec<String> = zorder_by
+                .iter()
+                .map(|c| {
+                    format!(
+                        "CAST(DENSE_RANK() OVER (ORDER BY {}) AS BIGINT UNSIGNED)",
+                        quote(c)
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "SELECT {cols} FROM (SELECT *, zorder_key({ranks}) AS __vitrine_z FROM {name}) ORDER BY __vitrine_z",
+                cols = columns.join(", "),
+                ranks = ranks.join(", ")
+            );
+            let df = engine
+                .plan_sql(&sql)
+                .await
+                .context(|| format!("clustering {name} by {}", zorder_by.join(", ")))?;
+            rewrite(&name, &entry, &schema, df, "OPTIMIZE ZORDER").await?;
+            let after = lance_table::open(&entry.location, None).await?;
+            lance_table::OptimizeMetrics {
+                files_added: after
+                    .get_fragments()
+                    .iter()
+                    .map(|f| f.metadata().files.len() as u64)
+                    .sum(),
+                files_removed: data_files_before,
+                fragments_before,
+                fragments_after: after.count_fragments() as u64,
+            }
+        }
+    };
+    let sql = format!(
+        "SELECT '{path}' AS path, named_struct('numFilesAdded', CAST({} AS BIGINT), 'numFilesRemoved', CAST({} AS BIGINT), \
+         'numFilesBefore', CAST({} AS BIGINT), 'numFilesAfter', CAST({} AS BIGINT), 'zOrderBy', '{}') AS metrics",
+        metrics.files_added,
+        metrics.files_removed,
+        metrics.fragments_before,
+        metrics.fragments_after,
+        zorder_by.join(","),
+        path = entry.location.replace('\'', "''"),
+    );
+    StatementResult::collect(engine.context().sql(&sql).await?).await
+}
+
+/// `RESTORE TABLE t TO VERSION AS OF n`.
+pub(super) async fn restore(
+    engine: &Engine,
+    table: &TableName,
+    version: u64,
+) -> Result<StatementResult> {
+    let (name, entry, _) = writable_table(engine, table).await?;
+    let new_version = match entry.format {
+        TableFormat::Lance => lance_table::restore(&entry.location, version).await?,
+        TableFormat::Delta => delta_table::restore(&entry.location, version).await?,
+        other => {
+            return Err(VitrineError::Plan(format!(
+                "{name} is a {other} table: it has no versions"
+            )))
+        }
+    };
+    Ok(StatementResult::message(format!(
+        "restored {name} to version {version} (now version {new_version})"
+    )))
+}

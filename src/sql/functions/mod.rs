@@ -1,0 +1,45 @@
+//! Spark SQL functions and semantics on top of DataFusion's.
+//!
+//! - [`register`] adds the `datafusion-spark` functions DataFusion lacks (`collect_list`, …), Spark's
+//!   `size` (which returns -1 for NULL), JSON helpers from `datafusion-functions-json`, and
+//!   Vitrine's own `get_json_object`, `from_json` and `split`.
+//! - [`SparkIntegerDivision`] makes `/` between integers return a double, as Spark does.
+
+mod division;
+mod json;
+mod split;
+
+use std::sync::Arc;
+
+use datafusion::execution::FunctionRegistry;
+use datafusion::logical_expr::ScalarUDF;
+use datafusion::prelude::SessionContext;
+
+pub use division::SparkIntegerDivision;
+pub use json::{FromJson, GetJsonObject};
+pub use split::Split;
+
+use crate::error::Result;
+
+/// Spark functions that replace DataFusion's function of the same name, because their semantics
+/// differ in a way the workflow's SQL relies on.
+const SPARK_OVERRIDES: &[&str] = &["size"];
+
+/// Registers the Spark functions on `ctx`.
+pub fn register(ctx: &mut SessionContext) -> Result<()> {
+    for udf in datafusion_spark::all_default_scalar_functions() {
+        if SPARK_OVERRIDES.contains(&udf.name()) || ctx.udf(udf.name()).is_err() {
+            ctx.register_udf(udf)?;
+        }
+    }
+    for udaf in datafusion_spark::all_default_aggregate_functions() {
+        if ctx.udaf(udaf.name()).is_err() {
+            ctx.register_udaf(udaf)?;
+        }
+    }
+    datafusion_functions_json::register_all(ctx)?;
+    ctx.register_udf(Arc::new(ScalarUDF::new_from_impl(GetJsonObject::new())))?;
+    ctx.register_udf(Arc::new(ScalarUDF::new_from_impl(FromJson::new())))?;
+    ctx.register_udf(Arc::new(ScalarUDF::new_from_impl(Split::new())))?;
+    Ok(())
+}

@@ -1,0 +1,282 @@
+//! Rewrites of a parsed statement that bring Spark SQL onto DataFusion's planner.
+//!
+//! - Spark function names DataFusion spells differently (`explode` → `unnest`, `rand` → `random`).
+//! - Hive's `DISTRIBUTE BY` (a partitioning hint, meaningless on one node) is dropped and
+//!   `SORT BY` becomes the query's `ORDER BY`.
+//! - Table references DataFusion cannot resolve by name, `t VERSION AS OF n` and
+//!   `read_files(…)`, are replaced by placeholders; the engine opens them and registers each under
+//!   its placeholder name before planning ([`TableRequest`]).
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    Expr, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, ObjectName,
+    OrderBy, OrderByKind, Query, SetExpr, Statement, TableFactor, TableVersion, Value, VisitMut,
+    VisitorMut,
+};
+
+use super::parser::object_name_parts;
+use crate::catalog::TableName;
+use crate::error::{Result, VitrineError};
+
+/// A table reference the engine must open before planning, and the name it must register.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableRequest {
+    /// The unqualified name that now stands in the statement.
+    pub placeholder: String,
+    /// What to open.
+    pub kind: TableRequestKind,
+}
+
+/// What a [`TableRequest`] opens.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TableRequestKind {
+    /// A warehouse table at an older version.
+    Version { table: TableName, version: u64 },
+    /// `read_files(path, name => value, …)`: plain files.
+    ReadFiles {
+        path: String,
+        options: BTreeMap<String, String>,
+    },
+}
+
+/// Applies every rewrite to `statement`; returns the tables the engine must open.
+pub fn rewrite_statement(statement: &mut Statement) -> Result<Vec<TableRequest>> {
+    let mut rewriter = SparkRewriter::default();
+    if let ControlFlow::Break(e) = statement.visit(&mut rewriter) {
+        return Err(e);
+    }
+    Ok(rewriter.requests)
+}
+
+/// Spark functions that DataFusion has under another name.
+const RENAMED_FUNCTIONS: &[(&str, &str)] = &[
+    ("explode", "unnest"),
+    ("rand", "random"),
+    ("collect_set_distinct", "array_agg"),
+];
+
+#[derive(Default)]
+struct SparkRewriter {
+    requests: Vec<TableRequest>,
+}
+
+impl SparkRewriter {
+    fn placeholder(&self) -> String {
+        format!("__vitrine_table_{}", self.requests.len() + 1)
+    }
+}
+
+impl VisitorMut for SparkRewriter {
+    type Break = VitrineError;
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
+        if let Expr::Function(function) = expr {
+            if let [part] = function.name.0.as_slice() {
+                let name = part.to_string().to_lowercase();
+                if let Some((_, to)) = RENAMED_FUNCTIONS.iter().find(|(from, _)| *from == name) {
+                    function.name = ObjectName::from(vec![Ident::new(*to)]);
+                    if *to == "random" {
+                        // Spark's rand(seed): DataFusion's random() takes no seed.
+                        function.args = FunctionArguments::List(FunctionArgumentList {
+                            duplicate_treatment: None,
+                            args: vec![],
+                            clauses: vec![],
+                        });
+                    }
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<Self::Break> {
+        if let SetExpr::Select(select) = query.body.as_mut() {
+            select.distribute_by.clear();
+            if !select.sort_by.is_empty() {
+                let sort_by = std::mem::take(&mut select.sort_by);
+                if query.order_by.is_none() {
+                    query.order_by = Some(OrderBy {
+                        kind: OrderByKind::Expressions(sort_by),
+                        interpolate: None,
+                    });
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<Self::Break> {
+        match self.table_request(factor) {
+            Ok(Some(kind)) => {
+                let placeholder = self.placeholder();
+                if let TableFactor::Table {
+                    name,
+                    args,
+                    version,
+                    ..
+                } = factor
+                {
+                    *name = ObjectName::from(vec![Ident::new(&placeholder)]);
+                    *args = None;
+                    *version = None;
+                }
+                self.requests.push(TableRequest { placeholder, kind });
+                ControlFlow::Continue(())
+            }
+            Ok(None) => ControlFlow::Continue(()),
+            Err(e) => ControlFlow::Break(e),
+        }
+    }
+}
+
+impl SparkRewriter {
+    fn table_request(&self, factor: &TableFactor) -> Result<Option<TableRequestKind>> {
+        let TableFactor::Table {
+            name,
+            args,
+            version,
+            ..
+        } = factor
+        else {
+            return Ok(None);
+        };
+        let parts = object_name_parts(name)?;
+        if let Some(args) = args {
+            if parts.len() == 1 && parts[0] == "read_files" {
+                return read_files_request(&args.args).map(Some);
+            }
+            return Ok(None);
+        }
+        match version {
+            None => Ok(None),
+            Some(TableVersion::VersionAsOf(expr)) => {
+                let version = literal(expr)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        VitrineError::Plan(format!(
+                            "VERSION AS OF takes a version number, got '{expr}'"
+                        ))
+                    })?;
+                Ok(Some(TableRequestKind::Version {
+                    table: TableName::from_parts(&parts)?,
+                    version,
+                }))
+            }
+            Some(other) => Err(VitrineError::Plan(format!(
+                "'{other}' is not supported: use VERSION AS OF n"
+            ))),
+        }
+    }
+}
+
+fn read_files_request(args: &[FunctionArg]) -> Result<TableRequestKind> {
+    let mut path = None;
+    let mut options = BTreeMap::new();
+    for arg in args {
+        match arg {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) if path.is_none() => {
+                path = Some(literal(e).ok_or_else(|| {
+                    VitrineError::Plan(format!("read_files takes a path string, got '{e}'"))
+                })?);
+            }
+            FunctionArg::Named {
+                name,
+                arg: FunctionArgExpr::Expr(e),
+                ..
+            } => {
+                let value = literal(e).ok_or_else(|| {
+                    VitrineError::Plan(format!(
+                        "read_files option '{name}' takes a literal, got '{e}'"
+                    ))
+                })?;
+                options.insert(name.value.to_lowercase(), value);
+            }
+            FunctionArg::ExprNamed {
+                name,
+                arg: FunctionArgExpr::Expr(e),
+                ..
+            } => {
+                let value = literal(e).ok_or_else(|| {
+                    VitrineError::Plan(format!(
+                        "read_files option '{name}' takes a literal, got '{e}'"
+                    ))
+                })?;
+                options.insert(name.to_string().to_lowercase(), value);
+            }
+            other => {
+                return Err(VitrineError::Plan(format!(
+                    "unexpected read_files argument '{other}'"
+                )))
+            }
+        }
+    }
+    let path = path.ok_or_else(|| VitrineError::Plan("read_files needs a path".into()))?;
+    Ok(TableRequestKind::ReadFiles { path, options })
+}
+
+/// The text of a literal: a string, number or boolean.
+pub fn literal(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Some(s.clone()),
+            Value::Number(n, _) => Some(n.to_string()),
+            Value::Boolean(b) => Some(b.to_string()),
+            _ => None,
+        },
+        Expr::Identifier(ident)
+            if matches!(ident.value.to_lowercase().as_str(), "true" | "false") =>
+        {
+            Some(ident.value.to_lowercase())
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::parser::{parse_statement, VitrineStatement};
+
+    fn rewritten(sql: &str) -> (String, Vec<TableRequest>) {
+        let VitrineStatement::Query(mut statement) = parse_statement(sql).unwrap() else {
+            panic!("not a query")
+        };
+        let requests = rewrite_statement(&mut statement).unwrap();
+        (statement.to_string(), requests)
+    }
+
+    #[test]
+    fn distribute_by_is_dropped_and_sort_by_orders_the_query() {
+        let (sql, _) =
+            rewritten("SELECT * FROM t DISTRIBUTE BY article_type SORT BY RAND() LIMIT 5");
+        assert_eq!(sql, "SELECT * FROM t ORDER BY random() LIMIT 5");
+    }
+
+    #[test]
+    fn explode_becomes_unnest() {
+        let (sql, _) = rewritten("SELECT explode(style_keywords) AS k FROM t");
+        assert_eq!(sql, "SELECT unnest(style_keywords) AS k FROM t");
+    }
+
+    #[test]
+    fn version_as_of_and_read_files_become_placeholders() {
+        let (sql, requests) = rewritten(
+            "SELECT * FROM main.s.t VERSION AS OF 2 JOIN read_files('/Volumes/main/s/v/x.csv', format => 'csv', header => true) f ON true",
+        );
+        assert_eq!(
+            sql,
+            "SELECT * FROM __vitrine_table_1 JOIN __vitrine_table_2 AS f ON true"
+        );
+        assert!(
+            matches!(&requests[0].kind, TableRequestKind::Version { version: 2, table } if table.to_string() == "main.s.t")
+        );
+        let TableRequestKind::ReadFiles { path, options } = &requests[1].kind else {
+            panic!()
+        };
+        assert_eq!(path, "/Volumes/main/s/v/x.csv");
+        assert_eq!(options["format"], "csv");
+        assert_eq!(options["header"], "true");
+    }
+}
