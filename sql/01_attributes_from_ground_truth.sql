@@ -8,8 +8,8 @@
 CREATE OR REPLACE TABLE main.fashion_demo.product_extracted_attributes AS
 WITH scored AS (
   SELECT g.*,
-         pmod(product_id * 7919, 100)   AS failure_draw,
-         pmod(product_id * 104729, 100) AS confidence_draw
+         pmod(CAST(product_id AS BIGINT) * 7919, 100)   AS failure_draw,
+         pmod(CAST(product_id AS BIGINT) * 104729, 100) AS confidence_draw
   FROM main.fashion_demo.products_ground_truth g
 )
 SELECT

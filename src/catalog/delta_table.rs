@@ -65,6 +65,9 @@ pub async fn write(
     operation: &str,
 ) -> Result<u64> {
     let url = table_url(location)?;
+    if let Ok(path) = url.to_file_path() {
+        std::fs::create_dir_all(&path).context(|| format!("creating '{location}'"))?;
+    }
     let table = DeltaTable::try_from_url(url)
         .await
         .context(|| format!("opening Delta table '{location}'"))?;

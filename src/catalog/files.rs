@@ -55,6 +55,11 @@ pub async fn provider(
         .infer_schema(session, &url)
         .await
         .context(|| format!("reading {format} files at '{location}'"))?;
+    if schema.fields().is_empty() {
+        return Err(VitrineError::NotFound(format!(
+            "no {format} files at '{location}'"
+        )));
+    }
     if format == TableFormat::Csv {
         // Spark resolves columns case-insensitively; DataFusion lower-cases unquoted names. CSV
         // columns are read by position, so lower-casing the header names is safe.

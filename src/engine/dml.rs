@@ -261,8 +261,10 @@ fn assignment_column(target: &ast::AssignmentTarget) -> Option<String> {
 }
 
 fn insert_value(insert: &ast::MergeInsertExpr, column: &str, source: &str) -> Result<String> {
+    let all = insert.columns.len() == 1 && insert.columns[0].to_string() == MERGE_ALL_COLUMNS;
     match &insert.kind {
         MergeInsertKind::Row => Ok(format!("{source}.{}", quote(column))),
+        MergeInsertKind::Values(_) if all => Ok(format!("{source}.{}", quote(column))),
         MergeInsertKind::Values(values) => {
             let [row] = values.rows.as_slice() else {
                 return Err(VitrineError::Plan(

@@ -50,6 +50,8 @@ pub enum VitrineStatement {
     Describe { table: TableName, extended: bool },
     /// `DESCRIBE HISTORY table`.
     DescribeHistory { table: TableName },
+    /// `DROP INDEX [IF EXISTS] name`: a vector index.
+    DropIndex { name: TableName, if_exists: bool },
     /// `DROP TABLE [IF EXISTS] table`.
     DropTable { table: TableName, if_exists: bool },
     /// `CREATE [OR REPLACE] TABLE …`.
@@ -152,8 +154,8 @@ pub fn parse_statement(sql: &str) -> Result<VitrineStatement> {
 }
 
 /// Turns the Databricks MERGE shorthands `UPDATE SET *` and `INSERT *`, which sqlparser does not
-/// know, into `UPDATE SET __all__ = __all__` and `INSERT ROW`, which it parses; the MERGE
-/// planner reads them back as "every column".
+/// know, into `UPDATE SET __all__ = __all__` and `INSERT (__all__) VALUES (__all__)`, which it
+/// parses; the MERGE planner reads them back as "every column".
 fn rewrite_star_merge_actions(sql: &str) -> Result<String> {
     let dialect = DatabricksDialect {};
     let tokens = Tokenizer::new(&dialect, sql).tokenize()?;
@@ -175,7 +177,7 @@ fn rewrite_star_merge_actions(sql: &str) -> Result<String> {
             replace.insert(w[2].0, "__all__ = __all__");
         }
         if kw(0, Keyword::THEN) && kw(1, Keyword::INSERT) && matches!(w[2].1, Token::Mul) {
-            replace.insert(w[2].0, "ROW");
+            replace.insert(w[2].0, "(__all__) VALUES (__all__)");
         }
     }
     Ok(tokens
@@ -277,6 +279,14 @@ impl StatementParser<'_> {
                 let if_exists = self.eat_words(&["IF", "EXISTS"]);
                 Ok(VitrineStatement::DropTable {
                     table: self.table_name()?,
+                    if_exists,
+                })
+            }
+            "DROP" if self.peek_word(1).as_deref() == Some("INDEX") => {
+                self.expect_words(&["DROP", "INDEX"])?;
+                let if_exists = self.eat_words(&["IF", "EXISTS"]);
+                Ok(VitrineStatement::DropIndex {
+                    name: self.table_name()?,
                     if_exists,
                 })
             }
@@ -864,6 +874,10 @@ mod tests {
         };
         assert_eq!(m.clauses.len(), 2);
         assert!(m.to_string().contains("__all__ = __all__"), "{m}");
+        assert!(
+            m.to_string().contains("INSERT (__all__) VALUES (__all__)"),
+            "{m}"
+        );
     }
 
     #[test]

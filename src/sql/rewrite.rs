@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, ObjectName,
-    OrderBy, OrderByKind, Query, SetExpr, Statement, TableFactor, TableVersion, Value, VisitMut,
-    VisitorMut,
+    AccessExpr, Expr, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
+    ObjectName, OrderBy, OrderByKind, Query, SetExpr, Statement, Subscript, TableFactor,
+    TableVersion, Value, VisitMut, VisitorMut,
 };
 
 use super::parser::object_name_parts;
@@ -72,6 +72,15 @@ impl VisitorMut for SparkRewriter {
     type Break = VitrineError;
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
+        // Spark's `f(x).field`: DataFusion takes struct fields by subscript, `f(x)['field']`.
+        if let Expr::CompoundFieldAccess { access_chain, .. } = expr {
+            for access in access_chain.iter_mut() {
+                if let AccessExpr::Dot(Expr::Identifier(field)) = access {
+                    let key = Expr::value(Value::SingleQuotedString(field.value.clone()));
+                    *access = AccessExpr::Subscript(Subscript::Index { index: key });
+                }
+            }
+        }
         if let Expr::Function(function) = expr {
             if let [part] = function.name.0.as_slice() {
                 let name = part.to_string().to_lowercase();
@@ -267,7 +276,7 @@ mod tests {
         );
         assert_eq!(
             sql,
-            "SELECT * FROM __vitrine_table_1 JOIN __vitrine_table_2 AS f ON true"
+            "SELECT * FROM __vitrine_table_1 JOIN __vitrine_table_2 f ON true"
         );
         assert!(
             matches!(&requests[0].kind, TableRequestKind::Version { version: 2, table } if table.to_string() == "main.s.t")

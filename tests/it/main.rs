@@ -1,1 +1,10 @@
-fn main() {}
+//! Integration tests: one binary, one module per capability.
+
+mod cli;
+mod delta;
+mod errors;
+mod plan_snippets;
+mod scripts;
+mod statements;
+mod support;
+mod writes;

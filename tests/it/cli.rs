@@ -1,0 +1,92 @@
+//! The command line: output formats, and errors located as `FILE:LINE: statement N: message`.
+
+use std::process::Command;
+
+fn vitrine(warehouse: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vitrine"))
+        .arg("--warehouse")
+        .arg(warehouse)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_failing_script_names_file_line_and_statement_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("job.sql");
+    std::fs::write(
+        &script,
+        "CREATE TABLE a AS SELECT 1 AS x;\n\n-- next\nSELECT x\nFROM nope;\nSELECT 2;\n",
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = vitrine(dir.path(), &["run", script.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!("{}:4: statement 2:", script.display())),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("| 2 "), "stopped at the error: {stdout}");
+
+    let (ok, stdout, _) = vitrine(
+        dir.path(),
+        &["run", "--continue-on-error", script.to_str().unwrap()],
+    );
+    assert!(!ok, "a failure still fails the run");
+    assert!(stdout.contains("| 2 "), "went on after the error: {stdout}");
+}
+
+#[test]
+fn results_print_as_csv_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, stdout, stderr) = vitrine(
+        dir.path(),
+        &[
+            "run",
+            "--format",
+            "csv",
+            "-e",
+            "SELECT 1 AS a, 'x' AS b UNION ALL SELECT 2, 'y' ORDER BY a",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, "a,b\n1,x\n2,y\n");
+    let (ok, stdout, _) = vitrine(
+        dir.path(),
+        &["run", "--format", "json", "-e", "SELECT 7 / 2 AS half"],
+    );
+    assert!(ok);
+    assert_eq!(stdout.trim(), r#"{"half":3.5}"#);
+}
+
+#[test]
+fn demo_data_writes_the_catalog_files_deterministically() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    for dir in [&a, &b] {
+        let (ok, _, stderr) = vitrine(
+            dir.path(),
+            &["demo-data", "--products", "50", "--seed", "3"],
+        );
+        assert!(ok, "{stderr}");
+    }
+    let raw = "Volumes/main/fashion_demo/raw_data";
+    let styles = std::fs::read(a.path().join(raw).join("styles.csv")).unwrap();
+    assert_eq!(
+        styles,
+        std::fs::read(b.path().join(raw).join("styles.csv")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read_dir(a.path().join(raw).join("images"))
+            .unwrap()
+            .count(),
+        50
+    );
+    let image = std::fs::read(a.path().join(raw).join("images/10007.jpg")).unwrap();
+    assert_eq!(&image[..2], &[0xFF, 0xD8], "a JPEG");
+}

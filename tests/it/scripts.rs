@@ -1,0 +1,246 @@
+//! Every script in `sql/` runs on a generated catalog, and what it computes matches what the
+//! catalog implies, computed here independently from the generator's products.
+
+use vitrine::demo::Product;
+
+use crate::support::{repo_path, round1, TestWarehouse};
+
+/// The stand-in extraction of `sql/01_attributes_from_ground_truth.sql`, recomputed in Rust.
+pub struct Extraction {
+    pub success: bool,
+    pub confidence: Option<&'static str>,
+    pub material: Option<&'static str>,
+}
+
+pub fn extraction(p: &Product) -> Extraction {
+    let failure = (p.id as i64 * 7919).rem_euclid(100);
+    let confidence = (p.id as i64 * 104729).rem_euclid(100);
+    if failure < 7 {
+        return Extraction {
+            success: false,
+            confidence: None,
+            material: None,
+        };
+    }
+    let level = if confidence < 60 {
+        "high"
+    } else if confidence < 85 {
+        "medium"
+    } else {
+        "low"
+    };
+    let material = if confidence >= 92 {
+        "unknown"
+    } else {
+        p.truth.material
+    };
+    Extraction {
+        success: true,
+        confidence: Some(level),
+        material: Some(material),
+    }
+}
+
+/// The material phase 2 keeps: only confident extractions.
+pub fn kept_material(p: &Product) -> Option<&'static str> {
+    let e = extraction(p);
+    (e.success && matches!(e.confidence, Some("high" | "medium")))
+        .then_some(e.material)
+        .flatten()
+}
+
+fn rich_description(p: &Product) -> String {
+    let e = extraction(p);
+    let a = p.article_type();
+    let t = &p.truth;
+    let mut parts: Vec<String> = vec![
+        p.display_name.clone(),
+        a.name.into(),
+        p.colour().0.into(),
+        p.gender.into(),
+    ];
+    if let Some(m) = kept_material(p) {
+        parts.push(m.into());
+    }
+    if e.success {
+        parts.push(t.pattern.into());
+        parts.push(t.formality.into());
+        parts.push(t.style_keywords.join(" "));
+        if !t.details.is_empty() {
+            parts.push(t.details.join(" "));
+        }
+        if t.collar != "not applicable" {
+            parts.push(t.collar.into());
+        }
+        if t.sleeve != "not applicable" {
+            parts.push(t.sleeve.into());
+        }
+        if t.fit != "cannot determine" {
+            parts.push(t.fit.into());
+        }
+    }
+    parts.extend(p.season.map(String::from));
+    parts.extend(p.usage.map(String::from));
+    parts.join(" ")
+}
+
+fn baseline_description(p: &Product) -> String {
+    let mut parts: Vec<String> = vec![
+        p.display_name.clone(),
+        p.article_type().name.into(),
+        p.colour().0.into(),
+        p.gender.into(),
+    ];
+    parts.extend(p.season.map(String::from));
+    parts.extend(p.usage.map(String::from));
+    parts.join(" ")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_phase_script_runs_and_computes_what_the_catalog_implies() {
+    let (wh, products) = TestWarehouse::with_demo(1500, 5).await;
+    let mut scripts: Vec<String> = std::fs::read_dir(repo_path("sql"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".sql"))
+        .collect();
+    scripts.sort();
+    assert!(scripts.len() >= 3, "{scripts:?}");
+    for script in &scripts {
+        wh.run_sql_file(script).await;
+    }
+
+    // Phase 0: the products table holds the catalog.
+    assert_eq!(
+        wh.value("SELECT COUNT(*) FROM main.fashion_demo.products")
+            .await,
+        products.len().to_string()
+    );
+    let footwear = products
+        .iter()
+        .filter(|p| p.article_type().master == "Footwear")
+        .count();
+    assert_eq!(
+        wh.value(
+            "SELECT COUNT(*) FROM main.fashion_demo.products WHERE master_category = 'Footwear'"
+        )
+        .await,
+        footwear.to_string()
+    );
+    let p = &products[17];
+    let row = &wh.rows(&format!("SELECT product_display_name, article_type, base_color, price, image_path FROM main.fashion_demo.products WHERE product_id = {}", p.id)).await[0];
+    assert_eq!(row[0], p.display_name);
+    assert_eq!(row[1], p.article_type().name);
+    assert_eq!(row[2], p.colour().0);
+    assert_eq!(row[3].parse::<f64>().unwrap(), p.price);
+    assert_eq!(
+        row[4],
+        format!("/Volumes/main/fashion_demo/raw_data/images/{}.jpg", p.id)
+    );
+    let no_season = products.iter().filter(|p| p.season.is_none()).count();
+    assert_eq!(
+        wh.value("SELECT COUNT(*) FROM main.fashion_demo.products WHERE season IS NULL")
+            .await,
+        no_season.to_string()
+    );
+
+    // Phase 1 stand-in: success rate.
+    let succeeded = products.iter().filter(|p| extraction(p).success).count();
+    assert_eq!(
+        wh.value("SELECT SUM(CASE WHEN extraction_success THEN 1 ELSE 0 END) FROM main.fashion_demo.product_extracted_attributes").await,
+        succeeded.to_string()
+    );
+
+    // Phase 2: coverage (the plan's step 6 query) and both descriptions.
+    let has_material = products
+        .iter()
+        .filter(|p| kept_material(p).is_some())
+        .count();
+    let coverage = wh
+        .rows("SELECT COUNT(*), SUM(CASE WHEN material IS NOT NULL THEN 1 ELSE 0 END), ROUND(100.0 * SUM(CASE WHEN material IS NOT NULL THEN 1 ELSE 0 END) / COUNT(*), 1) FROM main.fashion_demo.products_with_visual_attributes")
+        .await;
+    assert_eq!(coverage[0][0], products.len().to_string());
+    assert_eq!(coverage[0][1], has_material.to_string());
+    assert_eq!(
+        coverage[0][2].parse::<f64>().unwrap(),
+        round1(100.0 * has_material as f64 / products.len() as f64)
+    );
+    for p in products.iter().step_by(97) {
+        let got = wh
+            .rows(&format!("SELECT baseline_description, rich_text_description FROM main.fashion_demo.products_with_visual_attributes WHERE product_id = {}", p.id))
+            .await;
+        assert_eq!(got[0][0], baseline_description(p), "baseline of {}", p.id);
+        assert_eq!(
+            got[0][1],
+            rich_description(p),
+            "rich description of {}",
+            p.id
+        );
+    }
+
+    // Phase 2: the consistency checks' percentages.
+    let checks = wh.rows("SELECT check_name, products, matching FROM (SELECT 'Watches' AS check_name, COUNT(*) AS products, SUM(CASE WHEN material = 'metal' THEN 1 ELSE 0 END) AS matching FROM main.fashion_demo.products_with_visual_attributes WHERE article_type = 'Watches' AND material IS NOT NULL)").await;
+    let watches: Vec<&Product> = products
+        .iter()
+        .filter(|p| p.article_type().name == "Watches" && kept_material(p).is_some())
+        .collect();
+    let metal = watches
+        .iter()
+        .filter(|p| kept_material(p) == Some("metal"))
+        .count();
+    assert_eq!(checks[0][1], watches.len().to_string());
+    assert_eq!(checks[0][2], metal.to_string());
+
+    // Phase 2 left its table ready for sync, optimized and commented.
+    let props = wh
+        .rows("SHOW TBLPROPERTIES main.fashion_demo.products_with_visual_attributes")
+        .await;
+    assert!(
+        props.contains(&vec![
+            "delta.enableChangeDataFeed".to_string(),
+            "true".to_string()
+        ]),
+        "{props:?}"
+    );
+    let described = wh
+        .rows("DESCRIBE TABLE EXTENDED main.fashion_demo.products_with_visual_attributes")
+        .await;
+    let detail = |key: &str| {
+        described
+            .iter()
+            .find(|r| r[0] == key)
+            .map(|r| r[1].clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        detail("Comment").starts_with("Products with SmolVLM visual attributes"),
+        "{described:?}"
+    );
+    assert!(detail("Table Properties").contains("delta.enableChangeDataFeed=true"));
+    let history = wh
+        .rows("DESCRIBE HISTORY main.fashion_demo.products_with_visual_attributes")
+        .await;
+    assert_eq!(history[0][2], "OPTIMIZE ZORDER", "{history:?}");
+    assert_eq!(history[1][2], "CREATE OR REPLACE TABLE AS SELECT");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn zorder_clusters_rows_by_the_columns() {
+    let (wh, products) = TestWarehouse::with_demo(800, 11).await;
+    wh.run_sql_file("00_load_products.sql").await;
+    wh.sql("CREATE TABLE main.fashion_demo.shuffled AS SELECT * FROM main.fashion_demo.products ORDER BY price").await;
+    wh.sql("OPTIMIZE main.fashion_demo.shuffled ZORDER BY (master_category)")
+        .await;
+    // With one column, a Z-order is that column's order: each category is one contiguous run.
+    let categories: Vec<String> = wh
+        .rows("SELECT master_category FROM main.fashion_demo.shuffled")
+        .await
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    let runs = categories.windows(2).filter(|w| w[0] != w[1]).count() + 1;
+    let distinct: std::collections::BTreeSet<_> =
+        products.iter().map(|p| p.article_type().master).collect();
+    assert_eq!(runs, distinct.len(), "categories are not clustered");
+    assert_eq!(categories.len(), products.len());
+}

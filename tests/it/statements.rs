@@ -1,0 +1,221 @@
+//! Catalog statements and Spark semantics.
+
+use crate::support::TestWarehouse;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn catalogs_schemas_and_tables_persist_across_engines() {
+    let wh = TestWarehouse::new().await;
+    wh.sql("CREATE CATALOG IF NOT EXISTS shop").await;
+    wh.sql("CREATE SCHEMA shop.sales").await;
+    wh.sql("CREATE TABLE shop.sales.orders (id INT, tags ARRAY<STRING>, attrs STRUCT<a: INT, b: STRING>, at TIMESTAMP)").await;
+    wh.sql("INSERT INTO shop.sales.orders VALUES (1, ARRAY('x', 'y'), NAMED_STRUCT('a', 5, 'b', 'q'), CURRENT_TIMESTAMP())").await;
+
+    let other = vitrine::Engine::open(vitrine::EngineConfig::new(wh.path().to_str().unwrap()))
+        .await
+        .unwrap();
+    let result = other
+        .execute("SELECT id, tags[2], attrs.b FROM shop.sales.orders")
+        .await
+        .unwrap();
+    assert_eq!(
+        crate::support::rows(&result.batches),
+        vec![vec!["1".to_string(), "y".into(), "q".into()]]
+    );
+
+    assert_eq!(
+        wh.rows("SHOW CATALOGS").await,
+        vec![vec!["main".to_string()], vec!["shop".to_string()]]
+    );
+    assert_eq!(
+        wh.rows("SHOW SCHEMAS IN shop").await,
+        vec![vec!["default".to_string()], vec!["sales".to_string()]]
+    );
+    wh.sql("USE shop.sales").await;
+    assert_eq!(wh.value("SELECT COUNT(*) FROM orders").await, "1");
+    assert_eq!(
+        wh.rows("SHOW TABLES").await,
+        vec![vec!["sales".to_string(), "orders".into(), "lance".into()]]
+    );
+    let described = wh.rows("DESCRIBE orders").await;
+    let types: Vec<(String, String)> = described
+        .iter()
+        .map(|r| (r[0].clone(), r[1].clone()))
+        .collect();
+    assert_eq!(
+        types,
+        vec![
+            ("id".into(), "int".into()),
+            ("tags".into(), "array<string>".into()),
+            ("attrs".into(), "struct<a:int,b:string>".into()),
+            ("at".into(), "timestamp".into())
+        ]
+    );
+    wh.sql("DROP TABLE orders").await;
+    assert!(wh.rows("SHOW TABLES").await.is_empty());
+    assert!(
+        !wh.path().join("shop/sales/orders").exists(),
+        "managed data must be deleted"
+    );
+    wh.sql("DROP TABLE IF EXISTS orders").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spark_semantics_for_division_size_and_friends() {
+    let wh = TestWarehouse::new().await;
+    assert_eq!(wh.value("SELECT 7 / 2").await, "3.5");
+    assert_eq!(
+        wh.value("SELECT CAST(7 AS BIGINT) / CAST(2 AS INT)").await,
+        "3.5"
+    );
+    assert_eq!(wh.value("SELECT 7.0 / 2").await, "3.5");
+    assert_eq!(
+        wh.value("SELECT SIZE(CAST(NULL AS ARRAY<INT>))").await,
+        "-1"
+    );
+    assert_eq!(wh.value("SELECT SIZE(ARRAY(1, 2, 3))").await, "3");
+    assert_eq!(
+        wh.value("SELECT ARRAY_JOIN(ARRAY('a', 'b'), ' ')").await,
+        "a b"
+    );
+    assert_eq!(
+        wh.value("SELECT CONCAT_WS('-', 'a', NULL, 'b')").await,
+        "a-b"
+    );
+    assert_eq!(
+        wh.value("SELECT GET_JSON_OBJECT('{\"a\": {\"b\": [1, 2]}}', '$.a.b[1]')")
+            .await,
+        "2"
+    );
+    assert_eq!(
+        wh.value("SELECT GET_JSON_OBJECT('not json', '$.a')").await,
+        "NULL"
+    );
+    assert_eq!(
+        wh.value(
+            "SELECT FROM_JSON('{\"material\": \"metal\", \"n\": 3}', 'material STRING, n INT').n"
+        )
+        .await,
+        "3"
+    );
+    assert_eq!(
+        wh.value("SELECT FROM_JSON('{broken', 'material STRING') IS NULL")
+            .await,
+        "true"
+    );
+    assert_eq!(wh.value("SELECT SIZE(SPLIT('a|b|c', '[|]'))").await, "3");
+    assert_eq!(
+        wh.value("SELECT NAMED_STRUCT('x', 1, 'y', 'z').y").await,
+        "z"
+    );
+    assert_eq!(
+        wh.value("SELECT COUNT(*) FROM (SELECT EXPLODE(ARRAY(1, 2, 3)) AS v)")
+            .await,
+        "3"
+    );
+    assert_eq!(
+        wh.value("SELECT SIZE(COLLECT_LIST(v)) FROM (SELECT EXPLODE(ARRAY(1, 2, 2)) AS v)")
+            .await,
+        "3"
+    );
+    assert_eq!(wh.value("SELECT RAND() < 1.0").await, "true");
+    assert_eq!(
+        wh.value("SELECT CURRENT_TIMESTAMP() IS NOT NULL").await,
+        "true"
+    );
+    let shares = wh.rows("SELECT k, SUM(COUNT(*)) OVER () FROM (SELECT EXPLODE(ARRAY('a', 'a', 'b')) AS k) GROUP BY k ORDER BY k").await;
+    assert_eq!(
+        shares,
+        vec![
+            vec!["a".to_string(), "3".into()],
+            vec!["b".to_string(), "3".into()]
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn distribute_by_sort_by_limit_runs() {
+    let wh = TestWarehouse::new().await;
+    wh.sql("CREATE TABLE t AS SELECT CAST(value AS INT) AS id, CAST(value % 3 AS INT) AS g FROM range(100)").await;
+    let rows = wh
+        .rows("SELECT id, g FROM t DISTRIBUTE BY g SORT BY id DESC LIMIT 3")
+        .await;
+    assert_eq!(
+        rows,
+        vec![
+            vec!["99".to_string(), "0".into()],
+            vec!["98".into(), "2".into()],
+            vec!["97".into(), "1".into()]
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn properties_and_comments_are_kept_and_shown() {
+    let wh = TestWarehouse::new().await;
+    wh.sql("CREATE TABLE t (id INT) COMMENT 'first' TBLPROPERTIES ('owner' = 'ml')")
+        .await;
+    wh.sql("ALTER TABLE t SET TBLPROPERTIES (delta.enableChangeDataFeed = true)")
+        .await;
+    wh.sql("COMMENT ON TABLE t IS 'second'").await;
+    let props = wh.rows("SHOW TBLPROPERTIES t").await;
+    assert_eq!(
+        props,
+        vec![
+            vec!["delta.enableChangeDataFeed".to_string(), "true".into()],
+            vec!["owner".into(), "ml".into()]
+        ]
+    );
+    wh.sql("ALTER TABLE t UNSET TBLPROPERTIES ('owner')").await;
+    assert_eq!(wh.rows("SHOW TBLPROPERTIES t").await.len(), 1);
+    let extended = wh.rows("DESCRIBE TABLE EXTENDED t").await;
+    assert!(
+        extended.contains(&vec!["Comment".to_string(), "second".into(), "NULL".into()]),
+        "{extended:?}"
+    );
+    // CREATE OR REPLACE keeps properties and comment unless it gives new ones.
+    wh.sql("CREATE OR REPLACE TABLE t AS SELECT 1 AS id").await;
+    assert_eq!(wh.rows("SHOW TBLPROPERTIES t").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn set_accepts_known_vitrine_settings_only() {
+    let wh = TestWarehouse::new().await;
+    wh.sql("SET vitrine.udf.on_error = 'fail'").await;
+    wh.sql("SET vitrine.model.clip = '/models/clip'").await;
+    assert_eq!(
+        wh.engine.setting("vitrine.udf.on_error").as_deref(),
+        Some("fail")
+    );
+    assert_eq!(
+        wh.rows("SET vitrine.model.clip").await,
+        vec![vec![
+            "vitrine.model.clip".to_string(),
+            "/models/clip".into()
+        ]]
+    );
+    let err = wh
+        .engine
+        .execute("SET vitrine.udf.on_eror = 'fail'")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("unknown setting 'vitrine.udf.on_eror'"),
+        "{err}"
+    );
+    wh.sql("SET datafusion.execution.batch_size = 1024").await;
+    wh.sql("SET spark.sql.shuffle.partitions = 8").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn read_files_and_csv_tables_read_volumes() {
+    let wh = TestWarehouse::new().await;
+    let volume = wh.path().join("Volumes/main/default/files");
+    std::fs::create_dir_all(&volume).unwrap();
+    std::fs::write(volume.join("a.csv"), "Id,Name\n1,x\n2,y\n").unwrap();
+    assert_eq!(wh.value("SELECT SUM(id) FROM read_files('/Volumes/main/default/files/a.csv', format => 'csv', header => true)").await, "3");
+    wh.sql("CREATE TABLE a USING CSV OPTIONS (header = true) LOCATION '/Volumes/main/default/files/a.csv'").await;
+    assert_eq!(wh.value("SELECT name FROM a WHERE id = 2").await, "y");
+    wh.sql("CREATE TABLE p AS SELECT * FROM a").await;
+    assert_eq!(wh.value("SELECT COUNT(*) FROM p").await, "2");
+}

@@ -1,0 +1,106 @@
+//! Shared helpers: a temporary warehouse with an engine, the demo catalog, and result readers.
+
+use std::path::{Path, PathBuf};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use tempfile::TempDir;
+use vitrine::demo::{self, DemoOptions, Product};
+use vitrine::{Engine, EngineConfig, StatementResult};
+
+/// A warehouse in a temporary folder and an engine on it.
+pub struct TestWarehouse {
+    pub dir: TempDir,
+    pub engine: Engine,
+}
+
+impl TestWarehouse {
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let engine = Engine::open(EngineConfig::new(dir.path().to_str().unwrap()))
+            .await
+            .expect("open engine");
+        Self { dir, engine }
+    }
+
+    /// A warehouse holding the demo catalog's raw files (no images) for `products` products.
+    pub async fn with_demo(products: usize, seed: u64) -> (Self, Vec<Product>) {
+        let wh = Self::new().await;
+        let options = DemoOptions {
+            products,
+            seed,
+            images: false,
+            progress: false,
+        };
+        demo::generate(wh.engine.warehouse(), &options)
+            .await
+            .expect("demo data");
+        (wh, demo::products(&options))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs one statement, panicking with the message on error.
+    pub async fn sql(&self, sql: &str) -> StatementResult {
+        self.engine
+            .execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}\nfailed: {e}"))
+    }
+
+    /// Runs one statement and returns its rows as strings (NULL as "NULL").
+    pub async fn rows(&self, sql: &str) -> Vec<Vec<String>> {
+        rows(&self.sql(sql).await.batches)
+    }
+
+    /// Runs one statement and returns its single value.
+    pub async fn value(&self, sql: &str) -> String {
+        let rows = self.rows(sql).await;
+        assert_eq!(rows.len(), 1, "{sql}: expected one row, got {rows:?}");
+        assert_eq!(rows[0].len(), 1, "{sql}: expected one column, got {rows:?}");
+        rows[0][0].clone()
+    }
+
+    /// Runs a script file of the repository's `sql/` folder.
+    pub async fn run_sql_file(&self, name: &str) -> Vec<StatementResult> {
+        let path = repo_path("sql").join(name);
+        self.engine
+            .run_file(&path)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+/// Formats every cell of `batches` as a string.
+pub fn rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
+    let options = FormatOptions::default().with_null("NULL");
+    let mut out = Vec::new();
+    for batch in batches {
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+            .collect();
+        for row in 0..batch.num_rows() {
+            out.push(
+                formatters
+                    .iter()
+                    .map(|f| f.value(row).to_string())
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
+/// A path inside the repository.
+pub fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// Rounds like SQL's ROUND(x, 1).
+pub fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}

@@ -1,0 +1,167 @@
+//! Writes: each statement is one new version, history is kept, and a failed or killed write
+//! leaves the table as it was.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::TestWarehouse;
+
+async fn ids(wh: &TestWarehouse, sql: &str) -> Vec<String> {
+    wh.rows(sql)
+        .await
+        .into_iter()
+        .map(|r| r.join(","))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn insert_update_delete_and_merge_follow_databricks_semantics() {
+    let wh = TestWarehouse::new().await;
+    wh.sql("CREATE TABLE t (id INT, name STRING, score DOUBLE)")
+        .await;
+    wh.sql("INSERT INTO t VALUES (1, 'a', 1.0), (2, 'b', 2.0), (3, 'c', NULL)")
+        .await;
+    wh.sql("INSERT INTO t (id, name) SELECT 4, 'd'").await;
+    assert_eq!(
+        ids(&wh, "SELECT * FROM t ORDER BY id").await,
+        ["1,a,1.0", "2,b,2.0", "3,c,NULL", "4,d,NULL"]
+    );
+
+    let updated = wh
+        .rows("UPDATE t SET score = score * 10, name = UPPER(name) WHERE id <= 2")
+        .await;
+    assert_eq!(updated, vec![vec!["2".to_string()]]);
+    assert_eq!(
+        ids(&wh, "SELECT * FROM t ORDER BY id").await,
+        ["1,A,10.0", "2,B,20.0", "3,c,NULL", "4,d,NULL"]
+    );
+
+    // A NULL predicate deletes nothing.
+    let deleted = wh.rows("DELETE FROM t WHERE score > 15").await;
+    assert_eq!(deleted, vec![vec!["1".to_string()]]);
+    assert_eq!(
+        ids(&wh, "SELECT id FROM t ORDER BY id").await,
+        ["1", "3", "4"]
+    );
+
+    wh.sql("CREATE TABLE s AS SELECT * FROM (VALUES (1, 'one', 100.0), (3, 'gone', 0.0), (7, 'seven', 7.0)) AS v(id, name, score)").await;
+    let merged = wh
+        .rows(
+            "MERGE INTO t AS tgt USING s AS src ON tgt.id = src.id \
+             WHEN MATCHED AND src.name = 'gone' THEN DELETE \
+             WHEN MATCHED THEN UPDATE SET * \
+             WHEN NOT MATCHED THEN INSERT *",
+        )
+        .await;
+    assert_eq!(
+        merged,
+        vec![vec!["3".to_string(), "1".into(), "1".into(), "1".into()]]
+    );
+    assert_eq!(
+        ids(&wh, "SELECT * FROM t ORDER BY id").await,
+        ["1,one,100.0", "4,d,NULL", "7,seven,7.0"]
+    );
+
+    wh.sql("MERGE INTO t USING (SELECT 4 AS id, 'dee' AS n) AS u ON t.id = u.id WHEN MATCHED THEN UPDATE SET name = u.n WHEN NOT MATCHED THEN INSERT (id, name) VALUES (u.id, u.n)").await;
+    assert_eq!(
+        ids(&wh, "SELECT id, name FROM t WHERE id = 4").await,
+        ["4,dee"]
+    );
+
+    wh.sql("INSERT OVERWRITE t SELECT 9, 'nine', 9.0").await;
+    assert_eq!(ids(&wh, "SELECT id FROM t").await, ["9"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_time_travel_and_restore() {
+    let wh = TestWarehouse::new().await;
+    wh.sql("CREATE TABLE t AS SELECT 1 AS id").await;
+    wh.sql("INSERT INTO t VALUES (2)").await;
+    wh.sql("DELETE FROM t WHERE id = 1").await;
+    let history = wh.rows("DESCRIBE HISTORY t").await;
+    let summary: Vec<(String, String, String)> = history
+        .iter()
+        .map(|r| (r[0].clone(), r[2].clone(), r[3].clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("3".into(), "DELETE".into(), "1".into()),
+            ("2".into(), "WRITE".into(), "2".into()),
+            ("1".into(), "CREATE TABLE AS SELECT".into(), "1".into())
+        ]
+    );
+    assert_eq!(
+        ids(&wh, "SELECT id FROM t VERSION AS OF 2 ORDER BY id").await,
+        ["1", "2"]
+    );
+    assert_eq!(
+        ids(
+            &wh,
+            "SELECT a.id FROM t VERSION AS OF 1 a JOIN t b ON a.id + 1 = b.id"
+        )
+        .await,
+        ["1"]
+    );
+    wh.sql("RESTORE TABLE t TO VERSION AS OF 1").await;
+    assert_eq!(ids(&wh, "SELECT id FROM t").await, ["1"]);
+    assert_eq!(wh.rows("DESCRIBE HISTORY t").await.len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_statement_that_fails_half_way_leaves_the_table_unchanged() {
+    let wh = TestWarehouse::new().await;
+    wh.sql("SET datafusion.execution.batch_size = 1000").await;
+    wh.sql("CREATE TABLE t AS SELECT CAST(value AS INT) AS id, 'v1' AS tag FROM range(50000)")
+        .await;
+    let before = wh.rows("DESCRIBE HISTORY t").await.len();
+    // The first batches are written before row 40000 fails the cast.
+    let failing = "CREATE OR REPLACE TABLE t AS SELECT CASE WHEN value < 40000 THEN CAST(value AS INT) ELSE CAST('x' || CAST(value AS STRING) AS INT) END AS id, 'v2' AS tag FROM range(50000)";
+    let err = wh.engine.execute(failing).await.unwrap_err().to_string();
+    assert!(err.contains("Cast") || err.contains("cast"), "{err}");
+    let err = wh
+        .engine
+        .execute("INSERT INTO t SELECT CAST('nope' AS INT), 'v3'")
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().is_empty());
+    assert_eq!(wh.rows("DESCRIBE HISTORY t").await.len(), before);
+    assert_eq!(
+        ids(&wh, "SELECT tag, COUNT(*) FROM t GROUP BY tag").await,
+        ["v1,50000"]
+    );
+    // The table still takes writes.
+    wh.sql("INSERT INTO t VALUES (-1, 'v4')").await;
+    assert_eq!(wh.value("SELECT COUNT(*) FROM t").await, "50001");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_write_leaves_the_table_unchanged() {
+    let wh = TestWarehouse::new().await;
+    wh.sql("CREATE TABLE t AS SELECT CAST(value AS INT) AS id FROM range(1000)")
+        .await;
+    let warehouse = wh.path().to_str().unwrap().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vitrine"))
+        .args(["--warehouse", &warehouse, "run", "-e", "CREATE OR REPLACE TABLE t AS SELECT CAST(value % 1000 AS INT) AS id, repeat('x', 100) AS pad FROM range(300000000)"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the write has started putting data files down, then kill it.
+    let data = wh.path().join("main/default/t/data");
+    let files_before = std::fs::read_dir(&data).unwrap().count();
+    let mut waited = Duration::ZERO;
+    while std::fs::read_dir(&data).unwrap().count() == files_before
+        && waited < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+        waited += Duration::from_millis(50);
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the write finished before it was killed");
+    assert_eq!(wh.value("SELECT COUNT(*) FROM t").await, "1000");
+    assert_eq!(wh.rows("DESCRIBE t").await.len(), 1, "the schema changed");
+    wh.sql("CREATE OR REPLACE TABLE t AS SELECT 1 AS id").await;
+    assert_eq!(wh.value("SELECT COUNT(*) FROM t").await, "1");
+}
