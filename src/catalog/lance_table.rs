@@ -4,7 +4,7 @@
 //! statement that fails or a process that dies half-way leaves the table at its previous version.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::{DateTime, Utc};
 use datafusion::catalog::TableProvider;
@@ -12,25 +12,50 @@ use datafusion::execution::SendableRecordBatchStream;
 use lance::datafusion::LanceTableProvider;
 use lance::dataset::optimize::{compact_files, CompactionOptions};
 use lance::dataset::{InsertBuilder, WriteMode, WriteParams};
+use lance::dataset::builder::DatasetBuilder;
 use lance::Dataset;
+use lance::session::Session;
 
 use crate::error::{Result, ResultExt};
 
 /// The transaction property in which Vitrine records the operation of each commit.
 const OPERATION_PROPERTY: &str = "vitrine.operation";
 
+/// The Lance session every table of the process shares: its metadata and index caches, and its
+/// object stores (so that a `memory://` warehouse is one store, not one per open).
+fn session() -> Arc<Session> {
+    static SESSION: OnceLock<Arc<Session>> = OnceLock::new();
+    Arc::clone(SESSION.get_or_init(|| Arc::new(Session::default())))
+}
+
+/// Keeps the object store of a `memory://` dataset alive for the rest of the process: Lance's
+/// store registry holds stores weakly, and an in-memory store that is dropped loses its data.
+async fn keep_memory_store(location: &str, dataset: &Dataset) {
+    static MEMORY_STORES: OnceLock<Mutex<Vec<Arc<lance::io::ObjectStore>>>> = OnceLock::new();
+    if !location.starts_with("memory:") {
+        return;
+    }
+    if let Ok(store) = dataset.object_store(None).await {
+        let mut stores = MEMORY_STORES.get_or_init(Default::default).lock().expect("memory stores lock");
+        if !stores.iter().any(|s| Arc::ptr_eq(s, &store)) {
+            stores.push(store);
+        }
+    }
+}
+
 /// Opens a Lance dataset at its latest version, or at `version`.
 pub async fn open(location: &str, version: Option<u64>) -> Result<Dataset> {
-    let dataset = Dataset::open(location)
-        .await
-        .context(|| format!("opening Lance dataset '{location}'"))?;
-    match version {
-        None => Ok(dataset),
-        Some(v) => dataset
-            .checkout_version(v)
-            .await
-            .context(|| format!("reading version {v} of '{location}'")),
-    }
+    let builder = DatasetBuilder::from_uri(location).with_session(session());
+    let builder = match version {
+        Some(v) => builder.with_version(v),
+        None => builder,
+    };
+    let dataset = builder.load().await.context(|| match version {
+        None => format!("opening Lance dataset '{location}'"),
+        Some(v) => format!("reading version {v} of '{location}'"),
+    })?;
+    keep_memory_store(location, &dataset).await;
+    Ok(dataset)
 }
 
 /// A DataFusion table over the dataset at its latest version, or at `version`.
@@ -45,7 +70,7 @@ pub async fn provider(location: &str, version: Option<u64>) -> Result<Arc<dyn Ta
 
 /// Whether a Lance dataset exists at `location`.
 pub async fn exists(location: &str) -> bool {
-    Dataset::open(location).await.is_ok()
+    open(location, None).await.is_ok()
 }
 
 /// How a write relates to the data already there.
@@ -74,6 +99,7 @@ pub async fn write(
     };
     let params = WriteParams {
         mode,
+        session: Some(session()),
         transaction_properties: Some(Arc::new(HashMap::from([(
             OPERATION_PROPERTY.to_string(),
             operation.to_string(),
@@ -85,6 +111,7 @@ pub async fn write(
         .execute_stream(data)
         .await
         .context(|| format!("writing Lance dataset '{location}'"))?;
+    keep_memory_store(location, &dataset).await;
     Ok(dataset.version().version)
 }
 

@@ -138,6 +138,15 @@ impl Warehouse {
         &self.url
     }
 
+    /// For a warehouse on an object store, the store's URL (`s3://bucket`) under which the
+    /// engine registers [`Warehouse::store`], so that queries can read files in it.
+    pub fn object_store_url(&self) -> Option<Url> {
+        if self.local_root.is_some() {
+            return None;
+        }
+        Url::parse(&format!("{}://{}", self.url.scheme(), self.url.host_str().unwrap_or_default())).ok()
+    }
+
     fn child(&self, parts: &[&str]) -> Path {
         parts
             .iter()
@@ -154,11 +163,11 @@ impl Warehouse {
                 .to_string_lossy()
                 .into_owned(),
             None => {
-                let mut s = self.url.as_str().trim_end_matches('/').to_string();
-                for part in parts {
+                let mut s = self.url.as_str().to_string();
+                if !s.ends_with('/') {
                     s.push('/');
-                    s.push_str(part);
                 }
+                s.push_str(&parts.join("/"));
                 s
             }
         }

@@ -228,7 +228,7 @@ fn print_outcome(result: &StatementResult, format: OutputFormat) {
 }
 
 /// A spinner on stderr showing the running statement (hidden when stderr is not a terminal).
-fn statement_spinner() -> ProgressBar {
+pub fn statement_spinner() -> ProgressBar {
     let spinner = ProgressBar::new_spinner();
     spinner.set_style(
         ProgressStyle::with_template("{spinner} {elapsed} {wide_msg}").expect("template"),

@@ -45,6 +45,9 @@ impl Engine {
     pub async fn open(config: EngineConfig) -> Result<Self> {
         let warehouse = Arc::new(Warehouse::open(&config.warehouse).await?);
         let runtime = Arc::new(RuntimeEnvBuilder::new().build()?);
+        if let Some(url) = warehouse.object_store_url() {
+            runtime.register_object_store(&url, warehouse.store());
+        }
         let session_config = SessionConfig::new()
             .with_default_catalog_and_schema(DEFAULT_CATALOG, DEFAULT_SCHEMA)
             .with_create_default_catalog_and_schema(false)
@@ -142,7 +145,7 @@ impl Engine {
                 StatementResult::collect(df).await
             }
             VitrineStatement::Set { key, value } => self.execute_set(key, value).await,
-            VitrineStatement::CreateTable(create) => write::create_table(self, *create, sql).await,
+            VitrineStatement::CreateTable(create) => write::create_table(self, *create).await,
             VitrineStatement::Insert {
                 table,
                 columns,

@@ -90,7 +90,6 @@ async fn detect_format(location: &str) -> Result<TableFormat> {
 pub(super) async fn create_table(
     engine: &Engine,
     create: CreateTable,
-    _sql: &str,
 ) -> Result<StatementResult> {
     let name = engine.qualify(&create.name);
     let warehouse = engine.warehouse();

@@ -21,7 +21,7 @@ use tokio::runtime::Runtime;
 use vitrine::sql::script::is_complete;
 use vitrine::{Engine, StatementResult};
 
-use crate::cli::{print_result, OutputFormat};
+use crate::cli::{print_result, statement_spinner, OutputFormat};
 
 const KEYWORDS: &[&str] = &[
     "SELECT",
@@ -214,13 +214,16 @@ fn run_statement(runtime: &Runtime, engine: &Engine, sql: &str, timing: bool) {
 /// Runs a script; Ctrl-C cancels the statement running (its table stays as it was) and the rest.
 fn run_script(runtime: &Runtime, engine: &Engine, script: &str, name: &str, timing: bool) {
     runtime.block_on(async {
+        let spinner = statement_spinner();
         let started = Instant::now();
         let mut statement_started = started;
         let work = engine.execute_script(script, name, |_, outcome| {
-            print(outcome.as_ref().map_err(|e| e.to_string()));
-            if timing {
-                eprintln!("Time: {:.3?}", statement_started.elapsed());
-            }
+            spinner.suspend(|| {
+                print(outcome.as_ref().map_err(|e| e.to_string()));
+                if timing {
+                    eprintln!("Time: {:.3?}", statement_started.elapsed());
+                }
+            });
             statement_started = Instant::now();
             if outcome.is_ok() {
                 ControlFlow::Continue(())
@@ -230,8 +233,11 @@ fn run_script(runtime: &Runtime, engine: &Engine, script: &str, name: &str, timi
         });
         tokio::select! {
             _ = work => {}
-            _ = tokio::signal::ctrl_c() => eprintln!("cancelled after {:.1?}", started.elapsed()),
+            _ = tokio::signal::ctrl_c() => {
+                spinner.suspend(|| eprintln!("cancelled after {:.1?}", started.elapsed()));
+            }
         }
+        spinner.finish_and_clear();
     });
 }
 
