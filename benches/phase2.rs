@@ -15,34 +15,64 @@ use vitrine::{Engine, EngineConfig};
 const PRODUCTS: usize = demo::FULL_CATALOG;
 
 fn phase2(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let dir = std::env::var("VITRINE_BENCH_WAREHOUSE").map(std::path::PathBuf::from).unwrap_or_else(|_| std::env::temp_dir().join("vitrine-bench-phase2"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = std::env::var("VITRINE_BENCH_WAREHOUSE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::env::temp_dir().join("vitrine-bench-phase2"));
     let sql_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql");
     let script = std::fs::read_to_string(sql_dir.join("02_join_enriched_attributes.sql")).unwrap();
     // The join and the validation queries, without the table maintenance statements.
     let join_and_validate: String = split_statements(&script)
         .into_iter()
-        .filter(|s| !["ALTER", "OPTIMIZE", "COMMENT"].iter().any(|k| s.sql.to_uppercase().starts_with(k)))
+        .filter(|s| {
+            !["ALTER", "OPTIMIZE", "COMMENT"]
+                .iter()
+                .any(|k| s.sql.to_uppercase().starts_with(k))
+        })
         .map(|s| s.sql + ";\n")
         .collect();
 
     let engine = runtime.block_on(async {
         let _ = std::fs::remove_dir_all(&dir);
-        let engine = Engine::open(EngineConfig::new(dir.to_str().unwrap())).await.unwrap();
-        let options = DemoOptions { products: PRODUCTS, seed: 42, images: false, progress: false };
+        let engine = Engine::open(EngineConfig::new(dir.to_str().unwrap()))
+            .await
+            .unwrap();
+        let options = DemoOptions {
+            products: PRODUCTS,
+            seed: 42,
+            images: false,
+            progress: false,
+        };
         demo::generate(engine.warehouse(), &options).await.unwrap();
-        engine.run_file(&sql_dir.join("00_load_products.sql")).await.unwrap();
-        engine.run_file(&sql_dir.join("01_attributes_from_ground_truth.sql")).await.unwrap();
+        engine
+            .run_file(&sql_dir.join("00_load_products.sql"))
+            .await
+            .unwrap();
+        engine
+            .run_file(&sql_dir.join("01_attributes_from_ground_truth.sql"))
+            .await
+            .unwrap();
         engine
     });
 
     let mut group = c.benchmark_group("phase2_44424_products");
     group.sample_size(10);
     group.bench_function("join_and_validate", |b| {
-        b.iter(|| runtime.block_on(engine.run_script(&join_and_validate, "phase2")).unwrap());
+        b.iter(|| {
+            runtime
+                .block_on(engine.run_script(&join_and_validate, "phase2"))
+                .unwrap()
+        });
     });
     group.bench_function("whole_script_with_optimize_zorder", |b| {
-        b.iter(|| runtime.block_on(engine.run_script(&script, "phase2")).unwrap());
+        b.iter(|| {
+            runtime
+                .block_on(engine.run_script(&script, "phase2"))
+                .unwrap()
+        });
     });
     group.finish();
 }

@@ -114,7 +114,9 @@ def run_duckdb(raw, repeats):
         string_split(style_keywords, '|') AS style_keywords, string_split(visual_details, '|') AS visual_details
         FROM read_csv('{raw}/ground_truth.csv', header = true, all_varchar = true)"""
     )
-    extracted = load_sql(raw).replace("main.fashion_demo.", "fashion_demo.").replace("pmod(", "mod(")
+    extracted = (
+        load_sql(raw).replace("main.fashion_demo.", "fashion_demo.").replace("pmod(", "mod(").replace("CURRENT_TIMESTAMP()", "current_timestamp")
+    )
     con.execute("CREATE TABLE fashion_demo.product_extracted_attributes AS " + extracted)
 
     def duck(s):

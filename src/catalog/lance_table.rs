@@ -10,11 +10,11 @@ use chrono::{DateTime, Utc};
 use datafusion::catalog::TableProvider;
 use datafusion::execution::SendableRecordBatchStream;
 use lance::datafusion::LanceTableProvider;
+use lance::dataset::builder::DatasetBuilder;
 use lance::dataset::optimize::{compact_files, CompactionOptions};
 use lance::dataset::{InsertBuilder, WriteMode, WriteParams};
-use lance::dataset::builder::DatasetBuilder;
-use lance::Dataset;
 use lance::session::Session;
+use lance::Dataset;
 
 use crate::error::{Result, ResultExt};
 
@@ -36,7 +36,10 @@ async fn keep_memory_store(location: &str, dataset: &Dataset) {
         return;
     }
     if let Ok(store) = dataset.object_store(None).await {
-        let mut stores = MEMORY_STORES.get_or_init(Default::default).lock().expect("memory stores lock");
+        let mut stores = MEMORY_STORES
+            .get_or_init(Default::default)
+            .lock()
+            .expect("memory stores lock");
         if !stores.iter().any(|s| Arc::ptr_eq(s, &store)) {
             stores.push(store);
         }

@@ -144,7 +144,12 @@ impl Warehouse {
         if self.local_root.is_some() {
             return None;
         }
-        Url::parse(&format!("{}://{}", self.url.scheme(), self.url.host_str().unwrap_or_default())).ok()
+        Url::parse(&format!(
+            "{}://{}",
+            self.url.scheme(),
+            self.url.host_str().unwrap_or_default()
+        ))
+        .ok()
     }
 
     fn child(&self, parts: &[&str]) -> Path {

@@ -87,10 +87,7 @@ async fn detect_format(location: &str) -> Result<TableFormat> {
 }
 
 /// `CREATE [OR REPLACE] TABLE …`.
-pub(super) async fn create_table(
-    engine: &Engine,
-    create: CreateTable,
-) -> Result<StatementResult> {
+pub(super) async fn create_table(engine: &Engine, create: CreateTable) -> Result<StatementResult> {
     let name = engine.qualify(&create.name);
     let warehouse = engine.warehouse();
     let snapshot = engine.catalogs().snapshot();
@@ -290,25 +287,10 @@ pub(super) async fn delete(
     let (name, entry, schema) = writable_table(engine, table).await?;
     let (content, counting) =
         delete_queries(&name.to_string(), alias.as_deref(), predicate.as_ref());
-    let deleted = count(engine, &counting).await?;
-    if deleted == 0 {
-        return StatementResult::strings(&["num_affected_rows"], vec![vec![Some("0".into())]]);
-    }
-    let version = rewrite(
-        &name,
-        &entry,
-        &schema,
-        engine.plan_sql(&content).await?,
-        "DELETE",
+    rewrite_rows(
+        engine, &name, &entry, &schema, &content, &counting, "DELETE",
     )
-    .await?;
-    Ok(StatementResult::strings(
-        &["num_affected_rows"],
-        vec![vec![Some(deleted.to_string())]],
-    )?
-    .with_message(format!(
-        "deleted {deleted} rows from {name} (version {version})"
-    )))
+    .await
 }
 
 /// `UPDATE table SET … [WHERE predicate]`.
@@ -327,24 +309,35 @@ pub(super) async fn update(
         &assignments,
         predicate.as_ref(),
     )?;
-    let updated = count(engine, &counting).await?;
-    if updated == 0 {
-        return StatementResult::strings(&["num_affected_rows"], vec![vec![Some("0".into())]]);
-    }
-    let version = rewrite(
-        &name,
-        &entry,
-        &schema,
-        engine.plan_sql(&content).await?,
-        "UPDATE",
+    rewrite_rows(
+        engine, &name, &entry, &schema, &content, &counting, "UPDATE",
     )
-    .await?;
-    Ok(StatementResult::strings(
+    .await
+}
+
+/// Counts the rows a DELETE or UPDATE affects and, when there are any, replaces the table's
+/// content with `content` as one new version. Returns Databricks' `num_affected_rows`.
+async fn rewrite_rows(
+    engine: &Engine,
+    name: &QualifiedName,
+    entry: &TableEntry,
+    schema: &Schema,
+    content: &str,
+    counting: &str,
+    operation: &str,
+) -> Result<StatementResult> {
+    let affected = count(engine, counting).await?;
+    let result = StatementResult::strings(
         &["num_affected_rows"],
-        vec![vec![Some(updated.to_string())]],
-    )?
-    .with_message(format!(
-        "updated {updated} rows of {name} (version {version})"
+        vec![vec![Some(affected.to_string())]],
+    )?;
+    if affected == 0 {
+        return Ok(result);
+    }
+    let df = engine.plan_sql(content).await?;
+    let version = rewrite(name, entry, schema, df, operation).await?;
+    Ok(result.with_message(format!(
+        "{operation}: {affected} rows of {name} (version {version})"
     )))
 }
 

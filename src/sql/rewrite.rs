@@ -195,24 +195,15 @@ fn read_files_request(args: &[FunctionArg]) -> Result<TableRequestKind> {
                 arg: FunctionArgExpr::Expr(e),
                 ..
             } => {
-                let value = literal(e).ok_or_else(|| {
-                    VitrineError::Plan(format!(
-                        "read_files option '{name}' takes a literal, got '{e}'"
-                    ))
-                })?;
-                options.insert(name.value.to_lowercase(), value);
+                options.insert(name.value.to_lowercase(), option_value(&name.value, e)?);
             }
             FunctionArg::ExprNamed {
                 name,
                 arg: FunctionArgExpr::Expr(e),
                 ..
             } => {
-                let value = literal(e).ok_or_else(|| {
-                    VitrineError::Plan(format!(
-                        "read_files option '{name}' takes a literal, got '{e}'"
-                    ))
-                })?;
-                options.insert(name.to_string().to_lowercase(), value);
+                let name = name.to_string();
+                options.insert(name.to_lowercase(), option_value(&name, e)?);
             }
             other => {
                 return Err(VitrineError::Plan(format!(
@@ -223,6 +214,14 @@ fn read_files_request(args: &[FunctionArg]) -> Result<TableRequestKind> {
     }
     let path = path.ok_or_else(|| VitrineError::Plan("read_files needs a path".into()))?;
     Ok(TableRequestKind::ReadFiles { path, options })
+}
+
+fn option_value(name: &str, value: &Expr) -> Result<String> {
+    literal(value).ok_or_else(|| {
+        VitrineError::Plan(format!(
+            "read_files option '{name}' takes a literal, got '{value}'"
+        ))
+    })
 }
 
 /// The text of a literal: a string, number or boolean.

@@ -222,11 +222,29 @@ async fn read_files_and_csv_tables_read_volumes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_memory_warehouse_holds_tables_and_volumes() {
-    let engine = vitrine::Engine::open(vitrine::EngineConfig::new("memory:///")).await.unwrap();
-    let options = vitrine::demo::DemoOptions { products: 120, seed: 4, images: false, progress: false };
-    vitrine::demo::generate(engine.warehouse(), &options).await.unwrap();
-    engine.run_file(&crate::support::repo_path("sql/00_load_products.sql")).await.unwrap_or_else(|e| panic!("{e}"));
+    let engine = vitrine::Engine::open(vitrine::EngineConfig::new("memory:///"))
+        .await
+        .unwrap();
+    let options = vitrine::demo::DemoOptions {
+        products: 120,
+        seed: 4,
+        images: false,
+        progress: false,
+    };
+    vitrine::demo::generate(engine.warehouse(), &options)
+        .await
+        .unwrap();
+    engine
+        .run_file(&crate::support::repo_path("sql/00_load_products.sql"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     engine.execute("INSERT INTO main.fashion_demo.products SELECT * FROM main.fashion_demo.products WHERE product_id < 10010").await.unwrap();
-    let count = engine.execute("SELECT COUNT(*) FROM main.fashion_demo.products").await.unwrap();
-    assert_eq!(crate::support::rows(&count.batches), vec![vec!["130".to_string()]]);
+    let count = engine
+        .execute("SELECT COUNT(*) FROM main.fashion_demo.products")
+        .await
+        .unwrap();
+    assert_eq!(
+        crate::support::rows(&count.batches),
+        vec![vec!["130".to_string()]]
+    );
 }

@@ -249,26 +249,73 @@ mod tests {
 
     #[tokio::test]
     async fn hybrid_weight_one_is_the_normalised_image_and_zero_the_text() {
-        assert_eq!(value("SELECT hybrid_embed([3.0, 4.0], [0.0, 2.0], 1.0)").await.unwrap(), "[0.6, 0.8]");
-        assert_eq!(value("SELECT hybrid_embed([3.0, 4.0], [0.0, 2.0], 0.0)").await.unwrap(), "[0.0, 1.0]");
-        assert_eq!(value("SELECT hybrid_embed([1.0, 0.0], [0.0, 1.0])").await.unwrap(), "[0.70710677, 0.70710677]");
+        assert_eq!(
+            value("SELECT hybrid_embed([3.0, 4.0], [0.0, 2.0], 1.0)")
+                .await
+                .unwrap(),
+            "[0.6, 0.8]"
+        );
+        assert_eq!(
+            value("SELECT hybrid_embed([3.0, 4.0], [0.0, 2.0], 0.0)")
+                .await
+                .unwrap(),
+            "[0.0, 1.0]"
+        );
+        assert_eq!(
+            value("SELECT hybrid_embed([1.0, 0.0], [0.0, 1.0])")
+                .await
+                .unwrap(),
+            "[0.70710677, 0.70710677]"
+        );
     }
 
     #[tokio::test]
     async fn nulls_give_null_and_mismatches_name_the_row() {
-        assert_eq!(value("SELECT hybrid_embed(CAST(NULL AS FLOAT[]), [1.0])").await.unwrap(), "NULL");
-        assert_eq!(value("SELECT cosine_similarity([1.0, NULL], [1.0, 1.0])").await.unwrap(), "NULL");
-        let err = value("SELECT hybrid_embed([1.0, 2.0], [1.0])").await.unwrap_err().to_string();
+        assert_eq!(
+            value("SELECT hybrid_embed(CAST(NULL AS FLOAT[]), [1.0])")
+                .await
+                .unwrap(),
+            "NULL"
+        );
+        assert_eq!(
+            value("SELECT cosine_similarity([1.0, NULL], [1.0, 1.0])")
+                .await
+                .unwrap(),
+            "NULL"
+        );
+        let err = value("SELECT hybrid_embed([1.0, 2.0], [1.0])")
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("row 0") && err.contains("2 values"), "{err}");
-        let err = value("SELECT hybrid_embed([1.0], [1.0], 1.5)").await.unwrap_err().to_string();
+        let err = value("SELECT hybrid_embed([1.0], [1.0], 1.5)")
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("between 0 and 1"), "{err}");
-        let err = value("SELECT cosine_similarity('a', [1.0])").await.unwrap_err().to_string();
+        let err = value("SELECT cosine_similarity('a', [1.0])")
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("ARRAY<FLOAT>"), "{err}");
     }
 
     #[tokio::test]
     async fn cosine_of_orthogonal_and_parallel_vectors() {
-        assert_eq!(value("SELECT cosine_similarity([1.0, 0.0], [0.0, 5.0])").await.unwrap(), "0.0");
-        assert_eq!(value("SELECT cosine_similarity([2.0, 2.0], [1.0, 1.0])").await.unwrap().parse::<f64>().unwrap().round(), 1.0);
+        assert_eq!(
+            value("SELECT cosine_similarity([1.0, 0.0], [0.0, 5.0])")
+                .await
+                .unwrap(),
+            "0.0"
+        );
+        assert_eq!(
+            value("SELECT cosine_similarity([2.0, 2.0], [1.0, 1.0])")
+                .await
+                .unwrap()
+                .parse::<f64>()
+                .unwrap()
+                .round(),
+            1.0
+        );
     }
 }
