@@ -2,8 +2,10 @@
 //! tables stored as Lance datasets or Delta Lake tables.
 //!
 //! The crate follows a row from storage to a result: [`catalog`] (the warehouse and its tables),
-//! [`sql`] (the Databricks dialect), [`engine`] (statement execution), then the front ends:
-//! [`cli`], [`repl`] and the [`demo`] catalog generator.
+//! [`sql`] (the Databricks dialect), [`engine`] (statement execution), and the [`demo`] catalog
+//! generator. The `vitrine` binary (its command line and REPL) is a thin shell over this library.
+
+#![warn(missing_docs)]
 
 pub mod catalog;
 pub mod config;

@@ -3,7 +3,7 @@
 //!
 //! [`Engine::execute`] parses a statement ([`crate::sql::parser`]), applies the Spark rewrites
 //! ([`crate::sql::rewrite`]) and routes it: queries to DataFusion, catalog statements to
-//! [`catalog_ops`], writes to [`write`] (which commits each statement as one new table version).
+//! `catalog_ops`, writes to `write` (which commits each statement as one new table version).
 
 mod catalog_ops;
 mod dml;

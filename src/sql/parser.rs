@@ -22,84 +22,157 @@ use crate::sql::types::parse_spark_type;
 #[derive(Debug, Clone)]
 pub enum VitrineStatement {
     /// `CREATE CATALOG [IF NOT EXISTS] name`.
-    CreateCatalog { name: String, if_not_exists: bool },
+    CreateCatalog {
+        /// The object's name.
+        name: String,
+        /// `IF NOT EXISTS`: do nothing when it exists.
+        if_not_exists: bool,
+    },
     /// `CREATE SCHEMA|DATABASE [IF NOT EXISTS] [catalog.]name`.
     CreateSchema {
+        /// The catalog, when given.
         catalog: Option<String>,
+        /// The object's name.
         name: String,
+        /// `IF NOT EXISTS`: do nothing when it exists.
         if_not_exists: bool,
     },
     /// `DROP SCHEMA|DATABASE [IF EXISTS] [catalog.]name [CASCADE]`.
     DropSchema {
+        /// The catalog, when given.
         catalog: Option<String>,
+        /// The object's name.
         name: String,
+        /// `IF EXISTS`: do nothing when it does not exist.
         if_exists: bool,
+        /// `CASCADE`: drop the schema's tables too.
         cascade: bool,
     },
     /// `USE [CATALOG|SCHEMA|DATABASE] name`.
-    Use { kind: UseKind, name: Vec<String> },
+    Use {
+        /// Which default changes.
+        kind: UseKind,
+        /// The object's name.
+        name: Vec<String>,
+    },
     /// `SHOW CATALOGS`.
     ShowCatalogs,
     /// `SHOW SCHEMAS|DATABASES [IN|FROM catalog]`.
-    ShowSchemas { catalog: Option<String> },
+    ShowSchemas {
+        /// The catalog, when given.
+        catalog: Option<String>,
+    },
     /// `SHOW TABLES [IN|FROM [catalog.]schema]`.
-    ShowTables { schema: Option<Vec<String>> },
+    ShowTables {
+        /// The schema, when given.
+        schema: Option<Vec<String>>,
+    },
     /// `SHOW TBLPROPERTIES table`.
-    ShowTblProperties { table: TableName },
+    ShowTblProperties {
+        /// The table.
+        table: TableName,
+    },
     /// `DESCRIBE [TABLE] [EXTENDED] table`.
-    Describe { table: TableName, extended: bool },
+    Describe {
+        /// The table.
+        table: TableName,
+        /// `EXTENDED`: add the table's details.
+        extended: bool,
+    },
     /// `DESCRIBE HISTORY table`.
-    DescribeHistory { table: TableName },
+    DescribeHistory {
+        /// The table.
+        table: TableName,
+    },
     /// `DROP INDEX [IF EXISTS] name`: a vector index.
-    DropIndex { name: TableName, if_exists: bool },
+    DropIndex {
+        /// The object's name.
+        name: TableName,
+        /// `IF EXISTS`: do nothing when it does not exist.
+        if_exists: bool,
+    },
     /// `DROP TABLE [IF EXISTS] table`.
-    DropTable { table: TableName, if_exists: bool },
+    DropTable {
+        /// The table.
+        table: TableName,
+        /// `IF EXISTS`: do nothing when it does not exist.
+        if_exists: bool,
+    },
     /// `CREATE [OR REPLACE] TABLE …`.
     CreateTable(Box<CreateTable>),
     /// `INSERT INTO|OVERWRITE [TABLE] table [(columns)] query`.
     Insert {
+        /// The table.
         table: TableName,
+        /// Target columns, when listed.
         columns: Vec<String>,
+        /// `OVERWRITE`: replace the rows instead of adding.
         overwrite: bool,
+        /// The rows to write.
         query: Box<Query>,
     },
     /// `DELETE FROM table [WHERE predicate]`.
     Delete {
+        /// The table.
         table: TableName,
+        /// The table's alias, when given.
         alias: Option<String>,
+        /// `WHERE`: the rows affected (all when absent).
         predicate: Option<Expr>,
     },
     /// `UPDATE table [alias] SET col = expr, … [WHERE predicate]`.
     Update {
+        /// The table.
         table: TableName,
+        /// The table's alias, when given.
         alias: Option<String>,
+        /// `SET column = value` pairs.
         assignments: Vec<(String, Expr)>,
+        /// `WHERE`: the rows affected (all when absent).
         predicate: Option<Expr>,
     },
     /// `MERGE INTO target USING source ON … WHEN …`.
     Merge(Box<ast::Merge>),
     /// `ALTER TABLE table SET TBLPROPERTIES (…)`.
     SetTblProperties {
+        /// The table.
         table: TableName,
+        /// The properties to set.
         properties: BTreeMap<String, String>,
     },
     /// `ALTER TABLE table UNSET TBLPROPERTIES [IF EXISTS] (…)`.
-    UnsetTblProperties { table: TableName, keys: Vec<String> },
+    UnsetTblProperties {
+        /// The table.
+        table: TableName,
+        /// The property keys to remove.
+        keys: Vec<String>,
+    },
     /// `COMMENT ON TABLE table IS 'text' | NULL`.
     CommentOnTable {
+        /// The table.
         table: TableName,
+        /// The comment (NULL removes it).
         comment: Option<String>,
     },
     /// `OPTIMIZE table [ZORDER BY (columns)]`.
     Optimize {
+        /// The table.
         table: TableName,
+        /// `ZORDER BY` columns (none: compaction only).
         zorder_by: Vec<String>,
     },
     /// `RESTORE [TABLE] table TO VERSION AS OF n`.
-    Restore { table: TableName, version: u64 },
+    Restore {
+        /// The table.
+        table: TableName,
+        /// The version number.
+        version: u64,
+    },
     /// `SET key = value`, or `SET key` / `SET` to show.
     Set {
+        /// The setting's key (none: show all).
         key: Option<String>,
+        /// The new value (none: show the key).
         value: Option<String>,
     },
     /// Anything DataFusion plans itself (queries, views, `EXPLAIN`, …).
@@ -192,7 +265,7 @@ fn rewrite_star_merge_actions(sql: &str) -> Result<String> {
         .collect())
 }
 
-/// The name the MERGE planner reads as "every column" (see [`rewrite_star_merge_actions`]).
+/// The name the MERGE planner reads as "every column" (see `rewrite_star_merge_actions`).
 pub const MERGE_ALL_COLUMNS: &str = "__all__";
 
 struct StatementParser<'a> {

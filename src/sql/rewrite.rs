@@ -33,10 +33,17 @@ pub struct TableRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub enum TableRequestKind {
     /// A warehouse table at an older version.
-    Version { table: TableName, version: u64 },
+    Version {
+        /// The table.
+        table: TableName,
+        /// The version number.
+        version: u64,
+    },
     /// `read_files(path, name => value, …)`: plain files.
     ReadFiles {
+        /// The file, folder or glob.
         path: String,
+        /// Reader options (`format`, `header`, …).
         options: BTreeMap<String, String>,
     },
 }

@@ -4,6 +4,8 @@
 //! DataFusion session through [`register`]. Today the crate holds the vector functions the
 //! embedding phase needs ([`vector`]): `cosine_similarity` and `hybrid_embed`.
 
+#![warn(missing_docs)]
+
 pub mod vector;
 
 use std::sync::Arc;
