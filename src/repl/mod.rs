@@ -16,7 +16,7 @@ use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
 use rustyline::history::DefaultHistory;
 use rustyline::validate::Validator;
-use rustyline::{Context, Editor, Helper};
+use rustyline::{CompletionType, Config, Context, Editor, Helper};
 use tokio::runtime::Runtime;
 use vitrine::sql::script::is_complete;
 use vitrine::{Engine, StatementResult};
@@ -121,7 +121,11 @@ pub fn run(runtime: &Runtime, engine: &Engine) -> Result<()> {
     let tables = Arc::new(Mutex::new(
         runtime.block_on(engine.table_names()).unwrap_or_default(),
     ));
-    let mut editor: Editor<VitrineHelper, DefaultHistory> = Editor::new()?;
+    let config = Config::builder()
+        .completion_type(CompletionType::List)
+        .auto_add_history(false)
+        .build();
+    let mut editor: Editor<VitrineHelper, DefaultHistory> = Editor::with_config(config)?;
     editor.set_helper(Some(VitrineHelper {
         tables: Arc::clone(&tables),
     }));
