@@ -13,6 +13,7 @@ use datafusion::prelude::DataFrame;
 use datafusion::scalar::ScalarValue;
 
 use crate::error::{Result, VitrineError};
+use crate::sql::types::spark_type_name;
 
 /// The type a table stores for a query's `data_type`: view and dictionary types become plain ones.
 pub fn storage_type(data_type: &DataType) -> DataType {
@@ -57,6 +58,31 @@ pub fn to_storage(df: DataFrame) -> Result<DataFrame> {
         })
         .collect();
     Ok(df.select(exprs)?)
+}
+
+/// Describes the columns of `df` whose type differs from `table`'s (`id (string → int)`), so that
+/// a value failing its cast at run time can be traced to its column.
+pub fn casts(df: &DataFrame, table: &Schema, columns: &[String]) -> Vec<String> {
+    let targets: Vec<&str> = if columns.is_empty() {
+        table.fields().iter().map(|f| f.name().as_str()).collect()
+    } else {
+        columns.iter().map(String::as_str).collect()
+    };
+    df.schema()
+        .fields()
+        .iter()
+        .zip(targets)
+        .filter_map(|(from, to)| {
+            let to_type = table.field_with_name(to).ok()?.data_type();
+            (storage_type(from.data_type()) != *to_type).then(|| {
+                format!(
+                    "{to} ({} → {})",
+                    spark_type_name(from.data_type()),
+                    spark_type_name(to_type)
+                )
+            })
+        })
+        .collect()
 }
 
 /// Shapes `df` into `table`'s columns: by position, or by the `columns` list of an `INSERT`

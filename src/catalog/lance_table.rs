@@ -15,6 +15,7 @@ use lance::dataset::optimize::{compact_files, CompactionOptions};
 use lance::dataset::{InsertBuilder, WriteMode, WriteParams};
 use lance::session::Session;
 use lance::Dataset;
+use lance_file::version::LanceFileVersion;
 
 use crate::error::{Result, ResultExt};
 
@@ -103,6 +104,8 @@ pub async fn write(
     let params = WriteParams {
         mode,
         session: Some(session()),
+        // 2.2 is the first stable file format that stores MAP columns.
+        data_storage_version: Some(LanceFileVersion::V2_2),
         transaction_properties: Some(Arc::new(HashMap::from([(
             OPERATION_PROPERTY.to_string(),
             operation.to_string(),

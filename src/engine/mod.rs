@@ -144,6 +144,9 @@ impl Engine {
                 let df = self.plan_statement(*statement).await?;
                 StatementResult::collect(df).await
             }
+            VitrineStatement::DataFusion(sql) => {
+                StatementResult::collect(self.ctx.sql(&sql).await?).await
+            }
             VitrineStatement::Set { key, value } => self.execute_set(key, value).await,
             VitrineStatement::CreateTable(create) => write::create_table(self, *create).await,
             VitrineStatement::Insert {

@@ -234,18 +234,21 @@ pub(super) async fn insert(
     query: Query,
 ) -> Result<StatementResult> {
     let (name, entry, schema) = writable_table(engine, table).await?;
-    let df = conform::to_table(
-        engine.plan_query(query).await?,
-        &schema,
-        columns,
-        &name.to_string(),
-    )?;
+    let query = engine.plan_query(query).await?;
+    let casts = conform::casts(&query, &schema, columns);
+    let df = conform::to_table(query, &schema, columns, &name.to_string())?;
     let (mode, operation) = if overwrite {
         (Mode::Overwrite, "INSERT OVERWRITE")
     } else {
         (Mode::Append, "WRITE")
     };
-    let (version, rows) = commit(&entry, &name, df, mode, operation).await?;
+    let (version, rows) =
+        commit(&entry, &name, df, mode, operation)
+            .await
+            .map_err(|e| match casts.is_empty() {
+                true => e,
+                false => e.context(format!("converting {}", casts.join(", "))),
+            })?;
     Ok(StatementResult::message(format!(
         "inserted {rows} rows into {name} (version {version})"
     )))

@@ -177,6 +177,9 @@ pub enum VitrineStatement {
     },
     /// Anything DataFusion plans itself (queries, views, `EXPLAIN`, …).
     Query(Box<Statement>),
+    /// DataFusion's own statements that sqlparser does not parse (`COPY … TO`,
+    /// `CREATE EXTERNAL TABLE`), passed to DataFusion as text.
+    DataFusion(String),
 }
 
 /// Which default `USE` changes.
@@ -220,6 +223,7 @@ pub fn parse_statement(sql: &str) -> Result<VitrineStatement> {
     let dialect = DatabricksDialect {};
     let mut p = StatementParser {
         p: Parser::new(&dialect).try_with_sql(&sql)?,
+        sql: &sql,
     };
     let statement = p.parse()?;
     p.expect_end()?;
@@ -270,6 +274,7 @@ pub const MERGE_ALL_COLUMNS: &str = "__all__";
 
 struct StatementParser<'a> {
     p: Parser<'a>,
+    sql: &'a str,
 }
 
 impl StatementParser<'_> {
@@ -433,8 +438,15 @@ impl StatementParser<'_> {
             "SET" if !matches!(self.peek_word(1).as_deref(), Some("TIME" | "ROLE")) => {
                 self.parse_set()
             }
+            "COPY" => Ok(VitrineStatement::DataFusion(self.whole_statement())),
             _ => self.parse_sqlparser_statement(),
         }
+    }
+
+    /// The statement's text, for statements handed to DataFusion as they are.
+    fn whole_statement(&mut self) -> String {
+        while self.p.next_token().token != Token::EOF {}
+        self.sql.trim().trim_end_matches(';').to_string()
     }
 
     fn unsigned(&mut self) -> Result<u64> {
@@ -484,6 +496,9 @@ impl StatementParser<'_> {
                 name,
                 if_not_exists,
             });
+        }
+        if self.peek_word(1).as_deref() == Some("EXTERNAL") {
+            return Ok(VitrineStatement::DataFusion(self.whole_statement()));
         }
         let is_table = (self.peek_word(1).as_deref() == Some("TABLE"))
             || (self.peek_word(1).as_deref() == Some("OR")

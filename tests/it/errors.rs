@@ -32,6 +32,11 @@ async fn unknown_names_and_bad_sql_are_named() {
     assert!(e.contains("column 'id'"), "{e}");
     let e = error(&wh, "INSERT INTO t VALUES (1, 2)").await;
     assert!(e.contains("2 columns but 1"), "{e}");
+    let e = error(&wh, "INSERT INTO t VALUES ('abc')").await;
+    assert!(
+        e.contains("converting id (string → int)") && e.contains("'abc'"),
+        "{e}"
+    );
     let e = error(&wh, "SELECT id + ARRAY(1) FROM t").await;
     assert!(!e.is_empty());
     let e = error(&wh, "CREATE TABLE t (id INT)").await;

@@ -218,6 +218,52 @@ async fn read_files_and_csv_tables_read_volumes() {
     assert_eq!(wh.value("SELECT name FROM a WHERE id = 2").await, "y");
     wh.sql("CREATE TABLE p AS SELECT * FROM a").await;
     assert_eq!(wh.value("SELECT COUNT(*) FROM p").await, "2");
+    let parquet = volume.join("a.parquet");
+    wh.sql(&format!(
+        "COPY (SELECT id * 10 AS id FROM a) TO '{}' STORED AS PARQUET",
+        parquet.display()
+    ))
+    .await;
+    wh.sql("CREATE TABLE pq USING PARQUET LOCATION '/Volumes/main/default/files/a.parquet'")
+        .await;
+    assert_eq!(wh.value("SELECT SUM(id) FROM pq").await, "30");
+    let e = wh
+        .engine
+        .execute("INSERT INTO pq VALUES (1)")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("read-only"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn map_struct_and_nested_array_columns_round_trip() {
+    let wh = TestWarehouse::new().await;
+    wh.sql(
+        "CREATE TABLE n (m MAP<STRING, INT>, s STRUCT<a: INT, b: ARRAY<STRING>>, v ARRAY<FLOAT>)",
+    )
+    .await;
+    wh.sql("INSERT INTO n VALUES (MAP(['k'], [7]), NAMED_STRUCT('a', 1, 'b', ARRAY('x', 'y')), ARRAY(0.5, 1.5))").await;
+    assert_eq!(
+        wh.rows("SELECT m['k'], s.b[2], v[2] FROM n").await,
+        vec![vec!["7".to_string(), "y".into(), "1.5".into()]]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn optimize_compacts_small_appends() {
+    let wh = TestWarehouse::new().await;
+    wh.sql("CREATE TABLE t (id INT)").await;
+    for i in 0..6 {
+        wh.sql(&format!("INSERT INTO t VALUES ({i})")).await;
+    }
+    let metrics = wh.rows("OPTIMIZE t").await;
+    assert!(
+        metrics[0][1].contains("numFilesBefore: 6") && metrics[0][1].contains("numFilesAfter: 1"),
+        "{metrics:?}"
+    );
+    assert_eq!(wh.value("SELECT SUM(id) FROM t").await, "15");
+    assert_eq!(wh.rows("DESCRIBE HISTORY t").await[0][2], "REWRITE");
 }
 
 #[tokio::test(flavor = "multi_thread")]
