@@ -14,8 +14,20 @@ use url::Url;
 use super::lance_table::{HistoryEntry, Mode, OptimizeMetrics};
 use crate::error::{Result, ResultExt, VitrineError};
 
+/// Registers deltalake's S3, GCS and Azure storage handlers, once per process, so that Delta
+/// tables on object stores open like local ones.
+fn register_object_stores() {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(|| {
+        deltalake::aws::register_handlers(None);
+        deltalake::gcp::register_handlers(None);
+        deltalake::azure::register_handlers(None);
+    });
+}
+
 /// The Delta table URL of a location (an absolute local path or a URL).
 pub fn table_url(location: &str) -> Result<Url> {
+    register_object_stores();
     if let Ok(url) = Url::parse(location) {
         if url.scheme().len() > 1 {
             return Ok(url);
