@@ -8,8 +8,10 @@ if ! command -v protoc >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq protobuf-compiler
 fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vitrine-target}"
-cargo build --release --locked
-vitrine="$CARGO_TARGET_DIR/release/vitrine"
+# VITRINE_PROFILE=dev trades run time for a shorter first build.
+profile="${VITRINE_PROFILE:-release}"
+cargo build --profile "$profile" --locked --bin vitrine
+vitrine="$CARGO_TARGET_DIR/$([ "$profile" = dev ] && echo debug || echo "$profile")/vitrine"
 warehouse="${VITRINE_WAREHOUSE:-./warehouse}"
 
 if [ ! -f "$warehouse/Volumes/main/fashion_demo/raw_data/styles.csv" ]; then

@@ -98,7 +98,7 @@ FROM (
 )
 ORDER BY check_name;
 
--- A few enriched descriptions, one random product per article type
+-- Five enriched descriptions, drawn at random
 SELECT product_id, article_type, rich_text_description
 FROM main.fashion_demo.products_with_visual_attributes
 DISTRIBUTE BY article_type SORT BY RAND()
