@@ -845,6 +845,12 @@ impl StatementParser<'_> {
                 }
             }
             Statement::Merge(merge) => VitrineStatement::Merge(Box::new(merge)),
+            Statement::CreateView(mut view) => {
+                // Views live in the session (see `catalog::provider`): every view is what
+                // Databricks calls a temporary view, so TEMP changes nothing.
+                view.temporary = false;
+                VitrineStatement::Query(Box::new(Statement::CreateView(view)))
+            }
             other => VitrineStatement::Query(Box::new(other)),
         })
     }

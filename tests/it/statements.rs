@@ -133,6 +133,23 @@ async fn spark_semantics_for_division_size_and_friends() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn temporary_views_are_session_views() {
+    let wh = TestWarehouse::new().await;
+    wh.sql("CREATE OR REPLACE TEMP VIEW v AS SELECT 1 AS a UNION ALL SELECT 2")
+        .await;
+    wh.sql("CREATE OR REPLACE TEMPORARY VIEW v AS SELECT 3 AS a")
+        .await;
+    assert_eq!(wh.value("SELECT SUM(a) FROM v").await, "3");
+    let other = vitrine::Engine::open(vitrine::EngineConfig::new(wh.path().to_str().unwrap()))
+        .await
+        .unwrap();
+    assert!(
+        other.execute("SELECT * FROM v").await.is_err(),
+        "a view belongs to its session"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn distribute_by_sort_by_limit_runs() {
     let wh = TestWarehouse::new().await;
     wh.sql("CREATE TABLE t AS SELECT CAST(value AS INT) AS id, CAST(value % 3 AS INT) AS g FROM range(100)").await;
