@@ -85,6 +85,7 @@ pub fn update_queries(
 
 const IN_TARGET: &str = "__vitrine_in_target";
 const IN_SOURCE: &str = "__vitrine_in_source";
+const TARGET_ROW: &str = "__vitrine_row";
 /// Action code of a target row that no clause changes.
 const KEEP: i64 = 0;
 /// Action code of a source row that no clause inserts.
@@ -97,6 +98,9 @@ pub struct MergeQueries {
     pub content: String,
     /// `(updated, deleted, inserted)` row counts.
     pub counts: String,
+    /// Target rows that more than one source row matches (Databricks refuses such a MERGE,
+    /// since which source row wins is undefined): at most a few, as `__vitrine_row` numbers.
+    pub ambiguous: String,
 }
 
 /// Builds the queries of `MERGE INTO target USING source ON … WHEN …`; `target_table` is the
@@ -219,6 +223,11 @@ pub fn merge_queries(
         "(SELECT *, true AS {IN_TARGET} FROM {target_table}) AS {t} FULL OUTER JOIN (SELECT *, true AS {IN_SOURCE} FROM {source}) AS {s} ON {}",
         merge.on
     );
+    let ambiguous = format!(
+        "SELECT {t}.{TARGET_ROW} FROM (SELECT *, row_number() OVER () AS {TARGET_ROW} FROM {target_table}) AS {t} \
+         JOIN {source} AS {s} ON {} GROUP BY {t}.{TARGET_ROW} HAVING COUNT(*) > 1 LIMIT 3",
+        merge.on
+    );
     let removed: Vec<String> = removed.iter().map(i64::to_string).collect();
     let content = format!(
         "SELECT {} FROM {joined} WHERE {action} NOT IN ({})",
@@ -247,7 +256,11 @@ pub fn merge_queries(
         codes(|a| matches!(a, MergeAction::Delete { .. })),
         codes(|a| matches!(a, MergeAction::Insert(_))),
     );
-    Ok(MergeQueries { content, counts })
+    Ok(MergeQueries {
+        content,
+        counts,
+        ambiguous,
+    })
 }
 
 fn assignment_column(target: &ast::AssignmentTarget) -> Option<String> {

@@ -349,6 +349,20 @@ pub(super) async fn merge(engine: &Engine, merge: ast::Merge) -> Result<Statemen
     let (table, _) = single_table(&merge.table)?;
     let (name, entry, schema) = writable_table(engine, &table).await?;
     let queries = merge_queries(&merge, &name.to_string(), &schema)?;
+    let has_matched_actions = merge
+        .clauses
+        .iter()
+        .any(|c| c.clause_kind == ast::MergeClauseKind::Matched);
+    if has_matched_actions {
+        let ambiguous = engine.plan_sql(&queries.ambiguous).await?.collect().await?;
+        let rows: usize = ambiguous.iter().map(|b| b.num_rows()).sum();
+        if rows > 0 {
+            return Err(VitrineError::Plan(format!(
+                "MERGE INTO {name}: several source rows match the same target row; \
+                 make the source unique on the ON condition's keys"
+            )));
+        }
+    }
     let counts = engine
         .plan_sql(&queries.counts)
         .await?

@@ -68,6 +68,17 @@ async fn insert_update_delete_and_merge_follow_databricks_semantics() {
         ["4,dee"]
     );
 
+    let dup = "MERGE INTO t USING (SELECT 4 AS id UNION ALL SELECT 4) AS u ON t.id = u.id WHEN MATCHED THEN DELETE";
+    let err = wh.engine.execute(dup).await.unwrap_err().to_string();
+    assert!(
+        err.contains("several source rows match the same target row"),
+        "{err}"
+    );
+    assert_eq!(ids(&wh, "SELECT id FROM t WHERE id = 4").await, ["4"]);
+    // Duplicates in the source are fine when nothing but inserts can happen.
+    wh.sql("MERGE INTO t USING (SELECT 8 AS id UNION ALL SELECT 8) AS u ON t.id = u.id WHEN NOT MATCHED THEN INSERT (id) VALUES (u.id)").await;
+    assert_eq!(wh.value("SELECT COUNT(*) FROM t WHERE id = 8").await, "2");
+
     wh.sql("INSERT OVERWRITE t SELECT 9, 'nine', 9.0").await;
     assert_eq!(ids(&wh, "SELECT id FROM t").await, ["9"]);
 }
