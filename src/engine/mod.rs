@@ -228,6 +228,11 @@ impl Engine {
                         .await
                         .map_err(|e| e.context(format!("reading {name} VERSION AS OF {version}")))?
                 }
+                TableRequestKind::AsOfTime { table, timestamp } => {
+                    let (name, entry) = self.table_entry(table)?;
+                    let version = self.version_at(&name, &entry, timestamp).await?;
+                    self.catalogs.open_table(&entry, Some(version)).await?
+                }
                 TableRequestKind::ReadFiles { path, options } => {
                     let mut options = options.clone();
                     let format = options
@@ -253,6 +258,54 @@ impl Engine {
             self.catalogs.deregister_session_table(name);
         }
         result
+    }
+
+    /// The newest version of a table committed at or before the time `timestamp` (a SQL
+    /// expression) evaluates to, as Databricks' `TIMESTAMP AS OF` reads it.
+    async fn version_at(
+        &self,
+        name: &QualifiedName,
+        entry: &TableEntry,
+        timestamp: &str,
+    ) -> Result<u64> {
+        let sql = format!("SELECT CAST(to_timestamp_micros({timestamp}) AS BIGINT)");
+        let batches = self.ctx.sql(&sql).await?.collect().await?;
+        let micros = batches
+            .first()
+            .and_then(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<datafusion::arrow::array::Int64Array>()
+            })
+            .filter(|a| {
+                datafusion::arrow::array::Array::len(*a) == 1
+                    && !datafusion::arrow::array::Array::is_null(*a, 0)
+            })
+            .map(|a| a.value(0))
+            .ok_or_else(|| {
+                VitrineError::Plan(format!("TIMESTAMP AS OF {timestamp}: not a time"))
+            })?;
+        let history = match entry.format {
+            crate::catalog::TableFormat::Lance => {
+                crate::catalog::lance_table::history(&entry.location).await?
+            }
+            crate::catalog::TableFormat::Delta => {
+                crate::catalog::delta_table::history(&entry.location).await?
+            }
+            other => {
+                return Err(VitrineError::Plan(format!(
+                    "{name} is a {other} table: it has no versions"
+                )))
+            }
+        };
+        history
+            .iter()
+            .filter(|h| h.timestamp.timestamp_micros() <= micros)
+            .map(|h| h.version)
+            .max()
+            .ok_or_else(|| {
+                VitrineError::NotFound(format!("{name} has no version at or before {timestamp}"))
+            })
     }
 
     /// Resolves a table name against the current schema and returns its entry.

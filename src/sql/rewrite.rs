@@ -39,6 +39,13 @@ pub enum TableRequestKind {
         /// The version number.
         version: u64,
     },
+    /// A warehouse table as it was at a time: its newest version committed at or before it.
+    AsOfTime {
+        /// The table.
+        table: TableName,
+        /// The SQL expression giving the time.
+        timestamp: String,
+    },
     /// `read_files(path, name => value, …)`: plain files.
     ReadFiles {
         /// The file, folder or glob.
@@ -180,8 +187,12 @@ impl SparkRewriter {
                     version,
                 }))
             }
+            Some(TableVersion::TimestampAsOf(expr)) => Ok(Some(TableRequestKind::AsOfTime {
+                table: TableName::from_parts(&parts)?,
+                timestamp: expr.to_string(),
+            })),
             Some(other) => Err(VitrineError::Plan(format!(
-                "'{other}' is not supported: use VERSION AS OF n"
+                "'{other}' is not supported: use VERSION AS OF n or TIMESTAMP AS OF t"
             ))),
         }
     }

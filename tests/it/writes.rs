@@ -114,6 +114,22 @@ async fn history_time_travel_and_restore() {
         .await,
         ["1"]
     );
+    let second: String = wh.rows("DESCRIBE HISTORY t").await[1][1].clone();
+    assert_eq!(
+        ids(
+            &wh,
+            &format!("SELECT id FROM t TIMESTAMP AS OF '{second}' ORDER BY id")
+        )
+        .await,
+        ["1", "2"]
+    );
+    let e = wh
+        .engine
+        .execute("SELECT * FROM t TIMESTAMP AS OF '2001-01-01'")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no version at or before"), "{e}");
     wh.sql("RESTORE TABLE t TO VERSION AS OF 1").await;
     assert_eq!(ids(&wh, "SELECT id FROM t").await, ["1"]);
     assert_eq!(wh.rows("DESCRIBE HISTORY t").await.len(), 4);
