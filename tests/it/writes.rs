@@ -160,6 +160,13 @@ async fn a_statement_that_fails_half_way_leaves_the_table_unchanged() {
     // The table still takes writes.
     wh.sql("INSERT INTO t VALUES (-1, 'v4')").await;
     assert_eq!(wh.value("SELECT COUNT(*) FROM t").await, "50001");
+
+    // A new table whose creation fails half-way does not exist, and can be created after.
+    let failing_new = failing.replace("OR REPLACE TABLE t", "TABLE fresh");
+    assert!(wh.engine.execute(&failing_new).await.is_err());
+    assert!(wh.rows("SHOW TABLES").await.iter().all(|r| r[1] != "fresh"));
+    wh.sql("CREATE TABLE fresh AS SELECT 1 AS id").await;
+    assert_eq!(wh.value("SELECT COUNT(*) FROM fresh").await, "1");
 }
 
 #[tokio::test(flavor = "multi_thread")]
