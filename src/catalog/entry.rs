@@ -20,6 +20,8 @@ pub enum TableFormat {
     Csv,
     /// Parquet files, read-only.
     Parquet,
+    /// A view: a query stored in the catalog, planned when read.
+    View,
 }
 
 impl TableFormat {
@@ -30,6 +32,7 @@ impl TableFormat {
             "delta" => Ok(Self::Delta),
             "csv" => Ok(Self::Csv),
             "parquet" => Ok(Self::Parquet),
+            "view" => Err(VitrineError::Plan("use CREATE VIEW for views".into())),
             other => Err(VitrineError::Plan(format!(
                 "unknown table format '{other}': use LANCE, DELTA, CSV or PARQUET"
             ))),
@@ -49,6 +52,7 @@ impl fmt::Display for TableFormat {
             Self::Delta => "delta",
             Self::Csv => "csv",
             Self::Parquet => "parquet",
+            Self::View => "view",
         })
     }
 }
@@ -73,4 +77,7 @@ pub struct TableEntry {
     pub comment: Option<String>,
     /// When the table was created (RFC 3339).
     pub created_at: String,
+    /// A view's query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view_sql: Option<String>,
 }

@@ -2,18 +2,21 @@
 //!
 //! The catalog tree is read from the warehouse into a [`CatalogSnapshot`] before each statement
 //! ([`WarehouseCatalogList::refresh`]), so tables created by another process are seen. Tables are
-//! opened when a query names them, at their latest version. Views and the temporary tables a
+//! opened when a query names them, at their latest version; views are planned then. Temporary
+//! views and the temporary tables a
 //! statement needs (`read_files(…)`, `t VERSION AS OF n`) live in the session only.
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use async_trait::async_trait;
+use datafusion::catalog::view::ViewTable;
 use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, SchemaProvider, Session, TableProvider,
 };
 use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::execution::SessionState;
 
 use super::warehouse::CatalogSnapshot;
 use super::{delta_table, files, lance_table, QualifiedName, TableEntry, TableFormat, Warehouse};
@@ -25,7 +28,12 @@ struct Shared {
     session_tables: RwLock<HashMap<QualifiedName, Arc<dyn TableProvider>>>,
     /// A session over the same runtime, used to infer file schemas and register object stores.
     reader: Arc<dyn Session>,
+    /// The engine's session, to plan views (set once the engine's session exists).
+    planner: OnceLock<SessionSource>,
 }
+
+/// Hands out a copy of the engine's current session state.
+pub type SessionSource = Box<dyn Fn() -> Option<SessionState> + Send + Sync>;
 
 /// The root of the warehouse catalog tree, registered as the session's catalog list.
 #[derive(Clone)]
@@ -50,8 +58,14 @@ impl WarehouseCatalogList {
                 snapshot: RwLock::new(Arc::default()),
                 session_tables: RwLock::new(HashMap::new()),
                 reader,
+                planner: OnceLock::new(),
             }),
         }
+    }
+
+    /// Gives the catalog the engine's session, with which views are planned.
+    pub fn set_planner(&self, source: SessionSource) {
+        let _ = self.shared.planner.set(source);
     }
 
     /// The warehouse.
@@ -89,6 +103,21 @@ impl WarehouseCatalogList {
                     )));
                 }
                 files::provider(&entry.location, entry.format, &entry.options, reader).await
+            }
+            TableFormat::View => {
+                let sql = entry.view_sql.as_deref().unwrap_or_default();
+                let state = self
+                    .shared
+                    .planner
+                    .get()
+                    .and_then(|source| source())
+                    .ok_or_else(|| {
+                        crate::error::VitrineError::Plan(
+                            "views cannot be read before the engine starts".into(),
+                        )
+                    })?;
+                let plan = state.create_logical_plan(sql).await?;
+                Ok(Arc::new(ViewTable::new(plan, Some(sql.to_string()))))
             }
         }
     }

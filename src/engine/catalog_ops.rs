@@ -233,6 +233,35 @@ pub(super) async fn execute(
             warehouse.delete_table(&name, &entry).await?;
             Ok(StatementResult::message(format!("dropped table {name}")))
         }
+        VitrineStatement::DropView { name, if_exists } => {
+            let qualified = engine.qualify(&name);
+            match snapshot.table(&qualified) {
+                Some(entry) if entry.format == TableFormat::View => {
+                    warehouse.delete_table(&qualified, entry).await?;
+                    Ok(StatementResult::message(format!(
+                        "dropped view {qualified}"
+                    )))
+                }
+                Some(_) => Err(VitrineError::Plan(format!(
+                    "{qualified} is a table: use DROP TABLE"
+                ))),
+                None if engine
+                    .catalogs()
+                    .deregister_session_table(&qualified)
+                    .is_some() =>
+                {
+                    Ok(StatementResult::message(format!(
+                        "dropped temporary view {qualified}"
+                    )))
+                }
+                None if if_exists => Ok(StatementResult::message(format!(
+                    "view {qualified} does not exist"
+                ))),
+                None => Err(VitrineError::NotFound(format!(
+                    "view {qualified} does not exist"
+                ))),
+            }
+        }
         VitrineStatement::DropIndex { name, if_exists } => {
             // No vector index exists until indexes can be created.
             let name = engine.qualify(&name);

@@ -68,6 +68,10 @@ impl Engine {
             .with_analyzer_rules(analyzer_rules)
             .build();
         let mut ctx = SessionContext::new_with_state(state);
+        let session = ctx.state_weak_ref();
+        catalogs.set_planner(Box::new(move || {
+            session.upgrade().map(|s| s.read().clone())
+        }));
         functions::register(&mut ctx)?;
         vitrine_udfs::register(&mut ctx)?;
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
@@ -167,6 +171,16 @@ impl Engine {
                 predicate,
             } => write::update(self, &table, alias, assignments, predicate).await,
             VitrineStatement::Merge(merge) => write::merge(self, *merge).await,
+            VitrineStatement::CreateView {
+                name,
+                or_replace,
+                if_not_exists,
+                comment,
+                query,
+            } => {
+                self.create_view(&name, or_replace, if_not_exists, comment, *query)
+                    .await
+            }
             VitrineStatement::Optimize { table, zorder_by } => {
                 write::optimize(self, &table, &zorder_by).await
             }
@@ -175,6 +189,65 @@ impl Engine {
             }
             other => catalog_ops::execute(self, other).await,
         }
+    }
+
+    /// `CREATE VIEW`: checks that the query plans, then stores its rewritten text in the catalog.
+    async fn create_view(
+        &self,
+        name: &TableName,
+        or_replace: bool,
+        if_not_exists: bool,
+        comment: Option<String>,
+        query: Query,
+    ) -> Result<StatementResult> {
+        let name = self.qualify(name);
+        let snapshot = self.catalogs.snapshot();
+        if !snapshot.has_schema(&name.catalog, &name.schema) {
+            return Err(VitrineError::NotFound(format!(
+                "schema '{}.{}' does not exist",
+                name.catalog, name.schema
+            )));
+        }
+        match snapshot.table(&name) {
+            Some(_) if if_not_exists => {
+                return Ok(StatementResult::message(format!("{name} exists")))
+            }
+            Some(e) if e.format != crate::catalog::TableFormat::View => {
+                return Err(VitrineError::AlreadyExists(format!(
+                    "{name} is a table, not a view"
+                )))
+            }
+            Some(_) if !or_replace => {
+                return Err(VitrineError::AlreadyExists(format!(
+                    "view {name} already exists"
+                )))
+            }
+            _ => {}
+        }
+        let mut statement = Statement::Query(Box::new(query));
+        if !rewrite_statement(&mut statement)?.is_empty() {
+            return Err(VitrineError::Plan(format!(
+                "view {name}: read_files and VERSION AS OF cannot be stored in a view"
+            )));
+        }
+        let sql = statement.to_string();
+        self.ctx
+            .state()
+            .create_logical_plan(&sql)
+            .await
+            .map_err(|e| VitrineError::from(e).context(format!("view {name}")))?;
+        let entry = TableEntry {
+            format: crate::catalog::TableFormat::View,
+            location: String::new(),
+            managed: true,
+            properties: Default::default(),
+            options: Default::default(),
+            comment,
+            created_at: chrono::Utc::now().to_rfc3339(),
+            view_sql: Some(sql),
+        };
+        self.warehouse().put_table(&name, &entry).await?;
+        Ok(StatementResult::message(format!("created view {name}")))
     }
 
     /// Plans a query or other DataFusion statement, after the Spark rewrites.

@@ -124,6 +124,7 @@ pub(super) async fn create_table(engine: &Engine, create: CreateTable) -> Result
             options: create.options,
             comment: create.comment,
             created_at: now,
+            view_sql: None,
         };
         engine
             .catalogs()
@@ -200,6 +201,7 @@ pub(super) async fn create_table(engine: &Engine, create: CreateTable) -> Result
             .comment
             .or(existing.as_ref().and_then(|e| e.comment.clone())),
         created_at: existing.as_ref().map_or(now, |e| e.created_at.clone()),
+        view_sql: None,
     };
     entry.properties.extend(create.properties);
     let (version, rows) = commit(&entry, &name, df, mode, operation).await?;

@@ -91,6 +91,26 @@ pub enum VitrineStatement {
         /// `IF EXISTS`: do nothing when it does not exist.
         if_exists: bool,
     },
+    /// `CREATE [OR REPLACE] VIEW [IF NOT EXISTS] name AS query`: a view kept in the warehouse.
+    CreateView {
+        /// The view.
+        name: TableName,
+        /// `OR REPLACE`.
+        or_replace: bool,
+        /// `IF NOT EXISTS`: do nothing when it exists.
+        if_not_exists: bool,
+        /// `COMMENT`.
+        comment: Option<String>,
+        /// The view's query.
+        query: Box<Query>,
+    },
+    /// `DROP VIEW [IF EXISTS] name`.
+    DropView {
+        /// The view.
+        name: TableName,
+        /// `IF EXISTS`: do nothing when it does not exist.
+        if_exists: bool,
+    },
     /// `DROP TABLE [IF EXISTS] table`.
     DropTable {
         /// The table.
@@ -357,6 +377,14 @@ impl StatementParser<'_> {
                 let if_exists = self.eat_words(&["IF", "EXISTS"]);
                 Ok(VitrineStatement::DropTable {
                     table: self.table_name()?,
+                    if_exists,
+                })
+            }
+            "DROP" if self.peek_word(1).as_deref() == Some("VIEW") => {
+                self.expect_words(&["DROP", "VIEW"])?;
+                let if_exists = self.eat_words(&["IF", "EXISTS"]);
+                Ok(VitrineStatement::DropView {
+                    name: self.table_name()?,
                     if_exists,
                 })
             }
@@ -845,12 +873,18 @@ impl StatementParser<'_> {
                 }
             }
             Statement::Merge(merge) => VitrineStatement::Merge(Box::new(merge)),
-            Statement::CreateView(mut view) => {
-                // Views live in the session (see `catalog::provider`): every view is what
-                // Databricks calls a temporary view, so TEMP changes nothing.
+            Statement::CreateView(mut view) if view.temporary => {
+                // A temporary view lives in the session (see `catalog::provider`).
                 view.temporary = false;
                 VitrineStatement::Query(Box::new(Statement::CreateView(view)))
             }
+            Statement::CreateView(view) => VitrineStatement::CreateView {
+                name: TableName::from_parts(&object_name_parts(&view.name)?)?,
+                or_replace: view.or_replace,
+                if_not_exists: view.if_not_exists,
+                comment: view.comment.clone(),
+                query: view.query,
+            },
             other => VitrineStatement::Query(Box::new(other)),
         })
     }

@@ -150,6 +150,53 @@ async fn temporary_views_are_session_views() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn views_persist_in_the_warehouse_and_follow_their_tables() {
+    let wh = TestWarehouse::new().await;
+    wh.sql("CREATE TABLE t AS SELECT CAST(value AS INT) AS id FROM range(10)")
+        .await;
+    wh.sql("CREATE VIEW evens AS SELECT id, id / 2 AS half FROM t WHERE id % 2 = 0")
+        .await;
+    assert_eq!(wh.value("SELECT SUM(id) FROM evens").await, "20");
+    wh.sql("INSERT INTO t VALUES (10)").await;
+    let other = vitrine::Engine::open(vitrine::EngineConfig::new(wh.path().to_str().unwrap()))
+        .await
+        .unwrap();
+    let result = other
+        .execute("SELECT COUNT(*), MAX(half) FROM main.default.evens")
+        .await
+        .unwrap();
+    assert_eq!(
+        crate::support::rows(&result.batches),
+        vec![vec!["6".to_string(), "5.0".into()]]
+    );
+    assert_eq!(wh.rows("DESCRIBE evens").await.len(), 2);
+    assert!(wh
+        .engine
+        .execute("CREATE VIEW evens AS SELECT 1")
+        .await
+        .is_err());
+    wh.sql("CREATE OR REPLACE VIEW evens AS SELECT 1 AS one")
+        .await;
+    assert_eq!(wh.value("SELECT one FROM evens").await, "1");
+    let e = wh
+        .engine
+        .execute("INSERT INTO evens VALUES (2)")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("read-only"), "{e}");
+    wh.sql("DROP VIEW evens").await;
+    assert!(wh.engine.execute("SELECT * FROM evens").await.is_err());
+    let e = wh
+        .engine
+        .execute("CREATE VIEW broken AS SELECT nope FROM t")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("nope"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn distribute_by_sort_by_limit_runs() {
     let wh = TestWarehouse::new().await;
     wh.sql("CREATE TABLE t AS SELECT CAST(value AS INT) AS id, CAST(value % 3 AS INT) AS g FROM range(100)").await;
