@@ -82,7 +82,18 @@ fn parse_model(text: &str) -> Result<(String, String), String> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    match run(cli) {
+    // DataFusion plans recursively; generated MERGE queries are deep. Give planning room.
+    let worker = std::thread::Builder::new()
+        .name("vitrine".into())
+        .stack_size(PLANNER_STACK)
+        .spawn(move || run(cli));
+    let outcome = match worker {
+        Ok(handle) => handle
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the vitrine thread panicked"))),
+        Err(e) => Err(anyhow::anyhow!("starting the vitrine thread: {e}")),
+    };
+    match outcome {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -90,6 +101,9 @@ pub fn main() -> ExitCode {
         }
     }
 }
+
+/// Stack size of the threads that plan and run statements.
+const PLANNER_STACK: usize = 32 << 20;
 
 fn init_logging(verbose: u8) {
     let default = match verbose {
@@ -119,6 +133,7 @@ fn engine_config(cli: &Cli) -> EngineConfig {
 fn run(cli: Cli) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(PLANNER_STACK)
         .build()
         .context("starting the async runtime")?;
     let config = engine_config(&cli);
