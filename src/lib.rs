@@ -15,5 +15,5 @@ pub mod error;
 pub mod sql;
 
 pub use config::EngineConfig;
-pub use engine::{Engine, ScriptError, StatementResult};
+pub use engine::{Engine, ScriptError, StatementResult, WriteProgress};
 pub use error::{Result, VitrineError};

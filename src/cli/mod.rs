@@ -7,6 +7,7 @@ use std::io::IsTerminal;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -200,35 +201,36 @@ async fn run_scripts(
         scripts.push((file.display().to_string(), text));
     }
     let mut failures = 0;
+    let spinner = statement_spinner();
+    let bar = spinner.clone();
+    engine.on_rows_written(Arc::new(move |rows| {
+        bar.set_message(format!("{rows} rows written"))
+    }));
     for (name, script) in &scripts {
         let mut stop = false;
-        let spinner = statement_spinner();
         engine
-            .execute_script(script, name, |statement, outcome| {
-                spinner.set_message(statement.sql.lines().next().unwrap_or_default().to_string());
-                match outcome {
-                    Ok(result) => {
-                        spinner.suspend(|| print_outcome(&result, format));
+            .execute_script(script, name, |_, outcome| match outcome {
+                Ok(result) => {
+                    spinner.suspend(|| print_outcome(&result, format));
+                    ControlFlow::Continue(())
+                }
+                Err(e) => {
+                    failures += 1;
+                    spinner.suspend(|| eprintln!("{e}"));
+                    if continue_on_error {
                         ControlFlow::Continue(())
-                    }
-                    Err(e) => {
-                        failures += 1;
-                        spinner.suspend(|| eprintln!("{e}"));
-                        if continue_on_error {
-                            ControlFlow::Continue(())
-                        } else {
-                            stop = true;
-                            ControlFlow::Break(())
-                        }
+                    } else {
+                        stop = true;
+                        ControlFlow::Break(())
                     }
                 }
             })
             .await;
-        spinner.finish_and_clear();
         if stop {
             break;
         }
     }
+    spinner.finish_and_clear();
     Ok(if failures == 0 {
         ExitCode::SUCCESS
     } else {

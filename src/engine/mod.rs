@@ -32,12 +32,16 @@ use crate::sql::functions::{self, SparkIntegerDivision};
 use crate::sql::parser::{parse_statement, VitrineStatement};
 use crate::sql::rewrite::{rewrite_statement, TableRequest, TableRequestKind};
 
+/// Called, while a statement writes a table, with the number of rows written so far.
+pub type WriteProgress = Arc<dyn Fn(usize) + Send + Sync>;
+
 /// A session on a warehouse.
 pub struct Engine {
     ctx: SessionContext,
     catalogs: WarehouseCatalogList,
     /// `SET` values that are not DataFusion options (`vitrine.*`, `spark.*`, …).
     settings: Mutex<BTreeMap<String, String>>,
+    write_progress: Mutex<Option<WriteProgress>>,
 }
 
 impl Engine {
@@ -90,6 +94,7 @@ impl Engine {
             ctx,
             catalogs,
             settings: Mutex::new(BTreeMap::new()),
+            write_progress: Mutex::new(None),
         };
         for (key, value) in &config.settings {
             engine.set(key, value)?;
@@ -115,6 +120,15 @@ impl Engine {
             options.default_catalog.clone(),
             options.default_schema.clone(),
         )
+    }
+
+    /// Reports rows written by the statements that write (a progress bar, say).
+    pub fn on_rows_written(&self, report: WriteProgress) {
+        *self.write_progress.lock().expect("progress lock") = Some(report);
+    }
+
+    pub(crate) fn write_progress(&self) -> Option<WriteProgress> {
+        self.write_progress.lock().expect("progress lock").clone()
     }
 
     /// A session setting set with `SET` (or given at start-up), if any.

@@ -21,6 +21,7 @@ use crate::sql::parser::{single_table, CreateTable};
 
 /// Writes `df` into the table as one new version; returns the version and the rows written.
 async fn commit(
+    engine: &Engine,
     entry: &TableEntry,
     name: &QualifiedName,
     df: DataFrame,
@@ -34,8 +35,12 @@ async fn commit(
             let stream = df.execute_stream().await?;
             let schema = stream.schema();
             let counter = Arc::clone(&rows);
+            let progress = engine.write_progress();
             let counted = stream.inspect_ok(move |b| {
-                counter.fetch_add(b.num_rows(), Ordering::Relaxed);
+                let total = counter.fetch_add(b.num_rows(), Ordering::Relaxed) + b.num_rows();
+                if let Some(report) = &progress {
+                    report(total);
+                }
             });
             let stream = Box::pin(RecordBatchStreamAdapter::new(schema, counted));
             lance_table::write(&entry.location, stream, mode, operation).await
@@ -204,7 +209,7 @@ pub(super) async fn create_table(engine: &Engine, create: CreateTable) -> Result
         view_sql: None,
     };
     entry.properties.extend(create.properties);
-    let (version, rows) = commit(&entry, &name, df, mode, operation).await?;
+    let (version, rows) = commit(engine, &entry, &name, df, mode, operation).await?;
     warehouse.put_table(&name, &entry).await?;
     Ok(StatementResult::message(format!(
         "created table {name} ({rows} rows, version {version})"
@@ -244,13 +249,12 @@ pub(super) async fn insert(
     } else {
         (Mode::Append, "WRITE")
     };
-    let (version, rows) =
-        commit(&entry, &name, df, mode, operation)
-            .await
-            .map_err(|e| match casts.is_empty() {
-                true => e,
-                false => e.context(format!("converting {}", casts.join(", "))),
-            })?;
+    let (version, rows) = commit(engine, &entry, &name, df, mode, operation)
+        .await
+        .map_err(|e| match casts.is_empty() {
+            true => e,
+            false => e.context(format!("converting {}", casts.join(", "))),
+        })?;
     Ok(StatementResult::message(format!(
         "inserted {rows} rows into {name} (version {version})"
     )))
@@ -271,6 +275,7 @@ async fn count(engine: &Engine, sql: &str) -> Result<i64> {
 
 /// Replaces the table's content with `df` as one new version.
 async fn rewrite(
+    engine: &Engine,
     name: &QualifiedName,
     entry: &TableEntry,
     schema: &Schema,
@@ -278,7 +283,7 @@ async fn rewrite(
     operation: &str,
 ) -> Result<u64> {
     let df = conform::to_table(df, schema, &[], &name.to_string())?;
-    let (version, _) = commit(entry, name, df, Mode::Overwrite, operation).await?;
+    let (version, _) = commit(engine, entry, name, df, Mode::Overwrite, operation).await?;
     Ok(version)
 }
 
@@ -340,7 +345,7 @@ async fn rewrite_rows(
         return Ok(result);
     }
     let df = engine.plan_sql(content).await?;
-    let version = rewrite(name, entry, schema, df, operation).await?;
+    let version = rewrite(engine, name, entry, schema, df, operation).await?;
     Ok(result.with_message(format!(
         "{operation}: {affected} rows of {name} (version {version})"
     )))
@@ -387,6 +392,7 @@ pub(super) async fn merge(engine: &Engine, merge: ast::Merge) -> Result<Statemen
         format!("merged into {name}: {updated} updated, {deleted} deleted, {inserted} inserted");
     if updated + deleted + inserted > 0 {
         let version = rewrite(
+            engine,
             &name,
             &entry,
             &schema,
@@ -460,7 +466,7 @@ pub(super) async fn optimize(
                 .plan_sql(&sql)
                 .await
                 .context(|| format!("clustering {name} by {}", zorder_by.join(", ")))?;
-            rewrite(&name, &entry, &schema, df, "OPTIMIZE ZORDER").await?;
+            rewrite(engine, &name, &entry, &schema, df, "OPTIMIZE ZORDER").await?;
             let after = lance_table::open(&entry.location, None).await?;
             lance_table::OptimizeMetrics {
                 files_added: after

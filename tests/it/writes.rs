@@ -199,3 +199,20 @@ async fn a_killed_write_leaves_the_table_unchanged() {
     wh.sql("CREATE OR REPLACE TABLE t AS SELECT 1 AS id").await;
     assert_eq!(wh.value("SELECT COUNT(*) FROM t").await, "1");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_report_rows_as_they_go() {
+    let wh = TestWarehouse::new().await;
+    wh.sql("SET datafusion.execution.batch_size = 1000").await;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&seen);
+    wh.engine.on_rows_written(std::sync::Arc::new(move |rows| {
+        sink.lock().unwrap().push(rows)
+    }));
+    wh.sql("CREATE TABLE t AS SELECT value FROM range(5000)")
+        .await;
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.len() >= 2, "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    assert_eq!(*seen.last().unwrap(), 5000);
+}
