@@ -27,7 +27,7 @@ pub fn storage_type(data_type: &DataType) -> DataType {
         }
         DataType::FixedSizeList(f, n) => DataType::FixedSizeList(storage_field(f), *n),
         DataType::Struct(fields) => {
-            DataType::Struct(fields.iter().map(|f| storage_field(f)).collect::<Fields>())
+            DataType::Struct(fields.iter().map(storage_field).collect::<Fields>())
         }
         DataType::Map(f, sorted) => DataType::Map(storage_field(f), *sorted),
         other => other.clone(),

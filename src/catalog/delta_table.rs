@@ -63,10 +63,10 @@ pub async fn provider(
 ) -> Result<Arc<dyn TableProvider>> {
     let table = open(location, version).await?;
     table.update_datafusion_session(session)?;
-    Ok(table
+    table
         .table_provider()
         .await
-        .context(|| format!("reading Delta table '{location}'"))?)
+        .context(|| format!("reading Delta table '{location}'"))
 }
 
 /// Writes `batches` as one new Delta version; returns that version.
@@ -132,10 +132,10 @@ pub async fn restore(location: &str, version: u64) -> Result<u64> {
     let table = open(location, None).await?;
     let (table, _) = table
         .restore()
-        .with_version_to_restore(version as _)
+        .with_version_to_restore(version)
         .await
         .context(|| format!("restoring Delta table '{location}' to version {version}"))?;
-    Ok(table.version().unwrap_or_default() as u64)
+    Ok(table.version().unwrap_or_default())
 }
 
 /// Compacts small files, Z-ordering by `zorder_by` when given.

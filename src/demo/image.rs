@@ -46,9 +46,7 @@ pub fn render(product: &Product) -> RgbImage {
         ) else {
             return Rgb(BACKGROUND.map(|c| c as u8));
         };
-        let mut colour = if part == Part::Trim {
-            contrast
-        } else if uses_pattern(truth.pattern, x, y) {
+        let mut colour = if part == Part::Trim || uses_pattern(truth.pattern, x, y) {
             contrast
         } else {
             base
@@ -235,13 +233,8 @@ fn texture(material: &str, x: u32, y: u32, u: f32, v: f32) -> f32 {
         }
         "leather" => 0.93 + 0.1 * noise(x / 2, y / 2) + 0.1 * (1.0 - v),
         "metal" => 0.75 + 0.55 * (1.0 - ((u - 0.42) * 5.0).abs().min(1.0)),
-        "canvas" => {
-            if x % 4 == 0 || y % 4 == 0 {
-                0.88
-            } else {
-                1.0
-            }
-        }
+        "canvas" if x % 4 == 0 || y % 4 == 0 => 0.88,
+        "canvas" => 1.0,
         "synthetic" => {
             0.95 + 0.2 * (1.0 - ((u - 0.35).powi(2) + (v - 0.3).powi(2)).sqrt().min(1.0))
         }

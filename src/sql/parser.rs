@@ -584,11 +584,8 @@ impl StatementParser<'_> {
                         _ => {}
                     }
                 }
-            } else if self.eat_words(&["AS"]) {
-                create.query = Some(self.p.parse_query()?);
-                break;
-            } else if self.peek_word(0).as_deref() == Some("SELECT")
-                || self.peek_word(0).as_deref() == Some("WITH")
+            } else if self.eat_words(&["AS"])
+                || matches!(self.peek_word(0).as_deref(), Some("SELECT" | "WITH"))
             {
                 create.query = Some(self.p.parse_query()?);
                 break;
@@ -753,7 +750,7 @@ impl StatementParser<'_> {
     }
 
     fn parse_alter(&mut self) -> Result<VitrineStatement> {
-        if !(self.peek_word(1).as_deref() == Some("TABLE")) {
+        if self.peek_word(1).as_deref() != Some("TABLE") {
             return self.parse_sqlparser_statement();
         }
         self.expect_words(&["ALTER", "TABLE"])?;

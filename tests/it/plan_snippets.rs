@@ -28,12 +28,15 @@ fn sql_blocks() -> Vec<String> {
 }
 
 /// One generated search event: (variant, clicked, purchased, time to first click).
-fn events() -> Vec<(
+type Event = (
     &'static str,
     Option<Vec<i32>>,
     Option<Vec<i32>>,
     Option<f32>,
-)> {
+);
+
+/// The generated search events.
+fn events() -> Vec<Event> {
     (0..40)
         .map(|i| {
             let variant = if i % 2 == 0 { "enriched" } else { "baseline" };

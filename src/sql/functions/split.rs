@@ -33,6 +33,12 @@ impl Split {
     }
 }
 
+impl Default for Split {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl ScalarUDFImpl for Split {
     fn as_any(&self) -> &dyn Any {
         self
