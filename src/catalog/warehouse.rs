@@ -133,11 +133,6 @@ impl Warehouse {
         &self.prefix
     }
 
-    /// The root URL.
-    pub fn url(&self) -> &Url {
-        &self.url
-    }
-
     /// For a warehouse on an object store, the store's URL (`s3://bucket`) under which the
     /// engine registers [`Warehouse::store`], so that queries can read files in it.
     pub fn object_store_url(&self) -> Option<Url> {
