@@ -45,7 +45,8 @@ pub enum Shape {
 
 use Shape::*;
 
-/// Article types and their counts in the real catalog (the 60 most common of its 143).
+/// Article types and their counts in the real catalog: 60 of its 143, the most common ones plus
+/// the rare master categories (Free Items, Sporting Goods, Home), 95% of its products in all.
 pub const ARTICLE_TYPES: &[ArticleType] = &[
     ArticleType {
         name: "Tshirts",
