@@ -21,6 +21,21 @@ pub use warehouse::Warehouse;
 
 use crate::error::{Result, VitrineError};
 
+/// Every committed version of a table, newest first; `name` is for the message when the table's
+/// format has no versions.
+pub async fn history(
+    name: &QualifiedName,
+    entry: &TableEntry,
+) -> Result<Vec<lance_table::HistoryEntry>> {
+    match entry.format {
+        TableFormat::Lance => lance_table::history(&entry.location).await,
+        TableFormat::Delta => delta_table::history(&entry.location).await,
+        other => Err(VitrineError::Plan(format!(
+            "{name} is a {other} table: it has no versions"
+        ))),
+    }
+}
+
 /// A table name as written: one, two or three parts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TableName {

@@ -4,6 +4,8 @@
 
 use rand::distr::weighted::WeightedIndex;
 use rand::distr::Distribution;
+use std::sync::LazyLock;
+
 use rand::Rng;
 
 /// One article type: where it sits in the category tree, how common it is, and how it looks.
@@ -1059,12 +1061,14 @@ fn singular(article: &str) -> &str {
 
 /// Draws product number `index` (ids start at 10000, as in the Kaggle catalog's range).
 pub fn product<R: Rng>(rng: &mut R, index: usize) -> Product {
-    let weights = WeightedIndex::new(ARTICLE_TYPES.iter().map(|a| a.count)).expect("weights");
-    let article_index = weights.sample(rng);
+    static ARTICLE_WEIGHTS: LazyLock<WeightedIndex<u32>> = LazyLock::new(|| {
+        WeightedIndex::new(ARTICLE_TYPES.iter().map(|a| a.count)).expect("weights")
+    });
+    static COLOUR_WEIGHTS: LazyLock<WeightedIndex<u32>> =
+        LazyLock::new(|| WeightedIndex::new(BASE_COLOURS.iter().map(|c| c.2)).expect("weights"));
+    let article_index = ARTICLE_WEIGHTS.sample(rng);
     let article = &ARTICLE_TYPES[article_index];
-    let colour = WeightedIndex::new(BASE_COLOURS.iter().map(|c| c.2))
-        .expect("weights")
-        .sample(rng);
+    let colour = COLOUR_WEIGHTS.sample(rng);
     let gender = match article.master {
         "Personal Care" => pick(rng, &[("Women", 70), ("Men", 20), ("Unisex", 10)]),
         _ if matches!(

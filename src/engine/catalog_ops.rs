@@ -192,15 +192,7 @@ pub(super) async fn execute(
         VitrineStatement::Describe { table, extended } => describe(engine, &table, extended).await,
         VitrineStatement::DescribeHistory { table } => {
             let (name, entry) = engine.table_entry(&table)?;
-            let history = match entry.format {
-                TableFormat::Lance => lance_table::history(&entry.location).await?,
-                TableFormat::Delta => delta_table::history(&entry.location).await?,
-                other => {
-                    return Err(VitrineError::Plan(format!(
-                        "{name} is a {other} table: it has no history"
-                    )))
-                }
-            };
+            let history = crate::catalog::history(&name, &entry).await?;
             let sql = history
                 .iter()
                 .map(|h| {

@@ -372,19 +372,7 @@ impl Engine {
             .ok_or_else(|| {
                 VitrineError::Plan(format!("TIMESTAMP AS OF {timestamp}: not a time"))
             })?;
-        let history = match entry.format {
-            crate::catalog::TableFormat::Lance => {
-                crate::catalog::lance_table::history(&entry.location).await?
-            }
-            crate::catalog::TableFormat::Delta => {
-                crate::catalog::delta_table::history(&entry.location).await?
-            }
-            other => {
-                return Err(VitrineError::Plan(format!(
-                    "{name} is a {other} table: it has no versions"
-                )))
-            }
-        };
+        let history = crate::catalog::history(name, entry).await?;
         history
             .iter()
             .filter(|h| h.timestamp.timestamp_micros() <= micros)

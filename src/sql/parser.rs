@@ -372,28 +372,24 @@ impl StatementParser<'_> {
         let first = self.peek_word(0).unwrap_or_default();
         match first.as_str() {
             "CREATE" => self.parse_create(),
-            "DROP" if self.peek_word(1).as_deref() == Some("TABLE") => {
-                self.expect_words(&["DROP", "TABLE"])?;
+            "DROP"
+                if matches!(
+                    self.peek_word(1).as_deref(),
+                    Some("TABLE" | "VIEW" | "INDEX")
+                ) =>
+            {
+                self.p.next_token();
+                let kind = self.peek_word(0).unwrap_or_default();
+                self.p.next_token();
                 let if_exists = self.eat_words(&["IF", "EXISTS"]);
-                Ok(VitrineStatement::DropTable {
-                    table: self.table_name()?,
-                    if_exists,
-                })
-            }
-            "DROP" if self.peek_word(1).as_deref() == Some("VIEW") => {
-                self.expect_words(&["DROP", "VIEW"])?;
-                let if_exists = self.eat_words(&["IF", "EXISTS"]);
-                Ok(VitrineStatement::DropView {
-                    name: self.table_name()?,
-                    if_exists,
-                })
-            }
-            "DROP" if self.peek_word(1).as_deref() == Some("INDEX") => {
-                self.expect_words(&["DROP", "INDEX"])?;
-                let if_exists = self.eat_words(&["IF", "EXISTS"]);
-                Ok(VitrineStatement::DropIndex {
-                    name: self.table_name()?,
-                    if_exists,
+                let name = self.table_name()?;
+                Ok(match kind.as_str() {
+                    "TABLE" => VitrineStatement::DropTable {
+                        table: name,
+                        if_exists,
+                    },
+                    "VIEW" => VitrineStatement::DropView { name, if_exists },
+                    _ => VitrineStatement::DropIndex { name, if_exists },
                 })
             }
             "DROP" if matches!(self.peek_word(1).as_deref(), Some("SCHEMA" | "DATABASE")) => {
