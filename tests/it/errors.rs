@@ -2,46 +2,39 @@
 
 use crate::support::TestWarehouse;
 
-async fn error(wh: &TestWarehouse, sql: &str) -> String {
-    match wh.engine.execute(sql).await {
-        Ok(_) => panic!("{sql} should fail"),
-        Err(e) => e.to_string(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_names_and_bad_sql_are_named() {
     let wh = TestWarehouse::new().await;
     wh.sql("CREATE TABLE t (id INT)").await;
-    let e = error(&wh, "SELECT * FROM main.default.nope").await;
+    let e = wh.error("SELECT * FROM main.default.nope").await;
     assert!(e.contains("nope") && e.contains("not found"), "{e}");
-    let e = error(&wh, "SELECT * FROM nocatalog.s.t").await;
+    let e = wh.error("SELECT * FROM nocatalog.s.t").await;
     assert!(e.contains("nocatalog.s.t"), "{e}");
-    let e = error(&wh, "SELECT no_such_function(id) FROM t").await;
+    let e = wh.error("SELECT no_such_function(id) FROM t").await;
     assert!(e.contains("no_such_function"), "{e}");
-    let e = error(&wh, "SELEC id FROM t").await;
+    let e = wh.error("SELEC id FROM t").await;
     assert!(
         e.contains("line 1, column 1") || e.contains("Line: 1, Column: 1"),
         "{e}"
     );
-    let e = error(&wh, "CREATE TABLE u (id INTEGRAL)").await;
+    let e = wh.error("CREATE TABLE u (id INTEGRAL)").await;
     assert!(e.contains("column 'id'") && e.contains("INTEGRAL"), "{e}");
-    let e = error(&wh, "CREATE TABLE nocatalog.s.u (id INT)").await;
+    let e = wh.error("CREATE TABLE nocatalog.s.u (id INT)").await;
     assert!(e.contains("nocatalog.s"), "{e}");
-    let e = error(&wh, "INSERT INTO t SELECT ARRAY(1, 2)").await;
+    let e = wh.error("INSERT INTO t SELECT ARRAY(1, 2)").await;
     assert!(e.contains("column 'id'"), "{e}");
-    let e = error(&wh, "INSERT INTO t VALUES (1, 2)").await;
+    let e = wh.error("INSERT INTO t VALUES (1, 2)").await;
     assert!(e.contains("2 columns but 1"), "{e}");
-    let e = error(&wh, "INSERT INTO t VALUES ('abc')").await;
+    let e = wh.error("INSERT INTO t VALUES ('abc')").await;
     assert!(
         e.contains("converting id (string → int)") && e.contains("'abc'"),
         "{e}"
     );
-    let e = error(&wh, "SELECT id + ARRAY(1) FROM t").await;
+    let e = wh.error("SELECT id + ARRAY(1) FROM t").await;
     assert!(!e.is_empty());
-    let e = error(&wh, "CREATE TABLE t (id INT)").await;
+    let e = wh.error("CREATE TABLE t (id INT)").await;
     assert!(e.contains("already exists"), "{e}");
-    let e = error(&wh, "OPTIMIZE t ZORDER BY (nope)").await;
+    let e = wh.error("OPTIMIZE t ZORDER BY (nope)").await;
     assert!(e.contains("'nope'"), "{e}");
     assert_eq!(
         wh.rows("DESCRIBE HISTORY t").await.len(),
@@ -56,22 +49,18 @@ async fn bad_files_are_named_with_the_line_at_fault() {
     let volume = wh.path().join("Volumes/main/default/raw");
     std::fs::create_dir_all(&volume).unwrap();
     std::fs::write(volume.join("bad.csv"), "id,name\n1,a\n2,b,extra\n3,c\n").unwrap();
-    let e = error(&wh, "CREATE TABLE t AS SELECT * FROM read_files('/Volumes/main/default/raw/bad.csv', format => 'csv', header => true)").await;
+    let e = wh.error("CREATE TABLE t AS SELECT * FROM read_files('/Volumes/main/default/raw/bad.csv', format => 'csv', header => true)").await;
     assert!(
         e.contains("bad.csv") && e.contains("line 3") && e.contains("Expected 2"),
         "{e}"
     );
-    let e = error(
-        &wh,
-        "SELECT * FROM read_files('/Volumes/main/default/raw/missing.csv', format => 'csv')",
-    )
-    .await;
+    let e = wh
+        .error("SELECT * FROM read_files('/Volumes/main/default/raw/missing.csv', format => 'csv')")
+        .await;
     assert!(e.contains("missing.csv"), "{e}");
-    let e = error(
-        &wh,
-        "CREATE TABLE m USING DELTA LOCATION '/Volumes/main/default/raw/nothing'",
-    )
-    .await;
+    let e = wh
+        .error("CREATE TABLE m USING DELTA LOCATION '/Volumes/main/default/raw/nothing'")
+        .await;
     assert!(e.contains("nothing"), "{e}");
     assert!(
         wh.rows("SHOW TABLES").await.is_empty(),

@@ -178,21 +178,11 @@ async fn views_persist_in_the_warehouse_and_follow_their_tables() {
     wh.sql("CREATE OR REPLACE VIEW evens AS SELECT 1 AS one")
         .await;
     assert_eq!(wh.value("SELECT one FROM evens").await, "1");
-    let e = wh
-        .engine
-        .execute("INSERT INTO evens VALUES (2)")
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = wh.error("INSERT INTO evens VALUES (2)").await;
     assert!(e.contains("read-only"), "{e}");
     wh.sql("DROP VIEW evens").await;
     assert!(wh.engine.execute("SELECT * FROM evens").await.is_err());
-    let e = wh
-        .engine
-        .execute("CREATE VIEW broken AS SELECT nope FROM t")
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = wh.error("CREATE VIEW broken AS SELECT nope FROM t").await;
     assert!(e.contains("nope"), "{e}");
 }
 
@@ -257,12 +247,7 @@ async fn set_accepts_known_vitrine_settings_only() {
             "/models/clip".into()
         ]]
     );
-    let err = wh
-        .engine
-        .execute("SET vitrine.udf.on_eror = 'fail'")
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = wh.error("SET vitrine.udf.on_eror = 'fail'").await;
     assert!(
         err.contains("unknown setting 'vitrine.udf.on_eror'"),
         "{err}"
@@ -291,12 +276,7 @@ async fn read_files_and_csv_tables_read_volumes() {
     wh.sql("CREATE TABLE pq USING PARQUET LOCATION '/Volumes/main/default/files/a.parquet'")
         .await;
     assert_eq!(wh.value("SELECT SUM(id) FROM pq").await, "30");
-    let e = wh
-        .engine
-        .execute("INSERT INTO pq VALUES (1)")
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = wh.error("INSERT INTO pq VALUES (1)").await;
     assert!(e.contains("read-only"), "{e}");
 }
 

@@ -50,6 +50,14 @@ impl TestWarehouse {
             .unwrap_or_else(|e| panic!("{sql}\nfailed: {e}"))
     }
 
+    /// Runs one statement that must fail and returns its message.
+    pub async fn error(&self, sql: &str) -> String {
+        match self.engine.execute(sql).await {
+            Ok(_) => panic!("{sql} should fail"),
+            Err(e) => e.to_string(),
+        }
+    }
+
     /// Runs one statement and returns its rows as strings (NULL as "NULL").
     pub async fn rows(&self, sql: &str) -> Vec<Vec<String>> {
         rows(&self.sql(sql).await.batches)

@@ -69,7 +69,7 @@ async fn insert_update_delete_and_merge_follow_databricks_semantics() {
     );
 
     let dup = "MERGE INTO t USING (SELECT 4 AS id UNION ALL SELECT 4) AS u ON t.id = u.id WHEN MATCHED THEN DELETE";
-    let err = wh.engine.execute(dup).await.unwrap_err().to_string();
+    let err = wh.error(dup).await;
     assert!(
         err.contains("several source rows match the same target row"),
         "{err}"
@@ -124,11 +124,8 @@ async fn history_time_travel_and_restore() {
         ["1", "2"]
     );
     let e = wh
-        .engine
-        .execute("SELECT * FROM t TIMESTAMP AS OF '2001-01-01'")
-        .await
-        .unwrap_err()
-        .to_string();
+        .error("SELECT * FROM t TIMESTAMP AS OF '2001-01-01'")
+        .await;
     assert!(e.contains("no version at or before"), "{e}");
     wh.sql("RESTORE TABLE t TO VERSION AS OF 1").await;
     assert_eq!(ids(&wh, "SELECT id FROM t").await, ["1"]);
@@ -144,7 +141,7 @@ async fn a_statement_that_fails_half_way_leaves_the_table_unchanged() {
     let before = wh.rows("DESCRIBE HISTORY t").await.len();
     // The first batches are written before row 40000 fails the cast.
     let failing = "CREATE OR REPLACE TABLE t AS SELECT CASE WHEN value < 40000 THEN CAST(value AS INT) ELSE CAST('x' || CAST(value AS STRING) AS INT) END AS id, 'v2' AS tag FROM range(50000)";
-    let err = wh.engine.execute(failing).await.unwrap_err().to_string();
+    let err = wh.error(failing).await;
     assert!(err.contains("Cast") || err.contains("cast"), "{err}");
     let err = wh
         .engine
