@@ -1,25 +1,43 @@
-//! Vitrine's SQL functions over embeddings and, later, models.
+//! Vitrine's SQL functions over models and embeddings.
 //!
 //! The engine never knows which model runs: it registers this crate's functions on its
-//! DataFusion session through [`register`]. Today the crate holds the vector functions the
-//! embedding phase needs ([`vector`]): `cosine_similarity` and `hybrid_embed`.
+//! DataFusion session through [`register`], handing over a [`FunctionContext`] that carries the
+//! session's settings, file access and progress. The crate holds the SQL functions
+//! ([`functions`]), the model runtime every model shares ([`runtime`]: finding files, device and
+//! precision, one load per process), images ([`image`]) and the CLIP model ([`clip`]).
 
 #![warn(missing_docs)]
 
-pub mod vector;
+pub mod clip;
+pub mod context;
+pub mod functions;
+pub mod image;
+pub mod runtime;
 
 use std::sync::Arc;
 
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::ScalarUDF;
 
-/// Registers every function of the crate.
-pub fn register(registry: &mut dyn FunctionRegistry) -> datafusion::error::Result<()> {
+pub use context::{BlobReader, FunctionContext, LocalFiles, StatementReport};
+
+/// Registers every function of the crate; the model functions read `context`.
+pub fn register(
+    registry: &mut dyn FunctionRegistry,
+    context: Arc<FunctionContext>,
+) -> datafusion::error::Result<()> {
+    use functions::{clip, vector};
     registry.register_udf(Arc::new(ScalarUDF::new_from_impl(
         vector::CosineSimilarity::new(),
     )))?;
     registry.register_udf(Arc::new(ScalarUDF::new_from_impl(
         vector::HybridEmbed::new(),
+    )))?;
+    registry.register_udf(Arc::new(ScalarUDF::new_from_impl(
+        clip::ClipTextEmbed::new(Arc::clone(&context)),
+    )))?;
+    registry.register_udf(Arc::new(ScalarUDF::new_from_impl(
+        clip::ClipImageEmbed::new(context),
     )))?;
     Ok(())
 }

@@ -235,12 +235,17 @@ impl ScalarUDFImpl for HybridEmbed {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
     use datafusion::prelude::SessionContext;
 
     async fn value(sql: &str) -> datafusion::error::Result<String> {
         let mut ctx = SessionContext::new();
-        crate::register(&mut ctx)?;
+        crate::register(
+            &mut ctx,
+            Arc::new(crate::FunctionContext::new(Arc::new(crate::LocalFiles))),
+        )?;
         let batches = ctx.sql(sql).await?.collect().await?;
         let options = FormatOptions::default().with_null("NULL");
         let formatter = ArrayFormatter::try_new(batches[0].column(0).as_ref(), &options)?;

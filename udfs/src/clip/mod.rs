@@ -1,0 +1,187 @@
+//! CLIP: text and image embeddings in one space, from a Hugging Face `CLIPModel` folder.
+//!
+//! [`ClipEmbedder`] bundles the network ([`model`]), the tokenizer (`tokenizer.json`, truncated to
+//! the model's context as transformers does) and the image processor ([`preprocess`]), and turns
+//! batches of texts or preprocessed images into L2-normalised embeddings.
+
+pub mod config;
+pub mod model;
+pub mod preprocess;
+
+use std::path::Path;
+
+use candle_core::{DType, Tensor};
+use candle_nn::VarBuilder;
+use image::RgbImage;
+use tokenizers::{Tokenizer, TruncationParams};
+
+use self::config::{ClipConfig, ProcessorConfig};
+use self::model::{l2_normalise, ClipNetwork};
+use self::preprocess::ImageProcessor;
+use crate::runtime::placement::Placement;
+use crate::runtime::source::ModelSource;
+use crate::runtime::ModelError;
+
+/// The files a CLIP folder must hold besides its weights.
+pub const CLIP_FILES: &[&str] = &["config.json", "tokenizer.json", "preprocessor_config.json"];
+
+/// A loaded CLIP model with its tokenizer and image processor.
+pub struct ClipEmbedder {
+    network: ClipNetwork,
+    tokenizer: Tokenizer,
+    processor: ImageProcessor,
+    config: ClipConfig,
+    placement: Placement,
+    source: ModelSource,
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ModelError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| ModelError::file(path, e))
+}
+
+impl ClipEmbedder {
+    /// Loads the model in `source` onto `placement`.
+    pub fn load(source: &ModelSource, placement: Placement) -> Result<Self, ModelError> {
+        let config_path = source.file("config.json");
+        let config: ClipConfig = read_json(&config_path)?;
+        if let Some(kind) = config.model_type.as_deref().filter(|k| *k != "clip") {
+            return Err(ModelError::file(
+                &config_path,
+                format!("model_type is '{kind}', not a CLIP model"),
+            ));
+        }
+        let processor_path = source.file("preprocessor_config.json");
+        let processor = ImageProcessor::new(&read_json::<ProcessorConfig>(&processor_path)?)
+            .map_err(|e| ModelError::file(&processor_path, e))?;
+        let tokenizer_path = source.file("tokenizer.json");
+        let mut tokenizer = Tokenizer::from_file(&tokenizer_path)
+            .map_err(|e| ModelError::file(&tokenizer_path, e))?;
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: config.text_config.max_position_embeddings,
+                ..Default::default()
+            }))
+            .map_err(|e| ModelError::file(&tokenizer_path, e))?;
+        tokenizer.with_padding(None);
+        let vb = if source
+            .weights
+            .extension()
+            .is_some_and(|e| e == "safetensors")
+        {
+            // SAFETY: the file is memory-mapped read-only; like every safetensors reader we
+            // assume it is not truncated or rewritten while the process runs.
+            unsafe {
+                VarBuilder::from_mmaped_safetensors(
+                    std::slice::from_ref(&source.weights),
+                    placement.dtype,
+                    &placement.device,
+                )?
+            }
+        } else {
+            VarBuilder::from_pth(&source.weights, placement.dtype, &placement.device)?
+        };
+        let network =
+            ClipNetwork::new(vb, &config).map_err(|e| ModelError::file(&source.weights, e))?;
+        Ok(Self {
+            network,
+            tokenizer,
+            processor,
+            config,
+            placement,
+            source: source.clone(),
+        })
+    }
+
+    /// The length of every embedding (`projection_dim`).
+    pub fn dimension(&self) -> usize {
+        self.config.projection_dim
+    }
+
+    /// Where the model's files came from.
+    pub fn source(&self) -> &ModelSource {
+        &self.source
+    }
+
+    /// Where the model runs.
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    /// The image processor.
+    pub fn processor(&self) -> &ImageProcessor {
+        &self.processor
+    }
+
+    /// Token ids of each text, with the special tokens, truncated to the model's context.
+    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, ModelError> {
+        texts
+            .iter()
+            .map(|t| {
+                self.tokenizer
+                    .encode(*t, true)
+                    .map(|e| e.get_ids().to_vec())
+                    .map_err(|e| ModelError::Setting(format!("tokenizer: {e}")))
+            })
+            .collect()
+    }
+
+    /// Where transformers pools a sequence: the first end-of-text token, or for configs with
+    /// the legacy `eos_token_id = 2`, the highest token id.
+    fn pool_position(&self, ids: &[u32]) -> u32 {
+        let eos = self.config.text_config.eos_token_id;
+        let position = if eos == 2 {
+            ids.iter()
+                .enumerate()
+                .fold(
+                    (0, 0),
+                    |best, (i, &id)| if id > best.1 { (i, id) } else { best },
+                )
+                .0
+        } else {
+            ids.iter().position(|&id| id == eos).unwrap_or(0)
+        };
+        position as u32
+    }
+
+    /// `get_text_features` for token sequences run as one padded batch (not normalised).
+    pub fn text_features(&self, sequences: &[Vec<u32>]) -> Result<Tensor, ModelError> {
+        let len = sequences.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        let pool_at: Vec<u32> = sequences.iter().map(|s| self.pool_position(s)).collect();
+        // Padding after the pooled token is never attended to (the text mask is causal).
+        let ids: Vec<u32> = sequences
+            .iter()
+            .flat_map(|s| s.iter().copied().chain(std::iter::repeat(0)).take(len))
+            .collect();
+        let ids = Tensor::from_vec(ids, (sequences.len(), len), &self.placement.device)?;
+        Ok(self.network.text_features(&ids, &pool_at)?)
+    }
+
+    /// Preprocessed pixel values of an image (3 × side × side, channels first).
+    pub fn pixel_values(&self, image: &RgbImage) -> Vec<f32> {
+        self.processor.pixel_values(image)
+    }
+
+    /// `get_image_features` for preprocessed images run as one batch (not normalised).
+    pub fn image_features(&self, pixels: &[Vec<f32>]) -> Result<Tensor, ModelError> {
+        let side = self.config.vision_config.image_size;
+        let flat: Vec<f32> = pixels.iter().flatten().copied().collect();
+        let batch = Tensor::from_vec(flat, (pixels.len(), 3, side, side), &self.placement.device)?
+            .to_dtype(self.placement.dtype)?;
+        Ok(self.network.image_features(&batch)?)
+    }
+
+    /// L2-normalised text embeddings, one batch.
+    pub fn embed_texts(&self, sequences: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, ModelError> {
+        rows(&l2_normalise(&self.text_features(sequences)?)?)
+    }
+
+    /// L2-normalised image embeddings, one batch.
+    pub fn embed_images(&self, pixels: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, ModelError> {
+        rows(&l2_normalise(&self.image_features(pixels)?)?)
+    }
+}
+
+fn rows(t: &Tensor) -> Result<Vec<Vec<f32>>, ModelError> {
+    Ok(t.to_dtype(DType::F32)?.to_vec2::<f32>()?)
+}

@@ -1,0 +1,299 @@
+//! The CLIP network in candle, following transformers' `modeling_clip.py`.
+//!
+//! candle-transformers has a CLIP too, but it fixes the activation to quick-GELU, the layer-norm
+//! epsilon to 1e-5 and pools text at the highest token id; checkpoints differ on all three, so
+//! this module reads them from `config.json` as transformers does. Weight names are
+//! transformers' own, so any `CLIPModel` safetensors file loads.
+
+use candle_core::{DType, Module, Result, Tensor, D};
+use candle_nn::{
+    conv2d_no_bias, embedding, layer_norm, linear, linear_no_bias, Conv2d, Conv2dConfig, Embedding,
+    LayerNorm, Linear, VarBuilder,
+};
+
+use super::config::{Activation, ClipConfig, TextConfig, VisionConfig};
+
+fn activate(activation: Activation, xs: &Tensor) -> Result<Tensor> {
+    match activation {
+        Activation::QuickGelu => xs * candle_nn::ops::sigmoid(&(xs * 1.702)?)?,
+        Activation::Gelu => xs.gelu_erf(),
+        Activation::GeluTanh => xs.gelu(),
+    }
+}
+
+/// The sizes one encoder layer needs, shared by both towers.
+struct EncoderShape {
+    hidden: usize,
+    intermediate: usize,
+    heads: usize,
+    layers: usize,
+    activation: Activation,
+    eps: f64,
+}
+
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+    heads: usize,
+    scale: f64,
+}
+
+impl Attention {
+    fn new(vb: VarBuilder, s: &EncoderShape) -> Result<Self> {
+        let h = s.hidden;
+        Ok(Self {
+            q: linear(h, h, vb.pp("q_proj"))?,
+            k: linear(h, h, vb.pp("k_proj"))?,
+            v: linear(h, h, vb.pp("v_proj"))?,
+            out: linear(h, h, vb.pp("out_proj"))?,
+            heads: s.heads,
+            scale: ((h / s.heads) as f64).powf(-0.5),
+        })
+    }
+
+    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (batch, len, width) = xs.dims3()?;
+        let split = |t: Tensor| {
+            t.reshape((batch, len, self.heads, width / self.heads))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let q = split(self.q.forward(xs)?)?;
+        let k = split(self.k.forward(xs)?)?;
+        let v = split(self.v.forward(xs)?)?;
+        let scores = (q.matmul(&k.t()?)? * self.scale)?;
+        let scores = match mask {
+            Some(mask) => scores.broadcast_add(mask)?,
+            None => scores,
+        };
+        // Softmax in f32 whatever the weights' precision.
+        let dtype = scores.dtype();
+        let weights =
+            candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(dtype)?;
+        let context = weights
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((batch, len, width))?;
+        self.out.forward(&context)
+    }
+}
+
+struct EncoderLayer {
+    norm1: LayerNorm,
+    attention: Attention,
+    norm2: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    activation: Activation,
+}
+
+impl EncoderLayer {
+    fn new(vb: VarBuilder, s: &EncoderShape) -> Result<Self> {
+        Ok(Self {
+            norm1: layer_norm(s.hidden, s.eps, vb.pp("layer_norm1"))?,
+            attention: Attention::new(vb.pp("self_attn"), s)?,
+            norm2: layer_norm(s.hidden, s.eps, vb.pp("layer_norm2"))?,
+            fc1: linear(s.hidden, s.intermediate, vb.pp("mlp.fc1"))?,
+            fc2: linear(s.intermediate, s.hidden, vb.pp("mlp.fc2"))?,
+            activation: s.activation,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let attended = self.attention.forward(&self.norm1.forward(xs)?, mask)?;
+        let xs = (xs + attended)?;
+        let hidden = activate(
+            self.activation,
+            &self.fc1.forward(&self.norm2.forward(&xs)?)?,
+        )?;
+        xs + self.fc2.forward(&hidden)?
+    }
+}
+
+struct Encoder {
+    layers: Vec<EncoderLayer>,
+}
+
+impl Encoder {
+    fn new(vb: VarBuilder, s: &EncoderShape) -> Result<Self> {
+        let layers = (0..s.layers)
+            .map(|i| EncoderLayer::new(vb.pp(format!("layers.{i}")), s))
+            .collect::<Result<_>>()?;
+        Ok(Self { layers })
+    }
+
+    fn forward(&self, mut xs: Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        for layer in &self.layers {
+            xs = layer.forward(&xs, mask)?;
+        }
+        Ok(xs)
+    }
+}
+
+struct TextTower {
+    token_embedding: Embedding,
+    position_embedding: Embedding,
+    encoder: Encoder,
+    final_norm: LayerNorm,
+}
+
+impl TextTower {
+    fn new(vb: VarBuilder, c: &TextConfig) -> Result<Self> {
+        let shape = EncoderShape {
+            hidden: c.hidden_size,
+            intermediate: c.intermediate_size,
+            heads: c.num_attention_heads,
+            layers: c.num_hidden_layers,
+            activation: c.hidden_act,
+            eps: c.layer_norm_eps,
+        };
+        Ok(Self {
+            token_embedding: embedding(
+                c.vocab_size,
+                c.hidden_size,
+                vb.pp("embeddings.token_embedding"),
+            )?,
+            position_embedding: embedding(
+                c.max_position_embeddings,
+                c.hidden_size,
+                vb.pp("embeddings.position_embedding"),
+            )?,
+            encoder: Encoder::new(vb.pp("encoder"), &shape)?,
+            final_norm: layer_norm(c.hidden_size, c.layer_norm_eps, vb.pp("final_layer_norm"))?,
+        })
+    }
+
+    /// Hidden states at `pool_at[i]` of each row of `input_ids` (batch × length, u32).
+    fn forward(&self, input_ids: &Tensor, pool_at: &[u32]) -> Result<Tensor> {
+        let (batch, len) = input_ids.dims2()?;
+        let device = input_ids.device();
+        let positions = Tensor::arange(0u32, len as u32, device)?;
+        let xs = self
+            .token_embedding
+            .forward(input_ids)?
+            .broadcast_add(&self.position_embedding.forward(&positions)?)?;
+        let causal: Vec<f32> = (0..len)
+            .flat_map(|i| (0..len).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+            .collect();
+        let mask = Tensor::from_vec(causal, (1, 1, len, len), device)?.to_dtype(xs.dtype())?;
+        let xs = self.encoder.forward(xs, Some(&mask))?;
+        let xs = self.final_norm.forward(&xs)?;
+        let rows: Vec<u32> = pool_at
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| (i * len) as u32 + p)
+            .collect();
+        let rows = Tensor::from_vec(rows, batch, device)?;
+        xs.reshape((batch * len, ()))?.index_select(&rows, 0)
+    }
+}
+
+struct VisionTower {
+    patch_embedding: Conv2d,
+    class_embedding: Tensor,
+    position_embedding: Tensor,
+    pre_norm: LayerNorm,
+    encoder: Encoder,
+    post_norm: LayerNorm,
+}
+
+impl VisionTower {
+    fn new(vb: VarBuilder, c: &VisionConfig) -> Result<Self> {
+        let shape = EncoderShape {
+            hidden: c.hidden_size,
+            intermediate: c.intermediate_size,
+            heads: c.num_attention_heads,
+            layers: c.num_hidden_layers,
+            activation: c.hidden_act,
+            eps: c.layer_norm_eps,
+        };
+        let positions = (c.image_size / c.patch_size).pow(2) + 1;
+        let conv = Conv2dConfig {
+            stride: c.patch_size,
+            ..Default::default()
+        };
+        let emb = vb.pp("embeddings");
+        Ok(Self {
+            patch_embedding: conv2d_no_bias(
+                c.num_channels,
+                c.hidden_size,
+                c.patch_size,
+                conv,
+                emb.pp("patch_embedding"),
+            )?,
+            class_embedding: emb.get(c.hidden_size, "class_embedding")?,
+            position_embedding: emb.get((positions, c.hidden_size), "position_embedding.weight")?,
+            pre_norm: layer_norm(c.hidden_size, c.layer_norm_eps, vb.pp("pre_layrnorm"))?,
+            encoder: Encoder::new(vb.pp("encoder"), &shape)?,
+            post_norm: layer_norm(c.hidden_size, c.layer_norm_eps, vb.pp("post_layernorm"))?,
+        })
+    }
+
+    /// The pooled (class-token) state of each image in `pixels` (batch × 3 × side × side).
+    fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
+        let batch = pixels.dim(0)?;
+        let patches = self
+            .patch_embedding
+            .forward(pixels)?
+            .flatten_from(2)?
+            .transpose(1, 2)?;
+        let width = self.class_embedding.dim(0)?;
+        let class = self
+            .class_embedding
+            .reshape((1, 1, width))?
+            .expand((batch, 1, width))?;
+        let xs = Tensor::cat(&[&class, &patches], 1)?.broadcast_add(&self.position_embedding)?;
+        let xs = self.pre_norm.forward(&xs)?;
+        let xs = self.encoder.forward(xs, None)?;
+        self.post_norm.forward(&xs.narrow(1, 0, 1)?.squeeze(1)?)
+    }
+}
+
+/// A loaded `CLIPModel`: both towers and their projections into the shared space.
+pub struct ClipNetwork {
+    text: TextTower,
+    vision: VisionTower,
+    text_projection: Linear,
+    visual_projection: Linear,
+}
+
+impl ClipNetwork {
+    /// Builds the network from weights named as transformers names them.
+    pub fn new(vb: VarBuilder, config: &ClipConfig) -> Result<Self> {
+        Ok(Self {
+            text: TextTower::new(vb.pp("text_model"), &config.text_config)?,
+            vision: VisionTower::new(vb.pp("vision_model"), &config.vision_config)?,
+            text_projection: linear_no_bias(
+                config.text_config.hidden_size,
+                config.projection_dim,
+                vb.pp("text_projection"),
+            )?,
+            visual_projection: linear_no_bias(
+                config.vision_config.hidden_size,
+                config.projection_dim,
+                vb.pp("visual_projection"),
+            )?,
+        })
+    }
+
+    /// `get_text_features`: the projected state at each row's pooling position (not normalised).
+    pub fn text_features(&self, input_ids: &Tensor, pool_at: &[u32]) -> Result<Tensor> {
+        self.text_projection
+            .forward(&self.text.forward(input_ids, pool_at)?)
+    }
+
+    /// `get_image_features` (not normalised).
+    pub fn image_features(&self, pixels: &Tensor) -> Result<Tensor> {
+        self.visual_projection
+            .forward(&self.vision.forward(pixels)?)
+    }
+}
+
+/// Divides each row by its L2 norm, in f32.
+pub fn l2_normalise(features: &Tensor) -> Result<Tensor> {
+    let features = features.to_dtype(DType::F32)?;
+    let norms = features.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
+    features.broadcast_div(&norms)
+}

@@ -1,0 +1,239 @@
+//! CLIP against transformers: the fixtures in `tests/fixtures/clip` were written by
+//! `make_clip_fixtures.py` (transformers 5.24, PyTorch 2.15, CPU, f32) from two random-weight
+//! models of different shapes; these tests load the same folders and compare.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use candle_core::{Device, Tensor};
+use vitrine_udfs::clip::{ClipEmbedder, CLIP_FILES};
+use vitrine_udfs::image::decode::decode_rgb;
+use vitrine_udfs::runtime::placement::Placement;
+use vitrine_udfs::runtime::source::Hub;
+
+const MODELS: &[&str] = &["tiny-a", "tiny-b"];
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/clip")
+}
+
+fn load(model: &str) -> ClipEmbedder {
+    let dir = fixtures().join(model);
+    let source = Hub::new("/nonexistent", true)
+        .locate(dir.to_str().unwrap(), CLIP_FILES)
+        .unwrap();
+    ClipEmbedder::load(&source, Placement::cpu()).unwrap()
+}
+
+fn expected(model: &str) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(
+        fixtures().join(format!("expected-{model}.safetensors")),
+        &Device::Cpu,
+    )
+    .unwrap()
+}
+
+fn manifest() -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(fixtures().join("expected.json")).unwrap())
+        .unwrap()
+}
+
+fn texts() -> Vec<String> {
+    manifest()["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn image_names() -> Vec<String> {
+    manifest()["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+#[test]
+fn token_ids_are_transformers_ids_truncated_to_the_context() {
+    for model in MODELS {
+        let clip = load(model);
+        let want = expected(model);
+        let ids = want["input_ids"].to_vec2::<i64>().unwrap();
+        let mask = want["attention_mask"].to_vec2::<i64>().unwrap();
+        let texts = texts();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let got = clip.tokenize(&refs).unwrap();
+        let mut truncated = 0;
+        for (i, row) in got.iter().enumerate() {
+            let hf: Vec<u32> = ids[i]
+                .iter()
+                .zip(&mask[i])
+                .filter(|(_, m)| **m == 1)
+                .map(|(id, _)| *id as u32)
+                .collect();
+            assert_eq!(row, &hf, "{model}: text {i} ({:?})", texts[i]);
+            truncated += usize::from(hf.len() == ids[i].len() && texts[i].len() > 60);
+        }
+        assert!(
+            truncated > 0,
+            "{model}: the fixture must hold a text longer than the context"
+        );
+    }
+}
+
+#[test]
+fn text_features_match_transformers_within_1e_4() {
+    for model in MODELS {
+        let clip = load(model);
+        let texts = texts();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let ids = clip.tokenize(&refs).unwrap();
+        let got = clip.text_features(&ids).unwrap();
+        let want = &expected(model)["text_features"];
+        let diff = max_abs_diff(&got, want);
+        println!("{model}: text features max |Δ| {diff:.2e}");
+        assert!(diff < 1e-4, "{model}: text features differ by {diff}");
+        // The features are not trivially alike (random weights of a useful scale).
+        let spread = want
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(
+            spread > 0.1,
+            "{model}: features too small to compare ({spread})"
+        );
+    }
+}
+
+#[test]
+fn a_batch_gives_the_one_by_one_results() {
+    for model in MODELS {
+        let clip = load(model);
+        let texts = texts();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let ids = clip.tokenize(&refs).unwrap();
+        let batch = clip.embed_texts(&ids).unwrap();
+        for (i, sequence) in ids.iter().enumerate() {
+            let alone = clip.embed_texts(std::slice::from_ref(sequence)).unwrap();
+            let diff = alone[0]
+                .iter()
+                .zip(&batch[i])
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                diff < 1e-6,
+                "{model}: text {i} alone differs from its batch by {diff}"
+            );
+            let norm: f32 = alone[0].iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-5, "{model}: norm {norm}");
+        }
+        let pixels: Vec<Vec<f32>> = image_names()
+            .iter()
+            .map(|n| {
+                clip.pixel_values(
+                    &decode_rgb(&std::fs::read(fixtures().join("images").join(n)).unwrap())
+                        .unwrap(),
+                )
+            })
+            .collect();
+        let batch = clip.embed_images(&pixels).unwrap();
+        for (i, p) in pixels.iter().enumerate() {
+            let alone = clip.embed_images(std::slice::from_ref(p)).unwrap();
+            let diff = alone[0]
+                .iter()
+                .zip(&batch[i])
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                diff < 1e-6,
+                "{model}: image {i} alone differs from its batch by {diff}"
+            );
+        }
+    }
+}
+
+/// Pixel values: PNGs decode to the same bytes in every decoder, and resizing follows Pillow's
+/// integer arithmetic, so they match to float rounding. JPEG decoders may differ by a level
+/// or two per pixel (IDCT and chroma upsampling are not standardised), which after
+/// normalisation by std ≈ 0.27 is ≈ 0.015 per level. Measured against libjpeg-turbo through
+/// Pillow: at most 5 levels (0.071), 0.006 on average.
+#[test]
+fn pixel_values_match_transformers() {
+    for model in MODELS {
+        let clip = load(model);
+        let want = expected(model);
+        for name in image_names() {
+            let bytes = std::fs::read(fixtures().join("images").join(&name)).unwrap();
+            let got = clip.pixel_values(&decode_rgb(&bytes).unwrap());
+            let hf = &want[&format!("pixel_values/{name}")];
+            let got = Tensor::from_vec(got, hf.dims(), &Device::Cpu).unwrap();
+            let diff = max_abs_diff(&got, hf);
+            let mean = (&got - hf)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .mean_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            println!("{model} {name}: max |Δ| {diff:.2e}, mean |Δ| {mean:.2e}");
+            let (bound, mean_bound) = if name.ends_with(".png") {
+                (1e-6, 1e-7)
+            } else {
+                (0.08, 0.01)
+            };
+            assert!(
+                diff <= bound,
+                "{model} {name}: pixel values differ by {diff} (bound {bound})"
+            );
+            assert!(
+                mean <= mean_bound,
+                "{model} {name}: mean difference {mean} (bound {mean_bound})"
+            );
+        }
+    }
+}
+
+#[test]
+fn image_features_match_transformers_within_1e_4() {
+    for model in MODELS {
+        let clip = load(model);
+        let want = expected(model);
+        let pixels: Vec<Vec<f32>> = image_names()
+            .iter()
+            .map(|n| {
+                want[&format!("pixel_values/{n}")]
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            })
+            .collect();
+        let got = clip.image_features(&pixels).unwrap();
+        let diff = max_abs_diff(&got, &want["image_features"]);
+        println!("{model}: image features max |Δ| {diff:.2e}");
+        assert!(diff < 1e-4, "{model}: image features differ by {diff}");
+    }
+}
