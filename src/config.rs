@@ -43,6 +43,8 @@ impl EngineConfig {
 /// Settings under `vitrine.` that a session accepts, with their defaults and meaning. Model names
 /// (`vitrine.model.<name>`) are open-ended and checked by the model registry.
 pub const VITRINE_SETTINGS: &[(&str, &str, &str)] = &[
+    ("vitrine.device", "auto", "where models run: 'auto' (the first GPU when the build has CUDA and one is present, else the CPU), 'cpu', 'cuda' or 'cuda:N'"),
+    ("vitrine.dtype", "auto", "model precision: 'auto' (f32 on the CPU, bf16 on a GPU), 'f32', or on a GPU 'bf16' or 'f16'"),
     ("vitrine.udf.on_error", "null", "what a model function does with a row it cannot process: 'null' (count and report) or 'fail'"),
     ("vitrine.udf.batch_size", "32", "rows per model batch"),
     ("vitrine.progress", "auto", "progress bars on long statements: 'auto' (when stderr is a terminal), 'on' or 'off'"),

@@ -5,6 +5,7 @@
 //! [`provider`] exposes them to DataFusion; [`lance_table`], [`delta_table`] and [`files`] read and
 //! write each storage format.
 
+pub mod blobs;
 pub mod conform;
 pub mod delta_table;
 pub mod entry;

@@ -7,8 +7,8 @@ use std::io::IsTerminal;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -16,6 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tracing_subscriber::EnvFilter;
 use vitrine::config::DEFAULT_WAREHOUSE;
 use vitrine::demo::{self, DemoOptions};
+use vitrine::engine::ModelProgressUpdate;
 use vitrine::{Engine, EngineConfig, StatementResult};
 
 pub use output::{print_result, OutputFormat};
@@ -30,6 +31,12 @@ pub struct Cli {
     /// A model for the model functions, as NAME=PATH_OR_HUB_ID (sets vitrine.model.NAME).
     #[arg(long = "model", global = true, value_name = "NAME=PATH_OR_HUB_ID", value_parser = parse_model)]
     pub models: Vec<(String, String)>,
+    /// Where models run: auto, cpu, cuda or cuda:N (sets vitrine.device).
+    #[arg(long, global = true, env = "VITRINE_DEVICE", value_name = "DEVICE")]
+    pub device: Option<String>,
+    /// Model precision: auto (f32 on CPU, bf16 on GPU), f32, bf16 or f16 (sets vitrine.dtype).
+    #[arg(long, global = true, env = "VITRINE_DTYPE", value_name = "DTYPE")]
+    pub dtype: Option<String>,
     /// More logging (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -120,11 +127,17 @@ fn init_logging(verbose: u8) {
 }
 
 fn engine_config(cli: &Cli) -> EngineConfig {
-    let settings: BTreeMap<String, String> = cli
+    let mut settings: BTreeMap<String, String> = cli
         .models
         .iter()
         .map(|(name, model)| (format!("vitrine.model.{name}"), model.clone()))
         .collect();
+    if let Some(device) = &cli.device {
+        settings.insert("vitrine.device".into(), device.clone());
+    }
+    if let Some(dtype) = &cli.dtype {
+        settings.insert("vitrine.dtype".into(), dtype.clone());
+    }
     EngineConfig {
         warehouse: cli.warehouse.clone(),
         settings,
@@ -201,11 +214,7 @@ async fn run_scripts(
         scripts.push((file.display().to_string(), text));
     }
     let mut failures = 0;
-    let spinner = statement_spinner();
-    let bar = spinner.clone();
-    engine.on_rows_written(Arc::new(move |rows| {
-        bar.set_message(format!("{rows} rows written"))
-    }));
+    let spinner = statement_spinner(&engine);
     for (name, script) in &scripts {
         let mut stop = false;
         engine
@@ -244,12 +253,81 @@ fn print_outcome(result: &StatementResult, format: OutputFormat) {
     }
 }
 
-/// A spinner on stderr showing the running statement (hidden when stderr is not a terminal).
-pub fn statement_spinner() -> ProgressBar {
+/// A spinner on stderr showing the running statement (hidden when stderr is not a terminal):
+/// rows written, and for model functions rows done, rate and time left.
+pub fn statement_spinner(engine: &Engine) -> ProgressBar {
     let spinner = ProgressBar::new_spinner();
     spinner.set_style(
         ProgressStyle::with_template("{spinner} {elapsed} {wide_msg}").expect("template"),
     );
     spinner.enable_steady_tick(Duration::from_millis(120));
+    let bar = spinner.clone();
+    engine.on_rows_written(Arc::new(move |rows| {
+        bar.set_message(format!("{rows} rows written"))
+    }));
+    let bar = spinner.clone();
+    let rate = Mutex::new(RateMeter::default());
+    engine.on_model_progress(Arc::new(move |update: &ModelProgressUpdate| {
+        let line = rate.lock().expect("rate lock").line(update);
+        bar.set_message(line);
+    }));
     spinner
+}
+
+/// Turns model progress updates into `clip_image_embed [####----] 1200/≈44424 rows · 41/s · 17m left`.
+#[derive(Default)]
+struct RateMeter {
+    started: Option<(Instant, &'static str)>,
+}
+
+impl RateMeter {
+    fn line(&mut self, update: &ModelProgressUpdate) -> String {
+        let now = Instant::now();
+        let started = match self.started {
+            Some((at, function)) if function == update.function => at,
+            _ => {
+                self.started = Some((now, update.function));
+                now
+            }
+        };
+        let seconds = now.duration_since(started).as_secs_f64();
+        let rate = if seconds > 0.5 {
+            update.rows as f64 / seconds
+        } else {
+            0.0
+        };
+        let mut line = format!("{} ", update.function);
+        match update.expected_rows.filter(|&n| n >= update.rows && n > 0) {
+            Some(total) => {
+                let filled = (20 * update.rows / total) as usize;
+                line.push_str(&format!(
+                    "[{}{}] {}/≈{} rows",
+                    "#".repeat(filled),
+                    "-".repeat(20 - filled),
+                    update.rows,
+                    total
+                ));
+                if rate > 0.0 {
+                    let left = (total - update.rows) as f64 / rate;
+                    line.push_str(&format!(" · {rate:.1}/s · ≈{} left", short_duration(left)));
+                }
+            }
+            None => {
+                line.push_str(&format!("{} rows", update.rows));
+                if rate > 0.0 {
+                    line.push_str(&format!(" · {rate:.1}/s"));
+                }
+            }
+        }
+        line
+    }
+}
+
+fn short_duration(seconds: f64) -> String {
+    let s = seconds.round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
 }

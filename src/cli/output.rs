@@ -19,10 +19,13 @@ pub enum OutputFormat {
     Json,
 }
 
-/// Prints a statement's result set to stdout and its message to stderr.
+/// Prints a statement's result set to stdout and its message and warnings to stderr.
 pub fn print_result(result: &StatementResult, format: OutputFormat) -> anyhow::Result<()> {
     if let Some(message) = &result.message {
         eprintln!("{message}");
+    }
+    for warning in &result.warnings {
+        eprintln!("warning: {warning}");
     }
     if result.schema.fields().is_empty() {
         return Ok(());

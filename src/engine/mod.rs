@@ -25,6 +25,9 @@ use datafusion::sql::sqlparser::ast::{Query, Statement};
 pub use result::StatementResult;
 pub use script::ScriptError;
 
+use vitrine_udfs::FunctionContext;
+
+use crate::catalog::blobs::WarehouseFiles;
 use crate::catalog::{QualifiedName, TableEntry, TableName, Warehouse, WarehouseCatalogList};
 use crate::config::{validate_vitrine_setting, EngineConfig, DEFAULT_CATALOG, DEFAULT_SCHEMA};
 use crate::error::{Result, VitrineError};
@@ -35,6 +38,10 @@ use crate::sql::rewrite::{rewrite_statement, TableRequest, TableRequestKind};
 /// Called, while a statement writes a table, with the number of rows written so far.
 pub type WriteProgress = Arc<dyn Fn(usize) + Send + Sync>;
 
+pub use vitrine_udfs::context::{
+    ProgressSink as ModelProgress, ProgressUpdate as ModelProgressUpdate,
+};
+
 /// A session on a warehouse.
 pub struct Engine {
     ctx: SessionContext,
@@ -42,6 +49,8 @@ pub struct Engine {
     /// `SET` values that are not DataFusion options (`vitrine.*`, `spark.*`, …).
     settings: Mutex<BTreeMap<String, String>>,
     write_progress: Mutex<Option<WriteProgress>>,
+    /// What the model functions share with the session (settings, files, report).
+    functions: Arc<FunctionContext>,
 }
 
 impl Engine {
@@ -77,7 +86,11 @@ impl Engine {
             session.upgrade().map(|s| s.read().clone())
         }));
         functions::register(&mut ctx)?;
-        vitrine_udfs::register(&mut ctx)?;
+        let model_functions = Arc::new(FunctionContext::new(Arc::new(WarehouseFiles::new(
+            Arc::clone(&warehouse),
+            tokio::runtime::Handle::current(),
+        ))));
+        vitrine_udfs::register(&mut ctx, Arc::clone(&model_functions))?;
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             zorder::ZOrderKey::new(),
         ));
@@ -95,6 +108,7 @@ impl Engine {
             catalogs,
             settings: Mutex::new(BTreeMap::new()),
             write_progress: Mutex::new(None),
+            functions: model_functions,
         };
         for (key, value) in &config.settings {
             engine.set(key, value)?;
@@ -127,6 +141,15 @@ impl Engine {
         *self.write_progress.lock().expect("progress lock") = Some(report);
     }
 
+    /// Reports the model functions' progress (rows done, rows expected) during a statement.
+    pub fn on_model_progress(&self, report: ModelProgress) {
+        self.functions.on_progress(report);
+    }
+
+    pub(crate) fn model_functions(&self) -> &FunctionContext {
+        &self.functions
+    }
+
     pub(crate) fn write_progress(&self) -> Option<WriteProgress> {
         self.write_progress.lock().expect("progress lock").clone()
     }
@@ -152,8 +175,18 @@ impl Engine {
         Ok(names)
     }
 
-    /// Runs one statement and returns its result set (empty for most statements that write).
+    /// Runs one statement and returns its result set (empty for most statements that write),
+    /// with a warning for rows the model functions could not process.
     pub async fn execute(&self, sql: &str) -> Result<StatementResult> {
+        self.functions.begin_statement();
+        let outcome = self.execute_statement(sql).await;
+        let report = self.functions.finish_statement();
+        let mut result = outcome?;
+        result.warnings.extend(report.warnings());
+        Ok(result)
+    }
+
+    async fn execute_statement(&self, sql: &str) -> Result<StatementResult> {
         self.catalogs.refresh().await?;
         let statement = parse_statement(sql)?;
         tracing::debug!(?statement, "executing");
@@ -417,6 +450,7 @@ impl Engine {
     fn set(&self, key: &str, value: &str) -> Result<()> {
         if key.starts_with("vitrine.") {
             validate_vitrine_setting(key, value)?;
+            self.functions.set(key, value).map_err(VitrineError::Plan)?;
         }
         self.settings
             .lock()

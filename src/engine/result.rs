@@ -17,6 +17,9 @@ pub struct StatementResult {
     pub batches: Vec<RecordBatch>,
     /// A line for the user, e.g. `created table main.s.t (44424 rows, version 1)`.
     pub message: Option<String>,
+    /// What the user should know although the statement succeeded (rows a model function
+    /// could not process, say).
+    pub warnings: Vec<String>,
 }
 
 impl StatementResult {
@@ -28,6 +31,7 @@ impl StatementResult {
             schema,
             batches,
             message: None,
+            warnings: Vec::new(),
         })
     }
 
@@ -37,6 +41,7 @@ impl StatementResult {
             schema: Arc::new(Schema::empty()),
             batches: Vec::new(),
             message: Some(message.into()),
+            warnings: Vec::new(),
         }
     }
 
@@ -62,6 +67,7 @@ impl StatementResult {
             schema,
             batches: vec![batch],
             message: None,
+            warnings: Vec::new(),
         })
     }
 

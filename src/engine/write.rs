@@ -8,6 +8,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::Schema;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{execute_stream, ExecutionPlan};
 use datafusion::prelude::DataFrame;
 use datafusion::sql::sqlparser::ast::{self, Expr, Query};
 use futures::TryStreamExt;
@@ -32,7 +33,10 @@ async fn commit(
     let rows = Arc::new(AtomicUsize::new(0));
     let version = match entry.format {
         TableFormat::Lance => {
-            let stream = df.execute_stream().await?;
+            let task = Arc::new(df.task_ctx());
+            let plan = df.create_physical_plan().await?;
+            engine.model_functions().expect_rows(input_rows(&plan));
+            let stream = execute_stream(plan, task)?;
             let schema = stream.schema();
             let counter = Arc::clone(&rows);
             let progress = engine.write_progress();
@@ -59,6 +63,31 @@ async fn commit(
     }
     .map_err(|e| e.context(format!("writing {name}")))?;
     Ok((version, rows.load(Ordering::Relaxed)))
+}
+
+/// The most rows any scan under `plan` reads, when the scans know: an upper bound of the rows
+/// a model function in the plan may see, for its progress bar.
+fn input_rows(plan: &Arc<dyn ExecutionPlan>) -> Option<u64> {
+    if plan.children().is_empty() {
+        let statistics = plan.partition_statistics(None).ok()?;
+        return statistics.num_rows.get_value().map(|n| *n as u64);
+    }
+    plan.children().into_iter().filter_map(input_rows).max()
+}
+
+/// Records the models the statement ran in the table's properties (`vitrine.model.<name>` = the
+/// id, `vitrine.model.<name>.revision`), so that readers know what produced its vectors and
+/// `SET vitrine.model.<name>` can reproduce it. Returns whether any model ran.
+fn record_models(engine: &Engine, entry: &mut TableEntry) -> bool {
+    let models = engine.model_functions().models_used();
+    for model in &models {
+        let key = format!("vitrine.model.{}", model.name);
+        entry
+            .properties
+            .insert(format!("{key}.revision"), model.revision.clone());
+        entry.properties.insert(key, model.id.clone());
+    }
+    !models.is_empty()
 }
 
 async fn data_exists(format: TableFormat, location: &str) -> bool {
@@ -210,6 +239,7 @@ pub(super) async fn create_table(engine: &Engine, create: CreateTable) -> Result
     };
     entry.properties.extend(create.properties);
     let (version, rows) = commit(engine, &entry, &name, df, mode, operation).await?;
+    record_models(engine, &mut entry);
     warehouse.put_table(&name, &entry).await?;
     Ok(StatementResult::message(format!(
         "created table {name} ({rows} rows, version {version})"
@@ -240,7 +270,7 @@ pub(super) async fn insert(
     overwrite: bool,
     query: Query,
 ) -> Result<StatementResult> {
-    let (name, entry, schema) = writable_table(engine, table).await?;
+    let (name, mut entry, schema) = writable_table(engine, table).await?;
     let query = engine.plan_query(query).await?;
     let casts = conform::casts(&query, &schema, columns);
     let df = conform::to_table(query, &schema, columns, &name.to_string())?;
@@ -255,6 +285,9 @@ pub(super) async fn insert(
             true => e,
             false => e.context(format!("converting {}", casts.join(", "))),
         })?;
+    if record_models(engine, &mut entry) {
+        engine.warehouse().put_table(&name, &entry).await?;
+    }
     Ok(StatementResult::message(format!(
         "inserted {rows} rows into {name} (version {version})"
     )))

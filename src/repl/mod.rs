@@ -218,7 +218,7 @@ fn run_statement(runtime: &Runtime, engine: &Engine, sql: &str, timing: bool) {
 /// Runs a script; Ctrl-C cancels the statement running (its table stays as it was) and the rest.
 fn run_script(runtime: &Runtime, engine: &Engine, script: &str, name: &str, timing: bool) {
     runtime.block_on(async {
-        let spinner = statement_spinner();
+        let spinner = statement_spinner(engine);
         let started = Instant::now();
         let mut statement_started = started;
         let work = engine.execute_script(script, name, |_, outcome| {

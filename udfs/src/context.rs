@@ -244,10 +244,20 @@ impl FunctionContext {
         *self.progress.write().expect("progress lock") = Some(sink);
     }
 
-    /// Starts a statement's report; `expected_rows` is the engine's estimate of its input.
-    pub fn begin_statement(&self, expected_rows: Option<u64>) {
+    /// Starts a statement's report.
+    pub fn begin_statement(&self) {
         *self.report.lock().expect("report lock") = StatementReport::default();
-        *self.expected_rows.lock().expect("report lock") = expected_rows;
+        *self.expected_rows.lock().expect("report lock") = None;
+    }
+
+    /// The engine's estimate of the rows the running statement reads, for progress.
+    pub fn expect_rows(&self, rows: Option<u64>) {
+        *self.expected_rows.lock().expect("report lock") = rows;
+    }
+
+    /// The models the running statement has used so far.
+    pub fn models_used(&self) -> Vec<ModelUse> {
+        self.report.lock().expect("report lock").models.clone()
     }
 
     /// Ends the statement and returns its report.
