@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per capability.
 
 mod cli;
+mod clip;
 mod delta;
 mod errors;
 mod plan_snippets;

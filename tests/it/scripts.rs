@@ -244,3 +244,124 @@ async fn zorder_clusters_rows_by_the_columns() {
     assert_eq!(runs, distinct.len(), "categories are not clustered");
     assert_eq!(categories.len(), products.len());
 }
+
+/// The embeddings in the first column of a result, `None` for NULL.
+async fn first_column_vectors(wh: &TestWarehouse, sql: &str) -> Vec<Option<Vec<f32>>> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::Float32Type;
+    let mut out = Vec::new();
+    for batch in wh.sql(sql).await.batches {
+        let list = batch.column(0).as_fixed_size_list().clone();
+        for i in 0..list.len() {
+            out.push((!list.is_null(i)).then(|| {
+                list.value(i)
+                    .as_primitive::<Float32Type>()
+                    .values()
+                    .to_vec()
+            }));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn phase_three_embeds_every_photo_and_the_well_extracted_descriptions() {
+    let (wh, products) = TestWarehouse::with_demo_catalog(300, 8, true).await;
+    for script in [
+        "00_load_products.sql",
+        "01_attributes_from_ground_truth.sql",
+        "02_join_enriched_attributes.sql",
+    ] {
+        wh.run_sql_file(script).await;
+    }
+    let results = wh.run_sql_file("03_generate_embeddings.sql").await;
+    assert!(
+        results.iter().all(|r| r.warnings.is_empty()),
+        "every photo embeds"
+    );
+
+    assert_eq!(
+        wh.value("SELECT COUNT(image_embedding) FROM main.fashion_demo.product_image_embeddings")
+            .await,
+        products.len().to_string()
+    );
+    let well_extracted = wh
+        .value("SELECT COUNT(*) FROM main.fashion_demo.products_with_visual_attributes WHERE extraction_success AND confidence_material IN ('high', 'medium')")
+        .await;
+    assert_eq!(
+        wh.value("SELECT COUNT(*) FROM main.fashion_demo.product_embeddings_multimodal_v2")
+            .await,
+        well_extracted
+    );
+    assert!(well_extracted.parse::<usize>().unwrap() > products.len() / 2);
+
+    // Sampled rows: the stored text embeddings are those of the descriptions the generator
+    // implies, and the hybrids are normalize(0.5 image + 0.5 text).
+    let ids: Vec<String> = wh
+        .rows("SELECT product_id FROM main.fashion_demo.product_embeddings_multimodal_v2 ORDER BY product_id")
+        .await
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    for id in ids.iter().step_by(37) {
+        let p = products.iter().find(|p| p.id.to_string() == *id).unwrap();
+        let from_row = |column: &str| {
+            format!("SELECT {column} FROM main.fashion_demo.product_embeddings_multimodal_v2 WHERE product_id = {id}")
+        };
+        let enriched = first_column_vectors(&wh, &from_row("text_embedding_enriched")).await[0]
+            .clone()
+            .unwrap();
+        let fresh = first_column_vectors(
+            &wh,
+            &format!(
+                "SELECT clip_text_embed('{}')",
+                rich_description(p).replace('\'', "''")
+            ),
+        )
+        .await[0]
+            .clone()
+            .unwrap();
+        assert!(
+            enriched
+                .iter()
+                .zip(&fresh)
+                .all(|(a, b)| (a - b).abs() < 1e-6),
+            "enriched text embedding of {id}"
+        );
+        let image = first_column_vectors(&wh, &from_row("image_embedding")).await[0]
+            .clone()
+            .unwrap();
+        let hybrid = first_column_vectors(&wh, &from_row("hybrid_embedding_enriched")).await[0]
+            .clone()
+            .unwrap();
+        let mixed: Vec<f32> = image
+            .iter()
+            .zip(&enriched)
+            .map(|(i, t)| 0.5 * i + 0.5 * t)
+            .collect();
+        let norm = mixed.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!(
+            hybrid
+                .iter()
+                .zip(&mixed)
+                .all(|(h, m)| (h - m / norm).abs() < 1e-6),
+            "hybrid of {id}"
+        );
+    }
+
+    let props = wh
+        .rows("SHOW TBLPROPERTIES main.fashion_demo.product_embeddings_multimodal_v2")
+        .await;
+    for key in [
+        "delta.enableChangeDataFeed",
+        "vitrine.model.clip",
+        "vitrine.model.clip.revision",
+    ] {
+        assert!(props.iter().any(|r| r[0] == key), "{key} in {props:?}");
+    }
+    assert_eq!(
+        wh.value("SELECT MIN(SIZE(hybrid_embedding_baseline)) FROM main.fashion_demo.product_embeddings_multimodal_v2")
+            .await,
+        "24"
+    );
+}

@@ -15,21 +15,34 @@ pub struct TestWarehouse {
 }
 
 impl TestWarehouse {
+    /// An empty warehouse whose CLIP model is the small fixture model `tiny-a` (tests never
+    /// download models).
     pub async fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let engine = Engine::open(EngineConfig::new(dir.path().to_str().unwrap()))
-            .await
-            .expect("open engine");
+        let mut config = EngineConfig::new(dir.path().to_str().unwrap());
+        config
+            .settings
+            .insert("vitrine.model.clip".into(), clip_fixture("tiny-a"));
+        let engine = Engine::open(config).await.expect("open engine");
         Self { dir, engine }
     }
 
     /// A warehouse holding the demo catalog's raw files (no images) for `products` products.
     pub async fn with_demo(products: usize, seed: u64) -> (Self, Vec<Product>) {
+        Self::with_demo_catalog(products, seed, false).await
+    }
+
+    /// A warehouse holding the demo catalog's raw files and, with `images`, its photos.
+    pub async fn with_demo_catalog(
+        products: usize,
+        seed: u64,
+        images: bool,
+    ) -> (Self, Vec<Product>) {
         let wh = Self::new().await;
         let options = DemoOptions {
             products,
             seed,
-            images: false,
+            images,
             progress: false,
         };
         demo::generate(wh.engine.warehouse(), &options)
@@ -101,6 +114,15 @@ pub fn rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
         }
     }
     out
+}
+
+/// The folder of a CLIP fixture model (`tiny-a`, `tiny-b`), written by
+/// `tests/fixtures/clip/make_clip_fixtures.py`.
+pub fn clip_fixture(name: &str) -> String {
+    repo_path("tests/fixtures/clip")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// A path inside the repository.

@@ -2,7 +2,8 @@
 //!
 //! - `cosine_similarity(a, b) → DOUBLE`
 //! - `hybrid_embed(image_emb, text_emb [, image_weight = 0.5]) → ARRAY<FLOAT>`, the
-//!   L2-normalised `w·image + (1−w)·text` of the plan's hybrid embeddings.
+//!   L2-normalised `w·image + (1−w)·text` of the plan's hybrid embeddings (of fixed length when
+//!   both inputs are).
 //!
 //! NULL in gives NULL out; vectors of different lengths are an error naming the row.
 
@@ -174,7 +175,14 @@ impl ScalarUDFImpl for HybridEmbed {
                 return plan_err!("hybrid_embed: image_weight must be a number, got {w}");
             }
         }
-        Ok(float_list())
+        // Two embeddings of one fixed length give one of that length (what a vector index
+        // needs); anything else gives a variable-length list.
+        Ok(match (&arg_types[0], &arg_types[1]) {
+            (DataType::FixedSizeList(_, a), DataType::FixedSizeList(_, b)) if a == b => {
+                crate::functions::rows::vector_type(*a as usize)
+            }
+            _ => float_list(),
+        })
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -229,7 +237,11 @@ impl ScalarUDFImpl for HybridEmbed {
             }
             out.append(true);
         }
-        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+        let out: ArrayRef = Arc::new(out.finish());
+        Ok(ColumnarValue::Array(datafusion::arrow::compute::cast(
+            &out,
+            args.return_field.data_type(),
+        )?))
     }
 }
 

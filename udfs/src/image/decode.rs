@@ -50,8 +50,16 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| DecodeError::Corrupt(e.to_string()))?;
-    if reader.format().is_none() {
-        return Err(DecodeError::Unrecognised);
+    match reader.format() {
+        None => return Err(DecodeError::Unrecognised),
+        // The JPEG decoder fills a cut-off file with grey rather than failing; Pillow refuses
+        // it ("image file is truncated"), and so do we.
+        Some(image::ImageFormat::Jpeg) if !ends_with_jpeg_eoi(bytes) => {
+            return Err(DecodeError::Corrupt(
+                "truncated JPEG (no end-of-image marker)".into(),
+            ))
+        }
+        Some(_) => {}
     }
     let decoder = reader
         .into_decoder()
@@ -70,6 +78,14 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
     } else {
         image.into_rgb8()
     })
+}
+
+/// Whether an end-of-image marker (FF D9) is in the file's last 4 KiB (some writers append
+/// padding after it). Inside entropy-coded data an FF byte is always stuffed, so the marker
+/// cannot appear there by chance.
+fn ends_with_jpeg_eoi(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(4096)..];
+    tail.windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
 /// Pillow's `alpha_composite(white, image)` followed by `convert("RGB")`.
