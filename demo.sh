@@ -17,4 +17,13 @@ warehouse="${VITRINE_WAREHOUSE:-./warehouse}"
 if [ ! -f "$warehouse/Volumes/main/fashion_demo/raw_data/styles.csv" ]; then
   "$vitrine" --warehouse "$warehouse" demo-data --products "${PRODUCTS:-44424}" --seed 42
 fi
-"$vitrine" --warehouse "$warehouse" run sql/0*.sql
+# The CLIP model for phase 3: $VITRINE_CLIP_MODEL, else openai/clip-vit-base-patch32 from the
+# Hugging Face cache or the hub. Offline and without it, the small random-weight test model
+# stands in, so that the pipeline still runs end to end (its embeddings mean nothing).
+clip="${VITRINE_CLIP_MODEL:-openai/clip-vit-base-patch32}"
+if ! "$vitrine" --warehouse "$warehouse" --model "clip=$clip" run -e "SELECT clip_text_embed('probe') IS NOT NULL" >/dev/null 2>&1; then
+  echo "demo.sh: CLIP model '$clip' is not available here (offline?); using the random-weight" >&2
+  echo "demo.sh: test model tests/fixtures/clip/tiny-b instead. Set VITRINE_CLIP_MODEL=/path/to/clip." >&2
+  clip="tests/fixtures/clip/tiny-b"
+fi
+"$vitrine" --warehouse "$warehouse" --model "clip=$clip" run sql/0*.sql
