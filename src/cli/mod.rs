@@ -1,5 +1,6 @@
-//! Command-line arguments and the `run` and `demo-data` commands.
+//! Command-line arguments and the `run`, `bench` and `demo-data` commands.
 
+mod bench;
 mod output;
 
 use std::collections::BTreeMap;
@@ -63,6 +64,9 @@ pub enum Command {
     },
     /// An interactive SQL shell.
     Repl,
+    /// Measure throughput (see benches/RESULTS.md).
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Write the synthetic fashion catalog under /Volumes/main/fashion_demo/raw_data/.
     DemoData {
         /// Number of products.
@@ -74,6 +78,22 @@ pub enum Command {
         /// Skip drawing the product photos.
         #[arg(long)]
         no_images: bool,
+    },
+}
+
+/// What to measure.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// CLIP texts/s and images/s through SQL, on a folder prepared by benches/peers/clip_peers.py.
+    Clip {
+        /// The folder holding model/, texts.txt and images.txt.
+        dir: PathBuf,
+        /// Batch sizes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+        batch_sizes: Vec<usize>,
+        /// Timed runs per measurement (the best counts).
+        #[arg(long, default_value_t = 2)]
+        repeat: usize,
     },
 }
 
@@ -164,6 +184,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
             format,
             continue_on_error,
         )),
+        Command::Bench(BenchCommand::Clip {
+            dir,
+            batch_sizes,
+            repeat,
+        }) => {
+            let options = bench::ClipBench {
+                dir: &dir,
+                batch_sizes: &batch_sizes,
+                repeat,
+            };
+            runtime.block_on(bench::clip(options, config))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Repl => {
             let engine = runtime.block_on(Engine::open(config))?;
             crate::repl::run(&runtime, &engine)?;
