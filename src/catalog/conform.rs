@@ -50,14 +50,30 @@ pub fn to_storage(df: DataFrame) -> Result<DataFrame> {
         .map(|(qualifier, field)| {
             let col = Expr::Column(Column::new(qualifier.cloned(), field.name()));
             let target = storage_type(field.data_type());
-            if &target == field.data_type() {
+            let name = storage_name(field.name());
+            if &target == field.data_type() && name == *field.name() {
                 col
             } else {
-                cast(col, target).alias(field.name())
+                cast(col, target).alias(name)
             }
         })
         .collect();
     Ok(df.select(exprs)?)
+}
+
+/// The name a table stores for a column: an unaliased expression is named as Spark names it,
+/// without table qualifiers (`clip_image_embed(image_path)`, not
+/// `clip_image_embed(main.s.products.image_path)`), and any dot left becomes `_` (Lance keeps
+/// dots for nested fields).
+pub fn storage_name(name: &str) -> String {
+    static QUALIFIED: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"\b(?:[A-Za-z_][A-Za-z0-9_]*\.)+([A-Za-z_][A-Za-z0-9_]*)\b")
+            .expect("valid pattern")
+    });
+    if !name.contains('.') {
+        return name.to_string();
+    }
+    QUALIFIED.replace_all(name, "$1").replace('.', "_")
 }
 
 /// Describes the columns of `df` whose type differs from `table`'s (`id (string → int)`), so that
@@ -146,4 +162,20 @@ pub fn to_table(
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(df.select(exprs)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::storage_name;
+
+    #[test]
+    fn stored_names_drop_qualifiers_and_dots() {
+        assert_eq!(storage_name("price"), "price");
+        assert_eq!(
+            storage_name("clip_image_embed(main.fashion_demo.products.image_path)"),
+            "clip_image_embed(image_path)"
+        );
+        assert_eq!(storage_name("p.a + q.b"), "a + b");
+        assert_eq!(storage_name("round(x, 1.5)"), "round(x, 1_5)");
+    }
 }

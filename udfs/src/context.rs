@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use crate::clip::{ClipEmbedder, CLIP_FILES};
 use crate::runtime::placement::Placement;
 use crate::runtime::registry;
-use crate::runtime::source::Hub;
+use crate::runtime::source::{Hub, ModelSource};
 use crate::runtime::ModelError;
 
 /// The CLIP model used when `vitrine.model.clip` is not set.
@@ -194,6 +194,8 @@ pub struct FunctionContext {
     settings: RwLock<FunctionSettings>,
     blobs: Arc<dyn BlobReader>,
     hub: Hub,
+    /// Model names already resolved to files, so that a local folder's weights are hashed once.
+    located: Mutex<BTreeMap<String, ModelSource>>,
     progress: RwLock<Option<ProgressSink>>,
     expected_rows: Mutex<Option<u64>>,
     report: Mutex<StatementReport>,
@@ -220,6 +222,7 @@ impl FunctionContext {
             settings: RwLock::new(FunctionSettings::default()),
             blobs,
             hub,
+            located: Mutex::new(BTreeMap::new()),
             progress: RwLock::new(None),
             expected_rows: Mutex::new(None),
             report: Mutex::new(StatementReport::default()),
@@ -270,9 +273,14 @@ impl FunctionContext {
         self.blobs.read(location)
     }
 
-    /// Counts `n` more rows for `function` and reports progress. Returns the row number of the
-    /// first of them within the statement.
-    pub(crate) fn count_rows(&self, function: &'static str, n: u64) -> u64 {
+    /// Rows `function` has processed so far in this statement.
+    pub(crate) fn rows_done(&self, function: &str) -> u64 {
+        let report = self.report.lock().expect("report lock");
+        report.rows.get(function).copied().unwrap_or(0)
+    }
+
+    /// Counts `n` more rows for `function` and reports progress.
+    pub(crate) fn count_rows(&self, function: &'static str, n: u64) {
         let rows = {
             let mut report = self.report.lock().expect("report lock");
             let count = report.rows.entry(function.to_string()).or_default();
@@ -286,7 +294,6 @@ impl FunctionContext {
                 expected_rows: *self.expected_rows.lock().expect("report lock"),
             });
         }
-        rows - n
     }
 
     /// Records a row that became NULL.
@@ -302,7 +309,7 @@ impl FunctionContext {
     pub fn clip(&self) -> Result<Arc<ClipEmbedder>, ModelError> {
         let settings = self.settings();
         let spec = settings.model("clip", DEFAULT_CLIP_MODEL);
-        let source = self.hub.locate(spec, CLIP_FILES)?;
+        let source = self.locate(spec, CLIP_FILES)?;
         let placement = Placement::parse(&settings.device, &settings.dtype)?;
         let key = format!(
             "clip|{}|{}|{}",
@@ -317,6 +324,16 @@ impl FunctionContext {
             revision: source.revision.clone(),
         });
         Ok(model)
+    }
+
+    fn locate(&self, spec: &str, files: &[&str]) -> Result<ModelSource, ModelError> {
+        let mut located = self.located.lock().expect("located models lock");
+        if let Some(source) = located.get(spec) {
+            return Ok(source.clone());
+        }
+        let source = self.hub.locate(spec, files)?;
+        located.insert(spec.to_string(), source.clone());
+        Ok(source)
     }
 
     fn record_model(&self, model: ModelUse) {

@@ -54,6 +54,16 @@ impl ClipEmbedder {
         let processor_path = source.file("preprocessor_config.json");
         let processor = ImageProcessor::new(&read_json::<ProcessorConfig>(&processor_path)?)
             .map_err(|e| ModelError::file(&processor_path, e))?;
+        let side = config.vision_config.image_size as u32;
+        if processor.output_size() != Some((side, side)) {
+            return Err(ModelError::file(
+                &processor_path,
+                format!(
+                    "images come out {:?} but the model takes {side}×{side}",
+                    processor.output_size()
+                ),
+            ));
+        }
         let tokenizer_path = source.file("tokenizer.json");
         let mut tokenizer = Tokenizer::from_file(&tokenizer_path)
             .map_err(|e| ModelError::file(&tokenizer_path, e))?;
@@ -121,7 +131,7 @@ impl ClipEmbedder {
                 self.tokenizer
                     .encode(*t, true)
                     .map(|e| e.get_ids().to_vec())
-                    .map_err(|e| ModelError::Setting(format!("tokenizer: {e}")))
+                    .map_err(|e| ModelError::Tokenizer(e.to_string()))
             })
             .collect()
     }

@@ -165,7 +165,7 @@ impl ClipImageEmbed {
             .clip()
             .map_err(|e| rows::model_error(NAME, e))?;
         let settings = self.context.settings();
-        let first_row = self.context.count_rows(NAME, 0);
+        let first_row = self.context.rows_done(NAME);
         let images = rows::images(images)?;
         let present: Vec<usize> = (0..images.len()).filter(|&i| images[i].is_some()).collect();
         let mut out: Vec<Option<Vec<f32>>> = vec![None; images.len()];

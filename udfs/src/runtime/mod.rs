@@ -24,6 +24,9 @@ pub enum ModelError {
     /// A setting (device, precision) is not valid here.
     #[error("{0}")]
     Setting(String),
+    /// The tokenizer refused a text.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
     /// The tensor library failed.
     #[error("model: {0}")]
     Candle(#[from] candle_core::Error),
