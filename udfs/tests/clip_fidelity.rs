@@ -237,3 +237,28 @@ fn image_features_match_transformers_within_1e_4() {
         assert!(diff < 1e-4, "{model}: image features differ by {diff}");
     }
 }
+
+/// The Hugging Face cache layout (`models--org--name/snapshots/<commit>`, `refs/main`) loads the
+/// same model as its folder, with the commit as its revision.
+#[test]
+fn a_model_in_the_hugging_face_cache_loads_by_hub_id() {
+    let cache = tempfile::tempdir().unwrap();
+    let repo = cache.path().join("models--acme--tiny-clip");
+    let snapshot = repo.join("snapshots").join("5eed0123");
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs").join("main"), "5eed0123").unwrap();
+    for entry in std::fs::read_dir(fixtures().join("tiny-a")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), snapshot.join(entry.file_name())).unwrap();
+    }
+    let source = Hub::new(cache.path(), true).locate("acme/tiny-clip", CLIP_FILES).unwrap();
+    assert_eq!(source.revision, "5eed0123");
+    let from_cache = ClipEmbedder::load(&source, Placement::cpu()).unwrap();
+    let from_folder = load("tiny-a");
+    let ids = from_folder.tokenize(&["red dress"]).unwrap();
+    assert_eq!(
+        from_cache.embed_texts(&ids).unwrap(),
+        from_folder.embed_texts(&ids).unwrap()
+    );
+}
