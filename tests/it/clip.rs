@@ -2,31 +2,9 @@
 //! missing photos under both `vitrine.udf.on_error` modes, vector length and norm, image bytes,
 //! batch-size independence, hybrid weights, model settings and what a written table records.
 
-use datafusion::arrow::array::{Array, AsArray, FixedSizeListArray};
-use datafusion::arrow::datatypes::Float32Type;
-
 use crate::support::{clip_fixture, TestWarehouse};
 
 const PHOTOS: &str = "/Volumes/main/fashion_demo/raw_data/images";
-
-/// The embeddings in the first column of a result, `None` for NULL.
-async fn vectors(wh: &TestWarehouse, sql: &str) -> Vec<Option<Vec<f32>>> {
-    let result = wh.sql(sql).await;
-    let mut out = Vec::new();
-    for batch in &result.batches {
-        let column = batch.column(0);
-        let list: &FixedSizeListArray = column.as_fixed_size_list();
-        for i in 0..list.len() {
-            out.push((!list.is_null(i)).then(|| {
-                list.value(i)
-                    .as_primitive::<Float32Type>()
-                    .values()
-                    .to_vec()
-            }));
-        }
-    }
-    out
-}
 
 fn norm(v: &[f32]) -> f32 {
     v.iter().map(|x| x * x).sum::<f32>().sqrt()
@@ -49,18 +27,16 @@ async fn catalog_with_photos(products: usize) -> TestWarehouse {
 #[tokio::test(flavor = "multi_thread")]
 async fn embeddings_have_the_model_length_and_unit_norm_and_null_gives_null() {
     let wh = catalog_with_photos(40).await;
-    let texts = vectors(
-        &wh,
-        "SELECT clip_text_embed(CASE WHEN product_id % 5 = 0 THEN NULL ELSE product_display_name END) \
+    let texts = wh.vectors("SELECT clip_text_embed(CASE WHEN product_id % 5 = 0 THEN NULL ELSE product_display_name END) \
          FROM main.fashion_demo.products ORDER BY product_id",
     )
     .await;
-    let images = vectors(
-        &wh,
-        "SELECT clip_image_embed(CASE WHEN product_id % 7 = 0 THEN NULL ELSE image_path END) \
+    let images = wh
+        .vectors(
+            "SELECT clip_image_embed(CASE WHEN product_id % 7 = 0 THEN NULL ELSE image_path END) \
          FROM main.fashion_demo.products ORDER BY product_id",
-    )
-    .await;
+        )
+        .await;
     let ids: Vec<i64> = wh
         .rows("SELECT product_id FROM main.fashion_demo.products ORDER BY product_id")
         .await
@@ -161,16 +137,12 @@ async fn image_bytes_embed_like_their_path_and_bad_bytes_are_named_by_row() {
     )))
     .unwrap();
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let from_path = vectors(
-        &wh,
-        &format!("SELECT clip_image_embed('{PHOTOS}/{id}.jpg')"),
-    )
-    .await;
-    let from_bytes = vectors(
-        &wh,
-        &format!("SELECT clip_image_embed(decode('{hex}', 'hex'))"),
-    )
-    .await;
+    let from_path = wh
+        .vectors(&format!("SELECT clip_image_embed('{PHOTOS}/{id}.jpg')"))
+        .await;
+    let from_bytes = wh
+        .vectors(&format!("SELECT clip_image_embed(decode('{hex}', 'hex'))"))
+        .await;
     assert_eq!(from_path, from_bytes);
     assert!(from_path[0].is_some());
 
@@ -191,9 +163,9 @@ async fn results_do_not_depend_on_the_batch_size() {
     let images =
         "SELECT clip_image_embed(image_path) FROM main.fashion_demo.products ORDER BY product_id";
     wh.sql("SET vitrine.udf.batch_size = 1").await;
-    let (t1, i1) = (vectors(&wh, query).await, vectors(&wh, images).await);
+    let (t1, i1) = (wh.vectors(query).await, wh.vectors(images).await);
     wh.sql("SET vitrine.udf.batch_size = 7").await;
-    let (t7, i7) = (vectors(&wh, query).await, vectors(&wh, images).await);
+    let (t7, i7) = (wh.vectors(query).await, wh.vectors(images).await);
     for (a, b) in t1.iter().zip(&t7).chain(i1.iter().zip(&i7)) {
         let (a, b) = (a.as_ref().unwrap(), b.as_ref().unwrap());
         assert!(max_diff(a, b) < 1e-6, "{}", max_diff(a, b));
@@ -209,23 +181,21 @@ async fn hybrid_weight_zero_is_the_text_and_one_is_the_image() {
          FROM main.fashion_demo.products",
     )
     .await;
-    let t = vectors(&wh, "SELECT t FROM main.fashion_demo.v ORDER BY product_id").await;
-    let i = vectors(&wh, "SELECT i FROM main.fashion_demo.v ORDER BY product_id").await;
-    let h0 = vectors(
-        &wh,
-        "SELECT hybrid_embed(i, t, 0.0) FROM main.fashion_demo.v ORDER BY product_id",
-    )
-    .await;
-    let h1 = vectors(
-        &wh,
-        "SELECT hybrid_embed(i, t, 1.0) FROM main.fashion_demo.v ORDER BY product_id",
-    )
-    .await;
-    let half = vectors(
-        &wh,
-        "SELECT hybrid_embed(i, t) FROM main.fashion_demo.v ORDER BY product_id",
-    )
-    .await;
+    let t = wh
+        .vectors("SELECT t FROM main.fashion_demo.v ORDER BY product_id")
+        .await;
+    let i = wh
+        .vectors("SELECT i FROM main.fashion_demo.v ORDER BY product_id")
+        .await;
+    let h0 = wh
+        .vectors("SELECT hybrid_embed(i, t, 0.0) FROM main.fashion_demo.v ORDER BY product_id")
+        .await;
+    let h1 = wh
+        .vectors("SELECT hybrid_embed(i, t, 1.0) FROM main.fashion_demo.v ORDER BY product_id")
+        .await;
+    let half = wh
+        .vectors("SELECT hybrid_embed(i, t) FROM main.fashion_demo.v ORDER BY product_id")
+        .await;
     for k in 0..t.len() {
         let (t, i) = (t[k].as_ref().unwrap(), i[k].as_ref().unwrap());
         assert!(max_diff(h0[k].as_ref().unwrap(), t) < 1e-6);

@@ -245,25 +245,6 @@ async fn zorder_clusters_rows_by_the_columns() {
     assert_eq!(categories.len(), products.len());
 }
 
-/// The embeddings in the first column of a result, `None` for NULL.
-async fn first_column_vectors(wh: &TestWarehouse, sql: &str) -> Vec<Option<Vec<f32>>> {
-    use datafusion::arrow::array::{Array, AsArray};
-    use datafusion::arrow::datatypes::Float32Type;
-    let mut out = Vec::new();
-    for batch in wh.sql(sql).await.batches {
-        let list = batch.column(0).as_fixed_size_list().clone();
-        for i in 0..list.len() {
-            out.push((!list.is_null(i)).then(|| {
-                list.value(i)
-                    .as_primitive::<Float32Type>()
-                    .values()
-                    .to_vec()
-            }));
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn phase_three_embeds_every_photo_and_the_well_extracted_descriptions() {
     let (wh, products) = TestWarehouse::with_demo_catalog(300, 8, true).await;
@@ -308,17 +289,15 @@ async fn phase_three_embeds_every_photo_and_the_well_extracted_descriptions() {
         let from_row = |column: &str| {
             format!("SELECT {column} FROM main.fashion_demo.product_embeddings_multimodal_v2 WHERE product_id = {id}")
         };
-        let enriched = first_column_vectors(&wh, &from_row("text_embedding_enriched")).await[0]
+        let enriched = wh.vectors(&from_row("text_embedding_enriched")).await[0]
             .clone()
             .unwrap();
-        let fresh = first_column_vectors(
-            &wh,
-            &format!(
+        let fresh = wh
+            .vectors(&format!(
                 "SELECT clip_text_embed('{}')",
                 rich_description(p).replace('\'', "''")
-            ),
-        )
-        .await[0]
+            ))
+            .await[0]
             .clone()
             .unwrap();
         assert!(
@@ -328,10 +307,10 @@ async fn phase_three_embeds_every_photo_and_the_well_extracted_descriptions() {
                 .all(|(a, b)| (a - b).abs() < 1e-6),
             "enriched text embedding of {id}"
         );
-        let image = first_column_vectors(&wh, &from_row("image_embedding")).await[0]
+        let image = wh.vectors(&from_row("image_embedding")).await[0]
             .clone()
             .unwrap();
-        let hybrid = first_column_vectors(&wh, &from_row("hybrid_embedding_enriched")).await[0]
+        let hybrid = wh.vectors(&from_row("hybrid_embedding_enriched")).await[0]
             .clone()
             .unwrap();
         let mixed: Vec<f32> = image

@@ -84,6 +84,26 @@ impl TestWarehouse {
         rows[0][0].clone()
     }
 
+    /// The embeddings in the first column of a result (`ARRAY<FLOAT>` of fixed size), `None`
+    /// for NULL.
+    pub async fn vectors(&self, sql: &str) -> Vec<Option<Vec<f32>>> {
+        use datafusion::arrow::array::{Array, AsArray};
+        use datafusion::arrow::datatypes::Float32Type;
+        let mut out = Vec::new();
+        for batch in self.sql(sql).await.batches {
+            let list = batch.column(0).as_fixed_size_list().clone();
+            for i in 0..list.len() {
+                out.push((!list.is_null(i)).then(|| {
+                    list.value(i)
+                        .as_primitive::<Float32Type>()
+                        .values()
+                        .to_vec()
+                }));
+            }
+        }
+        out
+    }
+
     /// Runs a script file of the repository's `sql/` folder.
     pub async fn run_sql_file(&self, name: &str) -> Vec<StatementResult> {
         let path = repo_path("sql").join(name);

@@ -252,7 +252,9 @@ fn a_model_in_the_hugging_face_cache_loads_by_hub_id() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), snapshot.join(entry.file_name())).unwrap();
     }
-    let source = Hub::new(cache.path(), true).locate("acme/tiny-clip", CLIP_FILES).unwrap();
+    let source = Hub::new(cache.path(), true)
+        .locate("acme/tiny-clip", CLIP_FILES)
+        .unwrap();
     assert_eq!(source.revision, "5eed0123");
     let from_cache = ClipEmbedder::load(&source, Placement::cpu()).unwrap();
     let from_folder = load("tiny-a");

@@ -32,9 +32,9 @@ struct EncoderShape {
 }
 
 struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
+    /// The query, key and value projections fused into one (3·width × width) matrix: one large
+    /// matrix product runs faster than three small ones.
+    qkv: Linear,
     out: Linear,
     heads: usize,
     scale: f64,
@@ -43,10 +43,19 @@ struct Attention {
 impl Attention {
     fn new(vb: VarBuilder, s: &EncoderShape) -> Result<Self> {
         let h = s.hidden;
+        let parts: Vec<Linear> = ["q_proj", "k_proj", "v_proj"]
+            .iter()
+            .map(|name| linear(h, h, vb.pp(name)))
+            .collect::<Result<_>>()?;
+        let weight = Tensor::cat(&parts.iter().map(Linear::weight).collect::<Vec<_>>(), 0)?;
+        let bias = parts
+            .iter()
+            .map(|p| p.bias().cloned())
+            .collect::<Option<Vec<_>>>()
+            .map(|b| Tensor::cat(&b, 0))
+            .transpose()?;
         Ok(Self {
-            q: linear(h, h, vb.pp("q_proj"))?,
-            k: linear(h, h, vb.pp("k_proj"))?,
-            v: linear(h, h, vb.pp("v_proj"))?,
+            qkv: Linear::new(weight, bias),
             out: linear(h, h, vb.pp("out_proj"))?,
             heads: s.heads,
             scale: ((h / s.heads) as f64).powf(-0.5),
@@ -55,14 +64,14 @@ impl Attention {
 
     fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (batch, len, width) = xs.dims3()?;
-        let split = |t: Tensor| {
-            t.reshape((batch, len, self.heads, width / self.heads))?
+        let qkv = self.qkv.forward(xs)?;
+        let split = |i: usize| {
+            qkv.narrow(D::Minus1, i * width, width)?
+                .reshape((batch, len, self.heads, width / self.heads))?
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let q = split(self.q.forward(xs)?)?;
-        let k = split(self.k.forward(xs)?)?;
-        let v = split(self.v.forward(xs)?)?;
+        let (q, k, v) = (split(0)?, split(1)?, split(2)?);
         let scores = (q.matmul(&k.t()?)? * self.scale)?;
         let scores = match mask {
             Some(mask) => scores.broadcast_add(mask)?,
