@@ -12,6 +12,7 @@ pub mod entry;
 pub mod files;
 pub mod lance_table;
 pub mod provider;
+pub mod vector_index;
 pub mod warehouse;
 
 use std::fmt;

@@ -21,10 +21,13 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use url::Url;
 
+use super::vector_index::IndexEntry;
 use super::{QualifiedName, TableEntry};
 use crate::error::{Result, ResultExt, VitrineError};
 
 const CATALOG_DIR: &str = "_catalog";
+/// Where vector index entries live: `_indexes/<catalog>/<schema>/<index>.json`.
+const INDEX_DIR: &str = "_indexes";
 const CATALOG_MARKER: &str = "_catalog.json";
 const SCHEMA_MARKER: &str = "_schema.json";
 
@@ -301,28 +304,94 @@ impl Warehouse {
             .delete(&self.child(&[CATALOG_DIR, &name.catalog, &name.schema, &file]))
             .await?;
         if entry.managed {
-            let data = self.child(&[&name.catalog, &name.schema, &name.table]);
-            let files: Vec<_> = self
-                .store
-                .list(Some(&data))
-                .map_ok(|m| m.location)
-                .try_collect()
-                .await?;
-            for file in files {
-                self.store.delete(&file).await?;
-            }
-            if let Some(root) = &self.local_root {
-                let dir = root
-                    .join(&name.catalog)
-                    .join(&name.schema)
-                    .join(&name.table);
-                if dir.exists() {
-                    std::fs::remove_dir_all(&dir)
-                        .context(|| format!("removing '{}'", dir.display()))?;
-                }
+            self.delete_data(name).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes the data folder of a managed object (`<catalog>/<schema>/<name>/`).
+    async fn delete_data(&self, name: &QualifiedName) -> Result<()> {
+        let data = self.child(&[&name.catalog, &name.schema, &name.table]);
+        let files: Vec<_> = self
+            .store
+            .list(Some(&data))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await?;
+        for file in files {
+            self.store.delete(&file).await?;
+        }
+        if let Some(root) = &self.local_root {
+            let dir = root
+                .join(&name.catalog)
+                .join(&name.schema)
+                .join(&name.table);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)
+                    .context(|| format!("removing '{}'", dir.display()))?;
             }
         }
         Ok(())
+    }
+
+    /// Writes a vector index's entry.
+    pub async fn put_index(&self, name: &QualifiedName, entry: &IndexEntry) -> Result<()> {
+        let file = format!("{}.json", name.table);
+        self.put_json(
+            self.child(&[INDEX_DIR, &name.catalog, &name.schema, &file]),
+            entry,
+        )
+        .await
+    }
+
+    /// A vector index's entry, if the index exists.
+    pub async fn index(&self, name: &QualifiedName) -> Result<Option<IndexEntry>> {
+        let file = format!("{}.json", name.table);
+        let path = self.child(&[INDEX_DIR, &name.catalog, &name.schema, &file]);
+        match self.store.get(&path).await {
+            Ok(found) => {
+                let bytes = found.bytes().await?;
+                let entry = serde_json::from_slice(&bytes)
+                    .context(|| format!("reading index entry '{path}'"))?;
+                Ok(Some(entry))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The vector indexes of a schema, by name.
+    pub async fn indexes(&self, catalog: &str, schema: &str) -> Result<Vec<(String, IndexEntry)>> {
+        let dir = self.child(&[INDEX_DIR, catalog, schema]);
+        let objects: Vec<_> = self.store.list(Some(&dir)).try_collect().await?;
+        let mut out = Vec::new();
+        for meta in objects {
+            let Some(file) = meta.location.filename() else {
+                continue;
+            };
+            let Some(index) = file.strip_suffix(".json") else {
+                continue;
+            };
+            let name = QualifiedName {
+                catalog: catalog.to_string(),
+                schema: schema.to_string(),
+                table: index.to_string(),
+            };
+            if let Some(entry) = self.index(&name).await? {
+                out.push((index.to_string(), entry));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Removes a vector index: its entry, then its dataset.
+    pub async fn delete_index(&self, name: &QualifiedName) -> Result<()> {
+        let file = format!("{}.json", name.table);
+        self.store
+            .delete(&self.child(&[INDEX_DIR, &name.catalog, &name.schema, &file]))
+            .await?;
+        self.delete_data(name).await
     }
 
     async fn put_json(&self, path: Path, value: &impl serde::Serialize) -> Result<()> {

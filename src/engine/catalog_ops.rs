@@ -254,18 +254,6 @@ pub(super) async fn execute(
                 ))),
             }
         }
-        VitrineStatement::DropIndex { name, if_exists } => {
-            // No vector index exists until indexes can be created.
-            let name = engine.qualify(&name);
-            if if_exists {
-                return Ok(StatementResult::message(format!(
-                    "vector index {name} does not exist"
-                )));
-            }
-            Err(VitrineError::NotFound(format!(
-                "vector index {name} does not exist"
-            )))
-        }
         VitrineStatement::SetTblProperties { table, properties } => {
             let (name, mut entry) = engine.table_entry(&table)?;
             let count = properties.len();

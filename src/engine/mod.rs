@@ -9,6 +9,7 @@ mod catalog_ops;
 mod dml;
 mod result;
 mod script;
+mod vector_index;
 mod write;
 mod zorder;
 
@@ -234,6 +235,15 @@ impl Engine {
             VitrineStatement::Restore { table, version } => {
                 write::restore(self, &table, version).await
             }
+            VitrineStatement::CreateVectorIndex(create) => {
+                vector_index::create(self, *create).await
+            }
+            VitrineStatement::SyncIndex { name } => vector_index::sync(self, &name).await,
+            VitrineStatement::DropIndex { name, if_exists } => {
+                vector_index::drop(self, &name, if_exists).await
+            }
+            VitrineStatement::ShowIndexes { schema } => vector_index::show(self, schema).await,
+            VitrineStatement::DescribeIndex { name } => vector_index::describe(self, &name).await,
             other => catalog_ops::execute(self, other).await,
         }
     }

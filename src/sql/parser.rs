@@ -84,7 +84,25 @@ pub enum VitrineStatement {
         /// The table.
         table: TableName,
     },
-    /// `DROP INDEX [IF EXISTS] name`: a vector index.
+    /// `CREATE [OR REPLACE] VECTOR INDEX [IF NOT EXISTS] name ON table (column) [USING kind]
+    /// [WITH (key = value, …)]`.
+    CreateVectorIndex(Box<CreateVectorIndex>),
+    /// `SYNC [VECTOR] INDEX name`.
+    SyncIndex {
+        /// The index.
+        name: TableName,
+    },
+    /// `SHOW [VECTOR] INDEXES [IN|FROM [catalog.]schema]`.
+    ShowIndexes {
+        /// The schema, when given.
+        schema: Option<Vec<String>>,
+    },
+    /// `DESCRIBE [VECTOR] INDEX name`.
+    DescribeIndex {
+        /// The index.
+        name: TableName,
+    },
+    /// `DROP [VECTOR] INDEX [IF EXISTS] name`: a vector index.
     DropIndex {
         /// The object's name.
         name: TableName,
@@ -237,6 +255,25 @@ pub struct CreateTable {
     pub query: Option<Box<Query>>,
 }
 
+/// `CREATE VECTOR INDEX`, the SQL form of Databricks' `create_delta_sync_index`.
+#[derive(Debug, Clone)]
+pub struct CreateVectorIndex {
+    /// The index.
+    pub name: TableName,
+    /// `OR REPLACE`: rebuild an existing index.
+    pub or_replace: bool,
+    /// `IF NOT EXISTS`: do nothing when the index exists.
+    pub if_not_exists: bool,
+    /// The source table.
+    pub source: TableName,
+    /// The embedding column.
+    pub column: String,
+    /// `USING IVF_PQ | IVF_HNSW_SQ | …`, when given.
+    pub index_type: Option<String>,
+    /// `WITH (…)`: keys lower-cased; a list value `(a, b)` becomes `a,b`.
+    pub options: BTreeMap<String, String>,
+}
+
 /// Parses one statement of the Databricks dialect.
 pub fn parse_statement(sql: &str) -> Result<VitrineStatement> {
     let sql = rewrite_star_merge_actions(sql)?;
@@ -376,9 +413,11 @@ impl StatementParser<'_> {
                 if matches!(
                     self.peek_word(1).as_deref(),
                     Some("TABLE" | "VIEW" | "INDEX")
-                ) =>
+                ) || (self.peek_word(1).as_deref() == Some("VECTOR")
+                    && self.peek_word(2).as_deref() == Some("INDEX")) =>
             {
                 self.p.next_token();
+                self.eat_words(&["VECTOR"]);
                 let kind = self.peek_word(0).unwrap_or_default();
                 self.p.next_token();
                 let if_exists = self.eat_words(&["IF", "EXISTS"]);
@@ -404,6 +443,14 @@ impl StatementParser<'_> {
                     name,
                     if_exists,
                     cascade,
+                })
+            }
+            "SYNC" => {
+                self.p.next_token();
+                self.eat_words(&["VECTOR"]);
+                self.expect_words(&["INDEX"])?;
+                Ok(VitrineStatement::SyncIndex {
+                    name: self.table_name()?,
                 })
             }
             "USE" => {
@@ -523,6 +570,14 @@ impl StatementParser<'_> {
         }
         if self.peek_word(1).as_deref() == Some("EXTERNAL") {
             return Ok(VitrineStatement::DataFusion(self.whole_statement()));
+        }
+        let vector_at = if self.peek_word(1).as_deref() == Some("OR") {
+            3
+        } else {
+            1
+        };
+        if self.peek_word(vector_at).as_deref() == Some("VECTOR") {
+            return self.parse_create_vector_index();
         }
         let is_table = (self.peek_word(1).as_deref() == Some("TABLE"))
             || (self.peek_word(1).as_deref() == Some("OR")
@@ -646,6 +701,80 @@ impl StatementParser<'_> {
     }
 
     /// `(key = value, …)` where a key is a dotted name or a string, and `=` is optional.
+    fn parse_create_vector_index(&mut self) -> Result<VitrineStatement> {
+        self.expect_words(&["CREATE"])?;
+        let or_replace = self.eat_words(&["OR", "REPLACE"]);
+        self.expect_words(&["VECTOR", "INDEX"])?;
+        let if_not_exists = self.eat_words(&["IF", "NOT", "EXISTS"]);
+        let name = self.table_name()?;
+        self.expect_words(&["ON"])?;
+        let source = self.table_name()?;
+        self.p.expect_token(&Token::LParen)?;
+        let column = self.p.parse_identifier()?.value;
+        self.p.expect_token(&Token::RParen)?;
+        let index_type = if self.eat_words(&["USING"]) {
+            Some(self.p.parse_identifier()?.value.to_ascii_uppercase())
+        } else {
+            None
+        };
+        let options = if self.eat_words(&["WITH"]) {
+            self.parse_index_options()?
+        } else {
+            BTreeMap::new()
+        };
+        Ok(VitrineStatement::CreateVectorIndex(Box::new(
+            CreateVectorIndex {
+                name,
+                or_replace,
+                if_not_exists,
+                source,
+                column,
+                index_type,
+                options,
+            },
+        )))
+    }
+
+    /// `(key = value, …)` where a value is a literal, a word or a list `(a, 'b', …)`.
+    fn parse_index_options(&mut self) -> Result<BTreeMap<String, String>> {
+        self.p.expect_token(&Token::LParen)?;
+        let mut options = BTreeMap::new();
+        loop {
+            let key = self.property_key()?.to_ascii_lowercase();
+            let _ = self.p.consume_token(&Token::Eq) || self.p.consume_token(&Token::RArrow);
+            let value = if self.p.consume_token(&Token::LParen) {
+                let mut items = Vec::new();
+                loop {
+                    items.push(self.option_value(&key)?);
+                    if !self.p.consume_token(&Token::Comma) {
+                        break;
+                    }
+                }
+                self.p.expect_token(&Token::RParen)?;
+                items.join(",")
+            } else {
+                self.option_value(&key)?
+            };
+            options.insert(key, value);
+            if !self.p.consume_token(&Token::Comma) {
+                break;
+            }
+        }
+        self.p.expect_token(&Token::RParen)?;
+        Ok(options)
+    }
+
+    fn option_value(&mut self, key: &str) -> Result<String> {
+        match self.p.next_token().token {
+            Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => Ok(s),
+            Token::Number(n, _) => Ok(n),
+            Token::Word(w) => Ok(w.value),
+            other => Err(VitrineError::Parse(format!(
+                "expected a value for '{key}', found '{other}'"
+            ))),
+        }
+    }
+
     fn parse_properties(&mut self) -> Result<BTreeMap<String, String>> {
         self.p.expect_token(&Token::LParen)?;
         let mut props = BTreeMap::new();
@@ -721,6 +850,17 @@ impl StatementParser<'_> {
             };
             return Ok(VitrineStatement::ShowTables { schema });
         }
+        if self.eat_words(&["INDEXES"])
+            || self.eat_words(&["VECTOR", "INDEXES"])
+            || self.eat_words(&["INDEX"])
+        {
+            let schema = if self.eat_words(&["IN"]) || self.eat_words(&["FROM"]) {
+                Some(self.name_parts()?)
+            } else {
+                None
+            };
+            return Ok(VitrineStatement::ShowIndexes { schema });
+        }
         if self.eat_words(&["TBLPROPERTIES"]) {
             return Ok(VitrineStatement::ShowTblProperties {
                 table: self.table_name()?,
@@ -735,6 +875,11 @@ impl StatementParser<'_> {
         if self.eat_words(&["HISTORY"]) {
             return Ok(VitrineStatement::DescribeHistory {
                 table: self.table_name()?,
+            });
+        }
+        if self.eat_words(&["INDEX"]) || self.eat_words(&["VECTOR", "INDEX"]) {
+            return Ok(VitrineStatement::DescribeIndex {
+                name: self.table_name()?,
             });
         }
         self.eat_words(&["TABLE"]);

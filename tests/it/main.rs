@@ -8,4 +8,5 @@ mod plan_snippets;
 mod scripts;
 mod statements;
 mod support;
+mod vector_index;
 mod writes;

@@ -195,15 +195,22 @@ async fn every_sql_snippet_of_the_plan_runs_unchanged() {
         );
     }
 
-    // Block 6 (step 12) drops a Vector Search index; indexes are the vector-index issue's, so here
-    // it must fail cleanly, naming the index.
-    let err = wh
-        .engine
+    // Block 6 (step 12) drops a Vector Search index: create one of that name, then run it.
+    wh.sql("CREATE TABLE main.fashion_demo.step12_vectors AS SELECT product_id, arrow_cast(make_array(CAST(product_id AS FLOAT), 1.0), 'FixedSizeList(2, Float32)') AS v FROM main.fashion_demo.products")
+        .await;
+    wh.sql("CREATE VECTOR INDEX main.fashion_demo.vs_hybrid_search ON main.fashion_demo.step12_vectors (v) USING FLAT WITH (primary_key = 'product_id')")
+        .await;
+    wh.engine
         .run_script(&blocks[5], "plan step 12")
         .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("main.fashion_demo.vs_hybrid_search"), "{err}");
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = wh
+        .error("DESCRIBE INDEX main.fashion_demo.vs_hybrid_search")
+        .await;
+    assert!(
+        err.contains("vector index main.fashion_demo.vs_hybrid_search does not exist"),
+        "{err}"
+    );
 
     // Block 7 (quick commands): progress and success rate.
     let quick = wh

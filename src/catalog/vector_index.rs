@@ -1,0 +1,221 @@
+//! Vector indexes: a Lance dataset holding a source table's primary key, embedding and chosen
+//! columns, with a native ANN index on the embedding. The entry (`_indexes/<catalog>/<schema>/
+//! <index>.json`) records what the index was built from and the source version it reflects.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::execution::SendableRecordBatchStream;
+use lance::index::vector::VectorIndexParams;
+use lance::index::DatasetIndexExt;
+use lance_index::vector::hnsw::builder::HnswBuildParams;
+use lance_index::vector::ivf::IvfBuildParams;
+use lance_index::vector::sq::builder::SQBuildParams;
+use lance_index::IndexType;
+use lance_linalg::distance::MetricType;
+use serde::{Deserialize, Serialize};
+
+use super::lance_table::{self, Mode};
+use crate::error::{Result, ResultExt, VitrineError};
+
+/// The name of the ANN index inside an index dataset.
+const ANN_INDEX_NAME: &str = "ann";
+
+/// How similarity is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    /// Cosine similarity (score = 1 − cosine distance).
+    Cosine,
+    /// Euclidean distance (score = 1 / (1 + distance²)).
+    L2,
+    /// Inner product (score = the dot product).
+    Dot,
+}
+
+impl Metric {
+    /// Parses `metric = 'cosine' | 'l2' | 'dot'` (and their usual synonyms).
+    pub fn parse(text: &str) -> Result<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "cosine" => Ok(Self::Cosine),
+            "l2" | "euclidean" => Ok(Self::L2),
+            "dot" | "inner_product" | "ip" => Ok(Self::Dot),
+            other => Err(VitrineError::Plan(format!(
+                "metric '{other}': expected cosine, l2 or dot"
+            ))),
+        }
+    }
+
+    fn lance(self) -> MetricType {
+        match self {
+            Self::Cosine => MetricType::Cosine,
+            Self::L2 => MetricType::L2,
+            Self::Dot => MetricType::Dot,
+        }
+    }
+}
+
+/// The ANN structure of an index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AnnKind {
+    /// No ANN structure: exact search over every row.
+    Flat,
+    /// Inverted file with exact vectors in each partition.
+    IvfFlat,
+    /// Inverted file with product-quantised vectors.
+    IvfPq,
+    /// Inverted file with an HNSW graph over scalar-quantised vectors in each partition.
+    IvfHnswSq,
+}
+
+impl AnnKind {
+    /// Parses `USING …`.
+    pub fn parse(text: &str) -> Result<Self> {
+        match text.to_ascii_uppercase().as_str() {
+            "FLAT" => Ok(Self::Flat),
+            "IVF_FLAT" => Ok(Self::IvfFlat),
+            "IVF_PQ" => Ok(Self::IvfPq),
+            "IVF_HNSW_SQ" => Ok(Self::IvfHnswSq),
+            other => Err(VitrineError::Plan(format!(
+                "index type '{other}': expected IVF_HNSW_SQ, IVF_PQ, IVF_FLAT or FLAT"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for AnnKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Flat => "FLAT",
+            Self::IvfFlat => "IVF_FLAT",
+            Self::IvfPq => "IVF_PQ",
+            Self::IvfHnswSq => "IVF_HNSW_SQ",
+        })
+    }
+}
+
+/// A vector index's catalog entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    /// The source table (three-part name).
+    pub source: String,
+    /// The embedding column.
+    pub column: String,
+    /// The source's primary key column.
+    pub primary_key: String,
+    /// The columns the index keeps and returns (the key and the embedding included).
+    pub columns: Vec<String>,
+    /// Similarity measure.
+    pub metric: Metric,
+    /// ANN structure.
+    pub kind: AnnKind,
+    /// Build and search parameters (`num_partitions`, `num_sub_vectors`, `nprobes`, …).
+    pub params: BTreeMap<String, String>,
+    /// `TRIGGERED` (synced by `SYNC INDEX`) or `CONTINUOUS`.
+    pub pipeline_type: String,
+    /// The model that embeds `query_text` (`clip`), when given.
+    pub embedding_model: Option<String>,
+    /// Every other `WITH` option, kept as given (Databricks' `endpoint_name`, …).
+    pub options: BTreeMap<String, String>,
+    /// The index dataset.
+    pub location: String,
+    /// Length of the embeddings.
+    pub dimension: usize,
+    /// The source version the index reflects.
+    pub synced_version: u64,
+    /// Rows in the index.
+    pub rows: u64,
+    /// When the index was created (RFC 3339).
+    pub created_at: String,
+    /// When it was last synced (RFC 3339).
+    pub synced_at: String,
+}
+
+/// Parameters chosen from the row count and the dimension, each overridable in `WITH`:
+/// about √n partitions of at least 256 rows, PQ with 16 dimensions per sub-vector, and at
+/// query time enough probes (and, for PQ, re-ranking) for recall@10 ≥ 0.95.
+pub fn default_params(kind: AnnKind, rows: u64, dimension: usize) -> BTreeMap<String, String> {
+    let mut params = BTreeMap::new();
+    if kind == AnnKind::Flat {
+        return params;
+    }
+    let partitions = ((rows as f64).sqrt() as u64).clamp(1, (rows / 256).max(1));
+    params.insert("num_partitions".into(), partitions.to_string());
+    params.insert(
+        "nprobes".into(),
+        (partitions / 4).max(partitions.min(8)).to_string(),
+    );
+    if kind == AnnKind::IvfPq {
+        let mut sub_vectors = (dimension / 16).max(1);
+        while dimension % sub_vectors != 0 {
+            sub_vectors -= 1;
+        }
+        params.insert("num_sub_vectors".into(), sub_vectors.to_string());
+        params.insert("refine_factor".into(), "10".into());
+    }
+    params
+}
+
+fn param(params: &BTreeMap<String, String>, key: &str) -> Result<Option<usize>> {
+    params
+        .get(key)
+        .map(|v| {
+            v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                VitrineError::Plan(format!("{key} must be a positive integer, got '{v}'"))
+            })
+        })
+        .transpose()
+}
+
+/// Writes the index dataset from `rows` and builds its ANN structure; returns the row count.
+pub async fn build(entry: &IndexEntry, rows: SendableRecordBatchStream) -> Result<u64> {
+    let mode = if lance_table::exists(&entry.location).await {
+        Mode::Overwrite
+    } else {
+        Mode::Create
+    };
+    lance_table::write(&entry.location, rows, mode, "CREATE VECTOR INDEX").await?;
+    let mut dataset = lance_table::open(&entry.location, None).await?;
+    let count = dataset
+        .count_rows(None)
+        .await
+        .context(|| "counting index rows".into())? as u64;
+    if entry.kind != AnnKind::Flat && count > 0 {
+        let partitions = param(&entry.params, "num_partitions")?.unwrap_or(1);
+        let metric = entry.metric.lance();
+        let params = match entry.kind {
+            AnnKind::IvfFlat => VectorIndexParams::ivf_flat(partitions, metric),
+            AnnKind::IvfPq => VectorIndexParams::ivf_pq(
+                partitions,
+                8,
+                param(&entry.params, "num_sub_vectors")?.unwrap_or(entry.dimension / 16),
+                metric,
+                50,
+            ),
+            AnnKind::IvfHnswSq => VectorIndexParams::with_ivf_hnsw_sq_params(
+                metric,
+                IvfBuildParams::new(partitions),
+                HnswBuildParams::default(),
+                SQBuildParams::default(),
+            ),
+            AnnKind::Flat => unreachable!("no ANN structure for FLAT"),
+        };
+        dataset
+            .create_index(
+                &[entry.column.as_str()],
+                IndexType::Vector,
+                Some(ANN_INDEX_NAME.into()),
+                &params,
+                true,
+            )
+            .await
+            .context(|| format!("building the {} index of '{}'", entry.kind, entry.location))?;
+    }
+    Ok(count)
+}
+
+/// Opens the index dataset.
+pub async fn open(entry: &IndexEntry) -> Result<Arc<lance::Dataset>> {
+    Ok(Arc::new(lance_table::open(&entry.location, None).await?))
+}

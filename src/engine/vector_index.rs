@@ -1,0 +1,533 @@
+//! Vector index statements: `CREATE VECTOR INDEX`, `SYNC INDEX`, `DROP INDEX`, `SHOW INDEXES`,
+//! `DESCRIBE INDEX`.
+//!
+//! An index copies its source's primary key, embedding and chosen columns into a Lance dataset
+//! and builds an ANN structure over the embedding. `SYNC INDEX` applies only what changed in the
+//! source since the last sync: it deletes the keys that were deleted or changed, appends the
+//! changed and new rows, and folds them into the ANN structure; a sync that fails restores the
+//! index dataset to its last good version.
+
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::{DataType, Schema};
+use lance::index::DatasetIndexExt;
+use lance_index::optimize::OptimizeOptions;
+
+use super::dml::quote;
+use super::{Engine, StatementResult};
+use crate::catalog::lance_table::{self, Mode};
+use crate::catalog::vector_index::{self, default_params, AnnKind, IndexEntry, Metric};
+use crate::catalog::{delta_table, QualifiedName, TableEntry, TableFormat, TableName};
+use crate::error::{Result, VitrineError};
+use crate::sql::parser::CreateVectorIndex;
+
+/// `WITH` keys that tune the ANN structure or its search.
+const PARAM_KEYS: &[&str] = &[
+    "num_partitions",
+    "num_sub_vectors",
+    "nprobes",
+    "refine_factor",
+    "ef",
+];
+
+/// The source table's current version (Lance and Delta tables have one).
+async fn source_version(name: &QualifiedName, entry: &TableEntry) -> Result<u64> {
+    match entry.format {
+        TableFormat::Lance => Ok(lance_table::open(&entry.location, None)
+            .await?
+            .version()
+            .version),
+        TableFormat::Delta => Ok(delta_table::open(&entry.location, None)
+            .await?
+            .version()
+            .unwrap_or(0) as u64),
+        other => Err(VitrineError::Plan(format!(
+            "{name} is a {other} table: an index needs a versioned source (Lance or Delta)"
+        ))),
+    }
+}
+
+/// The first value of the first column of a query, as text.
+async fn first_value(engine: &Engine, sql: &str) -> Result<Option<String>> {
+    let batches = engine.plan_sql(sql).await?.collect().await?;
+    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(None);
+    };
+    let options = datafusion::arrow::util::display::FormatOptions::default();
+    let formatter = datafusion::arrow::util::display::ArrayFormatter::try_new(
+        batch.column(0).as_ref(),
+        &options,
+    )?;
+    Ok(Some(formatter.value(0).to_string()))
+}
+
+/// Fails when the source has a NULL embedding or a key twice: an index row needs both.
+async fn check_source(engine: &Engine, source: &str, key: &str, column: &str) -> Result<()> {
+    let (k, c) = (quote(key), quote(column));
+    if let Some(row) = first_value(
+        engine,
+        &format!("SELECT {k} FROM {source} WHERE {c} IS NULL LIMIT 1"),
+    )
+    .await?
+    {
+        return Err(VitrineError::Plan(format!(
+            "{source}: the row with {key} = {row} has a NULL {column}; filter such rows out of the source first"
+        )));
+    }
+    if let Some(dup) = first_value(
+        engine,
+        &format!("SELECT {k} FROM {source} GROUP BY {k} HAVING COUNT(*) > 1 LIMIT 1"),
+    )
+    .await?
+    {
+        return Err(VitrineError::Plan(format!(
+            "{source}: primary key {key} is not unique ({key} = {dup} appears more than once)"
+        )));
+    }
+    Ok(())
+}
+
+/// `CREATE [OR REPLACE] VECTOR INDEX [IF NOT EXISTS] name ON source (column) [USING kind] [WITH (…)]`.
+pub(super) async fn create(engine: &Engine, create: CreateVectorIndex) -> Result<StatementResult> {
+    let name = engine.qualify(&create.name);
+    let warehouse = engine.warehouse();
+    let snapshot = engine.catalogs().snapshot();
+    if !snapshot.has_schema(&name.catalog, &name.schema) {
+        return Err(VitrineError::NotFound(format!(
+            "schema '{}.{}' does not exist",
+            name.catalog, name.schema
+        )));
+    }
+    if snapshot.table(&name).is_some() {
+        return Err(VitrineError::AlreadyExists(format!(
+            "{name} is a table: an index needs a name of its own"
+        )));
+    }
+    if warehouse.index(&name).await?.is_some() {
+        if create.if_not_exists {
+            return Ok(StatementResult::message(format!(
+                "vector index {name} exists"
+            )));
+        }
+        if !create.or_replace {
+            return Err(VitrineError::AlreadyExists(format!(
+                "vector index {name} already exists: use CREATE OR REPLACE VECTOR INDEX or DROP INDEX"
+            )));
+        }
+    }
+    let (source_name, source_entry) = engine.table_entry(&create.source)?;
+    let schema = engine
+        .catalogs()
+        .open_table(&source_entry, None)
+        .await?
+        .schema();
+
+    let mut options = create.options;
+    let primary_key = options.remove("primary_key").ok_or_else(|| {
+        VitrineError::Plan("CREATE VECTOR INDEX needs WITH (primary_key = '<column>')".into())
+    })?;
+    let metric = Metric::parse(&options.remove("metric").unwrap_or_else(|| "cosine".into()))?;
+    let pipeline_type = options
+        .remove("pipeline_type")
+        .unwrap_or_else(|| "TRIGGERED".into())
+        .to_ascii_uppercase();
+    if !matches!(pipeline_type.as_str(), "TRIGGERED" | "CONTINUOUS") {
+        return Err(VitrineError::Plan(format!(
+            "pipeline_type '{pipeline_type}': expected TRIGGERED or CONTINUOUS"
+        )));
+    }
+    let embedding_model = options.remove("embedding_model");
+    let kind = AnnKind::parse(create.index_type.as_deref().unwrap_or("IVF_HNSW_SQ"))?;
+    let mut columns: Vec<String> = match options.remove("columns") {
+        Some(list) => list
+            .split(',')
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect(),
+        None => schema.fields().iter().map(|f| f.name().clone()).collect(),
+    };
+    for required in [&primary_key, &create.column] {
+        if !columns.contains(required) {
+            columns.insert(0, required.clone());
+        }
+    }
+    for column in &columns {
+        if schema.field_with_name(column).is_err() {
+            return Err(VitrineError::Plan(format!(
+                "{source_name} has no column '{column}' (columns: {})",
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    let dimension = match schema.field_with_name(&create.column).map(|f| f.data_type().clone()) {
+        Ok(DataType::FixedSizeList(item, n)) if item.data_type().is_floating() => n as usize,
+        Ok(other) => {
+            return Err(VitrineError::Plan(format!(
+                "{source_name}.{}: an index needs an embedding column of fixed length (ARRAY<FLOAT> from clip_text_embed, say), got {other}",
+                create.column
+            )))
+        }
+        Err(_) => unreachable!("checked above"),
+    };
+    if let Some(declared) = options.remove("embedding_dimension") {
+        if declared.parse::<usize>().ok() != Some(dimension) {
+            return Err(VitrineError::Plan(format!(
+                "embedding_dimension = {declared}, but {source_name}.{} holds {dimension}-d vectors",
+                create.column
+            )));
+        }
+    }
+    let source = source_name.to_string();
+    check_source(engine, &source, &primary_key, &create.column).await?;
+    let version = source_version(&source_name, &source_entry).await?;
+    let rows: u64 = first_value(engine, &format!("SELECT COUNT(*) FROM {source}"))
+        .await?
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let mut params = default_params(kind, rows, dimension);
+    for key in PARAM_KEYS {
+        if let Some(value) = options.remove(*key) {
+            params.insert(key.to_string(), value);
+        }
+    }
+    let now = chrono::Utc::now().to_rfc3339();
+    let mut entry = IndexEntry {
+        source,
+        column: create.column,
+        primary_key,
+        columns,
+        metric,
+        kind,
+        params,
+        pipeline_type,
+        embedding_model,
+        options,
+        location: warehouse.table_location(&name),
+        dimension,
+        synced_version: version,
+        rows: 0,
+        created_at: now.clone(),
+        synced_at: now,
+    };
+    let select = entry
+        .columns
+        .iter()
+        .map(|c| quote(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let data = engine
+        .plan_sql(&format!(
+            "SELECT {select} FROM {} VERSION AS OF {version}",
+            entry.source
+        ))
+        .await?;
+    entry.rows = vector_index::build(&entry, data.execute_stream().await?).await?;
+    warehouse.put_index(&name, &entry).await?;
+    Ok(StatementResult::message(format!(
+        "created vector index {name} on {}({}) ({} rows, {}, {} metric)",
+        entry.source,
+        entry.column,
+        entry.rows,
+        entry.kind,
+        format!("{:?}", entry.metric).to_lowercase()
+    )))
+}
+
+/// The index's entry, or a clear error.
+pub(crate) async fn index_entry(
+    engine: &Engine,
+    name: &TableName,
+) -> Result<(QualifiedName, IndexEntry)> {
+    let name = engine.qualify(name);
+    match engine.warehouse().index(&name).await? {
+        Some(entry) => Ok((name, entry)),
+        None => Err(VitrineError::NotFound(format!(
+            "vector index {name} does not exist"
+        ))),
+    }
+}
+
+/// `DROP [VECTOR] INDEX [IF EXISTS] name`.
+pub(super) async fn drop(
+    engine: &Engine,
+    name: &TableName,
+    if_exists: bool,
+) -> Result<StatementResult> {
+    let qualified = engine.qualify(name);
+    if engine.warehouse().index(&qualified).await?.is_none() {
+        if if_exists {
+            return Ok(StatementResult::message(format!(
+                "vector index {qualified} does not exist"
+            )));
+        }
+        return Err(VitrineError::NotFound(format!(
+            "vector index {qualified} does not exist"
+        )));
+    }
+    engine.warehouse().delete_index(&qualified).await?;
+    Ok(StatementResult::message(format!(
+        "dropped vector index {qualified}"
+    )))
+}
+
+/// `SHOW [VECTOR] INDEXES [IN [catalog.]schema]`.
+pub(super) async fn show(engine: &Engine, schema: Option<Vec<String>>) -> Result<StatementResult> {
+    let (catalog, schema) = match schema.as_deref() {
+        None => engine.current_schema(),
+        Some([s]) => (engine.current_schema().0, s.to_lowercase()),
+        Some([c, s]) => (c.to_lowercase(), s.to_lowercase()),
+        Some(other) => {
+            return Err(VitrineError::Parse(format!(
+                "SHOW INDEXES IN {}: expected [catalog.]schema",
+                other.join(".")
+            )))
+        }
+    };
+    let rows = engine
+        .warehouse()
+        .indexes(&catalog, &schema)
+        .await?
+        .into_iter()
+        .map(|(index, e)| {
+            vec![
+                Some(format!("{catalog}.{schema}.{index}")),
+                Some(e.source),
+                Some(e.column),
+                Some(e.kind.to_string()),
+                Some(e.rows.to_string()),
+                Some(e.synced_version.to_string()),
+                Some(e.pipeline_type),
+            ]
+        })
+        .collect();
+    StatementResult::strings(
+        &[
+            "name",
+            "source_table",
+            "embedding_column",
+            "index_type",
+            "rows",
+            "synced_version",
+            "pipeline_type",
+        ],
+        rows,
+    )
+}
+
+/// `DESCRIBE [VECTOR] INDEX name`: what it was built from and how far behind its source it is.
+pub(super) async fn describe(engine: &Engine, name: &TableName) -> Result<StatementResult> {
+    let (name, entry) = index_entry(engine, name).await?;
+    let current = match engine.table_entry(&TableName::from_parts(&split_name(&entry.source))?) {
+        Ok((source_name, source_entry)) => source_version(&source_name, &source_entry).await.ok(),
+        Err(_) => None,
+    };
+    let status = match current {
+        Some(v) if v == entry.synced_version => "in sync".to_string(),
+        Some(v) => format!("behind: source is at version {v}"),
+        None => "source missing".to_string(),
+    };
+    let params = entry
+        .params
+        .iter()
+        .chain(entry.options.iter())
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows: Vec<(&str, String)> = vec![
+        ("name", name.to_string()),
+        ("source_table", entry.source.clone()),
+        ("embedding_column", entry.column.clone()),
+        ("primary_key", entry.primary_key.clone()),
+        ("columns", entry.columns.join(", ")),
+        ("embedding_dimension", entry.dimension.to_string()),
+        ("metric", format!("{:?}", entry.metric).to_lowercase()),
+        ("index_type", entry.kind.to_string()),
+        ("parameters", params),
+        ("pipeline_type", entry.pipeline_type.clone()),
+        (
+            "embedding_model",
+            entry.embedding_model.clone().unwrap_or_default(),
+        ),
+        ("rows", entry.rows.to_string()),
+        ("synced_version", entry.synced_version.to_string()),
+        ("status", status),
+        ("created_at", entry.created_at.clone()),
+        ("synced_at", entry.synced_at.clone()),
+        ("location", entry.location.clone()),
+    ];
+    StatementResult::strings(
+        &["property", "value"],
+        rows.into_iter()
+            .map(|(k, v)| vec![Some(k.to_string()), Some(v)])
+            .collect(),
+    )
+}
+
+fn split_name(name: &str) -> Vec<String> {
+    name.split('.').map(str::to_string).collect()
+}
+
+/// A literal for a key value in a Lance filter.
+fn key_literal(value: &str, data_type: &DataType) -> String {
+    if data_type.is_integer() || data_type.is_floating() {
+        value.to_string()
+    } else {
+        format!("'{}'", value.replace('\'', "''"))
+    }
+}
+
+/// `SYNC [VECTOR] INDEX name`: applies the source's inserts, updates and deletes since the last
+/// sync.
+pub(super) async fn sync(engine: &Engine, name: &TableName) -> Result<StatementResult> {
+    let (name, mut entry) = index_entry(engine, name).await?;
+    let (source_name, source_entry) =
+        engine.table_entry(&TableName::from_parts(&split_name(&entry.source))?)?;
+    let version = source_version(&source_name, &source_entry).await?;
+    if version == entry.synced_version {
+        return Ok(StatementResult::message(format!(
+            "vector index {name} is in sync with {source_name} (version {version})"
+        )));
+    }
+    check_source(engine, &entry.source, &entry.primary_key, &entry.column).await?;
+    let index = vector_index::open(&entry).await?;
+    let before = index.version().version;
+    let index_table = format!("__vitrine_index_{}", name.table);
+    let provider = lance_table::provider(&entry.location, Some(before)).await?;
+    let schema = provider.schema();
+    engine
+        .context()
+        .register_table(index_table.as_str(), provider)?;
+    let outcome = apply_changes(engine, &entry, &index_table, &schema, version).await;
+    engine.context().deregister_table(index_table.as_str())?;
+    let (inserted, deleted) = match outcome {
+        Ok(counts) => counts,
+        Err(e) => {
+            // Back to the last good version, so that searches never see half a sync.
+            lance_table::restore(&entry.location, before).await?;
+            return Err(e.context(format!(
+                "syncing {name}; the index is back at its last good version"
+            )));
+        }
+    };
+    let dataset = vector_index::open(&entry).await?;
+    entry.rows = dataset
+        .count_rows(None)
+        .await
+        .map_err(|e| VitrineError::Plan(e.to_string()))? as u64;
+    entry.synced_version = version;
+    entry.synced_at = chrono::Utc::now().to_rfc3339();
+    engine.warehouse().put_index(&name, &entry).await?;
+    Ok(StatementResult::message(format!(
+        "synced vector index {name} to {source_name} version {version}: {inserted} rows written, {deleted} removed ({} rows)",
+        entry.rows
+    )))
+}
+
+/// Deletes the changed and removed keys, appends the changed and new rows, and indexes them.
+/// Returns (rows written, keys removed or replaced).
+async fn apply_changes(
+    engine: &Engine,
+    entry: &IndexEntry,
+    index_table: &str,
+    schema: &Schema,
+    version: u64,
+) -> Result<(usize, usize)> {
+    let key = quote(&entry.primary_key);
+    let source = format!("{} VERSION AS OF {version}", entry.source);
+    // A row changed when any kept column differs; arrays are compared through their text.
+    let differs = entry
+        .columns
+        .iter()
+        .map(|c| {
+            let list = schema.field_with_name(c).is_ok_and(|f| {
+                matches!(
+                    f.data_type(),
+                    DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _)
+                )
+            });
+            let q = quote(c);
+            if list {
+                format!(
+                    "(array_to_string(s.{q}, ',') IS DISTINCT FROM array_to_string(i.{q}, ','))"
+                )
+            } else {
+                format!("(s.{q} IS DISTINCT FROM i.{q})")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let select = entry
+        .columns
+        .iter()
+        .map(|c| format!("s.{}", quote(c)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let changed_sql = format!(
+        "SELECT {select} FROM {source} s LEFT JOIN {index_table} i ON s.{key} = i.{key} WHERE i.{key} IS NULL OR {differs}"
+    );
+    let stale_sql = format!(
+        "SELECT i.{key} FROM {index_table} i LEFT JOIN {source} s ON s.{key} = i.{key} \
+         WHERE s.{key} IS NULL OR {differs}"
+    );
+    let stale = engine.plan_sql(&stale_sql).await?.collect().await?;
+    let changed = engine.plan_sql(&changed_sql).await?.collect().await?;
+    let key_type: DataType = stale
+        .first()
+        .map(|b| b.schema().field(0).data_type().clone())
+        .unwrap_or(DataType::Utf8);
+    let mut keys = Vec::new();
+    for batch in &stale {
+        let column = datafusion::arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
+        keys.extend(
+            column
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .map(|k| key_literal(k, &key_type)),
+        );
+    }
+    let written: usize = changed.iter().map(|b| b.num_rows()).sum();
+    if !keys.is_empty() {
+        let mut dataset = lance_table::open(&entry.location, None).await?;
+        for chunk in keys.chunks(1000) {
+            let predicate = format!("{key} IN ({})", chunk.join(", "));
+            dataset
+                .delete(&predicate)
+                .await
+                .map_err(|e| VitrineError::Plan(format!("removing changed rows: {e}")))?;
+        }
+    }
+    if written > 0 {
+        let schema = std::sync::Arc::new(Schema::new(
+            changed[0]
+                .schema()
+                .fields()
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>(),
+        ));
+        let stream = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+            schema,
+            futures::stream::iter(changed.into_iter().map(Ok)),
+        );
+        lance_table::write(
+            &entry.location,
+            Box::pin(stream),
+            Mode::Append,
+            "SYNC INDEX",
+        )
+        .await?;
+    }
+    if entry.kind != AnnKind::Flat && (written > 0 || !keys.is_empty()) {
+        let mut dataset = lance_table::open(&entry.location, None).await?;
+        dataset
+            .optimize_indices(&OptimizeOptions::default())
+            .await
+            .map_err(|e| VitrineError::Plan(format!("indexing the new rows: {e}")))?;
+    }
+    Ok((written, keys.len()))
+}
