@@ -59,7 +59,8 @@ impl Metric {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AnnKind {
-    /// No ANN structure: exact search over every row.
+    /// Exact search over every row (built as one IVF partition holding the exact vectors, so
+    /// that the index's metric applies).
     Flat,
     /// Inverted file with exact vectors in each partition.
     IvfFlat,
@@ -134,10 +135,13 @@ pub struct IndexEntry {
 
 /// Parameters chosen from the row count and the dimension, each overridable in `WITH`:
 /// about √n partitions of at least 256 rows, PQ with 16 dimensions per sub-vector, and at
-/// query time enough probes (and, for PQ, re-ranking) for recall@10 ≥ 0.95.
+/// query time enough probes, graph breadth and re-ranking for a high recall (measured in
+/// `benches/RESULTS.md`).
 pub fn default_params(kind: AnnKind, rows: u64, dimension: usize) -> BTreeMap<String, String> {
     let mut params = BTreeMap::new();
     if kind == AnnKind::Flat {
+        params.insert("num_partitions".into(), "1".into());
+        params.insert("nprobes".into(), "1".into());
         return params;
     }
     let partitions = ((rows as f64).sqrt() as u64).clamp(1, (rows / 256).max(1));
@@ -146,6 +150,11 @@ pub fn default_params(kind: AnnKind, rows: u64, dimension: usize) -> BTreeMap<St
         "nprobes".into(),
         (partitions / 4).max(partitions.min(8)).to_string(),
     );
+    if kind == AnnKind::IvfHnswSq {
+        // Graph search breadth, and re-ranking of the quantised candidates with exact vectors.
+        params.insert("ef".into(), "100".into());
+        params.insert("refine_factor".into(), "5".into());
+    }
     if kind == AnnKind::IvfPq {
         let mut sub_vectors = (dimension / 16).max(1);
         while dimension % sub_vectors != 0 {
@@ -181,11 +190,11 @@ pub async fn build(entry: &IndexEntry, rows: SendableRecordBatchStream) -> Resul
         .count_rows(None)
         .await
         .context(|| "counting index rows".into())? as u64;
-    if entry.kind != AnnKind::Flat && count > 0 {
+    if count > 0 {
         let partitions = param(&entry.params, "num_partitions")?.unwrap_or(1);
         let metric = entry.metric.lance();
         let params = match entry.kind {
-            AnnKind::IvfFlat => VectorIndexParams::ivf_flat(partitions, metric),
+            AnnKind::IvfFlat | AnnKind::Flat => VectorIndexParams::ivf_flat(partitions, metric),
             AnnKind::IvfPq => VectorIndexParams::ivf_pq(
                 partitions,
                 8,
@@ -199,7 +208,6 @@ pub async fn build(entry: &IndexEntry, rows: SendableRecordBatchStream) -> Resul
                 HnswBuildParams::default(),
                 SQBuildParams::default(),
             ),
-            AnnKind::Flat => unreachable!("no ANN structure for FLAT"),
         };
         dataset
             .create_index(

@@ -10,6 +10,7 @@ mod dml;
 mod result;
 mod script;
 mod vector_index;
+mod vector_search;
 mod write;
 mod zorder;
 
@@ -373,6 +374,10 @@ impl Engine {
                     self.catalogs
                         .open_files(&location, format, &options)
                         .await?
+                }
+                TableRequestKind::VectorSearch { arguments } => {
+                    // Boxed: evaluating the arguments plans queries, which may search again.
+                    Box::pin(vector_search::search(self, arguments)).await?
                 }
             };
             let name = QualifiedName {

@@ -522,7 +522,7 @@ async fn apply_changes(
         )
         .await?;
     }
-    if entry.kind != AnnKind::Flat && (written > 0 || !keys.is_empty()) {
+    if written > 0 || !keys.is_empty() {
         let mut dataset = lance_table::open(&entry.location, None).await?;
         dataset
             .optimize_indices(&OptimizeOptions::default())

@@ -53,6 +53,13 @@ pub enum TableRequestKind {
         /// Reader options (`format`, `header`, …).
         options: BTreeMap<String, String>,
     },
+    /// `vector_search(index => …, query_vector => … | query_text => …, num_results => …, …)`:
+    /// nearest neighbours from a vector index.
+    VectorSearch {
+        /// Argument name (positional ones named `index`, `query`, `num_results` in that order)
+        /// → the SQL expression given.
+        arguments: BTreeMap<String, String>,
+    },
 }
 
 /// Applies every rewrite to `statement`; returns the tables the engine must open.
@@ -170,6 +177,9 @@ impl SparkRewriter {
             if parts.len() == 1 && parts[0] == "read_files" {
                 return read_files_request(&args.args).map(Some);
             }
+            if parts.len() == 1 && parts[0] == "vector_search" {
+                return vector_search_request(&args.args).map(Some);
+            }
             return Ok(None);
         }
         match version {
@@ -232,6 +242,44 @@ fn read_files_request(args: &[FunctionArg]) -> Result<TableRequestKind> {
     }
     let path = path.ok_or_else(|| VitrineError::Plan("read_files needs a path".into()))?;
     Ok(TableRequestKind::ReadFiles { path, options })
+}
+
+fn vector_search_request(args: &[FunctionArg]) -> Result<TableRequestKind> {
+    const POSITIONAL: [&str; 3] = ["index", "query", "num_results"];
+    let mut arguments = BTreeMap::new();
+    for (i, arg) in args.iter().enumerate() {
+        let (name, expr) = match arg {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => match POSITIONAL.get(i) {
+                Some(name) => (name.to_string(), e),
+                None => {
+                    return Err(VitrineError::Plan(format!(
+                        "vector_search takes at most 3 positional arguments (index, query, num_results), got '{e}'"
+                    )))
+                }
+            },
+            FunctionArg::Named {
+                name,
+                arg: FunctionArgExpr::Expr(e),
+                ..
+            } => (name.value.to_lowercase(), e),
+            FunctionArg::ExprNamed {
+                name,
+                arg: FunctionArgExpr::Expr(e),
+                ..
+            } => (name.to_string().to_lowercase(), e),
+            other => {
+                return Err(VitrineError::Plan(format!(
+                    "unexpected vector_search argument '{other}'"
+                )))
+            }
+        };
+        if arguments.insert(name.clone(), expr.to_string()).is_some() {
+            return Err(VitrineError::Plan(format!(
+                "vector_search: argument '{name}' is given twice"
+            )));
+        }
+    }
+    Ok(TableRequestKind::VectorSearch { arguments })
 }
 
 fn option_value(name: &str, value: &Expr) -> Result<String> {

@@ -3,16 +3,28 @@
 
 use crate::support::TestWarehouse;
 
-/// A source of `rows` products with 8-d unit vectors that depend on the id.
+/// The SQL of a pseudo-random 8-d vector for the integer expression `seed` (the classic
+/// `fract(sin(x) · 43758.5453)` hash, one component per offset).
+fn pseudo_random_vector(seed: &str) -> String {
+    let parts: Vec<String> = (0..8)
+        .map(|j| {
+            let x = format!("sin({seed} * 12.9898 + {}.233) * 43758.5453", j * 78);
+            format!("({x} - floor({x}) - 0.5)")
+        })
+        .collect();
+    format!("make_array({})", parts.join(", "))
+}
+
+/// A source of `rows` products with pseudo-random 8-d vectors.
 async fn source(rows: usize) -> TestWarehouse {
     let wh = TestWarehouse::new().await;
     wh.sql("CREATE SCHEMA main.shop").await;
     wh.sql(&format!(
         "CREATE TABLE main.shop.items AS SELECT id AS product_id, concat('item ', id) AS name, \
          CASE WHEN id % 2 = 0 THEN 'Women' ELSE 'Men' END AS gender, CAST(id % 97 AS DOUBLE) AS price, \
-         arrow_cast(make_array(sin(id), cos(id), sin(2*id), cos(2*id), sin(3*id), cos(3*id), sin(5*id), cos(5*id)), \
-                    'FixedSizeList(8, Float32)') AS embedding \
-         FROM (SELECT value AS id FROM generate_series(1, {rows}))"
+         arrow_cast({}, 'FixedSizeList(8, Float32)') AS embedding \
+         FROM (SELECT value AS id FROM generate_series(1, {rows}))",
+        pseudo_random_vector("id")
     ))
     .await;
     wh
@@ -178,4 +190,123 @@ async fn bad_sources_and_options_are_clear_errors() {
         unknown.contains("vector index main.shop.nope does not exist"),
         "{unknown}"
     );
+}
+
+/// The ids and scores of a `vector_search` query.
+async fn search(wh: &TestWarehouse, sql: &str) -> Vec<(i64, f32)> {
+    wh.rows(sql)
+        .await
+        .into_iter()
+        .map(|r| (r[0].parse().unwrap(), r[1].parse().unwrap()))
+        .collect()
+}
+
+/// The exact top-k by cosine similarity, computed with SQL over the source.
+async fn exact(wh: &TestWarehouse, query: &str, k: usize, filter: &str) -> Vec<i64> {
+    wh.rows(&format!(
+        "SELECT product_id FROM main.shop.items WHERE {filter} \
+         ORDER BY cosine_similarity(embedding, {query}) DESC, product_id LIMIT {k}"
+    ))
+    .await
+    .into_iter()
+    .map(|r| r[0].parse().unwrap())
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vector_search_finds_the_nearest_rows_filters_first_and_orders_by_score() {
+    let wh = source(2000).await;
+    wh.sql("CREATE VECTOR INDEX main.shop.vs ON main.shop.items (embedding) WITH (primary_key = 'product_id', columns = (gender, price))").await;
+    wh.sql("CREATE VECTOR INDEX main.shop.vs_flat ON main.shop.items (embedding) USING FLAT WITH (primary_key = 'product_id', columns = (gender, price))").await;
+    let seeds = [3, 777, 1234, 1999, 58];
+    let mut found = 0;
+    for seed in seeds {
+        // The query is the vector of row `seed`.
+        let query = pseudo_random_vector(&seed.to_string());
+        let want = exact(&wh, &query, 10, "true").await;
+        assert_eq!(want[0], seed);
+        for index in ["vs", "vs_flat"] {
+            let got = search(
+                &wh,
+                &format!("SELECT product_id, score FROM vector_search(index => 'main.shop.{index}', query_vector => {query}, num_results => 10)"),
+            )
+            .await;
+            let ids: Vec<i64> = got.iter().map(|g| g.0).collect();
+            assert_eq!(ids.len(), 10, "{index}");
+            if index == "vs_flat" {
+                assert_eq!(ids, want, "exact search, query {seed}");
+            } else {
+                found += ids.iter().filter(|id| want.contains(id)).count();
+            }
+            assert!(
+                got.windows(2).all(|w| w[0].1 >= w[1].1),
+                "scores descend: {got:?}"
+            );
+            assert!(
+                (got[0].1 - 1.0).abs() < 1e-4,
+                "the query's own row scores 1: {got:?}"
+            );
+        }
+        // The filter applies before the top-k: 10 rows, all matching, the nearest of those.
+        let filter = "gender = 'Women' AND price < 50";
+        let got = search(
+            &wh,
+            &format!("SELECT product_id, score FROM vector_search(index => 'main.shop.vs_flat', query_vector => {query}, num_results => 10, filters => \"{filter}\")"),
+        )
+        .await;
+        let ids: Vec<i64> = got.iter().map(|g| g.0).collect();
+        assert_eq!(
+            ids,
+            exact(&wh, &query, 10, filter).await,
+            "filtered, query {seed}"
+        );
+    }
+    let recall = found as f64 / (10 * seeds.len()) as f64;
+    assert!(recall >= 0.95, "recall@10 of the default index: {recall}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vector_search_embeds_query_text_with_the_index_model() {
+    let wh = TestWarehouse::new().await;
+    wh.sql("CREATE SCHEMA main.shop").await;
+    wh.sql(
+        "CREATE TABLE main.shop.texts AS SELECT column1 AS id, column2 AS description, clip_text_embed(column2) AS embedding \
+         FROM (VALUES (1, 'red cotton dress'), (2, 'black leather watch'), (3, 'blue denim jeans'), (4, 'white sneakers'))",
+    )
+    .await;
+    wh.sql("CREATE VECTOR INDEX main.shop.vs_text ON main.shop.texts (embedding) USING FLAT WITH (primary_key = 'id', embedding_model = 'clip')").await;
+    // The positional form: index, query text, number of results.
+    let positional = search(
+        &wh,
+        "SELECT id, score FROM vector_search('main.shop.vs_text', 'white sneakers', 1)",
+    )
+    .await;
+    assert_eq!(positional[0].0, 4);
+    for (text, id) in [("black leather watch", 2), ("blue denim jeans", 3)] {
+        let got = search(&wh, &format!("SELECT id, score FROM vector_search(index => 'main.shop.vs_text', query_text => '{text}', num_results => 2)")).await;
+        assert_eq!(got[0].0, id, "{text}: {got:?}");
+        assert!((got[0].1 - 1.0).abs() < 1e-5);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vector_search_refuses_bad_queries_clearly() {
+    let wh = source(100).await;
+    wh.sql("CREATE VECTOR INDEX main.shop.vs ON main.shop.items (embedding) USING FLAT WITH (primary_key = 'product_id')").await;
+    let eight = "make_array(1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)";
+    for (args, expected) in [
+        ("index => 'main.shop.nope', query_vector => make_array(1.0)", "vector index main.shop.nope does not exist"),
+        ("index => 'main.shop.vs', query_vector => make_array(1.0, 2.0)", "2 values but the index holds 8-d vectors"),
+        ("index => 'main.shop.vs', query_vector => CAST(NULL AS ARRAY<FLOAT>)", "NULL"),
+        ("index => 'main.shop.vs', query_vector => make_array(1.0, 'NaN'::float, 0, 0, 0, 0, 0, 0)", "NaN"),
+        (&format!("index => 'main.shop.vs', query_vector => {eight}, num_results => 0"), "num_results must be an integer from 1 to 10000"),
+        (&format!("index => 'main.shop.vs', query_vector => {eight}, num_results => 100000"), "num_results must be an integer from 1 to 10000"),
+        (&format!("index => 'main.shop.vs', query_vector => {eight}, top_k => 3"), "unknown argument 'top_k'"),
+        ("index => 'main.shop.vs', query_text => 'red dress'", "no embedding_model"),
+        (&format!("index => 'main.shop.vs', query_vector => {eight}, query_type => 'FUZZY'"), "query_type 'FUZZY'"),
+        (&format!("index => 'main.shop.vs', query_vector => {eight}, filters => 'no_such_column > 1'"), "filters"),
+    ] {
+        let err = wh.error(&format!("SELECT * FROM vector_search({args})")).await;
+        assert!(err.contains(expected), "{args}: {err}");
+    }
 }

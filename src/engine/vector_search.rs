@@ -1,0 +1,243 @@
+//! `vector_search(index => …, query_vector => … | query_text => …, num_results => 10,
+//! query_type => 'ANN', filters => '…')`: the nearest rows of a vector index, as a table.
+//!
+//! Arguments are constant SQL expressions, evaluated first (so `query_vector =>
+//! clip_text_embed('red dress')` works). `query_text` is embedded with the index's
+//! `embedding_model` (`clip` → `clip_text_embed`). `filters` is a predicate on the index's columns,
+//! applied before the top-k is taken. The result holds the index's columns and `score`, a
+//! similarity where higher is better: the cosine similarity for `metric = 'cosine'`, the dot
+//! product for `dot`, and 1 / (1 + squared distance) for `l2`; rows come best first.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float32Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Float32Type, Schema};
+use datafusion::catalog::TableProvider;
+use datafusion::common::ScalarValue;
+use datafusion::datasource::MemTable;
+
+use super::vector_index::index_entry;
+use super::Engine;
+use crate::catalog::vector_index::{self, IndexEntry, Metric};
+use crate::catalog::TableName;
+use crate::error::{Result, VitrineError};
+
+/// The most rows one search returns.
+pub const MAX_RESULTS: usize = 10_000;
+
+const ARGUMENTS: &[&str] = &[
+    "index",
+    "query_vector",
+    "query_text",
+    "query",
+    "num_results",
+    "query_type",
+    "filters",
+];
+
+fn error(message: impl std::fmt::Display) -> VitrineError {
+    VitrineError::Plan(format!("vector_search: {message}"))
+}
+
+/// Evaluates a constant SQL expression.
+async fn constant(engine: &Engine, name: &str, sql: &str) -> Result<ScalarValue> {
+    let df = engine
+        .plan_sql(&format!("SELECT {sql}"))
+        .await
+        .map_err(|e| error(format!("{name} must be a constant expression ({e})")))?;
+    let batches = df.collect().await?;
+    let batch = batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .ok_or_else(|| error(format!("{name} has no value")))?;
+    Ok(ScalarValue::try_from_array(batch.column(0), 0)?)
+}
+
+async fn text(engine: &Engine, name: &str, sql: &str) -> Result<String> {
+    match constant(engine, name, sql).await? {
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => Ok(s),
+        other => Err(error(format!("{name} must be a string, got {other}"))),
+    }
+}
+
+/// The floats of a vector value, refusing NULL and NaN.
+fn floats(value: ScalarValue) -> Result<Vec<f32>> {
+    let array: ArrayRef = value.to_array()?;
+    if array.is_null(0) {
+        return Err(error("the query vector is NULL"));
+    }
+    let values = match array.data_type() {
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _) => {
+            let list = datafusion::arrow::compute::cast(
+                &array,
+                &DataType::List(Arc::new(Field::new("item", DataType::Float32, true))),
+            )?;
+            list.as_list::<i32>().value(0)
+        }
+        other => {
+            return Err(error(format!(
+                "query_vector must be an ARRAY<FLOAT>, got {other}"
+            )))
+        }
+    };
+    let values = values.as_primitive::<Float32Type>();
+    if values.null_count() > 0 || values.values().iter().any(|v| v.is_nan()) {
+        return Err(error("the query vector holds NULL or NaN values"));
+    }
+    Ok(values.values().to_vec())
+}
+
+/// The query vector: given, or the embedding of the query text.
+async fn query_vector(
+    engine: &Engine,
+    entry: &IndexEntry,
+    args: &BTreeMap<String, String>,
+) -> Result<Vec<f32>> {
+    let text_arg = args.get("query_text").or_else(|| args.get("query"));
+    let vector = match (args.get("query_vector"), text_arg) {
+        (Some(_), Some(_)) => return Err(error("give query_vector or query_text, not both")),
+        (Some(sql), None) => floats(constant(engine, "query_vector", sql).await?)?,
+        (None, Some(sql)) => {
+            let model = entry.embedding_model.as_deref().ok_or_else(|| {
+                error("the index has no embedding_model to embed query_text: pass query_vector, or recreate it WITH (embedding_model = 'clip')")
+            })?;
+            let query = text(engine, "query_text", sql).await?;
+            let function = format!("{model}_text_embed");
+            floats(
+                constant(
+                    engine,
+                    "query_text",
+                    &format!("{function}('{}')", query.replace('\'', "''")),
+                )
+                .await?,
+            )?
+        }
+        (None, None) => return Err(error("give query_vector or query_text")),
+    };
+    if vector.len() != entry.dimension {
+        return Err(error(format!(
+            "the query vector has {} values but the index holds {}-d vectors",
+            vector.len(),
+            entry.dimension
+        )));
+    }
+    Ok(vector)
+}
+
+/// Runs the search and returns its rows as a table.
+pub(super) async fn search(
+    engine: &Engine,
+    args: &BTreeMap<String, String>,
+) -> Result<Arc<dyn TableProvider>> {
+    if let Some(unknown) = args.keys().find(|k| !ARGUMENTS.contains(&k.as_str())) {
+        return Err(error(format!(
+            "unknown argument '{unknown}' (known: {})",
+            ARGUMENTS.join(", ")
+        )));
+    }
+    let index = text(
+        engine,
+        "index",
+        args.get("index")
+            .ok_or_else(|| error("index => 'name' is required"))?,
+    )
+    .await?;
+    let parts: Vec<String> = index.split('.').map(str::to_string).collect();
+    let (_, entry) = index_entry(engine, &TableName::from_parts(&parts)?).await?;
+    let k = match args.get("num_results") {
+        None => 10,
+        Some(sql) => match constant(engine, "num_results", sql).await? {
+            ScalarValue::Int64(Some(n)) if (1..=MAX_RESULTS as i64).contains(&n) => n as usize,
+            ScalarValue::Int32(Some(n)) if (1..=MAX_RESULTS as i32).contains(&n) => n as usize,
+            other => {
+                return Err(error(format!(
+                    "num_results must be an integer from 1 to {MAX_RESULTS}, got {other}"
+                )))
+            }
+        },
+    };
+    let query_type = match args.get("query_type") {
+        None => "ANN".to_string(),
+        Some(sql) => text(engine, "query_type", sql).await?.to_ascii_uppercase(),
+    };
+    if query_type != "ANN" {
+        return Err(error(format!(
+            "query_type '{query_type}' is not supported; use 'ANN'"
+        )));
+    }
+    let filter = match args.get("filters") {
+        Some(sql) => Some(text(engine, "filters", sql).await?),
+        None => None,
+    };
+    let vector = query_vector(engine, &entry, args).await?;
+
+    let dataset = vector_index::open(&entry).await?;
+    let mut scanner = dataset.scan();
+    let lance = |e: lance::Error| error(e);
+    scanner
+        .nearest(&entry.column, &Float32Array::from(vector), k)
+        .map_err(lance)?;
+    if let Some(n) = entry.params.get("nprobes").and_then(|v| v.parse().ok()) {
+        scanner.nprobes(n);
+    }
+    if let Some(factor) = entry
+        .params
+        .get("refine_factor")
+        .and_then(|v| v.parse().ok())
+    {
+        scanner.refine(factor);
+    }
+    if let Some(ef) = entry.params.get("ef").and_then(|v| v.parse().ok()) {
+        scanner.ef(ef);
+    }
+    if let Some(filter) = &filter {
+        scanner
+            .filter(filter)
+            .map_err(|e| error(format!("filters '{filter}': {e}")))?;
+        scanner.prefilter(true);
+    }
+    let mut projection: Vec<&str> = entry.columns.iter().map(String::as_str).collect();
+    projection.push("_distance");
+    scanner.disable_scoring_autoprojection();
+    scanner.project(&projection).map_err(lance)?;
+    let found = scanner.try_into_batch().await.map_err(|e| match &filter {
+        Some(f) => error(format!("search with filters '{f}' failed: {e}")),
+        None => error(e),
+    })?;
+    results(&entry, found)
+}
+
+/// The index's columns and the score, best first.
+fn results(entry: &IndexEntry, found: RecordBatch) -> Result<Arc<dyn TableProvider>> {
+    let distances = found
+        .column_by_name("_distance")
+        .ok_or_else(|| error("the index returned no distances"))?
+        .as_primitive::<Float32Type>()
+        .clone();
+    let scores: Float32Array = distances
+        .iter()
+        .map(|d| {
+            d.map(|d| match entry.metric {
+                Metric::Cosine | Metric::Dot => 1.0 - d,
+                Metric::L2 => 1.0 / (1.0 + d),
+            })
+        })
+        .collect();
+    let mut fields: Vec<Field> = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for name in &entry.columns {
+        let column = found
+            .column_by_name(name)
+            .ok_or_else(|| error(format!("the index lacks column '{name}'")))?;
+        fields.push(Field::new(name, column.data_type().clone(), true));
+        columns.push(Arc::clone(column));
+    }
+    fields.push(Field::new("score", DataType::Float32, true));
+    columns.push(Arc::new(scores));
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
