@@ -98,7 +98,7 @@ fn baseline_description(p: &Product) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_phase_script_runs_and_computes_what_the_catalog_implies() {
-    let (wh, products) = TestWarehouse::with_demo(1500, 5).await;
+    let (wh, products) = TestWarehouse::with_demo_catalog(1500, 5, true).await;
     let mut scripts: Vec<String> = std::fs::read_dir(repo_path("sql"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -246,7 +246,7 @@ async fn zorder_clusters_rows_by_the_columns() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn phase_three_embeds_every_photo_and_the_well_extracted_descriptions() {
+async fn phases_three_and_four_embed_index_and_search() {
     let (wh, products) = TestWarehouse::with_demo_catalog(300, 8, true).await;
     for script in [
         "00_load_products.sql",
@@ -342,5 +342,45 @@ async fn phase_three_embeds_every_photo_and_the_well_extracted_descriptions() {
         wh.value("SELECT MIN(SIZE(hybrid_embedding_baseline)) FROM main.fashion_demo.product_embeddings_multimodal_v2")
             .await,
         "24"
+    );
+
+    // Phase 4: the six indexes, and searches that agree with exact search.
+    let results = wh.run_sql_file("04_vector_indexes.sql").await;
+    let indexes = crate::support::rows(&results[6].batches);
+    let names: Vec<&str> = indexes.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "main.fashion_demo.vs_hybrid_search",
+            "main.fashion_demo.vs_hybrid_search_enriched",
+            "main.fashion_demo.vs_image_search",
+            "main.fashion_demo.vs_image_search_enriched",
+            "main.fashion_demo.vs_text_search",
+            "main.fashion_demo.vs_text_search_enriched"
+        ]
+    );
+    assert!(
+        indexes.iter().all(|r| r[4] == well_extracted),
+        "{indexes:?}"
+    );
+    let searched = wh
+        .rows("SELECT product_id FROM vector_search(index => 'main.fashion_demo.vs_hybrid_search_enriched', query_text => 'red floral summer dress', num_results => 5)")
+        .await;
+    let exact = wh
+        .rows("SELECT product_id FROM main.fashion_demo.product_embeddings_multimodal_v2 ORDER BY cosine_similarity(hybrid_embedding_enriched, clip_text_embed('red floral summer dress')) DESC LIMIT 5")
+        .await;
+    assert_eq!(searched, exact);
+    let filtered = crate::support::rows(&results[8].batches);
+    assert_eq!(filtered.len(), 5);
+    assert!(
+        filtered
+            .iter()
+            .all(|r| r[2] == "Women" && r[3].parse::<f64>().unwrap() < 2000.0),
+        "{filtered:?}"
+    );
+    let similar = crate::support::rows(&results[9].batches);
+    assert_eq!(
+        similar[0][3], "1.0",
+        "the product's own photo is its nearest: {similar:?}"
     );
 }
