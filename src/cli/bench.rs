@@ -1,6 +1,7 @@
-//! `vitrine bench clip DIR`: CLIP throughput through SQL, for `benches/RESULTS.md`.
+//! `vitrine bench clip DIR` and `vitrine bench vectors DIR`: throughput of the CLIP functions
+//! and of vector search through SQL, for `benches/RESULTS.md`.
 //!
-//! `DIR` is what `benches/peers/clip_peers.py` prepares and measures transformers on: `model/` (a
+//! For `clip`, `DIR` is what `benches/peers/clip_peers.py` prepares and measures transformers on: `model/` (a
 //! CLIP folder), `texts.txt` (one text per line) and `images.txt` (one photo path per line). For
 //! each batch size the command times `SELECT COUNT(clip_text_embed(text))` over the texts and
 //! `SELECT COUNT(clip_image_embed(path))` over the photos (reading, decoding, preprocessing and
@@ -97,5 +98,214 @@ pub async fn clip(options: ClipBench<'_>, mut config: EngineConfig) -> Result<()
         .await?;
         println!("| {batch} | {texts:.1} | {images:.1} |");
     }
+    Ok(())
+}
+
+/// Options of `vitrine bench vectors`.
+pub struct VectorBench<'a> {
+    /// Where the vectors, the warehouse and the figures go.
+    pub dir: &'a Path,
+    /// Rows in the indexed table.
+    pub rows: usize,
+    /// Queries (drawn like the rows, not in the table).
+    pub queries: usize,
+    /// Vector length.
+    pub dimension: usize,
+    /// Clusters the vectors are drawn around.
+    pub clusters: usize,
+}
+
+/// A standard normal draw (Box–Muller).
+fn normal(rng: &mut impl rand::Rng) -> f32 {
+    let u: f32 = rng.random_range(f32::EPSILON..1.0);
+    let v: f32 = rng.random();
+    (-2.0 * u.ln()).sqrt() * (2.0 * std::f32::consts::PI * v).cos()
+}
+
+fn unit(mut v: Vec<f32>) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter_mut().for_each(|x| *x /= norm);
+    v
+}
+
+/// `n` unit vectors around `centers`, each center plus Gaussian noise of norm ≈ 0.8.
+fn clustered(rng: &mut impl rand::Rng, centers: &[Vec<f32>], n: usize) -> Vec<Vec<f32>> {
+    let dimension = centers[0].len();
+    let scale = 0.8 / (dimension as f32).sqrt();
+    (0..n)
+        .map(|_| {
+            let center = &centers[rng.random_range(0..centers.len())];
+            unit(center.iter().map(|c| c + scale * normal(rng)).collect())
+        })
+        .collect()
+}
+
+fn write_f32(path: &Path, vectors: &[Vec<f32>]) -> Result<()> {
+    let bytes: Vec<u8> = vectors
+        .iter()
+        .flatten()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The value of `key` in a `DESCRIBE INDEX` result.
+fn property(result: &vitrine::StatementResult, key: &str) -> Option<String> {
+    use datafusion::arrow::array::AsArray;
+    result.batches.iter().find_map(|batch| {
+        let (keys, values) = (
+            batch.column(0).as_string::<i32>(),
+            batch.column(1).as_string::<i32>(),
+        );
+        (0..batch.num_rows())
+            .find(|&i| keys.value(i) == key)
+            .map(|i| values.value(i).to_string())
+    })
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Generates clustered unit vectors, indexes them with the default parameters and measures build
+/// time, recall@10 against exact search, latency percentiles and queries per second through
+/// `vector_search`; writes `base.f32`, `queries.f32` and `vitrine.json` for the FAISS peer.
+pub async fn vectors(options: VectorBench<'_>, mut config: EngineConfig) -> Result<()> {
+    use datafusion::arrow::array::{FixedSizeListArray, Float32Array, Int64Array};
+    use rand::SeedableRng;
+    use rayon::prelude::*;
+
+    std::fs::create_dir_all(options.dir)?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let centers: Vec<Vec<f32>> = (0..options.clusters)
+        .map(|_| unit((0..options.dimension).map(|_| normal(&mut rng)).collect()))
+        .collect();
+    let base = clustered(&mut rng, &centers, options.rows);
+    let queries = clustered(&mut rng, &centers, options.queries);
+    write_f32(&options.dir.join("base.f32"), &base)?;
+    write_f32(&options.dir.join("queries.f32"), &queries)?;
+
+    let warehouse = options.dir.join("warehouse");
+    if warehouse.exists() {
+        std::fs::remove_dir_all(&warehouse)?;
+    }
+    config.warehouse = warehouse.to_string_lossy().into_owned();
+    let engine = Engine::open(config).await?;
+    let field = Arc::new(Field::new("item", DataType::Float32, true));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new(
+            "embedding",
+            DataType::FixedSizeList(Arc::clone(&field), options.dimension as i32),
+            false,
+        ),
+    ]));
+    let mut batches = Vec::new();
+    for (chunk_index, chunk) in base.chunks(8192).enumerate() {
+        let ids =
+            Int64Array::from_iter_values((0..chunk.len()).map(|i| (chunk_index * 8192 + i) as i64));
+        let values = Float32Array::from_iter_values(chunk.iter().flatten().copied());
+        let vectors = FixedSizeListArray::try_new(
+            Arc::clone(&field),
+            options.dimension as i32,
+            Arc::new(values),
+            None,
+        )?;
+        batches.push(RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(ids), Arc::new(vectors)],
+        )?);
+    }
+    engine.context().register_table(
+        "bench_vectors",
+        Arc::new(MemTable::try_new(schema, vec![batches])?),
+    )?;
+    engine.execute("CREATE SCHEMA main.bench").await?;
+    engine
+        .execute("CREATE TABLE main.bench.vectors AS SELECT * FROM bench_vectors")
+        .await?;
+    let started = Instant::now();
+    engine
+        .execute("CREATE VECTOR INDEX main.bench.vs ON main.bench.vectors (embedding) WITH (primary_key = 'id', columns = (id))")
+        .await?;
+    let build = started.elapsed().as_secs_f64();
+
+    // Exact top-10 by inner product (the vectors are unit length).
+    let truth: Vec<Vec<i64>> = queries
+        .par_iter()
+        .map(|q| {
+            let mut scored: Vec<(f32, i64)> = base
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v.iter().zip(q).map(|(a, b)| a * b).sum(), i as i64))
+                .collect();
+            scored.select_nth_unstable_by(9, |a, b| b.0.total_cmp(&a.0));
+            scored.truncate(10);
+            scored.into_iter().map(|s| s.1).collect()
+        })
+        .collect();
+
+    let mut latencies = Vec::with_capacity(queries.len());
+    let mut hits = 0;
+    let all = Instant::now();
+    for (q, want) in queries.iter().zip(&truth) {
+        let literal = q
+            .iter()
+            .map(|x| format!("{x:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT id FROM vector_search(index => 'main.bench.vs', query_vector => make_array({literal}), num_results => 10)"
+        );
+        let started = Instant::now();
+        let result = engine.execute(&sql).await?;
+        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+        for batch in &result.batches {
+            let ids = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .context("id column")?;
+            hits += ids.values().iter().filter(|id| want.contains(id)).count();
+        }
+    }
+    let qps = queries.len() as f64 / all.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    // What parsing and planning a statement with a 512-float literal costs by itself.
+    let mut overhead = Vec::with_capacity(queries.len());
+    for q in &queries {
+        let literal = q
+            .iter()
+            .map(|x| format!("{x:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let started = Instant::now();
+        engine
+            .execute(&format!("SELECT array_length(make_array({literal}))"))
+            .await?;
+        overhead.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    overhead.sort_by(f64::total_cmp);
+    let sql_p50 = percentile(&overhead, 0.5);
+    let recall = hits as f64 / (10 * queries.len()) as f64;
+    let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
+    let described = engine.execute("DESCRIBE INDEX main.bench.vs").await?;
+    let parameters = property(&described, "parameters").unwrap_or_default();
+    println!("| rows | dim | index | build s | recall@10 | p50 ms | p99 ms | QPS | p50 of the same statement without the search |");
+    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {} | {} | IVF_HNSW_SQ ({parameters}) | {build:.1} | {recall:.3} | {p50:.2} | {p99:.2} | {qps:.0} | {sql_p50:.2} |",
+        options.rows, options.dimension
+    );
+    std::fs::write(
+        options.dir.join("vitrine.json"),
+        serde_json::json!({
+            "rows": options.rows, "dimension": options.dimension, "queries": options.queries,
+            "clusters": options.clusters, "build_s": build, "recall_at_10": recall,
+            "p50_ms": p50, "p99_ms": p99, "qps": qps, "parameters": parameters,
+            "statement_without_search_p50_ms": sql_p50,
+        })
+        .to_string(),
+    )?;
     Ok(())
 }

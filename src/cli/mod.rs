@@ -95,6 +95,24 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 2)]
         repeat: usize,
     },
+    /// Vector index build time, recall@10, latency and QPS on clustered unit vectors; writes the
+    /// vectors for benches/peers/vector_peers.py.
+    Vectors {
+        /// Folder for the vectors, a warehouse and vitrine.json.
+        dir: PathBuf,
+        /// Rows in the indexed table.
+        #[arg(long, default_value_t = 44_424)]
+        rows: usize,
+        /// Queries (drawn like the rows, not in the table).
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
+        /// Vector length.
+        #[arg(long, default_value_t = 512)]
+        dimension: usize,
+        /// Clusters the vectors are drawn around.
+        #[arg(long, default_value_t = 100)]
+        clusters: usize,
+    },
 }
 
 fn parse_model(text: &str) -> Result<(String, String), String> {
@@ -195,6 +213,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 repeat,
             };
             runtime.block_on(bench::clip(options, config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Vectors {
+            dir,
+            rows,
+            queries,
+            dimension,
+            clusters,
+        }) => {
+            let options = bench::VectorBench {
+                dir: &dir,
+                rows,
+                queries,
+                dimension,
+                clusters,
+            };
+            runtime.block_on(bench::vectors(options, config))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Repl => {
