@@ -169,7 +169,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Generates clustered unit vectors, indexes them with the default parameters and measures build
 /// time, recall@10 against exact search, latency percentiles and queries per second through
-/// `vector_search`; writes `base.f32`, `queries.f32` and `vitrine.json` for the FAISS peer.
+/// `vector_search`; writes `base.f32`, `queries.f32` and `vitrine.json` (figures, the index's
+/// location and each query's top-10) for the FAISS peer and the pylance check.
 pub async fn vectors(options: VectorBench<'_>, mut config: EngineConfig) -> Result<()> {
     use datafusion::arrow::array::{FixedSizeListArray, Float32Array, Int64Array};
     use rand::SeedableRng;
@@ -247,6 +248,7 @@ pub async fn vectors(options: VectorBench<'_>, mut config: EngineConfig) -> Resu
 
     let mut latencies = Vec::with_capacity(queries.len());
     let mut hits = 0;
+    let mut answers: Vec<Vec<i64>> = Vec::with_capacity(queries.len());
     let all = Instant::now();
     for (q, want) in queries.iter().zip(&truth) {
         let literal = q
@@ -260,14 +262,17 @@ pub async fn vectors(options: VectorBench<'_>, mut config: EngineConfig) -> Resu
         let started = Instant::now();
         let result = engine.execute(&sql).await?;
         latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+        let mut answer = Vec::new();
         for batch in &result.batches {
             let ids = batch
                 .column(0)
                 .as_any()
                 .downcast_ref::<Int64Array>()
                 .context("id column")?;
-            hits += ids.values().iter().filter(|id| want.contains(id)).count();
+            answer.extend_from_slice(ids.values());
         }
+        hits += answer.iter().filter(|id| want.contains(id)).count();
+        answers.push(answer);
     }
     let qps = queries.len() as f64 / all.elapsed().as_secs_f64();
     latencies.sort_by(f64::total_cmp);
@@ -304,6 +309,8 @@ pub async fn vectors(options: VectorBench<'_>, mut config: EngineConfig) -> Resu
             "clusters": options.clusters, "build_s": build, "recall_at_10": recall,
             "p50_ms": p50, "p99_ms": p99, "qps": qps, "parameters": parameters,
             "statement_without_search_p50_ms": sql_p50,
+            "index": warehouse.join("main/bench/vs").to_string_lossy(),
+            "top10": answers,
         })
         .to_string(),
     )?;
