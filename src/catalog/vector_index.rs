@@ -227,3 +227,24 @@ pub async fn build(entry: &IndexEntry, rows: SendableRecordBatchStream) -> Resul
 pub async fn open(entry: &IndexEntry) -> Result<Arc<lance::Dataset>> {
     Ok(Arc::new(lance_table::open(&entry.location, None).await?))
 }
+
+/// The index dataset for searching, opened once per state of the index: every write to an index
+/// (CREATE, SYNC) also rewrites its entry's `synced_at`, so an entry seen before maps to the same
+/// dataset version and the open (manifest reads) is skipped.
+pub async fn open_cached(entry: &IndexEntry) -> Result<Arc<lance::Dataset>> {
+    type Cache = std::sync::Mutex<std::collections::HashMap<String, (String, Arc<lance::Dataset>)>>;
+    static OPEN: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let cache = OPEN.get_or_init(Default::default);
+    if let Some((synced_at, dataset)) = cache.lock().expect("index cache lock").get(&entry.location)
+    {
+        if *synced_at == entry.synced_at {
+            return Ok(Arc::clone(dataset));
+        }
+    }
+    let dataset = open(entry).await?;
+    cache.lock().expect("index cache lock").insert(
+        entry.location.clone(),
+        (entry.synced_at.clone(), Arc::clone(&dataset)),
+    );
+    Ok(dataset)
+}

@@ -90,6 +90,23 @@ fn floats(value: ScalarValue) -> Result<Vec<f32>> {
     Ok(values.values().to_vec())
 }
 
+/// The numbers of an array literal (`make_array(0.1, -2, …)` or `[0.1, …]`), read without planning
+/// a statement: an application passes its query vector this way, and planning 512 literals costs
+/// milliseconds. Anything else (an expression, a subquery) is evaluated as SQL.
+fn literal_vector(sql: &str) -> Option<Vec<f32>> {
+    let sql = sql.trim();
+    let inner = sql
+        .strip_prefix("make_array(")
+        .or_else(|| sql.strip_prefix("MAKE_ARRAY("))
+        .and_then(|s| s.strip_suffix(')'))
+        .or_else(|| sql.strip_prefix('[').and_then(|s| s.strip_suffix(']')))?;
+    let values: Option<Vec<f32>> = inner
+        .split(',')
+        .map(|v| v.trim().parse::<f32>().ok())
+        .collect();
+    values.filter(|v| !v.is_empty() && v.iter().all(|x| x.is_finite()))
+}
+
 /// The query vector: given, or the embedding of the query text.
 async fn query_vector(
     engine: &Engine,
@@ -99,7 +116,10 @@ async fn query_vector(
     let text_arg = args.get("query_text").or_else(|| args.get("query"));
     let vector = match (args.get("query_vector"), text_arg) {
         (Some(_), Some(_)) => return Err(error("give query_vector or query_text, not both")),
-        (Some(sql), None) => floats(constant(engine, "query_vector", sql).await?)?,
+        (Some(sql), None) => match literal_vector(sql) {
+            Some(vector) => vector,
+            None => floats(constant(engine, "query_vector", sql).await?)?,
+        },
         (None, Some(sql)) => {
             let model = entry.embedding_model.as_deref().ok_or_else(|| {
                 error("the index has no embedding_model to embed query_text: pass query_vector, or recreate it WITH (embedding_model = 'clip')")
@@ -174,7 +194,7 @@ pub(super) async fn search(
     };
     let vector = query_vector(engine, &entry, args).await?;
 
-    let dataset = vector_index::open(&entry).await?;
+    let dataset = vector_index::open_cached(&entry).await?;
     let mut scanner = dataset.scan();
     let lance = |e: lance::Error| error(e);
     scanner
@@ -240,4 +260,19 @@ fn results(entry: &IndexEntry, found: RecordBatch) -> Result<Arc<dyn TableProvid
     let schema = Arc::new(Schema::new(fields));
     let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
     Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::literal_vector;
+
+    #[test]
+    fn array_literals_are_read_directly_and_anything_else_is_left_to_sql() {
+        assert_eq!(literal_vector("make_array(1.0, -2, 3e-1)"), Some(vec![1.0, -2.0, 0.3]));
+        assert_eq!(literal_vector("[0.5, 0.25]"), Some(vec![0.5, 0.25]));
+        assert_eq!(literal_vector("clip_text_embed('red dress')"), None);
+        assert_eq!(literal_vector("make_array(1.0, 'NaN'::float)"), None);
+        assert_eq!(literal_vector("make_array(1.0, sin(2))"), None);
+        assert_eq!(literal_vector("make_array()"), None);
+    }
 }
