@@ -379,6 +379,21 @@ impl Engine {
                     // Boxed: evaluating the arguments plans queries, which may search again.
                     Box::pin(vector_search::search(self, arguments)).await?
                 }
+                TableRequestKind::LateralVectorSearch {
+                    arguments,
+                    query_argument,
+                    left,
+                    key,
+                } => {
+                    Box::pin(vector_search::lateral_search(
+                        self,
+                        arguments,
+                        query_argument,
+                        left,
+                        key,
+                    ))
+                    .await?
+                }
             };
             let name = QualifiedName {
                 catalog: catalog.clone(),

@@ -147,91 +147,193 @@ async fn query_vector(
     Ok(vector)
 }
 
+/// A search with its constant arguments evaluated: which index, how many rows, which filter.
+struct Search {
+    entry: IndexEntry,
+    k: usize,
+    filter: Option<String>,
+}
+
+impl Search {
+    /// Checks the arguments and evaluates all but the query.
+    async fn new(engine: &Engine, args: &BTreeMap<String, String>) -> Result<Self> {
+        if let Some(unknown) = args.keys().find(|k| !ARGUMENTS.contains(&k.as_str())) {
+            return Err(error(format!(
+                "unknown argument '{unknown}' (known: {})",
+                ARGUMENTS.join(", ")
+            )));
+        }
+        let index = text(
+            engine,
+            "index",
+            args.get("index")
+                .ok_or_else(|| error("index => 'name' is required"))?,
+        )
+        .await?;
+        let parts: Vec<String> = index.split('.').map(str::to_string).collect();
+        let (_, entry) = index_entry(engine, &TableName::from_parts(&parts)?).await?;
+        let k = match args.get("num_results") {
+            None => 10,
+            Some(sql) => match constant(engine, "num_results", sql).await? {
+                ScalarValue::Int64(Some(n)) if (1..=MAX_RESULTS as i64).contains(&n) => n as usize,
+                ScalarValue::Int32(Some(n)) if (1..=MAX_RESULTS as i32).contains(&n) => n as usize,
+                other => {
+                    return Err(error(format!(
+                        "num_results must be an integer from 1 to {MAX_RESULTS}, got {other}"
+                    )))
+                }
+            },
+        };
+        let query_type = match args.get("query_type") {
+            None => "ANN".to_string(),
+            Some(sql) => text(engine, "query_type", sql).await?.to_ascii_uppercase(),
+        };
+        if query_type != "ANN" {
+            return Err(error(format!(
+                "query_type '{query_type}' is not supported; use 'ANN'"
+            )));
+        }
+        let filter = match args.get("filters") {
+            Some(sql) => Some(text(engine, "filters", sql).await?),
+            None => None,
+        };
+        Ok(Self { entry, k, filter })
+    }
+
+    /// The nearest rows to `vector`: the index's columns and `_distance`.
+    async fn nearest(&self, vector: Vec<f32>) -> Result<RecordBatch> {
+        let entry = &self.entry;
+        let dataset = vector_index::open_cached(entry).await?;
+        let mut scanner = dataset.scan();
+        let lance = |e: lance::Error| error(e);
+        scanner
+            .nearest(&entry.column, &Float32Array::from(vector), self.k)
+            .map_err(lance)?;
+        if let Some(n) = entry.params.get("nprobes").and_then(|v| v.parse().ok()) {
+            scanner.nprobes(n);
+        }
+        if let Some(factor) = entry
+            .params
+            .get("refine_factor")
+            .and_then(|v| v.parse().ok())
+        {
+            scanner.refine(factor);
+        }
+        if let Some(ef) = entry.params.get("ef").and_then(|v| v.parse().ok()) {
+            scanner.ef(ef);
+        }
+        if let Some(filter) = &self.filter {
+            scanner
+                .filter(filter)
+                .map_err(|e| error(format!("filters '{filter}': {e}")))?;
+            scanner.prefilter(true);
+        }
+        let mut projection: Vec<&str> = entry.columns.iter().map(String::as_str).collect();
+        projection.push("_distance");
+        scanner.disable_scoring_autoprojection();
+        scanner.project(&projection).map_err(lance)?;
+        scanner
+            .try_into_batch()
+            .await
+            .map_err(|e| match &self.filter {
+                Some(f) => error(format!("search with filters '{f}' failed: {e}")),
+                None => error(e),
+            })
+    }
+}
+
 /// Runs the search and returns its rows as a table.
 pub(super) async fn search(
     engine: &Engine,
     args: &BTreeMap<String, String>,
 ) -> Result<Arc<dyn TableProvider>> {
-    if let Some(unknown) = args.keys().find(|k| !ARGUMENTS.contains(&k.as_str())) {
-        return Err(error(format!(
-            "unknown argument '{unknown}' (known: {})",
-            ARGUMENTS.join(", ")
-        )));
-    }
-    let index = text(
-        engine,
-        "index",
-        args.get("index")
-            .ok_or_else(|| error("index => 'name' is required"))?,
-    )
-    .await?;
-    let parts: Vec<String> = index.split('.').map(str::to_string).collect();
-    let (_, entry) = index_entry(engine, &TableName::from_parts(&parts)?).await?;
-    let k = match args.get("num_results") {
-        None => 10,
-        Some(sql) => match constant(engine, "num_results", sql).await? {
-            ScalarValue::Int64(Some(n)) if (1..=MAX_RESULTS as i64).contains(&n) => n as usize,
-            ScalarValue::Int32(Some(n)) if (1..=MAX_RESULTS as i32).contains(&n) => n as usize,
-            other => {
-                return Err(error(format!(
-                    "num_results must be an integer from 1 to {MAX_RESULTS}, got {other}"
-                )))
-            }
-        },
-    };
-    let query_type = match args.get("query_type") {
-        None => "ANN".to_string(),
-        Some(sql) => text(engine, "query_type", sql).await?.to_ascii_uppercase(),
-    };
-    if query_type != "ANN" {
-        return Err(error(format!(
-            "query_type '{query_type}' is not supported; use 'ANN'"
-        )));
-    }
-    let filter = match args.get("filters") {
-        Some(sql) => Some(text(engine, "filters", sql).await?),
-        None => None,
-    };
-    let vector = query_vector(engine, &entry, args).await?;
-
-    let dataset = vector_index::open_cached(&entry).await?;
-    let mut scanner = dataset.scan();
-    let lance = |e: lance::Error| error(e);
-    scanner
-        .nearest(&entry.column, &Float32Array::from(vector), k)
-        .map_err(lance)?;
-    if let Some(n) = entry.params.get("nprobes").and_then(|v| v.parse().ok()) {
-        scanner.nprobes(n);
-    }
-    if let Some(factor) = entry
-        .params
-        .get("refine_factor")
-        .and_then(|v| v.parse().ok())
-    {
-        scanner.refine(factor);
-    }
-    if let Some(ef) = entry.params.get("ef").and_then(|v| v.parse().ok()) {
-        scanner.ef(ef);
-    }
-    if let Some(filter) = &filter {
-        scanner
-            .filter(filter)
-            .map_err(|e| error(format!("filters '{filter}': {e}")))?;
-        scanner.prefilter(true);
-    }
-    let mut projection: Vec<&str> = entry.columns.iter().map(String::as_str).collect();
-    projection.push("_distance");
-    scanner.disable_scoring_autoprojection();
-    scanner.project(&projection).map_err(lance)?;
-    let found = scanner.try_into_batch().await.map_err(|e| match &filter {
-        Some(f) => error(format!("search with filters '{f}' failed: {e}")),
-        None => error(e),
-    })?;
-    results(&entry, found)
+    let search = Search::new(engine, args).await?;
+    let vector = query_vector(engine, &search.entry, args).await?;
+    let found = search.nearest(vector).await?;
+    let (schema, batch) = results(&search.entry, None, found)?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
 }
 
-/// The index's columns and the score, best first.
-fn results(entry: &IndexEntry, found: RecordBatch) -> Result<Arc<dyn TableProvider>> {
+/// `LATERAL vector_search(…)` beside the table `left`: one search per distinct value of the
+/// query argument (`query_argument`, an expression over `left`'s columns). Query texts are
+/// embedded in one statement, so the model sees them as one batch. The rows carry
+/// `__query_key` (the value of `key` over `left`), on which the rewritten statement joins.
+pub(super) async fn lateral_search(
+    engine: &Engine,
+    args: &BTreeMap<String, String>,
+    query_argument: &str,
+    left: &str,
+    key: &str,
+) -> Result<Arc<dyn TableProvider>> {
+    let constants: BTreeMap<String, String> = args
+        .iter()
+        .filter(|(name, _)| name.as_str() != query_argument)
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect();
+    let search = Search::new(engine, &constants).await?;
+    let query = &args[query_argument];
+    let vector_sql = if query_argument == "query_vector" {
+        "__q".to_string()
+    } else {
+        let model = search.entry.embedding_model.as_deref().ok_or_else(|| {
+            error("the index has no embedding_model to embed query_text: pass query_vector")
+        })?;
+        format!("{model}_text_embed(__q)")
+    };
+    let queries = engine
+        .plan_sql(&format!(
+            "SELECT __k AS __query_key, {vector_sql} AS __query_vector \
+             FROM (SELECT DISTINCT {key} AS __k, {query} AS __q FROM {left}) AS __distinct_queries \
+             WHERE __q IS NOT NULL"
+        ))
+        .await
+        .map_err(|e| error(format!("the query of a LATERAL search ({e})")))?
+        .collect()
+        .await?;
+    let mut batches = Vec::new();
+    let mut schema = None;
+    for batch in &queries {
+        for row in 0..batch.num_rows() {
+            let key_value = ScalarValue::try_from_array(batch.column(0), row)?;
+            let vector = floats(ScalarValue::try_from_array(batch.column(1), row)?)?;
+            if vector.len() != search.entry.dimension {
+                return Err(error(format!(
+                    "a query vector has {} values but the index holds {}-d vectors",
+                    vector.len(),
+                    search.entry.dimension
+                )));
+            }
+            let found = search.nearest(vector).await?;
+            let (result_schema, rows) = results(&search.entry, Some(key_value), found)?;
+            schema = Some(result_schema);
+            batches.push(rows);
+        }
+    }
+    let schema = match schema {
+        Some(schema) => schema,
+        None => {
+            // No query rows: the result is empty, with the columns a search returns.
+            let mut probe = vec![0.0; search.entry.dimension];
+            probe[0] = 1.0;
+            let found = search.nearest(probe).await?;
+            results(
+                &search.entry,
+                Some(ScalarValue::Utf8(None)),
+                found.slice(0, 0),
+            )?
+            .0
+        }
+    };
+    Ok(Arc::new(MemTable::try_new(schema, vec![batches])?))
+}
+
+/// The index's columns and the score, best first; with `key`, a first column `__query_key`
+/// holding it on every row.
+fn results(
+    entry: &IndexEntry,
+    key: Option<ScalarValue>,
+    found: RecordBatch,
+) -> Result<(Arc<Schema>, RecordBatch)> {
     let distances = found
         .column_by_name("_distance")
         .ok_or_else(|| error("the index returned no distances"))?
@@ -248,6 +350,11 @@ fn results(entry: &IndexEntry, found: RecordBatch) -> Result<Arc<dyn TableProvid
         .collect();
     let mut fields: Vec<Field> = Vec::new();
     let mut columns: Vec<ArrayRef> = Vec::new();
+    if let Some(key) = key {
+        let column = key.to_array_of_size(found.num_rows())?;
+        fields.push(Field::new("__query_key", column.data_type().clone(), true));
+        columns.push(column);
+    }
     for name in &entry.columns {
         let column = found
             .column_by_name(name)
@@ -259,7 +366,7 @@ fn results(entry: &IndexEntry, found: RecordBatch) -> Result<Arc<dyn TableProvid
     columns.push(Arc::new(scores));
     let schema = Arc::new(Schema::new(fields));
     let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
-    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+    Ok((schema, batch))
 }
 
 #[cfg(test)]
@@ -268,7 +375,10 @@ mod tests {
 
     #[test]
     fn array_literals_are_read_directly_and_anything_else_is_left_to_sql() {
-        assert_eq!(literal_vector("make_array(1.0, -2, 3e-1)"), Some(vec![1.0, -2.0, 0.3]));
+        assert_eq!(
+            literal_vector("make_array(1.0, -2, 3e-1)"),
+            Some(vec![1.0, -2.0, 0.3])
+        );
         assert_eq!(literal_vector("[0.5, 0.25]"), Some(vec![0.5, 0.25]));
         assert_eq!(literal_vector("clip_text_embed('red dress')"), None);
         assert_eq!(literal_vector("make_array(1.0, 'NaN'::float)"), None);

@@ -12,8 +12,8 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
     AccessExpr, Expr, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
-    ObjectName, OrderBy, OrderByKind, Query, SetExpr, Statement, Subscript, TableFactor,
-    TableVersion, Value, VisitMut, VisitorMut,
+    Join, ObjectName, OrderBy, OrderByKind, Query, SetExpr, Statement, Subscript, TableFactor,
+    TableVersion, TableWithJoins, Value, VisitMut, VisitorMut,
 };
 
 use super::parser::object_name_parts;
@@ -59,6 +59,18 @@ pub enum TableRequestKind {
         /// Argument name (positional ones named `index`, `query`, `num_results` in that order)
         /// → the SQL expression given.
         arguments: BTreeMap<String, String>,
+    },
+    /// `left, LATERAL vector_search(…, query_text => left.column, …) alias`: one search per
+    /// distinct query value of `left`; the statement joins the results on `__query_key`.
+    LateralVectorSearch {
+        /// The arguments, as for [`TableRequestKind::VectorSearch`].
+        arguments: BTreeMap<String, String>,
+        /// The argument that varies per row (`query_text`, `query` or `query_vector`).
+        query_argument: String,
+        /// The table beside the search, as written (`main.s.queries AS q`).
+        left: String,
+        /// The SQL of the join key over `left`'s columns.
+        key: String,
     },
 }
 
@@ -116,6 +128,15 @@ impl VisitorMut for SparkRewriter {
                         });
                     }
                 }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<Self::Break> {
+        if let SetExpr::Select(select) = query.body.as_mut() {
+            if let Err(e) = self.rewrite_lateral_searches(&mut select.from) {
+                return ControlFlow::Break(e);
             }
         }
         ControlFlow::Continue(())
@@ -245,6 +266,14 @@ fn read_files_request(args: &[FunctionArg]) -> Result<TableRequestKind> {
 }
 
 fn vector_search_request(args: &[FunctionArg]) -> Result<TableRequestKind> {
+    Ok(TableRequestKind::VectorSearch {
+        arguments: vector_search_arguments(args)?,
+    })
+}
+
+/// The arguments of a `vector_search` call by name (positional ones named `index`, `query`,
+/// `num_results`), as SQL text.
+fn vector_search_arguments(args: &[FunctionArg]) -> Result<BTreeMap<String, String>> {
     const POSITIONAL: [&str; 3] = ["index", "query", "num_results"];
     let mut arguments = BTreeMap::new();
     for (i, arg) in args.iter().enumerate() {
@@ -279,7 +308,97 @@ fn vector_search_request(args: &[FunctionArg]) -> Result<TableRequestKind> {
             )));
         }
     }
-    Ok(TableRequestKind::VectorSearch { arguments })
+    Ok(arguments)
+}
+
+fn is_lateral_search(factor: &TableFactor) -> bool {
+    matches!(factor, TableFactor::Function { lateral: true, name, .. }
+        if object_name_parts(name).is_ok_and(|p| p.len() == 1 && p[0] == "vector_search"))
+}
+
+impl SparkRewriter {
+    /// Turns `left, LATERAL vector_search(…) r` (or `left [CROSS] JOIN LATERAL vector_search(…) r`)
+    /// into `left JOIN <placeholder> r ON r.__query_key = <key over left>`.
+    fn rewrite_lateral_searches(&mut self, from: &mut Vec<TableWithJoins>) -> Result<()> {
+        let mut i = 1;
+        while i < from.len() {
+            if is_lateral_search(&from[i].relation) {
+                if !from[i].joins.is_empty() || !from[i - 1].joins.is_empty() {
+                    return Err(unsupported_lateral());
+                }
+                let lateral = from.remove(i);
+                let join = self.lateral_join(&from[i - 1].relation, lateral.relation)?;
+                from[i - 1].joins.push(join);
+            } else {
+                i += 1;
+            }
+        }
+        for item in from.iter_mut() {
+            for j in 0..item.joins.len() {
+                if is_lateral_search(&item.joins[j].relation) {
+                    if j > 0 {
+                        return Err(unsupported_lateral());
+                    }
+                    let relation = item.joins[j].relation.clone();
+                    item.joins[j] = self.lateral_join(&item.relation, relation)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn lateral_join(&mut self, left: &TableFactor, lateral: TableFactor) -> Result<Join> {
+        let TableFactor::Function { args, alias, .. } = lateral else {
+            return Err(unsupported_lateral());
+        };
+        let arguments = vector_search_arguments(&args)?;
+        let (query_argument, query) = ["query_vector", "query_text", "query"]
+            .iter()
+            .find_map(|name| arguments.get(*name).map(|q| (name.to_string(), q.clone())))
+            .ok_or_else(|| {
+                VitrineError::Plan("vector_search: give query_vector or query_text".into())
+            })?;
+        let key = if query_argument == "query_vector" {
+            format!("array_to_string({query}, ',')")
+        } else {
+            format!("CAST({query} AS VARCHAR)")
+        };
+        let placeholder = self.placeholder();
+        let alias = alias.map_or_else(|| placeholder.clone(), |a| a.name.value);
+        self.requests.push(TableRequest {
+            placeholder: placeholder.clone(),
+            kind: TableRequestKind::LateralVectorSearch {
+                arguments,
+                query_argument,
+                left: left.to_string(),
+                key: key.clone(),
+            },
+        });
+        let sql = format!(
+            "SELECT 1 FROM __left JOIN {placeholder} AS {alias} ON {alias}.__query_key = {key}"
+        );
+        let dialect = datafusion::sql::sqlparser::dialect::DatabricksDialect {};
+        let mut parsed = datafusion::sql::sqlparser::parser::Parser::parse_sql(&dialect, &sql)?;
+        let Some(Statement::Query(query)) = parsed.pop() else {
+            return Err(unsupported_lateral());
+        };
+        let SetExpr::Select(select) = *query.body else {
+            return Err(unsupported_lateral());
+        };
+        select
+            .from
+            .into_iter()
+            .next()
+            .and_then(|mut item| item.joins.pop())
+            .ok_or_else(unsupported_lateral)
+    }
+}
+
+fn unsupported_lateral() -> VitrineError {
+    VitrineError::Plan(
+        "LATERAL vector_search must follow exactly one table: FROM t, LATERAL vector_search(…) r"
+            .into(),
+    )
 }
 
 fn option_value(name: &str, value: &Expr) -> Result<String> {

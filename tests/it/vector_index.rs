@@ -310,3 +310,64 @@ async fn vector_search_refuses_bad_queries_clearly() {
         assert!(err.contains(expected), "{args}: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lateral_searches_run_one_search_per_row() {
+    let wh = source(500).await;
+    wh.sql("CREATE VECTOR INDEX main.shop.vs ON main.shop.items (embedding) USING FLAT WITH (primary_key = 'product_id', columns = (name))").await;
+    // Queries: the vectors of rows 7, 42 and 7 again, and one without a vector.
+    wh.sql(&format!(
+        "CREATE TABLE main.shop.queries AS SELECT query_id, CASE WHEN query_id = 4 THEN NULL ELSE {} END AS v \
+         FROM (SELECT column1 AS query_id, column2 AS row_id FROM (VALUES (1, 7), (2, 42), (3, 7), (4, 1)))",
+        pseudo_random_vector("row_id")
+    ))
+    .await;
+    let lateral = wh
+        .rows(
+            "SELECT q.query_id, r.product_id FROM main.shop.queries q, \
+             LATERAL vector_search(index => 'main.shop.vs', query_vector => q.v, num_results => 3) r \
+             ORDER BY q.query_id, r.score DESC",
+        )
+        .await;
+    let joined = wh
+        .rows(
+            "SELECT q.query_id, r.product_id FROM main.shop.queries q \
+             JOIN LATERAL vector_search(index => 'main.shop.vs', query_vector => q.v, num_results => 3) r ON true \
+             ORDER BY q.query_id, r.score DESC",
+        )
+        .await;
+    assert_eq!(lateral, joined);
+    for (query_id, row_id) in [(1, 7), (2, 42), (3, 7)] {
+        let single = search(
+            &wh,
+            &format!(
+                "SELECT product_id, score FROM vector_search(index => 'main.shop.vs', query_vector => {}, num_results => 3)",
+                pseudo_random_vector(&row_id.to_string())
+            ),
+        )
+        .await;
+        let per_row: Vec<i64> = lateral
+            .iter()
+            .filter(|r| r[0] == query_id.to_string())
+            .map(|r| r[1].parse().unwrap())
+            .collect();
+        assert_eq!(
+            per_row,
+            single.iter().map(|s| s.0).collect::<Vec<_>>(),
+            "query {query_id}"
+        );
+        assert_eq!(per_row[0], row_id);
+    }
+    assert!(
+        lateral.iter().all(|r| r[0] != "4"),
+        "a NULL query finds nothing: {lateral:?}"
+    );
+    let none = wh
+        .rows("SELECT r.product_id FROM (SELECT * FROM main.shop.queries WHERE query_id > 10) q, LATERAL vector_search(index => 'main.shop.vs', query_vector => q.v) r")
+        .await;
+    assert!(none.is_empty());
+    let err = wh
+        .error("SELECT * FROM main.shop.queries q, LATERAL vector_search(index => 'main.shop.vs', query_vector => q.v, num_results => q.query_id) r")
+        .await;
+    assert!(err.contains("num_results must be a constant"), "{err}");
+}
