@@ -39,10 +39,11 @@ WITH (endpoint_name = 'fashion_vector_search', pipeline_type = 'TRIGGERED', prim
       columns = (product_display_name, article_type, master_category, base_color, gender, price, image_path,
                  material, pattern, rich_text_description));
 
+-- text_column adds a BM25 full-text index for query_type => 'HYBRID'.
 CREATE OR REPLACE VECTOR INDEX main.fashion_demo.vs_hybrid_search_enriched
 ON main.fashion_demo.product_embeddings_multimodal_v2 (hybrid_embedding_enriched)
 WITH (endpoint_name = 'fashion_vector_search', pipeline_type = 'TRIGGERED', primary_key = 'product_id',
-      metric = 'cosine', embedding_model = 'clip',
+      metric = 'cosine', embedding_model = 'clip', text_column = 'rich_text_description',
       columns = (product_display_name, article_type, master_category, base_color, gender, price, image_path,
                  material, pattern, rich_text_description));
 
@@ -73,6 +74,12 @@ FROM vector_search(index => 'main.fashion_demo.vs_image_search',
                                     FROM main.fashion_demo.product_embeddings_multimodal_v2
                                     ORDER BY product_id LIMIT 1),
                    num_results => 5)
+ORDER BY score DESC;
+
+-- HYBRID: the ANN ranking and BM25 over the enriched descriptions, fused by reciprocal rank.
+SELECT product_id, product_display_name, material, ROUND(score, 4) AS score
+FROM vector_search(index => 'main.fashion_demo.vs_hybrid_search_enriched',
+                   query_text => 'black leather watch', query_type => 'HYBRID', num_results => 5)
 ORDER BY score DESC;
 
 DESCRIBE INDEX main.fashion_demo.vs_hybrid_search_enriched;

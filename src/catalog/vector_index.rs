@@ -8,6 +8,7 @@ use std::sync::Arc;
 use datafusion::execution::SendableRecordBatchStream;
 use lance::index::vector::VectorIndexParams;
 use lance::index::DatasetIndexExt;
+use lance_index::scalar::InvertedIndexParams;
 use lance_index::vector::hnsw::builder::HnswBuildParams;
 use lance_index::vector::ivf::IvfBuildParams;
 use lance_index::vector::sq::builder::SQBuildParams;
@@ -20,6 +21,8 @@ use crate::error::{Result, ResultExt, VitrineError};
 
 /// The name of the ANN index inside an index dataset.
 const ANN_INDEX_NAME: &str = "ann";
+/// The name of the full-text index on `text_column`.
+const FTS_INDEX_NAME: &str = "fts";
 
 /// How similarity is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +120,9 @@ pub struct IndexEntry {
     pub pipeline_type: String,
     /// The model that embeds `query_text` (`clip`), when given.
     pub embedding_model: Option<String>,
+    /// A text column with a full-text (BM25) index, for `query_type => 'HYBRID'`.
+    #[serde(default)]
+    pub text_column: Option<String>,
     /// Every other `WITH` option, kept as given (Databricks' `endpoint_name`, …).
     pub options: BTreeMap<String, String>,
     /// The index dataset.
@@ -219,6 +225,18 @@ pub async fn build(entry: &IndexEntry, rows: SendableRecordBatchStream) -> Resul
             )
             .await
             .context(|| format!("building the {} index of '{}'", entry.kind, entry.location))?;
+        if let Some(text) = &entry.text_column {
+            dataset
+                .create_index(
+                    &[text.as_str()],
+                    IndexType::Inverted,
+                    Some(FTS_INDEX_NAME.into()),
+                    &InvertedIndexParams::default(),
+                    true,
+                )
+                .await
+                .context(|| format!("building the full-text index on '{text}'"))?;
+        }
     }
     Ok(count)
 }

@@ -136,6 +136,7 @@ pub(super) async fn create(engine: &Engine, create: CreateVectorIndex) -> Result
         )));
     }
     let embedding_model = options.remove("embedding_model");
+    let text_column = options.remove("text_column");
     let kind = AnnKind::parse(create.index_type.as_deref().unwrap_or("IVF_HNSW_SQ"))?;
     let mut columns: Vec<String> = match options.remove("columns") {
         Some(list) => list
@@ -145,7 +146,14 @@ pub(super) async fn create(engine: &Engine, create: CreateVectorIndex) -> Result
             .collect(),
         None => schema.fields().iter().map(|f| f.name().clone()).collect(),
     };
-    for required in [&primary_key, &create.column] {
+    for required in [
+        Some(&primary_key),
+        Some(&create.column),
+        text_column.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
         if !columns.contains(required) {
             columns.insert(0, required.clone());
         }
@@ -173,6 +181,17 @@ pub(super) async fn create(engine: &Engine, create: CreateVectorIndex) -> Result
         }
         Err(_) => unreachable!("checked above"),
     };
+    if let Some(text) = &text_column {
+        let data_type = schema.field_with_name(text).map(|f| f.data_type().clone());
+        if !matches!(
+            data_type,
+            Ok(DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+        ) {
+            return Err(VitrineError::Plan(format!(
+                "text_column '{text}' must be a STRING column of {source_name}"
+            )));
+        }
+    }
     if let Some(declared) = options.remove("embedding_dimension") {
         if declared.parse::<usize>().ok() != Some(dimension) {
             return Err(VitrineError::Plan(format!(
@@ -205,6 +224,7 @@ pub(super) async fn create(engine: &Engine, create: CreateVectorIndex) -> Result
         params,
         pipeline_type,
         embedding_model,
+        text_column,
         options,
         location: warehouse.table_location(&name),
         dimension,
@@ -352,6 +372,7 @@ pub(super) async fn describe(engine: &Engine, name: &TableName) -> Result<Statem
             "embedding_model",
             entry.embedding_model.clone().unwrap_or_default(),
         ),
+        ("text_column", entry.text_column.clone().unwrap_or_default()),
         ("rows", entry.rows.to_string()),
         ("synced_version", entry.synced_version.to_string()),
         ("status", status),

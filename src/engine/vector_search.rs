@@ -114,6 +114,15 @@ async fn query_vector(
     args: &BTreeMap<String, String>,
 ) -> Result<Vec<f32>> {
     let text_arg = args.get("query_text").or_else(|| args.get("query"));
+    // HYBRID may take both: the vector for the ANN half, the text for the BM25 half.
+    let hybrid = args
+        .get("query_type")
+        .is_some_and(|t| t.trim_matches('\'').eq_ignore_ascii_case("HYBRID"));
+    let text_arg = if hybrid && args.contains_key("query_vector") {
+        None
+    } else {
+        text_arg
+    };
     let vector = match (args.get("query_vector"), text_arg) {
         (Some(_), Some(_)) => return Err(error("give query_vector or query_text, not both")),
         (Some(sql), None) => match literal_vector(sql) {
@@ -152,7 +161,12 @@ struct Search {
     entry: IndexEntry,
     k: usize,
     filter: Option<String>,
+    /// `query_type => 'HYBRID'`: BM25 over the text column fused with the ANN ranking.
+    hybrid: bool,
 }
+
+/// Reciprocal-rank fusion's constant: a row at rank r in a list adds 1 / (RRF_K + r).
+const RRF_K: f64 = 60.0;
 
 impl Search {
     /// Checks the arguments and evaluates all but the query.
@@ -188,26 +202,43 @@ impl Search {
             None => "ANN".to_string(),
             Some(sql) => text(engine, "query_type", sql).await?.to_ascii_uppercase(),
         };
-        if query_type != "ANN" {
-            return Err(error(format!(
-                "query_type '{query_type}' is not supported; use 'ANN'"
-            )));
-        }
+        let hybrid =
+            match query_type.as_str() {
+                "ANN" => false,
+                "HYBRID" if entry.text_column.is_some() => true,
+                "HYBRID" => return Err(error(
+                    "query_type 'HYBRID' needs an index WITH (text_column = '…') for its BM25 half",
+                )),
+                other => {
+                    return Err(error(format!(
+                        "query_type '{other}' is not supported; use 'ANN' or 'HYBRID'"
+                    )))
+                }
+            };
         let filter = match args.get("filters") {
             Some(sql) => Some(text(engine, "filters", sql).await?),
             None => None,
         };
-        Ok(Self { entry, k, filter })
+        Ok(Self {
+            entry,
+            k,
+            filter,
+            hybrid,
+        })
     }
 
     /// The nearest rows to `vector`: the index's columns and `_distance`.
     async fn nearest(&self, vector: Vec<f32>) -> Result<RecordBatch> {
+        self.nearest_k(vector, self.k).await
+    }
+
+    async fn nearest_k(&self, vector: Vec<f32>, k: usize) -> Result<RecordBatch> {
         let entry = &self.entry;
         let dataset = vector_index::open_cached(entry).await?;
         let mut scanner = dataset.scan();
         let lance = |e: lance::Error| error(e);
         scanner
-            .nearest(&entry.column, &Float32Array::from(vector), self.k)
+            .nearest(&entry.column, &Float32Array::from(vector), k)
             .map_err(lance)?;
         if let Some(n) = entry.params.get("nprobes").and_then(|v| v.parse().ok()) {
             scanner.nprobes(n);
@@ -240,6 +271,84 @@ impl Search {
                 None => error(e),
             })
     }
+
+    /// The best rows for `text` by BM25 over the text column: the index's columns and `_score`.
+    async fn full_text(&self, text: &str, k: usize) -> Result<RecordBatch> {
+        let entry = &self.entry;
+        let column = entry
+            .text_column
+            .clone()
+            .expect("HYBRID needs a text column");
+        let dataset = vector_index::open_cached(entry).await?;
+        let mut scanner = dataset.scan();
+        let lance = |e: lance::Error| error(e);
+        let query = lance_index::scalar::FullTextSearchQuery::new(text.to_string())
+            .with_column(column)
+            .map_err(lance)?
+            .limit(Some(k as i64));
+        scanner.full_text_search(query).map_err(lance)?;
+        if let Some(filter) = &self.filter {
+            scanner
+                .filter(filter)
+                .map_err(|e| error(format!("filters '{filter}': {e}")))?;
+            scanner.prefilter(true);
+        }
+        let mut projection: Vec<&str> = entry.columns.iter().map(String::as_str).collect();
+        projection.push("_score");
+        scanner.disable_scoring_autoprojection();
+        scanner.project(&projection).map_err(lance)?;
+        scanner.try_into_batch().await.map_err(lance)
+    }
+
+    /// `HYBRID`: the ANN and BM25 rankings (each 2k deep) fused by reciprocal rank; the score
+    /// is the fused one, Σ 1 / (60 + rank).
+    async fn hybrid(&self, vector: Vec<f32>, text: &str) -> Result<(Arc<Schema>, RecordBatch)> {
+        let depth = self.k * 2;
+        let ann = self.nearest_k(vector, depth).await?;
+        let bm25 = self.full_text(text, depth).await?;
+        let key = self.entry.primary_key.as_str();
+        let mut fused: Vec<(String, f64, usize, usize)> = Vec::new();
+        for (list, batch) in [&ann, &bm25].into_iter().enumerate() {
+            let keys = datafusion::arrow::compute::cast(
+                batch
+                    .column_by_name(key)
+                    .ok_or_else(|| error("the index lacks its key"))?,
+                &DataType::Utf8,
+            )?;
+            for (rank, value) in keys.as_string::<i32>().iter().enumerate() {
+                let value = value.unwrap_or_default().to_string();
+                let gain = 1.0 / (RRF_K + rank as f64 + 1.0);
+                match fused.iter_mut().find(|f| f.0 == value) {
+                    Some(found) => found.1 += gain,
+                    None => fused.push((value, gain, list, rank)),
+                }
+            }
+        }
+        fused.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        fused.truncate(self.k);
+        let mut fields = Vec::new();
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        let picks: Vec<(usize, usize)> = fused.iter().map(|f| (f.2, f.3)).collect();
+        for name in &self.entry.columns {
+            let sources = [
+                ann.column_by_name(name)
+                    .ok_or_else(|| error(format!("no column '{name}'")))?
+                    .as_ref(),
+                bm25.column_by_name(name)
+                    .ok_or_else(|| error(format!("no column '{name}'")))?
+                    .as_ref(),
+            ];
+            fields.push(Field::new(name, sources[0].data_type().clone(), true));
+            columns.push(datafusion::arrow::compute::interleave(&sources, &picks)?);
+        }
+        fields.push(Field::new("score", DataType::Float32, true));
+        columns.push(Arc::new(Float32Array::from_iter_values(
+            fused.iter().map(|f| f.1 as f32),
+        )));
+        let schema = Arc::new(Schema::new(fields));
+        let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
+        Ok((schema, batch))
+    }
 }
 
 /// Runs the search and returns its rows as a table.
@@ -249,8 +358,16 @@ pub(super) async fn search(
 ) -> Result<Arc<dyn TableProvider>> {
     let search = Search::new(engine, args).await?;
     let vector = query_vector(engine, &search.entry, args).await?;
-    let found = search.nearest(vector).await?;
-    let (schema, batch) = results(&search.entry, None, found)?;
+    let (schema, batch) = if search.hybrid {
+        let sql = args
+            .get("query_text")
+            .or_else(|| args.get("query"))
+            .ok_or_else(|| error("query_type 'HYBRID' needs query_text for its BM25 half"))?;
+        let text = text(engine, "query_text", sql).await?;
+        search.hybrid(vector, &text).await?
+    } else {
+        results(&search.entry, None, search.nearest(vector).await?)?
+    };
     Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
 }
 
@@ -271,6 +388,11 @@ pub(super) async fn lateral_search(
         .map(|(n, v)| (n.clone(), v.clone()))
         .collect();
     let search = Search::new(engine, &constants).await?;
+    if search.hybrid {
+        return Err(error(
+            "query_type 'HYBRID' is not supported with LATERAL yet",
+        ));
+    }
     let query = &args[query_argument];
     let vector_sql = if query_argument == "query_vector" {
         "__q".to_string()

@@ -371,3 +371,57 @@ async fn lateral_searches_run_one_search_per_row() {
         .await;
     assert!(err.contains("num_results must be a constant"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hybrid_search_fuses_bm25_and_ann_by_reciprocal_rank() {
+    let wh = TestWarehouse::new().await;
+    wh.sql("CREATE SCHEMA main.shop").await;
+    wh.sql(
+        "CREATE TABLE main.shop.docs AS SELECT column1 AS id, column2 AS description, \
+         arrow_cast(column3, 'FixedSizeList(3, Float32)') AS embedding FROM (VALUES \
+         (1, 'red cotton dress', make_array(1.0, 0.0, 0.0)), \
+         (2, 'blue denim jeans', make_array(0.9, 0.1, 0.0)), \
+         (3, 'black leather watch with a metal strap', make_array(0.0, 0.0, 1.0)), \
+         (4, 'white canvas sneakers', make_array(0.0, 1.0, 0.0)))",
+    )
+    .await;
+    wh.sql("CREATE VECTOR INDEX main.shop.vs ON main.shop.docs (embedding) USING FLAT WITH (primary_key = 'id', text_column = 'description')").await;
+    let query =
+        "index => 'main.shop.vs', query_vector => make_array(1.0, 0.0, 0.0), num_results => 2";
+    let ann = search(
+        &wh,
+        &format!("SELECT id, score FROM vector_search({query})"),
+    )
+    .await;
+    assert_eq!(ann.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2]);
+    let hybrid = search(
+        &wh,
+        &format!("SELECT id, score FROM vector_search({query}, query_type => 'HYBRID', query_text => 'leather watch')"),
+    )
+    .await;
+    // Each ranking is 2k = 4 deep. Row 3 is first by BM25 and in the vector ranking's 4 (behind
+    // rows 1 and 2): 1/61 + at least 1/64. Row 1 is first by vector only: 1/61.
+    assert_eq!(hybrid.iter().map(|r| r.0).collect::<Vec<_>>(), [3, 1], "{hybrid:?}");
+    assert!(hybrid[0].1 > (1.0 / 61.0 + 1.0 / 65.0) as f32, "{hybrid:?}");
+    assert!((hybrid[1].1 - 1.0 / 61.0).abs() < 1e-6, "{hybrid:?}");
+
+    // The full-text index follows SYNC.
+    wh.sql("INSERT INTO main.shop.docs SELECT 5, 'gold watch', arrow_cast(make_array(0.0, 0.7, 0.7), 'FixedSizeList(3, Float32)')").await;
+    wh.sql("SYNC INDEX main.shop.vs").await;
+    let synced = search(
+        &wh,
+        "SELECT id, score FROM vector_search(index => 'main.shop.vs', query_vector => make_array(0.0, 0.7, 0.7), query_type => 'HYBRID', query_text => 'gold', num_results => 1)",
+    )
+    .await;
+    assert_eq!(synced[0].0, 5);
+
+    wh.sql("CREATE VECTOR INDEX main.shop.vs_plain ON main.shop.docs (embedding) USING FLAT WITH (primary_key = 'id')").await;
+    let err = wh
+        .error("SELECT * FROM vector_search(index => 'main.shop.vs_plain', query_vector => make_array(1.0, 0.0, 0.0), query_type => 'HYBRID', query_text => 'x')")
+        .await;
+    assert!(err.contains("text_column"), "{err}");
+    let err = wh
+        .error("CREATE VECTOR INDEX main.shop.vs_bad ON main.shop.docs (embedding) WITH (primary_key = 'id', text_column = 'id')")
+        .await;
+    assert!(err.contains("must be a STRING column"), "{err}");
+}
