@@ -1,4 +1,4 @@
-//! Command-line arguments and the `run`, `bench` and `demo-data` commands.
+//! Command-line arguments and the `run`, `serve`, `bench` and `demo-data` commands.
 
 mod bench;
 mod output;
@@ -64,6 +64,12 @@ pub enum Command {
     },
     /// An interactive SQL shell.
     Repl,
+    /// Keep the CONTINUOUS vector indexes synced with their sources until stopped (Ctrl-C).
+    Serve {
+        /// Seconds between checks of the sources.
+        #[arg(long, default_value_t = 5.0)]
+        interval: f64,
+    },
     /// Measure throughput (see benches/RESULTS.md).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -232,6 +238,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             runtime.block_on(bench::vectors(options, config))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Serve { interval } => runtime.block_on(serve(config, interval)),
         Command::Repl => {
             let engine = runtime.block_on(Engine::open(config))?;
             crate::repl::run(&runtime, &engine)?;
@@ -313,6 +320,24 @@ async fn run_scripts(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `vitrine serve`: checks the sources of the CONTINUOUS indexes every `interval` seconds and
+/// syncs those that changed, until Ctrl-C. A failed sync is reported and retried next time.
+async fn serve(config: EngineConfig, interval: f64) -> Result<ExitCode> {
+    let engine = Engine::open(config).await?;
+    let period = Duration::from_secs_f64(interval.max(0.05));
+    eprintln!("keeping CONTINUOUS vector indexes in sync every {interval} s (Ctrl-C stops)");
+    loop {
+        match engine.sync_continuous_indexes().await {
+            Ok(lines) => lines.iter().for_each(|l| eprintln!("{l}")),
+            Err(e) => eprintln!("sync failed (retrying): {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+        }
+    }
 }
 
 fn print_outcome(result: &StatementResult, format: OutputFormat) {

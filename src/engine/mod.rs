@@ -143,6 +143,12 @@ impl Engine {
         *self.write_progress.lock().expect("progress lock") = Some(report);
     }
 
+    /// Syncs the `CONTINUOUS` vector indexes whose source changed since their last sync (what
+    /// `vitrine serve` does periodically); returns a line per index synced.
+    pub async fn sync_continuous_indexes(&self) -> Result<Vec<String>> {
+        vector_index::sync_continuous(self).await
+    }
+
     /// Reports the model functions' progress (rows done, rows expected) during a statement.
     pub fn on_model_progress(&self, report: ModelProgress) {
         self.functions.on_progress(report);

@@ -552,3 +552,31 @@ async fn apply_changes(
     }
     Ok((written, keys.len()))
 }
+
+/// Syncs every `pipeline_type = 'CONTINUOUS'` index of the warehouse whose source has moved on;
+/// returns a line per index synced.
+pub(super) async fn sync_continuous(engine: &Engine) -> Result<Vec<String>> {
+    let snapshot = engine.catalogs().refresh().await?;
+    let mut synced = Vec::new();
+    for (catalog, schemas) in &snapshot.catalogs {
+        for schema in schemas.keys() {
+            for (index, entry) in engine.warehouse().indexes(catalog, schema).await? {
+                if entry.pipeline_type != "CONTINUOUS" {
+                    continue;
+                }
+                let Ok((source_name, source_entry)) =
+                    engine.table_entry(&TableName::from_parts(&split_name(&entry.source))?)
+                else {
+                    continue;
+                };
+                if source_version(&source_name, &source_entry).await? == entry.synced_version {
+                    continue;
+                }
+                let name = TableName::from_parts(&[catalog.clone(), schema.clone(), index])?;
+                let result = sync(engine, &name).await?;
+                synced.extend(result.message);
+            }
+        }
+    }
+    Ok(synced)
+}

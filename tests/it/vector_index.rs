@@ -401,7 +401,11 @@ async fn hybrid_search_fuses_bm25_and_ann_by_reciprocal_rank() {
     .await;
     // Each ranking is 2k = 4 deep. Row 3 is first by BM25 and in the vector ranking's 4 (behind
     // rows 1 and 2): 1/61 + at least 1/64. Row 1 is first by vector only: 1/61.
-    assert_eq!(hybrid.iter().map(|r| r.0).collect::<Vec<_>>(), [3, 1], "{hybrid:?}");
+    assert_eq!(
+        hybrid.iter().map(|r| r.0).collect::<Vec<_>>(),
+        [3, 1],
+        "{hybrid:?}"
+    );
     assert!(hybrid[0].1 > (1.0 / 61.0 + 1.0 / 65.0) as f32, "{hybrid:?}");
     assert!((hybrid[1].1 - 1.0 / 61.0).abs() < 1e-6, "{hybrid:?}");
 
@@ -424,4 +428,46 @@ async fn hybrid_search_fuses_bm25_and_ann_by_reciprocal_rank() {
         .error("CREATE VECTOR INDEX main.shop.vs_bad ON main.shop.docs (embedding) WITH (primary_key = 'id', text_column = 'id')")
         .await;
     assert!(err.contains("must be a STRING column"), "{err}");
+}
+
+/// Kills the child process when dropped, so that a failing test leaves no server behind.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vitrine_serve_keeps_continuous_indexes_in_sync() {
+    let wh = source(100).await;
+    wh.sql("CREATE VECTOR INDEX main.shop.live ON main.shop.items (embedding) USING FLAT WITH (primary_key = 'product_id', pipeline_type = 'CONTINUOUS')").await;
+    wh.sql("CREATE VECTOR INDEX main.shop.manual ON main.shop.items (embedding) USING FLAT WITH (primary_key = 'product_id')").await;
+    let _server = Server(
+        std::process::Command::new(env!("CARGO_BIN_EXE_vitrine"))
+            .arg("--warehouse")
+            .arg(wh.path())
+            .args(["serve", "--interval", "0.2"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wh.sql("DELETE FROM main.shop.items WHERE product_id > 90")
+        .await;
+    let mut rows = String::new();
+    for _ in 0..150 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let described = wh.rows("DESCRIBE INDEX main.shop.live").await;
+        rows = describe(&described, "rows");
+        if describe(&described, "status") == "in sync" && rows == "90" {
+            break;
+        }
+    }
+    assert_eq!(rows, "90", "the CONTINUOUS index followed its source");
+    // A TRIGGERED index waits for SYNC INDEX.
+    let manual = wh.rows("DESCRIBE INDEX main.shop.manual").await;
+    assert_eq!(describe(&manual, "rows"), "100");
+    assert!(describe(&manual, "status").starts_with("behind"));
 }
