@@ -471,3 +471,36 @@ async fn vitrine_serve_keeps_continuous_indexes_in_sync() {
     assert_eq!(describe(&manual, "rows"), "100");
     assert!(describe(&manual, "status").starts_with("behind"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_sync_leaves_the_index_at_its_last_good_version() {
+    let wh = source(50).await;
+    wh.sql("CREATE VECTOR INDEX main.shop.vs ON main.shop.items (embedding) USING FLAT WITH (primary_key = 'product_id')").await;
+    let before = wh.rows("DESCRIBE HISTORY main.shop.items").await.len();
+    // The source gains a duplicate key: the sync must refuse it, naming the key.
+    wh.sql("INSERT INTO main.shop.items SELECT * FROM main.shop.items WHERE product_id = 12")
+        .await;
+    wh.sql("DELETE FROM main.shop.items WHERE product_id = 3")
+        .await;
+    assert!(wh.rows("DESCRIBE HISTORY main.shop.items").await.len() > before);
+    let err = wh.error("SYNC INDEX main.shop.vs").await;
+    assert!(err.contains("not unique") && err.contains("= 12"), "{err}");
+    let described = wh.rows("DESCRIBE INDEX main.shop.vs").await;
+    assert_eq!(describe(&described, "rows"), "50");
+    assert_eq!(describe(&described, "synced_version"), "1");
+    // Searches still see the last good index: row 3 is still there.
+    let found = search(
+        &wh,
+        &format!(
+            "SELECT product_id, score FROM vector_search(index => 'main.shop.vs', query_vector => {}, num_results => 1)",
+            pseudo_random_vector("3")
+        ),
+    )
+    .await;
+    assert_eq!(found[0].0, 3);
+    // Fixed at the source, the next sync applies everything.
+    wh.sql("DELETE FROM main.shop.items WHERE product_id = 12")
+        .await;
+    let synced = wh.sql("SYNC INDEX main.shop.vs").await.message.unwrap();
+    assert!(synced.contains("(48 rows)"), "{synced}");
+}
