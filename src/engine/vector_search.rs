@@ -16,6 +16,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Float32Type, Schema};
 use datafusion::catalog::TableProvider;
 use datafusion::common::ScalarValue;
 use datafusion::datasource::MemTable;
+use lance::dataset::scanner::Scanner;
 
 use super::vector_index::index_entry;
 use super::Engine;
@@ -253,16 +254,22 @@ impl Search {
         if let Some(ef) = entry.params.get("ef").and_then(|v| v.parse().ok()) {
             scanner.ef(ef);
         }
+        self.run(scanner, "_distance").await
+    }
+
+    /// Applies the filter (before the top-k), projects the index's columns and `score_column`,
+    /// and runs the scan.
+    async fn run(&self, mut scanner: Scanner, score_column: &str) -> Result<RecordBatch> {
         if let Some(filter) = &self.filter {
             scanner
                 .filter(filter)
                 .map_err(|e| error(format!("filters '{filter}': {e}")))?;
             scanner.prefilter(true);
         }
-        let mut projection: Vec<&str> = entry.columns.iter().map(String::as_str).collect();
-        projection.push("_distance");
+        let mut projection: Vec<&str> = self.entry.columns.iter().map(String::as_str).collect();
+        projection.push(score_column);
         scanner.disable_scoring_autoprojection();
-        scanner.project(&projection).map_err(lance)?;
+        scanner.project(&projection).map_err(error)?;
         scanner
             .try_into_batch()
             .await
@@ -287,17 +294,7 @@ impl Search {
             .map_err(lance)?
             .limit(Some(k as i64));
         scanner.full_text_search(query).map_err(lance)?;
-        if let Some(filter) = &self.filter {
-            scanner
-                .filter(filter)
-                .map_err(|e| error(format!("filters '{filter}': {e}")))?;
-            scanner.prefilter(true);
-        }
-        let mut projection: Vec<&str> = entry.columns.iter().map(String::as_str).collect();
-        projection.push("_score");
-        scanner.disable_scoring_autoprojection();
-        scanner.project(&projection).map_err(lance)?;
-        scanner.try_into_batch().await.map_err(lance)
+        self.run(scanner, "_score").await
     }
 
     /// `HYBRID`: the ANN and BM25 rankings (each 2k deep) fused by reciprocal rank; the score
