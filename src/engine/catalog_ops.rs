@@ -77,11 +77,22 @@ pub(super) async fn execute(
                     "schema '{catalog}.{name}' does not exist"
                 )));
             };
-            if !tables.is_empty() && !cascade {
+            let indexes = warehouse.indexes(&catalog, &name).await?;
+            if (!tables.is_empty() || !indexes.is_empty()) && !cascade {
                 return Err(VitrineError::Plan(format!(
-                    "schema '{catalog}.{name}' has {} tables: DROP them or use CASCADE",
-                    tables.len()
+                    "schema '{catalog}.{name}' has {} tables and {} vector indexes: DROP them or use CASCADE",
+                    tables.len(),
+                    indexes.len()
                 )));
+            }
+            for (index, _) in &indexes {
+                warehouse
+                    .delete_index(&crate::catalog::QualifiedName {
+                        catalog: catalog.clone(),
+                        schema: name.clone(),
+                        table: index.clone(),
+                    })
+                    .await?;
             }
             for (table, entry) in tables {
                 let qualified = crate::catalog::QualifiedName {

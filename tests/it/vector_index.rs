@@ -88,6 +88,8 @@ async fn an_index_is_created_shown_described_and_dropped() {
     assert!(again.contains("already exists"), "{again}");
     wh.sql("CREATE VECTOR INDEX IF NOT EXISTS main.shop.vs_items ON main.shop.items (embedding) WITH (primary_key = 'product_id')").await;
 
+    let err = wh.error("DROP SCHEMA main.shop").await;
+    assert!(err.contains("1 vector indexes"), "{err}");
     wh.sql("DROP INDEX main.shop.vs_items").await;
     assert!(wh.rows("SHOW INDEXES IN main.shop").await.is_empty());
     assert!(
