@@ -4,7 +4,8 @@
 //! DataFusion session through [`register`], handing over a [`FunctionContext`] that carries the
 //! session's settings, file access and progress. The crate holds the SQL functions
 //! ([`functions`]), the model runtime every model shares ([`runtime`]: finding files, device and
-//! precision, one load per process), images ([`image`]) and the CLIP model ([`clip`]).
+//! precision, one load per process), images ([`image`]), the CLIP model ([`clip`]) and the first
+//! part of SmolVLM ([`smolvlm`]).
 
 #![warn(missing_docs)]
 
@@ -13,6 +14,7 @@ pub mod context;
 pub mod functions;
 pub mod image;
 pub mod runtime;
+pub mod smolvlm;
 
 use std::sync::Arc;
 

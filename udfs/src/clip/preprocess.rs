@@ -64,7 +64,7 @@ impl ImageProcessor {
         };
         let filter = Filter::from_pillow(config.resample).ok_or_else(|| {
             format!(
-                "preprocessor resample = {} is not supported (2 = bilinear and 3 = bicubic are)",
+                "preprocessor resample = {} is not supported (1 = Lanczos, 2 = bilinear and 3 = bicubic are)",
                 config.resample
             )
         })?;

@@ -12,6 +12,8 @@ use image::RgbImage;
 /// A resampling filter, numbered as Pillow numbers them (`PIL.Image.Resampling`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Filter {
+    /// `LANCZOS` (1): the sinc windowed by a sinc three lobes wide.
+    Lanczos,
     /// `BILINEAR` (2): the triangle filter.
     Bilinear,
     /// `BICUBIC` (3): Keys' cubic with a = −0.5.
@@ -22,6 +24,7 @@ impl Filter {
     /// The filter with Pillow's number, if this module has it.
     pub fn from_pillow(code: u32) -> Option<Self> {
         match code {
+            1 => Some(Self::Lanczos),
             2 => Some(Self::Bilinear),
             3 => Some(Self::Bicubic),
             _ => None,
@@ -30,6 +33,7 @@ impl Filter {
 
     fn support(self) -> f64 {
         match self {
+            Self::Lanczos => 3.0,
             Self::Bilinear => 1.0,
             Self::Bicubic => 2.0,
         }
@@ -37,7 +41,17 @@ impl Filter {
 
     fn weight(self, x: f64) -> f64 {
         let x = x.abs();
+        let sinc = |x: f64| {
+            if x == 0.0 {
+                1.0
+            } else {
+                let x = x * std::f64::consts::PI;
+                x.sin() / x
+            }
+        };
         match self {
+            Self::Lanczos if x < 3.0 => sinc(x) * sinc(x / 3.0),
+            Self::Lanczos => 0.0,
             Self::Bilinear => (1.0 - x).max(0.0),
             Self::Bicubic => {
                 const A: f64 = -0.5;
