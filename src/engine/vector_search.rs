@@ -41,8 +41,12 @@ fn error(message: impl std::fmt::Display) -> VitrineError {
     VitrineError::Plan(format!("vector_search: {message}"))
 }
 
-/// Evaluates a constant SQL expression.
+/// Evaluates a constant SQL expression. Plain literals (`'text'`, `10`) are read directly: a
+/// search runs several of them, and planning each as a statement costs more than the search.
 async fn constant(engine: &Engine, name: &str, sql: &str) -> Result<ScalarValue> {
+    if let Some(value) = literal(sql) {
+        return Ok(value);
+    }
     let df = engine
         .plan_sql(&format!("SELECT {sql}"))
         .await
@@ -89,6 +93,18 @@ fn floats(value: ScalarValue) -> Result<Vec<f32>> {
         return Err(error("the query vector holds NULL or NaN values"));
     }
     Ok(values.values().to_vec())
+}
+
+/// A single-quoted string without other quotes, or an integer.
+fn literal(sql: &str) -> Option<ScalarValue> {
+    let sql = sql.trim();
+    if let Some(inner) = sql.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
+        let text = inner.replace("''", "'");
+        return (!text.contains('\'')
+            || inner.matches('\'').count() == 2 * text.matches('\'').count())
+        .then_some(ScalarValue::Utf8(Some(text)));
+    }
+    sql.parse::<i64>().ok().map(|n| ScalarValue::Int64(Some(n)))
 }
 
 /// The numbers of an array literal (`make_array(0.1, -2, …)` or `[0.1, …]`), read without planning
@@ -503,5 +519,21 @@ mod tests {
         assert_eq!(literal_vector("make_array(1.0, 'NaN'::float)"), None);
         assert_eq!(literal_vector("make_array(1.0, sin(2))"), None);
         assert_eq!(literal_vector("make_array()"), None);
+    }
+
+    #[test]
+    fn string_and_integer_literals_are_read_directly() {
+        use datafusion::common::ScalarValue;
+        assert_eq!(
+            super::literal("'main.s.vs'"),
+            Some(ScalarValue::Utf8(Some("main.s.vs".into())))
+        );
+        assert_eq!(
+            super::literal("'it''s'"),
+            Some(ScalarValue::Utf8(Some("it's".into())))
+        );
+        assert_eq!(super::literal("'a' || 'b'"), None);
+        assert_eq!(super::literal("10"), Some(ScalarValue::Int64(Some(10))));
+        assert_eq!(super::literal("5 + 5"), None);
     }
 }
