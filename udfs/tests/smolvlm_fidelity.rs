@@ -89,3 +89,33 @@ fn a_smaller_longest_edge_gives_fewer_tiles() {
     let small = processor.with_longest_edge(32).process(&image);
     assert_eq!((small.rows, small.cols, small.frames.len()), (0, 0, 1));
 }
+
+#[test]
+fn image_tokens_expand_as_transformers_expands_them() {
+    use vitrine_udfs::smolvlm::prompt::ImageTokens;
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("smolvlm/expected-processor.json")).unwrap(),
+    )
+    .unwrap();
+    let tokens = ImageTokens::smolvlm(3);
+    let expansions = manifest["expansions"].as_object().unwrap();
+    assert_eq!(expansions.len(), 4);
+    for (grid, want) in expansions {
+        let (rows, cols) = grid.split_once('x').unwrap();
+        let got = tokens.expand(rows.parse().unwrap(), cols.parse().unwrap());
+        assert_eq!(got, want.as_str().unwrap(), "grid {grid}");
+    }
+    let prompt = vitrine_udfs::smolvlm::prompt::chat_prompt("Describe the garment.");
+    assert_eq!(
+        prompt,
+        "<|im_start|>User:<image>Describe the garment.<end_of_utterance>\nAssistant:"
+    );
+    let expanded = tokens.expand_prompt(&prompt, &[(1, 2)]).unwrap();
+    assert_eq!(
+        expanded,
+        format!(
+            "<|im_start|>User:{}Describe the garment.<end_of_utterance>\nAssistant:",
+            expansions["1x2"].as_str().unwrap()
+        )
+    );
+}
