@@ -4,19 +4,7 @@
 
 use serde::Deserialize;
 
-/// The activation between the two MLP layers (`hidden_act`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum Activation {
-    /// `x · σ(1.702 x)`, OpenAI's CLIP.
-    #[serde(rename = "quick_gelu")]
-    QuickGelu,
-    /// The exact (erf) GELU.
-    #[serde(rename = "gelu")]
-    Gelu,
-    /// The tanh approximation of GELU.
-    #[serde(rename = "gelu_new", alias = "gelu_pytorch_tanh", alias = "gelu_fast")]
-    GeluTanh,
-}
+pub use crate::nn::Activation;
 
 /// `text_config`.
 #[derive(Debug, Clone, Deserialize)]

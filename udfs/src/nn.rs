@@ -1,0 +1,150 @@
+//! Building blocks shared by the models: the pre-norm transformer encoder of CLIP's and SigLIP's
+//! towers, and its activations.
+
+use candle_core::{DType, Module, Result, Tensor, D};
+use candle_nn::{layer_norm, linear, LayerNorm, Linear, VarBuilder};
+use serde::Deserialize;
+
+/// The activation between the two MLP layers (`hidden_act`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Activation {
+    /// `x · σ(1.702 x)`, OpenAI's CLIP.
+    #[serde(rename = "quick_gelu")]
+    QuickGelu,
+    /// The exact (erf) GELU.
+    #[serde(rename = "gelu")]
+    Gelu,
+    /// The tanh approximation of GELU.
+    #[serde(rename = "gelu_new", alias = "gelu_pytorch_tanh", alias = "gelu_fast")]
+    GeluTanh,
+}
+
+pub(crate) fn activate(activation: Activation, xs: &Tensor) -> Result<Tensor> {
+    match activation {
+        Activation::QuickGelu => xs * candle_nn::ops::sigmoid(&(xs * 1.702)?)?,
+        Activation::Gelu => xs.gelu_erf(),
+        Activation::GeluTanh => xs.gelu(),
+    }
+}
+
+/// The sizes of a pre-norm transformer encoder (CLIP's and SigLIP's towers).
+pub(crate) struct EncoderShape {
+    pub(crate) hidden: usize,
+    pub(crate) intermediate: usize,
+    pub(crate) heads: usize,
+    pub(crate) layers: usize,
+    pub(crate) activation: Activation,
+    pub(crate) eps: f64,
+}
+
+struct Attention {
+    /// The query, key and value projections fused into one (3·width × width) matrix: one large
+    /// matrix product runs faster than three small ones.
+    qkv: Linear,
+    out: Linear,
+    heads: usize,
+    scale: f64,
+}
+
+impl Attention {
+    fn new(vb: VarBuilder, s: &EncoderShape) -> Result<Self> {
+        let h = s.hidden;
+        let parts: Vec<Linear> = ["q_proj", "k_proj", "v_proj"]
+            .iter()
+            .map(|name| linear(h, h, vb.pp(name)))
+            .collect::<Result<_>>()?;
+        let weight = Tensor::cat(&parts.iter().map(Linear::weight).collect::<Vec<_>>(), 0)?;
+        let bias = parts
+            .iter()
+            .map(|p| p.bias().cloned())
+            .collect::<Option<Vec<_>>>()
+            .map(|b| Tensor::cat(&b, 0))
+            .transpose()?;
+        Ok(Self {
+            qkv: Linear::new(weight, bias),
+            out: linear(h, h, vb.pp("out_proj"))?,
+            heads: s.heads,
+            scale: ((h / s.heads) as f64).powf(-0.5),
+        })
+    }
+
+    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (batch, len, width) = xs.dims3()?;
+        let qkv = self.qkv.forward(xs)?;
+        let split = |i: usize| {
+            qkv.narrow(D::Minus1, i * width, width)?
+                .reshape((batch, len, self.heads, width / self.heads))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+        let scores = (q.matmul(&k.t()?)? * self.scale)?;
+        let scores = match mask {
+            Some(mask) => scores.broadcast_add(mask)?,
+            None => scores,
+        };
+        // Softmax in f32 whatever the weights' precision.
+        let dtype = scores.dtype();
+        let weights =
+            candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(dtype)?;
+        let context = weights
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((batch, len, width))?;
+        self.out.forward(&context)
+    }
+}
+
+struct EncoderLayer {
+    norm1: LayerNorm,
+    attention: Attention,
+    norm2: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    activation: Activation,
+}
+
+impl EncoderLayer {
+    fn new(vb: VarBuilder, s: &EncoderShape) -> Result<Self> {
+        Ok(Self {
+            norm1: layer_norm(s.hidden, s.eps, vb.pp("layer_norm1"))?,
+            attention: Attention::new(vb.pp("self_attn"), s)?,
+            norm2: layer_norm(s.hidden, s.eps, vb.pp("layer_norm2"))?,
+            fc1: linear(s.hidden, s.intermediate, vb.pp("mlp.fc1"))?,
+            fc2: linear(s.intermediate, s.hidden, vb.pp("mlp.fc2"))?,
+            activation: s.activation,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let attended = self.attention.forward(&self.norm1.forward(xs)?, mask)?;
+        let xs = (xs + attended)?;
+        let hidden = activate(
+            self.activation,
+            &self.fc1.forward(&self.norm2.forward(&xs)?)?,
+        )?;
+        xs + self.fc2.forward(&hidden)?
+    }
+}
+
+/// Encoder layers as transformers names them (`layers.N.self_attn.q_proj`, `layer_norm1`,
+/// `mlp.fc1`, …), each attention then MLP with pre-norm residuals.
+pub(crate) struct Encoder {
+    layers: Vec<EncoderLayer>,
+}
+
+impl Encoder {
+    pub(crate) fn new(vb: VarBuilder, s: &EncoderShape) -> Result<Self> {
+        let layers = (0..s.layers)
+            .map(|i| EncoderLayer::new(vb.pp(format!("layers.{i}")), s))
+            .collect::<Result<_>>()?;
+        Ok(Self { layers })
+    }
+
+    pub(crate) fn forward(&self, mut xs: Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        for layer in &self.layers {
+            xs = layer.forward(&xs, mask)?;
+        }
+        Ok(xs)
+    }
+}
