@@ -13,7 +13,7 @@ pub mod clip;
 pub mod context;
 pub mod functions;
 pub mod image;
-mod nn;
+pub mod nn;
 pub mod runtime;
 pub mod smolvlm;
 

@@ -19,6 +19,7 @@ pub enum Activation {
     GeluTanh,
 }
 
+/// Applies `activation`.
 pub(crate) fn activate(activation: Activation, xs: &Tensor) -> Result<Tensor> {
     match activation {
         Activation::QuickGelu => xs * candle_nn::ops::sigmoid(&(xs * 1.702)?)?,

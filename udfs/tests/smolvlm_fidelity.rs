@@ -119,3 +119,75 @@ fn image_tokens_expand_as_transformers_expands_them() {
         )
     );
 }
+
+/// The SigLIP tower and the pixel-shuffle connector of a tiny random-weight Idefics3 give
+/// transformers' `get_image_features` for the processor fixture's frames within 1e-4.
+#[test]
+fn image_features_match_transformers_within_1e_4() {
+    use candle_nn::VarBuilder;
+    use vitrine_udfs::smolvlm::vision::{Connector, SiglipConfig, SiglipVision};
+
+    let dir = fixtures().join("smolvlm/tiny");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let vision_config: SiglipConfig =
+        serde_json::from_value(config["vision_config"].clone()).unwrap();
+    let scale = config["scale_factor"].as_u64().unwrap() as usize;
+    let text_width = config["text_config"]["hidden_size"].as_u64().unwrap() as usize;
+    let vb = unsafe {
+        VarBuilder::from_mmaped_safetensors(
+            &[dir.join("model.safetensors")],
+            candle_core::DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap()
+    };
+    let tower = SiglipVision::new(vb.pp("model.vision_model"), &vision_config).unwrap();
+    let connector = Connector::new(
+        vb.pp("model.connector"),
+        vision_config.hidden_size,
+        text_width,
+        scale,
+    )
+    .unwrap();
+    let frames = candle_core::safetensors::load(
+        fixtures().join("smolvlm/expected-processor.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let expected = candle_core::safetensors::load(
+        fixtures().join("smolvlm/expected-model.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(expected.len(), 3);
+    for (key, want) in &expected {
+        let input = &frames[key.strip_prefix("features/").unwrap()];
+        let got = connector.forward(&tower.forward(input).unwrap()).unwrap();
+        let diff = (&got - want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        println!("{key}: image features max |Δ| {diff:.2e}");
+        assert!(diff < 1e-4, "{key}: {diff}");
+        let spread = want
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(
+            spread > 0.1,
+            "{key}: features too small to compare ({spread})"
+        );
+    }
+}
