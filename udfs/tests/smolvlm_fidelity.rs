@@ -160,8 +160,12 @@ fn image_features_match_transformers_within_1e_4() {
         &Device::Cpu,
     )
     .unwrap();
-    assert_eq!(expected.len(), 3);
-    for (key, want) in &expected {
+    let features: Vec<_> = expected
+        .iter()
+        .filter(|(k, _)| k.starts_with("features/"))
+        .collect();
+    assert_eq!(features.len(), 3);
+    for (key, want) in features {
         let input = &frames[key.strip_prefix("features/").unwrap()];
         let got = connector.forward(&tower.forward(input).unwrap()).unwrap();
         let diff = (&got - want)
@@ -189,5 +193,111 @@ fn image_features_match_transformers_within_1e_4() {
             spread > 0.1,
             "{key}: features too small to compare ({spread})"
         );
+    }
+}
+
+/// The whole tiny Idefics3: image features merged at the image tokens, the Llama decoder's
+/// logits within 1e-4 of transformers', and 32 greedy tokens (decoded with the key/value cache)
+/// identical to `generate(do_sample=False)`, for a 1-frame and a 4-frame image.
+#[test]
+fn logits_and_greedy_tokens_match_transformers() {
+    use candle_nn::VarBuilder;
+    use vitrine_udfs::smolvlm::text::{
+        argmax_last, merge_image_features, KvCache, LlamaConfig, TextModel,
+    };
+    use vitrine_udfs::smolvlm::vision::{Connector, SiglipConfig, SiglipVision};
+
+    let dir = fixtures().join("smolvlm/tiny");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let vision_config: SiglipConfig =
+        serde_json::from_value(config["vision_config"].clone()).unwrap();
+    let text_config: LlamaConfig = serde_json::from_value(config["text_config"].clone()).unwrap();
+    let image_token = config["image_token_id"].as_u64().unwrap() as u32;
+    let vb = unsafe {
+        VarBuilder::from_mmaped_safetensors(
+            &[dir.join("model.safetensors")],
+            candle_core::DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap()
+    };
+    let tower = SiglipVision::new(vb.pp("model.vision_model"), &vision_config).unwrap();
+    let connector = Connector::new(
+        vb.pp("model.connector"),
+        vision_config.hidden_size,
+        text_config.hidden_size,
+        2,
+    )
+    .unwrap();
+    let text = TextModel::new(vb.clone(), &text_config, 256).unwrap();
+    let frames = candle_core::safetensors::load(
+        fixtures().join("smolvlm/expected-processor.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let expected = candle_core::safetensors::load(
+        fixtures().join("smolvlm/expected-model.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    for key in ["one-tile/square-40.jpg", "tiled/wide-97x31.png"] {
+        let ids: Vec<u32> = expected[&format!("input_ids/{key}")]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<i64>()
+            .unwrap()
+            .into_iter()
+            .map(|i| i as u32)
+            .collect();
+        let features = connector
+            .forward(&tower.forward(&frames[key]).unwrap())
+            .unwrap();
+        let features = features.reshape(((), text_config.hidden_size)).unwrap();
+        let id_tensor = Tensor::new(ids.as_slice(), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let embeds = merge_image_features(
+            &text.embed(&id_tensor).unwrap(),
+            &ids,
+            image_token,
+            &features,
+        )
+        .unwrap();
+        let mut cache = KvCache::default();
+        let logits = text.forward(&embeds, &mut cache).unwrap();
+        let want = &expected[&format!("logits/{key}")];
+        let diff = (&logits.squeeze(0).unwrap() - want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        println!("{key}: logits max |Δ| {diff:.2e}");
+        assert!(diff < 1e-4, "{key}: logits differ by {diff}");
+
+        let mut generated = vec![argmax_last(&logits).unwrap()];
+        while generated.len() < 32 {
+            let last = Tensor::new(&[*generated.last().unwrap()], &Device::Cpu)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            let logits = text
+                .forward(&text.embed(&last).unwrap(), &mut cache)
+                .unwrap();
+            generated.push(argmax_last(&logits).unwrap());
+        }
+        let want: Vec<u32> = expected[&format!("greedy/{key}")]
+            .to_vec1::<i64>()
+            .unwrap()
+            .into_iter()
+            .map(|i| i as u32)
+            .collect();
+        assert_eq!(generated, want, "{key}: greedy tokens");
     }
 }
