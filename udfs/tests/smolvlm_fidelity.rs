@@ -301,3 +301,46 @@ fn logits_and_greedy_tokens_match_transformers() {
         assert_eq!(generated, want, "{key}: greedy tokens");
     }
 }
+
+/// The whole pipeline from a model folder: transformers' `Idefics3Processor` + `generate` on a
+/// chat prompt and a 4-frame photo give the same input ids and the same 32 greedy tokens.
+#[test]
+fn a_model_folder_generates_what_transformers_generates() {
+    use vitrine_udfs::runtime::placement::Placement;
+    use vitrine_udfs::runtime::source::Hub;
+    use vitrine_udfs::smolvlm::model::{SmolVlm, SMOLVLM_FILES};
+
+    let dir = fixtures().join("smolvlm/tiny");
+    let source = Hub::new("/nonexistent", true)
+        .locate(dir.to_str().unwrap(), SMOLVLM_FILES)
+        .unwrap();
+    let model = SmolVlm::load(&source, Placement::cpu()).unwrap();
+    let expected = candle_core::safetensors::load(
+        fixtures().join("smolvlm/expected-model.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let to_u32 = |t: &Tensor| -> Vec<u32> {
+        t.to_vec1::<i64>()
+            .unwrap()
+            .into_iter()
+            .map(|i| i as u32)
+            .collect()
+    };
+    let photo =
+        decode_rgb(&std::fs::read(fixtures().join("clip/images/wide-97x31.png")).unwrap()).unwrap();
+    let image = model.processor().process(&photo);
+    let prompt = vitrine_udfs::smolvlm::prompt::chat_prompt("Describe the garment.");
+    assert_eq!(
+        model.prompt_ids(&prompt, (image.rows, image.cols)).unwrap(),
+        to_u32(&expected["pipeline/input_ids"]),
+        "input ids"
+    );
+    let generated = model.generate(&image, &prompt, 32, false).unwrap();
+    assert_eq!(
+        generated,
+        to_u32(&expected["pipeline/greedy"]),
+        "greedy tokens"
+    );
+    assert!(!model.decode(&generated).unwrap().is_empty());
+}
