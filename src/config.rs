@@ -47,6 +47,7 @@ pub const VITRINE_SETTINGS: &[(&str, &str, &str)] = &[
     ("vitrine.dtype", "auto", "model precision: 'auto' (f32 on the CPU, bf16 on a GPU), 'f32', or on a GPU 'bf16' or 'f16'"),
     ("vitrine.udf.on_error", "null", "what a model function does with a row it cannot process: 'null' (count and report) or 'fail'"),
     ("vitrine.udf.batch_size", "32", "rows per model batch"),
+    ("vitrine.smolvlm.longest_edge", "", "SmolVLM's first resize in pixels (512: one tile per photo, faster, less detail); the model's own setting when unset"),
     ("vitrine.progress", "auto", "progress bars on long statements: 'auto' (when stderr is a terminal), 'on' or 'off'"),
 ];
 
@@ -74,6 +75,13 @@ pub fn validate_vitrine_setting(key: &str, value: &str) -> Result<()> {
         {
             Err(VitrineError::Plan(format!(
                 "vitrine.udf.batch_size must be a positive integer, got '{value}'"
+            )))
+        }
+        Some(("vitrine.smolvlm.longest_edge", _, _))
+            if value.parse::<u32>().map_or(true, |n| n == 0) =>
+        {
+            Err(VitrineError::Plan(format!(
+                "vitrine.smolvlm.longest_edge must be a positive integer, got '{value}'"
             )))
         }
         Some(("vitrine.progress", _, _)) if !matches!(value, "auto" | "on" | "off") => {

@@ -13,9 +13,13 @@ use crate::runtime::placement::Placement;
 use crate::runtime::registry;
 use crate::runtime::source::{Hub, ModelSource};
 use crate::runtime::ModelError;
+use crate::smolvlm::model::{SmolVlm, SMOLVLM_FILES};
 
 /// The CLIP model used when `vitrine.model.clip` is not set.
 pub const DEFAULT_CLIP_MODEL: &str = "openai/clip-vit-base-patch32";
+
+/// The SmolVLM model used when `vitrine.model.smolvlm` is not set.
+pub const DEFAULT_SMOLVLM_MODEL: &str = "HuggingFaceTB/SmolVLM-256M-Instruct";
 
 /// How many failed rows a statement report names (all are counted).
 pub const FAILURES_NAMED: usize = 5;
@@ -61,6 +65,9 @@ pub struct FunctionSettings {
     pub batch_size: usize,
     /// What a failing row does.
     pub on_error: OnError,
+    /// `vitrine.smolvlm.longest_edge`: SmolVLM's first resize (fewer tiles when smaller), or
+    /// the model's own setting.
+    pub smolvlm_longest_edge: Option<u32>,
 }
 
 impl Default for FunctionSettings {
@@ -71,6 +78,7 @@ impl Default for FunctionSettings {
             dtype: "auto".into(),
             batch_size: 32,
             on_error: OnError::Null,
+            smolvlm_longest_edge: None,
         }
     }
 }
@@ -101,6 +109,12 @@ impl FunctionSettings {
                     value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
                         format!("{key} must be a positive integer, got '{value}'")
                     })?;
+            }
+            "vitrine.smolvlm.longest_edge" => {
+                self.smolvlm_longest_edge =
+                    Some(value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        format!("{key} must be a positive integer, got '{value}'")
+                    })?);
             }
             "vitrine.udf.on_error" => {
                 self.on_error = match value {
@@ -307,19 +321,41 @@ impl FunctionContext {
 
     /// The CLIP model of the current settings, loaded once per process.
     pub fn clip(&self) -> Result<Arc<ClipEmbedder>, ModelError> {
+        self.model("clip", DEFAULT_CLIP_MODEL, CLIP_FILES, ClipEmbedder::load)
+    }
+
+    /// The SmolVLM model of the current settings, loaded once per process.
+    pub fn smolvlm(&self) -> Result<Arc<SmolVlm>, ModelError> {
+        self.model(
+            "smolvlm",
+            DEFAULT_SMOLVLM_MODEL,
+            SMOLVLM_FILES,
+            SmolVlm::load,
+        )
+    }
+
+    /// Model `name` (`vitrine.model.<name>`, else `default`), loaded once per process with
+    /// `load`, and recorded as used by the statement.
+    fn model<M: std::any::Any + Send + Sync>(
+        &self,
+        name: &str,
+        default: &str,
+        files: &[&str],
+        load: impl FnOnce(&ModelSource, Placement) -> Result<M, ModelError>,
+    ) -> Result<Arc<M>, ModelError> {
         let settings = self.settings();
-        let spec = settings.model("clip", DEFAULT_CLIP_MODEL);
-        let source = self.locate(spec, CLIP_FILES)?;
+        let spec = settings.model(name, default);
+        let source = self.locate(spec, files)?;
         let placement = Placement::parse(&settings.device, &settings.dtype)?;
         let key = format!(
-            "clip|{}|{}|{}",
+            "{name}|{}|{}|{}",
             source.dir.display(),
             source.revision,
             placement.describe()
         );
-        let model = registry::shared(&key, || ClipEmbedder::load(&source, placement))?;
+        let model = registry::shared(&key, || load(&source, placement))?;
         self.record_model(ModelUse {
-            name: "clip".into(),
+            name: name.into(),
             id: source.id.clone(),
             revision: source.revision.clone(),
         });

@@ -40,7 +40,10 @@ pub fn register(
         clip::ClipTextEmbed::new(Arc::clone(&context)),
     )))?;
     registry.register_udf(Arc::new(ScalarUDF::new_from_impl(
-        clip::ClipImageEmbed::new(context),
+        clip::ClipImageEmbed::new(Arc::clone(&context)),
+    )))?;
+    registry.register_udf(Arc::new(ScalarUDF::new_from_impl(
+        functions::smolvlm::SmolvlmGenerate::new(context),
     )))?;
     Ok(())
 }

@@ -24,7 +24,6 @@ use rayon::prelude::*;
 use super::rows::{self, ImageArgument};
 use crate::clip::ClipEmbedder;
 use crate::context::FunctionContext;
-use crate::image::decode::decode_rgb;
 
 fn return_type(context: &FunctionContext, function: &str) -> Result<DataType> {
     let model = context
@@ -143,18 +142,7 @@ impl ClipImageEmbed {
         model: &ClipEmbedder,
         image: &ImageArgument,
     ) -> std::result::Result<Vec<f32>, String> {
-        let read;
-        let bytes = match image {
-            ImageArgument::Bytes(b) => b.as_slice(),
-            ImageArgument::Location(path) => {
-                read = self
-                    .context
-                    .read(path)
-                    .map_err(|e| format!("cannot read image: {e}"))?;
-                read.as_slice()
-            }
-        };
-        let rgb = decode_rgb(bytes).map_err(|e| e.to_string())?;
+        let rgb = rows::read_image(&self.context, image)?;
         Ok(model.pixel_values(&rgb))
     }
 
@@ -169,10 +157,7 @@ impl ClipImageEmbed {
         let images = rows::images(images)?;
         let present: Vec<usize> = (0..images.len()).filter(|&i| images[i].is_some()).collect();
         let mut out: Vec<Option<Vec<f32>>> = vec![None; images.len()];
-        let row_name = |i: usize| match &images[i] {
-            Some(ImageArgument::Location(path)) => format!("'{path}'"),
-            _ => format!("row {}", first_row + i as u64 + 1),
-        };
+        let row_name = |i: usize| rows::row_name(&images, i, first_row);
 
         std::thread::scope(|scope| -> Result<()> {
             // Preprocessing runs one chunk ahead of the model.

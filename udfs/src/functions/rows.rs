@@ -103,6 +103,32 @@ pub fn images(array: &ArrayRef) -> Result<Vec<Option<ImageArgument>>> {
     }
 }
 
+/// Reads (for a location) and decodes an image argument; the error says why, for the report.
+pub fn read_image(
+    context: &FunctionContext,
+    image: &ImageArgument,
+) -> std::result::Result<image::RgbImage, String> {
+    let read;
+    let bytes = match image {
+        ImageArgument::Bytes(b) => b.as_slice(),
+        ImageArgument::Location(path) => {
+            read = context
+                .read(path)
+                .map_err(|e| format!("cannot read image: {e}"))?;
+            read.as_slice()
+        }
+    };
+    crate::image::decode::decode_rgb(bytes).map_err(|e| e.to_string())
+}
+
+/// The name of row `i` in reports: its path, or its position in the statement.
+pub fn row_name(images: &[Option<ImageArgument>], i: usize, first_row: u64) -> String {
+    match &images[i] {
+        Some(ImageArgument::Location(path)) => format!("'{path}'"),
+        _ => format!("row {}", first_row + i as u64 + 1),
+    }
+}
+
 /// Decides what a failed row becomes: recorded and NULL, or the statement's error.
 pub fn row_failed(
     context: &FunctionContext,

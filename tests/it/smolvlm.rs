@@ -1,0 +1,116 @@
+//! `smolvlm_generate` in SQL with the tiny fixture Idefics3: the same answer as the model's own
+//! API, NULLs, unreadable photos under both `on_error` modes, the longest-edge setting, and the
+//! model recorded in a written table.
+
+use vitrine_udfs::image::decode::decode_rgb;
+use vitrine_udfs::runtime::placement::Placement;
+use vitrine_udfs::runtime::source::Hub;
+use vitrine_udfs::smolvlm::model::{SmolVlm, SMOLVLM_FILES};
+use vitrine_udfs::smolvlm::prompt::chat_prompt;
+
+use crate::support::{repo_path, TestWarehouse};
+
+fn fixture_model() -> String {
+    repo_path("tests/fixtures/smolvlm/tiny")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// What the model itself answers, for comparison.
+fn direct_answer(
+    photo: &str,
+    question: &str,
+    max_new_tokens: usize,
+    longest_edge: Option<u32>,
+) -> String {
+    let source = Hub::new("/nonexistent", true)
+        .locate(&fixture_model(), SMOLVLM_FILES)
+        .unwrap();
+    let model = SmolVlm::load(&source, Placement::cpu()).unwrap();
+    let processor = match longest_edge {
+        Some(edge) => model.processor().with_longest_edge(edge),
+        None => model.processor().clone(),
+    };
+    let image = processor.process(&decode_rgb(&std::fs::read(photo).unwrap()).unwrap());
+    let tokens = model
+        .generate(&image, &chat_prompt(question), max_new_tokens, true)
+        .unwrap();
+    model.decode(&tokens).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn smolvlm_generate_answers_as_the_model_does_and_handles_bad_rows() {
+    let wh = TestWarehouse::new().await;
+    wh.sql(&format!(
+        "SET vitrine.model.smolvlm = '{}'",
+        fixture_model()
+    ))
+    .await;
+    let photo = repo_path("tests/fixtures/clip/images/wide-97x31.png")
+        .to_string_lossy()
+        .into_owned();
+    let got = wh
+        .value(&format!(
+            "SELECT smolvlm_generate('{photo}', 'Describe the garment.', 16)"
+        ))
+        .await;
+    assert_eq!(
+        got,
+        direct_answer(&photo, "Describe the garment.", 16, None)
+    );
+
+    wh.sql("SET vitrine.smolvlm.longest_edge = 32").await;
+    let small = wh
+        .value(&format!(
+            "SELECT smolvlm_generate('{photo}', 'Describe the garment.', 16)"
+        ))
+        .await;
+    assert_eq!(
+        small,
+        direct_answer(&photo, "Describe the garment.", 16, Some(32))
+    );
+
+    wh.sql("CREATE SCHEMA main.s").await;
+    let result = wh
+        .sql(&format!(
+            "CREATE TABLE main.s.answers AS SELECT id, smolvlm_generate(path, prompt, 4) AS answer FROM (VALUES \
+             (1, '{photo}', 'What is it?'), (2, '{photo}', NULL), (3, '/no/such/photo.jpg', 'What is it?')) AS t(id, path, prompt)"
+        ))
+        .await;
+    assert!(
+        result.warnings[0].contains("1 row(s)")
+            && result.warnings[0].contains("/no/such/photo.jpg"),
+        "{:?}",
+        result.warnings
+    );
+    let rows = wh
+        .rows("SELECT id, answer IS NULL FROM main.s.answers ORDER BY id")
+        .await;
+    assert_eq!(
+        rows,
+        vec![vec!["1", "false"], vec!["2", "true"], vec!["3", "true"]]
+    );
+    let properties = wh.rows("SHOW TBLPROPERTIES main.s.answers").await;
+    assert!(
+        properties.iter().any(|r| r[0] == "vitrine.model.smolvlm"),
+        "{properties:?}"
+    );
+
+    wh.sql("SET vitrine.udf.on_error = 'fail'").await;
+    let err = wh
+        .error("SELECT smolvlm_generate('/no/such/photo.jpg', 'x')")
+        .await;
+    assert!(
+        err.contains("smolvlm_generate") && err.contains("/no/such/photo.jpg"),
+        "{err}"
+    );
+    let err = wh
+        .error(&format!("SELECT smolvlm_generate('{photo}', 'x', 0)"))
+        .await;
+    assert!(
+        err.contains("max_new_tokens must be from 1 to 8192"),
+        "{err}"
+    );
+    let err = wh.error("SET vitrine.smolvlm.longest_edge = 0").await;
+    assert!(err.contains("positive integer"), "{err}");
+}
