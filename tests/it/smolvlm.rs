@@ -114,3 +114,40 @@ async fn smolvlm_generate_answers_as_the_model_does_and_handles_bad_rows() {
     let err = wh.error("SET vitrine.smolvlm.longest_edge = 0").await;
     assert!(err.contains("positive integer"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn smolvlm_extract_parses_the_reply_or_says_why_not() {
+    let wh = TestWarehouse::new().await;
+    wh.sql(&format!(
+        "SET vitrine.model.smolvlm = '{}'",
+        fixture_model()
+    ))
+    .await;
+    wh.sql("SET vitrine.smolvlm.longest_edge = 32").await;
+    let photo = repo_path("tests/fixtures/clip/images/square-40.jpg")
+        .to_string_lossy()
+        .into_owned();
+    // The random-weight model writes no JSON: a failed extraction that keeps the reply.
+    let rows = wh
+        .rows(&format!(
+            "SELECT e.extraction_success, e.error, e.raw_response, e.material, SIZE(e.style_keywords) FROM \
+             (SELECT smolvlm_extract('{photo}', 'Describe the garment.') AS e)"
+        ))
+        .await;
+    let expected_reply = direct_answer(&photo, "Describe the garment.", 256, Some(32));
+    assert_eq!(rows[0][0], "false");
+    assert!(rows[0][1].contains("JSON"), "{rows:?}");
+    assert_eq!(rows[0][2], expected_reply);
+    assert_eq!(rows[0][3], "NULL");
+    assert_eq!(rows[0][4], "0");
+
+    let rows = wh
+        .rows(
+            "SELECT smolvlm_extract(path).extraction_success, smolvlm_extract(path).error FROM \
+             (VALUES ('/no/such/photo.jpg'), (NULL)) AS t(path)",
+        )
+        .await;
+    assert_eq!(rows[0][0], "false");
+    assert!(rows[0][1].contains("/no/such/photo.jpg"), "{rows:?}");
+    assert_eq!(rows[1], ["NULL", "NULL"]);
+}

@@ -43,7 +43,10 @@ pub fn register(
         clip::ClipImageEmbed::new(Arc::clone(&context)),
     )))?;
     registry.register_udf(Arc::new(ScalarUDF::new_from_impl(
-        functions::smolvlm::SmolvlmGenerate::new(context),
+        functions::smolvlm::SmolvlmGenerate::new(Arc::clone(&context)),
+    )))?;
+    registry.register_udf(Arc::new(ScalarUDF::new_from_impl(
+        functions::smolvlm::SmolvlmExtract::new(context),
     )))?;
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `smolvlm_generate(image, prompt [, max_new_tokens = 256]) → STRING`: SmolVLM's greedy answer
-//! to `prompt` about the photo (a path or the image bytes), in SmolVLM's chat form.
+//! to `prompt` about the photo (a path or the image bytes), in SmolVLM's chat form; and
+//! `smolvlm_extract(image [, prompt])`, the garment attributes parsed from such an answer.
 //!
 //! Rows run one at a time, each image processed just before its generation, so that memory
 //! holds one image's frames whatever the table's size. NULL image or prompt gives NULL; an image
@@ -8,8 +9,11 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray};
-use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, ListBuilder, StringArray, StringBuilder, StructArray,
+};
+use datafusion::arrow::buffer::NullBuffer;
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Int64Type};
 use datafusion::common::{exec_datafusion_err, plan_datafusion_err};
 use datafusion::error::Result;
 use datafusion::logical_expr::{
@@ -18,6 +22,7 @@ use datafusion::logical_expr::{
 
 use super::rows;
 use crate::context::FunctionContext;
+use crate::smolvlm::extract::{default_prompt, parse_reply, Extraction};
 use crate::smolvlm::prompt::chat_prompt;
 
 /// New tokens when `max_new_tokens` is not given.
@@ -43,71 +48,98 @@ impl SmolvlmGenerate {
     }
 
     fn generate(&self, args: &[ArrayRef]) -> Result<ArrayRef> {
-        const NAME: &str = "smolvlm_generate";
-        let model = self
-            .context
-            .smolvlm()
-            .map_err(|e| rows::model_error(NAME, e))?;
-        let settings = self.context.settings();
-        let processor = match settings.smolvlm_longest_edge {
-            Some(edge) => model.processor().with_longest_edge(edge),
-            None => model.processor().clone(),
-        };
-        let images = rows::images(&args[0])?;
         let prompts = rows::strings(&args[1])?;
-        let limits = match args.get(2) {
-            Some(a) => datafusion::arrow::compute::cast(a, &DataType::Int64)?,
-            None => Arc::new(datafusion::arrow::array::Int64Array::from(vec![
-                DEFAULT_MAX_NEW_TOKENS
-                    as i64;
-                images.len()
-            ])),
+        let answers = answer_rows(
+            &self.context,
+            "smolvlm_generate",
+            &args[0],
+            &prompts,
+            args.get(2),
+        )?;
+        Ok(Arc::new(
+            answers
+                .into_iter()
+                .map(|a| match a {
+                    Answer::Text(text) => Some(text),
+                    Answer::Null | Answer::Failed(_) => None,
+                })
+                .collect::<StringArray>(),
+        ))
+    }
+}
+
+/// What one row gave.
+enum Answer {
+    /// NULL image or prompt.
+    Null,
+    /// The generated text.
+    Text(String),
+    /// Why the row's image could not be used (recorded in the report, or the statement failed).
+    Failed(String),
+}
+
+/// Generates, one row at a time, the answer to each row's prompt about its image.
+fn answer_rows(
+    context: &FunctionContext,
+    name: &'static str,
+    images: &ArrayRef,
+    prompts: &[Option<String>],
+    limits: Option<&ArrayRef>,
+) -> Result<Vec<Answer>> {
+    let model = context.smolvlm().map_err(|e| rows::model_error(name, e))?;
+    let settings = context.settings();
+    let processor = match settings.smolvlm_longest_edge {
+        Some(edge) => model.processor().with_longest_edge(edge),
+        None => model.processor().clone(),
+    };
+    let images = rows::images(images)?;
+    let limits = match limits {
+        Some(a) => Some(datafusion::arrow::compute::cast(a, &DataType::Int64)?),
+        None => None,
+    };
+    let first_row = context.rows_done(name);
+    let mut out = Vec::with_capacity(images.len());
+    for i in 0..images.len() {
+        let (Some(image), Some(prompt)) = (&images[i], &prompts[i]) else {
+            out.push(Answer::Null);
+            continue;
         };
-        let limits = limits.as_primitive::<Int64Type>();
-        let first_row = self.context.rows_done(NAME);
-        let mut out: Vec<Option<String>> = Vec::with_capacity(images.len());
-        for i in 0..images.len() {
-            let (Some(image), Some(prompt)) = (&images[i], &prompts[i]) else {
-                out.push(None);
-                continue;
-            };
-            let limit = if limits.is_null(i) {
-                DEFAULT_MAX_NEW_TOKENS as i64
-            } else {
-                limits.value(i)
-            };
-            if !(1..=8192).contains(&limit) {
-                return Err(exec_datafusion_err!(
-                    "{NAME}: max_new_tokens must be from 1 to 8192, got {limit}"
+        let limit = match &limits {
+            Some(l) if !l.is_null(i) => l.as_primitive::<Int64Type>().value(i),
+            _ => DEFAULT_MAX_NEW_TOKENS as i64,
+        };
+        if !(1..=8192).contains(&limit) {
+            return Err(exec_datafusion_err!(
+                "{name}: max_new_tokens must be from 1 to 8192, got {limit}"
+            ));
+        }
+        match rows::read_image(context, image) {
+            Ok(rgb) => {
+                let processed = processor.process(&rgb);
+                let tokens = model
+                    .generate(&processed, &chat_prompt(prompt), limit as usize, true)
+                    .map_err(|e| rows::model_error(name, e))?;
+                out.push(Answer::Text(
+                    model
+                        .decode(&tokens)
+                        .map_err(|e| rows::model_error(name, e))?,
                 ));
             }
-            match rows::read_image(&self.context, image) {
-                Ok(rgb) => {
-                    let processed = processor.process(&rgb);
-                    let tokens = model
-                        .generate(&processed, &chat_prompt(prompt), limit as usize, true)
-                        .map_err(|e| rows::model_error(NAME, e))?;
-                    out.push(Some(
-                        model
-                            .decode(&tokens)
-                            .map_err(|e| rows::model_error(NAME, e))?,
-                    ));
-                }
-                Err(message) => {
-                    rows::row_failed(
-                        &self.context,
-                        settings.on_error,
-                        NAME,
-                        rows::row_name(&images, i, first_row),
-                        message,
-                    )?;
-                    out.push(None);
-                }
+            Err(message) => {
+                let row = rows::row_name(&images, i, first_row);
+                rows::row_failed(
+                    context,
+                    settings.on_error,
+                    name,
+                    row.clone(),
+                    message.clone(),
+                )?;
+                out.push(Answer::Failed(format!("{row}: {message}")));
             }
-            self.context.count_rows(NAME, 1);
         }
-        Ok(Arc::new(StringArray::from(out)))
+        context.count_rows(name, 1);
     }
+    Ok(out)
 }
 
 impl PartialEq for SmolvlmGenerate {
@@ -163,5 +195,168 @@ impl ScalarUDFImpl for SmolvlmGenerate {
             .map(|a| a.to_array(rows))
             .collect::<Result<Vec<_>>>()?;
         Ok(ColumnarValue::Array(self.generate(&arrays)?))
+    }
+}
+
+/// `smolvlm_extract(image [, prompt]) → STRUCT<material, pattern, formality, style_keywords,
+/// visual_details, collar_type, sleeve_length, fit_type, confidence_material,
+/// extraction_success, error, raw_response>`: the garment attributes of the photo, asked with
+/// the default prompt for REFERENCE §4's JSON (or `prompt`) and parsed from the reply. A photo
+/// that cannot be used gives `extraction_success = false` and an `error` naming it; a reply
+/// without valid JSON gives `extraction_success = false` with the reply kept.
+#[derive(Debug)]
+pub struct SmolvlmExtract {
+    context: Arc<FunctionContext>,
+    signature: Signature,
+}
+
+/// The fields of `smolvlm_extract`'s result.
+pub fn extraction_fields() -> Fields {
+    let text = |n: &str| Field::new(n, DataType::Utf8, true);
+    let list = |n: &str| {
+        Field::new(
+            n,
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            true,
+        )
+    };
+    Fields::from(vec![
+        text("material"),
+        text("pattern"),
+        text("formality"),
+        list("style_keywords"),
+        list("visual_details"),
+        text("collar_type"),
+        text("sleeve_length"),
+        text("fit_type"),
+        text("confidence_material"),
+        Field::new("extraction_success", DataType::Boolean, true),
+        text("error"),
+        text("raw_response"),
+    ])
+}
+
+impl SmolvlmExtract {
+    /// The function, reading its model and files through `context`.
+    pub fn new(context: Arc<FunctionContext>) -> Self {
+        Self {
+            context,
+            signature: Signature::one_of(
+                vec![TypeSignature::Any(1), TypeSignature::Any(2)],
+                Volatility::Immutable,
+            ),
+        }
+    }
+
+    fn extract(&self, args: &[ArrayRef]) -> Result<ArrayRef> {
+        let prompts: Vec<Option<String>> = match args.get(1) {
+            Some(p) => rows::strings(p)?,
+            None => vec![Some(default_prompt()); args[0].len()],
+        };
+        let answers = answer_rows(&self.context, "smolvlm_extract", &args[0], &prompts, None)?;
+        let mut nulls = Vec::with_capacity(answers.len());
+        let extractions: Vec<Extraction> = answers
+            .into_iter()
+            .map(|a| {
+                nulls.push(!matches!(a, Answer::Null));
+                match a {
+                    Answer::Text(reply) => parse_reply(&reply),
+                    Answer::Failed(error) => Extraction {
+                        error: Some(error),
+                        ..Default::default()
+                    },
+                    Answer::Null => Extraction::default(),
+                }
+            })
+            .collect();
+        let text = |f: fn(&Extraction) -> Option<&str>| -> ArrayRef {
+            Arc::new(extractions.iter().map(f).collect::<StringArray>())
+        };
+        let list = |f: fn(&Extraction) -> &Vec<String>| -> ArrayRef {
+            let mut builder = ListBuilder::new(StringBuilder::new());
+            for (e, present) in extractions.iter().zip(&nulls) {
+                for v in f(e) {
+                    builder.values().append_value(v);
+                }
+                builder.append(*present);
+            }
+            Arc::new(builder.finish())
+        };
+        let columns: Vec<ArrayRef> = vec![
+            text(|e| e.material.as_deref()),
+            text(|e| e.pattern.as_deref()),
+            text(|e| e.formality.as_deref()),
+            list(|e| &e.style_keywords),
+            list(|e| &e.visual_details),
+            text(|e| e.collar_type.as_deref()),
+            text(|e| e.sleeve_length.as_deref()),
+            text(|e| e.fit_type.as_deref()),
+            text(|e| e.confidence_material.as_deref()),
+            // NULL where the row is NULL, so that field access sees NULL too.
+            Arc::new(
+                extractions
+                    .iter()
+                    .zip(&nulls)
+                    .map(|(e, present)| present.then_some(e.extraction_success))
+                    .collect::<BooleanArray>(),
+            ),
+            text(|e| e.error.as_deref()),
+            text(|e| Some(e.raw_response.as_str()).filter(|r| !r.is_empty())),
+        ];
+        Ok(Arc::new(StructArray::try_new(
+            extraction_fields(),
+            columns,
+            Some(NullBuffer::from(nulls)),
+        )?))
+    }
+}
+
+impl PartialEq for SmolvlmExtract {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.context, &other.context)
+    }
+}
+impl Eq for SmolvlmExtract {}
+impl std::hash::Hash for SmolvlmExtract {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name().hash(state);
+    }
+}
+
+impl ScalarUDFImpl for SmolvlmExtract {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn name(&self) -> &str {
+        "smolvlm_extract"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        if let Some(t) = arg_types.get(1) {
+            if !matches!(
+                t,
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
+            ) {
+                return Err(plan_datafusion_err!(
+                    "smolvlm_extract: the prompt must be a STRING, got {t}"
+                ));
+            }
+        }
+        Ok(DataType::Struct(extraction_fields()))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let arrays = args
+            .args
+            .iter()
+            .map(|a| a.to_array(rows))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ColumnarValue::Array(self.extract(&arrays)?))
     }
 }
