@@ -642,89 +642,9 @@ const BRANDS: &[&str] = &[
     "Maybelline",
 ];
 
-/// The extraction vocabulary (REFERENCE §4): values the ground truth uses.
-pub mod vocabulary {
-    /// Materials.
-    pub const MATERIALS: &[&str] = &[
-        "leather",
-        "denim",
-        "knit fabric",
-        "woven fabric",
-        "synthetic",
-        "metal",
-        "canvas",
-        "unknown",
-    ];
-    /// Patterns.
-    pub const PATTERNS: &[&str] = &[
-        "solid color",
-        "striped",
-        "floral print",
-        "geometric",
-        "polka dots",
-        "checkered",
-        "abstract print",
-        "no clear pattern",
-    ];
-    /// Formality levels.
-    pub const FORMALITY: &[&str] = &["formal", "business casual", "casual", "athletic"];
-    /// Style keywords.
-    pub const STYLE_KEYWORDS: &[&str] = &[
-        "athletic",
-        "sporty",
-        "vintage",
-        "retro",
-        "modern",
-        "contemporary",
-        "minimalist",
-        "simple",
-        "bohemian",
-        "streetwear",
-        "urban",
-        "professional",
-        "elegant",
-        "sophisticated",
-    ];
-    /// Visual details.
-    pub const DETAILS: &[&str] = &[
-        "has pockets",
-        "has buttons",
-        "has zipper",
-        "has hood",
-        "has logo",
-        "has drawstrings",
-        "has belt",
-        "has collar",
-        "has laces",
-    ];
-    /// Collar types.
-    pub const COLLARS: &[&str] = &[
-        "crew neck",
-        "v-neck",
-        "collar",
-        "hooded",
-        "turtleneck",
-        "scoop neck",
-        "no collar",
-        "not applicable",
-    ];
-    /// Sleeve lengths.
-    pub const SLEEVES: &[&str] = &[
-        "short sleeve",
-        "long sleeve",
-        "sleeveless",
-        "three-quarter sleeve",
-        "not applicable",
-    ];
-    /// Fits.
-    pub const FITS: &[&str] = &[
-        "fitted",
-        "regular",
-        "loose",
-        "oversized",
-        "cannot determine",
-    ];
-}
+/// The extraction vocabulary (REFERENCE §4) the ground truth draws from: the one SmolVLM is asked
+/// for.
+pub use vitrine_udfs::smolvlm::extract as vocabulary;
 
 /// One generated product with its visual truth.
 #[derive(Debug, Clone, PartialEq)]
@@ -1154,7 +1074,7 @@ mod tests {
                 p.truth.material
             );
             assert!(vocabulary::PATTERNS.contains(&p.truth.pattern));
-            assert!(vocabulary::FORMALITY.contains(&p.truth.formality));
+            assert!(vocabulary::FORMALITIES.contains(&p.truth.formality));
             assert!(vocabulary::COLLARS.contains(&p.truth.collar));
             assert!(vocabulary::SLEEVES.contains(&p.truth.sleeve));
             assert!(vocabulary::FITS.contains(&p.truth.fit));
@@ -1163,7 +1083,7 @@ mod tests {
                 .truth
                 .style_keywords
                 .iter()
-                .all(|k| vocabulary::STYLE_KEYWORDS.contains(k)));
+                .all(|k| vocabulary::STYLES.contains(k)));
             assert!(p
                 .truth
                 .details
