@@ -83,17 +83,7 @@ impl ClipTextEmbed {
     }
 }
 
-impl PartialEq for ClipTextEmbed {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.context, &other.context)
-    }
-}
-impl Eq for ClipTextEmbed {}
-impl std::hash::Hash for ClipTextEmbed {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.name().hash(state);
-    }
-}
+super::model_function_identity!(ClipTextEmbed);
 
 impl ScalarUDFImpl for ClipTextEmbed {
     fn as_any(&self) -> &dyn Any {
@@ -216,17 +206,7 @@ impl ClipImageEmbed {
     }
 }
 
-impl PartialEq for ClipImageEmbed {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.context, &other.context)
-    }
-}
-impl Eq for ClipImageEmbed {}
-impl std::hash::Hash for ClipImageEmbed {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.name().hash(state);
-    }
-}
+super::model_function_identity!(ClipImageEmbed);
 
 impl ScalarUDFImpl for ClipImageEmbed {
     fn as_any(&self) -> &dyn Any {

@@ -142,17 +142,7 @@ fn answer_rows(
     Ok(out)
 }
 
-impl PartialEq for SmolvlmGenerate {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.context, &other.context)
-    }
-}
-impl Eq for SmolvlmGenerate {}
-impl std::hash::Hash for SmolvlmGenerate {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.name().hash(state);
-    }
-}
+super::model_function_identity!(SmolvlmGenerate);
 
 impl ScalarUDFImpl for SmolvlmGenerate {
     fn as_any(&self) -> &dyn Any {
@@ -311,17 +301,7 @@ impl SmolvlmExtract {
     }
 }
 
-impl PartialEq for SmolvlmExtract {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.context, &other.context)
-    }
-}
-impl Eq for SmolvlmExtract {}
-impl std::hash::Hash for SmolvlmExtract {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.name().hash(state);
-    }
-}
+super::model_function_identity!(SmolvlmExtract);
 
 impl ScalarUDFImpl for SmolvlmExtract {
     fn as_any(&self) -> &dyn Any {
