@@ -38,6 +38,23 @@ pub(crate) struct EncoderShape {
     pub(crate) eps: f64,
 }
 
+/// The [`EncoderShape`] of a Hugging Face tower config: CLIP's and SigLIP's configs name these
+/// six fields alike (`hidden_size`, `intermediate_size`, `num_attention_heads`,
+/// `num_hidden_layers`, `hidden_act`, `layer_norm_eps`).
+macro_rules! encoder_shape {
+    ($config:expr) => {
+        $crate::nn::EncoderShape {
+            hidden: $config.hidden_size,
+            intermediate: $config.intermediate_size,
+            heads: $config.num_attention_heads,
+            layers: $config.num_hidden_layers,
+            activation: $config.hidden_act,
+            eps: $config.layer_norm_eps,
+        }
+    };
+}
+pub(crate) use encoder_shape;
+
 struct Attention {
     /// The query, key and value projections fused into one (3·width × width) matrix: one large
     /// matrix product runs faster than three small ones.

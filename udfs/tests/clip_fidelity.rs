@@ -13,8 +13,12 @@ use vitrine_udfs::runtime::source::Hub;
 
 const MODELS: &[&str] = &["tiny-a", "tiny-b"];
 
+mod common;
+
+use common::{max_abs, max_abs_diff, mean_abs_diff};
+
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/clip")
+    common::fixtures().join("clip")
 }
 
 fn load(model: &str) -> ClipEmbedder {
@@ -54,20 +58,6 @@ fn image_names() -> Vec<String> {
         .iter()
         .map(|t| t.as_str().unwrap().to_string())
         .collect()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 #[test]
@@ -111,15 +101,7 @@ fn text_features_match_transformers_within_1e_4() {
         println!("{model}: text features max |Δ| {diff:.2e}");
         assert!(diff < 1e-4, "{model}: text features differ by {diff}");
         // The features are not trivially alike (random weights of a useful scale).
-        let spread = want
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let spread = max_abs(want);
         assert!(
             spread > 0.1,
             "{model}: features too small to compare ({spread})"
@@ -190,14 +172,7 @@ fn pixel_values_match_transformers() {
             let hf = &want[&format!("pixel_values/{name}")];
             let got = Tensor::from_vec(got, hf.dims(), &Device::Cpu).unwrap();
             let diff = max_abs_diff(&got, hf);
-            let mean = (&got - hf)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .mean_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let mean = mean_abs_diff(&got, hf);
             println!("{model} {name}: max |Δ| {diff:.2e}, mean |Δ| {mean:.2e}");
             let (bound, mean_bound) = if name.ends_with(".png") {
                 (1e-6, 1e-7)

@@ -2,15 +2,13 @@
 //! `tests/fixtures/smolvlm` were written by `make_processor_fixtures.py` (transformers 5.24) from
 //! the CLIP fixture images, for a tiled, a one-tile and a no-split configuration.
 
-use std::path::PathBuf;
-
 use candle_core::{Device, Tensor};
 use vitrine_udfs::image::decode::decode_rgb;
 use vitrine_udfs::smolvlm::processor::{Idefics3ImageProcessor, Idefics3ProcessorConfig};
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
+mod common;
+
+use common::{fixtures, max_abs, max_abs_diff, mean_abs_diff};
 
 /// Frames, tile grid and pixel values match transformers: PNG inputs exactly (measured 0.0),
 /// JPEG inputs within the decoders' difference (zune-jpeg vs libjpeg-turbo, as for CLIP), which
@@ -50,15 +48,8 @@ fn frames_grid_and_pixels_match_transformers() {
             assert_eq!(got.frames.len(), want.dim(0).unwrap(), "{key}: frames");
             let flat: Vec<f32> = got.frames.concat();
             let got = Tensor::from_vec(flat, want.dims(), &Device::Cpu).unwrap();
-            let diff = (&got - want).unwrap().abs().unwrap();
-            let max = diff
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            let mean = diff.mean_all().unwrap().to_scalar::<f32>().unwrap();
+            let max = max_abs_diff(&got, want);
+            let mean = mean_abs_diff(&got, want);
             println!("{key}: max |Δ| {max:.2e}, mean |Δ| {mean:.2e}");
             let (bound, mean_bound) = if image_name.ends_with(".png") {
                 (1e-6, 1e-7)
@@ -168,27 +159,10 @@ fn image_features_match_transformers_within_1e_4() {
     for (key, want) in features {
         let input = &frames[key.strip_prefix("features/").unwrap()];
         let got = connector.forward(&tower.forward(input).unwrap()).unwrap();
-        let diff = (&got - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs_diff(&got, want);
         println!("{key}: image features max |Δ| {diff:.2e}");
         assert!(diff < 1e-4, "{key}: {diff}");
-        let spread = want
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let spread = max_abs(want);
         assert!(
             spread > 0.1,
             "{key}: features too small to compare ({spread})"
@@ -268,16 +242,7 @@ fn logits_and_greedy_tokens_match_transformers() {
         let mut cache = KvCache::default();
         let logits = text.forward(&embeds, &mut cache).unwrap();
         let want = &expected[&format!("logits/{key}")];
-        let diff = (&logits.squeeze(0).unwrap() - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs_diff(&logits.squeeze(0).unwrap(), want);
         println!("{key}: logits max |Δ| {diff:.2e}");
         assert!(diff < 1e-4, "{key}: logits differ by {diff}");
 

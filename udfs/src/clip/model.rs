@@ -12,7 +12,7 @@ use candle_nn::{
 };
 
 use super::config::{ClipConfig, TextConfig, VisionConfig};
-use crate::nn::{Encoder, EncoderShape};
+use crate::nn::{encoder_shape, Encoder};
 
 struct TextTower {
     token_embedding: Embedding,
@@ -23,14 +23,7 @@ struct TextTower {
 
 impl TextTower {
     fn new(vb: VarBuilder, c: &TextConfig) -> Result<Self> {
-        let shape = EncoderShape {
-            hidden: c.hidden_size,
-            intermediate: c.intermediate_size,
-            heads: c.num_attention_heads,
-            layers: c.num_hidden_layers,
-            activation: c.hidden_act,
-            eps: c.layer_norm_eps,
-        };
+        let shape = encoder_shape!(c);
         Ok(Self {
             token_embedding: embedding(
                 c.vocab_size,
@@ -83,14 +76,7 @@ struct VisionTower {
 
 impl VisionTower {
     fn new(vb: VarBuilder, c: &VisionConfig) -> Result<Self> {
-        let shape = EncoderShape {
-            hidden: c.hidden_size,
-            intermediate: c.intermediate_size,
-            heads: c.num_attention_heads,
-            layers: c.num_hidden_layers,
-            activation: c.hidden_act,
-            eps: c.layer_norm_eps,
-        };
+        let shape = encoder_shape!(c);
         let positions = (c.image_size / c.patch_size).pow(2) + 1;
         let conv = Conv2dConfig {
             stride: c.patch_size,

@@ -64,6 +64,11 @@ pub fn per_row(
     }
 }
 
+/// Every argument as an array of `rows` values (literals repeated).
+pub fn arrays(args: &[ColumnarValue], rows: usize) -> Result<Vec<ArrayRef>> {
+    args.iter().map(|a| a.to_array(rows)).collect()
+}
+
 /// The string values of a text argument (any string type).
 pub fn strings(array: &ArrayRef) -> Result<Vec<Option<String>>> {
     let array = datafusion::arrow::compute::cast(array, &DataType::Utf8)?;

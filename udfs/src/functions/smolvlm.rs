@@ -178,12 +178,7 @@ impl ScalarUDFImpl for SmolvlmGenerate {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let rows = args.number_rows;
-        let arrays = args
-            .args
-            .iter()
-            .map(|a| a.to_array(rows))
-            .collect::<Result<Vec<_>>>()?;
+        let arrays = rows::arrays(&args.args, args.number_rows)?;
         Ok(ColumnarValue::Array(self.generate(&arrays)?))
     }
 }
@@ -331,12 +326,7 @@ impl ScalarUDFImpl for SmolvlmExtract {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let rows = args.number_rows;
-        let arrays = args
-            .args
-            .iter()
-            .map(|a| a.to_array(rows))
-            .collect::<Result<Vec<_>>>()?;
+        let arrays = rows::arrays(&args.args, args.number_rows)?;
         Ok(ColumnarValue::Array(self.extract(&arrays)?))
     }
 }

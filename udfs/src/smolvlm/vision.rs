@@ -9,7 +9,7 @@ use candle_nn::{
 };
 use serde::Deserialize;
 
-use crate::nn::{Activation, Encoder, EncoderShape};
+use crate::nn::{encoder_shape, Activation, Encoder};
 
 /// `vision_config` of an `Idefics3Config`.
 #[derive(Debug, Clone, Deserialize)]
@@ -64,14 +64,7 @@ impl SiglipVision {
     /// Builds the tower from `model.vision_model.*` weights.
     pub fn new(vb: VarBuilder, c: &SiglipConfig) -> Result<Self> {
         let patches = (c.image_size / c.patch_size).pow(2);
-        let shape = EncoderShape {
-            hidden: c.hidden_size,
-            intermediate: c.intermediate_size,
-            heads: c.num_attention_heads,
-            layers: c.num_hidden_layers,
-            activation: c.hidden_act,
-            eps: c.layer_norm_eps,
-        };
+        let shape = encoder_shape!(c);
         let conv = Conv2dConfig {
             stride: c.patch_size,
             ..Default::default()
