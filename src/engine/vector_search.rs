@@ -127,15 +127,13 @@ fn literal_vector(sql: &str) -> Option<Vec<f32>> {
 /// The query vector: given, or the embedding of the query text.
 async fn query_vector(
     engine: &Engine,
-    entry: &IndexEntry,
+    search: &Search,
     args: &BTreeMap<String, String>,
 ) -> Result<Vec<f32>> {
+    let entry = &search.entry;
     let text_arg = args.get("query_text").or_else(|| args.get("query"));
     // HYBRID may take both: the vector for the ANN half, the text for the BM25 half.
-    let hybrid = args
-        .get("query_type")
-        .is_some_and(|t| t.trim_matches('\'').eq_ignore_ascii_case("HYBRID"));
-    let text_arg = if hybrid && args.contains_key("query_vector") {
+    let text_arg = if search.hybrid && args.contains_key("query_vector") {
         None
     } else {
         text_arg
@@ -370,7 +368,7 @@ pub(super) async fn search(
     args: &BTreeMap<String, String>,
 ) -> Result<Arc<dyn TableProvider>> {
     let search = Search::new(engine, args).await?;
-    let vector = query_vector(engine, &search.entry, args).await?;
+    let vector = query_vector(engine, &search, args).await?;
     let (schema, batch) = if search.hybrid {
         let sql = args
             .get("query_text")
