@@ -151,3 +151,49 @@ async fn smolvlm_extract_parses_the_reply_or_says_why_not() {
     assert!(rows[0][1].contains("/no/such/photo.jpg"), "{rows:?}");
     assert_eq!(rows[1], ["NULL", "NULL"]);
 }
+
+/// Rows of different photos (1 to 10 frames), questions and token limits give the same answers
+/// one per batch as four per batch, and each is what the model answers for it alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn batched_generation_answers_each_row_as_alone() {
+    let wh = TestWarehouse::new().await;
+    wh.sql(&format!(
+        "SET vitrine.model.smolvlm = '{}'",
+        fixture_model()
+    ))
+    .await;
+    let rows: Vec<(String, &str, usize)> = [
+        ("wide-97x31.png", "Describe the garment.", 12),
+        (
+            "square-40.jpg",
+            "What is the material of this product? Answer in one word.",
+            5,
+        ),
+        ("grey-200x150.jpg", "Colour?", 9),
+        ("tall-31x120.jpg", "Which pattern?", 12),
+        ("alpha-64x48.png", "Style, please, in a few words.", 3),
+    ]
+    .into_iter()
+    .map(|(photo, q, n)| {
+        let path = repo_path(&format!("tests/fixtures/clip/images/{photo}"));
+        (path.to_string_lossy().into_owned(), q, n)
+    })
+    .collect();
+    let values = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (path, q, n))| format!("({i}, '{path}', '{q}', {n})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let query = format!(
+        "SELECT smolvlm_generate(path, q, n) FROM (VALUES {values}) AS t(id, path, q, n) ORDER BY id"
+    );
+    wh.sql("SET vitrine.udf.batch_size = 1").await;
+    let one_by_one = wh.rows(&query).await;
+    wh.sql("SET vitrine.udf.batch_size = 4").await;
+    let batched = wh.rows(&query).await;
+    assert_eq!(batched, one_by_one);
+    for ((path, q, n), got) in rows.iter().zip(&batched) {
+        assert_eq!(got[0], direct_answer(path, q, *n, None), "{path}");
+    }
+}

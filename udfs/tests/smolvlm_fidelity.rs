@@ -176,9 +176,7 @@ fn image_features_match_transformers_within_1e_4() {
 #[test]
 fn logits_and_greedy_tokens_match_transformers() {
     use candle_nn::VarBuilder;
-    use vitrine_udfs::smolvlm::text::{
-        argmax_last, merge_image_features, KvCache, LlamaConfig, TextModel,
-    };
+    use vitrine_udfs::smolvlm::text::{merge_image_features, KvCache, LlamaConfig, TextModel};
     use vitrine_udfs::smolvlm::vision::{Connector, SiglipConfig, SiglipVision};
 
     let dir = fixtures().join("smolvlm/tiny");
@@ -246,7 +244,19 @@ fn logits_and_greedy_tokens_match_transformers() {
         println!("{key}: logits max |Δ| {diff:.2e}");
         assert!(diff < 1e-4, "{key}: logits differ by {diff}");
 
-        let mut generated = vec![argmax_last(&logits).unwrap()];
+        let argmax = |logits: &Tensor| -> u32 {
+            let last = logits.dim(1).unwrap() - 1;
+            logits
+                .narrow(1, last, 1)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .argmax(0)
+                .unwrap()
+                .to_scalar()
+                .unwrap()
+        };
+        let mut generated = vec![argmax(&logits)];
         while generated.len() < 32 {
             let last = Tensor::new(&[*generated.last().unwrap()], &Device::Cpu)
                 .unwrap()
@@ -255,7 +265,7 @@ fn logits_and_greedy_tokens_match_transformers() {
             let logits = text
                 .forward(&text.embed(&last).unwrap(), &mut cache)
                 .unwrap();
-            generated.push(argmax_last(&logits).unwrap());
+            generated.push(argmax(&logits));
         }
         let want: Vec<u32> = expected[&format!("greedy/{key}")]
             .to_vec1::<i64>()
@@ -308,4 +318,113 @@ fn a_model_folder_generates_what_transformers_generates() {
         "greedy tokens"
     );
     assert!(!model.decode(&generated).unwrap().is_empty());
+}
+
+/// Batched generation against transformers' (`make_batch_fixtures.py`): three chat prompts of
+/// different lengths about photos of different tile counts, for two model shapes (tiled, and
+/// no splitting with tied embeddings). Each row's input ids are the processor's, each row alone
+/// gives transformers' 32 greedy tokens, and the left-padded batch gives every row the same
+/// tokens again; a batch whose rows stop at different lengths gives each row its own prefix.
+#[test]
+fn a_mixed_batch_generates_what_transformers_generates() {
+    use vitrine_udfs::runtime::placement::Placement;
+    use vitrine_udfs::runtime::source::Hub;
+    use vitrine_udfs::smolvlm::model::{GenerationRequest, SmolVlm, SMOLVLM_FILES};
+    use vitrine_udfs::smolvlm::prompt::chat_prompt;
+
+    const ROWS: [(&str, &str); 3] = [
+        ("wide-97x31.png", "Describe the garment."),
+        (
+            "square-40.jpg",
+            "What is the material of this product, and which pattern does it have? Answer briefly.",
+        ),
+        ("grey-200x150.jpg", "Colour?"),
+    ];
+    let expected = candle_core::safetensors::load(
+        fixtures().join("smolvlm/expected-batch.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let tokens = |t: &Tensor| -> Vec<u32> {
+        t.flatten_all()
+            .unwrap()
+            .to_vec1::<i64>()
+            .unwrap()
+            .into_iter()
+            .map(|i| i as u32)
+            .collect()
+    };
+    for name in ["tiny", "tiny-b"] {
+        let dir = fixtures().join("smolvlm").join(name);
+        let source = Hub::new("/nonexistent", true)
+            .locate(dir.to_str().unwrap(), SMOLVLM_FILES)
+            .unwrap();
+        let model = SmolVlm::load(&source, Placement::cpu()).unwrap();
+        let images: Vec<_> = ROWS
+            .iter()
+            .map(|(photo, _)| {
+                let path = fixtures().join("clip/images").join(photo);
+                model
+                    .processor()
+                    .process(&decode_rgb(&std::fs::read(path).unwrap()).unwrap())
+            })
+            .collect();
+        let prompts: Vec<String> = ROWS.iter().map(|(_, q)| chat_prompt(q)).collect();
+        let mut lengths = Vec::new();
+        for (i, (image, prompt)) in images.iter().zip(&prompts).enumerate() {
+            let ids = model.prompt_ids(prompt, (image.rows, image.cols)).unwrap();
+            assert_eq!(
+                ids,
+                tokens(&expected[&format!("{name}/input_ids/{i}")]),
+                "{name} row {i}: ids"
+            );
+            lengths.push(ids.len());
+            assert_eq!(
+                model.generate(image, prompt, 32, false).unwrap(),
+                tokens(&expected[&format!("{name}/single/{i}")]),
+                "{name} row {i}: alone"
+            );
+        }
+        assert!(
+            lengths.iter().min() < lengths.iter().max(),
+            "{name}: the batch must pad"
+        );
+        let requests: Vec<GenerationRequest> = images
+            .iter()
+            .zip(&prompts)
+            .map(|(image, prompt)| GenerationRequest {
+                image,
+                prompt,
+                max_new_tokens: 32,
+            })
+            .collect();
+        let batch = model.generate_batch(&requests, false).unwrap();
+        let want = &expected[&format!("{name}/batch")];
+        for (i, row) in batch.iter().enumerate() {
+            assert_eq!(
+                row,
+                &tokens(&want.get(i).unwrap()),
+                "{name} row {i}: in the batch"
+            );
+        }
+        // Rows leaving the batch early (the longest first, so the cache also drops the padding
+        // the others no longer need) leave the others' tokens as they were.
+        let limits = [32, 5, 17];
+        let requests: Vec<GenerationRequest> = requests
+            .into_iter()
+            .zip(limits)
+            .map(|(r, max_new_tokens)| GenerationRequest {
+                max_new_tokens,
+                ..r
+            })
+            .collect();
+        let staggered = model.generate_batch(&requests, false).unwrap();
+        for (i, (row, limit)) in staggered.iter().zip(limits).enumerate() {
+            assert_eq!(
+                row.as_slice(),
+                &batch[i][..limit],
+                "{name} row {i}: stopped at {limit}"
+            );
+        }
+    }
 }

@@ -2,9 +2,9 @@
 //! to `prompt` about the photo (a path or the image bytes), in SmolVLM's chat form; and
 //! `smolvlm_extract(image [, prompt])`, the garment attributes parsed from such an answer.
 //!
-//! Rows run one at a time, each image processed just before its generation, so that memory
-//! holds one image's frames whatever the table's size. NULL image or prompt gives NULL; an image
-//! that cannot be read follows `vitrine.udf.on_error`.
+//! Rows are generated in batches of `vitrine.udf.batch_size` (prompts of any length and photos
+//! of any tile count together), each batch's photos processed just before it. NULL image or
+//! prompt gives NULL; an image that cannot be read follows `vitrine.udf.on_error`.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -23,6 +23,7 @@ use datafusion::logical_expr::{
 use super::rows;
 use crate::context::FunctionContext;
 use crate::smolvlm::extract::{default_prompt, parse_reply, Extraction};
+use crate::smolvlm::model::GenerationRequest;
 use crate::smolvlm::prompt::chat_prompt;
 
 /// New tokens when `max_new_tokens` is not given.
@@ -78,7 +79,9 @@ enum Answer {
     Failed(String),
 }
 
-/// Generates, one row at a time, the answer to each row's prompt about its image.
+/// Generates the answer to each row's prompt about its image, `vitrine.udf.batch_size` rows per
+/// batched generation; each batch's photos are read and processed just before it, so memory holds
+/// one batch of frames whatever the table's size.
 fn answer_rows(
     context: &FunctionContext,
     name: &'static str,
@@ -98,46 +101,58 @@ fn answer_rows(
         None => None,
     };
     let first_row = context.rows_done(name);
-    let mut out = Vec::with_capacity(images.len());
-    for i in 0..images.len() {
-        let (Some(image), Some(prompt)) = (&images[i], &prompts[i]) else {
-            out.push(Answer::Null);
-            continue;
-        };
-        let limit = match &limits {
-            Some(l) if !l.is_null(i) => l.as_primitive::<Int64Type>().value(i),
-            _ => DEFAULT_MAX_NEW_TOKENS as i64,
-        };
-        if !(1..=8192).contains(&limit) {
-            return Err(exec_datafusion_err!(
-                "{name}: max_new_tokens must be from 1 to 8192, got {limit}"
-            ));
-        }
-        match rows::read_image(context, image) {
-            Ok(rgb) => {
-                let processed = processor.process(&rgb);
-                let tokens = model
-                    .generate(&processed, &chat_prompt(prompt), limit as usize, true)
-                    .map_err(|e| rows::model_error(name, e))?;
-                out.push(Answer::Text(
-                    model
-                        .decode(&tokens)
-                        .map_err(|e| rows::model_error(name, e))?,
+    let mut out: Vec<Answer> = (0..images.len()).map(|_| Answer::Null).collect();
+    let rows: Vec<usize> = (0..images.len()).collect();
+    for chunk in rows.chunks(settings.batch_size.max(1)) {
+        // (row, processed photo, chat prompt, token limit) of the chunk's usable rows.
+        let mut pending = Vec::with_capacity(chunk.len());
+        for &i in chunk {
+            let (Some(image), Some(prompt)) = (&images[i], &prompts[i]) else {
+                continue;
+            };
+            let limit = match &limits {
+                Some(l) if !l.is_null(i) => l.as_primitive::<Int64Type>().value(i),
+                _ => DEFAULT_MAX_NEW_TOKENS as i64,
+            };
+            if !(1..=8192).contains(&limit) {
+                return Err(exec_datafusion_err!(
+                    "{name}: max_new_tokens must be from 1 to 8192, got {limit}"
                 ));
             }
-            Err(message) => {
-                let row = rows::row_name(&images, i, first_row);
-                rows::row_failed(
-                    context,
-                    settings.on_error,
-                    name,
-                    row.clone(),
-                    message.clone(),
-                )?;
-                out.push(Answer::Failed(format!("{row}: {message}")));
+            match rows::read_image(context, image) {
+                Ok(rgb) => pending.push((i, processor.process(&rgb), chat_prompt(prompt), limit)),
+                Err(message) => {
+                    let row = rows::row_name(&images, i, first_row);
+                    rows::row_failed(
+                        context,
+                        settings.on_error,
+                        name,
+                        row.clone(),
+                        message.clone(),
+                    )?;
+                    out[i] = Answer::Failed(format!("{row}: {message}"));
+                }
             }
         }
-        context.count_rows(name, 1);
+        let requests: Vec<GenerationRequest> = pending
+            .iter()
+            .map(|(_, image, prompt, limit)| GenerationRequest {
+                image,
+                prompt,
+                max_new_tokens: *limit as usize,
+            })
+            .collect();
+        let generated = model
+            .generate_batch(&requests, true)
+            .map_err(|e| rows::model_error(name, e))?;
+        for ((i, ..), tokens) in pending.iter().zip(generated) {
+            out[*i] = Answer::Text(
+                model
+                    .decode(&tokens)
+                    .map_err(|e| rows::model_error(name, e))?,
+            );
+        }
+        context.count_rows(name, chunk.len() as u64);
     }
     Ok(out)
 }

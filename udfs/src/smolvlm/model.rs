@@ -1,14 +1,14 @@
 //! A loaded SmolVLM: processor, tokenizer, vision tower, connector and text model, from a
-//! Hugging Face `Idefics3ForConditionalGeneration` folder; greedy generation for one image.
+//! Hugging Face `Idefics3ForConditionalGeneration` folder; batched greedy generation.
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Tensor, D};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
 use super::processor::{Idefics3ImageProcessor, Idefics3ProcessorConfig, ProcessedImage};
 use super::prompt::ImageTokens;
-use super::text::{argmax_last, merge_image_features, KvCache, LlamaConfig, TextModel};
+use super::text::{merge_image_features, KvCache, LlamaConfig, TextModel};
 use super::vision::{Connector, SiglipConfig, SiglipVision};
 use crate::runtime::placement::Placement;
 use crate::runtime::source::ModelSource;
@@ -20,6 +20,20 @@ pub const SMOLVLM_FILES: &[&str] = &["config.json", "tokenizer.json"];
 
 /// The longest context the rotary tables are built for.
 const MAX_POSITIONS: usize = 16_384;
+
+/// Frames the vision tower takes in one pass: bounds its attention's memory when a batch brings
+/// many tiles (a full-size SmolVLM photo is up to 17 frames of 512 px).
+const FRAMES_PER_VISION_PASS: usize = 16;
+
+/// One prompt about one image, and how many tokens may answer it (at least one).
+pub struct GenerationRequest<'a> {
+    /// The processed photo.
+    pub image: &'a ProcessedImage,
+    /// The prompt, holding one `<image>`.
+    pub prompt: &'a str,
+    /// The most tokens to generate.
+    pub max_new_tokens: usize,
+}
 
 /// An `Idefics3Config`.
 #[derive(Debug, Clone, Deserialize)]
@@ -133,37 +147,120 @@ impl SmolVlm {
         max_new_tokens: usize,
         stop_at_end: bool,
     ) -> Result<Vec<u32>, ModelError> {
-        let ids = self.prompt_ids(prompt, (image.rows, image.cols))?;
-        let side = self.processor.tile() as usize;
-        let flat: Vec<f32> = image.frames.concat();
-        let frames = Tensor::from_vec(
-            flat,
-            (image.frames.len(), 3, side, side),
-            &self.placement.device,
-        )?
-        .to_dtype(self.placement.dtype)?;
-        let features = self.connector.forward(&self.vision.forward(&frames)?)?;
-        let features = features.reshape(((), self.config.text_config.hidden_size))?;
-        let id_tensor = Tensor::new(ids.as_slice(), &self.placement.device)?.unsqueeze(0)?;
-        let embeds = merge_image_features(
-            &self.text.embed(&id_tensor)?,
-            &ids,
-            self.config.image_token_id,
-            &features,
-        )?;
-        let mut cache = KvCache::default();
-        let mut logits = self.text.forward(&embeds, &mut cache)?;
-        let mut generated = Vec::with_capacity(max_new_tokens);
-        while generated.len() < max_new_tokens {
-            let next = argmax_last(&logits.to_dtype(DType::F32)?)?;
-            if stop_at_end && Some(next) == self.end_of_utterance {
-                break;
-            }
-            generated.push(next);
-            let last = Tensor::new(&[next], &self.placement.device)?.unsqueeze(0)?;
-            logits = self.text.forward(&self.text.embed(&last)?, &mut cache)?;
+        let request = GenerationRequest {
+            image,
+            prompt,
+            max_new_tokens,
+        };
+        Ok(self
+            .generate_batch(std::slice::from_ref(&request), stop_at_end)?
+            .remove(0))
+    }
+
+    /// Greedy decoding of every request in one batch: prompts left-padded to the longest, each
+    /// sequence at its own positions, the images of all requests through the vision tower
+    /// together. A sequence leaves the batch (and the cache) when it ends, at
+    /// `<end_of_utterance>` if `stop_at_end` or at its `max_new_tokens`; the others go on.
+    pub fn generate_batch(
+        &self,
+        requests: &[GenerationRequest],
+        stop_at_end: bool,
+    ) -> Result<Vec<Vec<u32>>, ModelError> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(generated)
+        let device = &self.placement.device;
+        let width = self.config.text_config.hidden_size;
+        let ids = requests
+            .iter()
+            .map(|r| self.prompt_ids(r.prompt, (r.image.rows, r.image.cols)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let features = self.image_features(requests.iter().map(|r| r.image))?;
+        let longest = ids.iter().map(Vec::len).max().unwrap_or(0);
+        let padding: Vec<usize> = ids.iter().map(|ids| longest - ids.len()).collect();
+        let mut rows = Vec::with_capacity(requests.len());
+        for ((ids, features), &pad) in ids.iter().zip(&features).zip(&padding) {
+            let id_tensor = Tensor::new(ids.as_slice(), device)?.unsqueeze(0)?;
+            let embeds = merge_image_features(
+                &self.text.embed(&id_tensor)?,
+                ids,
+                self.config.image_token_id,
+                features,
+            )?;
+            rows.push(if pad == 0 {
+                embeds
+            } else {
+                let zeros = Tensor::zeros((1, pad, width), embeds.dtype(), device)?;
+                Tensor::cat(&[&zeros, &embeds], 1)?
+            });
+        }
+        let mut cache = KvCache::padded(padding);
+        let mut logits = self
+            .text
+            .forward_last(&Tensor::cat(&rows, 0)?, &mut cache)?;
+        let mut active: Vec<usize> = (0..requests.len()).collect();
+        let mut generated = vec![Vec::new(); requests.len()];
+        loop {
+            let next: Vec<u32> = logits.to_dtype(DType::F32)?.argmax(D::Minus1)?.to_vec1()?;
+            let (mut keep, mut fed) = (Vec::new(), Vec::new());
+            for (slot, (&row, &token)) in active.iter().zip(&next).enumerate() {
+                if stop_at_end && Some(token) == self.end_of_utterance {
+                    continue;
+                }
+                generated[row].push(token);
+                if generated[row].len() < requests[row].max_new_tokens {
+                    keep.push(slot);
+                    fed.push(token);
+                }
+            }
+            if keep.is_empty() {
+                return Ok(generated);
+            }
+            if keep.len() < active.len() {
+                cache.retain(&keep)?;
+                active = keep.iter().map(|&slot| active[slot]).collect();
+            }
+            let last = Tensor::new(fed.as_slice(), device)?.unsqueeze(1)?;
+            logits = self
+                .text
+                .forward_last(&self.text.embed(&last)?, &mut cache)?;
+        }
+    }
+
+    /// The connector's output for each image (image tokens × text width), the frames of all
+    /// images through the vision tower in passes of at most [`FRAMES_PER_VISION_PASS`].
+    fn image_features<'a>(
+        &self,
+        images: impl Iterator<Item = &'a ProcessedImage>,
+    ) -> Result<Vec<Tensor>, ModelError> {
+        let side = self.processor.tile() as usize;
+        let width = self.config.text_config.hidden_size;
+        let mut counts = Vec::new();
+        let mut frames: Vec<&[f32]> = Vec::new();
+        for image in images {
+            counts.push(image.frames.len());
+            frames.extend(image.frames.iter().map(Vec::as_slice));
+        }
+        let mut passes = Vec::new();
+        for chunk in frames.chunks(FRAMES_PER_VISION_PASS) {
+            let pixels = Tensor::from_vec(
+                chunk.concat(),
+                (chunk.len(), 3, side, side),
+                &self.placement.device,
+            )?
+            .to_dtype(self.placement.dtype)?;
+            passes.push(self.connector.forward(&self.vision.forward(&pixels)?)?);
+        }
+        let all = Tensor::cat(&passes, 0)?;
+        let mut start = 0;
+        counts
+            .into_iter()
+            .map(|n| {
+                let features = all.narrow(0, start, n)?.reshape(((), width))?;
+                start += n;
+                Ok(features)
+            })
+            .collect()
     }
 
     /// The text of generated tokens.

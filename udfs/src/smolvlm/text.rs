@@ -2,7 +2,7 @@
 //! transformers' `LlamaModel`: RMS norms, rotary positions (rotate-half), grouped-query
 //! attention, SwiGLU MLP.
 
-use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{embedding, linear_no_bias, rms_norm, Embedding, Linear, RmsNorm, VarBuilder};
 use serde::Deserialize;
 
@@ -87,8 +87,7 @@ impl Attention {
     fn forward(
         &self,
         xs: &Tensor,
-        rotary: &Rotary,
-        offset: usize,
+        positions: &Positions,
         mask: Option<&Tensor>,
         cache: &mut Option<(Tensor, Tensor)>,
     ) -> Result<Tensor> {
@@ -98,8 +97,8 @@ impl Attention {
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let q = rotary.apply(&split(self.q.forward(xs)?, self.heads)?, offset)?;
-        let k = rotary.apply(&split(self.k.forward(xs)?, self.kv_heads)?, offset)?;
+        let q = positions.rotate(&split(self.q.forward(xs)?, self.heads)?)?;
+        let k = positions.rotate(&split(self.k.forward(xs)?, self.kv_heads)?)?;
         let v = split(self.v.forward(xs)?, self.kv_heads)?;
         let (k, v) = match cache.take() {
             Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
@@ -118,14 +117,13 @@ impl Attention {
         };
         let (k, v) = (repeat(&k)?, repeat(&v)?);
         let scale = (self.head_dim as f64).powf(-0.5);
-        let scores = (q.matmul(&k.t()?)? * scale)?;
+        let dtype = xs.dtype();
+        let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
         let scores = match mask {
             Some(m) => scores.broadcast_add(m)?,
             None => scores,
         };
-        let dtype = scores.dtype();
-        let weights =
-            candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(dtype)?;
+        let weights = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
         let out = weights
             .matmul(&v.contiguous()?)?
             .transpose(1, 2)?
@@ -158,11 +156,29 @@ impl Rotary {
         })
     }
 
-    fn apply(&self, x: &Tensor, offset: usize) -> Result<Tensor> {
-        let t = x.dim(2)?;
-        let cos = self.cos.narrow(0, offset, t)?;
-        let sin = self.sin.narrow(0, offset, t)?;
-        candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)
+    /// The tables at `positions` (one row of positions per sequence): batch × length ×
+    /// head_dim/2 each.
+    fn at(&self, positions: &[Vec<u32>], device: &Device) -> Result<(Tensor, Tensor)> {
+        let (b, t) = (positions.len(), positions[0].len());
+        let index = Tensor::from_vec(positions.concat(), b * t, device)?;
+        let pick = |table: &Tensor| -> Result<Tensor> {
+            let half = table.dim(1)?;
+            table.index_select(&index, 0)?.reshape((b, t, half))
+        };
+        Ok((pick(&self.cos)?, pick(&self.sin)?))
+    }
+}
+
+/// The rotary tables at the positions of one forward pass's tokens: length × head_dim/2 when
+/// every sequence sits at the same positions, batch × length × head_dim/2 otherwise.
+struct Positions {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Positions {
+    fn rotate(&self, x: &Tensor) -> Result<Tensor> {
+        candle_nn::rotary_emb::rope(&x.contiguous()?, &self.cos, &self.sin)
     }
 }
 
@@ -198,12 +214,106 @@ pub struct TextModel {
     rotary: Rotary,
 }
 
-/// The key/value cache of one sequence batch: one entry per layer.
+/// The key/value cache of a batch of sequences: one entry per layer, and each sequence's left
+/// padding (slots before its first token, which no query attends to).
 #[derive(Default)]
 pub struct KvCache {
     layers: Vec<Option<(Tensor, Tensor)>>,
-    /// Positions already in the cache.
+    padding: Vec<usize>,
+    /// Slots already in the cache (padding included).
     pub len: usize,
+}
+
+impl KvCache {
+    /// An empty cache for sequences left-padded by `padding` slots each.
+    pub fn padded(padding: Vec<usize>) -> Self {
+        Self {
+            padding,
+            ..Self::default()
+        }
+    }
+
+    /// Keeps the sequences at `rows` (in that order) and drops the others, along with the
+    /// leading slots that are padding for every sequence kept.
+    pub fn retain(&mut self, rows: &[usize]) -> Result<()> {
+        let padding: Vec<usize> = rows.iter().map(|&r| self.padding[r]).collect();
+        let trim = padding.iter().copied().min().unwrap_or(0);
+        let Some(device) = self
+            .layers
+            .iter()
+            .flatten()
+            .next()
+            .map(|(k, _)| k.device().clone())
+        else {
+            self.padding = padding;
+            return Ok(());
+        };
+        let index = Tensor::from_vec(
+            rows.iter().map(|&r| r as u32).collect::<Vec<_>>(),
+            rows.len(),
+            &device,
+        )?;
+        let keep = |x: &Tensor| -> Result<Tensor> {
+            let x = x.index_select(&index, 0)?;
+            if trim == 0 {
+                return Ok(x);
+            }
+            let slots = x.dim(2)?;
+            x.narrow(2, trim, slots - trim)?.contiguous()
+        };
+        for (k, v) in self.layers.iter_mut().flatten() {
+            (*k, *v) = (keep(k)?, keep(v)?);
+        }
+        self.padding = padding.into_iter().map(|p| p - trim).collect();
+        self.len -= trim;
+        Ok(())
+    }
+
+    /// Rotary positions of the `t` tokens about to follow in each sequence (a padding slot's
+    /// position does not matter: nothing attends to it).
+    fn positions(&self, batch: usize, t: usize) -> Option<Vec<Vec<u32>>> {
+        if self.padding.iter().all(|&p| p == 0) {
+            return None;
+        }
+        Some(
+            (0..batch)
+                .map(|r| {
+                    (0..t)
+                        .map(|j| (self.len + j).saturating_sub(self.padding[r]) as u32)
+                        .collect()
+                })
+                .collect(),
+        )
+    }
+
+    /// The attention mask of `t` new tokens (batch × 1 × t × slots, added to the scores in f32):
+    /// causal, and blind to padding. `None` when one new token per sequence sees every slot.
+    fn mask(&self, batch: usize, t: usize, device: &Device) -> Result<Option<Tensor>> {
+        let padded = self.padding.iter().any(|&p| p > 0);
+        if t == 1 && !padded {
+            return Ok(None);
+        }
+        let total = self.len + t;
+        let rows = if padded { batch } else { 1 };
+        let values: Vec<f32> = (0..rows)
+            .flat_map(|r| {
+                let padding = self.padding.get(r).copied().unwrap_or(0);
+                let offset = self.len;
+                (0..t).flat_map(move |i| {
+                    (0..total).map(move |j| {
+                        if j < padding || j > offset + i {
+                            // Finite, so that a padding slot's own (fully masked) query row
+                            // averages instead of turning NaN and poisoning the cache.
+                            f32::MIN
+                        } else {
+                            0.0
+                        }
+                    })
+                })
+            })
+            .collect();
+        Tensor::from_vec(values, (rows, 1, t, total), device).map(Some)
+    }
 }
 
 impl TextModel {
@@ -237,35 +347,32 @@ impl TextModel {
     /// Logits for `embeds` (batch × length × width) following what `cache` holds, which it then
     /// also holds.
     pub fn forward(&self, embeds: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
-        let (_, t, _) = embeds.dims3()?;
-        let offset = cache.len;
+        let hidden = self.hidden(embeds, cache)?;
+        self.lm_head.forward(&self.norm.forward(&hidden)?)
+    }
+
+    /// The last decoder layer's output for `embeds`, extending `cache`.
+    fn hidden(&self, embeds: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        let (b, t, _) = embeds.dims3()?;
+        let device = embeds.device();
         cache.layers.resize_with(self.layers.len(), || None);
-        let mask = if t > 1 {
-            let total = offset + t;
-            let values: Vec<f32> = (0..t)
-                .flat_map(|i| {
-                    (0..total).map(move |j| {
-                        if j > offset + i {
-                            f32::NEG_INFINITY
-                        } else {
-                            0.0
-                        }
-                    })
-                })
-                .collect();
-            Some(
-                Tensor::from_vec(values, (1, 1, t, total), embeds.device())?
-                    .to_dtype(embeds.dtype())?,
-            )
-        } else {
-            None
+        cache.padding.resize(b, 0);
+        let mask = cache.mask(b, t, device)?;
+        let positions = match cache.positions(b, t) {
+            Some(per_sequence) => {
+                let (cos, sin) = self.rotary.at(&per_sequence, device)?;
+                Positions { cos, sin }
+            }
+            None => Positions {
+                cos: self.rotary.cos.narrow(0, cache.len, t)?,
+                sin: self.rotary.sin.narrow(0, cache.len, t)?,
+            },
         };
         let mut xs = embeds.clone();
         for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
             let attended = layer.attention.forward(
                 &layer.input_norm.forward(&xs)?,
-                &self.rotary,
-                offset,
+                &positions,
                 mask.as_ref(),
                 slot,
             )?;
@@ -277,7 +384,17 @@ impl TextModel {
             xs = (xs + mlp)?;
         }
         cache.len += t;
-        self.lm_head.forward(&self.norm.forward(&xs)?)
+        Ok(xs)
+    }
+
+    /// Logits of the last position of each sequence only (batch × vocabulary): what decoding
+    /// needs, without projecting the whole prompt onto the vocabulary.
+    pub fn forward_last(&self, embeds: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        let t = embeds.dim(1)?;
+        let hidden = self.hidden(embeds, cache)?;
+        self.lm_head
+            .forward(&self.norm.forward(&hidden.narrow(1, t - 1, 1)?)?)?
+            .squeeze(1)
     }
 }
 
@@ -314,15 +431,4 @@ pub fn merge_image_features(
         }
     }
     Tensor::cat(&parts, 0)?.unsqueeze(0)
-}
-
-/// The id with the highest logit in the last position of `logits` (batch 1).
-pub fn argmax_last(logits: &Tensor) -> Result<u32> {
-    let (_, t, _) = logits.dims3()?;
-    logits
-        .narrow(1, t - 1, 1)?
-        .squeeze(0)?
-        .squeeze(0)?
-        .argmax(D::Minus1)?
-        .to_scalar::<u32>()
 }
