@@ -48,6 +48,7 @@ pub const VITRINE_SETTINGS: &[(&str, &str, &str)] = &[
     ("vitrine.udf.on_error", "null", "what a model function does with a row it cannot process: 'null' (count and report) or 'fail'"),
     ("vitrine.udf.batch_size", "32", "rows per model batch"),
     ("vitrine.smolvlm.longest_edge", "", "SmolVLM's first resize in pixels (512: one tile per photo, faster, less detail); the model's own setting when unset"),
+    ("vitrine.write.commit_rows", "", "INSERT INTO a Lance table commits a version every this many rows instead of once at the end, so that a long statement stopped half-way (a failure, Ctrl-C) keeps the rows committed so far; unset: one commit, all or nothing"),
     ("vitrine.progress", "auto", "progress bars on long statements: 'auto' (when stderr is a terminal), 'on' or 'off'"),
 ];
 
@@ -82,6 +83,13 @@ pub fn validate_vitrine_setting(key: &str, value: &str) -> Result<()> {
         {
             Err(VitrineError::Plan(format!(
                 "vitrine.smolvlm.longest_edge must be a positive integer, got '{value}'"
+            )))
+        }
+        Some(("vitrine.write.commit_rows", _, _))
+            if value.parse::<usize>().map_or(true, |n| n == 0) =>
+        {
+            Err(VitrineError::Plan(format!(
+                "vitrine.write.commit_rows must be a positive integer, got '{value}'"
             )))
         }
         Some(("vitrine.progress", _, _)) if !matches!(value, "auto" | "on" | "off") => {

@@ -1,6 +1,8 @@
 //! Statements that write: `CREATE TABLE`, `INSERT`, `DELETE`, `UPDATE`, `MERGE`, `OPTIMIZE`,
 //! `RESTORE`. Each commits at most one new table version, and only after all its data is written;
-//! the catalog entry is written last.
+//! the catalog entry is written last. The one exception is asked for: with
+//! `vitrine.write.commit_rows` set, an `INSERT INTO` a Lance table commits every so many rows, so
+//! that a long model statement stopped half-way keeps what it did.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -20,7 +22,8 @@ use crate::catalog::{conform, delta_table, QualifiedName, TableEntry, TableForma
 use crate::error::{Result, ResultExt, VitrineError};
 use crate::sql::parser::{single_table, CreateTable};
 
-/// Writes `df` into the table as one new version; returns the version and the rows written.
+/// Writes `df` into the table as one new version, or, for an append with `chunk_rows`, as one
+/// version per `chunk_rows` rows; returns the (last) version and the rows written.
 async fn commit(
     engine: &Engine,
     entry: &TableEntry,
@@ -28,6 +31,7 @@ async fn commit(
     df: DataFrame,
     mode: Mode,
     operation: &str,
+    chunk_rows: Option<usize>,
 ) -> Result<(u64, usize)> {
     let df = conform::to_storage(df)?;
     let rows = Arc::new(AtomicUsize::new(0));
@@ -46,8 +50,15 @@ async fn commit(
                     report(total);
                 }
             });
-            let stream = Box::pin(RecordBatchStreamAdapter::new(schema, counted));
-            lance_table::write(&entry.location, stream, mode, operation).await
+            match chunk_rows {
+                Some(chunk) if mode == Mode::Append => {
+                    append_in_chunks(&entry.location, schema, counted, chunk, operation).await
+                }
+                _ => {
+                    let stream = Box::pin(RecordBatchStreamAdapter::new(schema, counted));
+                    lance_table::write(&entry.location, stream, mode, operation).await
+                }
+            }
         }
         TableFormat::Delta => {
             let batches = df.collect().await?;
@@ -63,6 +74,52 @@ async fn commit(
     }
     .map_err(|e| e.context(format!("writing {name}")))?;
     Ok((version, rows.load(Ordering::Relaxed)))
+}
+
+/// Appends `batches` to the Lance dataset at `location`, committing a version each time at least
+/// `chunk` rows have arrived, and the rest at the end. A failure keeps the versions committed
+/// before it and says how many rows they hold.
+async fn append_in_chunks(
+    location: &str,
+    schema: Arc<Schema>,
+    batches: impl futures::Stream<Item = datafusion::error::Result<RecordBatch>>,
+    chunk: usize,
+    operation: &str,
+) -> Result<u64> {
+    let mut batches = std::pin::pin!(batches);
+    let (mut pending, mut pending_rows, mut committed) = (Vec::new(), 0, 0);
+    let mut version = None;
+    let stopped = |e: VitrineError, committed: usize| {
+        e.context(format!(
+            "{committed} row(s) were committed before this (vitrine.write.commit_rows = {chunk}); \
+             they stay in the table"
+        ))
+    };
+    loop {
+        let next = batches.try_next().await;
+        let batch = match next {
+            Ok(batch) => batch,
+            Err(e) => return Err(stopped(e.into(), committed)),
+        };
+        let end = batch.is_none();
+        if let Some(batch) = batch {
+            pending_rows += batch.num_rows();
+            pending.push(batch);
+        }
+        if pending_rows >= chunk || (end && (pending_rows > 0 || version.is_none())) {
+            let data = futures::stream::iter(std::mem::take(&mut pending).into_iter().map(Ok));
+            let stream = Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&schema), data));
+            version = Some(
+                lance_table::write(location, stream, Mode::Append, operation)
+                    .await
+                    .map_err(|e| stopped(e, committed))?,
+            );
+            committed += std::mem::take(&mut pending_rows);
+        }
+        if end {
+            return Ok(version.expect("the end commits at least once"));
+        }
+    }
 }
 
 /// The most rows any scan under `plan` reads, when the scans know: an upper bound of the rows
@@ -238,7 +295,7 @@ pub(super) async fn create_table(engine: &Engine, create: CreateTable) -> Result
         view_sql: None,
     };
     entry.properties.extend(create.properties);
-    let (version, rows) = commit(engine, &entry, &name, df, mode, operation).await?;
+    let (version, rows) = commit(engine, &entry, &name, df, mode, operation, None).await?;
     record_models(engine, &mut entry);
     warehouse.put_table(&name, &entry).await?;
     Ok(StatementResult::message(format!(
@@ -279,7 +336,10 @@ pub(super) async fn insert(
     } else {
         (Mode::Append, "WRITE")
     };
-    let (version, rows) = commit(engine, &entry, &name, df, mode, operation)
+    let chunk_rows = engine
+        .setting("vitrine.write.commit_rows")
+        .and_then(|v| v.parse().ok());
+    let (version, rows) = commit(engine, &entry, &name, df, mode, operation, chunk_rows)
         .await
         .map_err(|e| match casts.is_empty() {
             true => e,
@@ -316,7 +376,7 @@ async fn rewrite(
     operation: &str,
 ) -> Result<u64> {
     let df = conform::to_table(df, schema, &[], &name.to_string())?;
-    let (version, _) = commit(engine, entry, name, df, Mode::Overwrite, operation).await?;
+    let (version, _) = commit(engine, entry, name, df, Mode::Overwrite, operation, None).await?;
     Ok(version)
 }
 

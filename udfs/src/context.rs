@@ -321,11 +321,13 @@ impl FunctionContext {
 
     /// The CLIP model of the current settings, loaded once per process.
     pub fn clip(&self) -> Result<Arc<ClipEmbedder>, ModelError> {
-        self.model("clip", DEFAULT_CLIP_MODEL, CLIP_FILES, ClipEmbedder::load)
+        Ok(self
+            .model("clip", DEFAULT_CLIP_MODEL, CLIP_FILES, ClipEmbedder::load)?
+            .0)
     }
 
-    /// The SmolVLM model of the current settings, loaded once per process.
-    pub fn smolvlm(&self) -> Result<Arc<SmolVlm>, ModelError> {
+    /// The SmolVLM model of the current settings, loaded once per process, and which one it is.
+    pub fn smolvlm(&self) -> Result<(Arc<SmolVlm>, ModelUse), ModelError> {
         self.model(
             "smolvlm",
             DEFAULT_SMOLVLM_MODEL,
@@ -335,14 +337,14 @@ impl FunctionContext {
     }
 
     /// Model `name` (`vitrine.model.<name>`, else `default`), loaded once per process with
-    /// `load`, and recorded as used by the statement.
+    /// `load`, and recorded as used by the statement; with its id and revision.
     fn model<M: std::any::Any + Send + Sync>(
         &self,
         name: &str,
         default: &str,
         files: &[&str],
         load: impl FnOnce(&ModelSource, Placement) -> Result<M, ModelError>,
-    ) -> Result<Arc<M>, ModelError> {
+    ) -> Result<(Arc<M>, ModelUse), ModelError> {
         let settings = self.settings();
         let spec = settings.model(name, default);
         let source = self.locate(spec, files)?;
@@ -354,12 +356,13 @@ impl FunctionContext {
             placement.describe()
         );
         let model = registry::shared(&key, || load(&source, placement))?;
-        self.record_model(ModelUse {
+        let used = ModelUse {
             name: name.into(),
             id: source.id.clone(),
             revision: source.revision.clone(),
-        });
-        Ok(model)
+        };
+        self.record_model(used.clone());
+        Ok((model, used))
     }
 
     fn locate(&self, spec: &str, files: &[&str]) -> Result<ModelSource, ModelError> {

@@ -21,7 +21,7 @@ use datafusion::logical_expr::{
 };
 
 use super::rows;
-use crate::context::FunctionContext;
+use crate::context::{FunctionContext, ModelUse};
 use crate::smolvlm::extract::{default_prompt, parse_reply, Extraction};
 use crate::smolvlm::model::GenerationRequest;
 use crate::smolvlm::prompt::chat_prompt;
@@ -50,7 +50,7 @@ impl SmolvlmGenerate {
 
     fn generate(&self, args: &[ArrayRef]) -> Result<ArrayRef> {
         let prompts = rows::strings(&args[1])?;
-        let answers = answer_rows(
+        let (answers, _) = answer_rows(
             &self.context,
             "smolvlm_generate",
             &args[0],
@@ -81,15 +81,15 @@ enum Answer {
 
 /// Generates the answer to each row's prompt about its image, `vitrine.udf.batch_size` rows per
 /// batched generation; each batch's photos are read and processed just before it, so memory holds
-/// one batch of frames whatever the table's size.
+/// one batch of frames whatever the table's size. Also says which model answered.
 fn answer_rows(
     context: &FunctionContext,
     name: &'static str,
     images: &ArrayRef,
     prompts: &[Option<String>],
     limits: Option<&ArrayRef>,
-) -> Result<Vec<Answer>> {
-    let model = context.smolvlm().map_err(|e| rows::model_error(name, e))?;
+) -> Result<(Vec<Answer>, ModelUse)> {
+    let (model, used) = context.smolvlm().map_err(|e| rows::model_error(name, e))?;
     let settings = context.settings();
     let processor = match settings.smolvlm_longest_edge {
         Some(edge) => model.processor().with_longest_edge(edge),
@@ -154,7 +154,7 @@ fn answer_rows(
         }
         context.count_rows(name, chunk.len() as u64);
     }
-    Ok(out)
+    Ok((out, used))
 }
 
 super::model_function_identity!(SmolvlmGenerate);
@@ -200,8 +200,9 @@ impl ScalarUDFImpl for SmolvlmGenerate {
 
 /// `smolvlm_extract(image [, prompt]) → STRUCT<material, pattern, formality, style_keywords,
 /// visual_details, collar_type, sleeve_length, fit_type, confidence_material,
-/// extraction_success, error, raw_response>`: the garment attributes of the photo, asked with
-/// the default prompt for REFERENCE §4's JSON (or `prompt`) and parsed from the reply. A photo
+/// extraction_success, error, raw_response, model_id, model_revision>`: the garment attributes
+/// of the photo, asked with the default prompt for REFERENCE §4's JSON (or `prompt`) and parsed
+/// from the reply, with the model (hub id or folder, and revision) that answered. A photo
 /// that cannot be used gives `extraction_success = false` and an `error` naming it; a reply
 /// without valid JSON gives `extraction_success = false` with the reply kept.
 #[derive(Debug)]
@@ -233,6 +234,8 @@ pub fn extraction_fields() -> Fields {
         Field::new("extraction_success", DataType::Boolean, true),
         text("error"),
         text("raw_response"),
+        text("model_id"),
+        text("model_revision"),
     ])
 }
 
@@ -253,7 +256,8 @@ impl SmolvlmExtract {
             Some(p) => rows::strings(p)?,
             None => vec![Some(default_prompt()); args[0].len()],
         };
-        let answers = answer_rows(&self.context, "smolvlm_extract", &args[0], &prompts, None)?;
+        let (answers, used) =
+            answer_rows(&self.context, "smolvlm_extract", &args[0], &prompts, None)?;
         let mut nulls = Vec::with_capacity(answers.len());
         let extractions: Vec<Extraction> = answers
             .into_iter()
@@ -271,6 +275,14 @@ impl SmolvlmExtract {
             .collect();
         let text = |f: fn(&Extraction) -> Option<&str>| -> ArrayRef {
             Arc::new(extractions.iter().map(f).collect::<StringArray>())
+        };
+        let constant = |value: &str| -> ArrayRef {
+            Arc::new(
+                nulls
+                    .iter()
+                    .map(|present| present.then_some(value))
+                    .collect::<StringArray>(),
+            )
         };
         let list = |f: fn(&Extraction) -> &Vec<String>| -> ArrayRef {
             let mut builder = ListBuilder::new(StringBuilder::new());
@@ -302,6 +314,8 @@ impl SmolvlmExtract {
             ),
             text(|e| e.error.as_deref()),
             text(|e| Some(e.raw_response.as_str()).filter(|r| !r.is_empty())),
+            constant(&used.id),
+            constant(&used.revision),
         ];
         Ok(Arc::new(StructArray::try_new(
             extraction_fields(),

@@ -1,0 +1,174 @@
+//! SmolVLM generation throughput, for `benches/RESULTS.md`; its peer is
+//! `benches/peers/smolvlm_peers.py`, which prepares the folder and times transformers on the same
+//! files.
+//!
+//! ```text
+//! cargo bench -p vitrine-udfs --bench smolvlm_generate -- DIR [--batch-sizes 1,8,32]
+//!     [--new-tokens 64] [--images N] [--repeat 1] [--device auto|cpu|cuda]
+//!     [--dtype auto|f32|bf16|f16]
+//! ```
+//!
+//! `DIR` holds `model/` (an Idefics3 folder), `images.txt` (photo paths, one per line) and
+//! `prompt.txt` (the question; written here with `smolvlm_extract`'s default prompt when absent,
+//! so that the peer asks the same). For each batch size, `N` photos (default: the batch size,
+//! at least 8) are read, decoded, processed and answered in batches with exactly `--new-tokens`
+//! greedy tokens each (no early stop), after one warm-up batch; the best of `--repeat` runs is printed
+//! as images/s and generated tokens/s in the Markdown table the peer also prints.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use vitrine_udfs::image::decode::decode_rgb;
+use vitrine_udfs::runtime::placement::Placement;
+use vitrine_udfs::runtime::source::Hub;
+use vitrine_udfs::smolvlm::extract::default_prompt;
+use vitrine_udfs::smolvlm::model::{GenerationRequest, SmolVlm, SMOLVLM_FILES};
+use vitrine_udfs::smolvlm::prompt::chat_prompt;
+
+struct Options {
+    dir: PathBuf,
+    batch_sizes: Vec<usize>,
+    new_tokens: usize,
+    images: Option<usize>,
+    device: String,
+    dtype: String,
+    repeat: usize,
+}
+
+fn options() -> Result<Options, String> {
+    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
+    let mut options = Options {
+        dir: PathBuf::new(),
+        batch_sizes: vec![1, 8, 32],
+        new_tokens: 64,
+        images: None,
+        device: "auto".into(),
+        dtype: "auto".into(),
+        repeat: 1,
+    };
+    let number = |v: Option<String>, flag: &str| -> Result<usize, String> {
+        v.and_then(|v| v.parse().ok())
+            .filter(|&n| n > 0)
+            .ok_or(format!("{flag} takes a positive number"))
+    };
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--batch-sizes" => {
+                options.batch_sizes = args
+                    .next()
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(|b| number(Some(b.to_string()), "--batch-sizes"))
+                    .collect::<Result<_, _>>()?
+            }
+            "--new-tokens" => options.new_tokens = number(args.next(), "--new-tokens")?,
+            "--images" => options.images = Some(number(args.next(), "--images")?),
+            "--repeat" => options.repeat = number(args.next(), "--repeat")?,
+            "--device" => options.device = args.next().ok_or("--device takes a value")?,
+            "--dtype" => options.dtype = args.next().ok_or("--dtype takes a value")?,
+            flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
+            dir => options.dir = PathBuf::from(dir),
+        }
+    }
+    if options.dir.as_os_str().is_empty() {
+        return Err(
+            "usage: smolvlm_generate DIR [--batch-sizes 1,8,32] [--new-tokens 64] \
+                    [--images N] [--repeat R] [--device D] [--dtype T]"
+                .into(),
+        );
+    }
+    Ok(options)
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Reads, decodes, processes and answers `photos` in batches of `batch`; seconds taken.
+fn run(
+    model: &SmolVlm,
+    photos: &[String],
+    question: &str,
+    batch: usize,
+    new_tokens: usize,
+) -> Result<f64, String> {
+    let started = Instant::now();
+    for chunk in photos.chunks(batch) {
+        let images = chunk
+            .iter()
+            .map(|p| {
+                let bytes = std::fs::read(p).map_err(|e| format!("{p}: {e}"))?;
+                let rgb = decode_rgb(&bytes).map_err(|e| format!("{p}: {e}"))?;
+                Ok(model.processor().process(&rgb))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let requests: Vec<GenerationRequest> = images
+            .iter()
+            .map(|image| GenerationRequest {
+                image,
+                prompt: question,
+                max_new_tokens: new_tokens,
+            })
+            .collect();
+        let generated = model
+            .generate_batch(&requests, false)
+            .map_err(|e| e.to_string())?;
+        assert!(generated.iter().all(|g| g.len() == new_tokens));
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+fn main() -> Result<(), String> {
+    let options = options()?;
+    let placement = Placement::parse(&options.device, &options.dtype).map_err(|e| e.to_string())?;
+    let source = Hub::new("/nonexistent", true)
+        .locate(
+            options.dir.join("model").to_str().ok_or("non-UTF-8 path")?,
+            SMOLVLM_FILES,
+        )
+        .map_err(|e| e.to_string())?;
+    let loading = Instant::now();
+    let model = SmolVlm::load(&source, placement.clone()).map_err(|e| e.to_string())?;
+    let load_seconds = loading.elapsed().as_secs_f64();
+    let prompt_path = options.dir.join("prompt.txt");
+    if !prompt_path.exists() {
+        std::fs::write(&prompt_path, default_prompt()).map_err(|e| e.to_string())?;
+    }
+    let question = chat_prompt(&read(&prompt_path)?);
+    let photos: Vec<String> = read(&options.dir.join("images.txt"))?
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    let first = model.processor().process(
+        &decode_rgb(&std::fs::read(&photos[0]).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?,
+    );
+    let prompt_tokens = model
+        .prompt_ids(&question, (first.rows, first.cols))
+        .map_err(|e| e.to_string())?
+        .len();
+    println!(
+        "vitrine (candle) on {}: model loaded in {load_seconds:.1} s; {} frame(s), {prompt_tokens} prompt tokens, {} new tokens",
+        placement.describe(),
+        first.frames.len(),
+        options.new_tokens
+    );
+    run(&model, &photos[..1], &question, 1, 4)?;
+    println!("| batch | images | images/s | new tokens/s |");
+    println!("|---|---|---|---|");
+    for &batch in &options.batch_sizes {
+        let n = options.images.unwrap_or(batch.max(8)).div_ceil(batch) * batch;
+        let chosen: Vec<String> = photos.iter().cycle().take(n).cloned().collect();
+        let mut best = f64::INFINITY;
+        for _ in 0..options.repeat {
+            best = best.min(run(&model, &chosen, &question, batch, options.new_tokens)?);
+        }
+        let rate = n as f64 / best;
+        println!(
+            "| {batch} | {n} | {rate:.3} | {:.1} |",
+            rate * options.new_tokens as f64
+        );
+    }
+    Ok(())
+}
