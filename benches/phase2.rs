@@ -52,7 +52,7 @@ fn phase2(c: &mut Criterion) {
             .await
             .unwrap();
         engine
-            .run_file(&sql_dir.join("01_attributes_from_ground_truth.sql"))
+            .run_file(&sql_dir.join("demo/attributes_from_ground_truth.sql"))
             .await
             .unwrap();
         engine

@@ -3,7 +3,7 @@
 The peers of `benches/phase2.rs`: they run the join and validation statements of
 `sql/02_join_enriched_attributes.sql` (not ALTER/OPTIMIZE/COMMENT, which need Delta) over tables
 built from the same `styles.csv` and `ground_truth.csv` as `sql/00_load_products.sql` and
-`sql/01_attributes_from_ground_truth.sql` build them. Only the phase-2 statements are timed.
+`sql/demo/attributes_from_ground_truth.sql` build them. Only the phase-2 statements are timed.
 
 Dialect adaptations, done textually: Spark's default catalog has two-level names and no
 `CREATE OR REPLACE TABLE … AS` for Parquet tables (so `main.fashion_demo.` becomes `fashion_demo.`
@@ -39,7 +39,7 @@ def phase2_statements():
 
 def load_sql(raw):
     """Phase 0 and the phase-1 stand-in, as views over the CSV files."""
-    extracted = statements(os.path.join(ROOT, "sql", "01_attributes_from_ground_truth.sql"))[0]
+    extracted = statements(os.path.join(ROOT, "sql", "demo", "attributes_from_ground_truth.sql"))[0]
     extracted = extracted.split(" AS\n", 1)[1]  # the query of the CREATE TABLE … AS
     return extracted
 

@@ -1,7 +1,7 @@
 """SmolVLM generation throughput of transformers + PyTorch, the peer of the `smolvlm_generate` bench.
 
     pip install torch transformers pillow
-    python3 benches/peers/smolvlm_peers.py prepare BENCH_DIR [--shape 256m|2.2b] [--images 32]
+    python3 benches/peers/smolvlm_peers.py prepare BENCH_DIR [--shape 256m|2.2b] [--images 32] [--no-weights]
     cargo bench -p vitrine-udfs --bench smolvlm_generate -- BENCH_DIR      # writes prompt.txt
     python3 benches/peers/smolvlm_peers.py measure BENCH_DIR [--batch-sizes 1,8,32] [--new-tokens 64]
         [--images N] [--repeat 1] [--device cpu|cuda] [--dtype f32|bf16]
@@ -13,7 +13,7 @@
               (2.2B: SigLIP 1152 wide, 27 layers, 384 px, patch 14; scale 3 → 81 tokens; Llama 2048
               wide, 24 layers, 32/32 heads, MLP 8192, vocab 49155), with the fixture tokenizer
               (tests/fixtures/smolvlm/tiny) and an image processor whose longest edge is one tile,
-              so each photo is one tile;
+              so each photo is one tile (2.2B's weights are saved in bf16);
 - images/     --images synthetic product photos (JPEG, 600×800 and 800×600, seeded), and images.txt.
 `measure` times PIL decoding + the processor + `generate` (greedy, exactly --new-tokens each,
 prompts left-padded) over the same photos and prompt.txt, per batch size, best of --repeat, after
@@ -53,11 +53,16 @@ SHAPES = {
 }
 
 
-def prepare(bench_dir, shape, n_images):
+def prepare(bench_dir, shape, n_images, weights=True):
     model_dir = os.path.join(bench_dir, "model")
     spec = SHAPES[shape]
     tok = PreTrainedTokenizerFast.from_pretrained(os.path.join(REPO, "tests/fixtures/smolvlm/tiny"))
-    if not os.path.exists(os.path.join(model_dir, "config.json")):
+    tile = spec["vision"]["image_size"]
+    processor = Idefics3Processor(
+        ImageProcessor(size={"longest_edge": tile}, max_image_size={"longest_edge": tile}),
+        tok, image_seq_len=spec["image_seq_len"])
+    processor.save_pretrained(model_dir)
+    if weights and not os.path.exists(os.path.join(model_dir, "model.safetensors")):
         torch.manual_seed(0)
         config = Idefics3Config(
             vision_config=dict(spec["vision"], layer_norm_eps=1e-6, hidden_act="gelu_pytorch_tanh"),
@@ -66,14 +71,8 @@ def prepare(bench_dir, shape, n_images):
             scale_factor=spec["scale_factor"],
             image_token_id=tok.convert_tokens_to_ids("<image>"),
         )
-        with torch.device("cpu"):
-            model = Idefics3ForConditionalGeneration(config).to(torch.bfloat16 if shape == "2.2b" else torch.float32)
-        model.save_pretrained(model_dir)
-        tile = spec["vision"]["image_size"]
-        processor = Idefics3Processor(
-            ImageProcessor(size={"longest_edge": tile}, max_image_size={"longest_edge": tile}),
-            tok, image_seq_len=spec["image_seq_len"])
-        processor.save_pretrained(model_dir)
+        model = Idefics3ForConditionalGeneration(config)
+        model.to(torch.bfloat16 if shape == "2.2b" else torch.float32).save_pretrained(model_dir)
     image_dir = os.path.join(bench_dir, "images")
     os.makedirs(image_dir, exist_ok=True)
     g = torch.Generator().manual_seed(0)
@@ -150,10 +149,11 @@ def main():
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
+    parser.add_argument("--no-weights", action="store_true", help="prepare: the processor and tokenizer only")
     args = parser.parse_args()
     if args.step == "prepare":
         os.makedirs(args.bench_dir, exist_ok=True)
-        prepare(args.bench_dir, args.shape, args.images or 32)
+        prepare(args.bench_dir, args.shape, args.images or 32, weights=not args.no_weights)
     else:
         measure(args.bench_dir, [int(b) for b in args.batch_sizes.split(",")], args.new_tokens, args.images,
                 args.repeat, args.device, args.dtype)

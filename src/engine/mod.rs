@@ -7,6 +7,7 @@
 
 mod catalog_ops;
 mod dml;
+mod model_batches;
 mod result;
 mod script;
 mod vector_index;
@@ -67,12 +68,24 @@ impl Engine {
             .with_default_catalog_and_schema(DEFAULT_CATALOG, DEFAULT_SCHEMA)
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true)
-            .set_str("datafusion.sql_parser.dialect", "databricks");
+            .set_str("datafusion.sql_parser.dialect", "databricks")
+            // DataFusion 53's leaf-expression pushdown moves `get_field(e, …)` of a subquery's
+            // `smolvlm_extract(…) AS e` below the joins and filters that choose the rows, so a
+            // model would run on every row of the table (measured: the whole catalog for a
+            // 100-product sample). Model calls must stay where the query puts them.
+            .set_bool(
+                "datafusion.optimizer.enable_leaf_expression_pushdown",
+                false,
+            );
         let reader = SessionStateBuilder::new()
             .with_default_features()
             .with_runtime_env(Arc::clone(&runtime))
             .build();
         let catalogs = WarehouseCatalogList::new(Arc::clone(&warehouse), Arc::new(reader));
+        let model_functions = Arc::new(FunctionContext::new(Arc::new(WarehouseFiles::new(
+            Arc::clone(&warehouse),
+            tokio::runtime::Handle::current(),
+        ))));
         let mut analyzer_rules = Analyzer::new().rules;
         analyzer_rules.insert(0, Arc::new(SparkIntegerDivision));
         let state = SessionStateBuilder::new()
@@ -81,6 +94,9 @@ impl Engine {
             .with_runtime_env(runtime)
             .with_catalog_list(Arc::new(catalogs.clone()))
             .with_analyzer_rules(analyzer_rules)
+            .with_physical_optimizer_rule(Arc::new(model_batches::SliceModelInputs::new(
+                Arc::clone(&model_functions),
+            )))
             .build();
         let mut ctx = SessionContext::new_with_state(state);
         let session = ctx.state_weak_ref();
@@ -88,10 +104,6 @@ impl Engine {
             session.upgrade().map(|s| s.read().clone())
         }));
         functions::register(&mut ctx)?;
-        let model_functions = Arc::new(FunctionContext::new(Arc::new(WarehouseFiles::new(
-            Arc::clone(&warehouse),
-            tokio::runtime::Handle::current(),
-        ))));
         vitrine_udfs::register(&mut ctx, Arc::clone(&model_functions))?;
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             zorder::ZOrderKey::new(),

@@ -341,9 +341,13 @@ pub(super) async fn insert(
         .and_then(|v| v.parse().ok());
     let (version, rows) = commit(engine, &entry, &name, df, mode, operation, chunk_rows)
         .await
-        .map_err(|e| match casts.is_empty() {
-            true => e,
-            false => e.context(format!("converting {}", casts.join(", "))),
+        .map_err(|e| {
+            // Name the conversions only where one can have failed, not on every error.
+            if !casts.is_empty() && e.to_string().to_lowercase().contains("cast") {
+                e.context(format!("converting {}", casts.join(", ")))
+            } else {
+                e
+            }
         })?;
     if record_models(engine, &mut entry) {
         engine.warehouse().put_table(&name, &entry).await?;

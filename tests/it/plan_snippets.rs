@@ -84,7 +84,7 @@ async fn every_sql_snippet_of_the_plan_runs_unchanged() {
     let (wh, products) = TestWarehouse::with_demo(900, 3).await;
     for script in [
         "00_load_products.sql",
-        "01_attributes_from_ground_truth.sql",
+        "demo/attributes_from_ground_truth.sql",
         "02_join_enriched_attributes.sql",
     ] {
         wh.run_sql_file(script).await;

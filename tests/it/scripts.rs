@@ -5,7 +5,7 @@ use vitrine::demo::Product;
 
 use crate::support::{repo_path, round1, TestWarehouse};
 
-/// The stand-in extraction of `sql/01_attributes_from_ground_truth.sql`, recomputed in Rust.
+/// The stand-in extraction of `sql/demo/attributes_from_ground_truth.sql`, recomputed in Rust.
 pub struct Extraction {
     pub success: bool,
     pub confidence: Option<&'static str>,
@@ -106,6 +106,15 @@ async fn every_phase_script_runs_and_computes_what_the_catalog_implies() {
         .collect();
     scripts.sort();
     assert!(scripts.len() >= 3, "{scripts:?}");
+    // As demo.sh runs them without SmolVLM's weights: phase 1 with the scripted test model, then
+    // the ground-truth stand-in replaces its (all alike) attributes before phase 2.
+    wh.sql(&format!(
+        "SET vitrine.model.smolvlm = '{}'",
+        repo_path("tests/fixtures/smolvlm/scripted").display()
+    ))
+    .await;
+    let phase2 = scripts.iter().position(|s| s.starts_with("02")).unwrap();
+    scripts.insert(phase2, "demo/attributes_from_ground_truth.sql".into());
     for script in &scripts {
         wh.run_sql_file(script).await;
     }
@@ -250,7 +259,7 @@ async fn phases_three_and_four_embed_index_and_search() {
     let (wh, products) = TestWarehouse::with_demo_catalog(300, 8, true).await;
     for script in [
         "00_load_products.sql",
-        "01_attributes_from_ground_truth.sql",
+        "demo/attributes_from_ground_truth.sql",
         "02_join_enriched_attributes.sql",
     ] {
         wh.run_sql_file(script).await;
@@ -382,5 +391,152 @@ async fn phases_three_and_four_embed_index_and_search() {
     assert_eq!(
         similar[0][3], "1.0",
         "the product's own photo is its nearest: {similar:?}"
+    );
+}
+
+/// Phase 1 with the scripted fixture model (every reply the same JSON): the 100-product sample,
+/// a run stopped half-way by an unusable photo under `on_error = 'fail'` that keeps its committed
+/// rows, a re-run that resumes without duplicates, the quality report's PASS/FAIL table, and the
+/// one-value switch to the whole catalog that extracts only the products not done yet.
+#[tokio::test(flavor = "multi_thread")]
+async fn phase_one_extracts_a_sample_resumes_and_reports() {
+    let (wh, products) = TestWarehouse::with_demo_catalog(160, 5, true).await;
+    let model = repo_path("tests/fixtures/smolvlm/scripted");
+    wh.sql(&format!(
+        "SET vitrine.model.smolvlm = '{}'",
+        model.display()
+    ))
+    .await;
+    // One partition: rows reach the model in product order, so the failure comes after commits.
+    wh.sql("SET datafusion.execution.target_partitions = 1")
+        .await;
+    wh.run_sql_file("00_load_products.sql").await;
+    let mut sorted: Vec<&Product> = products.iter().collect();
+    sorted.sort_by_key(|p| p.id);
+    let (sample, last) = (&sorted[..100], sorted[99]);
+
+    let photo = wh.path().join(format!(
+        "Volumes/main/fashion_demo/raw_data/images/{}.jpg",
+        last.id
+    ));
+    std::fs::write(&photo, b"not a photo").unwrap();
+    wh.sql("SET vitrine.udf.on_error = 'fail'").await;
+    let err = wh
+        .engine
+        .run_file(&repo_path("sql/01_extract_attributes.sql"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("{}.jpg", last.id)) && err.contains("committed before this"),
+        "{err}"
+    );
+    let kept: usize = wh
+        .value("SELECT COUNT(*) FROM main.fashion_demo.product_extracted_attributes")
+        .await
+        .parse()
+        .unwrap();
+    assert!(kept > 0 && kept < 100 && kept % 64 == 0, "kept {kept} rows");
+
+    wh.sql("SET vitrine.udf.on_error = 'null'").await;
+    let results = wh.run_sql_file("01_extract_attributes.sql").await;
+    let inserted = format!("inserted {} rows", 100 - kept);
+    assert!(
+        results.iter().any(|r| r
+            .message
+            .as_deref()
+            .is_some_and(|m| m.starts_with(&inserted))),
+        "{:?}",
+        results.iter().map(|r| &r.message).collect::<Vec<_>>()
+    );
+    let ids = wh
+        .rows("SELECT product_id FROM main.fashion_demo.product_extracted_attributes ORDER BY product_id")
+        .await;
+    let want: Vec<Vec<String>> = sample.iter().map(|p| vec![p.id.to_string()]).collect();
+    assert_eq!(ids, want, "the sample, each product once");
+    let failed = wh
+        .rows("SELECT product_id, extraction_error FROM main.fashion_demo.product_extracted_attributes WHERE NOT extraction_success")
+        .await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0][0], last.id.to_string());
+    assert!(
+        failed[0][1].contains(&format!("{}.jpg", last.id)),
+        "{failed:?}"
+    );
+    assert_eq!(
+        wh.rows("SELECT DISTINCT material, model_id, model_revision IS NOT NULL FROM main.fashion_demo.product_extracted_attributes WHERE extraction_success")
+            .await,
+        vec![vec!["knit fabric".to_string(), model.display().to_string(), "true".into()]]
+    );
+    let enriched = wh
+        .rows("SELECT COUNT(*), MIN(POSITION('knit fabric' IN rich_description)) > 0 FROM main.fashion_demo.products_enriched_descriptions")
+        .await;
+    assert_eq!(enriched, vec![vec!["99", "true"]]);
+
+    // The quality report: the criteria recomputed from the sample's article types.
+    let report = wh.run_sql_file("01_quality_report.sql").await;
+    let criteria = report
+        .iter()
+        .find(|r| {
+            r.schema
+                .fields()
+                .first()
+                .is_some_and(|f| f.name() == "criterion")
+        })
+        .expect("the PASS/FAIL table");
+    let rows = crate::support::rows(&criteria.batches);
+    let succeeded: Vec<&&Product> = sample.iter().filter(|p| p.id != last.id).collect();
+    let has = |t: &str| succeeded.iter().any(|p| p.article_type().name == t);
+    let expect = |present: bool, value: &str, result: &str| -> (String, String) {
+        if present {
+            (value.to_string(), result.to_string())
+        } else {
+            ("NULL".to_string(), "NO DATA".to_string())
+        }
+    };
+    let want = [
+        ("99.0".to_string(), "PASS".to_string()),
+        ("0.0".into(), "PASS".into()),
+        ("100.0".into(), "PASS".into()),
+        expect(has("Watches"), "0.0", "FAIL"),
+        expect(has("Tshirts"), "100.0", "PASS"),
+    ];
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    for (row, (value, result)) in rows.iter().zip(&want) {
+        assert_eq!((&row[2], &row[3]), (value, result), "{row:?}");
+    }
+    let vocabulary = report
+        .iter()
+        .find(|r| {
+            r.schema
+                .fields()
+                .first()
+                .is_some_and(|f| f.name() == "column_name")
+        })
+        .expect("the vocabulary table");
+    for row in crate::support::rows(&vocabulary.batches) {
+        assert_eq!(row[1], "0", "{row:?}");
+    }
+
+    // The whole catalog: one value changed; only the 60 products not yet extracted are.
+    let stamps = "SELECT product_id, extraction_timestamp FROM main.fashion_demo.product_extracted_attributes ORDER BY product_id";
+    let before = wh.rows(stamps).await;
+    let script = std::fs::read_to_string(repo_path("sql/01_extract_attributes.sql")).unwrap();
+    let whole = script.replace("CAST(100 AS BIGINT)", "CAST(NULL AS BIGINT)");
+    assert_ne!(whole, script);
+    let results = wh
+        .engine
+        .run_script(&whole, "01_extract_attributes.sql")
+        .await
+        .unwrap();
+    assert!(results.iter().any(|r| r
+        .message
+        .as_deref()
+        .is_some_and(|m| m.starts_with("inserted 60 rows"))));
+    let after = wh.rows(stamps).await;
+    assert_eq!(after.len(), products.len());
+    assert!(
+        before.iter().all(|row| after.contains(row)),
+        "earlier rows untouched"
     );
 }

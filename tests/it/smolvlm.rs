@@ -197,3 +197,128 @@ async fn batched_generation_answers_each_row_as_alone() {
         assert_eq!(got[0], direct_answer(path, q, *n, None), "{path}");
     }
 }
+
+/// The scripted fixture model (`make_scripted_fixture.py`) answers one fixed JSON to every
+/// prompt: the whole extraction path, reply to struct, with the model recorded in every row.
+fn scripted_model() -> String {
+    repo_path("tests/fixtures/smolvlm/scripted")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Unusable photos in one 44K-style statement: a missing file, a truncated JPEG, a text file, a
+/// 0×0 PNG and a PNG whose header claims 30000×30000 pixels each give `extraction_success = false`
+/// and an error naming the file; the good photo around them is extracted; one warning counts them.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_photos_fail_their_rows_only() {
+    let wh = TestWarehouse::new().await;
+    wh.sql(&format!(
+        "SET vitrine.model.smolvlm = '{}'",
+        scripted_model()
+    ))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let good = repo_path("tests/fixtures/clip/images/square-40.jpg");
+    let jpeg = std::fs::read(&good).unwrap();
+    let png = std::fs::read(repo_path("tests/fixtures/clip/images/palette-16.png")).unwrap();
+    let with_size = |w: u32, h: u32| {
+        let mut bytes = png.clone();
+        bytes[16..20].copy_from_slice(&w.to_be_bytes());
+        bytes[20..24].copy_from_slice(&h.to_be_bytes());
+        bytes
+    };
+    let bad: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated.jpg", jpeg[..jpeg.len() / 2].to_vec()),
+        ("notes.jpg", b"not a photo at all".to_vec()),
+        ("empty-0x0.png", with_size(0, 0)),
+        ("huge-30000x30000.png", with_size(30_000, 30_000)),
+    ];
+    let mut paths = vec![dir.path().join("missing.jpg")];
+    for (name, bytes) in &bad {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        paths.push(path);
+    }
+    paths.push(good.clone());
+    let values = paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("({i}, '{}')", p.display()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let result = wh
+        .sql(&format!(
+            "CREATE TABLE main.default.extracted AS SELECT id, smolvlm_extract(path) AS e \
+             FROM (VALUES {values}) AS t(id, path)"
+        ))
+        .await;
+    assert!(
+        result.warnings.len() == 1 && result.warnings[0].contains("5 row(s)"),
+        "{:?}",
+        result.warnings
+    );
+    let rows = wh
+        .rows("SELECT id, e.extraction_success, e.error, e.material, e.model_id FROM main.default.extracted ORDER BY id")
+        .await;
+    for (row, path) in rows.iter().zip(&paths).take(5) {
+        assert_eq!(row[1], "false", "{row:?}");
+        assert!(
+            row[2].contains(&*path.to_string_lossy()),
+            "the error names the file: {row:?}"
+        );
+        assert_eq!(row[3], "NULL");
+    }
+    assert_eq!(rows[5][1], "true", "{:?}", rows[5]);
+    assert_eq!(rows[5][2], "NULL");
+    assert_eq!(rows[5][3], "knit fabric");
+    assert_eq!(rows[5][4], scripted_model());
+}
+
+/// A reply holding JSON becomes the struct's fields, with the model's id and revision; a value
+/// outside the vocabulary would be kept (the scripted reply has none), and `smolvlm_vocabulary`
+/// gives the lists the quality report checks against.
+#[tokio::test(flavor = "multi_thread")]
+async fn smolvlm_extract_fills_the_struct_from_the_reply() {
+    let wh = TestWarehouse::new().await;
+    wh.sql(&format!(
+        "SET vitrine.model.smolvlm = '{}'",
+        scripted_model()
+    ))
+    .await;
+    let photo = repo_path("tests/fixtures/clip/images/wide-97x31.png");
+    let row = &wh
+        .rows(&format!(
+            "SELECT e.extraction_success, e.material, e.pattern, e.formality, ARRAY_JOIN(e.style_keywords, '|'), \
+             ARRAY_JOIN(e.visual_details, '|'), e.collar_type, e.sleeve_length, e.fit_type, e.confidence_material, \
+             e.model_revision IS NOT NULL AND LENGTH(e.model_revision) > 8 \
+             FROM (SELECT smolvlm_extract('{}') AS e)",
+            photo.display()
+        ))
+        .await[0];
+    assert_eq!(
+        row,
+        &[
+            "true",
+            "knit fabric",
+            "solid color",
+            "casual",
+            "sporty|modern",
+            "has logo",
+            "crew neck",
+            "short sleeve",
+            "regular",
+            "high",
+            "true"
+        ]
+    );
+    assert_eq!(
+        wh.value("SELECT ARRAY_JOIN(smolvlm_vocabulary('confidence_material'), ',')")
+            .await,
+        "high,medium,low"
+    );
+    let err = wh.error("SELECT smolvlm_vocabulary('colour')").await;
+    assert!(
+        err.contains("no vocabulary for 'colour'") && err.contains("material"),
+        "{err}"
+    );
+}

@@ -24,6 +24,14 @@ use datafusion::logical_expr::ScalarUDF;
 
 pub use context::{BlobReader, FunctionContext, LocalFiles, StatementReport};
 
+/// The functions that run a model: slow per row, so the engine feeds them model-sized batches.
+pub const MODEL_FUNCTIONS: &[&str] = &[
+    "clip_text_embed",
+    "clip_image_embed",
+    "smolvlm_generate",
+    "smolvlm_extract",
+];
+
 /// Registers every function of the crate; the model functions read `context`.
 pub fn register(
     registry: &mut dyn FunctionRegistry,
@@ -47,6 +55,9 @@ pub fn register(
     )))?;
     registry.register_udf(Arc::new(ScalarUDF::new_from_impl(
         functions::smolvlm::SmolvlmExtract::new(context),
+    )))?;
+    registry.register_udf(Arc::new(ScalarUDF::new_from_impl(
+        functions::smolvlm::SmolvlmVocabulary::new(),
     )))?;
     Ok(())
 }

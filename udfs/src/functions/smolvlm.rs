@@ -22,7 +22,7 @@ use datafusion::logical_expr::{
 
 use super::rows;
 use crate::context::{FunctionContext, ModelUse};
-use crate::smolvlm::extract::{default_prompt, parse_reply, Extraction};
+use crate::smolvlm::extract::{default_prompt, parse_reply, vocabulary, Extraction, VOCABULARIES};
 use crate::smolvlm::model::GenerationRequest;
 use crate::smolvlm::prompt::chat_prompt;
 
@@ -357,5 +357,76 @@ impl ScalarUDFImpl for SmolvlmExtract {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let arrays = rows::arrays(&args.args, args.number_rows)?;
         Ok(ColumnarValue::Array(self.extract(&arrays)?))
+    }
+}
+
+/// `smolvlm_vocabulary(column) → ARRAY<STRING>`: the closed vocabulary the default prompt gives for
+/// an extraction column (`material`, `pattern`, … `confidence_material`), so that SQL can count
+/// the values a model answered outside it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct SmolvlmVocabulary {
+    signature: Signature,
+}
+
+impl SmolvlmVocabulary {
+    /// The function.
+    pub fn new() -> Self {
+        Self {
+            signature: Signature::string(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl Default for SmolvlmVocabulary {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScalarUDFImpl for SmolvlmVocabulary {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn name(&self) -> &str {
+        "smolvlm_vocabulary"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::List(Arc::new(Field::new(
+            "item",
+            DataType::Utf8,
+            true,
+        ))))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = rows::arrays(&args.args, args.number_rows)?;
+        let mut builder = ListBuilder::new(StringBuilder::new());
+        for field in rows::strings(&arrays[0])? {
+            let Some(field) = field else {
+                builder.append_null();
+                continue;
+            };
+            let values = vocabulary(&field).ok_or_else(|| {
+                exec_datafusion_err!(
+                    "smolvlm_vocabulary: no vocabulary for '{field}'; the columns with one are {}",
+                    VOCABULARIES
+                        .iter()
+                        .map(|(name, _)| *name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?;
+            for v in values {
+                builder.values().append_value(v);
+            }
+            builder.append(true);
+        }
+        Ok(ColumnarValue::Array(Arc::new(builder.finish())))
     }
 }

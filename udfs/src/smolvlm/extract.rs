@@ -89,6 +89,27 @@ pub const FITS: &[&str] = &[
 /// Confidence levels.
 pub const CONFIDENCES: &[&str] = &["high", "medium", "low"];
 
+/// The extraction columns with a closed vocabulary, by the name `smolvlm_extract` gives them.
+pub const VOCABULARIES: &[(&str, &[&str])] = &[
+    ("material", MATERIALS),
+    ("pattern", PATTERNS),
+    ("formality", FORMALITIES),
+    ("style_keywords", STYLES),
+    ("visual_details", DETAILS),
+    ("collar_type", COLLARS),
+    ("sleeve_length", SLEEVES),
+    ("fit_type", FITS),
+    ("confidence_material", CONFIDENCES),
+];
+
+/// The vocabulary of extraction column `field`.
+pub fn vocabulary(field: &str) -> Option<&'static [&'static str]> {
+    VOCABULARIES
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(field))
+        .map(|(_, values)| *values)
+}
+
 /// The default prompt: one JSON object with REFERENCE §4's keys and vocabularies.
 pub fn default_prompt() -> String {
     let list = |v: &[&str]| v.join(", ");

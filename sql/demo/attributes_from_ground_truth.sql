@@ -1,7 +1,8 @@
--- Stand-in for phase 1 on the demo catalog, until smolvlm_extract() runs the real model.
+-- Stand-in for phase 1 on the demo catalog where SmolVLM's weights are not at hand (demo.sh runs
+-- it offline, after sql/01_extract_attributes.sql has run with a test model).
 --
--- Fills main.fashion_demo.product_extracted_attributes with the schema phase 1 writes, from the
--- demo catalog's ground truth, with the kind of imperfection a model shows: about 7% of
+-- Replaces main.fashion_demo.product_extracted_attributes, with the columns phase 2 reads, by
+-- attributes from the demo catalog's ground truth, with the kind of imperfection a model shows: about 7% of
 -- extractions fail, confidence varies, and low-confidence materials are often 'unknown'.
 -- The noise is a deterministic function of product_id, so every run gives the same table.
 
@@ -29,6 +30,10 @@ SELECT
        WHEN confidence_draw < 60 THEN 'high'
        WHEN confidence_draw < 85 THEN 'medium'
        ELSE 'low' END                                            AS confidence_material,
+  CASE WHEN failure_draw < 7 THEN 'stand-in: a failed extraction' END AS extraction_error,
+  CAST(NULL AS STRING)                                           AS raw_response,
+  'ground truth (demo stand-in)'                                 AS model_id,
+  CAST(NULL AS STRING)                                           AS model_revision,
   CURRENT_TIMESTAMP()                                            AS extraction_timestamp
 FROM scored;
 

@@ -1,0 +1,112 @@
+-- Phase 1 (plan steps 3 and 4): SmolVLM reads each product photo and answers the extraction
+-- contract's JSON (material, pattern, formality, style keywords, visual details, collar, sleeves,
+-- fit, confidence); smolvlm_extract() parses it. The model is `vitrine.model.smolvlm` (default
+-- HuggingFaceTB/SmolVLM-256M-Instruct; `--model smolvlm=/folder` on the command line).
+--
+-- How many products: the plan's 100-product test sample (the first 100 by product_id).
+-- For the whole catalog, replace 100 by NULL.
+CREATE OR REPLACE TEMPORARY VIEW phase1_sample AS SELECT CAST(100 AS BIGINT) AS products;
+
+-- Resumable: products already in the table are skipped, and rows are committed every 64, so a run
+-- stopped half-way (Ctrl-C, a lost machine) keeps what it extracted and a re-run does the rest,
+-- with no product twice. Rows reach the model 32 at a time (one generation batch).
+SET vitrine.write.commit_rows = 64;
+SET datafusion.execution.batch_size = 32;
+SET vitrine.udf.batch_size = 32;
+
+CREATE TABLE IF NOT EXISTS main.fashion_demo.product_extracted_attributes (
+  product_id           INT,
+  material             STRING,
+  pattern              STRING,
+  formality            STRING,
+  style_keywords       ARRAY<STRING>,
+  visual_details       ARRAY<STRING>,
+  collar_type          STRING,
+  sleeve_length        STRING,
+  fit_type             STRING,
+  confidence_material  STRING,
+  extraction_success   BOOLEAN,
+  extraction_error     STRING,
+  raw_response         STRING,
+  model_id             STRING,
+  model_revision       STRING,
+  extraction_timestamp TIMESTAMP
+);
+
+INSERT INTO main.fashion_demo.product_extracted_attributes
+WITH numbered AS (
+  SELECT product_id, image_path, ROW_NUMBER() OVER (ORDER BY product_id) AS n
+  FROM main.fashion_demo.products
+),
+todo AS (
+  SELECT p.product_id, p.image_path
+  FROM numbered p CROSS JOIN phase1_sample s
+  WHERE (s.products IS NULL OR p.n <= s.products)
+    AND p.product_id NOT IN (SELECT product_id FROM main.fashion_demo.product_extracted_attributes)
+),
+extracted AS (
+  SELECT product_id, smolvlm_extract(image_path) AS e FROM todo
+)
+SELECT
+  product_id,
+  e.material,
+  e.pattern,
+  e.formality,
+  e.style_keywords,
+  e.visual_details,
+  e.collar_type,
+  e.sleeve_length,
+  e.fit_type,
+  e.confidence_material,
+  e.extraction_success,
+  e.error,
+  e.raw_response,
+  e.model_id,
+  e.model_revision,
+  CURRENT_TIMESTAMP()
+FROM extracted;
+
+-- The plan's progress checks.
+SELECT COUNT(*) AS extracted FROM main.fashion_demo.product_extracted_attributes;
+
+SELECT
+  SUM(CASE WHEN extraction_success THEN 1 ELSE 0 END) * 100.0 / COUNT(*) AS success_rate_pct
+FROM main.fashion_demo.product_extracted_attributes;
+
+-- The products with a usable extraction and their rich description (what phase 3 embeds).
+CREATE OR REPLACE TABLE main.fashion_demo.products_enriched_descriptions AS
+SELECT
+  p.product_id,
+  p.product_display_name,
+  p.article_type,
+  p.base_color,
+  p.gender,
+  p.season,
+  p.usage,
+  p.image_path,
+  a.material,
+  a.pattern,
+  a.formality,
+  a.style_keywords,
+  a.visual_details,
+  a.collar_type,
+  a.sleeve_length,
+  a.fit_type,
+  a.confidence_material,
+  CONCAT_WS(' ',
+    p.product_display_name, p.article_type, p.base_color, p.gender,
+    CASE WHEN a.confidence_material IN ('high', 'medium') THEN a.material END,
+    a.pattern,
+    a.formality,
+    ARRAY_JOIN(a.style_keywords, ' '),
+    ARRAY_JOIN(a.visual_details, ' '),
+    CASE WHEN a.collar_type <> 'not applicable' THEN a.collar_type END,
+    CASE WHEN a.sleeve_length <> 'not applicable' THEN a.sleeve_length END,
+    CASE WHEN a.fit_type <> 'cannot determine' THEN a.fit_type END,
+    p.season, p.usage)                                     AS rich_description,
+  a.model_id,
+  a.model_revision,
+  a.extraction_timestamp
+FROM main.fashion_demo.product_extracted_attributes a
+JOIN main.fashion_demo.products p ON p.product_id = a.product_id
+WHERE a.extraction_success;

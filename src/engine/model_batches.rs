@@ -1,0 +1,154 @@
+//! Model functions see model-sized batches. DataFusion hands a projection whatever batches its
+//! input makes: up to 8,192 rows from a scan, or every unmatched row of an anti-join at once. A
+//! model function then works for hours inside one call, so that progress, Ctrl-C and
+//! `vitrine.write.commit_rows` only see its end. [`SliceModelInputs`] cuts the input of every
+//! projection that calls a model function into batches of `vitrine.udf.batch_size` rows.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::config::ConfigOptions;
+use datafusion::error::Result;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use futures::StreamExt;
+use vitrine_udfs::FunctionContext;
+
+/// The physical optimizer rule: a [`SliceBatchesExec`] under each projection calling a model
+/// function, sized by the session's `vitrine.udf.batch_size` when the statement is planned.
+#[derive(Debug)]
+pub struct SliceModelInputs {
+    functions: Arc<FunctionContext>,
+}
+
+impl SliceModelInputs {
+    /// The rule, reading the batch size from `functions`' settings.
+    pub fn new(functions: Arc<FunctionContext>) -> Self {
+        Self { functions }
+    }
+}
+
+fn calls_model(expr: &Arc<dyn PhysicalExpr>) -> bool {
+    expr.exists(|e| {
+        Ok(e.as_any()
+            .downcast_ref::<ScalarFunctionExpr>()
+            .is_some_and(|f| vitrine_udfs::MODEL_FUNCTIONS.contains(&f.name())))
+    })
+    .unwrap_or(false)
+}
+
+impl PhysicalOptimizerRule for SliceModelInputs {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let rows = self.functions.settings().batch_size.max(1);
+        plan.transform_up(|node| {
+            let Some(projection) = node.as_any().downcast_ref::<ProjectionExec>() else {
+                return Ok(Transformed::no(node));
+            };
+            let input = projection.input();
+            if input.as_any().is::<SliceBatchesExec>()
+                || !projection.expr().iter().any(|p| calls_model(&p.expr))
+            {
+                return Ok(Transformed::no(node));
+            }
+            let sliced: Arc<dyn ExecutionPlan> =
+                Arc::new(SliceBatchesExec::new(Arc::clone(input), rows));
+            Ok(Transformed::yes(node.with_new_children(vec![sliced])?))
+        })
+        .data()
+    }
+
+    fn name(&self) -> &str {
+        "slice_model_inputs"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// Passes its input on in batches of at most `rows` rows (zero-copy slices), in order.
+#[derive(Debug)]
+pub struct SliceBatchesExec {
+    input: Arc<dyn ExecutionPlan>,
+    rows: usize,
+    properties: Arc<PlanProperties>,
+}
+
+impl SliceBatchesExec {
+    /// Slices `input`'s batches to `rows` rows.
+    pub fn new(input: Arc<dyn ExecutionPlan>, rows: usize) -> Self {
+        let properties = Arc::clone(input.properties());
+        Self {
+            input,
+            rows: rows.max(1),
+            properties,
+        }
+    }
+}
+
+impl DisplayAs for SliceBatchesExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "SliceBatchesExec: rows={}", self.rows)
+    }
+}
+
+impl ExecutionPlan for SliceBatchesExec {
+    fn name(&self) -> &str {
+        "SliceBatchesExec"
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![true]
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(Self::new(Arc::clone(&children[0]), self.rows)))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let input = self.input.execute(partition, context)?;
+        let schema = input.schema();
+        let rows = self.rows;
+        let sliced = input.flat_map(move |batch| {
+            let pieces: Vec<Result<RecordBatch>> = match batch {
+                Ok(batch) => (0..batch.num_rows())
+                    .step_by(rows)
+                    .map(|offset| Ok(batch.slice(offset, rows.min(batch.num_rows() - offset))))
+                    .collect(),
+                Err(e) => vec![Err(e)],
+            };
+            futures::stream::iter(pieces)
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, sliced)))
+    }
+}
