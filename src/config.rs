@@ -49,6 +49,9 @@ pub const VITRINE_SETTINGS: &[(&str, &str, &str)] = &[
     ("vitrine.udf.batch_size", "32", "rows per model batch"),
     ("vitrine.smolvlm.longest_edge", "", "SmolVLM's first resize in pixels (512: one tile per photo, faster, less detail); the model's own setting when unset"),
     ("vitrine.write.commit_rows", "", "INSERT INTO a Lance table commits a version every this many rows instead of once at the end, so that a long statement stopped half-way (a failure, Ctrl-C) keeps the rows committed so far; unset: one commit, all or nothing"),
+    ("vitrine.smolvlm.temperature", "0", "SmolVLM's decoding: 0 is greedy (the extraction contract's); above 0 it samples at that temperature"),
+    ("vitrine.smolvlm.top_p", "1", "when sampling, SmolVLM draws from the most likely tokens whose probabilities reach this share (0 < top_p <= 1)"),
+    ("vitrine.smolvlm.seed", "0", "when sampling, seeds each row's draws together with its photo and prompt, so a run repeats"),
     ("vitrine.progress", "auto", "progress bars on long statements: 'auto' (when stderr is a terminal), 'on' or 'off'"),
 ];
 

@@ -322,3 +322,42 @@ async fn smolvlm_extract_fills_the_struct_from_the_reply() {
         "{err}"
     );
 }
+
+/// `vitrine.smolvlm.temperature` above 0 samples: a run repeats under the same seed whatever the
+/// batching, another seed answers otherwise, and temperature 0 is greedy again.
+#[tokio::test(flavor = "multi_thread")]
+async fn sampling_repeats_under_a_seed() {
+    let wh = TestWarehouse::new().await;
+    wh.sql(&format!(
+        "SET vitrine.model.smolvlm = '{}'",
+        fixture_model()
+    ))
+    .await;
+    let photo = repo_path("tests/fixtures/clip/images/wide-97x31.png")
+        .to_string_lossy()
+        .into_owned();
+    let query = format!(
+        "SELECT smolvlm_generate(path, q, 12) FROM (VALUES (1, '{photo}', 'Describe the garment.'), \
+         (2, '{photo}', 'Colour?')) AS t(id, path, q) ORDER BY id"
+    );
+    let greedy = wh.rows(&query).await;
+    wh.sql("SET vitrine.smolvlm.temperature = 1.5").await;
+    wh.sql("SET vitrine.smolvlm.top_p = 0.95").await;
+    wh.sql("SET vitrine.smolvlm.seed = 7").await;
+    let first = wh.rows(&query).await;
+    wh.sql("SET vitrine.udf.batch_size = 1").await;
+    assert_eq!(wh.rows(&query).await, first, "same seed, other batching");
+    assert_ne!(first, greedy);
+    wh.sql("SET vitrine.smolvlm.seed = 8").await;
+    assert_ne!(wh.rows(&query).await, first, "another seed");
+    wh.sql("SET vitrine.smolvlm.temperature = 0").await;
+    assert_eq!(wh.rows(&query).await, greedy);
+    assert_eq!(
+        greedy[0][0],
+        direct_answer(&photo, "Describe the garment.", 12, None)
+    );
+    let err = wh.error("SET vitrine.smolvlm.top_p = 0").await;
+    assert!(err.contains("top_p must be in (0, 1]"), "{err}");
+    let err = wh.error("SET vitrine.smolvlm.temperature = -1").await;
+    assert!(err.contains("temperature must be 0"), "{err}");
+}

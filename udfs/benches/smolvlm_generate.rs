@@ -24,6 +24,11 @@ use vitrine_udfs::runtime::source::Hub;
 use vitrine_udfs::smolvlm::extract::default_prompt;
 use vitrine_udfs::smolvlm::model::{GenerationRequest, SmolVlm, SMOLVLM_FILES};
 use vitrine_udfs::smolvlm::prompt::chat_prompt;
+use vitrine_udfs::smolvlm::sampling::Decoding;
+
+/// As in the `vitrine` binary: freed tensor buffers are reused instead of returned to the system.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Options {
     dir: PathBuf,
@@ -108,10 +113,11 @@ fn run(
                 image,
                 prompt: question,
                 max_new_tokens: new_tokens,
+                seed: 0,
             })
             .collect();
         let generated = model
-            .generate_batch(&requests, false)
+            .generate_batch(&requests, Decoding::Greedy, false)
             .map_err(|e| e.to_string())?;
         assert!(generated.iter().all(|g| g.len() == new_tokens));
     }

@@ -14,6 +14,7 @@ use crate::runtime::registry;
 use crate::runtime::source::{Hub, ModelSource};
 use crate::runtime::ModelError;
 use crate::smolvlm::model::{SmolVlm, SMOLVLM_FILES};
+use crate::smolvlm::sampling::Decoding;
 
 /// The CLIP model used when `vitrine.model.clip` is not set.
 pub const DEFAULT_CLIP_MODEL: &str = "openai/clip-vit-base-patch32";
@@ -68,6 +69,12 @@ pub struct FunctionSettings {
     /// `vitrine.smolvlm.longest_edge`: SmolVLM's first resize (fewer tiles when smaller), or
     /// the model's own setting.
     pub smolvlm_longest_edge: Option<u32>,
+    /// `vitrine.smolvlm.temperature`: 0 decodes greedily; above, SmolVLM samples.
+    pub smolvlm_temperature: f32,
+    /// `vitrine.smolvlm.top_p`: the nucleus kept when sampling.
+    pub smolvlm_top_p: f32,
+    /// `vitrine.smolvlm.seed`: with a row's photo and prompt, seeds its draws.
+    pub smolvlm_seed: u64,
 }
 
 impl Default for FunctionSettings {
@@ -79,6 +86,9 @@ impl Default for FunctionSettings {
             batch_size: 32,
             on_error: OnError::Null,
             smolvlm_longest_edge: None,
+            smolvlm_temperature: 0.0,
+            smolvlm_top_p: 1.0,
+            smolvlm_seed: 0,
         }
     }
 }
@@ -115,6 +125,23 @@ impl FunctionSettings {
                     Some(value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
                         format!("{key} must be a positive integer, got '{value}'")
                     })?);
+            }
+            "vitrine.smolvlm.temperature" | "vitrine.smolvlm.top_p" => {
+                let number: f32 = value
+                    .parse()
+                    .map_err(|_| format!("{key} must be a number, got '{value}'"))?;
+                let (temperature, top_p) = if key == "vitrine.smolvlm.temperature" {
+                    (number, self.smolvlm_top_p)
+                } else {
+                    (self.smolvlm_temperature, number)
+                };
+                Decoding::new(temperature, top_p).map_err(|e| format!("{key}: {e}"))?;
+                (self.smolvlm_temperature, self.smolvlm_top_p) = (temperature, top_p);
+            }
+            "vitrine.smolvlm.seed" => {
+                self.smolvlm_seed = value
+                    .parse()
+                    .map_err(|_| format!("{key} must be a non-negative integer, got '{value}'"))?;
             }
             "vitrine.udf.on_error" => {
                 self.on_error = match value {

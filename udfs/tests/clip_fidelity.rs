@@ -8,14 +8,13 @@ use std::path::PathBuf;
 use candle_core::{Device, Tensor};
 use vitrine_udfs::clip::{ClipEmbedder, CLIP_FILES};
 use vitrine_udfs::image::decode::decode_rgb;
-use vitrine_udfs::runtime::placement::Placement;
 use vitrine_udfs::runtime::source::Hub;
 
 const MODELS: &[&str] = &["tiny-a", "tiny-b"];
 
 mod common;
 
-use common::{max_abs, max_abs_diff, mean_abs_diff};
+use common::{max_abs, max_abs_diff, mean_abs_diff, placement};
 
 fn fixtures() -> PathBuf {
     common::fixtures().join("clip")
@@ -26,7 +25,7 @@ fn load(model: &str) -> ClipEmbedder {
     let source = Hub::new("/nonexistent", true)
         .locate(dir.to_str().unwrap(), CLIP_FILES)
         .unwrap();
-    ClipEmbedder::load(&source, Placement::cpu()).unwrap()
+    ClipEmbedder::load(&source, placement()).unwrap()
 }
 
 fn expected(model: &str) -> HashMap<String, Tensor> {
@@ -231,7 +230,7 @@ fn a_model_in_the_hugging_face_cache_loads_by_hub_id() {
         .locate("acme/tiny-clip", CLIP_FILES)
         .unwrap();
     assert_eq!(source.revision, "5eed0123");
-    let from_cache = ClipEmbedder::load(&source, Placement::cpu()).unwrap();
+    let from_cache = ClipEmbedder::load(&source, placement()).unwrap();
     let from_folder = load("tiny-a");
     let ids = from_folder.tokenize(&["red dress"]).unwrap();
     assert_eq!(

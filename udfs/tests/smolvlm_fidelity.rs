@@ -8,7 +8,7 @@ use vitrine_udfs::smolvlm::processor::{Idefics3ImageProcessor, Idefics3Processor
 
 mod common;
 
-use common::{fixtures, max_abs, max_abs_diff, mean_abs_diff};
+use common::{fixtures, max_abs, max_abs_diff, mean_abs_diff, placement};
 
 /// Frames, tile grid and pixel values match transformers: PNG inputs exactly (measured 0.0),
 /// JPEG inputs within the decoders' difference (zune-jpeg vs libjpeg-turbo, as for CLIP), which
@@ -281,7 +281,6 @@ fn logits_and_greedy_tokens_match_transformers() {
 /// chat prompt and a 4-frame photo give the same input ids and the same 32 greedy tokens.
 #[test]
 fn a_model_folder_generates_what_transformers_generates() {
-    use vitrine_udfs::runtime::placement::Placement;
     use vitrine_udfs::runtime::source::Hub;
     use vitrine_udfs::smolvlm::model::{SmolVlm, SMOLVLM_FILES};
 
@@ -289,7 +288,7 @@ fn a_model_folder_generates_what_transformers_generates() {
     let source = Hub::new("/nonexistent", true)
         .locate(dir.to_str().unwrap(), SMOLVLM_FILES)
         .unwrap();
-    let model = SmolVlm::load(&source, Placement::cpu()).unwrap();
+    let model = SmolVlm::load(&source, placement()).unwrap();
     let expected = candle_core::safetensors::load(
         fixtures().join("smolvlm/expected-model.safetensors"),
         &Device::Cpu,
@@ -327,10 +326,10 @@ fn a_model_folder_generates_what_transformers_generates() {
 /// tokens again; a batch whose rows stop at different lengths gives each row its own prefix.
 #[test]
 fn a_mixed_batch_generates_what_transformers_generates() {
-    use vitrine_udfs::runtime::placement::Placement;
     use vitrine_udfs::runtime::source::Hub;
     use vitrine_udfs::smolvlm::model::{GenerationRequest, SmolVlm, SMOLVLM_FILES};
     use vitrine_udfs::smolvlm::prompt::chat_prompt;
+    use vitrine_udfs::smolvlm::sampling::Decoding;
 
     const ROWS: [(&str, &str); 3] = [
         ("wide-97x31.png", "Describe the garment."),
@@ -359,7 +358,7 @@ fn a_mixed_batch_generates_what_transformers_generates() {
         let source = Hub::new("/nonexistent", true)
             .locate(dir.to_str().unwrap(), SMOLVLM_FILES)
             .unwrap();
-        let model = SmolVlm::load(&source, Placement::cpu()).unwrap();
+        let model = SmolVlm::load(&source, placement()).unwrap();
         let images: Vec<_> = ROWS
             .iter()
             .map(|(photo, _)| {
@@ -396,9 +395,12 @@ fn a_mixed_batch_generates_what_transformers_generates() {
                 image,
                 prompt,
                 max_new_tokens: 32,
+                seed: 0,
             })
             .collect();
-        let batch = model.generate_batch(&requests, false).unwrap();
+        let batch = model
+            .generate_batch(&requests, Decoding::Greedy, false)
+            .unwrap();
         let want = &expected[&format!("{name}/batch")];
         for (i, row) in batch.iter().enumerate() {
             assert_eq!(
@@ -418,7 +420,9 @@ fn a_mixed_batch_generates_what_transformers_generates() {
                 ..r
             })
             .collect();
-        let staggered = model.generate_batch(&requests, false).unwrap();
+        let staggered = model
+            .generate_batch(&requests, Decoding::Greedy, false)
+            .unwrap();
         for (i, (row, limit)) in staggered.iter().zip(limits).enumerate() {
             assert_eq!(
                 row.as_slice(),

@@ -9,6 +9,8 @@
 use std::any::Any;
 use std::sync::Arc;
 
+use sha2::{Digest, Sha256};
+
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, ListBuilder, StringArray, StringBuilder, StructArray,
 };
@@ -25,6 +27,7 @@ use crate::context::{FunctionContext, ModelUse};
 use crate::smolvlm::extract::{default_prompt, parse_reply, vocabulary, Extraction, VOCABULARIES};
 use crate::smolvlm::model::GenerationRequest;
 use crate::smolvlm::prompt::chat_prompt;
+use crate::smolvlm::sampling::Decoding;
 
 /// New tokens when `max_new_tokens` is not given.
 pub const DEFAULT_MAX_NEW_TOKENS: usize = 256;
@@ -79,6 +82,19 @@ enum Answer {
     Failed(String),
 }
 
+/// The seed of a row's draws when sampling: from the session's seed, the photo and the prompt,
+/// so that a row answers the same whatever rows share its batch or partition.
+fn row_seed(seed: u64, image: &rows::ImageArgument, prompt: &str) -> u64 {
+    let mut hash = Sha256::new();
+    hash.update(seed.to_le_bytes());
+    match image {
+        rows::ImageArgument::Location(path) => hash.update(path.as_bytes()),
+        rows::ImageArgument::Bytes(bytes) => hash.update(bytes),
+    }
+    hash.update(prompt.as_bytes());
+    u64::from_le_bytes(hash.finalize()[..8].try_into().expect("8 bytes"))
+}
+
 /// Generates the answer to each row's prompt about its image, `vitrine.udf.batch_size` rows per
 /// batched generation; each batch's photos are read and processed just before it, so memory holds
 /// one batch of frames whatever the table's size. Also says which model answered.
@@ -95,6 +111,8 @@ fn answer_rows(
         Some(edge) => model.processor().with_longest_edge(edge),
         None => model.processor().clone(),
     };
+    let decoding = Decoding::new(settings.smolvlm_temperature, settings.smolvlm_top_p)
+        .map_err(|e| exec_datafusion_err!("{name}: {e}"))?;
     let images = rows::images(images)?;
     let limits = match limits {
         Some(a) => Some(datafusion::arrow::compute::cast(a, &DataType::Int64)?),
@@ -104,7 +122,7 @@ fn answer_rows(
     let mut out: Vec<Answer> = (0..images.len()).map(|_| Answer::Null).collect();
     let rows: Vec<usize> = (0..images.len()).collect();
     for chunk in rows.chunks(settings.batch_size.max(1)) {
-        // (row, processed photo, chat prompt, token limit) of the chunk's usable rows.
+        // (row, processed photo, chat prompt, token limit, seed) of the chunk's usable rows.
         let mut pending = Vec::with_capacity(chunk.len());
         for &i in chunk {
             let (Some(image), Some(prompt)) = (&images[i], &prompts[i]) else {
@@ -120,7 +138,13 @@ fn answer_rows(
                 ));
             }
             match rows::read_image(context, image) {
-                Ok(rgb) => pending.push((i, processor.process(&rgb), chat_prompt(prompt), limit)),
+                Ok(rgb) => pending.push((
+                    i,
+                    processor.process(&rgb),
+                    chat_prompt(prompt),
+                    limit,
+                    row_seed(settings.smolvlm_seed, image, prompt),
+                )),
                 Err(message) => {
                     let row = rows::row_name(&images, i, first_row);
                     rows::row_failed(
@@ -136,14 +160,15 @@ fn answer_rows(
         }
         let requests: Vec<GenerationRequest> = pending
             .iter()
-            .map(|(_, image, prompt, limit)| GenerationRequest {
+            .map(|(_, image, prompt, limit, seed)| GenerationRequest {
                 image,
                 prompt,
                 max_new_tokens: *limit as usize,
+                seed: *seed,
             })
             .collect();
         let generated = model
-            .generate_batch(&requests, true)
+            .generate_batch(&requests, decoding, true)
             .map_err(|e| rows::model_error(name, e))?;
         for ((i, ..), tokens) in pending.iter().zip(generated) {
             out[*i] = Answer::Text(

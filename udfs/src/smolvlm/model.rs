@@ -8,6 +8,7 @@ use tokenizers::Tokenizer;
 
 use super::processor::{Idefics3ImageProcessor, Idefics3ProcessorConfig, ProcessedImage};
 use super::prompt::ImageTokens;
+use super::sampling::{Decoding, Sampler};
 use super::text::{merge_image_features, KvCache, LlamaConfig, TextModel};
 use super::vision::{Connector, SiglipConfig, SiglipVision};
 use crate::runtime::placement::Placement;
@@ -33,6 +34,8 @@ pub struct GenerationRequest<'a> {
     pub prompt: &'a str,
     /// The most tokens to generate.
     pub max_new_tokens: usize,
+    /// Seeds this sequence's draws when sampling.
+    pub seed: u64,
 }
 
 /// An `Idefics3Config`.
@@ -151,19 +154,26 @@ impl SmolVlm {
             image,
             prompt,
             max_new_tokens,
+            seed: 0,
         };
         Ok(self
-            .generate_batch(std::slice::from_ref(&request), stop_at_end)?
+            .generate_batch(
+                std::slice::from_ref(&request),
+                Decoding::Greedy,
+                stop_at_end,
+            )?
             .remove(0))
     }
 
-    /// Greedy decoding of every request in one batch: prompts left-padded to the longest, each
-    /// sequence at its own positions, the images of all requests through the vision tower
-    /// together. A sequence leaves the batch (and the cache) when it ends, at
-    /// `<end_of_utterance>` if `stop_at_end` or at its `max_new_tokens`; the others go on.
+    /// Decodes every request in one batch (`decoding`: greedy, or sampled with each request's
+    /// seed): prompts left-padded to the longest, each sequence at its own positions, the images
+    /// of all requests through the vision tower together. A sequence leaves the batch (and the
+    /// cache) when it ends, at `<end_of_utterance>` if `stop_at_end` or at its
+    /// `max_new_tokens`; the others go on.
     pub fn generate_batch(
         &self,
         requests: &[GenerationRequest],
+        decoding: Decoding,
         stop_at_end: bool,
     ) -> Result<Vec<Vec<u32>>, ModelError> {
         if requests.is_empty() {
@@ -200,8 +210,21 @@ impl SmolVlm {
             .forward_last(&Tensor::cat(&rows, 0)?, &mut cache)?;
         let mut active: Vec<usize> = (0..requests.len()).collect();
         let mut generated = vec![Vec::new(); requests.len()];
+        let mut samplers: Vec<Sampler> = requests
+            .iter()
+            .map(|r| Sampler::new(decoding, r.seed))
+            .collect();
         loop {
-            let next: Vec<u32> = logits.to_dtype(DType::F32)?.argmax(D::Minus1)?.to_vec1()?;
+            let scores = logits.to_dtype(DType::F32)?;
+            let next: Vec<u32> = match decoding {
+                // On the device: only the chosen ids come back.
+                Decoding::Greedy => scores.argmax(D::Minus1)?.to_vec1()?,
+                Decoding::Sample { .. } => active
+                    .iter()
+                    .zip(scores.to_vec2::<f32>()?)
+                    .map(|(&row, values)| samplers[row].next(&values))
+                    .collect(),
+            };
             let (mut keep, mut fed) = (Vec::new(), Vec::new());
             for (slot, (&row, &token)) in active.iter().zip(&next).enumerate() {
                 if stop_at_end && Some(token) == self.end_of_utterance {

@@ -1,8 +1,19 @@
-//! Helpers the fidelity tests share: where the fixtures are, and how far two tensors are apart.
+//! Helpers the fidelity tests share: where the fixtures are, where the models run, and how far
+//! two tensors are apart.
 
 use std::path::PathBuf;
 
 use candle_core::Tensor;
+use vitrine_udfs::runtime::placement::Placement;
+
+/// Where the whole-model tests run, in f32: the CPU, or `$VITRINE_TEST_DEVICE` (`cuda`, with a
+/// build of feature `cuda`) to check the GPU path against the same fixtures.
+pub fn placement() -> Placement {
+    match std::env::var("VITRINE_TEST_DEVICE") {
+        Ok(device) => Placement::parse(&device, "f32").expect("VITRINE_TEST_DEVICE"),
+        Err(_) => Placement::cpu(),
+    }
+}
 
 /// The repository's `tests/fixtures` folder.
 pub fn fixtures() -> PathBuf {
