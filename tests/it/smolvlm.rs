@@ -1,6 +1,7 @@
-//! `smolvlm_generate` in SQL with the tiny fixture Idefics3: the same answer as the model's own
-//! API, NULLs, unreadable photos under both `on_error` modes, the longest-edge setting, and the
-//! model recorded in a written table.
+//! The SmolVLM functions in SQL with the tiny fixture models: `smolvlm_generate` gives the model's
+//! own answers, batched or not, greedy or seeded; NULLs, unreadable and malformed photos under
+//! both `on_error` modes; the longest-edge setting; `smolvlm_extract`'s struct from a JSON reply
+//! (the scripted model) or the reason there is none; the model recorded in a written table.
 
 use vitrine_udfs::image::decode::decode_rgb;
 use vitrine_udfs::runtime::placement::Placement;
@@ -10,10 +11,27 @@ use vitrine_udfs::smolvlm::prompt::chat_prompt;
 
 use crate::support::{repo_path, TestWarehouse};
 
+/// The tiny random-weight model (`make_model_fixtures.py`): its replies hold no JSON.
 fn fixture_model() -> String {
     repo_path("tests/fixtures/smolvlm/tiny")
         .to_string_lossy()
         .into_owned()
+}
+
+/// The scripted fixture model (`make_scripted_fixture.py`) answers one fixed JSON to every
+/// prompt: the whole extraction path, reply to struct, with the model recorded in every row.
+fn scripted_model() -> String {
+    repo_path("tests/fixtures/smolvlm/scripted")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A test warehouse whose session uses the SmolVLM folder `model`.
+async fn warehouse_with(model: &str) -> TestWarehouse {
+    let wh = TestWarehouse::new().await;
+    wh.sql(&format!("SET vitrine.model.smolvlm = '{model}'"))
+        .await;
+    wh
 }
 
 /// What the model itself answers, for comparison.
@@ -40,12 +58,7 @@ fn direct_answer(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn smolvlm_generate_answers_as_the_model_does_and_handles_bad_rows() {
-    let wh = TestWarehouse::new().await;
-    wh.sql(&format!(
-        "SET vitrine.model.smolvlm = '{}'",
-        fixture_model()
-    ))
-    .await;
+    let wh = warehouse_with(&fixture_model()).await;
     let photo = repo_path("tests/fixtures/clip/images/wide-97x31.png")
         .to_string_lossy()
         .into_owned();
@@ -117,12 +130,7 @@ async fn smolvlm_generate_answers_as_the_model_does_and_handles_bad_rows() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn smolvlm_extract_parses_the_reply_or_says_why_not() {
-    let wh = TestWarehouse::new().await;
-    wh.sql(&format!(
-        "SET vitrine.model.smolvlm = '{}'",
-        fixture_model()
-    ))
-    .await;
+    let wh = warehouse_with(&fixture_model()).await;
     wh.sql("SET vitrine.smolvlm.longest_edge = 32").await;
     let photo = repo_path("tests/fixtures/clip/images/square-40.jpg")
         .to_string_lossy()
@@ -156,12 +164,7 @@ async fn smolvlm_extract_parses_the_reply_or_says_why_not() {
 /// one per batch as four per batch, and each is what the model answers for it alone.
 #[tokio::test(flavor = "multi_thread")]
 async fn batched_generation_answers_each_row_as_alone() {
-    let wh = TestWarehouse::new().await;
-    wh.sql(&format!(
-        "SET vitrine.model.smolvlm = '{}'",
-        fixture_model()
-    ))
-    .await;
+    let wh = warehouse_with(&fixture_model()).await;
     let rows: Vec<(String, &str, usize)> = [
         ("wide-97x31.png", "Describe the garment.", 12),
         (
@@ -198,25 +201,12 @@ async fn batched_generation_answers_each_row_as_alone() {
     }
 }
 
-/// The scripted fixture model (`make_scripted_fixture.py`) answers one fixed JSON to every
-/// prompt: the whole extraction path, reply to struct, with the model recorded in every row.
-fn scripted_model() -> String {
-    repo_path("tests/fixtures/smolvlm/scripted")
-        .to_string_lossy()
-        .into_owned()
-}
-
 /// Unusable photos in one 44K-style statement: a missing file, a truncated JPEG, a text file, a
 /// 0×0 PNG and a PNG whose header claims 30000×30000 pixels each give `extraction_success = false`
 /// and an error naming the file; the good photo around them is extracted; one warning counts them.
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_photos_fail_their_rows_only() {
-    let wh = TestWarehouse::new().await;
-    wh.sql(&format!(
-        "SET vitrine.model.smolvlm = '{}'",
-        scripted_model()
-    ))
-    .await;
+    let wh = warehouse_with(&scripted_model()).await;
     let dir = tempfile::tempdir().unwrap();
     let good = repo_path("tests/fixtures/clip/images/square-40.jpg");
     let jpeg = std::fs::read(&good).unwrap();
@@ -279,12 +269,7 @@ async fn bad_photos_fail_their_rows_only() {
 /// gives the lists the quality report checks against.
 #[tokio::test(flavor = "multi_thread")]
 async fn smolvlm_extract_fills_the_struct_from_the_reply() {
-    let wh = TestWarehouse::new().await;
-    wh.sql(&format!(
-        "SET vitrine.model.smolvlm = '{}'",
-        scripted_model()
-    ))
-    .await;
+    let wh = warehouse_with(&scripted_model()).await;
     let photo = repo_path("tests/fixtures/clip/images/wide-97x31.png");
     let row = &wh
         .rows(&format!(
@@ -327,12 +312,7 @@ async fn smolvlm_extract_fills_the_struct_from_the_reply() {
 /// batching, another seed answers otherwise, and temperature 0 is greedy again.
 #[tokio::test(flavor = "multi_thread")]
 async fn sampling_repeats_under_a_seed() {
-    let wh = TestWarehouse::new().await;
-    wh.sql(&format!(
-        "SET vitrine.model.smolvlm = '{}'",
-        fixture_model()
-    ))
-    .await;
+    let wh = warehouse_with(&fixture_model()).await;
     let photo = repo_path("tests/fixtures/clip/images/wide-97x31.png")
         .to_string_lossy()
         .into_owned();
