@@ -9,10 +9,8 @@ CREATE OR REPLACE TEMPORARY VIEW phase1_sample AS SELECT CAST(100 AS BIGINT) AS 
 
 -- Resumable: products already in the table are skipped, and rows are committed every 64, so a run
 -- stopped half-way (Ctrl-C, a lost machine) keeps what it extracted and a re-run does the rest,
--- with no product twice. Rows reach the model 32 at a time (one generation batch).
+-- with no product twice. Rows reach the model `vitrine.udf.batch_size` (32) at a time.
 SET vitrine.write.commit_rows = 64;
-SET datafusion.execution.batch_size = 32;
-SET vitrine.udf.batch_size = 32;
 
 CREATE TABLE IF NOT EXISTS main.fashion_demo.product_extracted_attributes (
   product_id           INT,
@@ -65,6 +63,8 @@ SELECT
   e.model_revision,
   CURRENT_TIMESTAMP()
 FROM extracted;
+
+RESET vitrine.write.commit_rows;
 
 -- The plan's progress checks.
 SELECT COUNT(*) AS extracted FROM main.fashion_demo.product_extracted_attributes;

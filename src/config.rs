@@ -55,20 +55,26 @@ pub const VITRINE_SETTINGS: &[(&str, &str, &str)] = &[
     ("vitrine.progress", "auto", "progress bars on long statements: 'auto' (when stderr is a terminal), 'on' or 'off'"),
 ];
 
-/// Checks a `SET` of a `vitrine.` key: known keys only, so that a typo fails loudly.
-pub fn validate_vitrine_setting(key: &str, value: &str) -> Result<()> {
-    if key.starts_with("vitrine.model.") {
+/// Checks that `key` is a `vitrine.` setting there is, so that a typo fails loudly.
+pub fn known_vitrine_setting(key: &str) -> Result<()> {
+    if key.starts_with("vitrine.model.") || VITRINE_SETTINGS.iter().any(|(k, _, _)| *k == key) {
         return Ok(());
     }
+    Err(VitrineError::Plan(format!(
+        "unknown setting '{key}': known settings are {} and vitrine.model.<name>",
+        VITRINE_SETTINGS
+            .iter()
+            .map(|(k, _, _)| *k)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
+}
+
+/// Checks a `SET` of a `vitrine.` key: known keys only, with a value they take.
+pub fn validate_vitrine_setting(key: &str, value: &str) -> Result<()> {
+    known_vitrine_setting(key)?;
     match VITRINE_SETTINGS.iter().find(|(k, _, _)| *k == key) {
-        None => Err(VitrineError::Plan(format!(
-            "unknown setting '{key}': known settings are {} and vitrine.model.<name>",
-            VITRINE_SETTINGS
-                .iter()
-                .map(|(k, _, _)| *k)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
+        None => Ok(()),
         Some(("vitrine.udf.on_error", _, _)) if !matches!(value, "null" | "fail") => {
             Err(VitrineError::Plan(format!(
                 "vitrine.udf.on_error must be 'null' or 'fail', got '{value}'"

@@ -32,7 +32,9 @@ use vitrine_udfs::FunctionContext;
 
 use crate::catalog::blobs::WarehouseFiles;
 use crate::catalog::{QualifiedName, TableEntry, TableName, Warehouse, WarehouseCatalogList};
-use crate::config::{validate_vitrine_setting, EngineConfig, DEFAULT_CATALOG, DEFAULT_SCHEMA};
+use crate::config::{
+    known_vitrine_setting, validate_vitrine_setting, EngineConfig, DEFAULT_CATALOG, DEFAULT_SCHEMA,
+};
 use crate::error::{Result, VitrineError};
 use crate::sql::functions::{self, SparkIntegerDivision};
 use crate::sql::parser::{parse_statement, VitrineStatement};
@@ -51,6 +53,8 @@ pub struct Engine {
     catalogs: WarehouseCatalogList,
     /// `SET` values that are not DataFusion options (`vitrine.*`, `spark.*`, …).
     settings: Mutex<BTreeMap<String, String>>,
+    /// The settings the session started with (command-line flags), which `RESET` goes back to.
+    startup_settings: BTreeMap<String, String>,
     write_progress: Mutex<Option<WriteProgress>>,
     /// What the model functions share with the session (settings, files, report).
     functions: Arc<FunctionContext>,
@@ -121,6 +125,7 @@ impl Engine {
             ctx,
             catalogs,
             settings: Mutex::new(BTreeMap::new()),
+            startup_settings: config.settings.clone(),
             write_progress: Mutex::new(None),
             functions: model_functions,
         };
@@ -219,6 +224,7 @@ impl Engine {
                 StatementResult::collect(self.ctx.sql(&sql).await?).await
             }
             VitrineStatement::Set { key, value } => self.execute_set(key, value).await,
+            VitrineStatement::Reset { key } => self.reset(key.as_deref()),
             VitrineStatement::CreateTable(create) => write::create_table(self, *create).await,
             VitrineStatement::Insert {
                 table,
@@ -505,6 +511,36 @@ impl Engine {
             .expect("settings lock")
             .insert(key.to_string(), value.to_string());
         Ok(())
+    }
+
+    /// `RESET [key]`: `key` (every key when none) back to the value the session started with, or
+    /// to its default. DataFusion's own options are SET back instead.
+    fn reset(&self, key: Option<&str>) -> Result<StatementResult> {
+        if let Some(key) = key.filter(|k| k.starts_with("datafusion.")) {
+            return Err(VitrineError::Plan(format!(
+                "RESET {key}: DataFusion options are reset with SET {key} = <default>"
+            )));
+        }
+        let mut settings = self.settings.lock().expect("settings lock");
+        match key {
+            Some(key) => {
+                if key.starts_with("vitrine.") {
+                    known_vitrine_setting(key)?;
+                }
+                match self.startup_settings.get(key) {
+                    Some(value) => settings.insert(key.to_string(), value.clone()),
+                    None => settings.remove(key),
+                };
+            }
+            None => settings.clone_from(&self.startup_settings),
+        }
+        self.functions
+            .reset_settings(settings.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(VitrineError::Plan)?;
+        Ok(StatementResult::message(match key {
+            Some(key) => format!("{key} reset"),
+            None => "every setting reset".to_string(),
+        }))
     }
 
     async fn execute_set(

@@ -213,6 +213,11 @@ pub enum VitrineStatement {
         /// The new value (none: show the key).
         value: Option<String>,
     },
+    /// `RESET key`: the setting back to its default; `RESET`: every setting of the session.
+    Reset {
+        /// The setting's key (none: all).
+        key: Option<String>,
+    },
     /// Anything DataFusion plans itself (queries, views, `EXPLAIN`, …).
     Query(Box<Statement>),
     /// DataFusion's own statements that sqlparser does not parse (`COPY … TO`,
@@ -508,6 +513,14 @@ impl StatementParser<'_> {
             }
             "SET" if !matches!(self.peek_word(1).as_deref(), Some("TIME" | "ROLE")) => {
                 self.parse_set()
+            }
+            "RESET" => {
+                self.p.next_token();
+                let key = match self.p.peek_token().token {
+                    Token::EOF | Token::SemiColon => None,
+                    _ => Some(self.property_key()?),
+                };
+                Ok(VitrineStatement::Reset { key })
             }
             "COPY" => Ok(VitrineStatement::DataFusion(self.whole_statement())),
             _ => self.parse_sqlparser_statement(),

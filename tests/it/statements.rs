@@ -256,6 +256,44 @@ async fn set_accepts_known_vitrine_settings_only() {
     wh.sql("SET spark.sql.shuffle.partitions = 8").await;
 }
 
+/// `RESET key` goes back to the value the session started with (here the command-line model) or
+/// to the default, for the model functions too; `RESET` resets every key.
+#[tokio::test(flavor = "multi_thread")]
+async fn reset_goes_back_to_the_start() {
+    let wh = TestWarehouse::new().await;
+    let startup = wh.engine.setting("vitrine.model.clip").unwrap();
+    let embed = "SELECT SIZE(clip_text_embed('red dress'))";
+    let width = wh.value(embed).await;
+    wh.sql("SET vitrine.write.commit_rows = 64").await;
+    wh.sql("SET vitrine.model.clip = '/nowhere/clip'").await;
+    assert!(wh.error(embed).await.contains("/nowhere/clip"));
+    wh.sql("RESET vitrine.write.commit_rows").await;
+    assert_eq!(wh.engine.setting("vitrine.write.commit_rows"), None);
+    wh.sql("RESET vitrine.model.clip").await;
+    assert_eq!(
+        wh.engine.setting("vitrine.model.clip"),
+        Some(startup.clone())
+    );
+    assert_eq!(wh.value(embed).await, width);
+
+    wh.sql("SET vitrine.model.clip = '/nowhere/clip'").await;
+    wh.sql("SET vitrine.udf.batch_size = 3").await;
+    wh.sql("RESET").await;
+    assert_eq!(wh.engine.setting("vitrine.udf.batch_size"), None);
+    assert_eq!(wh.value(embed).await, width);
+
+    let err = wh.error("RESET vitrine.udf.batchsize").await;
+    assert!(
+        err.contains("unknown setting 'vitrine.udf.batchsize'"),
+        "{err}"
+    );
+    let err = wh.error("RESET datafusion.execution.batch_size").await;
+    assert!(
+        err.contains("SET datafusion.execution.batch_size ="),
+        "{err}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn read_files_and_csv_tables_read_volumes() {
     let wh = TestWarehouse::new().await;

@@ -278,6 +278,19 @@ impl FunctionContext {
             .apply(key, value)
     }
 
+    /// The defaults with `settings` applied over them (what a `RESET` leaves).
+    pub fn reset_settings<'a>(
+        &self,
+        settings: impl Iterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(), String> {
+        let mut fresh = FunctionSettings::default();
+        for (key, value) in settings {
+            fresh.apply(key, value)?;
+        }
+        *self.settings.write().expect("settings lock") = fresh;
+        Ok(())
+    }
+
     /// The current settings.
     pub fn settings(&self) -> FunctionSettings {
         self.settings.read().expect("settings lock").clone()
