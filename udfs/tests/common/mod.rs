@@ -32,17 +32,21 @@ pub fn max_abs(t: &Tensor) -> f32 {
         .unwrap()
 }
 
+/// `a - b` on the CPU (a model under test may have run on the GPU).
+fn difference(a: &Tensor, b: &Tensor) -> Tensor {
+    assert_eq!(a.dims(), b.dims());
+    let cpu = |t: &Tensor| t.to_device(&candle_core::Device::Cpu).unwrap();
+    (cpu(a) - cpu(b)).unwrap()
+}
+
 /// The largest absolute difference between two tensors of one shape.
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    max_abs(&(a - b).unwrap())
+    max_abs(&difference(a, b))
 }
 
 /// The mean absolute difference between two tensors of one shape.
 pub fn mean_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
+    difference(a, b)
         .abs()
         .unwrap()
         .mean_all()
