@@ -113,9 +113,15 @@ fn image_tokens_expand_as_transformers_expands_them() {
 
 /// The SigLIP tower and the pixel-shuffle connector of a tiny random-weight Idefics3 give
 /// transformers' `get_image_features` for the processor fixture's frames within 1e-4.
-#[test]
-fn image_features_match_transformers_within_1e_4() {
-    use candle_nn::VarBuilder;
+/// The tiny fixture model's parts, built from its folder on the CPU in f32.
+struct TinyParts {
+    config: serde_json::Value,
+    weights: candle_nn::VarBuilder<'static>,
+    tower: vitrine_udfs::smolvlm::vision::SiglipVision,
+    connector: vitrine_udfs::smolvlm::vision::Connector,
+}
+
+fn tiny_parts() -> TinyParts {
     use vitrine_udfs::smolvlm::vision::{Connector, SiglipConfig, SiglipVision};
 
     let dir = fixtures().join("smolvlm/tiny");
@@ -125,22 +131,36 @@ fn image_features_match_transformers_within_1e_4() {
         serde_json::from_value(config["vision_config"].clone()).unwrap();
     let scale = config["scale_factor"].as_u64().unwrap() as usize;
     let text_width = config["text_config"]["hidden_size"].as_u64().unwrap() as usize;
-    let vb = unsafe {
-        VarBuilder::from_mmaped_safetensors(
+    // SAFETY: read-only memory map of a fixture no one writes during the tests.
+    let weights = unsafe {
+        candle_nn::VarBuilder::from_mmaped_safetensors(
             &[dir.join("model.safetensors")],
             candle_core::DType::F32,
             &Device::Cpu,
         )
         .unwrap()
     };
-    let tower = SiglipVision::new(vb.pp("model.vision_model"), &vision_config).unwrap();
+    let tower = SiglipVision::new(weights.pp("model.vision_model"), &vision_config).unwrap();
     let connector = Connector::new(
-        vb.pp("model.connector"),
+        weights.pp("model.connector"),
         vision_config.hidden_size,
         text_width,
         scale,
     )
     .unwrap();
+    TinyParts {
+        config,
+        weights,
+        tower,
+        connector,
+    }
+}
+
+#[test]
+fn image_features_match_transformers_within_1e_4() {
+    let TinyParts {
+        tower, connector, ..
+    } = tiny_parts();
     let frames = candle_core::safetensors::load(
         fixtures().join("smolvlm/expected-processor.safetensors"),
         &Device::Cpu,
@@ -175,34 +195,17 @@ fn image_features_match_transformers_within_1e_4() {
 /// identical to `generate(do_sample=False)`, for a 1-frame and a 4-frame image.
 #[test]
 fn logits_and_greedy_tokens_match_transformers() {
-    use candle_nn::VarBuilder;
     use vitrine_udfs::smolvlm::text::{merge_image_features, KvCache, LlamaConfig, TextModel};
-    use vitrine_udfs::smolvlm::vision::{Connector, SiglipConfig, SiglipVision};
 
-    let dir = fixtures().join("smolvlm/tiny");
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
-    let vision_config: SiglipConfig =
-        serde_json::from_value(config["vision_config"].clone()).unwrap();
+    let TinyParts {
+        config,
+        weights,
+        tower,
+        connector,
+    } = tiny_parts();
     let text_config: LlamaConfig = serde_json::from_value(config["text_config"].clone()).unwrap();
     let image_token = config["image_token_id"].as_u64().unwrap() as u32;
-    let vb = unsafe {
-        VarBuilder::from_mmaped_safetensors(
-            &[dir.join("model.safetensors")],
-            candle_core::DType::F32,
-            &Device::Cpu,
-        )
-        .unwrap()
-    };
-    let tower = SiglipVision::new(vb.pp("model.vision_model"), &vision_config).unwrap();
-    let connector = Connector::new(
-        vb.pp("model.connector"),
-        vision_config.hidden_size,
-        text_config.hidden_size,
-        2,
-    )
-    .unwrap();
-    let text = TextModel::new(vb.clone(), &text_config, 256).unwrap();
+    let text = TextModel::new(weights, &text_config, 256).unwrap();
     let frames = candle_core::safetensors::load(
         fixtures().join("smolvlm/expected-processor.safetensors"),
         &Device::Cpu,
