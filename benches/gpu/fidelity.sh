@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# On the GPU machine, from the repository root: the whole-model fidelity tests in f32 on the GPU,
+# against the committed fixtures.   bash OUT_DIR/fidelity.sh
+here=$(cd "$(dirname "$0")" && pwd)
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+libs=$(find /opt /usr/local /usr/lib -name 'libcublas.so.13' -o -name 'libcurand.so.10' -o -name 'libcudart.so.13' -o -name 'libcublasLt.so.13' 2>/dev/null | xargs -n1 dirname | sort -u | tr '\n' ':')
+export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:-}"
+# The test binaries look for the fixtures in the checkout they were built in.
+built=$(gunzip -c "$here/smolvlm_fidelity.gz" | strings | grep -oE -m1 '/[^ ]*/udfs\.\./tests/fixtures' | sed 's#/udfs\.\./tests/fixtures##')
+[ -n "$built" ] && [ ! -e "$built" ] && mkdir -p "$(dirname "$built")" && ln -s "$PWD" "$built"
+for t in smolvlm_fidelity clip_fidelity; do
+  gunzip -c "$here/$t.gz" > /tmp/$t && chmod +x /tmp/$t
+  echo "=== $t on cuda"
+  VITRINE_TEST_DEVICE=cuda timeout 240 /tmp/$t --test-threads 1 --nocapture 2>&1 | grep -v '^$' | tail -40
+done
