@@ -11,6 +11,7 @@
 
 pub mod clip;
 pub mod context;
+pub mod cpu_ops;
 pub mod functions;
 pub mod image;
 pub mod nn;

@@ -1,6 +1,7 @@
 //! Building blocks shared by the models: the pre-norm transformer encoder of CLIP's and SigLIP's
 //! towers, and its activations.
 
+use crate::cpu_ops;
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{layer_norm, linear, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
@@ -22,9 +23,9 @@ pub enum Activation {
 /// Applies `activation`.
 pub(crate) fn activate(activation: Activation, xs: &Tensor) -> Result<Tensor> {
     match activation {
-        Activation::QuickGelu => xs * candle_nn::ops::sigmoid(&(xs * 1.702)?)?,
+        Activation::QuickGelu => cpu_ops::quick_gelu_of(xs),
         Activation::Gelu => xs.gelu_erf(),
-        Activation::GeluTanh => xs.gelu(),
+        Activation::GeluTanh => cpu_ops::gelu_tanh_of(xs),
     }
 }
 
@@ -103,8 +104,7 @@ impl Attention {
         };
         // Softmax in f32 whatever the weights' precision.
         let dtype = scores.dtype();
-        let weights =
-            candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(dtype)?;
+        let weights = cpu_ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(dtype)?;
         let context = weights
             .matmul(&v)?
             .transpose(1, 2)?

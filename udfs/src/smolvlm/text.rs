@@ -6,6 +6,8 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{embedding, linear_no_bias, rms_norm, Embedding, Linear, RmsNorm, VarBuilder};
 use serde::Deserialize;
 
+use crate::cpu_ops;
+
 /// `rope_parameters` (transformers 5) of a text config.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RopeParameters {
@@ -123,7 +125,7 @@ impl Attention {
             Some(m) => scores.broadcast_add(m)?,
             None => scores,
         };
-        let weights = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
+        let weights = cpu_ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
         let out = weights
             .matmul(&v.contiguous()?)?
             .transpose(1, 2)?
@@ -378,9 +380,9 @@ impl TextModel {
             )?;
             xs = (xs + attended)?;
             let h = layer.post_norm.forward(&xs)?;
-            let mlp = layer.down.forward(
-                &(candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?,
-            )?;
+            let mlp = layer
+                .down
+                .forward(&(cpu_ops::silu_of(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?)?;
             xs = (xs + mlp)?;
         }
         cache.len += t;

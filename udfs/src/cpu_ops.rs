@@ -1,0 +1,212 @@
+//! The element-wise steps of the models' layers, faster on the CPU: candle computes GELU and SiLU
+//! on one thread and every exponential with libm's scalar `expf`, which made them a third of the
+//! vision tower's time (`benches/RESULTS.md`). Here contiguous f32 tensors on the CPU are cut
+//! into chunks for the thread pool and use [`exp`], a branch-free exponential the compiler
+//! vectorises; anything else (a GPU, half precision) goes to candle's own operation.
+
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Elements per task: large enough to amortise scheduling, small enough to share out.
+const CHUNK: usize = 1 << 14;
+
+/// `e^x` in f32 to a relative error below 3e-7, about 2 ulp (Cody–Waite reduction to |r| ≤ ln2/2, degree-6 polynomial, the
+/// power of two put into the exponent bits); inputs are clamped to [-87.3, 88.3], so below it
+/// gives about 1e-38 rather than 0, and above it e^88.3 rather than infinity.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding and subtracting it rounds to an integer
+    let x = x.clamp(-87.336_54, 88.3);
+    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (0.166_666_67
+                    + r * (0.041_666_668 + r * (0.008_333_334 + r * 0.001_388_889)))));
+    f32::from_bits(((n as i32 + 127) << 23) as u32) * p
+}
+
+/// The tanh approximation of GELU (`gelu_pytorch_tanh`), as candle's `gelu` computes it.
+#[inline(always)]
+fn gelu_tanh(v: f32) -> f32 {
+    const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
+    let y = SQRT_TWO_OVER_PI * v * (1.0 + 0.044_715 * v * v);
+    // tanh(y) = 1 - 2 / (e^{2y} + 1)
+    0.5 * v * (2.0 - 2.0 / (exp(2.0 * y) + 1.0))
+}
+
+#[inline(always)]
+fn silu(v: f32) -> f32 {
+    v / (1.0 + exp(-v))
+}
+
+#[inline(always)]
+fn quick_gelu(v: f32) -> f32 {
+    v / (1.0 + exp(-1.702 * v))
+}
+
+/// An element-wise function over the thread pool.
+struct Map {
+    name: &'static str,
+    f: fn(f32) -> f32,
+}
+
+/// Softmax over the last dimension, one row per task group.
+struct SoftmaxLastDim;
+
+fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("cpu_ops: a contiguous tensor is needed".into()))?;
+    Ok(&storage.as_slice::<f32>()?[start..end])
+}
+
+impl CustomOp1 for Map {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let src = contiguous_f32(storage, layout)?;
+        let mut dst = vec![0f32; src.len()];
+        let f = self.f;
+        dst.par_chunks_mut(CHUNK)
+            .zip(src.par_chunks(CHUNK))
+            .for_each(|(d, s)| {
+                for (o, &v) in d.iter_mut().zip(s) {
+                    *o = f(v);
+                }
+            });
+        Ok((CpuStorage::F32(dst), layout.shape().clone()))
+    }
+}
+
+impl CustomOp1 for SoftmaxLastDim {
+    fn name(&self) -> &'static str {
+        "softmax-last-dim-f32"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let src = contiguous_f32(storage, layout)?;
+        let width = layout.dims().last().copied().unwrap_or(1).max(1);
+        let mut dst = vec![0f32; src.len()];
+        let rows_per_task = (CHUNK / width).max(1) * width;
+        dst.par_chunks_mut(rows_per_task)
+            .zip(src.par_chunks(rows_per_task))
+            .for_each(|(d, s)| {
+                for (d, s) in d.chunks_mut(width).zip(s.chunks(width)) {
+                    let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    for (o, &v) in d.iter_mut().zip(s) {
+                        *o = exp(v - max);
+                    }
+                    let sum: f32 = d.iter().sum();
+                    for o in d.iter_mut() {
+                        *o /= sum;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(dst), layout.shape().clone()))
+    }
+}
+
+/// Whether `xs` can take the CPU path.
+fn on_cpu_f32(xs: &Tensor) -> bool {
+    xs.device().is_cpu() && xs.dtype() == DType::F32
+}
+
+fn map(xs: &Tensor, name: &'static str, f: fn(f32) -> f32) -> Result<Tensor> {
+    xs.contiguous()?.apply_op1_no_bwd(&Map { name, f })
+}
+
+/// Softmax over the last dimension.
+pub fn softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
+    if on_cpu_f32(xs) {
+        xs.contiguous()?.apply_op1_no_bwd(&SoftmaxLastDim)
+    } else {
+        candle_nn::ops::softmax_last_dim(xs)
+    }
+}
+
+/// GELU, tanh approximation.
+pub fn gelu_tanh_of(xs: &Tensor) -> Result<Tensor> {
+    if on_cpu_f32(xs) {
+        map(xs, "gelu-tanh-f32", gelu_tanh)
+    } else {
+        xs.gelu()
+    }
+}
+
+/// SiLU, `x · σ(x)`.
+pub fn silu_of(xs: &Tensor) -> Result<Tensor> {
+    if on_cpu_f32(xs) {
+        map(xs, "silu-f32", silu)
+    } else {
+        candle_nn::ops::silu(xs)
+    }
+}
+
+/// OpenAI's quick GELU, `x · σ(1.702 x)`.
+pub fn quick_gelu_of(xs: &Tensor) -> Result<Tensor> {
+    if on_cpu_f32(xs) {
+        map(xs, "quick-gelu-f32", quick_gelu)
+    } else {
+        xs * candle_nn::ops::sigmoid(&(xs * 1.702)?)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn exp_is_within_about_two_ulp_and_saturates() {
+        let mut worst = 0f32;
+        for i in -87_000..88_000 {
+            let x = i as f32 / 1000.0 + 0.000_37;
+            let (got, want) = (exp(x), (x as f64).exp() as f32);
+            worst = worst.max(((got - want) / want).abs());
+        }
+        assert!(worst < 3e-7, "relative error {worst}");
+        assert!(exp(f32::MIN) < 1e-37 && exp(f32::MIN) >= 0.0);
+        assert!(exp(-1e30).is_finite() && exp(1e30).is_finite());
+    }
+
+    #[test]
+    fn the_cpu_path_matches_candle() {
+        let xs = Tensor::randn(0f32, 3.0, (3, 7, 50), &Device::Cpu).unwrap();
+        let close = |a: Tensor, b: Tensor| {
+            let d = (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(d < 2e-6, "{d}");
+        };
+        close(
+            softmax_last_dim(&xs).unwrap(),
+            candle_nn::ops::softmax_last_dim(&xs).unwrap(),
+        );
+        close(gelu_tanh_of(&xs).unwrap(), xs.gelu().unwrap());
+        close(silu_of(&xs).unwrap(), candle_nn::ops::silu(&xs).unwrap());
+        close(
+            quick_gelu_of(&xs).unwrap(),
+            (&xs * candle_nn::ops::sigmoid(&(&xs * 1.702).unwrap()).unwrap()).unwrap(),
+        );
+        // Strided input and a fully masked row.
+        let t = xs.transpose(1, 2).unwrap();
+        close(
+            softmax_last_dim(&t).unwrap(),
+            candle_nn::ops::softmax_last_dim(&t.contiguous().unwrap()).unwrap(),
+        );
+        let masked = Tensor::full(f32::MIN, (2, 4), &Device::Cpu).unwrap();
+        let uniform = softmax_last_dim(&masked).unwrap().to_vec2::<f32>().unwrap();
+        assert!(uniform.iter().flatten().all(|&w| (w - 0.25).abs() < 1e-6));
+    }
+}
