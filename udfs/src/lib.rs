@@ -4,8 +4,8 @@
 //! DataFusion session through [`register`], handing over a [`FunctionContext`] that carries the
 //! session's settings, file access and progress. The crate holds the SQL functions
 //! ([`functions`]), the model runtime every model shares ([`runtime`]: finding files, device and
-//! precision, one load per process), images ([`image`]), the CLIP model ([`clip`]) and the first
-//! part of SmolVLM ([`smolvlm`]).
+//! precision, one load per process), the layers the models share ([`nn`], [`cpu_ops`]), images
+//! ([`image`]), CLIP ([`clip`]) and SmolVLM ([`smolvlm`]).
 
 #![warn(missing_docs)]
 
