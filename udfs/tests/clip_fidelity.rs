@@ -14,7 +14,7 @@ const MODELS: &[&str] = &["tiny-a", "tiny-b"];
 
 mod common;
 
-use common::{max_abs, max_abs_diff, mean_abs_diff, placement};
+use common::{fixture_tensors, max_abs, max_abs_diff, mean_abs_diff, placement};
 
 fn fixtures() -> PathBuf {
     common::fixtures().join("clip")
@@ -29,11 +29,7 @@ fn load(model: &str) -> ClipEmbedder {
 }
 
 fn expected(model: &str) -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(
-        fixtures().join(format!("expected-{model}.safetensors")),
-        &Device::Cpu,
-    )
-    .unwrap()
+    fixture_tensors(&format!("clip/expected-{model}.safetensors"))
 }
 
 fn manifest() -> serde_json::Value {

@@ -8,19 +8,26 @@ use vitrine_udfs::smolvlm::processor::{Idefics3ImageProcessor, Idefics3Processor
 
 mod common;
 
-use common::{fixtures, max_abs, max_abs_diff, mean_abs_diff, placement};
+use common::{fixture_tensors, fixtures, max_abs, max_abs_diff, mean_abs_diff, placement};
 
 /// Frames, tile grid and pixel values match transformers: PNG inputs exactly (measured 0.0),
 /// JPEG inputs within the decoders' difference (zune-jpeg vs libjpeg-turbo, as for CLIP), which
 /// the Lanczos upscaling to the 96-px edge spreads: measured at most 0.086 (11 grey levels at
 /// std 0.5), 0.006 on average.
+/// Token ids as transformers saves them (i64, any shape) as `u32`s, in order.
+pub fn token_ids(t: &Tensor) -> Vec<u32> {
+    t.flatten_all()
+        .unwrap()
+        .to_vec1::<i64>()
+        .unwrap()
+        .into_iter()
+        .map(|i| i as u32)
+        .collect()
+}
+
 #[test]
 fn frames_grid_and_pixels_match_transformers() {
-    let expected = candle_core::safetensors::load(
-        fixtures().join("smolvlm/expected-processor.safetensors"),
-        &Device::Cpu,
-    )
-    .unwrap();
+    let expected = fixture_tensors("smolvlm/expected-processor.safetensors");
     let manifest: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(fixtures().join("smolvlm/expected-processor.json")).unwrap(),
     )
@@ -161,16 +168,8 @@ fn image_features_match_transformers_within_1e_4() {
     let TinyParts {
         tower, connector, ..
     } = tiny_parts();
-    let frames = candle_core::safetensors::load(
-        fixtures().join("smolvlm/expected-processor.safetensors"),
-        &Device::Cpu,
-    )
-    .unwrap();
-    let expected = candle_core::safetensors::load(
-        fixtures().join("smolvlm/expected-model.safetensors"),
-        &Device::Cpu,
-    )
-    .unwrap();
+    let frames = fixture_tensors("smolvlm/expected-processor.safetensors");
+    let expected = fixture_tensors("smolvlm/expected-model.safetensors");
     let features: Vec<_> = expected
         .iter()
         .filter(|(k, _)| k.starts_with("features/"))
@@ -206,25 +205,10 @@ fn logits_and_greedy_tokens_match_transformers() {
     let text_config: LlamaConfig = serde_json::from_value(config["text_config"].clone()).unwrap();
     let image_token = config["image_token_id"].as_u64().unwrap() as u32;
     let text = TextModel::new(weights, &text_config, 256).unwrap();
-    let frames = candle_core::safetensors::load(
-        fixtures().join("smolvlm/expected-processor.safetensors"),
-        &Device::Cpu,
-    )
-    .unwrap();
-    let expected = candle_core::safetensors::load(
-        fixtures().join("smolvlm/expected-model.safetensors"),
-        &Device::Cpu,
-    )
-    .unwrap();
+    let frames = fixture_tensors("smolvlm/expected-processor.safetensors");
+    let expected = fixture_tensors("smolvlm/expected-model.safetensors");
     for key in ["one-tile/square-40.jpg", "tiled/wide-97x31.png"] {
-        let ids: Vec<u32> = expected[&format!("input_ids/{key}")]
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<i64>()
-            .unwrap()
-            .into_iter()
-            .map(|i| i as u32)
-            .collect();
+        let ids: Vec<u32> = token_ids(&expected[&format!("input_ids/{key}")]);
         let features = connector
             .forward(&tower.forward(&frames[key]).unwrap())
             .unwrap();
@@ -270,12 +254,7 @@ fn logits_and_greedy_tokens_match_transformers() {
                 .unwrap();
             generated.push(argmax(&logits));
         }
-        let want: Vec<u32> = expected[&format!("greedy/{key}")]
-            .to_vec1::<i64>()
-            .unwrap()
-            .into_iter()
-            .map(|i| i as u32)
-            .collect();
+        let want: Vec<u32> = token_ids(&expected[&format!("greedy/{key}")]);
         assert_eq!(generated, want, "{key}: greedy tokens");
     }
 }
@@ -292,31 +271,20 @@ fn a_model_folder_generates_what_transformers_generates() {
         .locate(dir.to_str().unwrap(), SMOLVLM_FILES)
         .unwrap();
     let model = SmolVlm::load(&source, placement()).unwrap();
-    let expected = candle_core::safetensors::load(
-        fixtures().join("smolvlm/expected-model.safetensors"),
-        &Device::Cpu,
-    )
-    .unwrap();
-    let to_u32 = |t: &Tensor| -> Vec<u32> {
-        t.to_vec1::<i64>()
-            .unwrap()
-            .into_iter()
-            .map(|i| i as u32)
-            .collect()
-    };
+    let expected = fixture_tensors("smolvlm/expected-model.safetensors");
     let photo =
         decode_rgb(&std::fs::read(fixtures().join("clip/images/wide-97x31.png")).unwrap()).unwrap();
     let image = model.processor().process(&photo);
     let prompt = vitrine_udfs::smolvlm::prompt::chat_prompt("Describe the garment.");
     assert_eq!(
         model.prompt_ids(&prompt, (image.rows, image.cols)).unwrap(),
-        to_u32(&expected["pipeline/input_ids"]),
+        token_ids(&expected["pipeline/input_ids"]),
         "input ids"
     );
     let generated = model.generate(&image, &prompt, 32, false).unwrap();
     assert_eq!(
         generated,
-        to_u32(&expected["pipeline/greedy"]),
+        token_ids(&expected["pipeline/greedy"]),
         "greedy tokens"
     );
     assert!(!model.decode(&generated).unwrap().is_empty());
@@ -342,20 +310,7 @@ fn a_mixed_batch_generates_what_transformers_generates() {
         ),
         ("grey-200x150.jpg", "Colour?"),
     ];
-    let expected = candle_core::safetensors::load(
-        fixtures().join("smolvlm/expected-batch.safetensors"),
-        &Device::Cpu,
-    )
-    .unwrap();
-    let tokens = |t: &Tensor| -> Vec<u32> {
-        t.flatten_all()
-            .unwrap()
-            .to_vec1::<i64>()
-            .unwrap()
-            .into_iter()
-            .map(|i| i as u32)
-            .collect()
-    };
+    let expected = fixture_tensors("smolvlm/expected-batch.safetensors");
     for name in ["tiny", "tiny-b"] {
         let dir = fixtures().join("smolvlm").join(name);
         let source = Hub::new("/nonexistent", true)
@@ -377,13 +332,13 @@ fn a_mixed_batch_generates_what_transformers_generates() {
             let ids = model.prompt_ids(prompt, (image.rows, image.cols)).unwrap();
             assert_eq!(
                 ids,
-                tokens(&expected[&format!("{name}/input_ids/{i}")]),
+                token_ids(&expected[&format!("{name}/input_ids/{i}")]),
                 "{name} row {i}: ids"
             );
             lengths.push(ids.len());
             assert_eq!(
                 model.generate(image, prompt, 32, false).unwrap(),
-                tokens(&expected[&format!("{name}/single/{i}")]),
+                token_ids(&expected[&format!("{name}/single/{i}")]),
                 "{name} row {i}: alone"
             );
         }
@@ -408,7 +363,7 @@ fn a_mixed_batch_generates_what_transformers_generates() {
         for (i, row) in batch.iter().enumerate() {
             assert_eq!(
                 row,
-                &tokens(&want.get(i).unwrap()),
+                &token_ids(&want.get(i).unwrap()),
                 "{name} row {i}: in the batch"
             );
         }

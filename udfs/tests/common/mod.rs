@@ -1,10 +1,16 @@
 //! Helpers the fidelity tests share: where the fixtures are, where the models run, and how far
 //! two tensors are apart.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 use vitrine_udfs::runtime::placement::Placement;
+
+/// The tensors of a safetensors file under `tests/fixtures`, on the CPU.
+pub fn fixture_tensors(relative: &str) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(fixtures().join(relative), &Device::Cpu).unwrap()
+}
 
 /// Where the whole-model tests run, in f32: the CPU, or `$VITRINE_TEST_DEVICE` (`cuda`, with a
 /// build of feature `cuda`) to check the GPU path against the same fixtures.
@@ -35,7 +41,7 @@ pub fn max_abs(t: &Tensor) -> f32 {
 /// `a - b` on the CPU (a model under test may have run on the GPU).
 fn difference(a: &Tensor, b: &Tensor) -> Tensor {
     assert_eq!(a.dims(), b.dims());
-    let cpu = |t: &Tensor| t.to_device(&candle_core::Device::Cpu).unwrap();
+    let cpu = |t: &Tensor| t.to_device(&Device::Cpu).unwrap();
     (cpu(a) - cpu(b)).unwrap()
 }
 
