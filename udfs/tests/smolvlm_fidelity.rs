@@ -1,6 +1,7 @@
-//! SmolVLM's image processor against transformers' `Idefics3ImageProcessorPil`: the fixtures in
-//! `tests/fixtures/smolvlm` were written by `make_processor_fixtures.py` (transformers 5.24) from
-//! the CLIP fixture images, for a tiled, a one-tile and a no-split configuration.
+//! SmolVLM against transformers 5.24, on the fixtures in `tests/fixtures/smolvlm`: the image
+//! processor (`make_processor_fixtures.py`: tiled, one-tile and no-split configurations of the
+//! CLIP fixture images), prompt expansion, image features, logits and greedy generation of the
+//! tiny models (`make_model_fixtures.py`), alone and in mixed batches (`make_batch_fixtures.py`).
 
 use candle_core::{Device, Tensor};
 use vitrine_udfs::image::decode::decode_rgb;
@@ -10,12 +11,8 @@ mod common;
 
 use common::{fixture_tensors, fixtures, max_abs, max_abs_diff, mean_abs_diff, placement};
 
-/// Frames, tile grid and pixel values match transformers: PNG inputs exactly (measured 0.0),
-/// JPEG inputs within the decoders' difference (zune-jpeg vs libjpeg-turbo, as for CLIP), which
-/// the Lanczos upscaling to the 96-px edge spreads: measured at most 0.086 (11 grey levels at
-/// std 0.5), 0.006 on average.
 /// Token ids as transformers saves them (i64, any shape) as `u32`s, in order.
-pub fn token_ids(t: &Tensor) -> Vec<u32> {
+fn token_ids(t: &Tensor) -> Vec<u32> {
     t.flatten_all()
         .unwrap()
         .to_vec1::<i64>()
@@ -25,6 +22,10 @@ pub fn token_ids(t: &Tensor) -> Vec<u32> {
         .collect()
 }
 
+/// Frames, tile grid and pixel values match transformers: PNG inputs exactly (measured 0.0),
+/// JPEG inputs within the decoders' difference (zune-jpeg vs libjpeg-turbo, as for CLIP), which
+/// the Lanczos upscaling to the 96-px edge spreads: measured at most 0.086 (11 grey levels at
+/// std 0.5), 0.006 on average.
 #[test]
 fn frames_grid_and_pixels_match_transformers() {
     let expected = fixture_tensors("smolvlm/expected-processor.safetensors");
