@@ -47,5 +47,5 @@ for shape in 256m 2.2b; do
   python3 benches/peers/smolvlm_peers.py prepare "$work/shape-$shape" --shape "$shape" --no-weights --images 1 >/dev/null
   mkdir -p "$out/$shape" && cp "$work/shape-$shape/model/processor_config.json" "$out/$shape/"
 done
-cp benches/gpu/run_smolvlm.sh benches/gpu/fidelity.sh "$out/"
+cp benches/gpu/cuda_env.sh benches/gpu/run_smolvlm.sh benches/gpu/fidelity.sh "$out/"
 echo "built into $out"

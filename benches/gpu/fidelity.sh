@@ -2,9 +2,7 @@
 # On the GPU machine, from the repository root: the whole-model fidelity tests in f32 on the GPU,
 # against the committed fixtures.   bash OUT_DIR/fidelity.sh
 here=$(cd "$(dirname "$0")" && pwd)
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
-libs=$(find /opt /usr/local /usr/lib -name 'libcublas.so.13' -o -name 'libcurand.so.10' -o -name 'libcudart.so.13' -o -name 'libcublasLt.so.13' 2>/dev/null | xargs -n1 dirname | sort -u | tr '\n' ':')
-export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:-}"
+. "$here/cuda_env.sh"
 # The test binaries look for the fixtures in the checkout they were built in.
 built=$(gunzip -c "$here/smolvlm_fidelity.gz" | strings | grep -oE -m1 '/[^ ]*/udfs\.\./tests/fixtures' | sed 's#/udfs\.\./tests/fixtures##')
 [ -n "$built" ] && [ ! -e "$built" ] && mkdir -p "$(dirname "$built")" && ln -s "$PWD" "$built"

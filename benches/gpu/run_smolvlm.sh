@@ -5,10 +5,8 @@
 # file), then transformers measures, both in bf16 on the GPU (benches/RESULTS.md).
 here=$(cd "$(dirname "$0")" && pwd)
 export PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
-libs=$(find /opt /usr/local /usr/lib -name 'libcublas.so.13' -o -name 'libcurand.so.10' -o -name 'libcudart.so.13' -o -name 'libcublasLt.so.13' 2>/dev/null | xargs -n1 dirname | sort -u | tr '\n' ':')
-export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:-}"
+. "$here/cuda_env.sh"
 gunzip -c "$here/smolvlm_generate.gz" > /tmp/smolvlm_generate && chmod +x /tmp/smolvlm_generate
 for shape in ${SHAPES:-256m 2.2b}; do
   b=/tmp/bench-$shape
