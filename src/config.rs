@@ -1,7 +1,14 @@
-//! Configuration: one home for every setting, filled from command-line flags, the environment and
-//! `SET vitrine.* = …` statements.
+//! Configuration: how an engine is opened ([`EngineConfig`]) and a session's settings
+//! ([`SessionSettings`]), filled from command-line flags, the environment and `SET key = value`.
+//!
+//! Each part owns its `vitrine.*` keys as a typed [`SettingGroup`]: the engine's are
+//! [`CoreSettings`] (here), the model functions' are [`ModelSettings`] (in the model crate).
+//! [`SessionSettings`] routes every `SET` to the group that owns the key, which validates it.
 
 use std::collections::BTreeMap;
+
+use vitrine_udfs::settings::{ModelSettings, SettingGroup, SettingSpec};
+use vitrine_udfs::ModelError;
 
 use crate::error::{Result, VitrineError};
 
@@ -17,7 +24,8 @@ pub const DEFAULT_SCHEMA: &str = "default";
 pub struct EngineConfig {
     /// Warehouse root: a local path or an object-store URL.
     pub warehouse: String,
-    /// Session settings given up front (`--model clip=…` becomes `vitrine.model.clip`).
+    /// Settings every session starts with and `RESET` goes back to (`--model clip=…` becomes
+    /// `vitrine.model.clip`).
     pub settings: BTreeMap<String, String>,
 }
 
@@ -40,72 +48,162 @@ impl EngineConfig {
     }
 }
 
-/// Settings under `vitrine.` that a session accepts, with their defaults and meaning. Model names
-/// (`vitrine.model.<name>`) are open-ended and checked by the model registry.
-pub const VITRINE_SETTINGS: &[(&str, &str, &str)] = &[
-    ("vitrine.device", "auto", "where models run: 'auto' (the first GPU when the build has CUDA and one is present, else the CPU), 'cpu', 'cuda' or 'cuda:N'"),
-    ("vitrine.dtype", "auto", "model precision: 'auto' (f32 on the CPU, bf16 on a GPU), 'f32', or on a GPU 'bf16' or 'f16'"),
-    ("vitrine.udf.on_error", "null", "what a model function does with a row it cannot process: 'null' (count and report) or 'fail'"),
-    ("vitrine.udf.batch_size", "32", "rows per model batch"),
-    ("vitrine.smolvlm.longest_edge", "", "SmolVLM's first resize in pixels (512: one tile per photo, faster, less detail); the model's own setting when unset"),
-    ("vitrine.write.commit_rows", "", "INSERT INTO a Lance table commits a version every this many rows instead of once at the end, so that a long statement stopped half-way (a failure, Ctrl-C) keeps the rows committed so far; unset: one commit, all or nothing"),
-    ("vitrine.smolvlm.temperature", "0", "SmolVLM's decoding: 0 is greedy (the extraction contract's); above 0 it samples at that temperature"),
-    ("vitrine.smolvlm.top_p", "1", "when sampling, SmolVLM draws from the most likely tokens whose probabilities reach this share (0 < top_p <= 1)"),
-    ("vitrine.smolvlm.seed", "0", "when sampling, seeds each row's draws together with its photo and prompt, so a run repeats"),
-    ("vitrine.progress", "auto", "progress bars on long statements: 'auto' (when stderr is a terminal), 'on' or 'off'"),
-];
-
-/// Checks that `key` is a `vitrine.` setting there is, so that a typo fails loudly.
-pub fn known_vitrine_setting(key: &str) -> Result<()> {
-    if key.starts_with("vitrine.model.") || VITRINE_SETTINGS.iter().any(|(k, _, _)| *k == key) {
-        return Ok(());
-    }
-    Err(VitrineError::Plan(format!(
-        "unknown setting '{key}': known settings are {} and vitrine.model.<name>",
-        VITRINE_SETTINGS
-            .iter()
-            .map(|(k, _, _)| *k)
-            .collect::<Vec<_>>()
-            .join(", ")
-    )))
+/// The engine's own settings.
+#[derive(Debug, Clone, Default)]
+pub struct CoreSettings {
+    /// `vitrine.write.commit_rows`: `INSERT INTO` commits a version every this many rows; `None`
+    /// commits once, all or nothing.
+    pub commit_rows: Option<usize>,
 }
 
-/// Checks a `SET` of a `vitrine.` key: known keys only, with a value they take.
-pub fn validate_vitrine_setting(key: &str, value: &str) -> Result<()> {
-    known_vitrine_setting(key)?;
-    match VITRINE_SETTINGS.iter().find(|(k, _, _)| *k == key) {
-        None => Ok(()),
-        Some(("vitrine.udf.on_error", _, _)) if !matches!(value, "null" | "fail") => {
-            Err(VitrineError::Plan(format!(
-                "vitrine.udf.on_error must be 'null' or 'fail', got '{value}'"
-            )))
+const CORE_SETTINGS: &[SettingSpec] = &[SettingSpec {
+    key: "vitrine.write.commit_rows",
+    default: "",
+    doc: "INSERT INTO a Lance table commits a version every this many rows instead of once at the end, so that a long statement stopped half-way (a failure, Ctrl-C) keeps the rows committed so far; unset: one commit, all or nothing",
+}];
+
+impl SettingGroup for CoreSettings {
+    fn specs() -> &'static [SettingSpec] {
+        CORE_SETTINGS
+    }
+
+    fn apply(&mut self, key: &str, value: &str) -> std::result::Result<(), ModelError> {
+        match key {
+            "vitrine.write.commit_rows" => {
+                self.commit_rows =
+                    Some(value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        ModelError::Setting(format!(
+                            "{key} must be a positive integer, got '{value}'"
+                        ))
+                    })?);
+                Ok(())
+            }
+            _ => Err(ModelError::Setting(format!(
+                "'{key}' is not an engine setting"
+            ))),
         }
-        Some(("vitrine.udf.batch_size", _, _))
-            if value.parse::<usize>().map_or(true, |n| n == 0) =>
-        {
-            Err(VitrineError::Plan(format!(
-                "vitrine.udf.batch_size must be a positive integer, got '{value}'"
-            )))
+    }
+}
+
+/// One session's settings: the values `SET` gave (what `SET` lists), and their typed form for
+/// each group. Keys outside `vitrine.` and `datafusion.` (`spark.*`, say) are kept and shown.
+#[derive(Debug, Clone, Default)]
+pub struct SessionSettings {
+    values: BTreeMap<String, String>,
+    /// The engine's settings.
+    pub core: CoreSettings,
+    /// The model functions' settings.
+    pub models: ModelSettings,
+}
+
+impl SessionSettings {
+    /// The defaults with `values` set over them, each checked.
+    pub fn from_values(values: &BTreeMap<String, String>) -> Result<Self> {
+        let mut settings = Self::default();
+        for (key, value) in values {
+            settings.set(key, value)?;
         }
-        Some(("vitrine.smolvlm.longest_edge", _, _))
-            if value.parse::<u32>().map_or(true, |n| n == 0) =>
-        {
-            Err(VitrineError::Plan(format!(
-                "vitrine.smolvlm.longest_edge must be a positive integer, got '{value}'"
-            )))
+        Ok(settings)
+    }
+
+    /// `SET key = value`: checked by the group that owns `key`; an unknown `vitrine.` key fails.
+    /// On failure the settings are as they were.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let checked = if CoreSettings::owns(key) {
+            self.core.apply(key, value)
+        } else if ModelSettings::owns(key) {
+            self.models.apply(key, value)
+        } else if key.starts_with("vitrine.") {
+            return Err(unknown(key));
+        } else {
+            Ok(())
+        };
+        checked.map_err(|e| VitrineError::Plan(e.to_string()))?;
+        self.values.insert(key.to_string(), value.to_string());
+        Ok(())
+    }
+
+    /// The value `SET` gave `key`, if any.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+
+    /// Every value `SET` gave, by key.
+    pub fn values(&self) -> &BTreeMap<String, String> {
+        &self.values
+    }
+
+    /// `RESET key`, or every key: back to `startup`'s value, or the default.
+    pub fn reset(&mut self, key: Option<&str>, startup: &BTreeMap<String, String>) -> Result<()> {
+        let mut values = self.values.clone();
+        match key {
+            Some(key) => {
+                if key.starts_with("vitrine.") && !Self::is_known(key) {
+                    return Err(unknown(key));
+                }
+                match startup.get(key) {
+                    Some(value) => values.insert(key.to_string(), value.clone()),
+                    None => values.remove(key),
+                };
+            }
+            None => values.clone_from(startup),
         }
-        Some(("vitrine.write.commit_rows", _, _))
-            if value.parse::<usize>().map_or(true, |n| n == 0) =>
-        {
-            Err(VitrineError::Plan(format!(
-                "vitrine.write.commit_rows must be a positive integer, got '{value}'"
-            )))
-        }
-        Some(("vitrine.progress", _, _)) if !matches!(value, "auto" | "on" | "off") => {
-            Err(VitrineError::Plan(format!(
-                "vitrine.progress must be 'auto', 'on' or 'off', got '{value}'"
-            )))
-        }
-        Some(_) => Ok(()),
+        *self = Self::from_values(&values)?;
+        Ok(())
+    }
+
+    fn is_known(key: &str) -> bool {
+        CoreSettings::owns(key) || ModelSettings::owns(key)
+    }
+}
+
+/// Every `vitrine.` setting, with its default and meaning.
+pub fn vitrine_settings() -> impl Iterator<Item = &'static SettingSpec> {
+    CoreSettings::specs().iter().chain(ModelSettings::specs())
+}
+
+fn unknown(key: &str) -> VitrineError {
+    let known: Vec<&str> = vitrine_settings().map(|s| s.key).collect();
+    VitrineError::Plan(format!(
+        "unknown setting '{key}': known settings are {}",
+        known.join(", ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_key_is_checked_by_its_owner_and_a_typo_fails() {
+        let mut settings = SessionSettings::default();
+        settings.set("vitrine.write.commit_rows", "64").unwrap();
+        settings.set("vitrine.udf.batch_size", "8").unwrap();
+        settings.set("spark.sql.shuffle.partitions", "4").unwrap();
+        assert_eq!(settings.core.commit_rows, Some(64));
+        assert_eq!(settings.models.batch_size, 8);
+        assert!(settings.set("vitrine.write.commit_rows", "0").is_err());
+        let typo = settings.set("vitrine.udf.batchsize", "8").unwrap_err();
+        assert!(
+            typo.to_string().contains("vitrine.udf.batch_size"),
+            "{typo}"
+        );
+        assert_eq!(settings.get("vitrine.write.commit_rows"), Some("64"));
+    }
+
+    #[test]
+    fn reset_goes_back_to_the_startup_value_or_the_default() {
+        let startup = BTreeMap::from([("vitrine.udf.batch_size".to_string(), "4".to_string())]);
+        let mut settings = SessionSettings::from_values(&startup).unwrap();
+        settings.set("vitrine.udf.batch_size", "16").unwrap();
+        settings.set("vitrine.write.commit_rows", "2").unwrap();
+        settings
+            .reset(Some("vitrine.udf.batch_size"), &startup)
+            .unwrap();
+        assert_eq!(settings.models.batch_size, 4);
+        assert_eq!(settings.core.commit_rows, Some(2));
+        settings.reset(None, &startup).unwrap();
+        assert_eq!(settings.core.commit_rows, None);
+        assert_eq!(settings.get("vitrine.udf.batch_size"), Some("4"));
     }
 }

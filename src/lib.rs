@@ -1,9 +1,12 @@
 //! Vitrine: Databricks-style ML data pipelines as plain SQL scripts on Apache DataFusion, with
 //! tables stored as Lance datasets or Delta Lake tables.
 //!
-//! The crate follows a row from storage to a result: [`catalog`] (the warehouse and its tables),
-//! [`sql`] (the Databricks dialect), [`engine`] (statement execution), and the [`demo`] catalog
-//! generator. The `vitrine` binary (its command line and REPL) is a thin shell over this library.
+//! The crate follows a row from storage to a result: [`catalog`] (the warehouse, its tables and
+//! the storage formats behind one trait), [`sql`] (the Databricks dialect), [`session`] (the
+//! seam statement handlers see), [`vector`] (vector indexes and `vector_search`), [`engine`]
+//! (an engine shared by many sessions, each running statements), [`config`] (engine options and
+//! session settings) and the [`demo`] catalog generator. The `vitrine` binary (its command line
+//! and REPL) is a thin shell over this library. `ARCHITECTURE.md` draws the layers.
 
 #![warn(missing_docs)]
 
@@ -12,8 +15,11 @@ pub mod config;
 pub mod demo;
 pub mod engine;
 pub mod error;
+pub mod session;
 pub mod sql;
+pub mod vector;
 
 pub use config::EngineConfig;
-pub use engine::{Engine, ScriptError, StatementResult, WriteProgress};
+pub use engine::{Engine, EngineSession, ScriptError};
 pub use error::{Result, VitrineError};
+pub use session::{Session, StatementResult, WriteProgress};

@@ -1,6 +1,7 @@
 //! The `vitrine` command: a thin shell over the `vitrine` library.
 
 mod cli;
+mod console;
 mod repl;
 
 use std::process::ExitCode;

@@ -13,7 +13,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::runtime::Handle;
 use url::Url;
-use vitrine_udfs::BlobReader;
+use vitrine_udfs::{BlobReader, ModelError};
 
 use super::Warehouse;
 
@@ -57,7 +57,17 @@ impl WarehouseFiles {
 }
 
 impl BlobReader for WarehouseFiles {
-    fn read(&self, location: &str) -> Result<Vec<u8>, String> {
+    fn read(&self, location: &str) -> Result<Vec<u8>, ModelError> {
+        self.read_bytes(location)
+            .map_err(|message| ModelError::Read {
+                location: location.to_string(),
+                message,
+            })
+    }
+}
+
+impl WarehouseFiles {
+    fn read_bytes(&self, location: &str) -> Result<Vec<u8>, String> {
         let resolved = self.warehouse.resolve_path(location);
         match Url::parse(&resolved) {
             Ok(url) if url.scheme() == "file" => {

@@ -1,4 +1,5 @@
-//! Lance tables: reading versions, writing new versions, history, restore and compaction.
+//! Lance tables: reading versions, writing new versions, history, restore, compaction and
+//! Z-ordering.
 //!
 //! Every write commits one new Lance version with a single manifest write at the very end, so a
 //! statement that fails or a process that dies half-way leaves the table at its previous version.
@@ -6,9 +7,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use chrono::{DateTime, Utc};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::TableProvider;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::functions_window::expr_fn::dense_rank;
+use datafusion::logical_expr::{cast, ExprFunctionExt, ScalarUDF};
+use datafusion::prelude::{col, ident, SessionContext};
 use lance::datafusion::LanceTableProvider;
 use lance::dataset::builder::DatasetBuilder;
 use lance::dataset::optimize::{compact_files, CompactionOptions};
@@ -17,6 +21,8 @@ use lance::session::Session;
 use lance::Dataset;
 use lance_file::version::LanceFileVersion;
 
+use super::storage::{HistoryEntry, Mode, OptimizeMetrics};
+use super::zorder::ZOrderKey;
 use crate::error::{Result, ResultExt};
 
 /// The transaction property in which Vitrine records the operation of each commit.
@@ -77,17 +83,6 @@ pub async fn exists(location: &str) -> bool {
     open(location, None).await.is_ok()
 }
 
-/// How a write relates to the data already there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// A new table.
-    Create,
-    /// Replace all rows, as a new version.
-    Overwrite,
-    /// Add rows, as a new version.
-    Append,
-}
-
 /// Streams `data` into the dataset as one new version; returns that version. `operation` is
 /// recorded in the commit and shown by `DESCRIBE HISTORY`.
 pub async fn write(
@@ -119,19 +114,6 @@ pub async fn write(
         .context(|| format!("writing Lance dataset '{location}'"))?;
     keep_memory_store(location, &dataset).await;
     Ok(dataset.version().version)
-}
-
-/// One committed version of a table, as `DESCRIBE HISTORY` shows it.
-#[derive(Debug, Clone)]
-pub struct HistoryEntry {
-    /// Version number.
-    pub version: u64,
-    /// Commit time.
-    pub timestamp: DateTime<Utc>,
-    /// What made the version (`CREATE TABLE AS SELECT`, `WRITE`, `OPTIMIZE`, …).
-    pub operation: String,
-    /// Rows in the table at that version.
-    pub num_rows: Option<u64>,
 }
 
 /// Every version of the dataset, newest first.
@@ -178,19 +160,6 @@ pub async fn restore(location: &str, version: u64) -> Result<u64> {
     Ok(dataset.version().version)
 }
 
-/// What `OPTIMIZE` did.
-#[derive(Debug, Clone, Default)]
-pub struct OptimizeMetrics {
-    /// Data files written.
-    pub files_added: u64,
-    /// Data files (and deletion files) replaced.
-    pub files_removed: u64,
-    /// Fragments before.
-    pub fragments_before: u64,
-    /// Fragments after.
-    pub fragments_after: u64,
-}
-
 /// Compacts small fragments into larger ones (and materialises deletions), as one new version.
 pub async fn compact(location: &str) -> Result<OptimizeMetrics> {
     let mut dataset = open(location, None).await?;
@@ -204,4 +173,64 @@ pub async fn compact(location: &str) -> Result<OptimizeMetrics> {
         fragments_before,
         fragments_after: dataset.count_fragments() as u64,
     })
+}
+
+/// Rewrites the dataset's rows ordered along a Z-order curve of `columns` (the dense rank of each
+/// column, bits interleaved by [`ZOrderKey`]) as one new version, so that rows close in every
+/// column share fragments.
+pub async fn zorder(location: &str, columns: &[String]) -> Result<OptimizeMetrics> {
+    let before = open(location, None).await?;
+    let fragments_before = before.count_fragments() as u64;
+    let files_before = data_files(&before);
+    let context = SessionContext::new();
+    let table = context.read_table(Arc::new(LanceTableProvider::new(
+        Arc::new(before),
+        false,
+        false,
+    )))?;
+    let names: Vec<_> = table
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| ident(f.name()))
+        .collect();
+    let ranks = columns
+        .iter()
+        .map(|c| {
+            let rank = dense_rank()
+                .order_by(vec![ident(c).sort(true, false)])
+                .build()?;
+            Ok(cast(rank, DataType::UInt64))
+        })
+        .collect::<datafusion::error::Result<Vec<_>>>()?;
+    let key = ScalarUDF::new_from_impl(ZOrderKey::new())
+        .call(ranks)
+        .alias("__vitrine_z");
+    let ordered = table
+        .select(names.iter().cloned().chain([key]).collect::<Vec<_>>())?
+        .sort(vec![col("__vitrine_z").sort(true, false)])?
+        .select(names)?;
+    write(
+        location,
+        ordered.execute_stream().await?,
+        Mode::Overwrite,
+        "OPTIMIZE ZORDER",
+    )
+    .await
+    .context(|| format!("clustering '{location}' by {}", columns.join(", ")))?;
+    let after = open(location, None).await?;
+    Ok(OptimizeMetrics {
+        files_added: data_files(&after),
+        files_removed: files_before,
+        fragments_before,
+        fragments_after: after.count_fragments() as u64,
+    })
+}
+
+fn data_files(dataset: &Dataset) -> u64 {
+    dataset
+        .get_fragments()
+        .iter()
+        .map(|f| f.metadata().files.len() as u64)
+        .sum()
 }

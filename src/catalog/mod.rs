@@ -2,8 +2,9 @@
 //!
 //! A warehouse is a folder (local or on an object store) holding catalogs, schemas and tables in
 //! Unity Catalog's three-level namespace. [`Warehouse`] owns the layout and the metadata entries;
-//! [`provider`] exposes them to DataFusion; [`lance_table`], [`delta_table`] and [`files`] read and
-//! write each storage format.
+//! [`provider`] exposes them to DataFusion; [`storage`] is the seam every table format implements
+//! ([`lance_table`], [`delta_table`], [`files`]); [`conform`] shapes query results into a table's
+//! schema; [`blobs`] reads the files behind image paths.
 
 pub mod blobs;
 pub mod conform;
@@ -12,31 +13,18 @@ pub mod entry;
 pub mod files;
 pub mod lance_table;
 pub mod provider;
-pub mod vector_index;
+pub mod storage;
 pub mod warehouse;
+mod zorder;
 
 use std::fmt;
 
 pub use entry::{TableEntry, TableFormat};
 pub use provider::WarehouseCatalogList;
+pub use storage::{storage, TableStorage};
 pub use warehouse::Warehouse;
 
 use crate::error::{Result, VitrineError};
-
-/// Every committed version of a table, newest first; `name` is for the message when the table's
-/// format has no versions.
-pub async fn history(
-    name: &QualifiedName,
-    entry: &TableEntry,
-) -> Result<Vec<lance_table::HistoryEntry>> {
-    match entry.format {
-        TableFormat::Lance => lance_table::history(&entry.location).await,
-        TableFormat::Delta => delta_table::history(&entry.location).await,
-        other => Err(VitrineError::Plan(format!(
-            "{name} is a {other} table: it has no versions"
-        ))),
-    }
-}
 
 /// A table name as written: one, two or three parts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

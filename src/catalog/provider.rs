@@ -1,10 +1,12 @@
 //! The warehouse as DataFusion sees it: catalogs, schemas and tables that resolve three-part names.
 //!
-//! The catalog tree is read from the warehouse into a [`CatalogSnapshot`] before each statement
-//! ([`WarehouseCatalogList::refresh`]), so tables created by another process are seen. Tables are
-//! opened when a query names them, at their latest version; views are planned then. Temporary
-//! views and the temporary tables a
-//! statement needs (`read_files(…)`, `t VERSION AS OF n`) live in the session only.
+//! Each session has its own [`WarehouseCatalogList`] over the shared warehouse. The catalog tree is
+//! read from the warehouse into the session's [`CatalogSnapshot`] before each of its statements
+//! ([`WarehouseCatalogList::refresh`]), so tables created by other sessions and processes are
+//! seen, and a statement plans against one consistent tree. Tables are opened through their
+//! format's [`storage`] when a query names them, at their latest version; views are planned then,
+//! with the session's own state. Temporary views and the temporary tables a statement needs
+//! (`read_files(…)`, `t VERSION AS OF n`) live in the session only.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -19,7 +21,7 @@ use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::SessionState;
 
 use super::warehouse::CatalogSnapshot;
-use super::{delta_table, files, lance_table, QualifiedName, TableEntry, TableFormat, Warehouse};
+use super::{files, storage, QualifiedName, TableEntry, TableFormat, Warehouse};
 use crate::error::Result;
 
 struct Shared {
@@ -28,14 +30,15 @@ struct Shared {
     session_tables: RwLock<HashMap<QualifiedName, Arc<dyn TableProvider>>>,
     /// A session over the same runtime, used to infer file schemas and register object stores.
     reader: Arc<dyn Session>,
-    /// The engine's session, to plan views (set once the engine's session exists).
+    /// The session's state, to plan views (set once the session exists).
     planner: OnceLock<SessionSource>,
 }
 
-/// Hands out a copy of the engine's current session state.
+/// Hands out a copy of the session's current state.
 pub type SessionSource = Box<dyn Fn() -> Option<SessionState> + Send + Sync>;
 
-/// The root of the warehouse catalog tree, registered as the session's catalog list.
+/// The root of the warehouse catalog tree as one session sees it, registered as that session's
+/// catalog list.
 #[derive(Clone)]
 pub struct WarehouseCatalogList {
     shared: Arc<Shared>,
@@ -50,7 +53,8 @@ impl std::fmt::Debug for WarehouseCatalogList {
 }
 
 impl WarehouseCatalogList {
-    /// A catalog list over `warehouse`; `reader` is a session sharing the engine's runtime.
+    /// A session's catalog list over `warehouse`; `reader` is a session sharing the engine's
+    /// runtime.
     pub fn new(warehouse: Arc<Warehouse>, reader: Arc<dyn Session>) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -63,7 +67,7 @@ impl WarehouseCatalogList {
         }
     }
 
-    /// Gives the catalog the engine's session, with which views are planned.
+    /// Gives the catalog its session, with which views are planned.
     pub fn set_planner(&self, source: SessionSource) {
         let _ = self.shared.planner.set(source);
     }
@@ -91,35 +95,28 @@ impl WarehouseCatalogList {
         entry: &TableEntry,
         version: Option<u64>,
     ) -> Result<Arc<dyn TableProvider>> {
-        let reader = self.shared.reader.as_ref();
-        match entry.format {
-            TableFormat::Lance => lance_table::provider(&entry.location, version).await,
-            TableFormat::Delta => delta_table::provider(&entry.location, version, reader).await,
-            TableFormat::Csv | TableFormat::Parquet => {
-                if version.is_some() {
-                    return Err(crate::error::VitrineError::Plan(format!(
-                        "{} tables have no versions",
-                        entry.format
-                    )));
-                }
-                files::provider(&entry.location, entry.format, &entry.options, reader).await
-            }
-            TableFormat::View => {
-                let sql = entry.view_sql.as_deref().unwrap_or_default();
-                let state = self
-                    .shared
-                    .planner
-                    .get()
-                    .and_then(|source| source())
-                    .ok_or_else(|| {
-                        crate::error::VitrineError::Plan(
-                            "views cannot be read before the engine starts".into(),
-                        )
-                    })?;
-                let plan = state.create_logical_plan(sql).await?;
-                Ok(Arc::new(ViewTable::new(plan, Some(sql.to_string()))))
-            }
+        if let Some(sql) = &entry.view_sql {
+            let state = self
+                .shared
+                .planner
+                .get()
+                .and_then(|source| source())
+                .ok_or_else(|| {
+                    crate::error::VitrineError::Plan(
+                        "views cannot be read before the session starts".into(),
+                    )
+                })?;
+            let plan = state.create_logical_plan(sql).await?;
+            return Ok(Arc::new(ViewTable::new(plan, Some(sql.to_string()))));
         }
+        storage(entry.format)?
+            .open(
+                &entry.location,
+                version,
+                &entry.options,
+                self.shared.reader.as_ref(),
+            )
+            .await
     }
 
     /// A table over plain files, for `read_files(…)`.

@@ -6,6 +6,8 @@
 //! <root>/_catalog/<catalog>/<schema>/<table>.json  a table's TableEntry
 //! <root>/<catalog>/<schema>/<table>/               a managed table's data (Lance or Delta)
 //! <root>/Volumes/<catalog>/<schema>/<volume>/…     files behind /Volumes/… paths
+//! <root>/<kind>/<catalog>/<schema>/<name>.json     entries of objects kept beside the tables
+//!                                                  (`_indexes/…`: vector indexes)
 //! ```
 //!
 //! Entries are written with one `put` each, which object stores (and the local store, through a
@@ -21,13 +23,10 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use url::Url;
 
-use super::vector_index::IndexEntry;
 use super::{QualifiedName, TableEntry};
 use crate::error::{Result, ResultExt, VitrineError};
 
 const CATALOG_DIR: &str = "_catalog";
-/// Where vector index entries live: `_indexes/<catalog>/<schema>/<index>.json`.
-const INDEX_DIR: &str = "_indexes";
 const CATALOG_MARKER: &str = "_catalog.json";
 const SCHEMA_MARKER: &str = "_schema.json";
 
@@ -334,25 +333,35 @@ impl Warehouse {
         Ok(())
     }
 
-    /// Writes a vector index's entry.
-    pub async fn put_index(&self, name: &QualifiedName, entry: &IndexEntry) -> Result<()> {
+    /// Writes the entry of an object kept beside the tables (a vector index, say) under
+    /// `<kind_dir>/<catalog>/<schema>/<name>.json`, replacing any earlier one in one atomic put.
+    pub async fn put_entry(
+        &self,
+        kind_dir: &str,
+        name: &QualifiedName,
+        entry: &impl serde::Serialize,
+    ) -> Result<()> {
         let file = format!("{}.json", name.table);
         self.put_json(
-            self.child(&[INDEX_DIR, &name.catalog, &name.schema, &file]),
+            self.child(&[kind_dir, &name.catalog, &name.schema, &file]),
             entry,
         )
         .await
     }
 
-    /// A vector index's entry, if the index exists.
-    pub async fn index(&self, name: &QualifiedName) -> Result<Option<IndexEntry>> {
+    /// The entry [`put_entry`](Self::put_entry) wrote for `name`, if there is one.
+    pub async fn entry<T: serde::de::DeserializeOwned>(
+        &self,
+        kind_dir: &str,
+        name: &QualifiedName,
+    ) -> Result<Option<T>> {
         let file = format!("{}.json", name.table);
-        let path = self.child(&[INDEX_DIR, &name.catalog, &name.schema, &file]);
+        let path = self.child(&[kind_dir, &name.catalog, &name.schema, &file]);
         match self.store.get(&path).await {
             Ok(found) => {
                 let bytes = found.bytes().await?;
-                let entry = serde_json::from_slice(&bytes)
-                    .context(|| format!("reading index entry '{path}'"))?;
+                let entry =
+                    serde_json::from_slice(&bytes).context(|| format!("reading entry '{path}'"))?;
                 Ok(Some(entry))
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -360,36 +369,42 @@ impl Warehouse {
         }
     }
 
-    /// The vector indexes of a schema, by name.
-    pub async fn indexes(&self, catalog: &str, schema: &str) -> Result<Vec<(String, IndexEntry)>> {
-        let dir = self.child(&[INDEX_DIR, catalog, schema]);
+    /// Every entry of `kind_dir` in a schema, by name.
+    pub async fn entries<T: serde::de::DeserializeOwned>(
+        &self,
+        kind_dir: &str,
+        catalog: &str,
+        schema: &str,
+    ) -> Result<Vec<(String, T)>> {
+        let dir = self.child(&[kind_dir, catalog, schema]);
         let objects: Vec<_> = self.store.list(Some(&dir)).try_collect().await?;
         let mut out = Vec::new();
         for meta in objects {
-            let Some(file) = meta.location.filename() else {
-                continue;
-            };
-            let Some(index) = file.strip_suffix(".json") else {
+            let Some(object) = meta
+                .location
+                .filename()
+                .and_then(|f| f.strip_suffix(".json"))
+            else {
                 continue;
             };
             let name = QualifiedName {
                 catalog: catalog.to_string(),
                 schema: schema.to_string(),
-                table: index.to_string(),
+                table: object.to_string(),
             };
-            if let Some(entry) = self.index(&name).await? {
-                out.push((index.to_string(), entry));
+            if let Some(entry) = self.entry(kind_dir, &name).await? {
+                out.push((object.to_string(), entry));
             }
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
 
-    /// Removes a vector index: its entry, then its dataset.
-    pub async fn delete_index(&self, name: &QualifiedName) -> Result<()> {
+    /// Removes the entry of an object kept beside the tables, then its managed data.
+    pub async fn delete_entry(&self, kind_dir: &str, name: &QualifiedName) -> Result<()> {
         let file = format!("{}.json", name.table);
         self.store
-            .delete(&self.child(&[INDEX_DIR, &name.catalog, &name.schema, &file]))
+            .delete(&self.child(&[kind_dir, &name.catalog, &name.schema, &file]))
             .await?;
         self.delete_data(name).await
     }

@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
-use vitrine::{Engine, EngineConfig};
+use vitrine::{Engine, EngineConfig, EngineSession, Session};
 
 /// Options of `vitrine bench clip`.
 pub struct ClipBench<'a> {
@@ -37,13 +37,13 @@ fn lines(path: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
-fn register(engine: &Engine, name: &str, column: &str, values: Vec<String>) -> Result<()> {
+fn register(session: &EngineSession, name: &str, column: &str, values: Vec<String>) -> Result<()> {
     let schema = Arc::new(Schema::new(vec![Field::new(column, DataType::Utf8, false)]));
     let batch = RecordBatch::try_new(
         Arc::clone(&schema),
         vec![Arc::new(StringArray::from(values))],
     )?;
-    engine.context().register_table(
+    session.datafusion().register_table(
         name,
         Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
     )?;
@@ -51,11 +51,11 @@ fn register(engine: &Engine, name: &str, column: &str, values: Vec<String>) -> R
 }
 
 /// Best rows per second of `sql` over `rows` rows.
-async fn rate(engine: &Engine, sql: &str, rows: usize, repeat: usize) -> Result<f64> {
+async fn rate(session: &EngineSession, sql: &str, rows: usize, repeat: usize) -> Result<f64> {
     let mut best = f64::INFINITY;
     for _ in 0..repeat.max(1) {
         let started = Instant::now();
-        engine.execute(sql).await?;
+        session.execute(sql).await?;
         best = best.min(started.elapsed().as_secs_f64());
     }
     Ok(rows as f64 / best)
@@ -69,28 +69,28 @@ pub async fn clip(options: ClipBench<'_>, mut config: EngineConfig) -> Result<()
         "vitrine.model.clip".into(),
         model.to_string_lossy().into_owned(),
     );
-    let engine = Engine::open(config).await?;
+    let session = Engine::open(config).await?.session()?;
     let texts = lines(&options.dir.join("texts.txt"))?;
     let images = lines(&options.dir.join("images.txt"))?;
     let (n_texts, n_images) = (texts.len(), images.len());
-    register(&engine, "bench_texts", "text", texts)?;
-    register(&engine, "bench_images", "path", images)?;
-    engine.execute("SELECT clip_text_embed('warm up')").await?;
+    register(&session, "bench_texts", "text", texts)?;
+    register(&session, "bench_images", "path", images)?;
+    session.execute("SELECT clip_text_embed('warm up')").await?;
     println!("| batch | texts/s | images/s |");
     println!("|---:|---:|---:|");
     for &batch in options.batch_sizes {
-        engine
+        session
             .execute(&format!("SET vitrine.udf.batch_size = {batch}"))
             .await?;
         let texts = rate(
-            &engine,
+            &session,
             "SELECT COUNT(clip_text_embed(text)) FROM bench_texts",
             n_texts,
             options.repeat,
         )
         .await?;
         let images = rate(
-            &engine,
+            &session,
             "SELECT COUNT(clip_image_embed(path)) FROM bench_images",
             n_images,
             options.repeat,
@@ -191,7 +191,7 @@ pub async fn vectors(options: VectorBench<'_>, mut config: EngineConfig) -> Resu
         std::fs::remove_dir_all(&warehouse)?;
     }
     config.warehouse = warehouse.to_string_lossy().into_owned();
-    let engine = Engine::open(config).await?;
+    let session = Engine::open(config).await?.session()?;
     let field = Arc::new(Field::new("item", DataType::Float32, true));
     let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, false),
@@ -217,16 +217,16 @@ pub async fn vectors(options: VectorBench<'_>, mut config: EngineConfig) -> Resu
             vec![Arc::new(ids), Arc::new(vectors)],
         )?);
     }
-    engine.context().register_table(
+    session.datafusion().register_table(
         "bench_vectors",
         Arc::new(MemTable::try_new(schema, vec![batches])?),
     )?;
-    engine.execute("CREATE SCHEMA main.bench").await?;
-    engine
+    session.execute("CREATE SCHEMA main.bench").await?;
+    session
         .execute("CREATE TABLE main.bench.vectors AS SELECT * FROM bench_vectors")
         .await?;
     let started = Instant::now();
-    engine
+    session
         .execute("CREATE VECTOR INDEX main.bench.vs ON main.bench.vectors (embedding) WITH (primary_key = 'id', columns = (id))")
         .await?;
     let build = started.elapsed().as_secs_f64();
@@ -260,7 +260,7 @@ pub async fn vectors(options: VectorBench<'_>, mut config: EngineConfig) -> Resu
             "SELECT id FROM vector_search(index => 'main.bench.vs', query_vector => make_array({literal}), num_results => 10)"
         );
         let started = Instant::now();
-        let result = engine.execute(&sql).await?;
+        let result = session.execute(&sql).await?;
         latencies.push(started.elapsed().as_secs_f64() * 1000.0);
         let mut answer = Vec::new();
         for batch in &result.batches {
@@ -285,7 +285,7 @@ pub async fn vectors(options: VectorBench<'_>, mut config: EngineConfig) -> Resu
             .collect::<Vec<_>>()
             .join(", ");
         let started = Instant::now();
-        engine
+        session
             .execute(&format!("SELECT array_length(make_array({literal}))"))
             .await?;
         overhead.push(started.elapsed().as_secs_f64() * 1000.0);
@@ -294,7 +294,7 @@ pub async fn vectors(options: VectorBench<'_>, mut config: EngineConfig) -> Resu
     let sql_p50 = percentile(&overhead, 0.5);
     let recall = hits as f64 / (10 * queries.len()) as f64;
     let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
-    let described = engine.execute("DESCRIBE INDEX main.bench.vs").await?;
+    let described = session.execute("DESCRIBE INDEX main.bench.vs").await?;
     let parameters = property(&described, "parameters").unwrap_or_default();
     println!("| rows | dim | index | build s | recall@10 | p50 ms | p99 ms | QPS | p50 of the same statement without the search |");
     println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|");

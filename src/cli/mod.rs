@@ -1,26 +1,22 @@
 //! Command-line arguments and the `run`, `serve`, `bench` and `demo-data` commands.
 
 mod bench;
-mod output;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use tracing_subscriber::EnvFilter;
 use vitrine::config::DEFAULT_WAREHOUSE;
 use vitrine::demo::{self, DemoOptions};
-use vitrine::engine::ModelProgressUpdate;
 use vitrine::{Engine, EngineConfig, StatementResult};
 
-pub use output::{print_result, OutputFormat};
+use crate::console::{print_result, statement_spinner, OutputFormat};
 
 /// Databricks SQL pipelines on DataFusion, Lance and Delta Lake.
 #[derive(Debug, Parser)]
@@ -240,8 +236,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Serve { interval } => runtime.block_on(serve(config, interval)),
         Command::Repl => {
-            let engine = runtime.block_on(Engine::open(config))?;
-            crate::repl::run(&runtime, &engine)?;
+            let session = runtime.block_on(Engine::open(config))?.session()?;
+            crate::repl::run(&runtime, &session)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::DemoData {
@@ -278,7 +274,7 @@ async fn run_scripts(
     if statements.is_empty() && files.is_empty() {
         anyhow::bail!("nothing to run: give -e SQL or script files");
     }
-    let engine = Engine::open(config).await?;
+    let session = Engine::open(config).await?.session()?;
     let mut scripts: Vec<(String, String)> = statements
         .into_iter()
         .map(|s| ("-e".to_string(), s))
@@ -289,10 +285,10 @@ async fn run_scripts(
         scripts.push((file.display().to_string(), text));
     }
     let mut failures = 0;
-    let spinner = statement_spinner(&engine);
+    let spinner = statement_spinner(&session);
     for (name, script) in &scripts {
         let mut stop = false;
-        engine
+        session
             .execute_script(script, name, |_, outcome| match outcome {
                 Ok(result) => {
                     spinner.suspend(|| print_outcome(&result, format));
@@ -343,84 +339,5 @@ async fn serve(config: EngineConfig, interval: f64) -> Result<ExitCode> {
 fn print_outcome(result: &StatementResult, format: OutputFormat) {
     if let Err(e) = print_result(result, format) {
         eprintln!("error printing the result: {e}");
-    }
-}
-
-/// A spinner on stderr showing the running statement (hidden when stderr is not a terminal):
-/// rows written, and for model functions rows done, rate and time left.
-pub fn statement_spinner(engine: &Engine) -> ProgressBar {
-    let spinner = ProgressBar::new_spinner();
-    spinner.set_style(
-        ProgressStyle::with_template("{spinner} {elapsed} {wide_msg}").expect("template"),
-    );
-    spinner.enable_steady_tick(Duration::from_millis(120));
-    let bar = spinner.clone();
-    engine.on_rows_written(Arc::new(move |rows| {
-        bar.set_message(format!("{rows} rows written"))
-    }));
-    let bar = spinner.clone();
-    let rate = Mutex::new(RateMeter::default());
-    engine.on_model_progress(Arc::new(move |update: &ModelProgressUpdate| {
-        let line = rate.lock().expect("rate lock").line(update);
-        bar.set_message(line);
-    }));
-    spinner
-}
-
-/// Turns model progress updates into `clip_image_embed [####----] 1200/≈44424 rows · 41/s · 17m left`.
-#[derive(Default)]
-struct RateMeter {
-    started: Option<(Instant, &'static str)>,
-}
-
-impl RateMeter {
-    fn line(&mut self, update: &ModelProgressUpdate) -> String {
-        let now = Instant::now();
-        let started = match self.started {
-            Some((at, function)) if function == update.function => at,
-            _ => {
-                self.started = Some((now, update.function));
-                now
-            }
-        };
-        let seconds = now.duration_since(started).as_secs_f64();
-        let rate = if seconds > 0.5 {
-            update.rows as f64 / seconds
-        } else {
-            0.0
-        };
-        let mut line = format!("{} ", update.function);
-        match update.expected_rows.filter(|&n| n >= update.rows && n > 0) {
-            Some(total) => {
-                let filled = (20 * update.rows / total) as usize;
-                line.push_str(&format!(
-                    "[{}{}] {}/≈{} rows",
-                    "#".repeat(filled),
-                    "-".repeat(20 - filled),
-                    update.rows,
-                    total
-                ));
-                if rate > 0.0 {
-                    let left = (total - update.rows) as f64 / rate;
-                    line.push_str(&format!(" · {rate:.1}/s · ≈{} left", short_duration(left)));
-                }
-            }
-            None => {
-                line.push_str(&format!("{} rows", update.rows));
-                if rate > 0.0 {
-                    line.push_str(&format!(" · {rate:.1}/s"));
-                }
-            }
-        }
-        line
-    }
-}
-
-fn short_duration(seconds: f64) -> String {
-    let s = seconds.round() as u64;
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
     }
 }

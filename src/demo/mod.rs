@@ -9,6 +9,7 @@
 //! `main.fashion_demo.products_ground_truth`.
 
 pub mod catalog;
+pub mod data;
 pub mod image;
 
 use futures::{StreamExt, TryStreamExt};

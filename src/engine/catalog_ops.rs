@@ -3,20 +3,21 @@
 
 use datafusion::arrow::datatypes::Schema;
 
-use super::{Engine, StatementResult};
-use crate::catalog::{delta_table, lance_table, TableFormat};
+use crate::catalog::storage::{self, storage};
+use crate::catalog::TableFormat;
 use crate::error::{Result, VitrineError};
+use crate::session::{Session, StatementResult};
 use crate::sql::parser::{UseKind, VitrineStatement};
 use crate::sql::types::spark_type_name;
 
 /// Runs a catalog statement.
 pub(super) async fn execute(
-    engine: &Engine,
+    session: &dyn Session,
     statement: VitrineStatement,
 ) -> Result<StatementResult> {
-    let warehouse = engine.warehouse();
-    let snapshot = engine.catalogs().snapshot();
-    let (current_catalog, current_schema) = engine.current_schema();
+    let warehouse = session.warehouse();
+    let snapshot = session.catalogs().snapshot();
+    let (current_catalog, current_schema) = session.current_schema();
     match statement {
         VitrineStatement::CreateCatalog {
             name,
@@ -77,7 +78,7 @@ pub(super) async fn execute(
                     "schema '{catalog}.{name}' does not exist"
                 )));
             };
-            let indexes = warehouse.indexes(&catalog, &name).await?;
+            let indexes = crate::vector::catalog::list(warehouse, &catalog, &name).await?;
             if (!tables.is_empty() || !indexes.is_empty()) && !cascade {
                 return Err(VitrineError::Plan(format!(
                     "schema '{catalog}.{name}' has {} tables and {} vector indexes: DROP them or use CASCADE",
@@ -86,13 +87,15 @@ pub(super) async fn execute(
                 )));
             }
             for (index, _) in &indexes {
-                warehouse
-                    .delete_index(&crate::catalog::QualifiedName {
+                crate::vector::catalog::delete(
+                    warehouse,
+                    &crate::catalog::QualifiedName {
                         catalog: catalog.clone(),
                         schema: name.clone(),
                         table: index.clone(),
-                    })
-                    .await?;
+                    },
+                )
+                .await?;
             }
             for (table, entry) in tables {
                 let qualified = crate::catalog::QualifiedName {
@@ -129,11 +132,7 @@ pub(super) async fn execute(
                     "schema '{catalog}.{schema}' does not exist"
                 )));
             }
-            let state = engine.context().state_ref();
-            let mut state = state.write();
-            let options = state.config_mut().options_mut();
-            options.catalog.default_catalog = catalog.clone();
-            options.catalog.default_schema = schema.clone();
+            session.use_schema(&catalog, &schema);
             Ok(StatementResult::message(format!(
                 "using {catalog}.{schema}"
             )))
@@ -190,7 +189,7 @@ pub(super) async fn execute(
             )
         }
         VitrineStatement::ShowTblProperties { table } => {
-            let (_, entry) = engine.table_entry(&table)?;
+            let (_, entry) = session.table_entry(&table)?;
             StatementResult::strings(
                 &["key", "value"],
                 entry
@@ -200,10 +199,10 @@ pub(super) async fn execute(
                     .collect(),
             )
         }
-        VitrineStatement::Describe { table, extended } => describe(engine, &table, extended).await,
+        VitrineStatement::Describe { table, extended } => describe(session, &table, extended).await,
         VitrineStatement::DescribeHistory { table } => {
-            let (name, entry) = engine.table_entry(&table)?;
-            let history = crate::catalog::history(&name, &entry).await?;
+            let (name, entry) = session.table_entry(&table)?;
+            let history = storage::history(&name, &entry).await?;
             let sql = history
                 .iter()
                 .map(|h| {
@@ -217,14 +216,14 @@ pub(super) async fn execute(
                 })
                 .collect::<Vec<_>>()
                 .join(" UNION ALL ");
-            let df = engine
-                .context()
+            let df = session
+                .datafusion()
                 .sql(&format!("SELECT * FROM ({sql}) ORDER BY version DESC"))
                 .await?;
             StatementResult::collect(df).await
         }
         VitrineStatement::DropTable { table, if_exists } => {
-            let (name, entry) = match engine.table_entry(&table) {
+            let (name, entry) = match session.table_entry(&table) {
                 Ok(found) => found,
                 Err(VitrineError::NotFound(_)) if if_exists => {
                     return Ok(StatementResult::message(format!(
@@ -237,7 +236,7 @@ pub(super) async fn execute(
             Ok(StatementResult::message(format!("dropped table {name}")))
         }
         VitrineStatement::DropView { name, if_exists } => {
-            let qualified = engine.qualify(&name);
+            let qualified = session.qualify(&name);
             match snapshot.table(&qualified) {
                 Some(entry) if entry.format == TableFormat::View => {
                     warehouse.delete_table(&qualified, entry).await?;
@@ -248,7 +247,7 @@ pub(super) async fn execute(
                 Some(_) => Err(VitrineError::Plan(format!(
                     "{qualified} is a table: use DROP TABLE"
                 ))),
-                None if engine
+                None if session
                     .catalogs()
                     .deregister_session_table(&qualified)
                     .is_some() =>
@@ -266,7 +265,7 @@ pub(super) async fn execute(
             }
         }
         VitrineStatement::SetTblProperties { table, properties } => {
-            let (name, mut entry) = engine.table_entry(&table)?;
+            let (name, mut entry) = session.table_entry(&table)?;
             let count = properties.len();
             entry.properties.extend(properties);
             warehouse.put_table(&name, &entry).await?;
@@ -275,7 +274,7 @@ pub(super) async fn execute(
             )))
         }
         VitrineStatement::UnsetTblProperties { table, keys } => {
-            let (name, mut entry) = engine.table_entry(&table)?;
+            let (name, mut entry) = session.table_entry(&table)?;
             for key in &keys {
                 entry.properties.remove(key);
             }
@@ -286,7 +285,7 @@ pub(super) async fn execute(
             )))
         }
         VitrineStatement::CommentOnTable { table, comment } => {
-            let (name, mut entry) = engine.table_entry(&table)?;
+            let (name, mut entry) = session.table_entry(&table)?;
             entry.comment = comment;
             warehouse.put_table(&name, &entry).await?;
             Ok(StatementResult::message(format!("commented on {name}")))
@@ -298,12 +297,12 @@ pub(super) async fn execute(
 }
 
 async fn describe(
-    engine: &Engine,
+    session: &dyn Session,
     table: &crate::catalog::TableName,
     extended: bool,
 ) -> Result<StatementResult> {
-    let (name, entry) = engine.table_entry(table)?;
-    let provider = engine.catalogs().open_table(&entry, None).await?;
+    let (name, entry) = session.table_entry(table)?;
+    let provider = session.catalogs().open_table(&entry, None).await?;
     let schema: std::sync::Arc<Schema> = provider.schema();
     let mut rows: Vec<Vec<Option<String>>> = schema
         .fields()
@@ -317,20 +316,10 @@ async fn describe(
         })
         .collect();
     if extended {
-        let version = match entry.format {
-            TableFormat::Lance => Some(
-                lance_table::open(&entry.location, None)
-                    .await?
-                    .version()
-                    .version
-                    .to_string(),
-            ),
-            TableFormat::Delta => delta_table::open(&entry.location, None)
-                .await?
-                .version()
-                .map(|v| v.to_string()),
-            _ => None,
-        };
+        let version = storage(entry.format)?
+            .version(&entry.location)
+            .await?
+            .map(|v| v.to_string());
         let properties = entry
             .properties
             .iter()

@@ -26,22 +26,27 @@ use vitrine_udfs::FunctionContext;
 #[derive(Debug)]
 pub struct SliceModelInputs {
     functions: Arc<FunctionContext>,
+    model_functions: Vec<String>,
 }
 
 impl SliceModelInputs {
-    /// The rule, reading the batch size from `functions`' settings.
-    pub fn new(functions: Arc<FunctionContext>) -> Self {
-        Self { functions }
+    /// The rule for projections calling any of `model_functions`, reading the batch size from
+    /// `functions`' settings.
+    pub fn new(functions: Arc<FunctionContext>, model_functions: Vec<String>) -> Self {
+        Self {
+            functions,
+            model_functions,
+        }
     }
-}
 
-fn calls_model(expr: &Arc<dyn PhysicalExpr>) -> bool {
-    expr.exists(|e| {
-        Ok(e.as_any()
-            .downcast_ref::<ScalarFunctionExpr>()
-            .is_some_and(|f| vitrine_udfs::MODEL_FUNCTIONS.contains(&f.name())))
-    })
-    .unwrap_or(false)
+    fn calls_model(&self, expr: &Arc<dyn PhysicalExpr>) -> bool {
+        expr.exists(|e| {
+            Ok(e.as_any()
+                .downcast_ref::<ScalarFunctionExpr>()
+                .is_some_and(|f| self.model_functions.iter().any(|m| m == f.name())))
+        })
+        .unwrap_or(false)
+    }
 }
 
 impl PhysicalOptimizerRule for SliceModelInputs {
@@ -57,7 +62,7 @@ impl PhysicalOptimizerRule for SliceModelInputs {
             };
             let input = projection.input();
             if input.as_any().is::<SliceBatchesExec>()
-                || !projection.expr().iter().any(|p| calls_model(&p.expr))
+                || !projection.expr().iter().any(|p| self.calls_model(&p.expr))
             {
                 return Ok(Transformed::no(node));
             }

@@ -3,8 +3,9 @@
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use super::{Engine, StatementResult};
+use super::EngineSession;
 use crate::error::VitrineError;
+use crate::session::StatementResult;
 use crate::sql::script::{split_statements, ScriptStatement};
 
 /// A statement of a script that failed, and where it is.
@@ -22,7 +23,7 @@ pub struct ScriptError {
     pub error: VitrineError,
 }
 
-impl Engine {
+impl EngineSession {
     /// Runs `script` statement by statement, handing each outcome to `each`, which says whether
     /// to go on. Returns the number of statements run.
     pub async fn execute_script<F>(&self, script: &str, file: &str, mut each: F) -> usize

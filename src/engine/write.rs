@@ -15,17 +15,19 @@ use datafusion::prelude::DataFrame;
 use datafusion::sql::sqlparser::ast::{self, Expr, Query};
 use futures::TryStreamExt;
 
-use super::dml::{delete_queries, merge_queries, quote, update_queries};
-use super::{Engine, StatementResult};
-use crate::catalog::lance_table::{self, Mode};
-use crate::catalog::{conform, delta_table, QualifiedName, TableEntry, TableFormat, TableName};
-use crate::error::{Result, ResultExt, VitrineError};
+use crate::catalog::storage::{detect_format, Mode};
+use crate::catalog::{
+    conform, storage, QualifiedName, TableEntry, TableFormat, TableName, TableStorage,
+};
+use crate::error::{Result, VitrineError};
+use crate::session::{Session, StatementResult};
+use crate::sql::dml::{delete_queries, merge_queries, update_queries};
 use crate::sql::parser::{single_table, CreateTable};
 
 /// Writes `df` into the table as one new version, or, for an append with `chunk_rows`, as one
 /// version per `chunk_rows` rows; returns the (last) version and the rows written.
 async fn commit(
-    engine: &Engine,
+    session: &dyn Session,
     entry: &TableEntry,
     name: &QualifiedName,
     df: DataFrame,
@@ -33,53 +35,48 @@ async fn commit(
     operation: &str,
     chunk_rows: Option<usize>,
 ) -> Result<(u64, usize)> {
+    if !entry.format.is_writable() {
+        return Err(VitrineError::Plan(format!(
+            "{name} is a {} table, which is read-only",
+            entry.format
+        )));
+    }
+    let storage = storage(entry.format)?;
     let df = conform::to_storage(df)?;
     let rows = Arc::new(AtomicUsize::new(0));
-    let version = match entry.format {
-        TableFormat::Lance => {
-            let task = Arc::new(df.task_ctx());
-            let plan = df.create_physical_plan().await?;
-            engine.model_functions().expect_rows(input_rows(&plan));
-            let stream = execute_stream(plan, task)?;
-            let schema = stream.schema();
-            let counter = Arc::clone(&rows);
-            let progress = engine.write_progress();
-            let counted = stream.inspect_ok(move |b| {
-                let total = counter.fetch_add(b.num_rows(), Ordering::Relaxed) + b.num_rows();
-                if let Some(report) = &progress {
-                    report(total);
-                }
-            });
-            match chunk_rows {
-                Some(chunk) if mode == Mode::Append => {
-                    append_in_chunks(&entry.location, schema, counted, chunk, operation).await
-                }
-                _ => {
-                    let stream = Box::pin(RecordBatchStreamAdapter::new(schema, counted));
-                    lance_table::write(&entry.location, stream, mode, operation).await
-                }
-            }
+    let task = Arc::new(df.task_ctx());
+    let plan = df.create_physical_plan().await?;
+    session.model_functions().expect_rows(input_rows(&plan));
+    let stream = execute_stream(plan, task)?;
+    let schema = stream.schema();
+    let counter = Arc::clone(&rows);
+    let progress = session.write_progress();
+    let counted = stream.inspect_ok(move |b| {
+        let total = counter.fetch_add(b.num_rows(), Ordering::Relaxed) + b.num_rows();
+        if let Some(report) = &progress {
+            report(total);
         }
-        TableFormat::Delta => {
-            let batches = df.collect().await?;
-            rows.store(
-                batches.iter().map(|b| b.num_rows()).sum(),
-                Ordering::Relaxed,
-            );
-            delta_table::write(&entry.location, batches, mode, operation).await
+    });
+    let version = match chunk_rows {
+        Some(chunk) if mode == Mode::Append => {
+            append_in_chunks(storage, &entry.location, schema, counted, chunk, operation).await
         }
-        other => Err(VitrineError::Plan(format!(
-            "{name} is a {other} table, which is read-only"
-        ))),
+        _ => {
+            let stream = Box::pin(RecordBatchStreamAdapter::new(schema, counted));
+            storage
+                .write(&entry.location, stream, mode, operation)
+                .await
+        }
     }
     .map_err(|e| e.context(format!("writing {name}")))?;
     Ok((version, rows.load(Ordering::Relaxed)))
 }
 
-/// Appends `batches` to the Lance dataset at `location`, committing a version each time at least
+/// Appends `batches` to the table at `location`, committing a version each time at least
 /// `chunk` rows have arrived, and the rest at the end. A failure keeps the versions committed
 /// before it and says how many rows they hold.
 async fn append_in_chunks(
+    storage: &dyn TableStorage,
     location: &str,
     schema: Arc<Schema>,
     batches: impl futures::Stream<Item = datafusion::error::Result<RecordBatch>>,
@@ -110,7 +107,8 @@ async fn append_in_chunks(
             let data = futures::stream::iter(std::mem::take(&mut pending).into_iter().map(Ok));
             let stream = Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&schema), data));
             version = Some(
-                lance_table::write(location, stream, Mode::Append, operation)
+                storage
+                    .write(location, stream, Mode::Append, operation)
                     .await
                     .map_err(|e| stopped(e, committed))?,
             );
@@ -135,8 +133,8 @@ fn input_rows(plan: &Arc<dyn ExecutionPlan>) -> Option<u64> {
 /// Records the models the statement ran in the table's properties (`vitrine.model.<name>` = the
 /// id, `vitrine.model.<name>.revision`), so that readers know what produced its vectors and
 /// `SET vitrine.model.<name>` can reproduce it. Returns whether any model ran.
-fn record_models(engine: &Engine, entry: &mut TableEntry) -> bool {
-    let models = engine.model_functions().models_used();
+fn record_models(session: &dyn Session, entry: &mut TableEntry) -> bool {
+    let models = session.model_functions().models_used();
     for model in &models {
         let key = format!("vitrine.model.{}", model.name);
         entry
@@ -147,41 +145,14 @@ fn record_models(engine: &Engine, entry: &mut TableEntry) -> bool {
     !models.is_empty()
 }
 
-async fn data_exists(format: TableFormat, location: &str) -> bool {
-    match format {
-        TableFormat::Lance => lance_table::exists(location).await,
-        TableFormat::Delta => delta_table::exists(location).await,
-        _ => false,
-    }
-}
-
-/// Which format the data at `location` is in.
-async fn detect_format(location: &str) -> Result<TableFormat> {
-    if delta_table::exists(location).await {
-        return Ok(TableFormat::Delta);
-    }
-    if lance_table::exists(location).await {
-        return Ok(TableFormat::Lance);
-    }
-    let lower = location.to_lowercase();
-    for (suffix, format) in [
-        (".csv", TableFormat::Csv),
-        (".parquet", TableFormat::Parquet),
-    ] {
-        if lower.ends_with(suffix) || lower.ends_with(&format!("{suffix}/")) {
-            return Ok(format);
-        }
-    }
-    Err(VitrineError::Plan(format!(
-        "cannot tell the format of '{location}': add USING DELTA|LANCE|CSV|PARQUET"
-    )))
-}
-
 /// `CREATE [OR REPLACE] TABLE …`.
-pub(super) async fn create_table(engine: &Engine, create: CreateTable) -> Result<StatementResult> {
-    let name = engine.qualify(&create.name);
-    let warehouse = engine.warehouse();
-    let snapshot = engine.catalogs().snapshot();
+pub(super) async fn create_table(
+    session: &dyn Session,
+    create: CreateTable,
+) -> Result<StatementResult> {
+    let name = session.qualify(&create.name);
+    let warehouse = session.warehouse();
+    let snapshot = session.catalogs().snapshot();
     if !snapshot.has_schema(&name.catalog, &name.schema) {
         return Err(VitrineError::NotFound(format!(
             "schema '{}.{}' does not exist: CREATE SCHEMA {}.{} first",
@@ -217,7 +188,7 @@ pub(super) async fn create_table(engine: &Engine, create: CreateTable) -> Result
             created_at: now,
             view_sql: None,
         };
-        engine
+        session
             .catalogs()
             .open_table(&entry, None)
             .await
@@ -250,25 +221,27 @@ pub(super) async fn create_table(engine: &Engine, create: CreateTable) -> Result
     };
     let has_query = create.query.is_some();
     let df = match (create.query, &create.columns) {
-        (Some(query), None) => engine.plan_query(*query).await?,
+        (Some(query), None) => session.plan_query(*query).await?,
         (Some(query), Some(columns)) => conform::to_table(
-            engine.plan_query(*query).await?,
+            session.plan_query(*query).await?,
             &Schema::new(columns.clone()),
             &[],
             &name.to_string(),
         )?,
-        (None, Some(columns)) => engine
-            .context()
-            .read_batch(RecordBatch::new_empty(Arc::new(Schema::new(
-                columns.clone(),
-            ))))?,
+        (None, Some(columns)) => {
+            session
+                .datafusion()
+                .read_batch(RecordBatch::new_empty(Arc::new(Schema::new(
+                    columns.clone(),
+                ))))?
+        }
         (None, None) => {
             return Err(VitrineError::Plan(format!(
                 "CREATE TABLE {name} needs columns or AS SELECT"
             )))
         }
     };
-    let mode = if existing.is_some() || data_exists(format, &location).await {
+    let mode = if existing.is_some() || storage(format)?.exists(&location).await {
         Mode::Overwrite
     } else {
         Mode::Create
@@ -295,8 +268,8 @@ pub(super) async fn create_table(engine: &Engine, create: CreateTable) -> Result
         view_sql: None,
     };
     entry.properties.extend(create.properties);
-    let (version, rows) = commit(engine, &entry, &name, df, mode, operation, None).await?;
-    record_models(engine, &mut entry);
+    let (version, rows) = commit(session, &entry, &name, df, mode, operation, None).await?;
+    record_models(session, &mut entry);
     warehouse.put_table(&name, &entry).await?;
     Ok(StatementResult::message(format!(
         "created table {name} ({rows} rows, version {version})"
@@ -305,30 +278,30 @@ pub(super) async fn create_table(engine: &Engine, create: CreateTable) -> Result
 
 /// The table's entry, checked to be writable, and its current schema.
 async fn writable_table(
-    engine: &Engine,
+    session: &dyn Session,
     table: &TableName,
 ) -> Result<(QualifiedName, TableEntry, Arc<Schema>)> {
-    let (name, entry) = engine.table_entry(table)?;
+    let (name, entry) = session.table_entry(table)?;
     if !entry.format.is_writable() {
         return Err(VitrineError::Plan(format!(
             "{name} is a {} table, which is read-only",
             entry.format
         )));
     }
-    let schema = engine.catalogs().open_table(&entry, None).await?.schema();
+    let schema = session.catalogs().open_table(&entry, None).await?.schema();
     Ok((name, entry, schema))
 }
 
 /// `INSERT INTO|OVERWRITE table [(columns)] query`.
 pub(super) async fn insert(
-    engine: &Engine,
+    session: &dyn Session,
     table: &TableName,
     columns: &[String],
     overwrite: bool,
     query: Query,
 ) -> Result<StatementResult> {
-    let (name, mut entry, schema) = writable_table(engine, table).await?;
-    let query = engine.plan_query(query).await?;
+    let (name, mut entry, schema) = writable_table(session, table).await?;
+    let query = session.plan_query(query).await?;
     let casts = conform::casts(&query, &schema, columns);
     let df = conform::to_table(query, &schema, columns, &name.to_string())?;
     let (mode, operation) = if overwrite {
@@ -336,10 +309,8 @@ pub(super) async fn insert(
     } else {
         (Mode::Append, "WRITE")
     };
-    let chunk_rows = engine
-        .setting("vitrine.write.commit_rows")
-        .and_then(|v| v.parse().ok());
-    let (version, rows) = commit(engine, &entry, &name, df, mode, operation, chunk_rows)
+    let chunk_rows = session.settings().core.commit_rows;
+    let (version, rows) = commit(session, &entry, &name, df, mode, operation, chunk_rows)
         .await
         .map_err(|e| {
             // Name the conversions only where one can have failed, not on every error.
@@ -349,16 +320,16 @@ pub(super) async fn insert(
                 e
             }
         })?;
-    if record_models(engine, &mut entry) {
-        engine.warehouse().put_table(&name, &entry).await?;
+    if record_models(session, &mut entry) {
+        session.warehouse().put_table(&name, &entry).await?;
     }
     Ok(StatementResult::message(format!(
         "inserted {rows} rows into {name} (version {version})"
     )))
 }
 
-async fn count(engine: &Engine, sql: &str) -> Result<i64> {
-    let batches = engine.plan_sql(sql).await?.collect().await?;
+async fn count(session: &dyn Session, sql: &str) -> Result<i64> {
+    let batches = session.plan_sql(sql).await?.collect().await?;
     batches
         .first()
         .and_then(|b| {
@@ -372,7 +343,7 @@ async fn count(engine: &Engine, sql: &str) -> Result<i64> {
 
 /// Replaces the table's content with `df` as one new version.
 async fn rewrite(
-    engine: &Engine,
+    session: &dyn Session,
     name: &QualifiedName,
     entry: &TableEntry,
     schema: &Schema,
@@ -380,35 +351,35 @@ async fn rewrite(
     operation: &str,
 ) -> Result<u64> {
     let df = conform::to_table(df, schema, &[], &name.to_string())?;
-    let (version, _) = commit(engine, entry, name, df, Mode::Overwrite, operation, None).await?;
+    let (version, _) = commit(session, entry, name, df, Mode::Overwrite, operation, None).await?;
     Ok(version)
 }
 
 /// `DELETE FROM table [WHERE predicate]`.
 pub(super) async fn delete(
-    engine: &Engine,
+    session: &dyn Session,
     table: &TableName,
     alias: Option<String>,
     predicate: Option<Expr>,
 ) -> Result<StatementResult> {
-    let (name, entry, schema) = writable_table(engine, table).await?;
+    let (name, entry, schema) = writable_table(session, table).await?;
     let (content, counting) =
         delete_queries(&name.to_string(), alias.as_deref(), predicate.as_ref());
     rewrite_rows(
-        engine, &name, &entry, &schema, &content, &counting, "DELETE",
+        session, &name, &entry, &schema, &content, &counting, "DELETE",
     )
     .await
 }
 
 /// `UPDATE table SET … [WHERE predicate]`.
 pub(super) async fn update(
-    engine: &Engine,
+    session: &dyn Session,
     table: &TableName,
     alias: Option<String>,
     assignments: Vec<(String, Expr)>,
     predicate: Option<Expr>,
 ) -> Result<StatementResult> {
-    let (name, entry, schema) = writable_table(engine, table).await?;
+    let (name, entry, schema) = writable_table(session, table).await?;
     let (content, counting) = update_queries(
         &name.to_string(),
         alias.as_deref(),
@@ -417,7 +388,7 @@ pub(super) async fn update(
         predicate.as_ref(),
     )?;
     rewrite_rows(
-        engine, &name, &entry, &schema, &content, &counting, "UPDATE",
+        session, &name, &entry, &schema, &content, &counting, "UPDATE",
     )
     .await
 }
@@ -425,7 +396,7 @@ pub(super) async fn update(
 /// Counts the rows a DELETE or UPDATE affects and, when there are any, replaces the table's
 /// content with `content` as one new version. Returns Databricks' `num_affected_rows`.
 async fn rewrite_rows(
-    engine: &Engine,
+    session: &dyn Session,
     name: &QualifiedName,
     entry: &TableEntry,
     schema: &Schema,
@@ -433,7 +404,7 @@ async fn rewrite_rows(
     counting: &str,
     operation: &str,
 ) -> Result<StatementResult> {
-    let affected = count(engine, counting).await?;
+    let affected = count(session, counting).await?;
     let result = StatementResult::strings(
         &["num_affected_rows"],
         vec![vec![Some(affected.to_string())]],
@@ -441,24 +412,28 @@ async fn rewrite_rows(
     if affected == 0 {
         return Ok(result);
     }
-    let df = engine.plan_sql(content).await?;
-    let version = rewrite(engine, name, entry, schema, df, operation).await?;
+    let df = session.plan_sql(content).await?;
+    let version = rewrite(session, name, entry, schema, df, operation).await?;
     Ok(result.with_message(format!(
         "{operation}: {affected} rows of {name} (version {version})"
     )))
 }
 
 /// `MERGE INTO target USING source ON … WHEN …`.
-pub(super) async fn merge(engine: &Engine, merge: ast::Merge) -> Result<StatementResult> {
+pub(super) async fn merge(session: &dyn Session, merge: ast::Merge) -> Result<StatementResult> {
     let (table, _) = single_table(&merge.table)?;
-    let (name, entry, schema) = writable_table(engine, &table).await?;
+    let (name, entry, schema) = writable_table(session, &table).await?;
     let queries = merge_queries(&merge, &name.to_string(), &schema)?;
     let has_matched_actions = merge
         .clauses
         .iter()
         .any(|c| c.clause_kind == ast::MergeClauseKind::Matched);
     if has_matched_actions {
-        let ambiguous = engine.plan_sql(&queries.ambiguous).await?.collect().await?;
+        let ambiguous = session
+            .plan_sql(&queries.ambiguous)
+            .await?
+            .collect()
+            .await?;
         let rows: usize = ambiguous.iter().map(|b| b.num_rows()).sum();
         if rows > 0 {
             return Err(VitrineError::Plan(format!(
@@ -467,7 +442,7 @@ pub(super) async fn merge(engine: &Engine, merge: ast::Merge) -> Result<Statemen
             )));
         }
     }
-    let counts = engine
+    let counts = session
         .plan_sql(&queries.counts)
         .await?
         .collect()
@@ -489,11 +464,11 @@ pub(super) async fn merge(engine: &Engine, merge: ast::Merge) -> Result<Statemen
         format!("merged into {name}: {updated} updated, {deleted} deleted, {inserted} inserted");
     if updated + deleted + inserted > 0 {
         let version = rewrite(
-            engine,
+            session,
             &name,
             &entry,
             &schema,
-            engine.plan_sql(&queries.content).await?,
+            session.plan_sql(&queries.content).await?,
             "MERGE",
         )
         .await?;
@@ -521,11 +496,11 @@ pub(super) async fn merge(engine: &Engine, merge: ast::Merge) -> Result<Statemen
 /// the rows clustered along a Z-order curve of the columns. Returns Databricks' `path` and
 /// `metrics` columns.
 pub(super) async fn optimize(
-    engine: &Engine,
+    session: &dyn Session,
     table: &TableName,
     zorder_by: &[String],
 ) -> Result<StatementResult> {
-    let (name, entry, schema) = writable_table(engine, table).await?;
+    let (name, entry, schema) = writable_table(session, table).await?;
     for column in zorder_by {
         if schema.index_of(column).is_err() {
             return Err(VitrineError::Plan(format!(
@@ -533,50 +508,10 @@ pub(super) async fn optimize(
             )));
         }
     }
-    let metrics = match entry.format {
-        TableFormat::Delta => delta_table::optimize(&entry.location, zorder_by).await?,
-        _ if zorder_by.is_empty() => lance_table::compact(&entry.location).await?,
-        _ => {
-            let before = lance_table::open(&entry.location, None).await?;
-            let fragments_before = before.count_fragments() as u64;
-            let data_files_before: u64 = before
-                .get_fragments()
-                .iter()
-                .map(|f| f.metadata().files.len() as u64)
-                .sum();
-            let columns: Vec<String> = schema.fields().iter().map(|f| quote(f.name())).collect();
-            let ranks: Vec<String> = zorder_by
-                .iter()
-                .map(|c| {
-                    format!(
-                        "CAST(DENSE_RANK() OVER (ORDER BY {}) AS BIGINT UNSIGNED)",
-                        quote(c)
-                    )
-                })
-                .collect();
-            let sql = format!(
-                "SELECT {cols} FROM (SELECT *, zorder_key({ranks}) AS __vitrine_z FROM {name}) ORDER BY __vitrine_z",
-                cols = columns.join(", "),
-                ranks = ranks.join(", ")
-            );
-            let df = engine
-                .plan_sql(&sql)
-                .await
-                .context(|| format!("clustering {name} by {}", zorder_by.join(", ")))?;
-            rewrite(engine, &name, &entry, &schema, df, "OPTIMIZE ZORDER").await?;
-            let after = lance_table::open(&entry.location, None).await?;
-            lance_table::OptimizeMetrics {
-                files_added: after
-                    .get_fragments()
-                    .iter()
-                    .map(|f| f.metadata().files.len() as u64)
-                    .sum(),
-                files_removed: data_files_before,
-                fragments_before,
-                fragments_after: after.count_fragments() as u64,
-            }
-        }
-    };
+    let metrics = storage(entry.format)?
+        .optimize(&entry.location, zorder_by)
+        .await
+        .map_err(|e| e.context(format!("OPTIMIZE {name}")))?;
     let sql = format!(
         "SELECT '{path}' AS path, named_struct('numFilesAdded', CAST({} AS BIGINT), 'numFilesRemoved', CAST({} AS BIGINT), \
          'numFilesBefore', CAST({} AS BIGINT), 'numFilesAfter', CAST({} AS BIGINT), 'zOrderBy', '{}') AS metrics",
@@ -587,25 +522,19 @@ pub(super) async fn optimize(
         zorder_by.join(","),
         path = entry.location.replace('\'', "''"),
     );
-    StatementResult::collect(engine.context().sql(&sql).await?).await
+    StatementResult::collect(session.datafusion().sql(&sql).await?).await
 }
 
 /// `RESTORE TABLE t TO VERSION AS OF n`.
 pub(super) async fn restore(
-    engine: &Engine,
+    session: &dyn Session,
     table: &TableName,
     version: u64,
 ) -> Result<StatementResult> {
-    let (name, entry, _) = writable_table(engine, table).await?;
-    let new_version = match entry.format {
-        TableFormat::Lance => lance_table::restore(&entry.location, version).await?,
-        TableFormat::Delta => delta_table::restore(&entry.location, version).await?,
-        other => {
-            return Err(VitrineError::Plan(format!(
-                "{name} is a {other} table: it has no versions"
-            )))
-        }
-    };
+    let (name, entry, _) = writable_table(session, table).await?;
+    let new_version = storage(entry.format)?
+        .restore(&entry.location, version)
+        .await?;
     Ok(StatementResult::message(format!(
         "restored {name} to version {version} (now version {new_version})"
     )))

@@ -19,9 +19,9 @@ use rustyline::validate::Validator;
 use rustyline::{CompletionType, Config, Context, Editor, Helper};
 use tokio::runtime::Runtime;
 use vitrine::sql::script::is_complete;
-use vitrine::{Engine, StatementResult};
+use vitrine::{EngineSession, Session, StatementResult};
 
-use crate::cli::{print_result, statement_spinner, OutputFormat};
+use crate::console::{print_result, statement_spinner, OutputFormat};
 
 const KEYWORDS: &[&str] = &[
     "SELECT",
@@ -117,9 +117,9 @@ impl Validator for VitrineHelper {}
 impl Helper for VitrineHelper {}
 
 /// Runs the shell until `\q` or end of input.
-pub fn run(runtime: &Runtime, engine: &Engine) -> Result<()> {
+pub fn run(runtime: &Runtime, session: &EngineSession) -> Result<()> {
     let tables = Arc::new(Mutex::new(
-        runtime.block_on(engine.table_names()).unwrap_or_default(),
+        runtime.block_on(session.table_names()).unwrap_or_default(),
     ));
     let config = Config::builder()
         .completion_type(CompletionType::List)
@@ -137,12 +137,12 @@ pub fn run(runtime: &Runtime, engine: &Engine) -> Result<()> {
     eprintln!(
         "vitrine {} on warehouse '{}'. End statements with ';'. \\q quits, \\d lists tables.",
         env!("CARGO_PKG_VERSION"),
-        engine.warehouse().display()
+        session.warehouse().display()
     );
     let mut timing = false;
     let mut buffer = String::new();
     loop {
-        let (catalog, schema) = engine.current_schema();
+        let (catalog, schema) = session.current_schema();
         let prompt = if buffer.is_empty() {
             format!("{catalog}.{schema}> ")
         } else {
@@ -176,12 +176,12 @@ pub fn run(runtime: &Runtime, engine: &Engine) -> Result<()> {
                 }
                 "\\d" => run_statement(
                     runtime,
-                    engine,
+                    session,
                     &format!("DESCRIBE TABLE {argument}"),
                     timing,
                 ),
                 "\\i" => match std::fs::read_to_string(argument) {
-                    Ok(script) => run_script(runtime, engine, &script, argument, timing),
+                    Ok(script) => run_script(runtime, session, &script, argument, timing),
                     Err(e) => eprintln!("cannot read '{argument}': {e}"),
                 },
                 other => {
@@ -200,8 +200,8 @@ pub fn run(runtime: &Runtime, engine: &Engine) -> Result<()> {
         }
         let script = std::mem::take(&mut buffer);
         let _ = editor.add_history_entry(script.trim());
-        run_script(runtime, engine, &script, "repl", timing);
-        if let Ok(names) = runtime.block_on(engine.table_names()) {
+        run_script(runtime, session, &script, "repl", timing);
+        if let Ok(names) = runtime.block_on(session.table_names()) {
             *tables.lock().expect("completion lock") = names;
         }
     }
@@ -211,17 +211,17 @@ pub fn run(runtime: &Runtime, engine: &Engine) -> Result<()> {
     Ok(())
 }
 
-fn run_statement(runtime: &Runtime, engine: &Engine, sql: &str, timing: bool) {
-    run_script(runtime, engine, sql, "repl", timing)
+fn run_statement(runtime: &Runtime, session: &EngineSession, sql: &str, timing: bool) {
+    run_script(runtime, session, sql, "repl", timing)
 }
 
 /// Runs a script; Ctrl-C cancels the statement running (its table stays as it was) and the rest.
-fn run_script(runtime: &Runtime, engine: &Engine, script: &str, name: &str, timing: bool) {
+fn run_script(runtime: &Runtime, session: &EngineSession, script: &str, name: &str, timing: bool) {
     runtime.block_on(async {
-        let spinner = statement_spinner(engine);
+        let spinner = statement_spinner(session);
         let started = Instant::now();
         let mut statement_started = started;
-        let work = engine.execute_script(script, name, |_, outcome| {
+        let work = session.execute_script(script, name, |_, outcome| {
             spinner.suspend(|| {
                 print(outcome.as_ref().map_err(|e| e.to_string()));
                 if timing {

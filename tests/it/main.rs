@@ -6,6 +6,7 @@ mod delta;
 mod errors;
 mod plan_snippets;
 mod scripts;
+mod sessions;
 mod smolvlm;
 mod statements;
 mod support;

@@ -113,7 +113,7 @@ async fn every_sql_snippet_of_the_plan_runs_unchanged() {
 
     // Block 2 (step 6): enrichment coverage.
     let coverage = wh
-        .engine
+        .session
         .run_script(&blocks[1], "plan step 6")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -135,7 +135,7 @@ async fn every_sql_snippet_of_the_plan_runs_unchanged() {
         || l.trim().starts_with("main.fashion_demo.vs_")));
 
     // Block 4 (step 10): the search_events table, then events, then block 5 (step 11): the A/B analysis.
-    wh.engine
+    wh.session
         .run_script(&blocks[3], "plan step 10")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -152,7 +152,7 @@ async fn every_sql_snippet_of_the_plan_runs_unchanged() {
         .await;
     }
     let analysis = wh
-        .engine
+        .session
         .run_script(&blocks[4], "plan step 11")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -200,7 +200,7 @@ async fn every_sql_snippet_of_the_plan_runs_unchanged() {
         .await;
     wh.sql("CREATE VECTOR INDEX main.fashion_demo.vs_hybrid_search ON main.fashion_demo.step12_vectors (v) USING FLAT WITH (primary_key = 'product_id')")
         .await;
-    wh.engine
+    wh.session
         .run_script(&blocks[5], "plan step 12")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -214,7 +214,7 @@ async fn every_sql_snippet_of_the_plan_runs_unchanged() {
 
     // Block 7 (quick commands): progress and success rate.
     let quick = wh
-        .engine
+        .session
         .run_script(&blocks[6], "plan quick commands")
         .await
         .unwrap_or_else(|e| panic!("{e}"));

@@ -422,7 +422,7 @@ async fn phase_one_extracts_a_sample_resumes_and_reports() {
     std::fs::write(&photo, b"not a photo").unwrap();
     wh.sql("SET vitrine.udf.on_error = 'fail'").await;
     let err = wh
-        .engine
+        .session
         .run_file(&repo_path("sql/01_extract_attributes.sql"))
         .await
         .unwrap_err()
@@ -525,7 +525,7 @@ async fn phase_one_extracts_a_sample_resumes_and_reports() {
     let whole = script.replace("CAST(100 AS BIGINT)", "CAST(NULL AS BIGINT)");
     assert_ne!(whole, script);
     let results = wh
-        .engine
+        .session
         .run_script(&whole, "01_extract_attributes.sql")
         .await
         .unwrap();

@@ -1,6 +1,7 @@
 //! Catalog statements and Spark semantics.
 
 use crate::support::TestWarehouse;
+use vitrine::Session as _;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn catalogs_schemas_and_tables_persist_across_engines() {
@@ -12,6 +13,8 @@ async fn catalogs_schemas_and_tables_persist_across_engines() {
 
     let other = vitrine::Engine::open(vitrine::EngineConfig::new(wh.path().to_str().unwrap()))
         .await
+        .unwrap()
+        .session()
         .unwrap();
     let result = other
         .execute("SELECT id, tags[2], attrs.b FROM shop.sales.orders")
@@ -142,6 +145,8 @@ async fn temporary_views_are_session_views() {
     assert_eq!(wh.value("SELECT SUM(a) FROM v").await, "3");
     let other = vitrine::Engine::open(vitrine::EngineConfig::new(wh.path().to_str().unwrap()))
         .await
+        .unwrap()
+        .session()
         .unwrap();
     assert!(
         other.execute("SELECT * FROM v").await.is_err(),
@@ -160,6 +165,8 @@ async fn views_persist_in_the_warehouse_and_follow_their_tables() {
     wh.sql("INSERT INTO t VALUES (10)").await;
     let other = vitrine::Engine::open(vitrine::EngineConfig::new(wh.path().to_str().unwrap()))
         .await
+        .unwrap()
+        .session()
         .unwrap();
     let result = other
         .execute("SELECT COUNT(*), MAX(half) FROM main.default.evens")
@@ -171,7 +178,7 @@ async fn views_persist_in_the_warehouse_and_follow_their_tables() {
     );
     assert_eq!(wh.rows("DESCRIBE evens").await.len(), 2);
     assert!(wh
-        .engine
+        .session
         .execute("CREATE VIEW evens AS SELECT 1")
         .await
         .is_err());
@@ -181,7 +188,7 @@ async fn views_persist_in_the_warehouse_and_follow_their_tables() {
     let e = wh.error("INSERT INTO evens VALUES (2)").await;
     assert!(e.contains("read-only"), "{e}");
     wh.sql("DROP VIEW evens").await;
-    assert!(wh.engine.execute("SELECT * FROM evens").await.is_err());
+    assert!(wh.session.execute("SELECT * FROM evens").await.is_err());
     let e = wh.error("CREATE VIEW broken AS SELECT nope FROM t").await;
     assert!(e.contains("nope"), "{e}");
 }
@@ -237,7 +244,7 @@ async fn set_accepts_known_vitrine_settings_only() {
     wh.sql("SET vitrine.udf.on_error = 'fail'").await;
     wh.sql("SET vitrine.model.clip = '/models/clip'").await;
     assert_eq!(
-        wh.engine.setting("vitrine.udf.on_error").as_deref(),
+        wh.session.setting("vitrine.udf.on_error").as_deref(),
         Some("fail")
     );
     assert_eq!(
@@ -261,17 +268,17 @@ async fn set_accepts_known_vitrine_settings_only() {
 #[tokio::test(flavor = "multi_thread")]
 async fn reset_goes_back_to_the_start() {
     let wh = TestWarehouse::new().await;
-    let startup = wh.engine.setting("vitrine.model.clip").unwrap();
+    let startup = wh.session.setting("vitrine.model.clip").unwrap();
     let embed = "SELECT SIZE(clip_text_embed('red dress'))";
     let width = wh.value(embed).await;
     wh.sql("SET vitrine.write.commit_rows = 64").await;
     wh.sql("SET vitrine.model.clip = '/nowhere/clip'").await;
     assert!(wh.error(embed).await.contains("/nowhere/clip"));
     wh.sql("RESET vitrine.write.commit_rows").await;
-    assert_eq!(wh.engine.setting("vitrine.write.commit_rows"), None);
+    assert_eq!(wh.session.setting("vitrine.write.commit_rows"), None);
     wh.sql("RESET vitrine.model.clip").await;
     assert_eq!(
-        wh.engine.setting("vitrine.model.clip"),
+        wh.session.setting("vitrine.model.clip"),
         Some(startup.clone())
     );
     assert_eq!(wh.value(embed).await, width);
@@ -279,7 +286,7 @@ async fn reset_goes_back_to_the_start() {
     wh.sql("SET vitrine.model.clip = '/nowhere/clip'").await;
     wh.sql("SET vitrine.udf.batch_size = 3").await;
     wh.sql("RESET").await;
-    assert_eq!(wh.engine.setting("vitrine.udf.batch_size"), None);
+    assert_eq!(wh.session.setting("vitrine.udf.batch_size"), None);
     assert_eq!(wh.value(embed).await, width);
 
     let err = wh.error("RESET vitrine.udf.batchsize").await;
@@ -352,6 +359,8 @@ async fn optimize_compacts_small_appends() {
 async fn a_memory_warehouse_holds_tables_and_volumes() {
     let engine = vitrine::Engine::open(vitrine::EngineConfig::new("memory:///"))
         .await
+        .unwrap()
+        .session()
         .unwrap();
     let options = vitrine::demo::DemoOptions {
         products: 120,

@@ -6,12 +6,12 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use tempfile::TempDir;
 use vitrine::demo::{self, DemoOptions, Product};
-use vitrine::{Engine, EngineConfig, StatementResult};
+use vitrine::{Engine, EngineConfig, EngineSession, Session as _, StatementResult};
 
-/// A warehouse in a temporary folder and an engine on it.
+/// A warehouse in a temporary folder and a session of an engine on it.
 pub struct TestWarehouse {
     pub dir: TempDir,
-    pub engine: Engine,
+    pub session: EngineSession,
 }
 
 impl TestWarehouse {
@@ -23,8 +23,12 @@ impl TestWarehouse {
         config
             .settings
             .insert("vitrine.model.clip".into(), clip_fixture("tiny-a"));
-        let engine = Engine::open(config).await.expect("open engine");
-        Self { dir, engine }
+        let session = Engine::open(config)
+            .await
+            .expect("open engine")
+            .session()
+            .expect("open session");
+        Self { dir, session }
     }
 
     /// A warehouse holding the demo catalog's raw files (no images) for `products` products.
@@ -45,7 +49,7 @@ impl TestWarehouse {
             images,
             progress: false,
         };
-        demo::generate(wh.engine.warehouse(), &options)
+        demo::generate(wh.session.warehouse(), &options)
             .await
             .expect("demo data");
         (wh, demo::products(&options))
@@ -57,7 +61,7 @@ impl TestWarehouse {
 
     /// Runs one statement, panicking with the message on error.
     pub async fn sql(&self, sql: &str) -> StatementResult {
-        self.engine
+        self.session
             .execute(sql)
             .await
             .unwrap_or_else(|e| panic!("{sql}\nfailed: {e}"))
@@ -65,7 +69,7 @@ impl TestWarehouse {
 
     /// Runs one statement that must fail and returns its message.
     pub async fn error(&self, sql: &str) -> String {
-        match self.engine.execute(sql).await {
+        match self.session.execute(sql).await {
             Ok(_) => panic!("{sql} should fail"),
             Err(e) => e.to_string(),
         }
@@ -107,7 +111,7 @@ impl TestWarehouse {
     /// Runs a script file of the repository's `sql/` folder.
     pub async fn run_sql_file(&self, name: &str) -> Vec<StatementResult> {
         let path = repo_path("sql").join(name);
-        self.engine
+        self.session
             .run_file(&path)
             .await
             .unwrap_or_else(|e| panic!("{e}"))

@@ -144,7 +144,7 @@ async fn a_statement_that_fails_half_way_leaves_the_table_unchanged() {
     let err = wh.error(failing).await;
     assert!(err.contains("Cast") || err.contains("cast"), "{err}");
     let err = wh
-        .engine
+        .session
         .execute("INSERT INTO t SELECT CAST('nope' AS INT), 'v3'")
         .await
         .unwrap_err();
@@ -160,7 +160,7 @@ async fn a_statement_that_fails_half_way_leaves_the_table_unchanged() {
 
     // A new table whose creation fails half-way does not exist, and can be created after.
     let failing_new = failing.replace("OR REPLACE TABLE t", "TABLE fresh");
-    assert!(wh.engine.execute(&failing_new).await.is_err());
+    assert!(wh.session.execute(&failing_new).await.is_err());
     assert!(wh.rows("SHOW TABLES").await.iter().all(|r| r[1] != "fresh"));
     wh.sql("CREATE TABLE fresh AS SELECT 1 AS id").await;
     assert_eq!(wh.value("SELECT COUNT(*) FROM fresh").await, "1");
@@ -203,7 +203,7 @@ async fn writes_report_rows_as_they_go() {
     wh.sql("SET datafusion.execution.batch_size = 1000").await;
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = std::sync::Arc::clone(&seen);
-    wh.engine.on_rows_written(std::sync::Arc::new(move |rows| {
+    wh.session.on_rows_written(std::sync::Arc::new(move |rows| {
         sink.lock().unwrap().push(rows)
     }));
     wh.sql("CREATE TABLE t AS SELECT value FROM range(5000)")

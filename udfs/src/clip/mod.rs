@@ -5,6 +5,7 @@
 //! batches of texts or preprocessed images into L2-normalised embeddings.
 
 pub mod config;
+pub mod functions;
 pub mod model;
 pub mod preprocess;
 
@@ -18,12 +19,59 @@ use tokenizers::{Tokenizer, TruncationParams};
 use self::config::{ClipConfig, ProcessorConfig};
 use self::model::{l2_normalise, ClipNetwork};
 use self::preprocess::ImageProcessor;
+use crate::context::FunctionContext;
+use crate::models::{LoadedModel, ModelKind, SqlFunction};
 use crate::runtime::placement::Placement;
 use crate::runtime::source::ModelSource;
-use crate::runtime::ModelError;
+use crate::ModelError;
 
 /// The files a CLIP folder must hold besides its weights.
 pub const CLIP_FILES: &[&str] = &["config.json", "tokenizer.json", "preprocessor_config.json"];
+
+/// The CLIP model kind: `vitrine.model.clip`, `clip_text_embed` and `clip_image_embed`.
+pub struct ClipKind;
+
+impl ModelKind for ClipKind {
+    fn name(&self) -> &'static str {
+        "clip"
+    }
+
+    fn default_model(&self) -> &'static str {
+        "openai/clip-vit-base-patch32"
+    }
+
+    fn files(&self) -> &'static [&'static str] {
+        CLIP_FILES
+    }
+
+    fn functions(&self, context: &std::sync::Arc<FunctionContext>) -> Vec<SqlFunction> {
+        use datafusion::logical_expr::ScalarUDF;
+        vec![
+            SqlFunction {
+                udf: ScalarUDF::new_from_impl(functions::ClipTextEmbed::new(context.clone())),
+                runs_model: true,
+            },
+            SqlFunction {
+                udf: ScalarUDF::new_from_impl(functions::ClipImageEmbed::new(context.clone())),
+                runs_model: true,
+            },
+        ]
+    }
+
+    fn text_embedding_function(&self) -> Option<&'static str> {
+        Some("clip_text_embed")
+    }
+}
+
+impl LoadedModel for ClipEmbedder {
+    fn kind() -> &'static dyn ModelKind {
+        &ClipKind
+    }
+
+    fn load(source: &ModelSource, placement: Placement) -> Result<Self, ModelError> {
+        ClipEmbedder::load(source, placement)
+    }
+}
 
 /// A loaded CLIP model with its tokenizer and image processor.
 pub struct ClipEmbedder {

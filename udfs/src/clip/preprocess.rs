@@ -6,6 +6,7 @@ use image::RgbImage;
 
 use super::config::{ProcessorConfig, SizeSpec};
 use crate::image::resample::{resize, Filter};
+use crate::ModelError;
 
 /// How an image is resized before cropping.
 #[derive(Debug, Clone, Copy)]
@@ -26,7 +27,7 @@ pub struct ImageProcessor {
 
 impl ImageProcessor {
     /// Checks `config` and keeps what preprocessing needs.
-    pub fn new(config: &ProcessorConfig) -> Result<Self, String> {
+    pub fn new(config: &ProcessorConfig) -> Result<Self, ModelError> {
         let resize = match (config.do_resize, config.size) {
             (false, _) => None,
             (true, SizeSpec::Square(n)) => Some(Resize::ShortestEdge(n)),
@@ -45,7 +46,11 @@ impl ImageProcessor {
                     ..
                 },
             ) => Some(Resize::Exact { height, width }),
-            (true, other) => return Err(format!("preprocessor size {other:?} is not supported")),
+            (true, other) => {
+                return Err(ModelError::Config(format!(
+                    "preprocessor size {other:?} is not supported"
+                )))
+            }
         };
         let crop = match (config.do_center_crop, config.crop_size) {
             (false, _) => None,
@@ -59,14 +64,16 @@ impl ImageProcessor {
                 },
             ) => Some((h, w)),
             (true, other) => {
-                return Err(format!("preprocessor crop_size {other:?} is not supported"))
+                return Err(ModelError::Config(format!(
+                    "preprocessor crop_size {other:?} is not supported"
+                )))
             }
         };
         let filter = Filter::from_pillow(config.resample).ok_or_else(|| {
-            format!(
+            ModelError::Config(format!(
                 "preprocessor resample = {} is not supported (1 = Lanczos, 2 = bilinear and 3 = bicubic are)",
                 config.resample
-            )
+            ))
         })?;
         Ok(Self {
             resize,

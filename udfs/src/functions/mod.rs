@@ -1,6 +1,7 @@
-//! The SQL functions: vector arithmetic ([`vector`]), the CLIP embedding functions ([`clip`])
-//! and SmolVLM generation ([`smolvlm`]), with the row-level machinery the model functions share
-//! ([`rows`]).
+//! The SQL functions that need no model ([`vector`]: cosine similarity, hybrid embeddings) and
+//! the row-level machinery every model's functions share ([`rows`]: arguments, images, failed
+//! rows). Each model's own functions live in its folder (`clip/functions.rs`,
+//! `smolvlm/functions.rs`) and are listed by [`crate::models`].
 
 /// Equality and hashing for a model function: two instances are the same function when they
 /// share their session's context (DataFusion compares functions when it deduplicates plans).
@@ -19,9 +20,7 @@ macro_rules! model_function_identity {
         }
     };
 }
-use model_function_identity;
+pub(crate) use model_function_identity;
 
-pub mod clip;
 pub mod rows;
-pub mod smolvlm;
 pub mod vector;

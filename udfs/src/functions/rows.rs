@@ -10,8 +10,9 @@ use datafusion::common::{exec_datafusion_err, ScalarValue};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::ColumnarValue;
 
-use crate::context::{FunctionContext, OnError, RowFailure};
-use crate::runtime::ModelError;
+use crate::context::{FunctionContext, RowFailure};
+use crate::settings::OnError;
+use crate::ModelError;
 
 /// The type of an embedding of `dimension` floats.
 pub fn vector_type(dimension: usize) -> DataType {
@@ -112,18 +113,16 @@ pub fn images(array: &ArrayRef) -> Result<Vec<Option<ImageArgument>>> {
 pub fn read_image(
     context: &FunctionContext,
     image: &ImageArgument,
-) -> std::result::Result<image::RgbImage, String> {
+) -> std::result::Result<image::RgbImage, ModelError> {
     let read;
     let bytes = match image {
         ImageArgument::Bytes(b) => b.as_slice(),
         ImageArgument::Location(path) => {
-            read = context
-                .read(path)
-                .map_err(|e| format!("cannot read image: {e}"))?;
+            read = context.read(path)?;
             read.as_slice()
         }
     };
-    crate::image::decode::decode_rgb(bytes).map_err(|e| e.to_string())
+    Ok(crate::image::decode::decode_rgb(bytes)?)
 }
 
 /// The name of row `i` in reports: its path, or its position in the statement.

@@ -253,11 +253,14 @@ mod tests {
     use datafusion::prelude::SessionContext;
 
     async fn value(sql: &str) -> datafusion::error::Result<String> {
-        let mut ctx = SessionContext::new();
-        crate::register(
-            &mut ctx,
-            Arc::new(crate::FunctionContext::new(Arc::new(crate::LocalFiles))),
-        )?;
+        let ctx = SessionContext::new();
+        let context = Arc::new(crate::FunctionContext::new(
+            Arc::new(crate::LocalFiles),
+            crate::runtime::source::Hub::new("/nonexistent", true),
+        ));
+        for function in crate::functions(&context) {
+            ctx.register_udf(function.udf);
+        }
         let batches = ctx.sql(sql).await?.collect().await?;
         let options = FormatOptions::default().with_null("NULL");
         let formatter = ArrayFormatter::try_new(batches[0].column(0).as_ref(), &options)?;

@@ -2,7 +2,7 @@
 
 use candle_core::{DType, Device};
 
-use super::ModelError;
+use crate::ModelError;
 
 /// The device and precision a model runs with.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 
-use super::ModelError;
+use crate::ModelError;
 
 type Slot = Arc<Mutex<Option<Arc<dyn Any + Send + Sync>>>>;
 

@@ -5,13 +5,15 @@
 //! (`$HF_HUB_CACHE`, `$HF_HOME/hub`, `~/.cache/huggingface/hub`); a download into that cache
 //! unless `HF_HUB_OFFLINE=1`. Whatever is missing is reported in one error that says how to get it.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use hf_hub::{Cache, Repo, RepoType};
 use sha2::{Digest, Sha256};
 
-use super::ModelError;
+use crate::ModelError;
 
 /// The weights file names a model folder may hold, in order of preference.
 pub const WEIGHT_FILES: &[&str] = &["model.safetensors", "pytorch_model.bin"];
@@ -37,11 +39,13 @@ impl ModelSource {
     }
 }
 
-/// Where hub models are looked up and whether they may be downloaded.
+/// Where hub models are looked up and whether they may be downloaded. Clones share what they
+/// have located, so that a local folder's weights are hashed once, whichever session asks.
 #[derive(Debug, Clone)]
 pub struct Hub {
     cache: Cache,
     offline: bool,
+    located: Arc<Mutex<BTreeMap<(String, Vec<String>), ModelSource>>>,
 }
 
 impl Hub {
@@ -52,6 +56,7 @@ impl Hub {
         Self {
             cache: Cache::from_env(),
             offline,
+            located: Arc::default(),
         }
     }
 
@@ -60,11 +65,29 @@ impl Hub {
         Self {
             cache: Cache::new(root.into()),
             offline,
+            located: Arc::default(),
         }
     }
 
-    /// Resolves `spec`, a folder or a hub id, to a folder holding `files` and a weights file.
+    /// Resolves `spec`, a folder or a hub id, to a folder holding `files` and a weights file;
+    /// a success is remembered.
     pub fn locate(&self, spec: &str, files: &[&str]) -> Result<ModelSource, ModelError> {
+        let key = (
+            spec.to_string(),
+            files.iter().map(|f| f.to_string()).collect(),
+        );
+        if let Some(source) = self.located.lock().expect("located models lock").get(&key) {
+            return Ok(source.clone());
+        }
+        let source = self.find(spec, files)?;
+        self.located
+            .lock()
+            .expect("located models lock")
+            .insert(key, source.clone());
+        Ok(source)
+    }
+
+    fn find(&self, spec: &str, files: &[&str]) -> Result<ModelSource, ModelError> {
         let path = Path::new(spec);
         if path.is_dir() {
             return local_folder(spec, path, files);

@@ -5,9 +5,65 @@
 //! [`sampling`]; [`extract`] is the attribute-extraction contract (prompt and reply parsing).
 
 pub mod extract;
+pub mod functions;
 pub mod model;
 pub mod processor;
 pub mod prompt;
 pub mod sampling;
 pub mod text;
 pub mod vision;
+
+use std::sync::Arc;
+
+use datafusion::logical_expr::ScalarUDF;
+
+use crate::context::FunctionContext;
+use crate::models::{LoadedModel, ModelKind, SqlFunction};
+use crate::runtime::placement::Placement;
+use crate::runtime::source::ModelSource;
+use crate::ModelError;
+
+/// The SmolVLM model kind: `vitrine.model.smolvlm`, `smolvlm_generate`, `smolvlm_extract` and
+/// `smolvlm_vocabulary`.
+pub struct SmolVlmKind;
+
+impl ModelKind for SmolVlmKind {
+    fn name(&self) -> &'static str {
+        "smolvlm"
+    }
+
+    fn default_model(&self) -> &'static str {
+        "HuggingFaceTB/SmolVLM-256M-Instruct"
+    }
+
+    fn files(&self) -> &'static [&'static str] {
+        model::SMOLVLM_FILES
+    }
+
+    fn functions(&self, context: &Arc<FunctionContext>) -> Vec<SqlFunction> {
+        vec![
+            SqlFunction {
+                udf: ScalarUDF::new_from_impl(functions::SmolvlmGenerate::new(context.clone())),
+                runs_model: true,
+            },
+            SqlFunction {
+                udf: ScalarUDF::new_from_impl(functions::SmolvlmExtract::new(context.clone())),
+                runs_model: true,
+            },
+            SqlFunction {
+                udf: ScalarUDF::new_from_impl(functions::SmolvlmVocabulary::new()),
+                runs_model: false,
+            },
+        ]
+    }
+}
+
+impl LoadedModel for model::SmolVlm {
+    fn kind() -> &'static dyn ModelKind {
+        &SmolVlmKind
+    }
+
+    fn load(source: &ModelSource, placement: Placement) -> Result<Self, ModelError> {
+        model::SmolVlm::load(source, placement)
+    }
+}

@@ -13,7 +13,7 @@ use super::text::{merge_image_features, KvCache, LlamaConfig, TextModel};
 use super::vision::{Connector, SiglipConfig, SiglipVision};
 use crate::runtime::placement::Placement;
 use crate::runtime::source::ModelSource;
-use crate::runtime::ModelError;
+use crate::ModelError;
 
 /// The files a SmolVLM folder must hold besides its weights (the image processor's settings are
 /// read from `preprocessor_config.json` or, as transformers 5 saves them, `processor_config.json`).
@@ -130,10 +130,7 @@ impl SmolVlm {
 
     /// Token ids of `prompt` (holding one `<image>`) for an image cut into `grid` tiles.
     pub fn prompt_ids(&self, prompt: &str, grid: (usize, usize)) -> Result<Vec<u32>, ModelError> {
-        let text = self
-            .tokens
-            .expand_prompt(prompt, &[grid])
-            .map_err(ModelError::Tokenizer)?;
+        let text = self.tokens.expand_prompt(prompt, &[grid])?;
         let encoding = self
             .tokenizer
             .encode(text, true)

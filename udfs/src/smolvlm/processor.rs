@@ -9,6 +9,7 @@ use image::RgbImage;
 use serde::Deserialize;
 
 use crate::image::resample::{resize, Filter};
+use crate::ModelError;
 
 /// transformers' absolute bound on either side after the first resize.
 const MAX_IMAGE_SIZE: u32 = 4096;
@@ -129,15 +130,17 @@ fn round_up_to_tiles(height: u32, width: u32, tile: u32) -> (u32, u32) {
 
 impl Idefics3ImageProcessor {
     /// Checks `config`.
-    pub fn new(config: Idefics3ProcessorConfig) -> Result<Self, String> {
+    pub fn new(config: Idefics3ProcessorConfig) -> Result<Self, ModelError> {
         let filter = Filter::from_pillow(config.resample).ok_or_else(|| {
-            format!(
+            ModelError::Config(format!(
                 "preprocessor resample = {} is not supported (1 = Lanczos, 2 = bilinear, 3 = bicubic are)",
                 config.resample
-            )
+            ))
         })?;
         if config.max_image_size.longest_edge == 0 || config.size.longest_edge == 0 {
-            return Err("size and max_image_size must be positive".into());
+            return Err(ModelError::Config(
+                "size and max_image_size must be positive".into(),
+            ));
         }
         Ok(Self { config, filter })
     }

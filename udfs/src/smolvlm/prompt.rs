@@ -1,6 +1,8 @@
 //! SmolVLM prompts: the chat form of one user turn, and the expansion of each `<image>` into the
 //! tokens its frames take, as transformers' `Idefics3Processor.replace_image_token` writes them.
 
+use crate::ModelError;
+
 /// The special tokens an image expands into, and how many image tokens one frame takes
 /// (`image_seq_len`: 64 for SmolVLM-256M/500M, 81 for SmolVLM-Instruct).
 #[derive(Debug, Clone)]
@@ -51,15 +53,19 @@ impl ImageTokens {
 
     /// Replaces each `<image>` of `prompt`, in order, by the expansion of the image with that
     /// tile grid; the number of `<image>` must equal the number of grids.
-    pub fn expand_prompt(&self, prompt: &str, grids: &[(usize, usize)]) -> Result<String, String> {
+    pub fn expand_prompt(
+        &self,
+        prompt: &str,
+        grids: &[(usize, usize)],
+    ) -> Result<String, ModelError> {
         let parts: Vec<&str> = prompt.split(self.image.as_str()).collect();
         if parts.len() - 1 != grids.len() {
-            return Err(format!(
+            return Err(ModelError::Prompt(format!(
                 "the prompt has {} {} but {} images were given",
                 parts.len() - 1,
                 self.image,
                 grids.len()
-            ));
+            )));
         }
         let mut text = parts[0].to_string();
         for (part, (rows, cols)) in parts[1..].iter().zip(grids) {
@@ -85,7 +91,8 @@ mod tests {
         let tokens = ImageTokens::smolvlm(2);
         let err = tokens
             .expand_prompt("<image> and <image>", &[(0, 0)])
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("2 <image> but 1 images"), "{err}");
         assert_eq!(
             tokens.expand_prompt("a<image>b", &[(0, 0)]).unwrap(),

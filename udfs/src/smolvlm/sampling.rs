@@ -5,6 +5,8 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::ModelError;
+
 /// The decoding rule.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Decoding {
@@ -22,14 +24,16 @@ pub enum Decoding {
 
 impl Decoding {
     /// `Greedy` for temperature 0, else `Sample`; refuses values out of range.
-    pub fn new(temperature: f32, top_p: f32) -> Result<Self, String> {
+    pub fn new(temperature: f32, top_p: f32) -> Result<Self, ModelError> {
         if !(temperature >= 0.0 && temperature.is_finite()) {
-            return Err(format!(
+            return Err(ModelError::Config(format!(
                 "temperature must be 0 (greedy) or more, got {temperature}"
-            ));
+            )));
         }
         if !(top_p > 0.0 && top_p <= 1.0) {
-            return Err(format!("top_p must be in (0, 1], got {top_p}"));
+            return Err(ModelError::Config(format!(
+                "top_p must be in (0, 1], got {top_p}"
+            )));
         }
         Ok(if temperature == 0.0 {
             Self::Greedy
@@ -103,7 +107,7 @@ mod tests {
 
     #[test]
     fn zero_temperature_is_greedy_and_bad_values_are_refused() {
-        assert_eq!(Decoding::new(0.0, 1.0), Ok(Decoding::Greedy));
+        assert_eq!(Decoding::new(0.0, 1.0).unwrap(), Decoding::Greedy);
         assert!(Decoding::new(-0.1, 1.0).is_err());
         assert!(Decoding::new(0.7, 0.0).is_err());
         assert!(Decoding::new(0.7, 1.5).is_err());

@@ -11,7 +11,7 @@ use datafusion::sql::sqlparser::ast::{
     self, Expr, MergeAction, MergeClauseKind, MergeInsertKind, TableFactor,
 };
 
-use super::super::sql::parser::MERGE_ALL_COLUMNS;
+use super::parser::MERGE_ALL_COLUMNS;
 use crate::error::{Result, VitrineError};
 
 /// Quotes an identifier for the generated SQL.

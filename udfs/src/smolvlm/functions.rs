@@ -22,10 +22,10 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature, Volatility,
 };
 
-use super::rows;
 use crate::context::{FunctionContext, ModelUse};
+use crate::functions::rows;
 use crate::smolvlm::extract::{default_prompt, parse_reply, vocabulary, Extraction, VOCABULARIES};
-use crate::smolvlm::model::GenerationRequest;
+use crate::smolvlm::model::{GenerationRequest, SmolVlm};
 use crate::smolvlm::prompt::chat_prompt;
 use crate::smolvlm::sampling::Decoding;
 
@@ -105,7 +105,9 @@ fn answer_rows(
     prompts: &[Option<String>],
     limits: Option<&ArrayRef>,
 ) -> Result<(Vec<Answer>, ModelUse)> {
-    let (model, used) = context.smolvlm().map_err(|e| rows::model_error(name, e))?;
+    let (model, used) = context
+        .model::<SmolVlm>()
+        .map_err(|e| rows::model_error(name, e))?;
     let settings = context.settings();
     let processor = match settings.smolvlm_longest_edge {
         Some(edge) => model.processor().with_longest_edge(edge),
@@ -145,7 +147,8 @@ fn answer_rows(
                     limit,
                     row_seed(settings.smolvlm_seed, image, prompt),
                 )),
-                Err(message) => {
+                Err(error) => {
+                    let message = error.to_string();
                     let row = rows::row_name(&images, i, first_row);
                     rows::row_failed(
                         context,
@@ -182,7 +185,7 @@ fn answer_rows(
     Ok((out, used))
 }
 
-super::model_function_identity!(SmolvlmGenerate);
+crate::functions::model_function_identity!(SmolvlmGenerate);
 
 impl ScalarUDFImpl for SmolvlmGenerate {
     fn as_any(&self) -> &dyn Any {
@@ -350,7 +353,7 @@ impl SmolvlmExtract {
     }
 }
 
-super::model_function_identity!(SmolvlmExtract);
+crate::functions::model_function_identity!(SmolvlmExtract);
 
 impl ScalarUDFImpl for SmolvlmExtract {
     fn as_any(&self) -> &dyn Any {

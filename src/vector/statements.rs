@@ -12,12 +12,14 @@ use datafusion::arrow::datatypes::{DataType, Schema};
 use lance::index::DatasetIndexExt;
 use lance_index::optimize::OptimizeOptions;
 
-use super::dml::quote;
-use super::{Engine, StatementResult};
-use crate::catalog::lance_table::{self, Mode};
-use crate::catalog::vector_index::{self, default_params, AnnKind, IndexEntry, Metric};
-use crate::catalog::{delta_table, QualifiedName, TableEntry, TableFormat, TableName};
+use super::catalog;
+use super::index::{self, default_params, AnnKind, IndexEntry, Metric};
+use crate::catalog::lance_table;
+use crate::catalog::storage::Mode;
+use crate::catalog::{storage, QualifiedName, TableEntry, TableName};
 use crate::error::{Result, VitrineError};
+use crate::session::{Session, StatementResult};
+use crate::sql::dml::quote;
 use crate::sql::parser::CreateVectorIndex;
 
 /// `WITH` keys that tune the ANN structure or its search.
@@ -31,24 +33,21 @@ const PARAM_KEYS: &[&str] = &[
 
 /// The source table's current version (Lance and Delta tables have one).
 async fn source_version(name: &QualifiedName, entry: &TableEntry) -> Result<u64> {
-    match entry.format {
-        TableFormat::Lance => Ok(lance_table::open(&entry.location, None)
-            .await?
-            .version()
-            .version),
-        TableFormat::Delta => Ok(delta_table::open(&entry.location, None)
-            .await?
-            .version()
-            .unwrap_or(0) as u64),
-        other => Err(VitrineError::Plan(format!(
-            "{name} is a {other} table: an index needs a versioned source (Lance or Delta)"
-        ))),
-    }
+    let version = match entry.format.is_writable() {
+        true => storage(entry.format)?.version(&entry.location).await?,
+        false => None,
+    };
+    version.ok_or_else(|| {
+        VitrineError::Plan(format!(
+            "{name} is a {} table: an index needs a versioned source (Lance or Delta)",
+            entry.format
+        ))
+    })
 }
 
 /// The first value of the first column of a query, as text.
-async fn first_value(engine: &Engine, sql: &str) -> Result<Option<String>> {
-    let batches = engine.plan_sql(sql).await?.collect().await?;
+async fn first_value(session: &dyn Session, sql: &str) -> Result<Option<String>> {
+    let batches = session.plan_sql(sql).await?.collect().await?;
     let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
         return Ok(None);
     };
@@ -61,10 +60,10 @@ async fn first_value(engine: &Engine, sql: &str) -> Result<Option<String>> {
 }
 
 /// Fails when the source has a NULL embedding or a key twice: an index row needs both.
-async fn check_source(engine: &Engine, source: &str, key: &str, column: &str) -> Result<()> {
+async fn check_source(session: &dyn Session, source: &str, key: &str, column: &str) -> Result<()> {
     let (k, c) = (quote(key), quote(column));
     if let Some(row) = first_value(
-        engine,
+        session,
         &format!("SELECT {k} FROM {source} WHERE {c} IS NULL LIMIT 1"),
     )
     .await?
@@ -74,7 +73,7 @@ async fn check_source(engine: &Engine, source: &str, key: &str, column: &str) ->
         )));
     }
     if let Some(dup) = first_value(
-        engine,
+        session,
         &format!("SELECT {k} FROM {source} GROUP BY {k} HAVING COUNT(*) > 1 LIMIT 1"),
     )
     .await?
@@ -87,10 +86,10 @@ async fn check_source(engine: &Engine, source: &str, key: &str, column: &str) ->
 }
 
 /// `CREATE [OR REPLACE] VECTOR INDEX [IF NOT EXISTS] name ON source (column) [USING kind] [WITH (…)]`.
-pub(super) async fn create(engine: &Engine, create: CreateVectorIndex) -> Result<StatementResult> {
-    let name = engine.qualify(&create.name);
-    let warehouse = engine.warehouse();
-    let snapshot = engine.catalogs().snapshot();
+pub async fn create(session: &dyn Session, create: CreateVectorIndex) -> Result<StatementResult> {
+    let name = session.qualify(&create.name);
+    let warehouse = session.warehouse();
+    let snapshot = session.catalogs().snapshot();
     if !snapshot.has_schema(&name.catalog, &name.schema) {
         return Err(VitrineError::NotFound(format!(
             "schema '{}.{}' does not exist",
@@ -102,7 +101,7 @@ pub(super) async fn create(engine: &Engine, create: CreateVectorIndex) -> Result
             "{name} is a table: an index needs a name of its own"
         )));
     }
-    if warehouse.index(&name).await?.is_some() {
+    if catalog::get(warehouse, &name).await?.is_some() {
         if create.if_not_exists {
             return Ok(StatementResult::message(format!(
                 "vector index {name} exists"
@@ -114,8 +113,8 @@ pub(super) async fn create(engine: &Engine, create: CreateVectorIndex) -> Result
             )));
         }
     }
-    let (source_name, source_entry) = engine.table_entry(&create.source)?;
-    let schema = engine
+    let (source_name, source_entry) = session.table_entry(&create.source)?;
+    let schema = session
         .catalogs()
         .open_table(&source_entry, None)
         .await?
@@ -201,9 +200,9 @@ pub(super) async fn create(engine: &Engine, create: CreateVectorIndex) -> Result
         }
     }
     let source = source_name.to_string();
-    check_source(engine, &source, &primary_key, &create.column).await?;
+    check_source(session, &source, &primary_key, &create.column).await?;
     let version = source_version(&source_name, &source_entry).await?;
-    let rows: u64 = first_value(engine, &format!("SELECT COUNT(*) FROM {source}"))
+    let rows: u64 = first_value(session, &format!("SELECT COUNT(*) FROM {source}"))
         .await?
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
@@ -239,14 +238,14 @@ pub(super) async fn create(engine: &Engine, create: CreateVectorIndex) -> Result
         .map(|c| quote(c))
         .collect::<Vec<_>>()
         .join(", ");
-    let data = engine
+    let data = session
         .plan_sql(&format!(
             "SELECT {select} FROM {} VERSION AS OF {version}",
             entry.source
         ))
         .await?;
-    entry.rows = vector_index::build(&entry, data.execute_stream().await?).await?;
-    warehouse.put_index(&name, &entry).await?;
+    entry.rows = index::build(&entry, data.execute_stream().await?).await?;
+    catalog::put(warehouse, &name, &entry).await?;
     Ok(StatementResult::message(format!(
         "created vector index {name} on {}({}) ({} rows, {}, {} metric)",
         entry.source,
@@ -258,12 +257,12 @@ pub(super) async fn create(engine: &Engine, create: CreateVectorIndex) -> Result
 }
 
 /// The index's entry, or a clear error.
-pub(crate) async fn index_entry(
-    engine: &Engine,
+pub async fn index_entry(
+    session: &dyn Session,
     name: &TableName,
 ) -> Result<(QualifiedName, IndexEntry)> {
-    let name = engine.qualify(name);
-    match engine.warehouse().index(&name).await? {
+    let name = session.qualify(name);
+    match catalog::get(session.warehouse(), &name).await? {
         Some(entry) => Ok((name, entry)),
         None => Err(VitrineError::NotFound(format!(
             "vector index {name} does not exist"
@@ -272,13 +271,16 @@ pub(crate) async fn index_entry(
 }
 
 /// `DROP [VECTOR] INDEX [IF EXISTS] name`.
-pub(super) async fn drop(
-    engine: &Engine,
+pub async fn drop(
+    session: &dyn Session,
     name: &TableName,
     if_exists: bool,
 ) -> Result<StatementResult> {
-    let qualified = engine.qualify(name);
-    if engine.warehouse().index(&qualified).await?.is_none() {
+    let qualified = session.qualify(name);
+    if catalog::get(session.warehouse(), &qualified)
+        .await?
+        .is_none()
+    {
         if if_exists {
             return Ok(StatementResult::message(format!(
                 "vector index {qualified} does not exist"
@@ -288,17 +290,17 @@ pub(super) async fn drop(
             "vector index {qualified} does not exist"
         )));
     }
-    engine.warehouse().delete_index(&qualified).await?;
+    catalog::delete(session.warehouse(), &qualified).await?;
     Ok(StatementResult::message(format!(
         "dropped vector index {qualified}"
     )))
 }
 
 /// `SHOW [VECTOR] INDEXES [IN [catalog.]schema]`.
-pub(super) async fn show(engine: &Engine, schema: Option<Vec<String>>) -> Result<StatementResult> {
+pub async fn show(session: &dyn Session, schema: Option<Vec<String>>) -> Result<StatementResult> {
     let (catalog, schema) = match schema.as_deref() {
-        None => engine.current_schema(),
-        Some([s]) => (engine.current_schema().0, s.to_lowercase()),
+        None => session.current_schema(),
+        Some([s]) => (session.current_schema().0, s.to_lowercase()),
         Some([c, s]) => (c.to_lowercase(), s.to_lowercase()),
         Some(other) => {
             return Err(VitrineError::Parse(format!(
@@ -307,9 +309,7 @@ pub(super) async fn show(engine: &Engine, schema: Option<Vec<String>>) -> Result
             )))
         }
     };
-    let rows = engine
-        .warehouse()
-        .indexes(&catalog, &schema)
+    let rows = catalog::list(session.warehouse(), &catalog, &schema)
         .await?
         .into_iter()
         .map(|(index, e)| {
@@ -339,9 +339,9 @@ pub(super) async fn show(engine: &Engine, schema: Option<Vec<String>>) -> Result
 }
 
 /// `DESCRIBE [VECTOR] INDEX name`: what it was built from and how far behind its source it is.
-pub(super) async fn describe(engine: &Engine, name: &TableName) -> Result<StatementResult> {
-    let (name, entry) = index_entry(engine, name).await?;
-    let current = match engine.table_entry(&TableName::from_parts(&split_name(&entry.source))?) {
+pub async fn describe(session: &dyn Session, name: &TableName) -> Result<StatementResult> {
+    let (name, entry) = index_entry(session, name).await?;
+    let current = match session.table_entry(&TableName::from_parts(&split_name(&entry.source))?) {
         Ok((source_name, source_entry)) => source_version(&source_name, &source_entry).await.ok(),
         Err(_) => None,
     };
@@ -403,27 +403,29 @@ fn key_literal(value: &str, data_type: &DataType) -> String {
 
 /// `SYNC [VECTOR] INDEX name`: applies the source's inserts, updates and deletes since the last
 /// sync.
-pub(super) async fn sync(engine: &Engine, name: &TableName) -> Result<StatementResult> {
-    let (name, mut entry) = index_entry(engine, name).await?;
+pub async fn sync(session: &dyn Session, name: &TableName) -> Result<StatementResult> {
+    let (name, mut entry) = index_entry(session, name).await?;
     let (source_name, source_entry) =
-        engine.table_entry(&TableName::from_parts(&split_name(&entry.source))?)?;
+        session.table_entry(&TableName::from_parts(&split_name(&entry.source))?)?;
     let version = source_version(&source_name, &source_entry).await?;
     if version == entry.synced_version {
         return Ok(StatementResult::message(format!(
             "vector index {name} is in sync with {source_name} (version {version})"
         )));
     }
-    check_source(engine, &entry.source, &entry.primary_key, &entry.column).await?;
-    let index = vector_index::open(&entry).await?;
+    check_source(session, &entry.source, &entry.primary_key, &entry.column).await?;
+    let index = index::open(&entry).await?;
     let before = index.version().version;
     let index_table = format!("__vitrine_index_{}", name.table);
     let provider = lance_table::provider(&entry.location, Some(before)).await?;
     let schema = provider.schema();
-    engine
-        .context()
+    session
+        .datafusion()
         .register_table(index_table.as_str(), provider)?;
-    let outcome = apply_changes(engine, &entry, &index_table, &schema, version).await;
-    engine.context().deregister_table(index_table.as_str())?;
+    let outcome = apply_changes(session, &entry, &index_table, &schema, version).await;
+    session
+        .datafusion()
+        .deregister_table(index_table.as_str())?;
     let (inserted, deleted) = match outcome {
         Ok(counts) => counts,
         Err(e) => {
@@ -434,14 +436,14 @@ pub(super) async fn sync(engine: &Engine, name: &TableName) -> Result<StatementR
             )));
         }
     };
-    let dataset = vector_index::open(&entry).await?;
+    let dataset = index::open(&entry).await?;
     entry.rows = dataset
         .count_rows(None)
         .await
         .map_err(|e| VitrineError::Plan(e.to_string()))? as u64;
     entry.synced_version = version;
     entry.synced_at = chrono::Utc::now().to_rfc3339();
-    engine.warehouse().put_index(&name, &entry).await?;
+    catalog::put(session.warehouse(), &name, &entry).await?;
     Ok(StatementResult::message(format!(
         "synced vector index {name} to {source_name} version {version}: {inserted} rows written, {deleted} removed ({} rows)",
         entry.rows
@@ -451,7 +453,7 @@ pub(super) async fn sync(engine: &Engine, name: &TableName) -> Result<StatementR
 /// Deletes the changed and removed keys, appends the changed and new rows, and indexes them.
 /// Returns (rows written, keys removed or replaced).
 async fn apply_changes(
-    engine: &Engine,
+    session: &dyn Session,
     entry: &IndexEntry,
     index_table: &str,
     schema: &Schema,
@@ -494,8 +496,8 @@ async fn apply_changes(
         "SELECT i.{key} FROM {index_table} i LEFT JOIN {source} s ON s.{key} = i.{key} \
          WHERE s.{key} IS NULL OR {differs}"
     );
-    let stale = engine.plan_sql(&stale_sql).await?.collect().await?;
-    let changed = engine.plan_sql(&changed_sql).await?.collect().await?;
+    let stale = session.plan_sql(&stale_sql).await?.collect().await?;
+    let changed = session.plan_sql(&changed_sql).await?.collect().await?;
     let key_type: DataType = stale
         .first()
         .map(|b| b.schema().field(0).data_type().clone())
@@ -555,17 +557,17 @@ async fn apply_changes(
 
 /// Syncs every `pipeline_type = 'CONTINUOUS'` index of the warehouse whose source has moved on;
 /// returns a line per index synced.
-pub(super) async fn sync_continuous(engine: &Engine) -> Result<Vec<String>> {
-    let snapshot = engine.catalogs().refresh().await?;
+pub async fn sync_continuous(session: &dyn Session) -> Result<Vec<String>> {
+    let snapshot = session.catalogs().refresh().await?;
     let mut synced = Vec::new();
     for (catalog, schemas) in &snapshot.catalogs {
         for schema in schemas.keys() {
-            for (index, entry) in engine.warehouse().indexes(catalog, schema).await? {
+            for (index, entry) in catalog::list(session.warehouse(), catalog, schema).await? {
                 if entry.pipeline_type != "CONTINUOUS" {
                     continue;
                 }
                 let Ok((source_name, source_entry)) =
-                    engine.table_entry(&TableName::from_parts(&split_name(&entry.source))?)
+                    session.table_entry(&TableName::from_parts(&split_name(&entry.source))?)
                 else {
                     continue;
                 };
@@ -573,7 +575,7 @@ pub(super) async fn sync_continuous(engine: &Engine) -> Result<Vec<String>> {
                     continue;
                 }
                 let name = TableName::from_parts(&[catalog.clone(), schema.clone(), index])?;
-                let result = sync(engine, &name).await?;
+                let result = sync(session, &name).await?;
                 synced.extend(result.message);
             }
         }

@@ -21,13 +21,15 @@ use datafusion::logical_expr::{
 };
 use rayon::prelude::*;
 
-use super::rows::{self, ImageArgument};
 use crate::clip::ClipEmbedder;
 use crate::context::FunctionContext;
+use crate::functions::rows::{self, ImageArgument};
+use crate::ModelError;
 
 fn return_type(context: &FunctionContext, function: &str) -> Result<DataType> {
     let model = context
-        .clip()
+        .model::<ClipEmbedder>()
+        .map(|(model, _)| model)
         .map_err(|e| plan_datafusion_err!("{function}: {e}"))?;
     Ok(rows::vector_type(model.dimension()))
 }
@@ -52,7 +54,8 @@ impl ClipTextEmbed {
         const NAME: &str = "clip_text_embed";
         let model = self
             .context
-            .clip()
+            .model::<ClipEmbedder>()
+            .map(|(model, _)| model)
             .map_err(|e| rows::model_error(NAME, e))?;
         let batch_size = self.context.settings().batch_size;
         let texts = rows::strings(texts)?;
@@ -83,7 +86,7 @@ impl ClipTextEmbed {
     }
 }
 
-super::model_function_identity!(ClipTextEmbed);
+crate::functions::model_function_identity!(ClipTextEmbed);
 
 impl ScalarUDFImpl for ClipTextEmbed {
     fn as_any(&self) -> &dyn Any {
@@ -116,7 +119,7 @@ pub struct ClipImageEmbed {
 }
 
 /// One row's preprocessed pixels, or why there are none.
-type Prepared = (usize, std::result::Result<Vec<f32>, String>);
+type Prepared = (usize, std::result::Result<Vec<f32>, ModelError>);
 
 impl ClipImageEmbed {
     /// The function, reading its model and files through `context`.
@@ -131,7 +134,7 @@ impl ClipImageEmbed {
         &self,
         model: &ClipEmbedder,
         image: &ImageArgument,
-    ) -> std::result::Result<Vec<f32>, String> {
+    ) -> std::result::Result<Vec<f32>, ModelError> {
         let rgb = rows::read_image(&self.context, image)?;
         Ok(model.pixel_values(&rgb))
     }
@@ -140,7 +143,8 @@ impl ClipImageEmbed {
         const NAME: &str = "clip_image_embed";
         let model = self
             .context
-            .clip()
+            .model::<ClipEmbedder>()
+            .map(|(model, _)| model)
             .map_err(|e| rows::model_error(NAME, e))?;
         let settings = self.context.settings();
         let first_row = self.context.rows_done(NAME);
@@ -179,12 +183,12 @@ impl ClipImageEmbed {
                             ready.push(i);
                             pixels.push(p);
                         }
-                        Err(message) => rows::row_failed(
+                        Err(error) => rows::row_failed(
                             &self.context,
                             settings.on_error,
                             NAME,
                             row_name(i),
-                            message,
+                            error.to_string(),
                         )?,
                     }
                 }
@@ -206,7 +210,7 @@ impl ClipImageEmbed {
     }
 }
 
-super::model_function_identity!(ClipImageEmbed);
+crate::functions::model_function_identity!(ClipImageEmbed);
 
 impl ScalarUDFImpl for ClipImageEmbed {
     fn as_any(&self) -> &dyn Any {

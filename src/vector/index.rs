@@ -16,7 +16,8 @@ use lance_index::IndexType;
 use lance_linalg::distance::MetricType;
 use serde::{Deserialize, Serialize};
 
-use super::lance_table::{self, Mode};
+use crate::catalog::lance_table;
+use crate::catalog::storage::Mode;
 use crate::error::{Result, ResultExt, VitrineError};
 
 /// The name of the ANN index inside an index dataset.

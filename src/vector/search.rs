@@ -18,11 +18,11 @@ use datafusion::common::ScalarValue;
 use datafusion::datasource::MemTable;
 use lance::dataset::scanner::Scanner;
 
-use super::vector_index::index_entry;
-use super::Engine;
-use crate::catalog::vector_index::{self, IndexEntry, Metric};
+use super::index::{self, IndexEntry, Metric};
+use super::statements::index_entry;
 use crate::catalog::TableName;
 use crate::error::{Result, VitrineError};
+use crate::session::Session;
 
 /// The most rows one search returns.
 pub const MAX_RESULTS: usize = 10_000;
@@ -43,11 +43,11 @@ fn error(message: impl std::fmt::Display) -> VitrineError {
 
 /// Evaluates a constant SQL expression. Plain literals (`'text'`, `10`) are read directly: a
 /// search runs several of them, and planning each as a statement costs more than the search.
-async fn constant(engine: &Engine, name: &str, sql: &str) -> Result<ScalarValue> {
+async fn constant(session: &dyn Session, name: &str, sql: &str) -> Result<ScalarValue> {
     if let Some(value) = literal(sql) {
         return Ok(value);
     }
-    let df = engine
+    let df = session
         .plan_sql(&format!("SELECT {sql}"))
         .await
         .map_err(|e| error(format!("{name} must be a constant expression ({e})")))?;
@@ -59,8 +59,8 @@ async fn constant(engine: &Engine, name: &str, sql: &str) -> Result<ScalarValue>
     Ok(ScalarValue::try_from_array(batch.column(0), 0)?)
 }
 
-async fn text(engine: &Engine, name: &str, sql: &str) -> Result<String> {
-    match constant(engine, name, sql).await? {
+async fn text(session: &dyn Session, name: &str, sql: &str) -> Result<String> {
+    match constant(session, name, sql).await? {
         ScalarValue::Utf8(Some(s))
         | ScalarValue::LargeUtf8(Some(s))
         | ScalarValue::Utf8View(Some(s)) => Ok(s),
@@ -126,7 +126,7 @@ fn literal_vector(sql: &str) -> Option<Vec<f32>> {
 
 /// The query vector: given, or the embedding of the query text.
 async fn query_vector(
-    engine: &Engine,
+    session: &dyn Session,
     search: &Search,
     args: &BTreeMap<String, String>,
 ) -> Result<Vec<f32>> {
@@ -142,17 +142,18 @@ async fn query_vector(
         (Some(_), Some(_)) => return Err(error("give query_vector or query_text, not both")),
         (Some(sql), None) => match literal_vector(sql) {
             Some(vector) => vector,
-            None => floats(constant(engine, "query_vector", sql).await?)?,
+            None => floats(constant(session, "query_vector", sql).await?)?,
         },
         (None, Some(sql)) => {
             let model = entry.embedding_model.as_deref().ok_or_else(|| {
                 error("the index has no embedding_model to embed query_text: pass query_vector, or recreate it WITH (embedding_model = 'clip')")
             })?;
-            let query = text(engine, "query_text", sql).await?;
-            let function = format!("{model}_text_embed");
+            let query = text(session, "query_text", sql).await?;
+            let function = vitrine_udfs::models::text_embedding_function(model)
+                .map_err(|e| error(format!("the index's embedding_model: {e}")))?;
             floats(
                 constant(
-                    engine,
+                    session,
                     "query_text",
                     &format!("{function}('{}')", query.replace('\'', "''")),
                 )
@@ -185,7 +186,7 @@ const RRF_K: f64 = 60.0;
 
 impl Search {
     /// Checks the arguments and evaluates all but the query.
-    async fn new(engine: &Engine, args: &BTreeMap<String, String>) -> Result<Self> {
+    async fn new(session: &dyn Session, args: &BTreeMap<String, String>) -> Result<Self> {
         if let Some(unknown) = args.keys().find(|k| !ARGUMENTS.contains(&k.as_str())) {
             return Err(error(format!(
                 "unknown argument '{unknown}' (known: {})",
@@ -193,17 +194,17 @@ impl Search {
             )));
         }
         let index = text(
-            engine,
+            session,
             "index",
             args.get("index")
                 .ok_or_else(|| error("index => 'name' is required"))?,
         )
         .await?;
         let parts: Vec<String> = index.split('.').map(str::to_string).collect();
-        let (_, entry) = index_entry(engine, &TableName::from_parts(&parts)?).await?;
+        let (_, entry) = index_entry(session, &TableName::from_parts(&parts)?).await?;
         let k = match args.get("num_results") {
             None => 10,
-            Some(sql) => match constant(engine, "num_results", sql).await? {
+            Some(sql) => match constant(session, "num_results", sql).await? {
                 ScalarValue::Int64(Some(n)) if (1..=MAX_RESULTS as i64).contains(&n) => n as usize,
                 ScalarValue::Int32(Some(n)) if (1..=MAX_RESULTS as i32).contains(&n) => n as usize,
                 other => {
@@ -215,7 +216,7 @@ impl Search {
         };
         let query_type = match args.get("query_type") {
             None => "ANN".to_string(),
-            Some(sql) => text(engine, "query_type", sql).await?.to_ascii_uppercase(),
+            Some(sql) => text(session, "query_type", sql).await?.to_ascii_uppercase(),
         };
         let hybrid =
             match query_type.as_str() {
@@ -231,7 +232,7 @@ impl Search {
                 }
             };
         let filter = match args.get("filters") {
-            Some(sql) => Some(text(engine, "filters", sql).await?),
+            Some(sql) => Some(text(session, "filters", sql).await?),
             None => None,
         };
         Ok(Self {
@@ -249,7 +250,7 @@ impl Search {
 
     async fn nearest_k(&self, vector: Vec<f32>, k: usize) -> Result<RecordBatch> {
         let entry = &self.entry;
-        let dataset = vector_index::open_cached(entry).await?;
+        let dataset = index::open_cached(entry).await?;
         let mut scanner = dataset.scan();
         let lance = |e: lance::Error| error(e);
         scanner
@@ -300,7 +301,7 @@ impl Search {
             .text_column
             .clone()
             .expect("HYBRID needs a text column");
-        let dataset = vector_index::open_cached(entry).await?;
+        let dataset = index::open_cached(entry).await?;
         let mut scanner = dataset.scan();
         let lance = |e: lance::Error| error(e);
         let query = lance_index::scalar::FullTextSearchQuery::new(text.to_string())
@@ -363,18 +364,18 @@ impl Search {
 }
 
 /// Runs the search and returns its rows as a table.
-pub(super) async fn search(
-    engine: &Engine,
+pub async fn search(
+    session: &dyn Session,
     args: &BTreeMap<String, String>,
 ) -> Result<Arc<dyn TableProvider>> {
-    let search = Search::new(engine, args).await?;
-    let vector = query_vector(engine, &search, args).await?;
+    let search = Search::new(session, args).await?;
+    let vector = query_vector(session, &search, args).await?;
     let (schema, batch) = if search.hybrid {
         let sql = args
             .get("query_text")
             .or_else(|| args.get("query"))
             .ok_or_else(|| error("query_type 'HYBRID' needs query_text for its BM25 half"))?;
-        let text = text(engine, "query_text", sql).await?;
+        let text = text(session, "query_text", sql).await?;
         search.hybrid(vector, &text).await?
     } else {
         results(&search.entry, None, search.nearest(vector).await?)?
@@ -386,8 +387,8 @@ pub(super) async fn search(
 /// query argument (`query_argument`, an expression over `left`'s columns). Query texts are
 /// embedded in one statement, so the model sees them as one batch. The rows carry
 /// `__query_key` (the value of `key` over `left`), on which the rewritten statement joins.
-pub(super) async fn lateral_search(
-    engine: &Engine,
+pub async fn lateral_search(
+    session: &dyn Session,
     args: &BTreeMap<String, String>,
     query_argument: &str,
     left: &str,
@@ -398,7 +399,7 @@ pub(super) async fn lateral_search(
         .filter(|(name, _)| name.as_str() != query_argument)
         .map(|(n, v)| (n.clone(), v.clone()))
         .collect();
-    let search = Search::new(engine, &constants).await?;
+    let search = Search::new(session, &constants).await?;
     if search.hybrid {
         return Err(error(
             "query_type 'HYBRID' is not supported with LATERAL yet",
@@ -413,7 +414,7 @@ pub(super) async fn lateral_search(
         })?;
         format!("{model}_text_embed(__q)")
     };
-    let queries = engine
+    let queries = session
         .plan_sql(&format!(
             "SELECT __k AS __query_key, {vector_sql} AS __query_vector \
              FROM (SELECT DISTINCT {key} AS __k, {query} AS __q FROM {left}) AS __distinct_queries \

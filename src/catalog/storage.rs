@@ -1,0 +1,305 @@
+//! The storage seam: what a table format does, behind one trait.
+//!
+//! [`TableStorage`] is everything the engine asks of a format: open a version as a DataFusion
+//! table, write and commit a version, the current version, history, restore, and optimize
+//! (compaction, Z-ordering). [`storage`] picks the implementation for a [`TableFormat`]: Lance
+//! ([`super::lance_table`]), Delta ([`super::delta_table`]) or read-only files
+//! ([`super::files`]). Nothing outside this module matches on a table's format to decide how
+//! to store it; a distributed scan adds its own per-format code here.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::execution::SendableRecordBatchStream;
+use futures::TryStreamExt;
+
+use super::{delta_table, files, lance_table, QualifiedName, TableEntry, TableFormat};
+use crate::error::{Result, VitrineError};
+
+/// How a write relates to the data already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A new table.
+    Create,
+    /// Replace all rows, as a new version.
+    Overwrite,
+    /// Add rows, as a new version.
+    Append,
+}
+
+/// One committed version of a table, as `DESCRIBE HISTORY` shows it.
+#[derive(Debug, Clone)]
+pub struct HistoryEntry {
+    /// The version number.
+    pub version: u64,
+    /// When it was committed.
+    pub timestamp: DateTime<Utc>,
+    /// The statement that wrote it (`WRITE`, `MERGE`, `OPTIMIZE ZORDER`, …).
+    pub operation: String,
+    /// Rows in the table at that version, when known.
+    pub num_rows: Option<u64>,
+}
+
+/// What `OPTIMIZE` did.
+#[derive(Debug, Clone, Default)]
+pub struct OptimizeMetrics {
+    /// Data files written.
+    pub files_added: u64,
+    /// Data files (and deletion files) replaced.
+    pub files_removed: u64,
+    /// Fragments (or files) before.
+    pub fragments_before: u64,
+    /// Fragments (or files) after.
+    pub fragments_after: u64,
+}
+
+/// A table format: how tables of it are read, written and versioned. Locations are URIs or
+/// local paths as the table entry holds them.
+#[async_trait]
+pub trait TableStorage: Send + Sync {
+    /// Whether data of this format is at `location`.
+    async fn exists(&self, location: &str) -> bool;
+
+    /// A DataFusion table over the data at its latest version, or at `version`. `options` are
+    /// the table's `OPTIONS (…)`; `reader` is a session of the engine's runtime (object stores,
+    /// schema inference).
+    async fn open(
+        &self,
+        location: &str,
+        version: Option<u64>,
+        options: &BTreeMap<String, String>,
+        reader: &dyn Session,
+    ) -> Result<Arc<dyn TableProvider>>;
+
+    /// Writes `rows` as one new version, committed only once all are written; returns the
+    /// version. `operation` is recorded in the commit and shown by `DESCRIBE HISTORY`.
+    async fn write(
+        &self,
+        location: &str,
+        rows: SendableRecordBatchStream,
+        mode: Mode,
+        operation: &str,
+    ) -> Result<u64>;
+
+    /// The current version, or `None` for a format without versions.
+    async fn version(&self, location: &str) -> Result<Option<u64>>;
+
+    /// Every committed version, newest first.
+    async fn history(&self, location: &str) -> Result<Vec<HistoryEntry>>;
+
+    /// Makes the content of `version` the newest version; returns the new version.
+    async fn restore(&self, location: &str, version: u64) -> Result<u64>;
+
+    /// Compacts the table's files as a new version; with `zorder_by`, rewrites the rows
+    /// clustered along a Z-order curve of those columns.
+    async fn optimize(&self, location: &str, zorder_by: &[String]) -> Result<OptimizeMetrics>;
+}
+
+/// The storage of tables of `format`; a view has none.
+pub fn storage(format: TableFormat) -> Result<&'static dyn TableStorage> {
+    match format {
+        TableFormat::Lance => Ok(&LanceStorage),
+        TableFormat::Delta => Ok(&DeltaStorage),
+        TableFormat::Csv => Ok(&FileStorage(TableFormat::Csv)),
+        TableFormat::Parquet => Ok(&FileStorage(TableFormat::Parquet)),
+        TableFormat::View => Err(VitrineError::Plan(
+            "a view is a stored query: it has no storage".into(),
+        )),
+    }
+}
+
+/// Every committed version of a table, newest first; the error names the table when its format
+/// has no versions.
+pub async fn history(name: &QualifiedName, entry: &TableEntry) -> Result<Vec<HistoryEntry>> {
+    if !entry.format.is_writable() {
+        return Err(VitrineError::Plan(format!(
+            "{name} is a {} table: it has no versions",
+            entry.format
+        )));
+    }
+    storage(entry.format)?.history(&entry.location).await
+}
+
+/// Which format the data at `location` is in: a Delta log, a Lance dataset, else files by their
+/// suffix.
+pub async fn detect_format(location: &str) -> Result<TableFormat> {
+    for format in [TableFormat::Delta, TableFormat::Lance] {
+        if storage(format)?.exists(location).await {
+            return Ok(format);
+        }
+    }
+    let lower = location.to_lowercase();
+    for (suffix, format) in [
+        (".csv", TableFormat::Csv),
+        (".parquet", TableFormat::Parquet),
+    ] {
+        if lower.ends_with(suffix) || lower.ends_with(&format!("{suffix}/")) {
+            return Ok(format);
+        }
+    }
+    Err(VitrineError::Plan(format!(
+        "cannot tell the format of '{location}': add USING DELTA|LANCE|CSV|PARQUET"
+    )))
+}
+
+/// Lance datasets: streamed writes, versions, compaction, Z-order by rewriting.
+struct LanceStorage;
+
+#[async_trait]
+impl TableStorage for LanceStorage {
+    async fn exists(&self, location: &str) -> bool {
+        lance_table::exists(location).await
+    }
+
+    async fn open(
+        &self,
+        location: &str,
+        version: Option<u64>,
+        _options: &BTreeMap<String, String>,
+        _reader: &dyn Session,
+    ) -> Result<Arc<dyn TableProvider>> {
+        lance_table::provider(location, version).await
+    }
+
+    async fn write(
+        &self,
+        location: &str,
+        rows: SendableRecordBatchStream,
+        mode: Mode,
+        operation: &str,
+    ) -> Result<u64> {
+        lance_table::write(location, rows, mode, operation).await
+    }
+
+    async fn version(&self, location: &str) -> Result<Option<u64>> {
+        Ok(Some(
+            lance_table::open(location, None).await?.version().version,
+        ))
+    }
+
+    async fn history(&self, location: &str) -> Result<Vec<HistoryEntry>> {
+        lance_table::history(location).await
+    }
+
+    async fn restore(&self, location: &str, version: u64) -> Result<u64> {
+        lance_table::restore(location, version).await
+    }
+
+    async fn optimize(&self, location: &str, zorder_by: &[String]) -> Result<OptimizeMetrics> {
+        if zorder_by.is_empty() {
+            lance_table::compact(location).await
+        } else {
+            lance_table::zorder(location, zorder_by).await
+        }
+    }
+}
+
+/// Delta Lake tables, as Databricks writes them.
+struct DeltaStorage;
+
+#[async_trait]
+impl TableStorage for DeltaStorage {
+    async fn exists(&self, location: &str) -> bool {
+        delta_table::exists(location).await
+    }
+
+    async fn open(
+        &self,
+        location: &str,
+        version: Option<u64>,
+        _options: &BTreeMap<String, String>,
+        reader: &dyn Session,
+    ) -> Result<Arc<dyn TableProvider>> {
+        delta_table::provider(location, version, reader).await
+    }
+
+    async fn write(
+        &self,
+        location: &str,
+        rows: SendableRecordBatchStream,
+        mode: Mode,
+        operation: &str,
+    ) -> Result<u64> {
+        let batches = rows.try_collect().await?;
+        delta_table::write(location, batches, mode, operation).await
+    }
+
+    async fn version(&self, location: &str) -> Result<Option<u64>> {
+        let table = delta_table::open(location, None).await?;
+        Ok(table.version().map(|v| v as u64))
+    }
+
+    async fn history(&self, location: &str) -> Result<Vec<HistoryEntry>> {
+        delta_table::history(location).await
+    }
+
+    async fn restore(&self, location: &str, version: u64) -> Result<u64> {
+        delta_table::restore(location, version).await
+    }
+
+    async fn optimize(&self, location: &str, zorder_by: &[String]) -> Result<OptimizeMetrics> {
+        delta_table::optimize(location, zorder_by).await
+    }
+}
+
+/// CSV or Parquet files, attached read-only.
+struct FileStorage(TableFormat);
+
+impl FileStorage {
+    fn read_only(&self) -> VitrineError {
+        VitrineError::Plan(format!("{} tables are read-only", self.0))
+    }
+
+    fn unversioned(&self) -> VitrineError {
+        VitrineError::Plan(format!("{} tables have no versions", self.0))
+    }
+}
+
+#[async_trait]
+impl TableStorage for FileStorage {
+    async fn exists(&self, _location: &str) -> bool {
+        false
+    }
+
+    async fn open(
+        &self,
+        location: &str,
+        version: Option<u64>,
+        options: &BTreeMap<String, String>,
+        reader: &dyn Session,
+    ) -> Result<Arc<dyn TableProvider>> {
+        if version.is_some() {
+            return Err(self.unversioned());
+        }
+        files::provider(location, self.0, options, reader).await
+    }
+
+    async fn write(
+        &self,
+        _location: &str,
+        _rows: SendableRecordBatchStream,
+        _mode: Mode,
+        _operation: &str,
+    ) -> Result<u64> {
+        Err(self.read_only())
+    }
+
+    async fn version(&self, _location: &str) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
+    async fn history(&self, _location: &str) -> Result<Vec<HistoryEntry>> {
+        Err(self.unversioned())
+    }
+
+    async fn restore(&self, _location: &str, _version: u64) -> Result<u64> {
+        Err(self.unversioned())
+    }
+
+    async fn optimize(&self, _location: &str, _zorder_by: &[String]) -> Result<OptimizeMetrics> {
+        Err(self.read_only())
+    }
+}

@@ -1,0 +1,439 @@
+//! [`EngineSession`]: one caller's session on a shared [`Engine`], and the routing of each
+//! statement to its handler.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, Int64Array};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::optimizer::Analyzer;
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::Statement;
+use vitrine_udfs::FunctionContext;
+
+use super::{catalog_ops, model_batches, views, write, Engine, ModelProgress};
+use crate::catalog::{
+    storage, QualifiedName, TableEntry, TableFormat, Warehouse, WarehouseCatalogList,
+};
+use crate::config::{SessionSettings, DEFAULT_CATALOG, DEFAULT_SCHEMA};
+use crate::error::{Result, VitrineError};
+use crate::session::{Session, StatementResult, WriteProgress};
+use crate::sql::functions::{self, SparkIntegerDivision};
+use crate::sql::parser::{parse_statement, VitrineStatement};
+use crate::sql::rewrite::{rewrite_statement, TableRequest, TableRequestKind};
+use crate::vector;
+
+/// One caller's session: its own DataFusion context (functions, options, current schema),
+/// settings, catalog snapshot and model-function report, over an engine it shares with other
+/// sessions. Statements of one session run one at a time; sessions run concurrently.
+pub struct EngineSession {
+    engine: Arc<Engine>,
+    ctx: SessionContext,
+    catalogs: WarehouseCatalogList,
+    settings: Mutex<SessionSettings>,
+    write_progress: Mutex<Option<WriteProgress>>,
+    /// What the model functions share with the session (settings, files, report).
+    functions: Arc<FunctionContext>,
+}
+
+impl std::fmt::Debug for EngineSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineSession")
+            .field("engine", &self.engine)
+            .field("schema", &self.current_schema())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineSession {
+    pub(super) fn new(engine: Arc<Engine>) -> Result<Self> {
+        let session_config = SessionConfig::new()
+            .with_default_catalog_and_schema(DEFAULT_CATALOG, DEFAULT_SCHEMA)
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(true)
+            .set_str("datafusion.sql_parser.dialect", "databricks")
+            // DataFusion 53's leaf-expression pushdown moves `get_field(e, …)` of a subquery's
+            // `smolvlm_extract(…) AS e` below the joins and filters that choose the rows, so a
+            // model would run on every row of the table (measured: the whole catalog for a
+            // 100-product sample). Model calls must stay where the query puts them.
+            .set_bool(
+                "datafusion.optimizer.enable_leaf_expression_pushdown",
+                false,
+            );
+        let catalogs = engine.catalog_list();
+        let model_functions = Arc::new(FunctionContext::new(
+            engine.files.clone(),
+            engine.hub.clone(),
+        ));
+        model_functions.set_settings(engine.startup.models.clone());
+        let sql_functions = vitrine_udfs::functions(&model_functions);
+        let batched = sql_functions
+            .iter()
+            .filter(|f| f.runs_model)
+            .map(|f| f.udf.name().to_string())
+            .collect();
+        let mut analyzer_rules = Analyzer::new().rules;
+        analyzer_rules.insert(0, Arc::new(SparkIntegerDivision));
+        let state = SessionStateBuilder::new()
+            .with_default_features()
+            .with_config(session_config)
+            .with_runtime_env(Arc::clone(&engine.runtime))
+            .with_catalog_list(Arc::new(catalogs.clone()))
+            .with_analyzer_rules(analyzer_rules)
+            .with_physical_optimizer_rule(Arc::new(model_batches::SliceModelInputs::new(
+                Arc::clone(&model_functions),
+                batched,
+            )))
+            .build();
+        let mut ctx = SessionContext::new_with_state(state);
+        let state = ctx.state_weak_ref();
+        catalogs.set_planner(Box::new(move || state.upgrade().map(|s| s.read().clone())));
+        functions::register(&mut ctx)?;
+        for function in sql_functions {
+            ctx.register_udf(function.udf);
+        }
+        Ok(Self {
+            settings: Mutex::new(engine.startup.clone()),
+            engine,
+            ctx,
+            catalogs,
+            write_progress: Mutex::new(None),
+            functions: model_functions,
+        })
+    }
+
+    /// The engine this session runs on.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Reports rows written by the statements that write (a progress bar, say).
+    pub fn on_rows_written(&self, report: WriteProgress) {
+        *self.write_progress.lock().expect("progress lock") = Some(report);
+    }
+
+    /// Reports the model functions' progress (rows done, rows expected) during a statement.
+    pub fn on_model_progress(&self, report: ModelProgress) {
+        self.functions.on_progress(report);
+    }
+
+    /// The value `SET` (or a start-up flag) gave `key` in this session, if any.
+    pub fn setting(&self, key: &str) -> Option<String> {
+        self.settings
+            .lock()
+            .expect("settings lock")
+            .get(key)
+            .map(str::to_string)
+    }
+
+    /// Every table name the session can see, qualified, for completion and `\d`.
+    pub async fn table_names(&self) -> Result<Vec<String>> {
+        let snapshot = self.catalogs.refresh().await?;
+        let mut names = Vec::new();
+        for (catalog, schemas) in &snapshot.catalogs {
+            for (schema, tables) in schemas {
+                names.extend(tables.keys().map(|t| format!("{catalog}.{schema}.{t}")));
+            }
+        }
+        Ok(names)
+    }
+
+    /// Re-reads the catalog tree, so that the next statement sees what others committed.
+    pub(super) async fn refresh(&self) -> Result<()> {
+        self.catalogs.refresh().await.map(|_| ())
+    }
+
+    /// Runs one statement and returns its result set (empty for most statements that write),
+    /// with a warning for rows the model functions could not process.
+    pub async fn execute(&self, sql: &str) -> Result<StatementResult> {
+        self.functions.begin_statement();
+        let outcome = self.execute_statement(sql).await;
+        let report = self.functions.finish_statement();
+        let mut result = outcome?;
+        result.warnings.extend(report.warnings());
+        Ok(result)
+    }
+
+    async fn execute_statement(&self, sql: &str) -> Result<StatementResult> {
+        self.refresh().await?;
+        let statement = parse_statement(sql)?;
+        tracing::debug!(?statement, "executing");
+        match statement {
+            VitrineStatement::Query(statement) => {
+                let df = self.plan_statement(*statement).await?;
+                StatementResult::collect(df).await
+            }
+            VitrineStatement::DataFusion(sql) => {
+                StatementResult::collect(self.ctx.sql(&sql).await?).await
+            }
+            VitrineStatement::Set { key, value } => self.execute_set(key, value).await,
+            VitrineStatement::Reset { key } => self.reset(key.as_deref()),
+            VitrineStatement::CreateTable(create) => write::create_table(self, *create).await,
+            VitrineStatement::Insert {
+                table,
+                columns,
+                overwrite,
+                query,
+            } => write::insert(self, &table, &columns, overwrite, *query).await,
+            VitrineStatement::Delete {
+                table,
+                alias,
+                predicate,
+            } => write::delete(self, &table, alias, predicate).await,
+            VitrineStatement::Update {
+                table,
+                alias,
+                assignments,
+                predicate,
+            } => write::update(self, &table, alias, assignments, predicate).await,
+            VitrineStatement::Merge(merge) => write::merge(self, *merge).await,
+            VitrineStatement::CreateView {
+                name,
+                or_replace,
+                if_not_exists,
+                comment,
+                query,
+            } => views::create(self, &name, or_replace, if_not_exists, comment, *query).await,
+            VitrineStatement::Optimize { table, zorder_by } => {
+                write::optimize(self, &table, &zorder_by).await
+            }
+            VitrineStatement::Restore { table, version } => {
+                write::restore(self, &table, version).await
+            }
+            VitrineStatement::CreateVectorIndex(create) => {
+                vector::statements::create(self, *create).await
+            }
+            VitrineStatement::SyncIndex { name } => vector::statements::sync(self, &name).await,
+            VitrineStatement::DropIndex { name, if_exists } => {
+                vector::statements::drop(self, &name, if_exists).await
+            }
+            VitrineStatement::ShowIndexes { schema } => {
+                vector::statements::show(self, schema).await
+            }
+            VitrineStatement::DescribeIndex { name } => {
+                vector::statements::describe(self, &name).await
+            }
+            other => catalog_ops::execute(self, other).await,
+        }
+    }
+
+    /// Opens the tables a statement's placeholders stand for, registers them while `plan` runs,
+    /// and removes them after (the plan holds its own references).
+    async fn with_requested_tables(
+        &self,
+        requests: Vec<TableRequest>,
+        statement: Statement,
+    ) -> Result<DataFrame> {
+        let (catalog, schema) = self.current_schema();
+        let mut registered = Vec::new();
+        let mut opened = Ok(());
+        for request in &requests {
+            let provider = match self.open_request(&request.kind).await {
+                Ok(provider) => provider,
+                Err(e) => {
+                    opened = Err(e);
+                    break;
+                }
+            };
+            let name = QualifiedName {
+                catalog: catalog.clone(),
+                schema: schema.clone(),
+                table: request.placeholder.clone(),
+            };
+            self.catalogs.register_session_table(name.clone(), provider);
+            registered.push(name);
+        }
+        let result = match opened {
+            Ok(()) => self.plan_rewritten(statement).await,
+            Err(e) => Err(e),
+        };
+        for name in &registered {
+            self.catalogs.deregister_session_table(name);
+        }
+        result
+    }
+
+    async fn plan_rewritten(&self, statement: Statement) -> Result<DataFrame> {
+        let plan = self
+            .ctx
+            .state()
+            .statement_to_plan(DFStatement::Statement(Box::new(statement)))
+            .await?;
+        Ok(self.ctx.execute_logical_plan(plan).await?)
+    }
+
+    /// The table a placeholder stands for.
+    async fn open_request(
+        &self,
+        request: &TableRequestKind,
+    ) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+        match request {
+            TableRequestKind::Version { table, version } => {
+                let (name, entry) = self.table_entry(table)?;
+                self.catalogs
+                    .open_table(&entry, Some(*version))
+                    .await
+                    .map_err(|e| e.context(format!("reading {name} VERSION AS OF {version}")))
+            }
+            TableRequestKind::AsOfTime { table, timestamp } => {
+                let (name, entry) = self.table_entry(table)?;
+                let version = self.version_at(&name, &entry, timestamp).await?;
+                self.catalogs.open_table(&entry, Some(version)).await
+            }
+            TableRequestKind::ReadFiles { path, options } => {
+                let mut options = options.clone();
+                let format = options
+                    .remove("format")
+                    .unwrap_or_else(|| path.rsplit('.').next().unwrap_or("csv").to_string());
+                let format = TableFormat::parse(&format)?;
+                let location = self.warehouse().resolve_path(path);
+                self.catalogs.open_files(&location, format, &options).await
+            }
+            // Boxed: evaluating the arguments plans queries, which may search again.
+            TableRequestKind::VectorSearch { arguments } => {
+                Box::pin(vector::search::search(self, arguments)).await
+            }
+            TableRequestKind::LateralVectorSearch {
+                arguments,
+                query_argument,
+                left,
+                key,
+            } => {
+                Box::pin(vector::search::lateral_search(
+                    self,
+                    arguments,
+                    query_argument,
+                    left,
+                    key,
+                ))
+                .await
+            }
+        }
+    }
+
+    /// The newest version of a table committed at or before the time `timestamp` (a SQL
+    /// expression) evaluates to, as Databricks' `TIMESTAMP AS OF` reads it.
+    async fn version_at(
+        &self,
+        name: &QualifiedName,
+        entry: &TableEntry,
+        timestamp: &str,
+    ) -> Result<u64> {
+        let sql = format!("SELECT CAST(to_timestamp_micros({timestamp}) AS BIGINT)");
+        let batches = self.ctx.sql(&sql).await?.collect().await?;
+        let micros = batches
+            .first()
+            .and_then(|b| b.column(0).as_any().downcast_ref::<Int64Array>())
+            .filter(|a| a.len() == 1 && !a.is_null(0))
+            .map(|a| a.value(0))
+            .ok_or_else(|| {
+                VitrineError::Plan(format!("TIMESTAMP AS OF {timestamp}: not a time"))
+            })?;
+        let history = storage::history(name, entry).await?;
+        history
+            .iter()
+            .filter(|h| h.timestamp.timestamp_micros() <= micros)
+            .map(|h| h.version)
+            .max()
+            .ok_or_else(|| {
+                VitrineError::NotFound(format!("{name} has no version at or before {timestamp}"))
+            })
+    }
+
+    /// Applies a changed copy of the settings to the session and its model functions.
+    fn update_settings(
+        &self,
+        change: impl FnOnce(&mut SessionSettings) -> Result<()>,
+    ) -> Result<()> {
+        let mut settings = self.settings.lock().expect("settings lock");
+        let mut changed = settings.clone();
+        change(&mut changed)?;
+        self.functions.set_settings(changed.models.clone());
+        *settings = changed;
+        Ok(())
+    }
+
+    /// `RESET [key]`: `key` (every key when none) back to the value the session started with, or
+    /// to its default. DataFusion's own options are SET back instead.
+    fn reset(&self, key: Option<&str>) -> Result<StatementResult> {
+        if let Some(key) = key.filter(|k| k.starts_with("datafusion.")) {
+            return Err(VitrineError::Plan(format!(
+                "RESET {key}: DataFusion options are reset with SET {key} = <default>"
+            )));
+        }
+        let startup = self.engine.startup.values();
+        self.update_settings(|settings| settings.reset(key, startup))?;
+        Ok(StatementResult::message(match key {
+            Some(key) => format!("{key} reset"),
+            None => "every setting reset".to_string(),
+        }))
+    }
+
+    async fn execute_set(
+        &self,
+        key: Option<String>,
+        value: Option<String>,
+    ) -> Result<StatementResult> {
+        match (key, value) {
+            (Some(key), Some(value)) if key.starts_with("datafusion.") => {
+                self.ctx
+                    .sql(&format!("SET {key} = '{}'", value.replace('\'', "''")))
+                    .await?
+                    .collect()
+                    .await?;
+                Ok(StatementResult::message(format!("{key} = {value}")))
+            }
+            (Some(key), Some(value)) => {
+                self.update_settings(|settings| settings.set(&key, &value))?;
+                Ok(StatementResult::message(format!("{key} = {value}")))
+            }
+            (key, None) => {
+                let settings = self.settings();
+                let rows: Vec<Vec<Option<String>>> = settings
+                    .values()
+                    .iter()
+                    .filter(|(k, _)| key.as_ref().is_none_or(|want| want == *k))
+                    .map(|(k, v)| vec![Some(k.clone()), Some(v.clone())])
+                    .collect();
+                StatementResult::strings(&["key", "value"], rows)
+            }
+            (None, Some(_)) => Err(VitrineError::Parse("SET needs a key".into())),
+        }
+    }
+}
+
+#[async_trait]
+impl Session for EngineSession {
+    fn warehouse(&self) -> &Arc<Warehouse> {
+        &self.engine.warehouse
+    }
+
+    fn catalogs(&self) -> &WarehouseCatalogList {
+        &self.catalogs
+    }
+
+    fn datafusion(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    fn settings(&self) -> SessionSettings {
+        self.settings.lock().expect("settings lock").clone()
+    }
+
+    fn model_functions(&self) -> &FunctionContext {
+        &self.functions
+    }
+
+    fn write_progress(&self) -> Option<WriteProgress> {
+        self.write_progress.lock().expect("progress lock").clone()
+    }
+
+    async fn plan_statement(&self, mut statement: Statement) -> Result<DataFrame> {
+        let requests = rewrite_statement(&mut statement)?;
+        if requests.is_empty() {
+            return self.plan_rewritten(statement).await;
+        }
+        self.with_requested_tables(requests, statement).await
+    }
+}

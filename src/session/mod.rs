@@ -1,0 +1,116 @@
+//! The session seam: what a statement handler may ask of the session that runs it.
+//!
+//! Handlers of catalog statements, writes and vector indexes ([`crate::engine`]'s statement
+//! modules, [`crate::vector`]) depend on the [`Session`] trait only: plan SQL, resolve table
+//! names against the current schema, open tables, read the settings, reach the warehouse and the
+//! model functions' report. [`crate::engine::EngineSession`] implements it; an engine is shared
+//! by many sessions, each with its own settings and current schema. The trait plays the part
+//! DataFusion's own `Session` trait plays for its table providers.
+
+mod result;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::prelude::{DataFrame, SessionContext};
+use datafusion::sql::sqlparser::ast::{Query, Statement};
+use vitrine_udfs::FunctionContext;
+
+pub use result::StatementResult;
+
+use crate::catalog::{QualifiedName, TableEntry, TableName, Warehouse, WarehouseCatalogList};
+use crate::config::SessionSettings;
+use crate::error::{Result, VitrineError};
+use crate::sql::parser::{parse_statement, VitrineStatement};
+
+/// Called, while a statement writes a table, with the number of rows written so far.
+pub type WriteProgress = Arc<dyn Fn(usize) + Send + Sync>;
+
+/// What a statement handler needs from the session running it.
+#[async_trait]
+pub trait Session: Send + Sync {
+    /// The warehouse the session's engine is open on.
+    fn warehouse(&self) -> &Arc<Warehouse>;
+
+    /// The session's view of the warehouse catalog: the tree as read when the statement began
+    /// ([`WarehouseCatalogList::snapshot`]) and the tables it can open.
+    fn catalogs(&self) -> &WarehouseCatalogList;
+
+    /// The session's DataFusion context: its functions, options and temporary tables.
+    fn datafusion(&self) -> &SessionContext;
+
+    /// A copy of the session's settings as they are now.
+    fn settings(&self) -> SessionSettings;
+
+    /// What the model functions report about the running statement (models used, rows).
+    fn model_functions(&self) -> &FunctionContext;
+
+    /// Where statements that write report their rows, if anywhere.
+    fn write_progress(&self) -> Option<WriteProgress>;
+
+    /// Plans a query or other DataFusion statement, after the Spark rewrites, with the tables its
+    /// placeholders stand for (`read_files`, `VERSION AS OF`, `vector_search`).
+    async fn plan_statement(&self, statement: Statement) -> Result<DataFrame>;
+
+    /// Plans a query, after the Spark rewrites.
+    async fn plan_query(&self, query: Query) -> Result<DataFrame> {
+        self.plan_statement(Statement::Query(Box::new(query))).await
+    }
+
+    /// Plans a query given as text (the DML rewrites build their plans this way).
+    async fn plan_sql(&self, sql: &str) -> Result<DataFrame> {
+        match parse_statement(sql)? {
+            VitrineStatement::Query(statement) => self.plan_statement(*statement).await,
+            other => Err(VitrineError::Plan(format!(
+                "expected a query, got {other:?}"
+            ))),
+        }
+    }
+
+    /// The current catalog and schema (`USE` changes them).
+    fn current_schema(&self) -> (String, String) {
+        let state = self.datafusion().state();
+        let options = &state.config().options().catalog;
+        (
+            options.default_catalog.clone(),
+            options.default_schema.clone(),
+        )
+    }
+
+    /// `USE catalog.schema`: resolves later one- and two-part names there.
+    fn use_schema(&self, catalog: &str, schema: &str) {
+        let state = self.datafusion().state_ref();
+        let mut state = state.write();
+        let options = state.config_mut().options_mut();
+        options.catalog.default_catalog = catalog.to_string();
+        options.catalog.default_schema = schema.to_string();
+    }
+
+    /// Fills in the current catalog and schema.
+    fn qualify(&self, table: &TableName) -> QualifiedName {
+        let (catalog, schema) = self.current_schema();
+        table.resolve(&catalog, &schema)
+    }
+
+    /// Resolves a table name against the current schema and returns its entry; the error says
+    /// which of catalog, schema or table is missing.
+    fn table_entry(&self, table: &TableName) -> Result<(QualifiedName, TableEntry)> {
+        let name = self.qualify(table);
+        let snapshot = self.catalogs().snapshot();
+        match snapshot.table(&name) {
+            Some(entry) => Ok((name, entry.clone())),
+            None if !snapshot.catalogs.contains_key(&name.catalog) => Err(VitrineError::NotFound(
+                format!("catalog '{}' does not exist (table {name})", name.catalog),
+            )),
+            None if !snapshot.has_schema(&name.catalog, &name.schema) => {
+                Err(VitrineError::NotFound(format!(
+                    "schema '{}.{}' does not exist (table {name})",
+                    name.catalog, name.schema
+                )))
+            }
+            None => Err(VitrineError::NotFound(format!(
+                "table {name} does not exist"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! Vector indexes and `vector_search`: everything about them but the parsing of their statements
+//! (which is [`crate::sql::parser`]'s).
+//!
+//! - [`index`]: an index's entry (source, key, columns, metric, ANN kind and parameters with
+//!   their defaults) and its Lance dataset (build, open).
+//! - [`catalog`]: where entries live in the warehouse.
+//! - [`statements`]: `CREATE VECTOR INDEX`, `SYNC INDEX` (and the background sync of
+//!   `CONTINUOUS` indexes), `DROP INDEX`, `SHOW INDEXES`, `DESCRIBE INDEX`.
+//! - [`search`]: the `vector_search(…)` table function, alone or `LATERAL`.
+//!
+//! Handlers reach the session through the [`crate::session::Session`] seam only.
+
+pub mod catalog;
+pub mod index;
+pub mod search;
+pub mod statements;
