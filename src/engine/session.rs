@@ -214,7 +214,51 @@ impl EngineSession {
             VitrineStatement::DescribeIndex { name } => {
                 vector::statements::describe(self, &name).await
             }
-            other => catalog_ops::execute(self, other).await,
+            VitrineStatement::CreateCatalog {
+                name,
+                if_not_exists,
+            } => catalog_ops::create_catalog(self, name, if_not_exists).await,
+            VitrineStatement::CreateSchema {
+                catalog,
+                name,
+                if_not_exists,
+            } => catalog_ops::create_schema(self, catalog, name, if_not_exists).await,
+            VitrineStatement::DropSchema {
+                catalog,
+                name,
+                if_exists,
+                cascade,
+            } => catalog_ops::drop_schema(self, catalog, name, if_exists, cascade).await,
+            VitrineStatement::Use { kind, name } => catalog_ops::use_schema(self, kind, name).await,
+            VitrineStatement::ShowCatalogs => catalog_ops::show_catalogs(self).await,
+            VitrineStatement::ShowSchemas { catalog } => {
+                catalog_ops::show_schemas(self, catalog).await
+            }
+            VitrineStatement::ShowTables { schema } => catalog_ops::show_tables(self, schema).await,
+            VitrineStatement::ShowTblProperties { table } => {
+                catalog_ops::show_tbl_properties(self, table).await
+            }
+            VitrineStatement::DescribeHistory { table } => {
+                catalog_ops::describe_history(self, table).await
+            }
+            VitrineStatement::DropTable { table, if_exists } => {
+                catalog_ops::drop_table(self, table, if_exists).await
+            }
+            VitrineStatement::DropView { name, if_exists } => {
+                catalog_ops::drop_view(self, name, if_exists).await
+            }
+            VitrineStatement::SetTblProperties { table, properties } => {
+                catalog_ops::set_tbl_properties(self, table, properties).await
+            }
+            VitrineStatement::UnsetTblProperties { table, keys } => {
+                catalog_ops::unset_tbl_properties(self, table, keys).await
+            }
+            VitrineStatement::CommentOnTable { table, comment } => {
+                catalog_ops::comment_on_table(self, table, comment).await
+            }
+            VitrineStatement::Describe { table, extended } => {
+                catalog_ops::describe(self, &table, extended).await
+            }
         }
     }
 
