@@ -10,7 +10,7 @@ use std::path::Path;
 use criterion::{criterion_group, criterion_main, Criterion};
 use vitrine::demo::{self, DemoOptions};
 use vitrine::sql::script::split_statements;
-use vitrine::{Engine, EngineConfig};
+use vitrine::{Engine, EngineConfig, Session as _};
 
 const PRODUCTS: usize = demo::FULL_CATALOG;
 
@@ -35,10 +35,12 @@ fn phase2(c: &mut Criterion) {
         .map(|s| s.sql + ";\n")
         .collect();
 
-    let engine = runtime.block_on(async {
+    let session = runtime.block_on(async {
         let _ = std::fs::remove_dir_all(&dir);
-        let engine = Engine::open(EngineConfig::new(dir.to_str().unwrap()))
+        let session = Engine::open(EngineConfig::new(dir.to_str().unwrap()))
             .await
+            .unwrap()
+            .session()
             .unwrap();
         let options = DemoOptions {
             products: PRODUCTS,
@@ -46,16 +48,16 @@ fn phase2(c: &mut Criterion) {
             images: false,
             progress: false,
         };
-        demo::generate(engine.warehouse(), &options).await.unwrap();
-        engine
+        demo::generate(session.warehouse(), &options).await.unwrap();
+        session
             .run_file(&sql_dir.join("00_load_products.sql"))
             .await
             .unwrap();
-        engine
+        session
             .run_file(&sql_dir.join("demo/attributes_from_ground_truth.sql"))
             .await
             .unwrap();
-        engine
+        session
     });
 
     let mut group = c.benchmark_group("phase2_44424_products");
@@ -63,14 +65,14 @@ fn phase2(c: &mut Criterion) {
     group.bench_function("join_and_validate", |b| {
         b.iter(|| {
             runtime
-                .block_on(engine.run_script(&join_and_validate, "phase2"))
+                .block_on(session.run_script(&join_and_validate, "phase2"))
                 .unwrap()
         });
     });
     group.bench_function("whole_script_with_optimize_zorder", |b| {
         b.iter(|| {
             runtime
-                .block_on(engine.run_script(&script, "phase2"))
+                .block_on(session.run_script(&script, "phase2"))
                 .unwrap()
         });
     });

@@ -59,7 +59,7 @@ pub struct CoreSettings {
 const CORE_SETTINGS: &[SettingSpec] = &[SettingSpec {
     key: "vitrine.write.commit_rows",
     default: "",
-    doc: "INSERT INTO a Lance table commits a version every this many rows instead of once at the end, so that a long statement stopped half-way (a failure, Ctrl-C) keeps the rows committed so far; unset: one commit, all or nothing",
+    doc: "INSERT INTO a Lance or Delta table commits a version every this many rows instead of once at the end, so that a long statement stopped half-way (a failure, Ctrl-C) keeps the rows committed so far; unset: one commit, all or nothing",
 }];
 
 impl SettingGroup for CoreSettings {

@@ -176,7 +176,7 @@ pub async fn compact(location: &str) -> Result<OptimizeMetrics> {
 }
 
 /// Rewrites the dataset's rows ordered along a Z-order curve of `columns` (the dense rank of each
-/// column, bits interleaved by [`ZOrderKey`]) as one new version, so that rows close in every
+/// column, bits interleaved by `zorder_key`) as one new version, so that rows close in every
 /// column share fragments.
 pub async fn zorder(location: &str, columns: &[String]) -> Result<OptimizeMetrics> {
     let before = open(location, None).await?;

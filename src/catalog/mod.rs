@@ -2,7 +2,7 @@
 //!
 //! A warehouse is a folder (local or on an object store) holding catalogs, schemas and tables in
 //! Unity Catalog's three-level namespace. [`Warehouse`] owns the layout and the metadata entries;
-//! [`provider`] exposes them to DataFusion; [`storage`] is the seam every table format implements
+//! [`provider`] exposes them to DataFusion; [`mod@storage`] is the seam every table format implements
 //! ([`lance_table`], [`delta_table`], [`files`]); [`conform`] shapes query results into a table's
 //! schema; [`blobs`] reads the files behind image paths.
 

@@ -4,7 +4,7 @@
 //! read from the warehouse into the session's [`CatalogSnapshot`] before each of its statements
 //! ([`WarehouseCatalogList::refresh`]), so tables created by other sessions and processes are
 //! seen, and a statement plans against one consistent tree. Tables are opened through their
-//! format's [`storage`] when a query names them, at their latest version; views are planned then,
+//! format's [`storage()`] when a query names them, at their latest version; views are planned then,
 //! with the session's own state. Temporary views and the temporary tables a statement needs
 //! (`read_files(…)`, `t VERSION AS OF n`) live in the session only.
 

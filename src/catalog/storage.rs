@@ -229,7 +229,7 @@ impl TableStorage for DeltaStorage {
 
     async fn version(&self, location: &str) -> Result<Option<u64>> {
         let table = delta_table::open(location, None).await?;
-        Ok(table.version().map(|v| v as u64))
+        Ok(table.version())
     }
 
     async fn history(&self, location: &str) -> Result<Vec<HistoryEntry>> {

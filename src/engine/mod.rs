@@ -9,7 +9,7 @@
 //!
 //! [`EngineSession::execute`] parses a statement ([`crate::sql::parser`]), applies the Spark
 //! rewrites ([`crate::sql::rewrite`]) and routes it: queries to DataFusion, catalog statements to
-//! [`catalog_ops`], views to [`views`], writes to [`write`] (which commits each statement as one
+//! `catalog_ops`, views to `views`, writes to `write` (which commits each statement as one
 //! new table version), vector indexes to [`crate::vector`]. Those handlers see the session
 //! through the [`crate::session::Session`] trait only.
 

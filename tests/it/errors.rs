@@ -72,14 +72,12 @@ async fn bad_files_are_named_with_the_line_at_fault() {
 async fn an_unreachable_warehouse_is_reported() {
     let e = vitrine::Engine::open(vitrine::EngineConfig::new("/proc/no/such/warehouse"))
         .await
-        .err()
-        .expect("must fail")
+        .expect_err("must fail")
         .to_string();
     assert!(e.contains("/proc/no/such/warehouse"), "{e}");
     let e = vitrine::Engine::open(vitrine::EngineConfig::new("unknownscheme://bucket/wh"))
         .await
-        .err()
-        .expect("must fail")
+        .expect_err("must fail")
         .to_string();
     assert!(e.contains("unknownscheme://bucket/wh"), "{e}");
 }

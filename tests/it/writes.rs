@@ -213,3 +213,20 @@ async fn writes_report_rows_as_they_go() {
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
     assert_eq!(*seen.last().unwrap(), 5000);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn commit_rows_commits_an_insert_in_chunks_in_every_writable_format() {
+    for format in ["LANCE", "DELTA"] {
+        let wh = TestWarehouse::new().await;
+        wh.sql(&format!("CREATE TABLE t (id BIGINT) USING {format}"))
+            .await;
+        let before = wh.rows("DESCRIBE HISTORY t").await.len();
+        wh.sql("SET datafusion.execution.batch_size = 2").await;
+        wh.sql("SET vitrine.write.commit_rows = 3").await;
+        wh.sql("INSERT INTO t SELECT value FROM range(10)").await;
+        assert_eq!(wh.value("SELECT COUNT(*) FROM t").await, "10", "{format}");
+        // Batches of 2 rows: commits after 4, 8 and the last 2.
+        let history = wh.rows("DESCRIBE HISTORY t").await;
+        assert_eq!(history.len(), before + 3, "{format}: {history:?}");
+    }
+}

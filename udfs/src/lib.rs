@@ -1,12 +1,12 @@
 //! Vitrine's SQL functions over models and embeddings.
 //!
 //! The engine never knows which model runs: it registers this crate's functions on each of its
-//! DataFusion sessions through [`functions`], handing over a [`FunctionContext`] that carries the
+//! DataFusion sessions through [`functions()`], handing over a [`FunctionContext`] that carries the
 //! session's settings, file access and progress. The crate holds the model registry
 //! ([`models`]: each kind's name, files and SQL functions), the settings it owns ([`settings`]),
 //! the model runtime every model shares ([`runtime`]: finding files, device and precision, one
 //! load per process), the layers the models share ([`nn`], [`cpu_ops`]), images ([`image`]), the
-//! functions that need no model and the row plumbing of those that do ([`functions`]), and one
+//! functions that need no model and the row plumbing of those that do ([`mod@functions`]), and one
 //! folder per model kind: CLIP ([`clip`]) and SmolVLM ([`smolvlm`]). Its errors are
 //! [`ModelError`].
 

@@ -45,8 +45,11 @@ impl ModelSource {
 pub struct Hub {
     cache: Cache,
     offline: bool,
-    located: Arc<Mutex<BTreeMap<(String, Vec<String>), ModelSource>>>,
+    located: Arc<Mutex<Located>>,
 }
+
+/// Models found so far, by what named them and the files asked for.
+type Located = BTreeMap<(String, Vec<String>), ModelSource>;
 
 impl Hub {
     /// The cache and offline mode that Hugging Face's own tools would use.
