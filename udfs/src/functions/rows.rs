@@ -122,7 +122,7 @@ pub fn read_image(
             read.as_slice()
         }
     };
-    Ok(crate::image::decode::decode_rgb(bytes)?)
+    crate::image::decode::decode_rgb(bytes)
 }
 
 /// The name of row `i` in reports: its path, or its position in the statement.

@@ -9,10 +9,12 @@ use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 
+use crate::ModelError;
+
 /// The most pixels an image may have (a 100-megapixel photo is far beyond any catalogue's).
 pub const MAX_PIXELS: u64 = 100_000_000;
 
-/// Why bytes are not an image this crate can use.
+/// Why bytes are not an image this crate can use (the detail of [`ModelError::Image`]).
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     /// No bytes at all.
@@ -42,8 +44,12 @@ pub enum DecodeError {
     Corrupt(String),
 }
 
-/// Decodes `bytes` (JPEG, PNG or WebP) into RGB.
-pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
+/// Decodes `bytes` (JPEG, PNG or WebP) into RGB; the error is [`ModelError::Image`].
+pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, ModelError> {
+    Ok(decode(bytes)?)
+}
+
+fn decode(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
@@ -132,17 +138,14 @@ mod tests {
 
     #[test]
     fn bad_bytes_are_named() {
-        assert!(matches!(decode_rgb(b""), Err(DecodeError::Empty)));
+        assert!(matches!(decode(b""), Err(DecodeError::Empty)));
         assert!(matches!(
-            decode_rgb(b"hello, world"),
+            decode(b"hello, world"),
             Err(DecodeError::Unrecognised)
         ));
         let mut truncated = png(DynamicImage::new_rgb8(64, 64));
         truncated.truncate(truncated.len() / 2);
-        assert!(matches!(
-            decode_rgb(&truncated),
-            Err(DecodeError::Corrupt(_))
-        ));
+        assert!(matches!(decode(&truncated), Err(DecodeError::Corrupt(_))));
     }
 
     #[test]
@@ -151,7 +154,7 @@ mod tests {
         let mut header = png(DynamicImage::new_rgb8(1, 1));
         header[16..20].copy_from_slice(&30000u32.to_be_bytes());
         header[20..24].copy_from_slice(&30000u32.to_be_bytes());
-        let err = decode_rgb(&header).unwrap_err();
+        let err = decode(&header).unwrap_err();
         assert!(
             matches!(
                 err,
