@@ -2,11 +2,13 @@
 //! ([`SessionSettings`]), filled from command-line flags, the environment and `SET key = value`.
 //!
 //! Each part owns its `vitrine.*` keys as a typed [`SettingGroup`]: the engine's are
-//! [`CoreSettings`] (here), the model functions' are [`ModelSettings`] (in the model crate).
+//! [`CoreSettings`] (here), the model functions' are [`ModelSettings`] and [`ModelChoices`] (in
+//! the model crate).
 //! [`SessionSettings`] routes every `SET` to the group that owns the key, which validates it.
 
 use std::collections::BTreeMap;
 
+use vitrine_udfs::models::ModelChoices;
 use vitrine_udfs::settings::{ModelSettings, SettingGroup, SettingSpec};
 use vitrine_udfs::ModelError;
 
@@ -94,6 +96,8 @@ pub struct SessionSettings {
     pub core: CoreSettings,
     /// The model functions' settings.
     pub models: ModelSettings,
+    /// The model each kind loads (`vitrine.model.<name>`).
+    pub choices: ModelChoices,
 }
 
 impl SessionSettings {
@@ -113,6 +117,8 @@ impl SessionSettings {
             self.core.apply(key, value)
         } else if ModelSettings::owns(key) {
             self.models.apply(key, value)
+        } else if ModelChoices::owns(key) {
+            self.choices.apply(key, value)
         } else if key.starts_with("vitrine.") {
             return Err(unknown(key));
         } else {
@@ -153,13 +159,16 @@ impl SessionSettings {
     }
 
     fn is_known(key: &str) -> bool {
-        CoreSettings::owns(key) || ModelSettings::owns(key)
+        CoreSettings::owns(key) || ModelSettings::owns(key) || ModelChoices::owns(key)
     }
 }
 
 /// Every `vitrine.` setting, with its default and meaning.
 pub fn vitrine_settings() -> impl Iterator<Item = &'static SettingSpec> {
-    CoreSettings::specs().iter().chain(ModelSettings::specs())
+    CoreSettings::specs()
+        .iter()
+        .chain(ModelSettings::specs())
+        .chain(ModelChoices::specs())
 }
 
 fn unknown(key: &str) -> VitrineError {

@@ -11,7 +11,7 @@ use deltalake::protocol::SaveMode;
 use deltalake::DeltaTable;
 use url::Url;
 
-use super::storage::{HistoryEntry, Mode, OptimizeMetrics};
+use super::version::{HistoryEntry, Mode, OptimizeMetrics};
 use crate::error::{Result, ResultExt, VitrineError};
 
 /// Registers deltalake's S3, GCS and Azure storage handlers, once per process, so that Delta

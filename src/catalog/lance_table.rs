@@ -21,7 +21,7 @@ use lance::session::Session;
 use lance::Dataset;
 use lance_file::version::LanceFileVersion;
 
-use super::storage::{HistoryEntry, Mode, OptimizeMetrics};
+use super::version::{HistoryEntry, Mode, OptimizeMetrics};
 use super::zorder::ZOrderKey;
 use crate::error::{Result, ResultExt};
 

@@ -3,17 +3,17 @@
 //! A warehouse is a folder (local or on an object store) holding catalogs, schemas and tables in
 //! Unity Catalog's three-level namespace. [`Warehouse`] owns the layout and the metadata entries;
 //! [`provider`] exposes them to DataFusion; [`mod@storage`] is the seam every table format implements
-//! ([`lance_table`], [`delta_table`], [`files`]); [`conform`] shapes query results into a table's
-//! schema; [`blobs`] reads the files behind image paths.
+//! ([`lance_table`], [`delta_table`], [`files`]) in the terms of [`version`]; [`blobs`] reads the
+//! files behind image paths.
 
 pub mod blobs;
-pub mod conform;
 pub mod delta_table;
 pub mod entry;
 pub mod files;
 pub mod lance_table;
 pub mod provider;
 pub mod storage;
+pub mod version;
 pub mod warehouse;
 mod zorder;
 

@@ -2,59 +2,22 @@
 //!
 //! [`TableStorage`] is everything the engine asks of a format: open a version as a DataFusion
 //! table, write and commit a version, the current version, history, restore, and optimize
-//! (compaction, Z-ordering). [`storage`] picks the implementation for a [`TableFormat`]: Lance
-//! ([`super::lance_table`]), Delta ([`super::delta_table`]) or read-only files
-//! ([`super::files`]). Nothing outside this module matches on a table's format to decide how
+//! (compaction, Z-ordering), in the terms of [`super::version`]. [`storage()`] picks the
+//! implementation for a [`TableFormat`]: Lance ([`super::lance_table`]), Delta
+//! ([`super::delta_table`]) or read-only files ([`super::files`]). Nothing outside this module matches on a table's format to decide how
 //! to store it; a distributed scan adds its own per-format code here.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::execution::SendableRecordBatchStream;
 use futures::TryStreamExt;
 
+use super::version::{HistoryEntry, Mode, OptimizeMetrics};
 use super::{delta_table, files, lance_table, QualifiedName, TableEntry, TableFormat};
 use crate::error::{Result, VitrineError};
-
-/// How a write relates to the data already there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// A new table.
-    Create,
-    /// Replace all rows, as a new version.
-    Overwrite,
-    /// Add rows, as a new version.
-    Append,
-}
-
-/// One committed version of a table, as `DESCRIBE HISTORY` shows it.
-#[derive(Debug, Clone)]
-pub struct HistoryEntry {
-    /// The version number.
-    pub version: u64,
-    /// When it was committed.
-    pub timestamp: DateTime<Utc>,
-    /// The statement that wrote it (`WRITE`, `MERGE`, `OPTIMIZE ZORDER`, …).
-    pub operation: String,
-    /// Rows in the table at that version, when known.
-    pub num_rows: Option<u64>,
-}
-
-/// What `OPTIMIZE` did.
-#[derive(Debug, Clone, Default)]
-pub struct OptimizeMetrics {
-    /// Data files written.
-    pub files_added: u64,
-    /// Data files (and deletion files) replaced.
-    pub files_removed: u64,
-    /// Fragments (or files) before.
-    pub fragments_before: u64,
-    /// Fragments (or files) after.
-    pub fragments_after: u64,
-}
 
 /// A table format: how tables of it are read, written and versioned. Locations are URIs or
 /// local paths as the table entry holds them.

@@ -14,6 +14,7 @@
 //! through the [`crate::session::Session`] trait only.
 
 mod catalog_ops;
+mod conform;
 mod model_batches;
 mod script;
 mod session;

@@ -66,7 +66,10 @@ impl EngineSession {
             engine.files.clone(),
             engine.hub.clone(),
         ));
-        model_functions.set_settings(engine.startup.models.clone());
+        model_functions.set_settings(
+            engine.startup.models.clone(),
+            engine.startup.choices.chosen().clone(),
+        );
         let sql_functions = vitrine_udfs::functions(&model_functions);
         let batched = sql_functions
             .iter()
@@ -393,7 +396,8 @@ impl EngineSession {
         let mut settings = self.settings.lock().expect("settings lock");
         let mut changed = settings.clone();
         change(&mut changed)?;
-        self.functions.set_settings(changed.models.clone());
+        self.functions
+            .set_settings(changed.models.clone(), changed.choices.chosen().clone());
         *settings = changed;
         Ok(())
     }

@@ -15,10 +15,10 @@ use datafusion::prelude::DataFrame;
 use datafusion::sql::sqlparser::ast::{self, Expr, Query};
 use futures::TryStreamExt;
 
-use crate::catalog::storage::{detect_format, Mode};
-use crate::catalog::{
-    conform, storage, QualifiedName, TableEntry, TableFormat, TableName, TableStorage,
-};
+use super::conform;
+use crate::catalog::storage::detect_format;
+use crate::catalog::version::Mode;
+use crate::catalog::{storage, QualifiedName, TableEntry, TableFormat, TableName, TableStorage};
 use crate::error::{Result, VitrineError};
 use crate::session::{Session, StatementResult};
 use crate::sql::dml::{delete_queries, merge_queries, update_queries};

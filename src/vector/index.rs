@@ -17,7 +17,7 @@ use lance_linalg::distance::MetricType;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::lance_table;
-use crate::catalog::storage::Mode;
+use crate::catalog::version::Mode;
 use crate::error::{Result, ResultExt, VitrineError};
 
 /// The name of the ANN index inside an index dataset.

@@ -15,7 +15,7 @@ use lance_index::optimize::OptimizeOptions;
 use super::catalog;
 use super::index::{self, default_params, AnnKind, IndexEntry, Metric};
 use crate::catalog::lance_table;
-use crate::catalog::storage::Mode;
+use crate::catalog::version::Mode;
 use crate::catalog::{storage, QualifiedName, TableEntry, TableName};
 use crate::error::{Result, VitrineError};
 use crate::session::{Session, StatementResult};

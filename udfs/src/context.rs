@@ -9,10 +9,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use crate::models::LoadedModel;
 use crate::runtime::placement::Placement;
 use crate::runtime::registry;
-use crate::runtime::source::Hub;
+use crate::runtime::source::{Hub, ModelSource};
 use crate::settings::ModelSettings;
 use crate::ModelError;
 
@@ -109,9 +108,30 @@ pub struct ProgressUpdate {
 /// Receives progress updates (a progress bar, say).
 pub type ProgressSink = Arc<dyn Fn(&ProgressUpdate) + Send + Sync>;
 
+/// A model network that a kind loads from its folder: what [`FunctionContext::model`] loads.
+pub trait LoadedModel: std::any::Any + Send + Sync + Sized {
+    /// The name of its kind (`vitrine.model.<name>`).
+    const KIND: &'static str;
+    /// The folder or hub id loaded when `vitrine.model.<name>` is not set.
+    const DEFAULT_MODEL: &'static str;
+    /// The files a model folder holds besides its weights.
+    const FILES: &'static [&'static str];
+
+    /// Loads the network from `source` onto `placement`.
+    fn load(source: &ModelSource, placement: Placement) -> Result<Self, ModelError>;
+}
+
+/// The settings the model functions read: [`ModelSettings`], and the folder or hub id chosen for
+/// each model kind (`vitrine.model.<name>`).
+#[derive(Debug, Clone, Default)]
+struct Settings {
+    functions: ModelSettings,
+    models: BTreeMap<String, String>,
+}
+
 /// The model functions' view of their session.
 pub struct FunctionContext {
-    settings: RwLock<ModelSettings>,
+    settings: RwLock<Settings>,
     blobs: Arc<dyn BlobReader>,
     hub: Hub,
     progress: RwLock<Option<ProgressSink>>,
@@ -132,7 +152,7 @@ impl FunctionContext {
     /// clones share what they located).
     pub fn new(blobs: Arc<dyn BlobReader>, hub: Hub) -> Self {
         Self {
-            settings: RwLock::new(ModelSettings::default()),
+            settings: RwLock::new(Settings::default()),
             blobs,
             hub,
             progress: RwLock::new(None),
@@ -141,14 +161,22 @@ impl FunctionContext {
         }
     }
 
-    /// Replaces the settings the functions read (the session's, after a `SET` or `RESET`).
-    pub fn set_settings(&self, settings: ModelSettings) {
-        *self.settings.write().expect("settings lock") = settings;
+    /// Replaces the settings the functions read, and the model chosen for each kind (kind name
+    /// → folder or hub id): the session's, after a `SET` or `RESET`.
+    pub fn set_settings(&self, settings: ModelSettings, models: BTreeMap<String, String>) {
+        *self.settings.write().expect("settings lock") = Settings {
+            functions: settings,
+            models,
+        };
     }
 
     /// The current settings.
     pub fn settings(&self) -> ModelSettings {
-        self.settings.read().expect("settings lock").clone()
+        self.settings
+            .read()
+            .expect("settings lock")
+            .functions
+            .clone()
     }
 
     /// Sends progress updates to `sink`.
@@ -218,21 +246,27 @@ impl FunctionContext {
     /// default), loaded once per process, recorded as used by the statement; with its id and
     /// revision.
     pub fn model<M: LoadedModel>(&self) -> Result<(Arc<M>, ModelUse), ModelError> {
-        let kind = M::kind();
-        let settings = self.settings();
-        let spec = settings.model(kind.name(), kind.default_model());
-        let source = self.hub.locate(spec, kind.files())?;
-        let placement = Placement::parse(&settings.device, &settings.dtype)?;
+        let (spec, placement) = {
+            let settings = self.settings.read().expect("settings lock");
+            let spec = settings.models.get(M::KIND).cloned();
+            let placement =
+                Placement::parse(&settings.functions.device, &settings.functions.dtype)?;
+            (
+                spec.unwrap_or_else(|| M::DEFAULT_MODEL.to_string()),
+                placement,
+            )
+        };
+        let source = self.hub.locate(&spec, M::FILES)?;
         let key = format!(
             "{}|{}|{}|{}",
-            kind.name(),
+            M::KIND,
             source.dir.display(),
             source.revision,
             placement.describe()
         );
         let model = registry::shared(&key, || M::load(&source, placement))?;
         let used = ModelUse {
-            name: kind.name().into(),
+            name: M::KIND.into(),
             id: source.id.clone(),
             revision: source.revision.clone(),
         };

@@ -3,7 +3,7 @@
 //! The engine never knows which model runs: it registers this crate's functions on each of its
 //! DataFusion sessions through [`functions()`], handing over a [`FunctionContext`] that carries the
 //! session's settings, file access and progress. The crate holds the model registry
-//! ([`models`]: each kind's name, files and SQL functions), the settings it owns ([`settings`]),
+//! ([`models`]: the kinds, [`kind`]: what a kind is), the settings it owns ([`settings`]),
 //! the model runtime every model shares ([`runtime`]: finding files, device and precision, one
 //! load per process), the layers the models share ([`nn`], [`cpu_ops`]), images ([`image`]), the
 //! functions that need no model and the row plumbing of those that do ([`mod@functions`]), and one
@@ -18,6 +18,7 @@ pub mod cpu_ops;
 mod error;
 pub mod functions;
 pub mod image;
+pub mod kind;
 pub mod models;
 pub mod nn;
 pub mod runtime;
@@ -33,14 +34,14 @@ pub use error::ModelError;
 
 /// Every SQL function of the crate: those that need no model, then each model kind's (which read
 /// their session through `context`).
-pub fn functions(context: &Arc<FunctionContext>) -> Vec<models::SqlFunction> {
+pub fn functions(context: &Arc<FunctionContext>) -> Vec<kind::SqlFunction> {
     use functions::vector;
     let mut all = vec![
-        models::SqlFunction {
+        kind::SqlFunction {
             udf: ScalarUDF::new_from_impl(vector::CosineSimilarity::new()),
             runs_model: false,
         },
-        models::SqlFunction {
+        kind::SqlFunction {
             udf: ScalarUDF::new_from_impl(vector::HybridEmbed::new()),
             runs_model: false,
         },

@@ -1,63 +1,21 @@
-//! The model registry: every kind of model Vitrine runs, and what the engine may know of it.
+//! The model registry: every kind of model Vitrine runs, and which one each session chose.
 //!
 //! A kind ([`ModelKind`]) declares its name (`vitrine.model.<name>`, `embedding_model =>
-//! '<name>'`), the model used by default, the files its folder holds, its SQL functions and,
-//! where it has one, the function that embeds a query text (what `vector_search(query_text =>
-//! …)` calls). The engine registers every kind's functions on each session and asks the registry
-//! which function embeds text for an index; it never names a model itself. A kind's network
-//! loads through [`LoadedModel`], once per process ([`crate::runtime::registry`]).
+//! '<name>'`), its SQL functions and, where it has one, the function that embeds a query text
+//! (what `vector_search(query_text => …)` calls); its network says which files it loads and how
+//! ([`crate::context::LoadedModel`]), once per process ([`crate::runtime::registry`]). The engine
+//! registers every kind's functions on each session and asks the registry which function embeds
+//! text for an index; it never names a model itself. [`ModelChoices`] holds the
+//! `vitrine.model.<name>` settings, checked against the kinds.
 //!
 //! Adding a kind is adding its folder (network, `functions.rs`, a `ModelKind`) and one line in
 //! [`kinds`].
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 
-use datafusion::logical_expr::ScalarUDF;
-
-use crate::context::FunctionContext;
-use crate::runtime::placement::Placement;
-use crate::runtime::source::ModelSource;
+use crate::kind::ModelKind;
+use crate::settings::{SettingGroup, SettingSpec};
 use crate::{clip, smolvlm, ModelError};
-
-/// One SQL function of a model kind.
-pub struct SqlFunction {
-    /// The function.
-    pub udf: ScalarUDF,
-    /// Whether it runs the model (slow per row): the engine then feeds it batches of
-    /// `vitrine.udf.batch_size` rows.
-    pub runs_model: bool,
-}
-
-/// A kind of model: its name, files and SQL functions.
-pub trait ModelKind: Send + Sync {
-    /// The kind's name, as `vitrine.model.<name>` and an index's `embedding_model` give it.
-    fn name(&self) -> &'static str;
-
-    /// The folder or hub id used when `vitrine.model.<name>` is not set.
-    fn default_model(&self) -> &'static str;
-
-    /// The files a model folder holds besides its weights.
-    fn files(&self) -> &'static [&'static str];
-
-    /// The kind's SQL functions, each reading its session's settings, files and report through
-    /// `context`.
-    fn functions(&self, context: &Arc<FunctionContext>) -> Vec<SqlFunction>;
-
-    /// The SQL function that embeds a text into the space of this kind's vectors (one `STRING`
-    /// argument), if the kind has one.
-    fn text_embedding_function(&self) -> Option<&'static str> {
-        None
-    }
-}
-
-/// A model network that a kind loads from its folder.
-pub trait LoadedModel: std::any::Any + Send + Sync + Sized {
-    /// The kind this network belongs to.
-    fn kind() -> &'static dyn ModelKind;
-
-    /// Loads the network from `source` onto `placement`.
-    fn load(source: &ModelSource, placement: Placement) -> Result<Self, ModelError>;
-}
 
 /// Every kind of model, in the order their functions are registered.
 pub fn kinds() -> &'static [&'static dyn ModelKind] {
@@ -97,6 +55,39 @@ fn names() -> Vec<&'static str> {
     kinds().iter().map(|k| k.name()).collect()
 }
 
+/// The `vitrine.model.<name>` settings: the folder or hub id each kind loads instead of its
+/// default.
+#[derive(Debug, Clone, Default)]
+pub struct ModelChoices {
+    chosen: BTreeMap<String, String>,
+}
+
+const MODEL_CHOICES: &[SettingSpec] = &[SettingSpec {
+    key: "vitrine.model.<name>",
+    default: "",
+    doc: "the folder or Hugging Face hub id (id@revision pins one) of model kind <name>; each kind has its default",
+}];
+
+impl SettingGroup for ModelChoices {
+    fn specs() -> &'static [SettingSpec] {
+        MODEL_CHOICES
+    }
+
+    fn apply(&mut self, key: &str, value: &str) -> Result<(), ModelError> {
+        let name = key.strip_prefix("vitrine.model.").unwrap_or(key);
+        kind(name)?;
+        self.chosen.insert(name.to_string(), value.to_string());
+        Ok(())
+    }
+}
+
+impl ModelChoices {
+    /// Kind name → folder or hub id, for the kinds chosen.
+    pub fn chosen(&self) -> &BTreeMap<String, String> {
+        &self.chosen
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +102,9 @@ mod tests {
         assert!(text_embedding_function("smolvlm").is_err());
         let unknown = kind("bert").err().expect("no kind 'bert'").to_string();
         assert!(unknown.contains("clip, smolvlm"), "{unknown}");
+        let mut choices = ModelChoices::default();
+        assert!(choices.apply("vitrine.model.clp", "/m").is_err());
+        choices.apply("vitrine.model.clip", "/m").unwrap();
+        assert_eq!(choices.chosen().get("clip").map(String::as_str), Some("/m"));
     }
 }

@@ -5,12 +5,12 @@
 //! their meaning ([`SettingSpec`]), and an [`apply`](SettingGroup::apply) that parses and checks
 //! one `SET key = value`. The engine holds one value of each group per session and routes every
 //! `SET vitrine.*` to the group that [`owns`](SettingGroup::owns) the key, so that a key is
-//! validated in one place and a typo fails loudly. This crate's group is [`ModelSettings`]
-//! (`vitrine.model.*`, `vitrine.device`, `vitrine.dtype`, `vitrine.udf.*`, `vitrine.smolvlm.*`).
+//! validated in one place and a typo fails loudly. This crate's groups are [`ModelSettings`]
+//! (`vitrine.device`, `vitrine.dtype`, `vitrine.udf.*`, `vitrine.smolvlm.*`) and
+//! [`crate::models::ModelChoices`] (`vitrine.model.<name>`).
 
 use std::collections::BTreeMap;
 
-use crate::models;
 use crate::runtime::placement::Placement;
 use crate::smolvlm::sampling::Decoding;
 use crate::ModelError;
@@ -74,8 +74,6 @@ pub enum OnError {
 /// The settings the model functions read.
 #[derive(Debug, Clone)]
 pub struct ModelSettings {
-    /// Model kind (`clip`) → folder or hub id, for kinds whose default is not wanted.
-    pub models: BTreeMap<String, String>,
     /// `auto`, `cpu`, `cuda`, `cuda:N`.
     pub device: String,
     /// `auto`, `f32`, `bf16`, `f16`.
@@ -97,7 +95,6 @@ pub struct ModelSettings {
 impl Default for ModelSettings {
     fn default() -> Self {
         Self {
-            models: BTreeMap::new(),
             device: "auto".into(),
             dtype: "auto".into(),
             batch_size: 32,
@@ -111,11 +108,6 @@ impl Default for ModelSettings {
 }
 
 const MODEL_SETTINGS: &[SettingSpec] = &[
-    SettingSpec {
-        key: "vitrine.model.<name>",
-        default: "",
-        doc: "the folder or Hugging Face hub id (id@revision pins one) of model kind <name>; each kind has its default",
-    },
     SettingSpec {
         key: "vitrine.device",
         default: "auto",
@@ -177,11 +169,6 @@ impl SettingGroup for ModelSettings {
     }
 
     fn apply(&mut self, key: &str, value: &str) -> Result<(), ModelError> {
-        if let Some(name) = key.strip_prefix("vitrine.model.") {
-            models::kind(name)?;
-            self.models.insert(name.to_string(), value.to_string());
-            return Ok(());
-        }
         match key {
             "vitrine.device" => {
                 Placement::parse(value, &self.dtype)?;
@@ -237,11 +224,6 @@ impl SettingGroup for ModelSettings {
 }
 
 impl ModelSettings {
-    /// The folder or hub id of model kind `name`, or `default`.
-    pub fn model<'a>(&'a self, name: &str, default: &'a str) -> &'a str {
-        self.models.get(name).map_or(default, String::as_str)
-    }
-
     /// SmolVLM's decoding rule (the values were checked when set).
     pub fn smolvlm_decoding(&self) -> Decoding {
         Decoding::new(self.smolvlm_temperature, self.smolvlm_top_p).unwrap_or(Decoding::Greedy)
@@ -258,15 +240,19 @@ mod tests {
         settings.apply("vitrine.udf.batch_size", "8").unwrap();
         assert!(settings.apply("vitrine.udf.batch_size", "0").is_err());
         assert!(settings.apply("vitrine.smolvlm.top_p", "1.5").is_err());
-        assert!(settings.apply("vitrine.model.nosuchkind", "x").is_err());
         assert_eq!(settings.batch_size, 8);
         assert_eq!(settings.smolvlm_decoding(), Decoding::Greedy);
     }
 
     #[test]
     fn families_match_their_members_only() {
-        assert!(ModelSettings::owns("vitrine.model.clip"));
-        assert!(!ModelSettings::owns("vitrine.model."));
+        let family = SettingSpec {
+            key: "vitrine.model.<name>",
+            default: "",
+            doc: "",
+        };
+        assert!(family.matches("vitrine.model.clip"));
+        assert!(!family.matches("vitrine.model."));
         assert!(ModelSettings::owns("vitrine.smolvlm.seed"));
         assert!(!ModelSettings::owns("vitrine.write.commit_rows"));
     }

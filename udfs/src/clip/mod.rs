@@ -19,8 +19,8 @@ use tokenizers::{Tokenizer, TruncationParams};
 use self::config::{ClipConfig, ProcessorConfig};
 use self::model::{l2_normalise, ClipNetwork};
 use self::preprocess::ImageProcessor;
-use crate::context::FunctionContext;
-use crate::models::{LoadedModel, ModelKind, SqlFunction};
+use crate::context::{FunctionContext, LoadedModel};
+use crate::kind::{ModelKind, SqlFunction};
 use crate::runtime::placement::Placement;
 use crate::runtime::source::ModelSource;
 use crate::ModelError;
@@ -33,15 +33,7 @@ pub struct ClipKind;
 
 impl ModelKind for ClipKind {
     fn name(&self) -> &'static str {
-        "clip"
-    }
-
-    fn default_model(&self) -> &'static str {
-        "openai/clip-vit-base-patch32"
-    }
-
-    fn files(&self) -> &'static [&'static str] {
-        CLIP_FILES
+        <ClipEmbedder as LoadedModel>::KIND
     }
 
     fn functions(&self, context: &std::sync::Arc<FunctionContext>) -> Vec<SqlFunction> {
@@ -64,9 +56,9 @@ impl ModelKind for ClipKind {
 }
 
 impl LoadedModel for ClipEmbedder {
-    fn kind() -> &'static dyn ModelKind {
-        &ClipKind
-    }
+    const KIND: &'static str = "clip";
+    const DEFAULT_MODEL: &'static str = "openai/clip-vit-base-patch32";
+    const FILES: &'static [&'static str] = CLIP_FILES;
 
     fn load(source: &ModelSource, placement: Placement) -> Result<Self, ModelError> {
         ClipEmbedder::load(source, placement)

@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use datafusion::logical_expr::ScalarUDF;
 
-use crate::context::FunctionContext;
-use crate::models::{LoadedModel, ModelKind, SqlFunction};
+use crate::context::{FunctionContext, LoadedModel};
+use crate::kind::{ModelKind, SqlFunction};
 use crate::runtime::placement::Placement;
 use crate::runtime::source::ModelSource;
 use crate::ModelError;
@@ -29,15 +29,7 @@ pub struct SmolVlmKind;
 
 impl ModelKind for SmolVlmKind {
     fn name(&self) -> &'static str {
-        "smolvlm"
-    }
-
-    fn default_model(&self) -> &'static str {
-        "HuggingFaceTB/SmolVLM-256M-Instruct"
-    }
-
-    fn files(&self) -> &'static [&'static str] {
-        model::SMOLVLM_FILES
+        <model::SmolVlm as LoadedModel>::KIND
     }
 
     fn functions(&self, context: &Arc<FunctionContext>) -> Vec<SqlFunction> {
@@ -59,9 +51,9 @@ impl ModelKind for SmolVlmKind {
 }
 
 impl LoadedModel for model::SmolVlm {
-    fn kind() -> &'static dyn ModelKind {
-        &SmolVlmKind
-    }
+    const KIND: &'static str = "smolvlm";
+    const DEFAULT_MODEL: &'static str = "HuggingFaceTB/SmolVLM-256M-Instruct";
+    const FILES: &'static [&'static str] = model::SMOLVLM_FILES;
 
     fn load(source: &ModelSource, placement: Placement) -> Result<Self, ModelError> {
         model::SmolVlm::load(source, placement)

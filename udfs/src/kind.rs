@@ -1,0 +1,34 @@
+//! What a kind of model is to the engine ([`ModelKind`]): its name, its SQL functions and, where
+//! it has one, the function that embeds a query text. How its network loads is
+//! [`crate::context::LoadedModel`]; the list of kinds is [`crate::models`].
+
+use std::sync::Arc;
+
+use datafusion::logical_expr::ScalarUDF;
+
+use crate::context::FunctionContext;
+
+/// One SQL function of a model kind.
+pub struct SqlFunction {
+    /// The function.
+    pub udf: ScalarUDF,
+    /// Whether it runs the model (slow per row): the engine then feeds it batches of
+    /// `vitrine.udf.batch_size` rows.
+    pub runs_model: bool,
+}
+
+/// A kind of model: its name and SQL functions.
+pub trait ModelKind: Send + Sync {
+    /// The kind's name, as `vitrine.model.<name>` and an index's `embedding_model` give it.
+    fn name(&self) -> &'static str;
+
+    /// The kind's SQL functions, each reading its session's settings, files and report through
+    /// `context`.
+    fn functions(&self, context: &Arc<FunctionContext>) -> Vec<SqlFunction>;
+
+    /// The SQL function that embeds a text into the space of this kind's vectors (one `STRING`
+    /// argument), if the kind has one.
+    fn text_embedding_function(&self) -> Option<&'static str> {
+        None
+    }
+}
