@@ -26,9 +26,12 @@ use crate::vector;
 
 /// One caller's session: its own DataFusion context (functions, options, current schema),
 /// settings, catalog snapshot and model-function report, over an engine it shares with other
-/// sessions. Statements of one session run one at a time; sessions run concurrently.
+/// sessions. Statements of one session run one at a time (a second waits for the first);
+/// sessions run concurrently.
 pub struct EngineSession {
     engine: Arc<Engine>,
+    /// Held while a statement runs: the model functions' report is the session's.
+    running: tokio::sync::Mutex<()>,
     ctx: SessionContext,
     catalogs: WarehouseCatalogList,
     settings: Mutex<SessionSettings>,
@@ -97,6 +100,7 @@ impl EngineSession {
             ctx.register_udf(function.udf);
         }
         Ok(Self {
+            running: tokio::sync::Mutex::new(()),
             settings: Mutex::new(engine.startup.clone()),
             engine,
             ctx,
@@ -150,6 +154,7 @@ impl EngineSession {
     /// Runs one statement and returns its result set (empty for most statements that write),
     /// with a warning for rows the model functions could not process.
     pub async fn execute(&self, sql: &str) -> Result<StatementResult> {
+        let _running = self.running.lock().await;
         self.functions.begin_statement();
         let outcome = self.execute_statement(sql).await;
         let report = self.functions.finish_statement();
