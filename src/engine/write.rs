@@ -35,12 +35,6 @@ async fn commit(
     operation: &str,
     chunk_rows: Option<usize>,
 ) -> Result<(u64, usize)> {
-    if !entry.format.is_writable() {
-        return Err(VitrineError::Plan(format!(
-            "{name} is a {} table, which is read-only",
-            entry.format
-        )));
-    }
     let storage = storage(entry.format)?;
     let df = conform::to_storage(df)?;
     let rows = Arc::new(AtomicUsize::new(0));

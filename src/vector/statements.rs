@@ -33,9 +33,10 @@ const PARAM_KEYS: &[&str] = &[
 
 /// The source table's current version (Lance and Delta tables have one).
 async fn source_version(name: &QualifiedName, entry: &TableEntry) -> Result<u64> {
-    let version = match entry.format.is_writable() {
-        true => storage(entry.format)?.version(&entry.location).await?,
-        false => None,
+    let version = if entry.format.is_writable() {
+        storage(entry.format)?.version(&entry.location).await?
+    } else {
+        None
     };
     version.ok_or_else(|| {
         VitrineError::Plan(format!(

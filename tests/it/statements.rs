@@ -263,6 +263,22 @@ async fn set_accepts_known_vitrine_settings_only() {
     wh.sql("SET spark.sql.shuffle.partitions = 8").await;
 }
 
+/// `vitrine.model.<name>` takes the kinds the model registry knows, and a refused `SET` leaves
+/// the setting as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_kind_that_does_not_exist_is_refused_by_name() {
+    let wh = TestWarehouse::new().await;
+    let before = wh.session.setting("vitrine.model.clip");
+    let err = wh.error("SET vitrine.model.clp = '/models/clip'").await;
+    assert!(err.contains("unknown model kind 'clp'"), "{err}");
+    assert!(err.contains("clip, smolvlm"), "{err}");
+    let err = wh.error("SET vitrine.udf.batch_size = 0").await;
+    assert!(err.contains("positive integer"), "{err}");
+    assert_eq!(wh.session.setting("vitrine.udf.batch_size"), None);
+    assert_eq!(wh.session.setting("vitrine.model.clip"), before);
+    assert_eq!(wh.session.setting("vitrine.model.clp"), None);
+}
+
 /// `RESET key` goes back to the value the session started with (here the command-line model) or
 /// to the default, for the model functions too; `RESET` resets every key.
 #[tokio::test(flavor = "multi_thread")]

@@ -2,7 +2,7 @@
 //! progress, and the per-statement report.
 //!
 //! The engine makes one [`FunctionContext`] per session, hands it the session's
-//! [`ModelSettings`] whenever a `SET` changes them, calls [`FunctionContext::begin_statement`]
+//! [`ModelSettings`] and model choices whenever a `SET` changes them, calls [`FunctionContext::begin_statement`]
 //! before each statement and [`FunctionContext::finish_statement`] after it, and shows the
 //! report's warnings.
 
