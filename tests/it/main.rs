@@ -5,6 +5,7 @@ mod clip;
 mod delta;
 mod errors;
 mod plan_snippets;
+mod quality;
 mod scripts;
 mod sessions;
 mod smolvlm;

@@ -1,0 +1,11 @@
+//! The embedding-quality benchmark: how well two vector indexes answer the same queries, judged
+//! by graded relevance, with confidence intervals.
+//!
+//! - [`metrics`]: Recall, Precision, nDCG, MRR and MAP per query (trec_eval's and ranx's
+//!   definitions; checked against ranx by `tests/it/quality.rs`).
+//! - [`stats`]: bootstrap intervals and the paired test.
+//! - [`trec`]: TREC qrels and run files, read and written.
+
+pub mod metrics;
+pub mod stats;
+pub mod trec;
