@@ -3,9 +3,11 @@
 //!
 //! - [`metrics`]: Recall, Precision, nDCG, MRR and MAP per query (trec_eval's and ranx's
 //!   definitions; checked against ranx by `tests/it/quality.rs`).
+//! - [`queries`]: queries drawn from a labelled catalog, with graded judgments.
 //! - [`stats`]: bootstrap intervals and the paired test.
 //! - [`trec`]: TREC qrels and run files, read and written.
 
 pub mod metrics;
+pub mod queries;
 pub mod stats;
 pub mod trec;
