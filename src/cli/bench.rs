@@ -1,5 +1,6 @@
 //! `vitrine bench clip DIR` and `vitrine bench vectors DIR`: throughput of the CLIP functions
-//! and of vector search through SQL, for `benches/RESULTS.md`.
+//! and of vector search through SQL, for `benches/RESULTS.md`; `vitrine bench quality`: how well
+//! two vector indexes retrieve ([`vitrine::bench::quality`]).
 //!
 //! For `clip`, `DIR` is what `benches/peers/clip_peers.py` prepares and measures transformers on: `model/` (a
 //! CLIP folder), `texts.txt` (one text per line) and `images.txt` (one photo path per line). For
@@ -314,5 +315,22 @@ pub async fn vectors(options: VectorBench<'_>, mut config: EngineConfig) -> Resu
         })
         .to_string(),
     )?;
+    Ok(())
+}
+
+/// `vitrine bench quality`: runs the benchmark, writes its report into `out` and prints the
+/// headline.
+pub async fn quality(
+    options: &vitrine::bench::quality::QualityOptions,
+    out: &Path,
+    config: EngineConfig,
+) -> Result<()> {
+    use vitrine::bench::quality::{self, report};
+    let session = Engine::open(config).await?.session()?;
+    let result = quality::run(&session, options).await?;
+    report::write(&result, out)?;
+    println!("{}", report::markdown(&result));
+    eprintln!("{}", report::headline(&result));
+    eprintln!("report written to {}", out.display());
     Ok(())
 }

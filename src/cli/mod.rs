@@ -115,6 +115,30 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 100)]
         clusters: usize,
     },
+    /// Retrieval quality of two vector indexes (searched with their embedding model's text
+    /// embedding) on queries drawn with a seed from the labelled demo catalog: Recall, Precision,
+    /// nDCG, MRR and MAP at k with bootstrap intervals, and the paired differences. Writes
+    /// metrics.json, report.md, qrels.txt, baseline.trec, candidate.trec and queries.jsonl.
+    Quality {
+        /// The index searched as it is today.
+        #[arg(long)]
+        baseline: String,
+        /// The index that should search better.
+        #[arg(long)]
+        candidate: String,
+        /// Results per query and the metrics' cut-off.
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// Seeds the query sample and the resampling.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Queries drawn of each kind.
+        #[arg(long, default_value_t = 30)]
+        per_kind: usize,
+        /// Folder for the report.
+        #[arg(long, default_value = "quality-report")]
+        out: PathBuf,
+    },
 }
 
 fn parse_model(text: &str) -> Result<(String, String), String> {
@@ -232,6 +256,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 clusters,
             };
             runtime.block_on(bench::vectors(options, config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Quality {
+            baseline,
+            candidate,
+            k,
+            seed,
+            per_kind,
+            out,
+        }) => {
+            let options = vitrine::bench::quality::QualityOptions {
+                baseline,
+                candidate,
+                k,
+                seed,
+                per_kind,
+                labels: Default::default(),
+            };
+            runtime.block_on(bench::quality(&options, &out, config))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { interval } => runtime.block_on(serve(config, interval)),

@@ -37,6 +37,7 @@ use crate::catalog::blobs::WarehouseFiles;
 use crate::catalog::{Warehouse, WarehouseCatalogList};
 use crate::config::{EngineConfig, SessionSettings, DEFAULT_CATALOG, DEFAULT_SCHEMA};
 use crate::error::Result;
+use crate::session::Session as _;
 
 /// A warehouse opened for SQL, shared by the sessions that run statements on it.
 pub struct Engine {

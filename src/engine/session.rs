@@ -146,11 +146,6 @@ impl EngineSession {
         Ok(names)
     }
 
-    /// Re-reads the catalog tree, so that the next statement sees what others committed.
-    pub(super) async fn refresh(&self) -> Result<()> {
-        self.catalogs.refresh().await.map(|_| ())
-    }
-
     /// Runs one statement and returns its result set (empty for most statements that write),
     /// with a warning for rows the model functions could not process.
     pub async fn execute(&self, sql: &str) -> Result<StatementResult> {
@@ -468,6 +463,10 @@ impl Session for EngineSession {
 
     fn datafusion(&self) -> &SessionContext {
         &self.ctx
+    }
+
+    async fn refresh(&self) -> Result<()> {
+        self.catalogs.refresh().await.map(|_| ())
     }
 
     fn settings(&self) -> SessionSettings {

@@ -32,9 +32,14 @@ pub trait Session: Send + Sync {
     /// The warehouse the session's engine is open on.
     fn warehouse(&self) -> &Arc<Warehouse>;
 
-    /// The session's view of the warehouse catalog: the tree as read when the statement began
-    /// ([`WarehouseCatalogList::snapshot`]) and the tables it can open.
+    /// The session's view of the warehouse catalog: the tree as read when the statement began,
+    /// or at the last [`refresh`](Self::refresh) ([`WarehouseCatalogList::snapshot`]), and the
+    /// tables it can open.
     fn catalogs(&self) -> &WarehouseCatalogList;
+
+    /// Re-reads the catalog tree, so that what other sessions and processes committed is seen;
+    /// each statement does it first, work that plans outside a statement does it itself.
+    async fn refresh(&self) -> Result<()>;
 
     /// The session's DataFusion context: its functions, options and temporary tables.
     fn datafusion(&self) -> &SessionContext;

@@ -41,3 +41,121 @@ fn metrics_agree_with_ranx_per_query_to_1e6() {
     }
     assert_eq!(compared, 2 * 2 * 5 * 40);
 }
+
+mod benchmark {
+    use vitrine::bench::quality::metrics::{per_query, Metric};
+    use vitrine::bench::quality::trec::{rankings, read_qrels, read_run};
+    use vitrine::bench::quality::{report, run, QualityOptions};
+
+    use crate::support::TestWarehouse;
+
+    /// A 240-product demo catalog with two text indexes: descriptions without and with the
+    /// ground-truth attributes, embedded by the tiny random-weight CLIP fixture.
+    async fn two_indexes() -> TestWarehouse {
+        let (wh, _) = TestWarehouse::with_demo(240, 5).await;
+        wh.run_sql_file("00_load_products.sql").await;
+        wh.sql(
+            "CREATE TABLE main.fashion_demo.texts AS SELECT p.product_id, \
+             concat_ws(' ', p.product_display_name, p.article_type, p.base_color, p.gender) AS base, \
+             concat_ws(' ', p.product_display_name, p.article_type, p.base_color, p.gender, \
+                       g.material, g.pattern, g.sleeve_length, g.collar_type) AS rich \
+             FROM main.fashion_demo.products p JOIN main.fashion_demo.products_ground_truth g \
+             ON p.product_id = g.product_id",
+        )
+        .await;
+        wh.sql(
+            "CREATE TABLE main.fashion_demo.vectors AS SELECT product_id, \
+             clip_text_embed(base) AS b, clip_text_embed(rich) AS r FROM main.fashion_demo.texts",
+        )
+        .await;
+        for (index, column) in [("vs_base", "b"), ("vs_rich", "r")] {
+            wh.sql(&format!(
+                "CREATE VECTOR INDEX main.fashion_demo.{index} ON main.fashion_demo.vectors ({column}) \
+                 USING FLAT WITH (primary_key = 'product_id', embedding_model = 'clip')"
+            ))
+            .await;
+        }
+        wh
+    }
+
+    fn options(baseline: &str, candidate: &str, seed: u64) -> QualityOptions {
+        QualityOptions {
+            baseline: format!("main.fashion_demo.{baseline}"),
+            candidate: format!("main.fashion_demo.{candidate}"),
+            k: 10,
+            seed,
+            per_kind: 4,
+            labels: Default::default(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_run_repeats_with_its_seed_and_its_files_recompute_its_figures() {
+        let wh = two_indexes().await;
+        let first = run(&wh.session, &options("vs_base", "vs_rich", 1))
+            .await
+            .unwrap();
+        let again = run(&wh.session, &options("vs_base", "vs_rich", 1))
+            .await
+            .unwrap();
+        let json = |r: &vitrine::bench::quality::QualityReport| serde_json::to_string(r).unwrap();
+        assert_eq!(json(&first), json(&again));
+        assert!(first.queries.len() >= 20, "{} queries", first.queries.len());
+        assert_eq!(first.kinds[0].kind, "all");
+        assert!(first
+            .kinds
+            .iter()
+            .any(|k| k.kind == "colour+pattern+material+article+gender"));
+
+        let other = run(&wh.session, &options("vs_base", "vs_rich", 2))
+            .await
+            .unwrap();
+        let texts = |r: &vitrine::bench::quality::QualityReport| {
+            r.queries.iter().map(|q| q.text.clone()).collect::<Vec<_>>()
+        };
+        assert_ne!(texts(&first), texts(&other), "another seed, another sample");
+
+        let itself = run(&wh.session, &options("vs_rich", "vs_rich", 1))
+            .await
+            .unwrap();
+        for m in &itself.kinds[0].metrics {
+            assert_eq!(m.difference.difference.mean, 0.0, "{}", m.metric);
+            assert!(m.difference.p_value > 0.99, "{}", m.metric);
+        }
+
+        let out = wh.path().join("quality");
+        report::write(&first, &out).unwrap();
+        let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap();
+        let qrels = read_qrels(&read("qrels.txt"), "qrels.txt").unwrap();
+        assert_eq!(qrels, first.qrels());
+        let metrics: serde_json::Value = serde_json::from_str(&read("metrics.json")).unwrap();
+        for (i, system) in ["baseline", "candidate"].iter().enumerate() {
+            let run = rankings(&read_run(&read(&format!("{system}.trec")), system).unwrap());
+            assert!(run.values().all(|r| r.len() <= 10));
+            let ndcg = per_query(&qrels, &run, Some(10))[&Metric::Ndcg].clone();
+            let mean = ndcg.iter().sum::<f64>() / ndcg.len() as f64;
+            let reported = metrics["kinds"][0]["metrics"][0][system]["mean"]
+                .as_f64()
+                .unwrap();
+            assert_eq!(metrics["kinds"][0]["metrics"][0]["metric"], "ndcg@10");
+            assert!(
+                (mean - reported).abs() < 1e-12,
+                "{system}: {mean} vs {reported}"
+            );
+            assert_eq!(rankings(&first.runs[i]), run);
+        }
+        assert!(read("report.md").contains("ndcg@10"));
+        assert_eq!(read("queries.jsonl").lines().count(), first.queries.len());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_unknown_index_is_named() {
+        let (wh, _) = TestWarehouse::with_demo(40, 5).await;
+        wh.run_sql_file("00_load_products.sql").await;
+        let err = run(&wh.session, &options("nope", "nope", 1))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("main.fashion_demo.nope"), "{err}");
+    }
+}

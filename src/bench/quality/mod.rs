@@ -6,8 +6,15 @@
 //! - [`queries`]: queries drawn from a labelled catalog, with graded judgments.
 //! - [`stats`]: bootstrap intervals and the paired test.
 //! - [`trec`]: TREC qrels and run files, read and written.
+//! - [`run`](mod@run): the benchmark in a session: the labelled catalog, both indexes searched
+//!   with `vector_search`, the figures over all queries and per kind.
+//! - [`report`]: `metrics.json`, `report.md`, qrels, runs and queries in a folder.
 
 pub mod metrics;
 pub mod queries;
+pub mod report;
+pub mod run;
 pub mod stats;
 pub mod trec;
+
+pub use run::{run, LabelSource, QualityOptions, QualityReport};

@@ -1,0 +1,115 @@
+//! The benchmark's files: `metrics.json` (every figure), `report.md` (the same for people), the
+//! judgments as TREC qrels (`qrels.txt`), each index's results as a TREC run (`baseline.trec`,
+//! `candidate.trec`) and the queries (`queries.jsonl`), so that any figure can be recomputed
+//! with trec_eval or ranx.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::metrics::Metric;
+use super::run::{MetricFigures, QualityReport};
+use super::stats::Interval;
+use super::trec;
+use crate::error::{Result, ResultExt};
+
+/// Writes every file of the report into `dir` (created when missing).
+pub fn write(report: &QualityReport, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).context(|| format!("creating '{}'", dir.display()))?;
+    let files = [
+        ("metrics.json", serde_json::to_string_pretty(report)? + "\n"),
+        ("report.md", markdown(report)),
+        ("qrels.txt", trec::qrels_text(&report.qrels())),
+        ("baseline.trec", trec::run_text(&report.runs[0], "baseline")),
+        (
+            "candidate.trec",
+            trec::run_text(&report.runs[1], "candidate"),
+        ),
+        ("queries.jsonl", queries_jsonl(report)?),
+    ];
+    for (name, text) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, text).context(|| format!("writing '{}'", path.display()))?;
+    }
+    Ok(())
+}
+
+fn queries_jsonl(report: &QualityReport) -> Result<String> {
+    let mut out = String::new();
+    for query in &report.queries {
+        let line = serde_json::json!({
+            "id": query.id,
+            "kind": query.kind,
+            "text": query.text,
+            "relevant": query.judgments.values().filter(|g| **g > 0).count(),
+        });
+        out.push_str(&serde_json::to_string(&line)?);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+fn interval(i: &Interval) -> String {
+    format!("{:.4} [{:.4}, {:.4}]", i.mean, i.low, i.high)
+}
+
+fn difference(m: &MetricFigures) -> String {
+    format!(
+        "{:+.4} [{:+.4}, {:+.4}] (p = {:.4})",
+        m.difference.difference.mean,
+        m.difference.difference.low,
+        m.difference.difference.high,
+        m.difference.p_value
+    )
+}
+
+/// One line: the headline metric of both indexes with intervals, and the difference.
+pub fn headline(report: &QualityReport) -> String {
+    match report.headline(Metric::Ndcg) {
+        Some(m) => format!(
+            "{}: baseline {} {}, candidate {} {}, difference {}",
+            m.metric,
+            report.baseline,
+            interval(&m.baseline),
+            report.candidate,
+            interval(&m.candidate),
+            difference(m)
+        ),
+        None => "no queries".to_string(),
+    }
+}
+
+/// The report as Markdown.
+pub fn markdown(report: &QualityReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Retrieval quality: {} vs {}\n",
+        report.baseline, report.candidate
+    );
+    let _ = writeln!(
+        out,
+        "{} queries, top {} results, seed {}; means over queries with bootstrap 95 % intervals; \
+         differences are candidate − baseline with a paired randomization test.\n",
+        report.queries.len(),
+        report.k,
+        report.seed
+    );
+    let _ = writeln!(out, "{}\n", headline(report));
+    for kind in &report.kinds {
+        let _ = writeln!(out, "## {} ({} queries)\n", kind.kind, kind.queries);
+        let _ = writeln!(out, "| metric | baseline | candidate | difference |");
+        let _ = writeln!(out, "|---|---|---|---|");
+        for m in &kind.metrics {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                m.metric,
+                interval(&m.baseline),
+                interval(&m.candidate),
+                difference(m)
+            );
+        }
+        out.push('\n');
+    }
+    out
+}

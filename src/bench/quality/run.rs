@@ -1,0 +1,357 @@
+//! Running the benchmark in a session: the labelled catalog read with SQL, the queries searched
+//! on both indexes with `vector_search`, and every figure of the comparison.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::datasource::MemTable;
+use serde::Serialize;
+
+use super::metrics::{per_query, Judgments, Metric};
+use super::queries::{self, Facet, LabelledProduct, Query};
+use super::stats::{self, Interval, Paired};
+use super::trec::Ranked;
+use crate::catalog::TableName;
+use crate::error::{Result, VitrineError};
+use crate::session::Session;
+use crate::sql::dml::quote;
+use crate::vector;
+
+/// Where the labelled catalog is: the products table and the ground-truth table joined on
+/// `key`, and the column holding each facet (a `|`-separated or array column for style).
+#[derive(Debug, Clone)]
+pub struct LabelSource {
+    /// Table with article type, colour and gender.
+    pub products: String,
+    /// Table with the visual attributes.
+    pub ground_truth: String,
+    /// The column both tables share, which the indexes' primary key holds.
+    pub key: String,
+    /// Facet → `table_alias.column` (`p.` for products, `g.` for the ground truth).
+    pub columns: BTreeMap<Facet, String>,
+}
+
+impl Default for LabelSource {
+    /// The demo catalog: `main.fashion_demo.products` and `products_ground_truth`.
+    fn default() -> Self {
+        Self {
+            products: "main.fashion_demo.products".into(),
+            ground_truth: "main.fashion_demo.products_ground_truth".into(),
+            key: "product_id".into(),
+            columns: BTreeMap::from([
+                (Facet::Article, "p.article_type".into()),
+                (Facet::Colour, "p.base_color".into()),
+                (Facet::Gender, "p.gender".into()),
+                (Facet::Material, "g.material".into()),
+                (Facet::Pattern, "g.pattern".into()),
+                (Facet::Sleeve, "g.sleeve_length".into()),
+                (Facet::Collar, "g.collar_type".into()),
+                (Facet::Style, "g.style_keywords".into()),
+            ]),
+        }
+    }
+}
+
+/// What to compare, and how.
+#[derive(Debug, Clone)]
+pub struct QualityOptions {
+    /// The index searched as it is today.
+    pub baseline: String,
+    /// The index that should search better.
+    pub candidate: String,
+    /// Results per query, and the metrics' cut-off.
+    pub k: usize,
+    /// Seeds the query sample and the resampling.
+    pub seed: u64,
+    /// Queries of each kind drawn from the catalog.
+    pub per_kind: usize,
+    /// The labelled catalog the queries and judgments come from.
+    pub labels: LabelSource,
+}
+
+/// A metric's value for one index, with its interval.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricFigures {
+    /// The metric at the cut-off (`ndcg@10`).
+    pub metric: String,
+    /// Baseline mean and interval.
+    pub baseline: Interval,
+    /// Candidate mean and interval.
+    pub candidate: Interval,
+    /// Candidate − baseline, with its interval and p-value.
+    pub difference: Paired,
+}
+
+/// The figures of one kind of query (or of all: kind `all`).
+#[derive(Debug, Clone, Serialize)]
+pub struct KindFigures {
+    /// `colour+article`, or `all`.
+    pub kind: String,
+    /// Queries of the kind.
+    pub queries: usize,
+    /// Every metric.
+    pub metrics: Vec<MetricFigures>,
+}
+
+/// What a benchmark run found.
+#[derive(Debug, Clone, Serialize)]
+pub struct QualityReport {
+    /// The baseline index.
+    pub baseline: String,
+    /// The candidate index.
+    pub candidate: String,
+    /// The cut-off.
+    pub k: usize,
+    /// The seed.
+    pub seed: u64,
+    /// All queries, then each kind.
+    pub kinds: Vec<KindFigures>,
+    /// The queries, with their texts and kinds.
+    #[serde(skip)]
+    pub queries: Vec<Query>,
+    /// What each index returned.
+    #[serde(skip)]
+    pub runs: [Ranked; 2],
+}
+
+impl QualityReport {
+    /// The judgments of every query, by query id.
+    pub fn qrels(&self) -> BTreeMap<String, Judgments> {
+        self.queries
+            .iter()
+            .map(|q| (q.id.clone(), q.judgments.clone()))
+            .collect()
+    }
+
+    /// The figures of `metric` over all queries.
+    pub fn headline(&self, metric: Metric) -> Option<&MetricFigures> {
+        let label = metric.label(Some(self.k));
+        self.kinds
+            .first()?
+            .metrics
+            .iter()
+            .find(|m| m.metric == label)
+    }
+}
+
+/// Runs the benchmark: draws the queries, searches both indexes, scores them.
+pub async fn run(session: &dyn Session, options: &QualityOptions) -> Result<QualityReport> {
+    if options.k == 0 {
+        return Err(VitrineError::Plan(
+            "the cut-off k must be at least 1".into(),
+        ));
+    }
+    session.refresh().await?;
+    let catalog = labelled_catalog(session, &options.labels).await?;
+    let queries = queries::generate(&catalog, options.per_kind, options.seed);
+    if queries.is_empty() {
+        return Err(VitrineError::Plan(format!(
+            "no query could be drawn from {} and {}: their facet columns hold no informative values",
+            options.labels.products, options.labels.ground_truth
+        )));
+    }
+    let baseline = search(session, &options.baseline, &queries, options.k).await?;
+    let candidate = search(session, &options.candidate, &queries, options.k).await?;
+    let kinds = figures(&queries, [&baseline, &candidate], options.k, options.seed);
+    Ok(QualityReport {
+        baseline: options.baseline.clone(),
+        candidate: options.candidate.clone(),
+        k: options.k,
+        seed: options.seed,
+        kinds,
+        queries,
+        runs: [baseline, candidate],
+    })
+}
+
+/// Every product with its facet values.
+async fn labelled_catalog(
+    session: &dyn Session,
+    labels: &LabelSource,
+) -> Result<Vec<LabelledProduct>> {
+    let key = quote(&labels.key);
+    let facets: Vec<(Facet, &String)> = labels.columns.iter().map(|(f, c)| (*f, c)).collect();
+    let columns: Vec<String> = facets
+        .iter()
+        .map(|(facet, column)| {
+            if *facet == Facet::Style {
+                format!("CAST({column} AS STRING) AS {}", facet.name())
+            } else {
+                format!("{column} AS {}", facet.name())
+            }
+        })
+        .collect();
+    let sql = format!(
+        "SELECT CAST(p.{key} AS STRING) AS id, {} FROM {} p JOIN {} g ON p.{key} = g.{key}",
+        columns.join(", "),
+        labels.products,
+        labels.ground_truth
+    );
+    let batches = session
+        .plan_sql(&sql)
+        .await
+        .map_err(|e| e.context("reading the labelled catalog for the quality benchmark"))?
+        .collect()
+        .await?;
+    let mut catalog = Vec::new();
+    for batch in &batches {
+        let strings: Vec<StringArray> = (0..batch.num_columns())
+            .map(|i| {
+                datafusion::arrow::compute::cast(batch.column(i), &DataType::Utf8)
+                    .map(|a| a.as_string::<i32>().clone())
+            })
+            .collect::<std::result::Result<_, _>>()?;
+        for row in 0..batch.num_rows() {
+            if strings[0].is_null(row) {
+                continue;
+            }
+            let mut product = LabelledProduct {
+                id: strings[0].value(row).to_string(),
+                facets: BTreeMap::new(),
+            };
+            for (i, (facet, _)) in facets.iter().enumerate() {
+                let column = &strings[i + 1];
+                if column.is_null(row) {
+                    continue;
+                }
+                product
+                    .facets
+                    .insert(*facet, split_values(column.value(row)));
+            }
+            catalog.push(product);
+        }
+    }
+    Ok(catalog)
+}
+
+/// One value, or the items of a list written as `[a, b]` or `a|b`.
+fn split_values(text: &str) -> Vec<String> {
+    let inner = text.trim().trim_start_matches('[').trim_end_matches(']');
+    inner
+        .split([',', '|'])
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+/// The top `k` products of `index` for every query, through `vector_search(query_text => …)`.
+async fn search(session: &dyn Session, index: &str, queries: &[Query], k: usize) -> Result<Ranked> {
+    let name = TableName::from_parts(&index.split('.').map(str::to_string).collect::<Vec<_>>())?;
+    let qualified = session.qualify(&name);
+    let entry = vector::catalog::get(session.warehouse(), &qualified)
+        .await?
+        .ok_or_else(|| {
+            VitrineError::NotFound(format!("vector index {qualified} does not exist"))
+        })?;
+    let table = "__vitrine_quality_queries";
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("query_id", DataType::Utf8, false),
+        Field::new("query_text", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                queries.iter().map(|q| q.id.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                queries.iter().map(|q| q.text.as_str()),
+            )),
+        ],
+    )?;
+    let datafusion = session.datafusion();
+    datafusion.register_table(
+        table,
+        Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
+    )?;
+    let sql = format!(
+        "SELECT q.query_id, CAST(r.{key} AS STRING) AS product, CAST(r.score AS DOUBLE) AS score \
+         FROM {table} q, LATERAL vector_search(index => '{qualified}', query_text => q.query_text, num_results => {k}) r",
+        key = quote(&entry.primary_key),
+    );
+    let results = match session.plan_sql(&sql).await {
+        Ok(df) => df.collect().await.map_err(VitrineError::from),
+        Err(e) => Err(e),
+    };
+    datafusion.deregister_table(table)?;
+    let batches = results.map_err(|e| e.context(format!("searching {qualified}")))?;
+    let mut ranked: Ranked = queries.iter().map(|q| (q.id.clone(), Vec::new())).collect();
+    for batch in &batches {
+        use datafusion::arrow::compute::cast;
+        let ids = cast(batch.column(0), &DataType::Utf8)?;
+        let products = cast(batch.column(1), &DataType::Utf8)?;
+        let scores = cast(batch.column(2), &DataType::Float64)?;
+        let (ids, products) = (ids.as_string::<i32>(), products.as_string::<i32>());
+        let scores = scores.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+        for row in 0..batch.num_rows() {
+            if ids.is_null(row) || products.is_null(row) || scores.is_null(row) {
+                continue;
+            }
+            ranked
+                .entry(ids.value(row).to_string())
+                .or_default()
+                .push((products.value(row).to_string(), scores.value(row)));
+        }
+    }
+    for results in ranked.values_mut() {
+        results.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    }
+    Ok(ranked)
+}
+
+/// The figures over all queries, then per kind.
+fn figures(queries: &[Query], runs: [&Ranked; 2], k: usize, seed: u64) -> Vec<KindFigures> {
+    let mut groups: Vec<(String, Vec<&Query>)> = vec![("all".into(), queries.iter().collect())];
+    let mut kinds: Vec<&str> = Vec::new();
+    for query in queries {
+        if !kinds.contains(&query.kind.as_str()) {
+            kinds.push(&query.kind);
+        }
+    }
+    for kind in kinds {
+        groups.push((
+            kind.to_string(),
+            queries.iter().filter(|q| q.kind == kind).collect(),
+        ));
+    }
+    groups
+        .into_iter()
+        .map(|(kind, group)| {
+            let qrels: BTreeMap<String, Judgments> = group
+                .iter()
+                .map(|q| (q.id.clone(), q.judgments.clone()))
+                .collect();
+            let [baseline, candidate] =
+                runs.map(|run| per_query(&qrels, &super::trec::rankings(run), Some(k)));
+            let metrics = Metric::ALL
+                .iter()
+                .map(|metric| MetricFigures {
+                    metric: metric.label(Some(k)),
+                    baseline: stats::bootstrap(&baseline[metric], seed),
+                    candidate: stats::bootstrap(&candidate[metric], seed),
+                    difference: stats::paired(&baseline[metric], &candidate[metric], seed),
+                })
+                .collect();
+            KindFigures {
+                kind,
+                queries: group.len(),
+                metrics,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_values;
+
+    #[test]
+    fn list_columns_split_into_their_values() {
+        assert_eq!(split_values("[sporty, casual]"), ["sporty", "casual"]);
+        assert_eq!(split_values("sporty|casual"), ["sporty", "casual"]);
+        assert_eq!(split_values("Tshirts"), ["Tshirts"]);
+        assert!(split_values("[]").is_empty());
+    }
+}
