@@ -329,8 +329,12 @@ pub async fn quality(
     let session = Engine::open(config).await?.session()?;
     let result = quality::run(&session, options).await?;
     report::write(&result, out)?;
+    let (table, run_id) = quality::record::record(&session, &result).await?;
     println!("{}", report::markdown(&result));
     eprintln!("{}", report::headline(&result));
-    eprintln!("report written to {}", out.display());
+    eprintln!(
+        "report written to {}; run {run_id} recorded in {table}",
+        out.display()
+    );
     Ok(())
 }

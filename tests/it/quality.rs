@@ -145,6 +145,31 @@ mod benchmark {
             assert_eq!(rankings(&first.runs[i]), run);
         }
         assert!(read("report.md").contains("ndcg@10"));
+
+        let (table, run_id) = vitrine::bench::quality::record::record(&wh.session, &first)
+            .await
+            .unwrap();
+        vitrine::bench::quality::record::record(&wh.session, &other)
+            .await
+            .unwrap();
+        assert_eq!(table, "main.fashion_demo.embedding_benchmark_runs");
+        let recorded = wh
+            .rows(&format!(
+                "SELECT seed, k, queries, get_json_object(metrics, '$.kinds[0].metrics[0].candidate.mean'),                  get_json_object(candidate_index, '$.entry.primary_key')                  FROM {table} WHERE run_id = '{run_id}'"
+            ))
+            .await;
+        let candidate_ndcg = first.kinds[0].metrics[0].candidate.mean;
+        assert_eq!(recorded.len(), 1);
+        assert_eq!(
+            recorded[0][..3],
+            ["1", "10", &first.queries.len().to_string()]
+        );
+        assert!((recorded[0][3].parse::<f64>().unwrap() - candidate_ndcg).abs() < 1e-12);
+        assert_eq!(recorded[0][4], "product_id");
+        assert_eq!(
+            wh.value(&format!("SELECT COUNT(*) FROM {table}")).await,
+            "2"
+        );
         assert_eq!(read("queries.jsonl").lines().count(), first.queries.len());
     }
 

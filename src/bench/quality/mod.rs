@@ -9,9 +9,11 @@
 //! - [`run`](mod@run): the benchmark in a session: the labelled catalog, both indexes searched
 //!   with `vector_search`, the figures over all queries and per kind.
 //! - [`report`]: `metrics.json`, `report.md`, qrels, runs and queries in a folder.
+//! - [`record`]: each run as a row of `embedding_benchmark_runs`, with what it read.
 
 pub mod metrics;
 pub mod queries;
+pub mod record;
 pub mod report;
 pub mod run;
 pub mod stats;
