@@ -42,3 +42,9 @@ fi
 "$vitrine" --warehouse "$warehouse" --model "clip=$clip" --model "smolvlm=$smolvlm" run \
   sql/00_load_products.sql sql/01_extract_attributes.sql sql/01_quality_report.sql "${stand_in[@]}" \
   sql/02_*.sql sql/03_*.sql sql/04_*.sql
+# Did enrichment help? Baseline against enriched text search on queries drawn from the catalog's
+# ground truth (report in ./quality-report, run recorded in main.fashion_demo.embedding_benchmark_runs).
+# With the random-weight test model the figures mean nothing.
+"$vitrine" --warehouse "$warehouse" --model "clip=$clip" bench quality \
+  --baseline main.fashion_demo.vs_text_search --candidate main.fashion_demo.vs_text_search_enriched \
+  --out "${VITRINE_QUALITY_REPORT:-./quality-report}" >/dev/null

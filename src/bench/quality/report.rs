@@ -62,8 +62,26 @@ fn difference(m: &MetricFigures) -> String {
     )
 }
 
-/// One line: the headline metric of both indexes with intervals, and the difference.
+/// The warning a report carries when a model behind it was made for tests.
+fn banner(report: &QualityReport) -> Option<String> {
+    (!report.test_models.is_empty()).then(|| {
+        format!(
+            "NOT MEANINGFUL: made for tests (random or scripted weights): {}",
+            report.test_models.join(", ")
+        )
+    })
+}
+
+/// The headline metric of both indexes with intervals, and the difference; after the banner
+/// when a model was made for tests.
 pub fn headline(report: &QualityReport) -> String {
+    match banner(report) {
+        Some(banner) => format!("{banner}\n{}", headline_line(report)),
+        None => headline_line(report),
+    }
+}
+
+fn headline_line(report: &QualityReport) -> String {
     match report.headline(Metric::Ndcg) {
         Some(m) => format!(
             "{}: baseline {} {}, candidate {} {}, difference {}",
@@ -86,15 +104,23 @@ pub fn markdown(report: &QualityReport) -> String {
         "# Retrieval quality: {} vs {}\n",
         report.baseline, report.candidate
     );
+    if let Some(banner) = banner(report) {
+        let _ = writeln!(out, "> **{banner}**\n");
+    }
+    let models = if report.models.is_empty() {
+        "none recorded".to_string()
+    } else {
+        report.models.join(", ")
+    };
     let _ = writeln!(
         out,
         "{} queries, top {} results, seed {}; means over queries with bootstrap 95 % intervals; \
-         differences are candidate − baseline with a paired randomization test.\n",
+         differences are candidate − baseline with a paired randomization test. Models: {models}.\n",
         report.queries.len(),
         report.k,
         report.seed
     );
-    let _ = writeln!(out, "{}\n", headline(report));
+    let _ = writeln!(out, "{}\n", headline_line(report));
     for kind in &report.kinds {
         let _ = writeln!(out, "## {} ({} queries)\n", kind.kind, kind.queries);
         let _ = writeln!(out, "| metric | baseline | candidate | difference |");

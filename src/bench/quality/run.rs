@@ -13,6 +13,8 @@ use super::metrics::{per_query, Judgments, Metric};
 use super::queries::{self, Facet, LabelledProduct, Query};
 use super::stats::{self, Interval, Paired};
 use super::trec::Ranked;
+use vitrine_udfs::runtime::source::is_test_model;
+
 use crate::catalog::TableName;
 use crate::error::{Result, VitrineError};
 use crate::session::Session;
@@ -106,6 +108,10 @@ pub struct QualityReport {
     pub k: usize,
     /// The seed.
     pub seed: u64,
+    /// The models behind the vectors and the query embeddings, as `kind=id`.
+    pub models: Vec<String>,
+    /// Those of `models` made for tests: the figures then mean nothing.
+    pub test_models: Vec<String>,
     /// All queries, then each kind.
     pub kinds: Vec<KindFigures>,
     /// The queries, with their texts and kinds.
@@ -152,14 +158,31 @@ pub async fn run(session: &dyn Session, options: &QualityOptions) -> Result<Qual
             options.labels.products, options.labels.ground_truth
         )));
     }
-    let baseline = search(session, &options.baseline, &queries, options.k).await?;
-    let candidate = search(session, &options.candidate, &queries, options.k).await?;
+    let mut models = Vec::new();
+    let baseline = search(session, &options.baseline, &queries, options.k, &mut models).await?;
+    let candidate = search(
+        session,
+        &options.candidate,
+        &queries,
+        options.k,
+        &mut models,
+    )
+    .await?;
     let kinds = figures(&queries, [&baseline, &candidate], options.k, options.seed);
+    models.sort();
+    models.dedup();
+    let test_models = models
+        .iter()
+        .filter(|m| m.split_once('=').is_some_and(|(_, id)| is_test_model(id)))
+        .cloned()
+        .collect();
     Ok(QualityReport {
         baseline: options.baseline.clone(),
         candidate: options.candidate.clone(),
         k: options.k,
         seed: options.seed,
+        models,
+        test_models,
         kinds,
         queries,
         runs: [baseline, candidate],
@@ -236,8 +259,15 @@ fn split_values(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// The top `k` products of `index` for every query, through `vector_search(query_text => …)`.
-async fn search(session: &dyn Session, index: &str, queries: &[Query], k: usize) -> Result<Ranked> {
+/// The top `k` products of `index` for every query, through `vector_search(query_text => …)`;
+/// adds to `models` the models recorded on the index's source and the one embedding the queries.
+async fn search(
+    session: &dyn Session,
+    index: &str,
+    queries: &[Query],
+    k: usize,
+    models: &mut Vec<String>,
+) -> Result<Ranked> {
     let name = TableName::from_parts(&index.split('.').map(str::to_string).collect::<Vec<_>>())?;
     let qualified = session.qualify(&name);
     let entry = vector::catalog::get(session.warehouse(), &qualified)
@@ -245,6 +275,22 @@ async fn search(session: &dyn Session, index: &str, queries: &[Query], k: usize)
         .ok_or_else(|| {
             VitrineError::NotFound(format!("vector index {qualified} does not exist"))
         })?;
+    let source = entry
+        .source
+        .split('.')
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+    if let Ok((_, source)) = session.table_entry(&TableName::from_parts(&source)?) {
+        models.extend(source.properties.iter().filter_map(|(key, id)| {
+            let kind = key.strip_prefix("vitrine.model.")?;
+            (!kind.contains('.')).then(|| format!("{kind}={id}"))
+        }));
+    }
+    if let Some(kind) = &entry.embedding_model {
+        if let Some(id) = session.settings().choices.chosen().get(kind) {
+            models.push(format!("{kind}={id}"));
+        }
+    }
     let table = "__vitrine_quality_queries";
     let schema = Arc::new(Schema::new(vec![
         Field::new("query_id", DataType::Utf8, false),

@@ -15,6 +15,15 @@ use sha2::{Digest, Sha256};
 
 use crate::ModelError;
 
+/// A file that marks a model folder as made for tests (random or scripted weights): what such a
+/// model computes means nothing, and reports that rest on it say so.
+pub const TEST_MODEL_MARKER: &str = "TEST_MODEL";
+
+/// Whether `spec` names a model folder made for tests (it holds [`TEST_MODEL_MARKER`]).
+pub fn is_test_model(spec: &str) -> bool {
+    Path::new(spec).join(TEST_MODEL_MARKER).is_file()
+}
+
 /// The weights file names a model folder may hold, in order of preference.
 pub const WEIGHT_FILES: &[&str] = &["model.safetensors", "pytorch_model.bin"];
 
