@@ -132,9 +132,16 @@ pub enum BenchCommand {
         /// Seeds the query sample and the resampling.
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// Queries drawn of each kind.
+        /// Queries drawn of each kind (when no --queries file is given).
         #[arg(long, default_value_t = 30)]
         per_kind: usize,
+        /// Queries from a file instead: JSON lines (`.jsonl`: id, text, judgments {product:
+        /// grade}) or TREC topics (`id<TAB>text`, with --qrels).
+        #[arg(long)]
+        queries: Option<PathBuf>,
+        /// TREC qrels judging the topics of --queries.
+        #[arg(long, requires = "queries")]
+        qrels: Option<PathBuf>,
         /// Folder for the report.
         #[arg(long, default_value = "quality-report")]
         out: PathBuf,
@@ -264,14 +271,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
             k,
             seed,
             per_kind,
+            queries,
+            qrels,
             out,
         }) => {
-            let options = vitrine::bench::quality::QualityOptions {
+            use vitrine::bench::quality::{QualityOptions, QuerySource};
+            let queries = match (queries, qrels) {
+                (None, _) => QuerySource::Drawn { per_kind },
+                (Some(topics), Some(qrels)) => QuerySource::Trec { topics, qrels },
+                (Some(file), None) => QuerySource::Jsonl(file),
+            };
+            let options = QualityOptions {
                 baseline,
                 candidate,
                 k,
                 seed,
-                per_kind,
+                queries,
                 labels: Default::default(),
             };
             runtime.block_on(bench::quality(&options, &out, config))?;

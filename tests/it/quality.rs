@@ -45,7 +45,7 @@ fn metrics_agree_with_ranx_per_query_to_1e6() {
 mod benchmark {
     use vitrine::bench::quality::metrics::{per_query, Metric};
     use vitrine::bench::quality::trec::{rankings, read_qrels, read_run};
-    use vitrine::bench::quality::{report, run, QualityOptions};
+    use vitrine::bench::quality::{report, run, QualityOptions, QuerySource};
 
     use crate::support::TestWarehouse;
 
@@ -84,7 +84,7 @@ mod benchmark {
             candidate: format!("main.fashion_demo.{candidate}"),
             k: 10,
             seed,
-            per_kind: 4,
+            queries: QuerySource::Drawn { per_kind: 4 },
             labels: Default::default(),
         }
     }
@@ -171,6 +171,14 @@ mod benchmark {
             "2"
         );
         assert_eq!(read("queries.jsonl").lines().count(), first.queries.len());
+        let mut from_file = options("vs_base", "vs_rich", 1);
+        from_file.queries = QuerySource::Jsonl(out.join("queries.jsonl"));
+        let replayed = run(&wh.session, &from_file).await.unwrap();
+        assert_eq!(
+            serde_json::to_value(&replayed.kinds[0]).unwrap(),
+            serde_json::to_value(&first.kinds[0]).unwrap(),
+            "the queries file repeats the run"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -19,4 +19,4 @@ pub mod run;
 pub mod stats;
 pub mod trec;
 
-pub use run::{run, LabelSource, QualityOptions, QualityReport};
+pub use run::{run, LabelSource, QualityOptions, QualityReport, QuerySource};

@@ -14,6 +14,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::metrics::Judgments;
+use crate::error::{Result, VitrineError};
 
 /// A facet of a product that queries ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -198,6 +199,75 @@ fn query_text(asked: &[(Facet, String)]) -> String {
         words.push(format!("for {}", gender.to_lowercase()));
     }
     words.join(" ")
+}
+
+/// Reads queries from JSON lines: `{"id": "q1", "text": "red dress", "kind": "colour",
+/// "judgments": {"1163": 2, "2040": 1}}` (`kind` optional); `file` names the source in errors.
+pub fn read_jsonl(text: &str, file: &str) -> Result<Vec<Query>> {
+    #[derive(serde::Deserialize)]
+    struct Line {
+        id: String,
+        text: String,
+        #[serde(default)]
+        kind: Option<String>,
+        judgments: BTreeMap<String, u32>,
+    }
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            let line: Line = serde_json::from_str(line).map_err(|e| {
+                VitrineError::Plan(format!(
+                    "{file}:{}: expected {{\"id\", \"text\", \"judgments\": {{product: grade}}}}: {e}",
+                    i + 1
+                ))
+            })?;
+            Ok(Query {
+                id: line.id,
+                kind: line.kind.unwrap_or_else(|| "file".into()),
+                text: line.text,
+                judgments: line.judgments.into_iter().filter(|(_, g)| *g > 0).collect(),
+            })
+        })
+        .collect()
+}
+
+/// Reads TREC topics (`id<TAB>text` per line) judged by `qrels`; a topic without judgments is
+/// refused, naming it.
+pub fn read_topics(
+    text: &str,
+    file: &str,
+    qrels: &BTreeMap<String, Judgments>,
+) -> Result<Vec<Query>> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            let (id, words) = line.split_once('\t').ok_or_else(|| {
+                VitrineError::Plan(format!(
+                    "{file}:{}: expected 'id<TAB>text', got '{line}'",
+                    i + 1
+                ))
+            })?;
+            let judgments = qrels.get(id.trim()).ok_or_else(|| {
+                VitrineError::Plan(format!(
+                    "{file}:{}: topic '{}' has no judgments in the qrels",
+                    i + 1,
+                    id.trim()
+                ))
+            })?;
+            Ok(Query {
+                id: id.trim().to_string(),
+                kind: "file".into(),
+                text: words.trim().to_string(),
+                judgments: judgments
+                    .iter()
+                    .filter(|(_, g)| **g > 0)
+                    .map(|(p, g)| (p.clone(), *g))
+                    .collect(),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

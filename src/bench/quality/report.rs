@@ -1,7 +1,7 @@
 //! The benchmark's files: `metrics.json` (every figure), `report.md` (the same for people), the
 //! judgments as TREC qrels (`qrels.txt`), each index's results as a TREC run (`baseline.trec`,
-//! `candidate.trec`) and the queries (`queries.jsonl`), so that any figure can be recomputed
-//! with trec_eval or ranx.
+//! `candidate.trec`) and the queries with their judgments (`queries.jsonl`, which `--queries`
+//! reads back), so that any figure can be recomputed with trec_eval or ranx, and any run repeated.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -36,11 +36,12 @@ pub fn write(report: &QualityReport, dir: &Path) -> Result<()> {
 fn queries_jsonl(report: &QualityReport) -> Result<String> {
     let mut out = String::new();
     for query in &report.queries {
+        let judgments: std::collections::BTreeMap<&String, &u32> = query.judgments.iter().collect();
         let line = serde_json::json!({
             "id": query.id,
             "kind": query.kind,
             "text": query.text,
-            "relevant": query.judgments.values().filter(|g| **g > 0).count(),
+            "judgments": judgments,
         });
         out.push_str(&serde_json::to_string(&line)?);
         out.push('\n');

@@ -2,6 +2,7 @@
 //! on both indexes with `vector_search`, and every figure of the comparison.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, StringArray};
@@ -16,7 +17,7 @@ use super::trec::Ranked;
 use vitrine_udfs::runtime::source::is_test_model;
 
 use crate::catalog::TableName;
-use crate::error::{Result, VitrineError};
+use crate::error::{Result, ResultExt, VitrineError};
 use crate::session::Session;
 use crate::sql::dml::quote;
 use crate::vector;
@@ -67,10 +68,60 @@ pub struct QualityOptions {
     pub k: usize,
     /// Seeds the query sample and the resampling.
     pub seed: u64,
-    /// Queries of each kind drawn from the catalog.
-    pub per_kind: usize,
-    /// The labelled catalog the queries and judgments come from.
+    /// Where the queries and their judgments come from.
+    pub queries: QuerySource,
+    /// The labelled catalog queries are drawn from.
     pub labels: LabelSource,
+}
+
+/// Where a benchmark's queries and judgments come from.
+#[derive(Debug, Clone)]
+pub enum QuerySource {
+    /// Drawn from the labelled catalog with the seed: this many of each kind.
+    Drawn {
+        /// Queries of each kind.
+        per_kind: usize,
+    },
+    /// JSON lines, each a query with its judgments ([`queries::read_jsonl`]).
+    Jsonl(PathBuf),
+    /// TREC topics (`id<TAB>text`) judged by TREC qrels.
+    Trec {
+        /// The topics file.
+        topics: PathBuf,
+        /// The qrels file.
+        qrels: PathBuf,
+    },
+}
+
+fn read_file(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).context(|| format!("reading '{}'", path.display()))
+}
+
+/// The benchmark's queries.
+async fn load_queries(session: &dyn Session, options: &QualityOptions) -> Result<Vec<Query>> {
+    let queries = match &options.queries {
+        QuerySource::Drawn { per_kind } => {
+            let catalog = labelled_catalog(session, &options.labels).await?;
+            queries::generate(&catalog, *per_kind, options.seed)
+        }
+        QuerySource::Jsonl(path) => {
+            queries::read_jsonl(&read_file(path)?, &path.display().to_string())?
+        }
+        QuerySource::Trec { topics, qrels } => {
+            let qrels = super::trec::read_qrels(&read_file(qrels)?, &qrels.display().to_string())?;
+            queries::read_topics(&read_file(topics)?, &topics.display().to_string(), &qrels)?
+        }
+    };
+    if queries.is_empty() {
+        return Err(VitrineError::Plan(match &options.queries {
+            QuerySource::Drawn { .. } => format!(
+                "no query could be drawn from {} and {}: their facet columns hold no informative values",
+                options.labels.products, options.labels.ground_truth
+            ),
+            _ => "the queries file holds no query".to_string(),
+        }));
+    }
+    Ok(queries)
 }
 
 /// A metric's value for one index, with its interval.
@@ -150,14 +201,7 @@ pub async fn run(session: &dyn Session, options: &QualityOptions) -> Result<Qual
         ));
     }
     session.refresh().await?;
-    let catalog = labelled_catalog(session, &options.labels).await?;
-    let queries = queries::generate(&catalog, options.per_kind, options.seed);
-    if queries.is_empty() {
-        return Err(VitrineError::Plan(format!(
-            "no query could be drawn from {} and {}: their facet columns hold no informative values",
-            options.labels.products, options.labels.ground_truth
-        )));
-    }
+    let queries = load_queries(session, options).await?;
     let mut models = Vec::new();
     let baseline = search(session, &options.baseline, &queries, options.k, &mut models).await?;
     let candidate = search(
