@@ -92,9 +92,36 @@ mod benchmark {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_run_repeats_with_its_seed_and_its_files_recompute_its_figures() {
         let wh = two_indexes().await;
+        wh.run_sql_file("demo/attributes_from_ground_truth.sql")
+            .await;
         let first = run(&wh.session, &options("vs_base", "vs_rich", 1))
             .await
             .unwrap();
+        let extraction = first.extraction.as_ref().expect("phase 1's table exists");
+        assert_eq!(extraction.products, 240);
+        assert!(
+            extraction.failed > 0 && extraction.failed < 40,
+            "{}",
+            extraction.failed
+        );
+        let accuracy = |name: &str| {
+            let a = extraction
+                .attributes
+                .iter()
+                .find(|a| a.attribute == name)
+                .unwrap();
+            (a.accuracy, a.macro_f1)
+        };
+        assert_eq!(
+            accuracy("pattern"),
+            (1.0, 1.0),
+            "the stand-in copies the pattern"
+        );
+        let (material, _) = accuracy("material");
+        assert!(
+            material > 0.8 && material < 1.0,
+            "some materials become 'unknown': {material}"
+        );
         let again = run(&wh.session, &options("vs_base", "vs_rich", 1))
             .await
             .unwrap();

@@ -1,6 +1,7 @@
 //! The embedding-quality benchmark: how well two vector indexes answer the same queries, judged
 //! by graded relevance, with confidence intervals.
 //!
+//! - [`extraction`]: phase 1's extracted attributes against the ground truth.
 //! - [`metrics`]: Recall, Precision, nDCG, MRR and MAP per query (trec_eval's and ranx's
 //!   definitions; checked against ranx by `tests/it/quality.rs`).
 //! - [`queries`]: queries drawn from a labelled catalog, with graded judgments.
@@ -11,6 +12,7 @@
 //! - [`report`]: `metrics.json`, `report.md`, qrels, runs and queries in a folder.
 //! - [`record`]: each run as a row of `embedding_benchmark_runs`, with what it read.
 
+pub mod extraction;
 pub mod metrics;
 pub mod queries;
 pub mod record;

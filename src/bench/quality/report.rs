@@ -122,6 +122,24 @@ pub fn markdown(report: &QualityReport) -> String {
         report.seed
     );
     let _ = writeln!(out, "{}\n", headline_line(report));
+    if let Some(extraction) = &report.extraction {
+        let _ = writeln!(
+            out,
+            "## Extraction: {} against the ground truth\n\n{} products, {} extractions failed; \
+             over the others (confusion matrices in metrics.json):\n",
+            extraction.extracted, extraction.products, extraction.failed
+        );
+        let _ = writeln!(out, "| attribute | products | accuracy | macro-F1 |");
+        let _ = writeln!(out, "|---|---|---|---|");
+        for a in &extraction.attributes {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.4} | {:.4} |",
+                a.attribute, a.products, a.accuracy, a.macro_f1
+            );
+        }
+        out.push('\n');
+    }
     for kind in &report.kinds {
         let _ = writeln!(out, "## {} ({} queries)\n", kind.kind, kind.queries);
         let _ = writeln!(out, "| metric | baseline | candidate | difference |");

@@ -10,6 +10,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
 use serde::Serialize;
 
+use super::extraction::{self, ExtractionQuality};
 use super::metrics::{per_query, Judgments, Metric};
 use super::queries::{self, Facet, LabelledProduct, Query};
 use super::stats::{self, Interval, Paired};
@@ -34,6 +35,8 @@ pub struct LabelSource {
     pub key: String,
     /// Facet → `table_alias.column` (`p.` for products, `g.` for the ground truth).
     pub columns: BTreeMap<Facet, String>,
+    /// Phase 1's extracted attributes, compared with the ground truth when the table exists.
+    pub extracted: Option<String>,
 }
 
 impl Default for LabelSource {
@@ -53,6 +56,7 @@ impl Default for LabelSource {
                 (Facet::Collar, "g.collar_type".into()),
                 (Facet::Style, "g.style_keywords".into()),
             ]),
+            extracted: Some("main.fashion_demo.product_extracted_attributes".into()),
         }
     }
 }
@@ -165,6 +169,8 @@ pub struct QualityReport {
     pub test_models: Vec<String>,
     /// All queries, then each kind.
     pub kinds: Vec<KindFigures>,
+    /// Phase 1's extraction against the ground truth, when its table exists.
+    pub extraction: Option<ExtractionQuality>,
     /// The queries, with their texts and kinds.
     #[serde(skip)]
     pub queries: Vec<Query>,
@@ -220,6 +226,18 @@ pub async fn run(session: &dyn Session, options: &QualityOptions) -> Result<Qual
         .filter(|m| m.split_once('=').is_some_and(|(_, id)| is_test_model(id)))
         .cloned()
         .collect();
+    let extraction = match &options.labels.extracted {
+        Some(table) if session.table_entry(&table_name(table)?).is_ok() => Some(
+            extraction::measure(
+                session,
+                table,
+                &options.labels.ground_truth,
+                &options.labels.key,
+            )
+            .await?,
+        ),
+        _ => None,
+    };
     Ok(QualityReport {
         baseline: options.baseline.clone(),
         candidate: options.candidate.clone(),
@@ -228,6 +246,7 @@ pub async fn run(session: &dyn Session, options: &QualityOptions) -> Result<Qual
         models,
         test_models,
         kinds,
+        extraction,
         queries,
         runs: [baseline, candidate],
     })
@@ -293,6 +312,11 @@ async fn labelled_catalog(
     Ok(catalog)
 }
 
+/// A dotted name as written (`main.fashion_demo.vs_text_search`).
+fn table_name(name: &str) -> Result<TableName> {
+    TableName::from_parts(&name.split('.').map(str::to_string).collect::<Vec<_>>())
+}
+
 /// One value, or the items of a list written as `[a, b]` or `a|b`.
 fn split_values(text: &str) -> Vec<String> {
     let inner = text.trim().trim_start_matches('[').trim_end_matches(']');
@@ -312,7 +336,7 @@ async fn search(
     k: usize,
     models: &mut Vec<String>,
 ) -> Result<Ranked> {
-    let name = TableName::from_parts(&index.split('.').map(str::to_string).collect::<Vec<_>>())?;
+    let name = table_name(index)?;
     let qualified = session.qualify(&name);
     let entry = vector::catalog::get(session.warehouse(), &qualified)
         .await?
