@@ -5,7 +5,7 @@
 //! the storage formats behind one trait), [`sql`] (the Databricks dialect), [`session`] (the
 //! seam statement handlers see), [`vector`] (vector indexes and `vector_search`), [`engine`]
 //! (an engine shared by many sessions, each running statements), [`config`] (engine options and
-//! session settings), [`bench`] (the retrieval-quality benchmark) and the [`demo`] catalog
+//! session settings), [`bench`](mod@bench) (the retrieval-quality benchmark) and the [`demo`] catalog
 //! generator. The `vitrine` binary (its command line
 //! and REPL) is a thin shell over this library. `ARCHITECTURE.md` draws the layers.
 
