@@ -172,6 +172,19 @@ mod benchmark {
             assert_eq!(rankings(&first.runs[i]), run);
         }
         assert!(read("report.md").contains("ndcg@10"));
+        assert!(
+            read("report.md").contains("NOT MEANINGFUL"),
+            "the tiny CLIP is a test model"
+        );
+        assert!(first
+            .test_models
+            .iter()
+            .any(|m| m.starts_with("clip=") && m.contains("tiny-a")));
+        let html = read("report.html");
+        assert!(
+            html.contains("<svg") && html.contains("ndcg@10") && html.contains("NOT MEANINGFUL")
+        );
+        assert!(html.contains("class=\"confusion\""), "confusion matrices");
 
         let (table, run_id) = vitrine::bench::quality::record::record(&wh.session, &first)
             .await

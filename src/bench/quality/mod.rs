@@ -10,9 +10,11 @@
 //! - [`run`](mod@run): the benchmark in a session: the labelled catalog, both indexes searched
 //!   with `vector_search`, the figures over all queries and per kind.
 //! - [`report`]: `metrics.json`, `report.md`, qrels, runs and queries in a folder.
+//! - [`html`]: `report.html`, one self-contained page with the charts.
 //! - [`record`]: each run as a row of `embedding_benchmark_runs`, with what it read.
 
 pub mod extraction;
+pub mod html;
 pub mod metrics;
 pub mod queries;
 pub mod record;

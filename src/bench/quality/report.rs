@@ -1,4 +1,5 @@
-//! The benchmark's files: `metrics.json` (every figure), `report.md` (the same for people), the
+//! The benchmark's files: `metrics.json` (every figure), `report.md` and `report.html` (the same
+//! for people, the page with charts), the
 //! judgments as TREC qrels (`qrels.txt`), each index's results as a TREC run (`baseline.trec`,
 //! `candidate.trec`) and the queries with their judgments (`queries.jsonl`, which `--queries`
 //! reads back), so that any figure can be recomputed with trec_eval or ranx, and any run repeated.
@@ -15,9 +16,11 @@ use crate::error::{Result, ResultExt};
 /// Writes every file of the report into `dir` (created when missing).
 pub fn write(report: &QualityReport, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).context(|| format!("creating '{}'", dir.display()))?;
+    let markdown = markdown(report);
     let files = [
         ("metrics.json", serde_json::to_string_pretty(report)? + "\n"),
-        ("report.md", markdown(report)),
+        ("report.html", super::html::page(report, &markdown)?),
+        ("report.md", markdown),
         ("qrels.txt", trec::qrels_text(&report.qrels())),
         ("baseline.trec", trec::run_text(&report.runs[0], "baseline")),
         (
