@@ -3,7 +3,7 @@
 //!
 //! Arguments are constant SQL expressions, evaluated first (so `query_vector =>
 //! clip_text_embed('red dress')` works). `query_text` is embedded with the index's
-//! `embedding_model` (`clip` → `clip_text_embed`). `filters` is a predicate on the index's columns,
+//! `embedding_model` (the model registry says which function: `clip` → `clip_text_embed`). `filters` is a predicate on the index's columns,
 //! applied before the top-k is taken. The result holds the index's columns and `score`, a
 //! similarity where higher is better: the cosine similarity for `metric = 'cosine'`, the dot
 //! product for `dot`, and 1 / (1 + squared distance) for `l2`; rows come best first.
@@ -124,6 +124,16 @@ fn literal_vector(sql: &str) -> Option<Vec<f32>> {
     values.filter(|v| !v.is_empty() && v.iter().all(|x| x.is_finite()))
 }
 
+/// The SQL function that embeds query texts for `entry`: its embedding model's, from the model
+/// registry.
+fn text_embedder(entry: &IndexEntry) -> Result<&'static str> {
+    let model = entry.embedding_model.as_deref().ok_or_else(|| {
+        error("the index has no embedding_model to embed query_text: pass query_vector, or recreate it WITH (embedding_model = 'clip')")
+    })?;
+    vitrine_udfs::models::text_embedding_function(model)
+        .map_err(|e| error(format!("the index's embedding_model: {e}")))
+}
+
 /// The query vector: given, or the embedding of the query text.
 async fn query_vector(
     session: &dyn Session,
@@ -145,12 +155,8 @@ async fn query_vector(
             None => floats(constant(session, "query_vector", sql).await?)?,
         },
         (None, Some(sql)) => {
-            let model = entry.embedding_model.as_deref().ok_or_else(|| {
-                error("the index has no embedding_model to embed query_text: pass query_vector, or recreate it WITH (embedding_model = 'clip')")
-            })?;
+            let function = text_embedder(entry)?;
             let query = text(session, "query_text", sql).await?;
-            let function = vitrine_udfs::models::text_embedding_function(model)
-                .map_err(|e| error(format!("the index's embedding_model: {e}")))?;
             floats(
                 constant(
                     session,
@@ -409,10 +415,7 @@ pub async fn lateral_search(
     let vector_sql = if query_argument == "query_vector" {
         "__q".to_string()
     } else {
-        let model = search.entry.embedding_model.as_deref().ok_or_else(|| {
-            error("the index has no embedding_model to embed query_text: pass query_vector")
-        })?;
-        format!("{model}_text_embed(__q)")
+        format!("{}(__q)", text_embedder(&search.entry)?)
     };
     let queries = session
         .plan_sql(&format!(

@@ -232,3 +232,60 @@ mod benchmark {
         assert!(err.contains("main.fashion_demo.nope"), "{err}");
     }
 }
+
+/// With an embedder that sees words (the weightless hashed bag of words), descriptions enriched
+/// with the extracted attributes must answer attribute queries better than the baseline ones:
+/// the benchmark can tell.
+#[tokio::test(flavor = "multi_thread")]
+async fn enriched_descriptions_beat_baseline_ones_under_a_lexical_embedder() {
+    use vitrine::bench::quality::{run, QualityOptions, QuerySource};
+
+    let (wh, _) = crate::support::TestWarehouse::with_demo(400, 11).await;
+    for script in [
+        "00_load_products.sql",
+        "demo/attributes_from_ground_truth.sql",
+        "02_join_enriched_attributes.sql",
+    ] {
+        wh.run_sql_file(script).await;
+    }
+    wh.sql(
+        "CREATE TABLE main.fashion_demo.hashed AS SELECT product_id, \
+         hashed_text_embed(baseline_description) AS b, hashed_text_embed(rich_text_description) AS r \
+         FROM main.fashion_demo.products_with_visual_attributes",
+    )
+    .await;
+    for (index, column) in [("vs_words", "b"), ("vs_words_enriched", "r")] {
+        wh.sql(&format!(
+            "CREATE VECTOR INDEX main.fashion_demo.{index} ON main.fashion_demo.hashed ({column}) \
+             USING FLAT WITH (primary_key = 'product_id', embedding_model = 'hashing')"
+        ))
+        .await;
+    }
+    let report = run(
+        &wh.session,
+        &QualityOptions {
+            baseline: "main.fashion_demo.vs_words".into(),
+            candidate: "main.fashion_demo.vs_words_enriched".into(),
+            k: 10,
+            seed: 42,
+            queries: QuerySource::Drawn { per_kind: 10 },
+            labels: Default::default(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(report.test_models.is_empty(), "{:?}", report.test_models);
+    let ndcg = &report.kinds[0].metrics[0];
+    assert_eq!(ndcg.metric, "ndcg@10");
+    assert!(
+        ndcg.difference.difference.low > 0.0 && ndcg.difference.p_value < 0.01,
+        "{}",
+        vitrine::bench::quality::report::headline(&report)
+    );
+    let material = report
+        .kinds
+        .iter()
+        .find(|k| k.kind == "material+article")
+        .unwrap();
+    assert!(material.metrics[0].difference.difference.mean > 0.0);
+}

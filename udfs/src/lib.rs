@@ -7,7 +7,8 @@
 //! the model runtime every model shares ([`runtime`]: finding files, device and precision, one
 //! load per process), the layers the models share ([`nn`], [`cpu_ops`]), images ([`image`]), the
 //! functions that need no model and the row plumbing of those that do ([`mod@functions`]), and one
-//! folder per model kind: CLIP ([`clip`]) and SmolVLM ([`smolvlm`]). Its errors are
+//! folder per model kind: CLIP ([`clip`]), SmolVLM ([`smolvlm`]) and the weightless hashed bag of
+//! words ([`hashing`]). Its errors are
 //! [`ModelError`].
 
 #![warn(missing_docs)]
@@ -17,6 +18,7 @@ pub mod context;
 pub mod cpu_ops;
 mod error;
 pub mod functions;
+pub mod hashing;
 pub mod image;
 pub mod kind;
 pub mod models;

@@ -15,11 +15,15 @@ use std::collections::BTreeMap;
 
 use crate::kind::ModelKind;
 use crate::settings::{SettingGroup, SettingSpec};
-use crate::{clip, smolvlm, ModelError};
+use crate::{clip, hashing, smolvlm, ModelError};
 
 /// Every kind of model, in the order their functions are registered.
 pub fn kinds() -> &'static [&'static dyn ModelKind] {
-    &[&clip::ClipKind, &smolvlm::SmolVlmKind]
+    &[
+        &clip::ClipKind,
+        &smolvlm::SmolVlmKind,
+        &hashing::HashingKind,
+    ]
 }
 
 /// The kind called `name`.
