@@ -256,9 +256,9 @@ pub fn page(report: &QualityReport, markdown_tables: &str) -> Result<String> {
             out.push_str(&confusion_table(attribute));
         }
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<h2>Every figure</h2><pre>{}</pre></body></html>\n",
+        "<h2>Every figure</h2><pre>{}</pre></body></html>",
         escape(markdown_tables)
     );
     Ok(out)
