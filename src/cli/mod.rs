@@ -142,10 +142,48 @@ pub enum BenchCommand {
         /// TREC qrels judging the topics of --queries.
         #[arg(long, requires = "queries")]
         qrels: Option<PathBuf>,
+        /// The labelled catalog's products table (article type, colour, gender).
+        #[arg(long, default_value = "main.fashion_demo.products")]
+        products: String,
+        /// The labelled catalog's ground-truth table (material, pattern, …).
+        #[arg(long, default_value = "main.fashion_demo.products_ground_truth")]
+        ground_truth: String,
+        /// The column both tables share, which the indexes' primary key holds.
+        #[arg(long, default_value = "product_id")]
+        key: String,
+        /// A facet's column, as FACET=p.column or FACET=g.column (p: products, g: ground truth);
+        /// facets: article, colour, gender, material, pattern, sleeve, collar, style.
+        #[arg(long = "column", value_name = "FACET=ALIAS.COLUMN", value_parser = parse_facet_column)]
+        columns: Vec<(vitrine::bench::quality::queries::Facet, String)>,
         /// Folder for the report.
         #[arg(long, default_value = "quality-report")]
         out: PathBuf,
     },
+}
+
+fn parse_facet_column(
+    text: &str,
+) -> Result<(vitrine::bench::quality::queries::Facet, String), String> {
+    use vitrine::bench::quality::queries::Facet;
+    let (facet, column) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected FACET=ALIAS.COLUMN, got '{text}'"))?;
+    let facet = Facet::ALL
+        .into_iter()
+        .find(|f| f.name() == facet)
+        .ok_or_else(|| {
+            let names: Vec<&str> = Facet::ALL.iter().map(|f| f.name()).collect();
+            format!(
+                "unknown facet '{facet}': the facets are {}",
+                names.join(", ")
+            )
+        })?;
+    if !(column.starts_with("p.") || column.starts_with("g.")) {
+        return Err(format!(
+            "'{column}': name the table as p.column (products) or g.column (ground truth)"
+        ));
+    }
+    Ok((facet, column.to_string()))
 }
 
 fn parse_model(text: &str) -> Result<(String, String), String> {
@@ -175,10 +213,24 @@ pub fn main() -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_message(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each said once: Vitrine's and DataFusion's messages already hold
+/// their sources, which the chain then lists again.
+fn error_message(error: &anyhow::Error) -> String {
+    let mut message = error.to_string();
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    message
 }
 
 /// Stack size of the threads that plan and run statements.
@@ -273,6 +325,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             per_kind,
             queries,
             qrels,
+            products,
+            ground_truth,
+            key,
+            columns,
             out,
         }) => {
             use vitrine::bench::quality::{QualityOptions, QuerySource};
@@ -287,7 +343,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 k,
                 seed,
                 queries,
-                labels: Default::default(),
+                labels: {
+                    let mut labels = vitrine::bench::quality::LabelSource {
+                        products,
+                        ground_truth,
+                        key,
+                        ..Default::default()
+                    };
+                    labels.columns.extend(columns);
+                    labels
+                },
             };
             runtime.block_on(bench::quality(&options, &out, config))?;
             Ok(ExitCode::SUCCESS)

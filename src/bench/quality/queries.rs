@@ -38,6 +38,18 @@ pub enum Facet {
 }
 
 impl Facet {
+    /// Every facet.
+    pub const ALL: [Facet; 8] = [
+        Facet::Article,
+        Facet::Colour,
+        Facet::Gender,
+        Facet::Material,
+        Facet::Pattern,
+        Facet::Sleeve,
+        Facet::Collar,
+        Facet::Style,
+    ];
+
     /// The facet's name in query kinds and reports.
     pub fn name(self) -> &'static str {
         match self {
