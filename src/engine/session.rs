@@ -110,11 +110,6 @@ impl EngineSession {
         })
     }
 
-    /// The engine this session runs on.
-    pub fn engine(&self) -> &Arc<Engine> {
-        &self.engine
-    }
-
     /// Reports rows written by the statements that write (a progress bar, say).
     pub fn on_rows_written(&self, report: WriteProgress) {
         *self.write_progress.lock().expect("progress lock") = Some(report);

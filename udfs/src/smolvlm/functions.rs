@@ -27,7 +27,6 @@ use crate::functions::rows;
 use crate::smolvlm::extract::{default_prompt, parse_reply, vocabulary, Extraction, VOCABULARIES};
 use crate::smolvlm::model::{GenerationRequest, SmolVlm};
 use crate::smolvlm::prompt::chat_prompt;
-use crate::smolvlm::sampling::Decoding;
 
 /// New tokens when `max_new_tokens` is not given.
 pub const DEFAULT_MAX_NEW_TOKENS: usize = 256;
@@ -113,8 +112,7 @@ fn answer_rows(
         Some(edge) => model.processor().with_longest_edge(edge),
         None => model.processor().clone(),
     };
-    let decoding = Decoding::new(settings.smolvlm_temperature, settings.smolvlm_top_p)
-        .map_err(|e| exec_datafusion_err!("{name}: {e}"))?;
+    let decoding = settings.smolvlm_decoding();
     let images = rows::images(images)?;
     let limits = match limits {
         Some(a) => Some(datafusion::arrow::compute::cast(a, &DataType::Int64)?),
