@@ -7,6 +7,23 @@ use vitrine::bench::quality::trec::{rankings, read_qrels, read_run};
 
 use crate::support::repo_path;
 
+/// FLAT vector indexes `main.fashion_demo.<index>` over columns of `table`, keyed by product id,
+/// their queries embedded by `model`.
+async fn flat_indexes(
+    wh: &crate::support::TestWarehouse,
+    table: &str,
+    model: &str,
+    indexes: &[(&str, &str)],
+) {
+    for (index, column) in indexes {
+        wh.sql(&format!(
+            "CREATE VECTOR INDEX main.fashion_demo.{index} ON {table} ({column}) \
+             USING FLAT WITH (primary_key = 'product_id', embedding_model = '{model}')"
+        ))
+        .await;
+    }
+}
+
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(repo_path("tests/fixtures/quality").join(name)).unwrap()
 }
@@ -68,13 +85,13 @@ mod benchmark {
              clip_text_embed(base) AS b, clip_text_embed(rich) AS r FROM main.fashion_demo.texts",
         )
         .await;
-        for (index, column) in [("vs_base", "b"), ("vs_rich", "r")] {
-            wh.sql(&format!(
-                "CREATE VECTOR INDEX main.fashion_demo.{index} ON main.fashion_demo.vectors ({column}) \
-                 USING FLAT WITH (primary_key = 'product_id', embedding_model = 'clip')"
-            ))
-            .await;
-        }
+        crate::quality::flat_indexes(
+            &wh,
+            "main.fashion_demo.vectors",
+            "clip",
+            &[("vs_base", "b"), ("vs_rich", "r")],
+        )
+        .await;
         wh
     }
 
@@ -254,13 +271,13 @@ async fn enriched_descriptions_beat_baseline_ones_under_a_lexical_embedder() {
          FROM main.fashion_demo.products_with_visual_attributes",
     )
     .await;
-    for (index, column) in [("vs_words", "b"), ("vs_words_enriched", "r")] {
-        wh.sql(&format!(
-            "CREATE VECTOR INDEX main.fashion_demo.{index} ON main.fashion_demo.hashed ({column}) \
-             USING FLAT WITH (primary_key = 'product_id', embedding_model = 'hashing')"
-        ))
-        .await;
-    }
+    flat_indexes(
+        &wh,
+        "main.fashion_demo.hashed",
+        "hashing",
+        &[("vs_words", "b"), ("vs_words_enriched", "r")],
+    )
+    .await;
     let report = run(
         &wh.session,
         &QualityOptions {

@@ -4,9 +4,7 @@
 //! compared with any earlier one, or repeated.
 
 use crate::engine::EngineSession;
-use crate::error::{Result, VitrineError};
-use crate::session::Session;
-use crate::vector;
+use crate::error::Result;
 
 use super::run::QualityReport;
 
@@ -17,39 +15,14 @@ fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-/// What a run read from one index: the index entry (source, key, metric, kind, parameters,
-/// synced version) and the models recorded on its source table.
-async fn provenance(session: &EngineSession, index: &str) -> Result<serde_json::Value> {
-    let parts: Vec<String> = index.split('.').map(str::to_string).collect();
-    let name = session.qualify(&crate::catalog::TableName::from_parts(&parts)?);
-    let entry = vector::catalog::get(session.warehouse(), &name)
-        .await?
-        .ok_or_else(|| VitrineError::NotFound(format!("vector index {name} does not exist")))?;
-    let source_parts: Vec<String> = entry.source.split('.').map(str::to_string).collect();
-    let models: serde_json::Map<String, serde_json::Value> =
-        match session.table_entry(&crate::catalog::TableName::from_parts(&source_parts)?) {
-            Ok((_, source)) => source
-                .properties
-                .iter()
-                .filter(|(k, _)| k.starts_with("vitrine.model."))
-                .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
-                .collect(),
-            Err(_) => Default::default(),
-        };
-    Ok(serde_json::json!({
-        "index": name.to_string(),
-        "entry": entry,
-        "source_models": models,
-    }))
-}
-
 /// Appends `report` to the runs table (created the first time); returns the table's name and
 /// the run's id.
 pub async fn record(session: &EngineSession, report: &QualityReport) -> Result<(String, String)> {
-    let baseline = provenance(session, &report.baseline).await?;
-    let candidate = provenance(session, &report.candidate).await?;
-    let index = baseline["index"].as_str().unwrap_or_default().to_string();
-    let schema = index.rsplit_once('.').map_or(index.as_str(), |(s, _)| s);
+    let [baseline, candidate] = &report.indexes;
+    let schema = baseline
+        .index
+        .rsplit_once('.')
+        .map_or(baseline.index.as_str(), |(s, _)| s);
     let table = format!("{schema}.{RUNS_TABLE}");
     session
         .execute(&format!(
@@ -77,8 +50,8 @@ pub async fn record(session: &EngineSession, report: &QualityReport) -> Result<(
             report.k,
             report.seed,
             report.queries.len(),
-            literal(&baseline.to_string()),
-            literal(&candidate.to_string()),
+            literal(&serde_json::to_string(baseline)?),
+            literal(&serde_json::to_string(candidate)?),
             literal(env!("CARGO_PKG_VERSION")),
             literal(&serde_json::to_string(report)?),
         ))

@@ -22,6 +22,7 @@ use crate::error::{Result, ResultExt, VitrineError};
 use crate::session::Session;
 use crate::sql::dml::quote;
 use crate::vector;
+use crate::vector::index::IndexEntry;
 
 /// Where the labelled catalog is: the products table and the ground-truth table joined on
 /// `key`, and the column holding each facet (a `|`-separated or array column for style).
@@ -177,6 +178,9 @@ pub struct QualityReport {
     /// What each index returned.
     #[serde(skip)]
     pub runs: [Ranked; 2],
+    /// What was searched: baseline, candidate.
+    #[serde(skip)]
+    pub indexes: [SearchedIndex; 2],
 }
 
 impl QualityReport {
@@ -208,17 +212,15 @@ pub async fn run(session: &dyn Session, options: &QualityOptions) -> Result<Qual
     }
     session.refresh().await?;
     let queries = load_queries(session, options).await?;
-    let mut models = Vec::new();
-    let baseline = search(session, &options.baseline, &queries, options.k, &mut models).await?;
-    let candidate = search(
-        session,
-        &options.candidate,
-        &queries,
-        options.k,
-        &mut models,
-    )
-    .await?;
+    let (baseline, baseline_index) =
+        search(session, &options.baseline, &queries, options.k).await?;
+    let (candidate, candidate_index) =
+        search(session, &options.candidate, &queries, options.k).await?;
     let kinds = figures(&queries, [&baseline, &candidate], options.k, options.seed);
+    let mut models: Vec<String> = [&baseline_index, &candidate_index]
+        .iter()
+        .flat_map(|i| i.models.iter().cloned())
+        .collect();
     models.sort();
     models.dedup();
     let test_models = models
@@ -249,6 +251,7 @@ pub async fn run(session: &dyn Session, options: &QualityOptions) -> Result<Qual
         extraction,
         queries,
         runs: [baseline, candidate],
+        indexes: [baseline_index, candidate_index],
     })
 }
 
@@ -327,28 +330,33 @@ fn split_values(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// The top `k` products of `index` for every query, through `vector_search(query_text => …)`;
-/// adds to `models` the models recorded on the index's source and the one embedding the queries.
+/// An index as a run searched it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchedIndex {
+    /// Its qualified name.
+    pub index: String,
+    /// Its entry: source, key, metric, ANN kind, parameters, synced source version.
+    pub entry: IndexEntry,
+    /// The models recorded on its source and the one that embedded the queries, as `kind=id`.
+    pub models: Vec<String>,
+}
+
+/// The top `k` products of `index` for every query, through `vector_search(query_text => …)`,
+/// and what was searched.
 async fn search(
     session: &dyn Session,
     index: &str,
     queries: &[Query],
     k: usize,
-    models: &mut Vec<String>,
-) -> Result<Ranked> {
-    let name = table_name(index)?;
-    let qualified = session.qualify(&name);
+) -> Result<(Ranked, SearchedIndex)> {
+    let qualified = session.qualify(&table_name(index)?);
     let entry = vector::catalog::get(session.warehouse(), &qualified)
         .await?
         .ok_or_else(|| {
             VitrineError::NotFound(format!("vector index {qualified} does not exist"))
         })?;
-    let source = entry
-        .source
-        .split('.')
-        .map(str::to_string)
-        .collect::<Vec<_>>();
-    if let Ok((_, source)) = session.table_entry(&TableName::from_parts(&source)?) {
+    let mut models = Vec::new();
+    if let Ok((_, source)) = session.table_entry(&table_name(&entry.source)?) {
         models.extend(source.properties.iter().filter_map(|(key, id)| {
             let kind = key.strip_prefix("vitrine.model.")?;
             (!kind.contains('.')).then(|| format!("{kind}={id}"))
@@ -412,7 +420,12 @@ async fn search(
     for results in ranked.values_mut() {
         results.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     }
-    Ok(ranked)
+    let searched = SearchedIndex {
+        index: qualified.to_string(),
+        entry,
+        models,
+    };
+    Ok((ranked, searched))
 }
 
 /// The figures over all queries, then per kind.
