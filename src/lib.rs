@@ -3,10 +3,11 @@
 //!
 //! The crate follows a row from storage to a result: [`catalog`] (the warehouse, its tables and
 //! the storage formats behind one trait), [`sql`] (the Databricks dialect), [`session`] (the
-//! seam statement handlers see), [`vector`] (vector indexes and `vector_search`), [`engine`]
-//! (an engine shared by many sessions, each running statements), [`config`] (engine options and
-//! session settings), [`bench`](mod@bench) (the retrieval-quality benchmark) and the [`demo`] catalog
-//! generator. The `vitrine` binary (its command line
+//! seam statement handlers see), [`vector`] (vector indexes and `vector_search`), [`quality`]
+//! (retrieval quality of two indexes, extraction against the ground truth), [`engine`] (an engine
+//! shared by many sessions, each running statements), [`config`] (engine options and session
+//! settings), [`bench`](mod@bench) (the benchmark's report and runs table) and the [`demo`]
+//! catalog generator. The `vitrine` binary (its command line
 //! and REPL) is a thin shell over this library. `ARCHITECTURE.md` draws the layers.
 
 #![warn(missing_docs)]
@@ -17,6 +18,7 @@ pub mod config;
 pub mod demo;
 pub mod engine;
 pub mod error;
+pub mod quality;
 pub mod session;
 pub mod sql;
 pub mod vector;

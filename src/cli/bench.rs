@@ -1,6 +1,6 @@
 //! `vitrine bench clip DIR` and `vitrine bench vectors DIR`: throughput of the CLIP functions
 //! and of vector search through SQL, for `benches/RESULTS.md`; `vitrine bench quality`: how well
-//! two vector indexes retrieve ([`vitrine::bench::quality`]).
+//! two vector indexes retrieve ([`vitrine::quality`], its report by [`vitrine::bench`]).
 //!
 //! For `clip`, `DIR` is what `benches/peers/clip_peers.py` prepares and measures transformers on: `model/` (a
 //! CLIP folder), `texts.txt` (one text per line) and `images.txt` (one photo path per line). For
@@ -321,15 +321,15 @@ pub async fn vectors(options: VectorBench<'_>, mut config: EngineConfig) -> Resu
 /// `vitrine bench quality`: runs the benchmark, writes its report into `out` and prints the
 /// headline.
 pub async fn quality(
-    options: &vitrine::bench::quality::QualityOptions,
+    options: &vitrine::quality::QualityOptions,
     out: &Path,
     config: EngineConfig,
 ) -> Result<()> {
-    use vitrine::bench::quality::{self, report};
+    use vitrine::bench::{record, report};
     let session = Engine::open(config).await?.session()?;
-    let result = quality::run(&session, options).await?;
+    let result = vitrine::quality::run(&session, options).await?;
     report::write(&result, out)?;
-    let (table, run_id) = quality::record::record(&session, &result).await?;
+    let (table, run_id) = record::record(&session, &result).await?;
     println!("{}", report::markdown(&result));
     eprintln!("{}", report::headline(&result));
     eprintln!(

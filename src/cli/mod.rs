@@ -75,7 +75,7 @@ pub enum Command {
         #[arg(long, default_value_t = demo::FULL_CATALOG)]
         products: usize,
         /// Random seed.
-        #[arg(long, default_value_t = 42)]
+        #[arg(long, default_value_t = vitrine::quality::run::DEFAULT_SEED)]
         seed: u64,
         /// Skip drawing the product photos.
         #[arg(long)]
@@ -127,13 +127,13 @@ pub enum BenchCommand {
         #[arg(long)]
         candidate: String,
         /// Results per query and the metrics' cut-off.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = vitrine::quality::run::DEFAULT_K)]
         k: usize,
         /// Seeds the query sample and the resampling.
-        #[arg(long, default_value_t = 42)]
+        #[arg(long, default_value_t = vitrine::quality::run::DEFAULT_SEED)]
         seed: u64,
         /// Queries drawn of each kind (when no --queries file is given).
-        #[arg(long, default_value_t = 30)]
+        #[arg(long, default_value_t = vitrine::quality::run::DEFAULT_PER_KIND)]
         per_kind: usize,
         /// Queries from a file instead: JSON lines (`.jsonl`: id, text, judgments {product:
         /// grade}) or TREC topics (`id<TAB>text`, with --qrels).
@@ -154,35 +154,18 @@ pub enum BenchCommand {
         /// A facet's column, as FACET=p.column or FACET=g.column (p: products, g: ground truth);
         /// facets: article, colour, gender, material, pattern, sleeve, collar, style.
         #[arg(long = "column", value_name = "FACET=ALIAS.COLUMN", value_parser = parse_facet_column)]
-        columns: Vec<(vitrine::bench::quality::queries::Facet, String)>,
+        columns: Vec<(vitrine::quality::queries::Facet, String)>,
         /// Folder for the report.
         #[arg(long, default_value = "quality-report")]
         out: PathBuf,
     },
 }
 
-fn parse_facet_column(
-    text: &str,
-) -> Result<(vitrine::bench::quality::queries::Facet, String), String> {
-    use vitrine::bench::quality::queries::Facet;
+fn parse_facet_column(text: &str) -> Result<(vitrine::quality::queries::Facet, String), String> {
     let (facet, column) = text
         .split_once('=')
         .ok_or_else(|| format!("expected FACET=ALIAS.COLUMN, got '{text}'"))?;
-    let facet = Facet::ALL
-        .into_iter()
-        .find(|f| f.name() == facet)
-        .ok_or_else(|| {
-            let names: Vec<&str> = Facet::ALL.iter().map(|f| f.name()).collect();
-            format!(
-                "unknown facet '{facet}': the facets are {}",
-                names.join(", ")
-            )
-        })?;
-    if !(column.starts_with("p.") || column.starts_with("g.")) {
-        return Err(format!(
-            "'{column}': name the table as p.column (products) or g.column (ground truth)"
-        ));
-    }
+    let facet = vitrine::quality::queries::Facet::parse(facet).map_err(|e| e.to_string())?;
     Ok((facet, column.to_string()))
 }
 
@@ -331,29 +314,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
             columns,
             out,
         }) => {
-            use vitrine::bench::quality::{QualityOptions, QuerySource};
+            use vitrine::quality::{QualityOptions, QuerySource};
             let queries = match (queries, qrels) {
                 (None, _) => QuerySource::Drawn { per_kind },
                 (Some(topics), Some(qrels)) => QuerySource::Trec { topics, qrels },
                 (Some(file), None) => QuerySource::Jsonl(file),
             };
-            let options = QualityOptions {
-                baseline,
-                candidate,
-                k,
-                seed,
-                queries,
-                labels: {
-                    let mut labels = vitrine::bench::quality::LabelSource {
-                        products,
-                        ground_truth,
-                        key,
-                        ..Default::default()
-                    };
-                    labels.columns.extend(columns);
-                    labels
-                },
-            };
+            let mut options = QualityOptions::new(baseline, candidate);
+            options.k = k;
+            options.seed = seed;
+            options.queries = queries;
+            options.labels.products = products;
+            options.labels.ground_truth = ground_truth;
+            options.labels.key = key;
+            for (facet, column) in &columns {
+                options.labels.set_column(*facet, column)?;
+            }
             runtime.block_on(bench::quality(&options, &out, config))?;
             Ok(ExitCode::SUCCESS)
         }

@@ -22,7 +22,7 @@ use crate::session::{Session, StatementResult, WriteProgress};
 use crate::sql::functions::{self, SparkIntegerDivision};
 use crate::sql::parser::{parse_statement, VitrineStatement};
 use crate::sql::rewrite::{rewrite_statement, TableRequest, TableRequestKind};
-use crate::vector;
+use crate::{quality, vector};
 
 /// One caller's session: its own DataFusion context (functions, options, current schema),
 /// settings, catalog snapshot and model-function report, over an engine it shares with other
@@ -335,6 +335,9 @@ impl EngineSession {
             // Boxed: evaluating the arguments plans queries, which may search again.
             TableRequestKind::VectorSearch { arguments } => {
                 Box::pin(vector::search::search(self, arguments)).await
+            }
+            TableRequestKind::RetrievalQuality { arguments } => {
+                Box::pin(quality::table_function::retrieval_quality(self, arguments)).await
             }
             TableRequestKind::LateralVectorSearch {
                 arguments,

@@ -3,8 +3,8 @@
 //! - Spark function names DataFusion spells differently (`explode` → `unnest`, `rand` → `random`).
 //! - Hive's `DISTRIBUTE BY` (a partitioning hint, meaningless on one node) is dropped and
 //!   `SORT BY` becomes the query's `ORDER BY`.
-//! - Table references DataFusion cannot resolve by name, `t VERSION AS OF n` and
-//!   `read_files(…)`, are replaced by placeholders; the engine opens them and registers each under
+//! - Table references DataFusion cannot resolve by name, `t VERSION AS OF n`, `read_files(…)`,
+//!   `vector_search(…)` and `retrieval_quality(…)`, are replaced by placeholders; the engine opens them and registers each under
 //!   its placeholder name before planning ([`TableRequest`]).
 
 use std::collections::BTreeMap;
@@ -58,6 +58,13 @@ pub enum TableRequestKind {
     VectorSearch {
         /// Argument name (positional ones named `index`, `query`, `num_results` in that order)
         /// → the SQL expression given.
+        arguments: BTreeMap<String, String>,
+    },
+    /// `retrieval_quality(baseline => …, candidate => …, k => …, …)`: the metric table of two
+    /// vector indexes judged on the same queries.
+    RetrievalQuality {
+        /// Argument name (positional ones named `baseline`, `candidate` in that order) → the
+        /// literal given.
         arguments: BTreeMap<String, String>,
     },
     /// `left, LATERAL vector_search(…, query_text => left.column, …) alias`: one search per
@@ -201,6 +208,9 @@ impl SparkRewriter {
             if parts.len() == 1 && parts[0] == "vector_search" {
                 return vector_search_request(&args.args).map(Some);
             }
+            if parts.len() == 1 && parts[0] == "retrieval_quality" {
+                return retrieval_quality_request(&args.args).map(Some);
+            }
             return Ok(None);
         }
         match version {
@@ -271,18 +281,40 @@ fn vector_search_request(args: &[FunctionArg]) -> Result<TableRequestKind> {
     })
 }
 
-/// The arguments of a `vector_search` call by name (positional ones named `index`, `query`,
-/// `num_results`), as SQL text.
-fn vector_search_arguments(args: &[FunctionArg]) -> Result<BTreeMap<String, String>> {
-    const POSITIONAL: [&str; 3] = ["index", "query", "num_results"];
+fn retrieval_quality_request(args: &[FunctionArg]) -> Result<TableRequestKind> {
+    let arguments =
+        table_function_arguments("retrieval_quality", &["baseline", "candidate"], args)?
+            .into_iter()
+            .map(|(name, expr)| {
+                literal(&expr)
+                    .map(|value| (name.clone(), value))
+                    .ok_or_else(|| {
+                        VitrineError::Plan(format!(
+                            "retrieval_quality: argument '{name}' takes a literal, got '{expr}'"
+                        ))
+                    })
+            })
+            .collect::<Result<_>>()?;
+    Ok(TableRequestKind::RetrievalQuality { arguments })
+}
+
+/// The arguments of a table function call by name (the first ones may be given by position, in
+/// the order of `positional`), each once.
+fn table_function_arguments(
+    function: &str,
+    positional: &[&str],
+    args: &[FunctionArg],
+) -> Result<BTreeMap<String, Expr>> {
     let mut arguments = BTreeMap::new();
     for (i, arg) in args.iter().enumerate() {
         let (name, expr) = match arg {
-            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => match POSITIONAL.get(i) {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => match positional.get(i) {
                 Some(name) => (name.to_string(), e),
                 None => {
                     return Err(VitrineError::Plan(format!(
-                        "vector_search takes at most 3 positional arguments (index, query, num_results), got '{e}'"
+                        "{function} takes at most {} positional arguments ({}), got '{e}'",
+                        positional.len(),
+                        positional.join(", ")
                     )))
                 }
             },
@@ -298,17 +330,28 @@ fn vector_search_arguments(args: &[FunctionArg]) -> Result<BTreeMap<String, Stri
             } => (name.to_string().to_lowercase(), e),
             other => {
                 return Err(VitrineError::Plan(format!(
-                    "unexpected vector_search argument '{other}'"
+                    "unexpected {function} argument '{other}'"
                 )))
             }
         };
-        if arguments.insert(name.clone(), expr.to_string()).is_some() {
+        if arguments.insert(name.clone(), expr.clone()).is_some() {
             return Err(VitrineError::Plan(format!(
-                "vector_search: argument '{name}' is given twice"
+                "{function}: argument '{name}' is given twice"
             )));
         }
     }
     Ok(arguments)
+}
+
+/// The arguments of a `vector_search` call by name (positional ones named `index`, `query`,
+/// `num_results`), as SQL text.
+fn vector_search_arguments(args: &[FunctionArg]) -> Result<BTreeMap<String, String>> {
+    Ok(
+        table_function_arguments("vector_search", &["index", "query", "num_results"], args)?
+            .into_iter()
+            .map(|(name, expr)| (name, expr.to_string()))
+            .collect(),
+    )
 }
 
 fn is_lateral_search(factor: &TableFactor) -> bool {
@@ -471,5 +514,36 @@ mod tests {
         assert_eq!(path, "/Volumes/main/s/v/x.csv");
         assert_eq!(options["format"], "csv");
         assert_eq!(options["header"], "true");
+    }
+
+    #[test]
+    fn retrieval_quality_becomes_a_placeholder_with_its_literal_arguments() {
+        let (sql, requests) = rewritten(
+            "SELECT * FROM retrieval_quality('main.s.base', candidate => 'main.s.rich', k => 5) WHERE kind = 'all'",
+        );
+        assert_eq!(sql, "SELECT * FROM __vitrine_table_1 WHERE kind = 'all'");
+        let TableRequestKind::RetrievalQuality { arguments } = &requests[0].kind else {
+            panic!("{requests:?}")
+        };
+        assert_eq!(arguments["baseline"], "main.s.base");
+        assert_eq!(arguments["candidate"], "main.s.rich");
+        assert_eq!(arguments["k"], "5");
+        let mut statement =
+            match parse_statement("SELECT * FROM retrieval_quality('a', 'b', 'c')").unwrap() {
+                VitrineStatement::Query(s) => s,
+                _ => panic!(),
+            };
+        let error = rewrite_statement(&mut statement).unwrap_err().to_string();
+        assert!(error.contains("at most 2 positional arguments"), "{error}");
+        let mut statement = match parse_statement(
+            "SELECT * FROM retrieval_quality(baseline => a.b, candidate => 'c')",
+        )
+        .unwrap()
+        {
+            VitrineStatement::Query(s) => s,
+            _ => panic!(),
+        };
+        let error = rewrite_statement(&mut statement).unwrap_err().to_string();
+        assert!(error.contains("'baseline' takes a literal"), "{error}");
     }
 }

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use vitrine::bench::quality::metrics::{per_query, Metric};
-use vitrine::bench::quality::trec::{rankings, read_qrels, read_run};
+use vitrine::quality::metrics::{per_query, Metric};
+use vitrine::quality::trec::{rankings, read_qrels, read_run};
 
 use crate::support::repo_path;
 
@@ -60,9 +60,10 @@ fn metrics_agree_with_ranx_per_query_to_1e6() {
 }
 
 mod benchmark {
-    use vitrine::bench::quality::metrics::{per_query, Metric};
-    use vitrine::bench::quality::trec::{rankings, read_qrels, read_run};
-    use vitrine::bench::quality::{report, run, QualityOptions, QuerySource};
+    use vitrine::bench::report;
+    use vitrine::quality::metrics::{per_query, Metric};
+    use vitrine::quality::trec::{rankings, read_qrels, read_run};
+    use vitrine::quality::{run, QualityOptions, QuerySource};
 
     use crate::support::TestWarehouse;
 
@@ -142,7 +143,7 @@ mod benchmark {
         let again = run(&wh.session, &options("vs_base", "vs_rich", 1))
             .await
             .unwrap();
-        let json = |r: &vitrine::bench::quality::QualityReport| serde_json::to_string(r).unwrap();
+        let json = |r: &vitrine::quality::QualityReport| serde_json::to_string(r).unwrap();
         assert_eq!(json(&first), json(&again));
         assert!(first.queries.len() >= 20, "{} queries", first.queries.len());
         assert_eq!(first.kinds[0].kind, "all");
@@ -154,7 +155,7 @@ mod benchmark {
         let other = run(&wh.session, &options("vs_base", "vs_rich", 2))
             .await
             .unwrap();
-        let texts = |r: &vitrine::bench::quality::QualityReport| {
+        let texts = |r: &vitrine::quality::QualityReport| {
             r.queries.iter().map(|q| q.text.clone()).collect::<Vec<_>>()
         };
         assert_ne!(texts(&first), texts(&other), "another seed, another sample");
@@ -203,10 +204,10 @@ mod benchmark {
         );
         assert!(html.contains("class=\"confusion\""), "confusion matrices");
 
-        let (table, run_id) = vitrine::bench::quality::record::record(&wh.session, &first)
+        let (table, run_id) = vitrine::bench::record::record(&wh.session, &first)
             .await
             .unwrap();
-        vitrine::bench::quality::record::record(&wh.session, &other)
+        vitrine::bench::record::record(&wh.session, &other)
             .await
             .unwrap();
         assert_eq!(table, "main.fashion_demo.embedding_benchmark_runs");
@@ -255,7 +256,7 @@ mod benchmark {
 /// the benchmark can tell.
 #[tokio::test(flavor = "multi_thread")]
 async fn enriched_descriptions_beat_baseline_ones_under_a_lexical_embedder() {
-    use vitrine::bench::quality::{run, QualityOptions, QuerySource};
+    use vitrine::quality::{run, QualityOptions, QuerySource};
 
     let (wh, _) = crate::support::TestWarehouse::with_demo(400, 11).await;
     for script in [
@@ -297,7 +298,7 @@ async fn enriched_descriptions_beat_baseline_ones_under_a_lexical_embedder() {
     assert!(
         ndcg.difference.difference.low > 0.0 && ndcg.difference.p_value < 0.01,
         "{}",
-        vitrine::bench::quality::report::headline(&report)
+        vitrine::bench::report::headline(&report)
     );
     let material = report
         .kinds
@@ -305,4 +306,36 @@ async fn enriched_descriptions_beat_baseline_ones_under_a_lexical_embedder() {
         .find(|k| k.kind == "material+article")
         .unwrap();
     assert!(material.metrics[0].difference.difference.mean > 0.0);
+
+    // The same benchmark as a SQL table function gives the same figures.
+    let rows = wh
+        .rows(
+            "SELECT kind, queries, baseline, baseline_low, candidate, difference_high, p_value, meaningful \
+             FROM retrieval_quality('main.fashion_demo.vs_words', 'main.fashion_demo.vs_words_enriched', \
+                                    k => 10, seed => 42, per_kind => 10) \
+             WHERE metric = 'ndcg@10' ORDER BY queries DESC, kind LIMIT 1",
+        )
+        .await;
+    let expected = [
+        "all".to_string(),
+        report.queries.len().to_string(),
+        ndcg.baseline.mean.to_string(),
+        ndcg.baseline.low.to_string(),
+        ndcg.candidate.mean.to_string(),
+        ndcg.difference.difference.high.to_string(),
+        ndcg.difference.p_value.to_string(),
+        "true".to_string(),
+    ];
+    assert_eq!(rows, [expected]);
+    let kinds = wh
+        .value("SELECT COUNT(DISTINCT kind) FROM retrieval_quality(baseline => 'main.fashion_demo.vs_words', candidate => 'main.fashion_demo.vs_words_enriched', per_kind => 10)")
+        .await;
+    assert_eq!(kinds, report.kinds.len().to_string());
+    let error = wh
+        .error("SELECT * FROM retrieval_quality('main.fashion_demo.vs_words', 'main.fashion_demo.vs_nope')")
+        .await;
+    assert!(
+        error.contains("vector index main.fashion_demo.vs_nope does not exist"),
+        "{error}"
+    );
 }

@@ -6,7 +6,7 @@
 use crate::engine::EngineSession;
 use crate::error::Result;
 
-use super::run::QualityReport;
+use crate::quality::QualityReport;
 
 /// The runs table's name in the schema of the baseline index.
 pub const RUNS_TABLE: &str = "embedding_benchmark_runs";

@@ -62,6 +62,27 @@ impl Default for LabelSource {
     }
 }
 
+impl LabelSource {
+    /// Reads `facet` from `column`, written `p.column` (the products table) or `g.column` (the
+    /// ground-truth table).
+    pub fn set_column(&mut self, facet: Facet, column: &str) -> Result<()> {
+        if !(column.starts_with("p.") || column.starts_with("g.")) {
+            return Err(VitrineError::Plan(format!(
+                "'{column}': name the table as p.column (products) or g.column (ground truth)"
+            )));
+        }
+        self.columns.insert(facet, column.to_string());
+        Ok(())
+    }
+}
+
+/// The cut-off when none is given.
+pub const DEFAULT_K: usize = 10;
+/// The seed when none is given.
+pub const DEFAULT_SEED: u64 = 42;
+/// Queries drawn of each kind when none is given.
+pub const DEFAULT_PER_KIND: usize = 30;
+
 /// What to compare, and how.
 #[derive(Debug, Clone)]
 pub struct QualityOptions {
@@ -77,6 +98,22 @@ pub struct QualityOptions {
     pub queries: QuerySource,
     /// The labelled catalog queries are drawn from.
     pub labels: LabelSource,
+}
+
+impl QualityOptions {
+    /// `baseline` against `candidate` on the demo catalog's drawn queries, with the defaults.
+    pub fn new(baseline: impl Into<String>, candidate: impl Into<String>) -> Self {
+        Self {
+            baseline: baseline.into(),
+            candidate: candidate.into(),
+            k: DEFAULT_K,
+            seed: DEFAULT_SEED,
+            queries: QuerySource::Drawn {
+                per_kind: DEFAULT_PER_KIND,
+            },
+            labels: LabelSource::default(),
+        }
+    }
 }
 
 /// Where a benchmark's queries and judgments come from.

@@ -63,6 +63,20 @@ impl Facet {
             Facet::Style => "style",
         }
     }
+
+    /// The facet called `name` ([`Facet::name`]).
+    pub fn parse(name: &str) -> Result<Facet> {
+        Facet::ALL
+            .into_iter()
+            .find(|f| f.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Facet::ALL.iter().map(|f| f.name()).collect();
+                VitrineError::Plan(format!(
+                    "unknown facet '{name}': the facets are {}",
+                    names.join(", ")
+                ))
+            })
+    }
 }
 
 /// Facet values a shopper never asks for.

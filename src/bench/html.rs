@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 
 use plotters::prelude::*;
 
-use super::extraction::AttributeQuality;
-use super::run::QualityReport;
 use crate::error::{Result, VitrineError};
+use crate::quality::extraction::AttributeQuality;
+use crate::quality::QualityReport;
 
 const BASELINE: RGBColor = RGBColor(120, 144, 156);
 const CANDIDATE: RGBColor = RGBColor(230, 126, 34);

@@ -7,11 +7,11 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::metrics::Metric;
-use super::run::{MetricFigures, QualityReport};
-use super::stats::Interval;
-use super::trec;
 use crate::error::{Result, ResultExt};
+use crate::quality::metrics::Metric;
+use crate::quality::run::{MetricFigures, QualityReport};
+use crate::quality::stats::Interval;
+use crate::quality::trec;
 
 /// Writes every file of the report into `dir` (created when missing).
 pub fn write(report: &QualityReport, dir: &Path) -> Result<()> {
