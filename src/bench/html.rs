@@ -1,13 +1,14 @@
 //! The report as one self-contained HTML page (`report.html`): the headline, the metrics of both
 //! indexes as bars with their 95 % intervals, the difference per kind of query with its interval,
-//! and each attribute's confusion matrix; charts are inline SVG drawn by plotters.
+//! the spread of the headline metric's per-query values, the plan's phase-1 criteria and each
+//! attribute's confusion matrix; charts are inline SVG drawn by plotters.
 
 use std::fmt::Write as _;
 
 use plotters::prelude::*;
 
 use crate::error::{Result, VitrineError};
-use crate::quality::extraction::AttributeQuality;
+use crate::quality::extraction::{AttributeQuality, CriterionResult};
 use crate::quality::QualityReport;
 
 const BASELINE: RGBColor = RGBColor(120, 144, 156);
@@ -171,6 +172,96 @@ fn kind_deltas(report: &QualityReport) -> Result<String> {
     Ok(svg)
 }
 
+/// Histograms of the first metric's per-query values, baseline and candidate side by side per
+/// bin, and of the per-query differences.
+fn spread(report: &QualityReport) -> Result<String> {
+    let Some(d) = report.distributions.first() else {
+        return Ok(String::new());
+    };
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (720, 300)).into_drawing_area();
+        root.fill(&WHITE).map_err(chart_error)?;
+        let (left, right) = root.split_horizontally(400);
+        for (area, caption, series) in [
+            (
+                &left,
+                format!("{}: queries per value", d.metric),
+                vec![(&d.baseline, BASELINE), (&d.candidate, CANDIDATE)],
+            ),
+            (
+                &right,
+                "candidate − baseline".to_string(),
+                vec![(&d.difference, RGBColor(90, 90, 90))],
+            ),
+        ] {
+            let [from, to] = series[0].0.range;
+            let bins = series[0].0.histogram.len();
+            let width = (to - from) / bins as f64;
+            let top = series
+                .iter()
+                .flat_map(|(h, _)| h.histogram.iter())
+                .copied()
+                .max()
+                .unwrap_or(0)
+                .max(1) as f64
+                * 1.1;
+            let mut chart = ChartBuilder::on(area)
+                .caption(caption, ("sans-serif", 16))
+                .margin(10)
+                .x_label_area_size(28)
+                .y_label_area_size(40)
+                .build_cartesian_2d(from..to, 0.0..top)
+                .map_err(chart_error)?;
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .draw()
+                .map_err(chart_error)?;
+            let share = width / series.len() as f64;
+            for (i, (values, colour)) in series.iter().enumerate() {
+                chart
+                    .draw_series(values.histogram.iter().enumerate().map(|(bin, count)| {
+                        let x = from + bin as f64 * width + i as f64 * share;
+                        Rectangle::new(
+                            [(x + share * 0.08, 0.0), (x + share * 0.92, *count as f64)],
+                            colour.filled(),
+                        )
+                    }))
+                    .map_err(chart_error)?;
+            }
+        }
+        root.present().map_err(chart_error)?;
+    }
+    Ok(svg)
+}
+
+/// The plan's phase-1 criteria, each marked pass or fail.
+fn criteria_table(criteria: &[CriterionResult]) -> String {
+    let mut out = String::from(
+        "<h3>The plan's phase-1 criteria</h3><table><tr><th>criterion</th><th>target</th><th>measured</th><th>result</th></tr>",
+    );
+    for c in criteria {
+        let colour = match c.result.as_str() {
+            "PASS" => "#27ae60",
+            "FAIL" => "#c0392b",
+            _ => "#7f8c8d",
+        };
+        let measured = c
+            .measured_pct
+            .map_or_else(|| "-".to_string(), |v| format!("{v:.1}%"));
+        let _ = write!(
+            out,
+            "<tr><th>{}</th><td>{}</td><td>{measured}</td><td style=\"color:white;background:{colour}\">{}</td></tr>",
+            escape(&c.criterion),
+            escape(&c.target),
+            c.result
+        );
+    }
+    out.push_str("</table>");
+    out
+}
+
 /// A confusion matrix as a table shaded by each row's share.
 fn confusion_table(attribute: &AttributeQuality) -> String {
     let mut predicted: Vec<&String> = attribute
@@ -244,6 +335,7 @@ pub fn page(report: &QualityReport, markdown_tables: &str) -> Result<String> {
     }
     out.push_str(&metric_bars(report)?);
     out.push_str(&kind_deltas(report)?);
+    out.push_str(&spread(report)?);
     if let Some(extraction) = &report.extraction {
         let _ = write!(
             out,
@@ -252,6 +344,7 @@ pub fn page(report: &QualityReport, markdown_tables: &str) -> Result<String> {
             extraction.products,
             extraction.failed
         );
+        out.push_str(&criteria_table(&extraction.criteria));
         for attribute in &extraction.attributes {
             out.push_str(&confusion_table(attribute));
         }

@@ -141,8 +141,49 @@ pub fn markdown(report: &QualityReport) -> String {
                 a.attribute, a.products, a.accuracy, a.macro_f1
             );
         }
+        let _ = writeln!(
+            out,
+            "\nThe plan's phase-1 criteria (rates other than success are over successful extractions):\n"
+        );
+        let _ = writeln!(out, "| criterion | target | measured | result |");
+        let _ = writeln!(out, "|---|---|---|---|");
+        for c in &extraction.criteria {
+            let measured = c
+                .measured_pct
+                .map_or_else(|| "-".to_string(), |v| format!("{v:.1}%"));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {measured} | {} |",
+                c.criterion, c.target, c.result
+            );
+        }
         out.push('\n');
     }
+    let _ = writeln!(
+        out,
+        "## Spread of the per-query values (all queries)\n\n\
+         | metric | values of | min | p25 | median | p75 | max | share at 0 |\n|---|---|---|---|---|---|---|---|"
+    );
+    for d in &report.distributions {
+        for (name, values) in [
+            ("baseline", &d.baseline),
+            ("candidate", &d.candidate),
+            ("difference", &d.difference),
+        ] {
+            let _ = writeln!(
+                out,
+                "| {} | {name} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.3} |",
+                d.metric,
+                values.min,
+                values.p25,
+                values.median,
+                values.p75,
+                values.max,
+                values.zero_share
+            );
+        }
+    }
+    out.push('\n');
     for kind in &report.kinds {
         let _ = writeln!(out, "## {} ({} queries)\n", kind.kind, kind.queries);
         let _ = writeln!(out, "| metric | baseline | candidate | difference |");

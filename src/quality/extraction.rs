@@ -1,11 +1,12 @@
 //! How well phase 1 extracted the attributes: per attribute, the accuracy, the macro-F1 and the
 //! confusion matrix of the extracted values against the ground truth, over the products whose
-//! extraction succeeded (failed extractions are counted apart).
+//! extraction succeeded (failed extractions are counted apart); and the plan's five phase-1
+//! success criteria, as `sql/01_quality_report.sql` checks them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use datafusion::arrow::array::{Array, AsArray};
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Float64Type};
 use serde::Serialize;
 
 use crate::error::Result;
@@ -48,6 +49,157 @@ pub struct ExtractionQuality {
     pub failed: usize,
     /// Each attribute of [`ATTRIBUTES`].
     pub attributes: Vec<AttributeQuality>,
+    /// The plan's phase-1 success criteria, in its order.
+    pub criteria: Vec<CriterionResult>,
+}
+
+/// How a criterion compares its measured share with its threshold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Comparison {
+    Above,
+    AtLeast,
+    Below,
+}
+
+/// One of the plan's phase-1 success criteria: a share of extractions, in per cent, against a
+/// threshold. Conditions are SQL over `ok` (the extraction succeeded), `material`,
+/// `confidence_material` and `article` (the product's article type).
+struct Criterion {
+    name: &'static str,
+    counted: &'static str,
+    out_of: &'static str,
+    comparison: Comparison,
+    threshold: f64,
+}
+
+/// The plan's criteria (execution plan, phase 1 step 4).
+const CRITERIA: [Criterion; 5] = [
+    Criterion {
+        name: "extraction success rate",
+        counted: "ok",
+        out_of: "true",
+        comparison: Comparison::Above,
+        threshold: 85.0,
+    },
+    Criterion {
+        name: "material \"unknown\"",
+        counted: "ok AND material = 'unknown'",
+        out_of: "ok",
+        comparison: Comparison::Below,
+        threshold: 15.0,
+    },
+    Criterion {
+        name: "confidence high + medium",
+        counted: "ok AND confidence_material IN ('high', 'medium')",
+        out_of: "ok",
+        comparison: Comparison::Above,
+        threshold: 75.0,
+    },
+    Criterion {
+        name: "Watches -> metal",
+        counted: "ok AND article = 'Watches' AND material = 'metal'",
+        out_of: "ok AND article = 'Watches'",
+        comparison: Comparison::AtLeast,
+        threshold: 90.0,
+    },
+    Criterion {
+        name: "Tshirts -> knit fabric",
+        counted: "ok AND article = 'Tshirts' AND material = 'knit fabric'",
+        out_of: "ok AND article = 'Tshirts'",
+        comparison: Comparison::AtLeast,
+        threshold: 85.0,
+    },
+];
+
+impl Criterion {
+    fn target(&self) -> String {
+        let sign = match self.comparison {
+            Comparison::Above => ">",
+            Comparison::AtLeast => ">=",
+            Comparison::Below => "<",
+        };
+        format!("{sign} {}%", self.threshold)
+    }
+
+    fn passes(&self, value: f64) -> bool {
+        match self.comparison {
+            Comparison::Above => value > self.threshold,
+            Comparison::AtLeast => value >= self.threshold,
+            Comparison::Below => value < self.threshold,
+        }
+    }
+
+    /// The measured share in per cent, NULL when nothing is `out_of`.
+    fn sql(&self) -> String {
+        format!(
+            "100.0 * SUM(CASE WHEN {} THEN 1 ELSE 0 END) / NULLIF(SUM(CASE WHEN {} THEN 1 ELSE 0 END), 0)",
+            self.counted, self.out_of
+        )
+    }
+}
+
+/// A criterion as measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CriterionResult {
+    /// What is measured.
+    pub criterion: String,
+    /// The plan's threshold (`> 85%`).
+    pub target: String,
+    /// The measured share in per cent; none when nothing was there to measure (no Watches).
+    pub measured_pct: Option<f64>,
+    /// `PASS`, `FAIL` or `NO DATA`.
+    pub result: String,
+}
+
+/// Measures the plan's criteria on `extracted`, the article type read from `products`.
+async fn criteria(
+    session: &dyn Session,
+    extracted: &str,
+    products: &str,
+    article: &str,
+    key: &str,
+) -> Result<Vec<CriterionResult>> {
+    let measures: Vec<String> = CRITERIA
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("CAST({} AS DOUBLE) AS c{i}", c.sql()))
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM (SELECT COALESCE(e.extraction_success, false) AS ok, \
+         CAST(e.material AS STRING) AS material, \
+         CAST(e.confidence_material AS STRING) AS confidence_material, \
+         CAST({article} AS STRING) AS article \
+         FROM {extracted} e LEFT JOIN {products} p ON e.{key} = p.{key})",
+        measures.join(", ")
+    );
+    let batches = session
+        .plan_sql(&sql)
+        .await
+        .map_err(|e| e.context(format!("measuring the phase-1 criteria on {extracted}")))?
+        .collect()
+        .await?;
+    let row = batches.iter().find(|b| b.num_rows() > 0);
+    Ok(CRITERIA
+        .iter()
+        .enumerate()
+        .map(|(i, criterion)| {
+            let measured_pct = row.and_then(|b| {
+                let column = b.column(i).as_primitive::<Float64Type>();
+                (!column.is_null(0)).then(|| column.value(0))
+            });
+            CriterionResult {
+                criterion: criterion.name.to_string(),
+                target: criterion.target(),
+                measured_pct,
+                result: match measured_pct {
+                    None => "NO DATA",
+                    Some(v) if criterion.passes(v) => "PASS",
+                    Some(_) => "FAIL",
+                }
+                .to_string(),
+            }
+        })
+        .collect())
 }
 
 /// Scores one attribute from (true, extracted) pairs; a missing extracted value counts as wrong.
@@ -103,14 +255,32 @@ pub fn score(attribute: &str, pairs: &[(String, Option<String>)]) -> AttributeQu
     }
 }
 
-/// Compares `extracted` with `ground_truth`, joined on `key`.
+/// Where the extraction is measured: the extracted table, the ground truth and the products
+/// (for the article type the criteria name), all sharing `key`.
+pub struct ExtractionSource<'a> {
+    /// Phase 1's table.
+    pub extracted: &'a str,
+    /// The true attributes.
+    pub ground_truth: &'a str,
+    /// The products.
+    pub products: &'a str,
+    /// The article type's column, as `p.column`.
+    pub article: &'a str,
+    /// The column the tables share.
+    pub key: &'a str,
+}
+
+/// Compares the extraction with the ground truth and measures the plan's criteria.
 pub async fn measure(
     session: &dyn Session,
-    extracted: &str,
-    ground_truth: &str,
-    key: &str,
+    source: &ExtractionSource<'_>,
 ) -> Result<ExtractionQuality> {
-    let key = quote(key);
+    let ExtractionSource {
+        extracted,
+        ground_truth,
+        ..
+    } = *source;
+    let key = quote(source.key);
     let columns: Vec<String> = ATTRIBUTES
         .iter()
         .map(|a| format!("g.{0} AS true_{1}, e.{0} AS got_{1}", quote(a), a))
@@ -161,12 +331,22 @@ pub async fn measure(
             .zip(&pairs)
             .map(|(a, p)| score(a, p))
             .collect(),
+        criteria: criteria(session, extracted, source.products, source.article, &key).await?,
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::score;
+    use super::{score, Comparison, CRITERIA};
+
+    #[test]
+    fn the_criteria_are_the_plans_thresholds() {
+        let targets: Vec<String> = CRITERIA.iter().map(|c| c.target()).collect();
+        assert_eq!(targets, ["> 85%", "< 15%", "> 75%", ">= 90%", ">= 85%"]);
+        assert!(!CRITERIA[0].passes(85.0) && CRITERIA[0].passes(85.1));
+        assert!(CRITERIA[1].passes(14.9) && !CRITERIA[1].passes(15.0));
+        assert!(CRITERIA[3].passes(90.0) && CRITERIA[3].comparison == Comparison::AtLeast);
+    }
 
     fn pairs(items: &[(&str, Option<&str>)]) -> Vec<(String, Option<String>)> {
         items

@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::extraction::{self, ExtractionQuality};
 use super::metrics::{per_query, Judgments, Metric};
 use super::queries::{self, Facet, LabelledProduct, Query};
-use super::stats::{self, Interval, Paired};
+use super::stats::{self, Distribution, Interval, Paired};
 use super::trec::Ranked;
 use vitrine_udfs::runtime::source::is_test_model;
 
@@ -190,6 +190,22 @@ pub struct KindFigures {
     pub metrics: Vec<MetricFigures>,
 }
 
+/// How one metric's per-query values spread over all queries.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricDistribution {
+    /// The metric at the cut-off (`ndcg@10`).
+    pub metric: String,
+    /// The baseline's values, over [0, 1].
+    pub baseline: Distribution,
+    /// The candidate's values, over [0, 1].
+    pub candidate: Distribution,
+    /// Candidate − baseline per query, over [−1, 1].
+    pub difference: Distribution,
+}
+
+/// Bins of the distributions' histograms.
+const HISTOGRAM_BINS: usize = 10;
+
 /// What a benchmark run found.
 #[derive(Debug, Clone, Serialize)]
 pub struct QualityReport {
@@ -207,6 +223,8 @@ pub struct QualityReport {
     pub test_models: Vec<String>,
     /// All queries, then each kind.
     pub kinds: Vec<KindFigures>,
+    /// Each metric's per-query values over all queries.
+    pub distributions: Vec<MetricDistribution>,
     /// Phase 1's extraction against the ground truth, when its table exists.
     pub extraction: Option<ExtractionQuality>,
     /// The queries, with their texts and kinds.
@@ -254,6 +272,7 @@ pub async fn run(session: &dyn Session, options: &QualityOptions) -> Result<Qual
     let (candidate, candidate_index) =
         search(session, &options.candidate, &queries, options.k).await?;
     let kinds = figures(&queries, [&baseline, &candidate], options.k, options.seed);
+    let distributions = distributions(&queries, [&baseline, &candidate], options.k);
     let mut models: Vec<String> = [&baseline_index, &candidate_index]
         .iter()
         .flat_map(|i| i.models.iter().cloned())
@@ -269,9 +288,17 @@ pub async fn run(session: &dyn Session, options: &QualityOptions) -> Result<Qual
         Some(table) if session.table_entry(&table_name(table)?).is_ok() => Some(
             extraction::measure(
                 session,
-                table,
-                &options.labels.ground_truth,
-                &options.labels.key,
+                &extraction::ExtractionSource {
+                    extracted: table,
+                    ground_truth: &options.labels.ground_truth,
+                    products: &options.labels.products,
+                    article: options
+                        .labels
+                        .columns
+                        .get(&Facet::Article)
+                        .map_or("p.article_type", String::as_str),
+                    key: &options.labels.key,
+                },
             )
             .await?,
         ),
@@ -285,6 +312,7 @@ pub async fn run(session: &dyn Session, options: &QualityOptions) -> Result<Qual
         models,
         test_models,
         kinds,
+        distributions,
         extraction,
         queries,
         runs: [baseline, candidate],
@@ -483,12 +511,7 @@ fn figures(queries: &[Query], runs: [&Ranked; 2], k: usize, seed: u64) -> Vec<Ki
     groups
         .into_iter()
         .map(|(kind, group)| {
-            let qrels: BTreeMap<String, Judgments> = group
-                .iter()
-                .map(|q| (q.id.clone(), q.judgments.clone()))
-                .collect();
-            let [baseline, candidate] =
-                runs.map(|run| per_query(&qrels, &super::trec::rankings(run), Some(k)));
+            let [baseline, candidate] = scores(&group, runs, k);
             let metrics = Metric::ALL
                 .iter()
                 .map(|metric| MetricFigures {
@@ -502,6 +525,34 @@ fn figures(queries: &[Query], runs: [&Ranked; 2], k: usize, seed: u64) -> Vec<Ki
                 kind,
                 queries: group.len(),
                 metrics,
+            }
+        })
+        .collect()
+}
+
+/// Every metric's per-query values on `queries` (in the order of their ids), for both runs.
+fn scores(queries: &[&Query], runs: [&Ranked; 2], k: usize) -> [BTreeMap<Metric, Vec<f64>>; 2] {
+    let qrels: BTreeMap<String, Judgments> = queries
+        .iter()
+        .map(|q| (q.id.clone(), q.judgments.clone()))
+        .collect();
+    runs.map(|run| per_query(&qrels, &super::trec::rankings(run), Some(k)))
+}
+
+/// The spread of each metric's per-query values over all queries.
+fn distributions(queries: &[Query], runs: [&Ranked; 2], k: usize) -> Vec<MetricDistribution> {
+    let all: Vec<&Query> = queries.iter().collect();
+    let [baseline, candidate] = scores(&all, runs, k);
+    Metric::ALL
+        .iter()
+        .map(|metric| {
+            let (b, c) = (&baseline[metric], &candidate[metric]);
+            let differences: Vec<f64> = c.iter().zip(b).map(|(c, b)| c - b).collect();
+            MetricDistribution {
+                metric: metric.label(Some(k)),
+                baseline: stats::distribution(b, 0.0, 1.0, HISTOGRAM_BINS),
+                candidate: stats::distribution(c, 0.0, 1.0, HISTOGRAM_BINS),
+                difference: stats::distribution(&differences, -1.0, 1.0, HISTOGRAM_BINS),
             }
         })
         .collect()

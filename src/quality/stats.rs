@@ -1,6 +1,7 @@
 //! Uncertainty of a mean over queries: a percentile-bootstrap 95 % interval, and for two systems
 //! judged on the same queries, the interval of the paired difference and a two-sided paired
-//! randomization (sign-flip) test. Resampling is seeded, so a run repeats exactly.
+//! randomization (sign-flip) test. Resampling is seeded, so a run repeats exactly. And how the
+//! per-query values spread: quantiles and a histogram.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -81,6 +82,61 @@ pub fn mean(values: &[f64]) -> f64 {
     }
 }
 
+/// How per-query values spread over a range.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Distribution {
+    /// The smallest value.
+    pub min: f64,
+    /// The 25th percentile.
+    pub p25: f64,
+    /// The median.
+    pub median: f64,
+    /// The 75th percentile.
+    pub p75: f64,
+    /// The largest value.
+    pub max: f64,
+    /// Share of the values that are exactly zero (queries that found nothing relevant).
+    pub zero_share: f64,
+    /// The range the histogram covers, `[from, to]`.
+    pub range: [f64; 2],
+    /// Values per equal-width bin of `range`, the last bin closed.
+    pub histogram: Vec<usize>,
+}
+
+/// The spread of `values` (none gives zeros), with a histogram of `bins` bins over
+/// `[from, to]` (values outside it go to the end bins).
+pub fn distribution(values: &[f64], from: f64, to: f64, bins: usize) -> Distribution {
+    let mut histogram = vec![0; bins.max(1)];
+    let width = (to - from) / histogram.len() as f64;
+    for value in values {
+        let bin = ((value - from) / width).floor().max(0.0) as usize;
+        histogram[bin.min(bins.max(1) - 1)] += 1;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        if sorted.is_empty() {
+            0.0
+        } else {
+            percentile(&sorted, q)
+        }
+    };
+    Distribution {
+        min: at(0.0),
+        p25: at(0.25),
+        median: at(0.5),
+        p75: at(0.75),
+        max: at(1.0),
+        zero_share: if values.is_empty() {
+            0.0
+        } else {
+            values.iter().filter(|v| **v == 0.0).count() as f64 / values.len() as f64
+        },
+        range: [from, to],
+        histogram,
+    }
+}
+
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     let position = q * (sorted.len() - 1) as f64;
     let (below, above) = (position.floor() as usize, position.ceil() as usize);
@@ -98,6 +154,29 @@ mod tests {
         assert!(a.low < a.mean && a.mean < a.high, "{a:?}");
         assert_eq!(a, bootstrap(&values, 1));
         assert_ne!(a, bootstrap(&values, 2));
+    }
+
+    #[test]
+    fn a_distribution_has_its_quantiles_and_every_value_in_a_bin() {
+        let values = [0.0, 0.0, 0.25, 0.5, 1.0];
+        let d = distribution(&values, 0.0, 1.0, 4);
+        assert_eq!(
+            (d.min, d.p25, d.median, d.p75, d.max),
+            (0.0, 0.0, 0.25, 0.5, 1.0)
+        );
+        assert_eq!(d.zero_share, 0.4);
+        assert_eq!(
+            d.histogram,
+            [2, 1, 1, 1],
+            "1.0 falls in the last, closed bin"
+        );
+        let spread = distribution(&[-2.0, 0.1, 3.0], -1.0, 1.0, 2);
+        assert_eq!(
+            spread.histogram,
+            [1, 2],
+            "values outside go to the end bins"
+        );
+        assert_eq!(distribution(&[], 0.0, 1.0, 3).histogram, [0, 0, 0]);
     }
 
     #[test]

@@ -140,6 +140,38 @@ mod benchmark {
             material > 0.8 && material < 1.0,
             "some materials become 'unknown': {material}"
         );
+        // The plan's criteria agree with the phase script that checks them.
+        let script = wh.run_sql_file("01_quality_report.sql").await;
+        let checked = script
+            .iter()
+            .find(|r| {
+                r.schema
+                    .fields()
+                    .first()
+                    .is_some_and(|f| f.name() == "criterion")
+            })
+            .expect("the PASS/FAIL table");
+        let measured: Vec<Vec<String>> = extraction
+            .criteria
+            .iter()
+            .map(|c| {
+                vec![
+                    c.criterion.clone(),
+                    c.target.clone(),
+                    c.measured_pct.map_or("NULL".into(), |v| {
+                        format!("{:?}", (v * 10.0).round() / 10.0)
+                    }),
+                    c.result.clone(),
+                ]
+            })
+            .collect();
+        assert_eq!(measured, crate::support::rows(&checked.batches));
+        assert_eq!(measured.len(), 5);
+        assert!(
+            measured.iter().any(|c| c[3] == "FAIL"),
+            "the stand-in fails some: {measured:?}"
+        );
+
         let again = run(&wh.session, &options("vs_base", "vs_rich", 1))
             .await
             .unwrap();
@@ -203,6 +235,24 @@ mod benchmark {
             html.contains("<svg") && html.contains("ndcg@10") && html.contains("NOT MEANINGFUL")
         );
         assert!(html.contains("class=\"confusion\""), "confusion matrices");
+        assert!(
+            html.contains("phase-1 criteria") && read("report.md").contains("Watches -> metal")
+        );
+        for d in &first.distributions {
+            for values in [&d.baseline, &d.candidate, &d.difference] {
+                assert_eq!(
+                    values.histogram.iter().sum::<usize>(),
+                    first.queries.len(),
+                    "{}",
+                    d.metric
+                );
+                assert!(values.min <= values.median && values.median <= values.max);
+            }
+        }
+        assert_eq!(
+            metrics["distributions"][0]["candidate"]["median"].as_f64(),
+            Some(first.distributions[0].candidate.median)
+        );
 
         let (table, run_id) = vitrine::bench::record::record(&wh.session, &first)
             .await
