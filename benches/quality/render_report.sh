@@ -4,6 +4,6 @@
 # Needs Chromium (Debian: apt-get install chromium).
 set -euo pipefail
 report="$(cd "$1" && pwd)/report.html"
-chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1100,2200 \
+chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1100,3400 \
   --screenshot="$2" "file://$report" 2>/dev/null
 echo "rendered $report to $2"

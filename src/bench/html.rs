@@ -216,6 +216,7 @@ fn spread(report: &QualityReport) -> Result<String> {
             chart
                 .configure_mesh()
                 .disable_x_mesh()
+                .y_label_formatter(&|y| format!("{y:.0}"))
                 .draw()
                 .map_err(chart_error)?;
             let share = width / series.len() as f64;

@@ -428,9 +428,11 @@ async fn search(
         }));
     }
     if let Some(kind) = &entry.embedding_model {
-        if let Some(id) = session.settings().choices.chosen().get(kind) {
-            models.push(format!("{kind}={id}"));
-        }
+        // A kind without weights (hashing) is named alone.
+        models.push(match session.settings().choices.model(kind) {
+            Some(id) => format!("{kind}={id}"),
+            None => kind.clone(),
+        });
     }
     let table = "__vitrine_quality_queries";
     let schema = Arc::new(Schema::new(vec![

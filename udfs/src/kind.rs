@@ -31,4 +31,9 @@ pub trait ModelKind: Send + Sync {
     fn text_embedding_function(&self) -> Option<&'static str> {
         None
     }
+
+    /// The model used when `vitrine.model.<name>` names none; none for a kind without weights.
+    fn default_model(&self) -> Option<&'static str> {
+        None
+    }
 }

@@ -90,6 +90,15 @@ impl ModelChoices {
     pub fn chosen(&self) -> &BTreeMap<String, String> {
         &self.chosen
     }
+
+    /// The model a kind's functions use: the one chosen, else the kind's default; none for an
+    /// unknown kind or one without weights.
+    pub fn model(&self, kind: &str) -> Option<String> {
+        self.chosen.get(kind).cloned().or_else(|| {
+            let kind = self::kind(kind).ok()?;
+            kind.default_model().map(str::to_string)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -103,6 +112,14 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), kinds().len());
         assert_eq!(text_embedding_function("clip").unwrap(), "clip_text_embed");
+        let mut choices = ModelChoices::default();
+        assert_eq!(
+            choices.model("clip").as_deref(),
+            Some("openai/clip-vit-base-patch32")
+        );
+        assert_eq!(choices.model("hashing"), None, "no weights");
+        choices.apply("vitrine.model.clip", "/models/clip").unwrap();
+        assert_eq!(choices.model("clip").as_deref(), Some("/models/clip"));
         assert!(text_embedding_function("smolvlm").is_err());
         let unknown = kind("bert").err().expect("no kind 'bert'").to_string();
         assert!(unknown.contains("clip, smolvlm"), "{unknown}");

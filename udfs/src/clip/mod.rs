@@ -36,6 +36,10 @@ impl ModelKind for ClipKind {
         <ClipEmbedder as LoadedModel>::KIND
     }
 
+    fn default_model(&self) -> Option<&'static str> {
+        Some(<ClipEmbedder as LoadedModel>::DEFAULT_MODEL)
+    }
+
     fn functions(&self, context: &std::sync::Arc<FunctionContext>) -> Vec<SqlFunction> {
         use datafusion::logical_expr::ScalarUDF;
         vec![

@@ -32,6 +32,10 @@ impl ModelKind for SmolVlmKind {
         <model::SmolVlm as LoadedModel>::KIND
     }
 
+    fn default_model(&self) -> Option<&'static str> {
+        Some(<model::SmolVlm as LoadedModel>::DEFAULT_MODEL)
+    }
+
     fn functions(&self, context: &Arc<FunctionContext>) -> Vec<SqlFunction> {
         vec![
             SqlFunction {
