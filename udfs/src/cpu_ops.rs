@@ -3,6 +3,9 @@
 //! vision tower's time (`benches/RESULTS.md`). Here contiguous f32 tensors on the CPU are cut
 //! into chunks for the thread pool and use [`exp`], a branch-free exponential the compiler
 //! vectorises; anything else (a GPU, half precision) goes to candle's own operation.
+//!
+//! Each operation has its backward pass, so that models train through them: the derivative
+//! runs on the same thread pool.
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -36,20 +39,50 @@ fn gelu_tanh(v: f32) -> f32 {
     0.5 * v * (2.0 - 2.0 / (exp(2.0 * y) + 1.0))
 }
 
+/// The derivative of [`gelu_tanh`].
+#[inline(always)]
+fn gelu_tanh_derivative(v: f32) -> f32 {
+    const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
+    let y = SQRT_TWO_OVER_PI * v * (1.0 + 0.044_715 * v * v);
+    let tanh = 1.0 - 2.0 / (exp(2.0 * y) + 1.0);
+    0.5 * (1.0 + tanh)
+        + 0.5 * v * (1.0 - tanh * tanh) * SQRT_TWO_OVER_PI * (1.0 + 3.0 * 0.044_715 * v * v)
+}
+
+#[inline(always)]
+fn sigmoid(v: f32) -> f32 {
+    1.0 / (1.0 + exp(-v))
+}
+
 #[inline(always)]
 fn silu(v: f32) -> f32 {
-    v / (1.0 + exp(-v))
+    v * sigmoid(v)
+}
+
+/// The derivative of [`silu`].
+#[inline(always)]
+fn silu_derivative(v: f32) -> f32 {
+    let s = sigmoid(v);
+    s + v * s * (1.0 - s)
 }
 
 #[inline(always)]
 fn quick_gelu(v: f32) -> f32 {
-    v / (1.0 + exp(-1.702 * v))
+    v * sigmoid(1.702 * v)
 }
 
-/// An element-wise function over the thread pool.
+/// The derivative of [`quick_gelu`].
+#[inline(always)]
+fn quick_gelu_derivative(v: f32) -> f32 {
+    let s = sigmoid(1.702 * v);
+    s + 1.702 * v * s * (1.0 - s)
+}
+
+/// An element-wise function over the thread pool, with its derivative for the backward pass.
 struct Map {
     name: &'static str,
     f: fn(f32) -> f32,
+    derivative: fn(f32) -> f32,
 }
 
 /// Softmax over the last dimension, one row per task group.
@@ -80,6 +113,16 @@ impl CustomOp1 for Map {
             });
         Ok((CpuStorage::F32(dst), layout.shape().clone()))
     }
+
+    /// `grad · f'(x)`, `f'` on the thread pool.
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let slope = arg.contiguous()?.apply_op1_no_bwd(&Map {
+            name: self.name,
+            f: self.derivative,
+            derivative: self.derivative,
+        })?;
+        Ok(Some(grad_res.mul(&slope)?))
+    }
 }
 
 impl CustomOp1 for SoftmaxLastDim {
@@ -108,6 +151,12 @@ impl CustomOp1 for SoftmaxLastDim {
             });
         Ok((CpuStorage::F32(dst), layout.shape().clone()))
     }
+
+    /// `s · (g − Σ g·s)` over the last dimension, `s` the softmax.
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let dot = (grad_res * res)?.sum_keepdim(candle_core::D::Minus1)?;
+        Ok(Some(res.mul(&grad_res.broadcast_sub(&dot)?)?))
+    }
 }
 
 /// Whether `xs` can take the CPU path.
@@ -115,14 +164,26 @@ fn on_cpu_f32(xs: &Tensor) -> bool {
     xs.device().is_cpu() && xs.dtype() == DType::F32
 }
 
-fn map(xs: &Tensor, name: &'static str, f: fn(f32) -> f32) -> Result<Tensor> {
-    xs.contiguous()?.apply_op1_no_bwd(&Map { name, f })
+fn map(
+    xs: &Tensor,
+    name: &'static str,
+    f: fn(f32) -> f32,
+    derivative: fn(f32) -> f32,
+) -> Result<Tensor> {
+    xs.contiguous()?.apply_op1(Map {
+        name,
+        f,
+        derivative,
+    })
 }
 
 /// Softmax over the last dimension.
 pub fn softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
     if on_cpu_f32(xs) {
-        xs.contiguous()?.apply_op1_no_bwd(&SoftmaxLastDim)
+        xs.contiguous()?.apply_op1(SoftmaxLastDim)
+    } else if xs.track_op() {
+        // candle's fused kernel has no backward pass; its composed softmax has.
+        candle_nn::ops::softmax(xs, candle_core::D::Minus1)
     } else {
         candle_nn::ops::softmax_last_dim(xs)
     }
@@ -131,7 +192,7 @@ pub fn softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
 /// GELU, tanh approximation.
 pub fn gelu_tanh_of(xs: &Tensor) -> Result<Tensor> {
     if on_cpu_f32(xs) {
-        map(xs, "gelu-tanh-f32", gelu_tanh)
+        map(xs, "gelu-tanh-f32", gelu_tanh, gelu_tanh_derivative)
     } else {
         xs.gelu()
     }
@@ -140,7 +201,7 @@ pub fn gelu_tanh_of(xs: &Tensor) -> Result<Tensor> {
 /// SiLU, `x · σ(x)`.
 pub fn silu_of(xs: &Tensor) -> Result<Tensor> {
     if on_cpu_f32(xs) {
-        map(xs, "silu-f32", silu)
+        map(xs, "silu-f32", silu, silu_derivative)
     } else {
         candle_nn::ops::silu(xs)
     }
@@ -149,7 +210,7 @@ pub fn silu_of(xs: &Tensor) -> Result<Tensor> {
 /// OpenAI's quick GELU, `x · σ(1.702 x)`.
 pub fn quick_gelu_of(xs: &Tensor) -> Result<Tensor> {
     if on_cpu_f32(xs) {
-        map(xs, "quick-gelu-f32", quick_gelu)
+        map(xs, "quick-gelu-f32", quick_gelu, quick_gelu_derivative)
     } else {
         xs * candle_nn::ops::sigmoid(&(xs * 1.702)?)?
     }
@@ -208,5 +269,47 @@ mod tests {
         let masked = Tensor::full(f32::MIN, (2, 4), &Device::Cpu).unwrap();
         let uniform = softmax_last_dim(&masked).unwrap().to_vec2::<f32>().unwrap();
         assert!(uniform.iter().flatten().all(|&w| (w - 0.25).abs() < 1e-6));
+    }
+
+    #[test]
+    fn gradients_match_candles_own_operations() {
+        let var = candle_core::Var::from_tensor(
+            &Tensor::randn(0f32, 3.0, (4, 9, 33), &Device::Cpu).unwrap(),
+        )
+        .unwrap();
+        let xs = var.as_tensor();
+        let weights = Tensor::randn(0f32, 1.0, (4, 9, 33), &Device::Cpu).unwrap();
+        // The gradient of sum(op(x) · w) for both implementations of the op.
+        let gradient = |y: Tensor| {
+            let loss = (y * &weights).unwrap().sum_all().unwrap();
+            let grads = loss.backward().unwrap();
+            grads.get(xs).expect("a gradient for x").clone()
+        };
+        let cases: [(Tensor, Tensor); 4] = [
+            (
+                softmax_last_dim(xs).unwrap(),
+                // candle's fused softmax has no backward pass; its composed one has.
+                candle_nn::ops::softmax(xs, candle_core::D::Minus1).unwrap(),
+            ),
+            (gelu_tanh_of(xs).unwrap(), xs.gelu().unwrap()),
+            (silu_of(xs).unwrap(), candle_nn::ops::silu(xs).unwrap()),
+            (
+                quick_gelu_of(xs).unwrap(),
+                (xs * candle_nn::ops::sigmoid(&(xs * 1.702).unwrap()).unwrap()).unwrap(),
+            ),
+        ];
+        for (i, (ours, candles)) in cases.into_iter().enumerate() {
+            let d = (gradient(ours) - gradient(candles))
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(d < 1e-5, "case {i}: {d}");
+        }
     }
 }

@@ -1,9 +1,13 @@
 //! Building blocks shared by the models: the pre-norm transformer encoder of CLIP's and SigLIP's
-//! towers, and its activations.
+//! towers, its activations and layer normalisation.
+//!
+//! Every block also trains: built from variables (a `VarMap`), it takes the differentiable path
+//! where the fast one has no backward pass (candle's fused layer norm) or would not see the
+//! variables change (the fused attention projection).
 
 use crate::cpu_ops;
 use candle_core::{DType, Module, Result, Tensor, D};
-use candle_nn::{layer_norm, linear, LayerNorm, Linear, VarBuilder};
+use candle_nn::{linear, Linear, VarBuilder};
 use serde::Deserialize;
 
 /// The activation between the two MLP layers (`hidden_act`).
@@ -26,6 +30,37 @@ pub(crate) fn activate(activation: Activation, xs: &Tensor) -> Result<Tensor> {
         Activation::QuickGelu => cpu_ops::quick_gelu_of(xs),
         Activation::Gelu => xs.gelu_erf(),
         Activation::GeluTanh => cpu_ops::gelu_tanh_of(xs),
+    }
+}
+
+/// Layer normalisation with weight and bias, as `nn.LayerNorm`.
+pub(crate) struct LayerNorm {
+    inner: candle_nn::LayerNorm,
+}
+
+/// A [`LayerNorm`] of `size` features with weights `weight` and `bias` under `vb`.
+pub(crate) fn layer_norm(size: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm> {
+    Ok(LayerNorm {
+        inner: candle_nn::layer_norm(size, eps, vb)?,
+    })
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        if !self.inner.weight().track_op() {
+            return self.inner.forward(xs);
+        }
+        // Trained: candle's fused kernel has no backward pass, so the same formula in steps.
+        let dtype = xs.dtype();
+        let xs = xs.to_dtype(DType::F32)?;
+        let centred = xs.broadcast_sub(&xs.mean_keepdim(D::Minus1)?)?;
+        let variance = centred.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = centred.broadcast_div(&(variance + self.inner.eps())?.sqrt()?)?;
+        let scaled = normed.to_dtype(dtype)?.broadcast_mul(self.inner.weight())?;
+        match self.inner.bias() {
+            Some(bias) => scaled.broadcast_add(bias),
+            None => Ok(scaled),
+        }
     }
 }
 
@@ -56,10 +91,32 @@ macro_rules! encoder_shape {
 }
 pub(crate) use encoder_shape;
 
+/// The query, key and value projections.
+enum Projections {
+    /// Fused into one (3·width × width) matrix: one large matrix product runs faster than three
+    /// small ones.
+    Fused(Linear),
+    /// Kept apart while trained: a fused copy would not follow the variables as they change.
+    Trained([Linear; 3]),
+}
+
+impl Projections {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        match self {
+            Projections::Fused(qkv) => qkv.forward(xs),
+            Projections::Trained(parts) => Tensor::cat(
+                &parts
+                    .iter()
+                    .map(|p| p.forward(xs))
+                    .collect::<Result<Vec<_>>>()?,
+                D::Minus1,
+            ),
+        }
+    }
+}
+
 struct Attention {
-    /// The query, key and value projections fused into one (3·width × width) matrix: one large
-    /// matrix product runs faster than three small ones.
-    qkv: Linear,
+    qkv: Projections,
     out: Linear,
     heads: usize,
     scale: f64,
@@ -68,19 +125,27 @@ struct Attention {
 impl Attention {
     fn new(vb: VarBuilder, s: &EncoderShape) -> Result<Self> {
         let h = s.hidden;
-        let parts: Vec<Linear> = ["q_proj", "k_proj", "v_proj"]
+        let [q, k, v]: [Linear; 3] = ["q_proj", "k_proj", "v_proj"]
             .iter()
             .map(|name| linear(h, h, vb.pp(name)))
-            .collect::<Result<_>>()?;
-        let weight = Tensor::cat(&parts.iter().map(Linear::weight).collect::<Vec<_>>(), 0)?;
-        let bias = parts
-            .iter()
-            .map(|p| p.bias().cloned())
-            .collect::<Option<Vec<_>>>()
-            .map(|b| Tensor::cat(&b, 0))
-            .transpose()?;
+            .collect::<Result<Vec<_>>>()?
+            .try_into()
+            .map_err(|_| candle_core::Error::Msg("three projections".into()))?;
+        let qkv = if q.weight().track_op() {
+            Projections::Trained([q, k, v])
+        } else {
+            let parts = [q, k, v];
+            let weight = Tensor::cat(&parts.iter().map(Linear::weight).collect::<Vec<_>>(), 0)?;
+            let bias = parts
+                .iter()
+                .map(|p| p.bias().cloned())
+                .collect::<Option<Vec<_>>>()
+                .map(|b| Tensor::cat(&b, 0))
+                .transpose()?;
+            Projections::Fused(Linear::new(weight, bias))
+        };
         Ok(Self {
-            qkv: Linear::new(weight, bias),
+            qkv,
             out: linear(h, h, vb.pp("out_proj"))?,
             heads: s.heads,
             scale: ((h / s.heads) as f64).powf(-0.5),

@@ -31,6 +31,27 @@ pub struct TextConfig {
     pub eos_token_id: u32,
 }
 
+impl TextConfig {
+    /// Where transformers pools a sequence: the first end-of-text token, or for configs with
+    /// the legacy `eos_token_id = 2`, the highest token id.
+    pub fn pool_position(&self, ids: &[u32]) -> u32 {
+        let position = if self.eos_token_id == 2 {
+            ids.iter()
+                .enumerate()
+                .fold(
+                    (0, 0),
+                    |best, (i, &id)| if id > best.1 { (i, id) } else { best },
+                )
+                .0
+        } else {
+            ids.iter()
+                .position(|&id| id == self.eos_token_id)
+                .unwrap_or(0)
+        };
+        position as u32
+    }
+}
+
 impl Default for TextConfig {
     fn default() -> Self {
         Self {
@@ -102,10 +123,17 @@ pub struct ClipConfig {
     /// `model_type`; must be `clip`.
     #[serde(default)]
     pub model_type: Option<String>,
+    /// The starting value of the learnt log temperature of the contrastive loss.
+    #[serde(default = "default_logit_scale")]
+    pub logit_scale_init_value: f64,
 }
 
 fn default_projection_dim() -> usize {
     512
+}
+
+fn default_logit_scale() -> f64 {
+    2.6592
 }
 
 /// Either `224` or `{"shortest_edge": 224}` / `{"height": 224, "width": 224}`.

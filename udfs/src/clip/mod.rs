@@ -8,6 +8,7 @@ pub mod config;
 pub mod functions;
 pub mod model;
 pub mod preprocess;
+pub mod train;
 
 use std::path::Path;
 
@@ -180,28 +181,13 @@ impl ClipEmbedder {
             .collect()
     }
 
-    /// Where transformers pools a sequence: the first end-of-text token, or for configs with
-    /// the legacy `eos_token_id = 2`, the highest token id.
-    fn pool_position(&self, ids: &[u32]) -> u32 {
-        let eos = self.config.text_config.eos_token_id;
-        let position = if eos == 2 {
-            ids.iter()
-                .enumerate()
-                .fold(
-                    (0, 0),
-                    |best, (i, &id)| if id > best.1 { (i, id) } else { best },
-                )
-                .0
-        } else {
-            ids.iter().position(|&id| id == eos).unwrap_or(0)
-        };
-        position as u32
-    }
-
     /// `get_text_features` for token sequences run as one padded batch (not normalised).
     pub fn text_features(&self, sequences: &[Vec<u32>]) -> Result<Tensor, ModelError> {
         let len = sequences.iter().map(Vec::len).max().unwrap_or(0).max(1);
-        let pool_at: Vec<u32> = sequences.iter().map(|s| self.pool_position(s)).collect();
+        let pool_at: Vec<u32> = sequences
+            .iter()
+            .map(|s| self.config.text_config.pool_position(s))
+            .collect();
         // Padding after the pooled token is never attended to (the text mask is causal).
         let ids: Vec<u32> = sequences
             .iter()

@@ -7,12 +7,11 @@
 
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{
-    conv2d_no_bias, embedding, layer_norm, linear_no_bias, Conv2d, Conv2dConfig, Embedding,
-    LayerNorm, Linear, VarBuilder,
+    conv2d_no_bias, embedding, linear_no_bias, Conv2d, Conv2dConfig, Embedding, Linear, VarBuilder,
 };
 
 use super::config::{ClipConfig, TextConfig, VisionConfig};
-use crate::nn::{encoder_shape, Encoder};
+use crate::nn::{encoder_shape, layer_norm, Encoder, LayerNorm};
 
 struct TextTower {
     token_embedding: Embedding,

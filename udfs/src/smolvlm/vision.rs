@@ -4,12 +4,11 @@
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{
-    conv2d, embedding, layer_norm, linear_no_bias, Conv2d, Conv2dConfig, Embedding, LayerNorm,
-    Linear, VarBuilder,
+    conv2d, embedding, linear_no_bias, Conv2d, Conv2dConfig, Embedding, Linear, VarBuilder,
 };
 use serde::Deserialize;
 
-use crate::nn::{encoder_shape, Activation, Encoder};
+use crate::nn::{encoder_shape, layer_norm, Activation, Encoder, LayerNorm};
 
 /// `vision_config` of an `Idefics3Config`.
 #[derive(Debug, Clone, Deserialize)]

@@ -1,6 +1,9 @@
 //! Helpers the fidelity tests share: where the fixtures are, where the models run, and how far
 //! two tensors are apart.
 
+// Each test binary uses a part of these helpers.
+#![allow(dead_code)]
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
