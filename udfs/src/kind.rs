@@ -7,6 +7,8 @@ use std::sync::Arc;
 use datafusion::logical_expr::ScalarUDF;
 
 use crate::context::FunctionContext;
+use crate::train::{TrainingJob, TrainingSummary};
+use crate::ModelError;
 
 /// One SQL function of a model kind.
 pub struct SqlFunction {
@@ -35,5 +37,15 @@ pub trait ModelKind: Send + Sync {
     /// The model used when `vitrine.model.<name>` names none; none for a kind without weights.
     fn default_model(&self) -> Option<&'static str> {
         None
+    }
+
+    /// Trains a model of this kind (`CREATE MODEL … OPTIONS (model_type = '<name>', …)`) and
+    /// writes it into `job.output` in the layout the kind loads.
+    fn train(&self, job: TrainingJob<'_>) -> Result<TrainingSummary, ModelError> {
+        let _ = job;
+        Err(ModelError::Config(format!(
+            "model_type '{}' cannot be trained",
+            self.name()
+        )))
     }
 }

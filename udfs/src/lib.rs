@@ -26,6 +26,7 @@ pub mod nn;
 pub mod runtime;
 pub mod settings;
 pub mod smolvlm;
+pub mod train;
 
 use std::sync::Arc;
 

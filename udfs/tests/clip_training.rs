@@ -1,14 +1,15 @@
 //! CLIP training against PyTorch: `tests/fixtures/clip/make_training_fixtures.py` (transformers
 //! 5.24, PyTorch 2.15, CPU, f32) put one batch through both random-weight fixture models and
 //! saved the contrastive loss, every parameter's gradient, and the weights after three
-//! `torch.optim.AdamW` steps; these tests train the same folders with candle and compare.
+//! `torch.optim.AdamW` steps; these tests train the same folders with candle and Vitrine's
+//! AdamW and compare.
 
 use std::collections::HashMap;
 
 use candle_core::{DType, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use vitrine_udfs::clip::config::ClipConfig;
 use vitrine_udfs::clip::train::ClipTraining;
+use vitrine_udfs::train::optimizer::{AdamW, AdamWSettings};
 
 mod common;
 
@@ -98,9 +99,9 @@ fn adamw_steps_give_pytorchs_weights() {
     for model in MODELS {
         let (training, batch) = training(model);
         let mut optimizer = AdamW::new(
-            training.variables(),
-            ParamsAdamW {
-                lr: 1e-3,
+            training.named_variables(),
+            AdamWSettings {
+                learning_rate: 1e-3,
                 beta1: 0.9,
                 beta2: 0.999,
                 eps: 1e-8,

@@ -24,6 +24,7 @@ use crate::context::{FunctionContext, LoadedModel};
 use crate::kind::{ModelKind, SqlFunction};
 use crate::runtime::placement::Placement;
 use crate::runtime::source::ModelSource;
+use crate::train::{TrainingJob, TrainingSummary};
 use crate::ModelError;
 
 /// The files a CLIP folder must hold besides its weights.
@@ -58,6 +59,10 @@ impl ModelKind for ClipKind {
     fn text_embedding_function(&self) -> Option<&'static str> {
         Some("clip_text_embed")
     }
+
+    fn train(&self, job: TrainingJob<'_>) -> Result<TrainingSummary, ModelError> {
+        train::train(job)
+    }
 }
 
 impl LoadedModel for ClipEmbedder {
@@ -80,7 +85,7 @@ pub struct ClipEmbedder {
     source: ModelSource,
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ModelError> {
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ModelError> {
     let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
     serde_json::from_str(&text).map_err(|e| ModelError::file(path, e))
 }

@@ -9,6 +9,13 @@ use candle_nn::{Init, VarBuilder, VarMap};
 
 use super::config::ClipConfig;
 use super::model::{l2_normalise, ClipNetwork};
+use super::{read_json, ClipEmbedder};
+use crate::functions::rows::{self, ImageArgument};
+use crate::runtime::placement::Placement;
+use crate::train::{
+    fit, no_options_left, parameter_count, split, Trainable, TrainingJob, TrainingOptions,
+    TrainingSummary,
+};
 use crate::ModelError;
 
 /// A CLIP network whose every weight is a variable, with the learnt temperature `logit_scale`.
@@ -103,4 +110,179 @@ impl ClipTraining {
             .save(path)
             .map_err(|e| ModelError::file(path, e))
     }
+}
+
+/// One training pair: a text's token ids and an image's pixel values.
+pub struct ClipExample {
+    ids: Vec<u32>,
+    pixels: Vec<f32>,
+}
+
+impl Trainable<ClipExample> for ClipTraining {
+    fn loss(&self, batch: &[&ClipExample]) -> candle_core::Result<Tensor> {
+        let len = batch.iter().map(|e| e.ids.len()).max().unwrap_or(1).max(1);
+        let pool_at: Vec<u32> = batch
+            .iter()
+            .map(|e| self.config.text_config.pool_position(&e.ids))
+            .collect();
+        // Padding after the pooled token is never attended to (the text mask is causal).
+        let ids: Vec<u32> = batch
+            .iter()
+            .flat_map(|e| e.ids.iter().copied().chain(std::iter::repeat(0)).take(len))
+            .collect();
+        let ids = Tensor::from_vec(ids, (batch.len(), len), &self.device)?;
+        let side = self.config.vision_config.image_size;
+        let pixels: Vec<f32> = batch
+            .iter()
+            .flat_map(|e| e.pixels.iter().copied())
+            .collect();
+        let pixels = Tensor::from_vec(pixels, (batch.len(), 3, side, side), &self.device)?;
+        self.contrastive_loss(&ids, &pool_at, &pixels)
+    }
+
+    fn variables(&self) -> BTreeMap<String, Var> {
+        self.named_variables()
+    }
+}
+
+/// Rows skipped while preparing, and why (the first few).
+const REASONS_KEPT: usize = 10;
+
+/// The pairs of the job's `image` and `text` columns, preprocessed by `embedder`; rows that
+/// cannot be used are counted with their reasons.
+fn examples(
+    job: &TrainingJob<'_>,
+    embedder: &ClipEmbedder,
+) -> Result<(Vec<ClipExample>, usize, Vec<String>), ModelError> {
+    use rayon::prelude::*;
+
+    let mut rows: Vec<(String, Option<String>, Option<ImageArgument>)> = Vec::new();
+    for batch in &job.rows {
+        let column = |name: &str| {
+            let schema = batch.schema();
+            let index = schema
+                .fields()
+                .iter()
+                .position(|f| f.name().eq_ignore_ascii_case(name))
+                .ok_or_else(|| {
+                    ModelError::Config(format!(
+                        "model_type 'clip' trains on columns named image and text; the query has {}",
+                        schema
+                            .fields()
+                            .iter()
+                            .map(|f| f.name().as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?;
+            Ok::<_, ModelError>(batch.column(index).clone())
+        };
+        let texts =
+            rows::strings(&column("text")?).map_err(|e| ModelError::Config(e.to_string()))?;
+        let images =
+            rows::images(&column("image")?).map_err(|e| ModelError::Config(e.to_string()))?;
+        for (text, image) in texts.into_iter().zip(images) {
+            let name = match &image {
+                Some(ImageArgument::Location(path)) => format!("'{path}'"),
+                _ => format!("row {}", rows.len() + 1),
+            };
+            rows.push((name, text, image));
+        }
+    }
+    let prepared: Vec<Result<ClipExample, String>> = rows
+        .par_iter()
+        .map(|(name, text, image)| {
+            let (Some(text), Some(image)) = (text, image) else {
+                return Err(format!("{name}: NULL image or text"));
+            };
+            let ids = embedder
+                .tokenize(&[text.as_str()])
+                .map_err(|e| format!("{name}: {e}"))?
+                .pop()
+                .unwrap_or_default();
+            let rgb = rows::read_image(job.context, image).map_err(|e| format!("{name}: {e}"))?;
+            Ok(ClipExample {
+                ids,
+                pixels: embedder.pixel_values(&rgb),
+            })
+        })
+        .collect();
+    let mut examples = Vec::new();
+    let mut skipped = 0;
+    let mut reasons = Vec::new();
+    for result in prepared {
+        match result {
+            Ok(example) => examples.push(example),
+            Err(reason) => {
+                skipped += 1;
+                if reasons.len() < REASONS_KEPT {
+                    reasons.push(reason);
+                }
+            }
+        }
+    }
+    Ok((examples, skipped, reasons))
+}
+
+/// Fine-tunes the job's base CLIP on its (image, text) rows and writes the model folder.
+pub fn train(job: TrainingJob<'_>) -> Result<TrainingSummary, ModelError> {
+    let mut kind_options = job.options.clone();
+    let options = TrainingOptions::take(&mut kind_options)?;
+    no_options_left("clip", &kind_options)?;
+    let base = job.base.as_ref().ok_or_else(|| {
+        ModelError::Config(
+            "model_type 'clip' fine-tunes a model: give base = '<folder, hub id or model>'".into(),
+        )
+    })?;
+    let settings = job.context.settings();
+    let placement = Placement::parse(&settings.device, "f32")?;
+    let embedder = ClipEmbedder::load(base, Placement::cpu())?;
+    let (examples, skipped_rows, skipped) = examples(&job, &embedder)?;
+    let (train, eval) = split(examples, options.eval_fraction, options.seed);
+    let config: ClipConfig = read_json(&base.file("config.json"))?;
+    if base.weights.extension().is_none_or(|e| e != "safetensors") {
+        return Err(ModelError::file(
+            &base.weights,
+            "training starts from safetensors weights",
+        ));
+    }
+    let network = ClipTraining::from_weights(config, &base.weights, &placement.device)?;
+    let (epochs, resumed_after) = fit(
+        &network,
+        &train,
+        &eval,
+        &options,
+        &job.checkpoints,
+        job.progress,
+    )?;
+    std::fs::create_dir_all(&job.output).map_err(|e| ModelError::io(&job.output, e))?;
+    network.save(&job.output.join("model.safetensors"))?;
+    copy_model_files(&base.dir, &job.output)?;
+    Ok(TrainingSummary {
+        options,
+        kind_options,
+        train_rows: train.len(),
+        eval_rows: eval.len(),
+        skipped_rows,
+        skipped,
+        parameters: parameter_count(&network.named_variables()),
+        epochs,
+        resumed_after,
+    })
+}
+
+/// Copies a model folder's configuration, tokenizer and processor files (not its weights).
+pub(crate) fn copy_model_files(from: &Path, to: &Path) -> Result<(), ModelError> {
+    let entries = std::fs::read_dir(from).map_err(|e| ModelError::io(from, e))?;
+    for entry in entries {
+        let path = entry.map_err(|e| ModelError::io(from, e))?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let is_weights = name.ends_with(".safetensors") || name.ends_with(".bin");
+        if path.is_file() && !is_weights && name.ends_with(".json") {
+            std::fs::copy(&path, to.join(name)).map_err(|e| ModelError::io(&path, e))?;
+        }
+    }
+    Ok(())
 }

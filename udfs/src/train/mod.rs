@@ -1,0 +1,449 @@
+//! Training models on the rows of a query (`CREATE MODEL … AS SELECT`): the options every kind
+//! takes, the loop they share (seeded shuffles, batches, AdamW, a held-out evaluation per epoch,
+//! a checkpoint per epoch that an interrupted run resumes from), and what a run reports.
+//!
+//! A kind trains by implementing [`ModelKind::train`](crate::kind::ModelKind::train): it turns
+//! the rows into examples and a network implementing [`Trainable`], and calls [`fit`].
+
+pub mod checkpoint;
+pub mod optimizer;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use candle_core::{Tensor, Var};
+use datafusion::arrow::record_batch::RecordBatch;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use self::optimizer::{AdamW, AdamWSettings};
+use crate::context::FunctionContext;
+use crate::runtime::source::ModelSource;
+use crate::ModelError;
+
+/// The options every kind takes, with their defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingOptions {
+    /// Passes over the training rows.
+    pub epochs: usize,
+    /// Examples per optimizer step.
+    pub batch_size: usize,
+    /// AdamW's learning rate.
+    pub learning_rate: f64,
+    /// AdamW's decoupled weight decay.
+    pub weight_decay: f64,
+    /// Share of the rows held out to measure the evaluation loss after each epoch.
+    pub eval_fraction: f64,
+    /// Seeds the split, the shuffles and any new weights.
+    pub seed: u64,
+}
+
+impl Default for TrainingOptions {
+    fn default() -> Self {
+        Self {
+            epochs: 3,
+            batch_size: 16,
+            learning_rate: 1e-4,
+            weight_decay: 0.01,
+            eval_fraction: 0.1,
+            seed: 42,
+        }
+    }
+}
+
+/// The generic options' names.
+const GENERIC: [&str; 6] = [
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "weight_decay",
+    "eval_fraction",
+    "seed",
+];
+
+impl TrainingOptions {
+    /// Takes the generic options out of `options` (names lower-case); what remains is the
+    /// kind's.
+    pub fn take(options: &mut BTreeMap<String, String>) -> Result<Self, ModelError> {
+        let mut parsed = Self::default();
+        for name in GENERIC {
+            let Some(value) = options.remove(name) else {
+                continue;
+            };
+            let bad = |what: &str| {
+                ModelError::Config(format!("option {name} takes {what}, got '{value}'"))
+            };
+            match name {
+                "epochs" => parsed.epochs = value.parse().map_err(|_| bad("a whole number"))?,
+                "batch_size" => {
+                    parsed.batch_size = value
+                        .parse()
+                        .ok()
+                        .filter(|b| *b > 0)
+                        .ok_or_else(|| bad("a whole number above 0"))?
+                }
+                "learning_rate" => {
+                    parsed.learning_rate = value
+                        .parse()
+                        .ok()
+                        .filter(|r: &f64| *r > 0.0)
+                        .ok_or_else(|| bad("a number above 0"))?
+                }
+                "weight_decay" => {
+                    parsed.weight_decay = value
+                        .parse()
+                        .ok()
+                        .filter(|r: &f64| *r >= 0.0)
+                        .ok_or_else(|| bad("a number of at least 0"))?
+                }
+                "eval_fraction" => {
+                    parsed.eval_fraction = value
+                        .parse()
+                        .ok()
+                        .filter(|f: &f64| (0.0..1.0).contains(f))
+                        .ok_or_else(|| bad("a number in [0, 1)"))?
+                }
+                _ => parsed.seed = value.parse().map_err(|_| bad("a whole number"))?,
+            }
+        }
+        Ok(parsed)
+    }
+
+    fn adamw(&self) -> AdamWSettings {
+        AdamWSettings {
+            learning_rate: self.learning_rate,
+            weight_decay: self.weight_decay,
+            ..AdamWSettings::default()
+        }
+    }
+}
+
+/// Fails when a kind left options it does not know.
+pub fn no_options_left(kind: &str, options: &BTreeMap<String, String>) -> Result<(), ModelError> {
+    match options.keys().next() {
+        None => Ok(()),
+        Some(name) => Err(ModelError::Config(format!(
+            "model_type '{kind}' has no option '{name}' (generic options: {})",
+            GENERIC.join(", ")
+        ))),
+    }
+}
+
+/// What one `CREATE MODEL` asks of a kind.
+pub struct TrainingJob<'a> {
+    /// The options besides `model_type` and `base`, names lower-case.
+    pub options: BTreeMap<String, String>,
+    /// The model to start from; none to train from scratch.
+    pub base: Option<ModelSource>,
+    /// The rows of the query.
+    pub rows: Vec<RecordBatch>,
+    /// The empty folder to write the model into (the Hugging Face layout the kind loads).
+    pub output: PathBuf,
+    /// A folder kept between attempts, for checkpoints.
+    pub checkpoints: PathBuf,
+    /// Reads image locations; gives the session's device and precision.
+    pub context: &'a FunctionContext,
+    /// Told after every step; an error stops the run (its last checkpoint stays).
+    pub progress: &'a Progress,
+}
+
+/// Told after every step of a run; an error stops it.
+pub type Progress = dyn Fn(&TrainingProgress) -> Result<(), ModelError> + Sync;
+
+/// Where a run is, for a progress bar.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainingProgress {
+    /// The epoch, from 1.
+    pub epoch: usize,
+    /// Of this many.
+    pub epochs: usize,
+    /// Steps done over the whole run.
+    pub step: u64,
+    /// Steps of the whole run.
+    pub steps: u64,
+    /// The last batch's loss.
+    pub loss: f64,
+    /// Seconds since the run (or its resumption) began.
+    pub elapsed: f64,
+}
+
+/// One epoch's figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// From 1.
+    pub epoch: usize,
+    /// Mean loss of the epoch's batches.
+    pub train_loss: f64,
+    /// Mean loss on the held-out rows after the epoch, when some are held out.
+    pub eval_loss: Option<f64>,
+    /// Seconds the epoch took.
+    pub seconds: f64,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingSummary {
+    /// The options it ran with.
+    pub options: TrainingOptions,
+    /// The kind's own options, as given.
+    pub kind_options: BTreeMap<String, String>,
+    /// Rows trained on.
+    pub train_rows: usize,
+    /// Rows held out.
+    pub eval_rows: usize,
+    /// Rows that could not become examples (an unreadable image, a NULL), with the first reasons.
+    pub skipped_rows: usize,
+    /// Why the first skipped rows were skipped.
+    pub skipped: Vec<String>,
+    /// Trainable values.
+    pub parameters: usize,
+    /// Every epoch, the loss curve.
+    pub epochs: Vec<EpochRecord>,
+    /// The epoch a resumed run started after; none for a fresh run.
+    pub resumed_after: Option<usize>,
+}
+
+/// A network being trained on examples of type `E`.
+pub trait Trainable<E> {
+    /// The mean loss over `batch` (a graph back to the variables).
+    fn loss(&self, batch: &[&E]) -> candle_core::Result<Tensor>;
+
+    /// Every variable by the name its weight has in the saved files.
+    fn variables(&self) -> BTreeMap<String, Var>;
+}
+
+/// Which examples are held out: a fixed hash of each one's position and the seed, so that the
+/// same rows always form the same split.
+pub fn split<E>(examples: Vec<E>, eval_fraction: f64, seed: u64) -> (Vec<E>, Vec<E>) {
+    let mut train = Vec::new();
+    let mut eval = Vec::new();
+    for (i, example) in examples.into_iter().enumerate() {
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        if rand::Rng::random::<f64>(&mut rng) < eval_fraction {
+            eval.push(example);
+        } else {
+            train.push(example);
+        }
+    }
+    (train, eval)
+}
+
+/// Trains `network` on `train` for the job's epochs, measuring `eval` after each, saving a
+/// checkpoint after each into `checkpoints` and resuming from the last one found there when it
+/// was made by the same options on the same number of examples.
+pub fn fit<E, N: Trainable<E>>(
+    network: &N,
+    train: &[E],
+    eval: &[E],
+    options: &TrainingOptions,
+    checkpoints: &std::path::Path,
+    progress: &Progress,
+) -> Result<(Vec<EpochRecord>, Option<usize>), ModelError> {
+    if train.is_empty() {
+        return Err(ModelError::Config(
+            "no row left to train on (all held out, skipped or none selected)".into(),
+        ));
+    }
+    let variables = network.variables();
+    let mut optimizer = AdamW::new(variables.clone(), options.adamw())?;
+    let fingerprint = checkpoint::Fingerprint {
+        options: options.clone(),
+        train_rows: train.len(),
+        eval_rows: eval.len(),
+    };
+    let mut epochs = Vec::new();
+    let resumed_after = match checkpoint::load(checkpoints, &fingerprint, &variables)? {
+        Some(restored) => {
+            optimizer.restore(&restored.optimizer)?;
+            epochs = restored.epochs;
+            Some(epochs.len())
+        }
+        None => None,
+    };
+    let batches_per_epoch = train.len().div_ceil(options.batch_size) as u64;
+    let steps = batches_per_epoch * options.epochs as u64;
+    let started = Instant::now();
+    for epoch in epochs.len() + 1..=options.epochs {
+        let epoch_started = Instant::now();
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(
+            options.seed.wrapping_add(epoch as u64),
+        ));
+        let mut total = 0.0;
+        for (b, chunk) in order.chunks(options.batch_size).enumerate() {
+            let batch: Vec<&E> = chunk.iter().map(|&i| &train[i]).collect();
+            let loss = network.loss(&batch)?;
+            let value = f64::from(loss.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?);
+            if !value.is_finite() {
+                return Err(ModelError::Config(format!(
+                    "the loss became {value} in epoch {epoch}, batch {}: lower learning_rate",
+                    b + 1
+                )));
+            }
+            optimizer.backward_step(&loss)?;
+            total += value;
+            progress(&TrainingProgress {
+                epoch,
+                epochs: options.epochs,
+                step: (epoch as u64 - 1) * batches_per_epoch + b as u64 + 1,
+                steps,
+                loss: value,
+                elapsed: started.elapsed().as_secs_f64(),
+            })?;
+        }
+        let eval_loss = if eval.is_empty() {
+            None
+        } else {
+            Some(mean_loss(network, eval, options.batch_size)?)
+        };
+        epochs.push(EpochRecord {
+            epoch,
+            train_loss: total / batches_per_epoch as f64,
+            eval_loss,
+            seconds: epoch_started.elapsed().as_secs_f64(),
+        });
+        checkpoint::save(checkpoints, &fingerprint, &variables, &optimizer, &epochs)?;
+    }
+    Ok((epochs, resumed_after))
+}
+
+/// The mean loss over `examples`, batch by batch, without gradients.
+pub fn mean_loss<E, N: Trainable<E>>(
+    network: &N,
+    examples: &[E],
+    batch_size: usize,
+) -> Result<f64, ModelError> {
+    let mut weighted = 0.0;
+    for chunk in examples.chunks(batch_size) {
+        let batch: Vec<&E> = chunk.iter().collect();
+        let loss = network.loss(&batch)?.detach();
+        weighted += f64::from(loss.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?)
+            * chunk.len() as f64;
+    }
+    Ok(weighted / examples.len() as f64)
+}
+
+/// Number of trainable values.
+pub fn parameter_count(variables: &BTreeMap<String, Var>) -> usize {
+    variables.values().map(|v| v.elem_count()).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, D};
+
+    /// Least squares of a linear map: a network small enough to train many times.
+    struct Linear {
+        weight: Var,
+    }
+
+    impl Trainable<(Vec<f32>, f32)> for Linear {
+        fn loss(&self, batch: &[&(Vec<f32>, f32)]) -> candle_core::Result<Tensor> {
+            let xs: Vec<f32> = batch.iter().flat_map(|(x, _)| x.clone()).collect();
+            let ys: Vec<f32> = batch.iter().map(|(_, y)| *y).collect();
+            let xs = Tensor::from_vec(xs, (batch.len(), 3), &Device::Cpu)?;
+            let ys = Tensor::from_vec(ys, batch.len(), &Device::Cpu)?;
+            let predicted = xs.broadcast_mul(self.weight.as_tensor())?.sum(D::Minus1)?;
+            (predicted - ys)?.sqr()?.mean_all()
+        }
+
+        fn variables(&self) -> BTreeMap<String, Var> {
+            BTreeMap::from([("weight".to_string(), self.weight.clone())])
+        }
+    }
+
+    fn data() -> Vec<(Vec<f32>, f32)> {
+        (0..40)
+            .map(|i| {
+                let x = vec![i as f32 / 40.0, ((i * 7) % 11) as f32 / 11.0, 1.0];
+                let y = 2.0 * x[0] - 3.0 * x[1] + 0.5;
+                (x, y)
+            })
+            .collect()
+    }
+
+    fn network() -> Linear {
+        Linear {
+            weight: Var::zeros(3, candle_core::DType::F32, &Device::Cpu).unwrap(),
+        }
+    }
+
+    fn weights(network: &Linear) -> Vec<f32> {
+        network.weight.as_tensor().to_vec1().unwrap()
+    }
+
+    #[test]
+    fn training_lowers_the_loss_and_an_interrupted_run_resumes_to_the_same_weights() {
+        let options = TrainingOptions {
+            epochs: 4,
+            batch_size: 8,
+            learning_rate: 0.2,
+            ..TrainingOptions::default()
+        };
+        let (train, eval) = split(data(), options.eval_fraction, options.seed);
+        assert!(!eval.is_empty() && train.len() > eval.len());
+        let fine = |_: &TrainingProgress| Ok(());
+
+        let straight = network();
+        let dir = tempfile::tempdir().unwrap();
+        let (epochs, resumed) = fit(&straight, &train, &eval, &options, dir.path(), &fine).unwrap();
+        assert_eq!((epochs.len(), resumed), (4, None));
+        let first = epochs[0].eval_loss.unwrap();
+        let last = epochs[3].eval_loss.unwrap();
+        assert!(last < first / 2.0, "eval loss {first} -> {last}");
+
+        // Stopped in the third epoch, then run again: it resumes after the second.
+        let interrupted = network();
+        let dir = tempfile::tempdir().unwrap();
+        let stop = |p: &TrainingProgress| {
+            if p.epoch == 3 && p.step % 2 == 0 {
+                Err(ModelError::Config("cancelled".into()))
+            } else {
+                Ok(())
+            }
+        };
+        let error = fit(&interrupted, &train, &eval, &options, dir.path(), &stop).unwrap_err();
+        assert_eq!(error.to_string(), "cancelled");
+        let resumed = network();
+        let (again, after) = fit(&resumed, &train, &eval, &options, dir.path(), &fine).unwrap();
+        assert_eq!(after, Some(2));
+        assert_eq!(weights(&resumed), weights(&straight));
+        assert_eq!(
+            again.iter().map(|e| e.train_loss).collect::<Vec<_>>(),
+            epochs.iter().map(|e| e.train_loss).collect::<Vec<_>>()
+        );
+
+        // Other options do not resume from it.
+        let other = TrainingOptions {
+            seed: 7,
+            ..options.clone()
+        };
+        let (_, after) = fit(&network(), &train, &eval, &other, dir.path(), &fine).unwrap();
+        assert_eq!(after, None);
+    }
+
+    #[test]
+    fn options_are_checked_by_name() {
+        let mut given = BTreeMap::from([
+            ("epochs".to_string(), "2".to_string()),
+            ("learning_rate".to_string(), "3e-4".to_string()),
+            ("hidden_size".to_string(), "64".to_string()),
+        ]);
+        let options = TrainingOptions::take(&mut given).unwrap();
+        assert_eq!((options.epochs, options.learning_rate), (2, 3e-4));
+        assert_eq!(given.len(), 1, "the kind's own option stays");
+        let error = no_options_left("clip", &given).unwrap_err().to_string();
+        assert!(error.contains("no option 'hidden_size'"), "{error}");
+        let mut bad = BTreeMap::from([("batch_size".to_string(), "0".to_string())]);
+        let error = TrainingOptions::take(&mut bad).unwrap_err().to_string();
+        assert!(
+            error.contains("batch_size takes a whole number above 0, got '0'"),
+            "{error}"
+        );
+    }
+}
