@@ -3,7 +3,8 @@
 //!
 //! The crate follows a row from storage to a result: [`catalog`] (the warehouse, its tables and
 //! the storage formats behind one trait), [`sql`] (the Databricks dialect), [`session`] (the
-//! seam statement handlers see), [`vector`] (vector indexes and `vector_search`), [`quality`]
+//! seam statement handlers see), [`vector`] (vector indexes and `vector_search`), [`models`]
+//! (models trained by `CREATE MODEL`), [`quality`]
 //! (retrieval quality of two indexes, extraction against the ground truth), [`engine`] (an engine
 //! shared by many sessions, each running statements), [`config`] (engine options and session
 //! settings), [`bench`](mod@bench) (the benchmark's report and runs table) and the [`demo`]
@@ -18,6 +19,7 @@ pub mod config;
 pub mod demo;
 pub mod engine;
 pub mod error;
+pub mod models;
 pub mod quality;
 pub mod session;
 pub mod sql;

@@ -309,7 +309,7 @@ impl Warehouse {
     }
 
     /// Removes the data folder of a managed object (`<catalog>/<schema>/<name>/`).
-    async fn delete_data(&self, name: &QualifiedName) -> Result<()> {
+    pub async fn delete_data(&self, name: &QualifiedName) -> Result<()> {
         let data = self.child(&[&name.catalog, &name.schema, &name.table]);
         let files: Vec<_> = self
             .store
@@ -331,6 +331,87 @@ impl Warehouse {
             }
         }
         Ok(())
+    }
+
+    /// The root as a local folder, when it is one.
+    pub fn local_root(&self) -> Option<&FsPath> {
+        self.local_root.as_deref()
+    }
+
+    /// Copies the files of the local folder `dir` (not its subfolders) under `parts` of the
+    /// warehouse, each in one atomic put.
+    pub async fn put_files(&self, parts: &[&str], dir: &FsPath) -> Result<()> {
+        let entries = std::fs::read_dir(dir).context(|| format!("reading '{}'", dir.display()))?;
+        for entry in entries {
+            let path = entry
+                .context(|| format!("reading '{}'", dir.display()))?
+                .path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if !path.is_file() {
+                continue;
+            }
+            let bytes = std::fs::read(&path).context(|| format!("reading '{}'", path.display()))?;
+            let mut target: Vec<&str> = parts.to_vec();
+            target.push(name);
+            self.store
+                .put(&self.child(&target), PutPayload::from(bytes))
+                .await
+                .context(|| format!("writing '{name}' in warehouse '{}'", self.display))?;
+        }
+        Ok(())
+    }
+
+    /// Copies the files under `parts` of the warehouse into the local folder `into`.
+    pub async fn fetch_files(&self, parts: &[&str], into: &FsPath) -> Result<()> {
+        std::fs::create_dir_all(into).context(|| format!("creating '{}'", into.display()))?;
+        let prefix = self.child(parts);
+        let files: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
+        for meta in files {
+            let Some(name) = meta.location.filename() else {
+                continue;
+            };
+            let bytes = self.store.get(&meta.location).await?.bytes().await?;
+            let path = into.join(name);
+            std::fs::write(&path, &bytes).context(|| format!("writing '{}'", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Removes every file under `parts` of the warehouse.
+    pub async fn delete_files(&self, parts: &[&str]) -> Result<()> {
+        let prefix = self.child(parts);
+        let files: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await?;
+        for file in files {
+            self.store.delete(&file).await?;
+        }
+        if let Some(root) = &self.local_root {
+            let dir = parts.iter().fold(root.clone(), |p, part| p.join(part));
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)
+                    .context(|| format!("removing '{}'", dir.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The names of the folders directly under `parts` of the warehouse.
+    pub async fn folders(&self, parts: &[&str]) -> Result<Vec<String>> {
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&self.child(parts)))
+            .await?;
+        Ok(listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect())
     }
 
     /// Writes the entry of an object kept beside the tables (a vector index, say) under
@@ -400,13 +481,13 @@ impl Warehouse {
         Ok(out)
     }
 
-    /// Removes the entry of an object kept beside the tables, then its managed data.
+    /// Removes the entry of an object kept beside the tables.
     pub async fn delete_entry(&self, kind_dir: &str, name: &QualifiedName) -> Result<()> {
         let file = format!("{}.json", name.table);
         self.store
             .delete(&self.child(&[kind_dir, &name.catalog, &name.schema, &file]))
             .await?;
-        self.delete_data(name).await
+        Ok(())
     }
 
     async fn put_json(&self, path: Path, value: &impl serde::Serialize) -> Result<()> {

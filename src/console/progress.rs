@@ -1,5 +1,5 @@
 //! The running statement on stderr: a spinner with rows written, and for model functions rows
-//! done, rate and time left.
+//! done, rate and time left; for a training run, steps, loss and time left.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -52,11 +52,16 @@ impl RateMeter {
             0.0
         };
         let mut line = format!("{} ", update.function);
+        let unit = if update.detail.is_some() {
+            "steps"
+        } else {
+            "rows"
+        };
         match update.expected_rows.filter(|&n| n >= update.rows && n > 0) {
             Some(total) => {
                 let filled = (20 * update.rows / total) as usize;
                 line.push_str(&format!(
-                    "[{}{}] {}/≈{} rows",
+                    "[{}{}] {}/≈{} {unit}",
                     "#".repeat(filled),
                     "-".repeat(20 - filled),
                     update.rows,
@@ -68,11 +73,14 @@ impl RateMeter {
                 }
             }
             None => {
-                line.push_str(&format!("{} rows", update.rows));
+                line.push_str(&format!("{} {unit}", update.rows));
                 if rate > 0.0 {
                     line.push_str(&format!(" · {rate:.1}/s"));
                 }
             }
+        }
+        if let Some(detail) = &update.detail {
+            line.push_str(&format!(" · {detail}"));
         }
         line
     }

@@ -37,6 +37,7 @@ use crate::catalog::blobs::WarehouseFiles;
 use crate::catalog::{Warehouse, WarehouseCatalogList};
 use crate::config::{EngineConfig, SessionSettings, DEFAULT_CATALOG, DEFAULT_SCHEMA};
 use crate::error::Result;
+use crate::models::objects::WarehouseModels;
 use crate::session::Session as _;
 
 /// A warehouse opened for SQL, shared by the sessions that run statements on it.
@@ -88,12 +89,17 @@ impl Engine {
             Arc::clone(&warehouse),
             tokio::runtime::Handle::current(),
         ));
+        let hub = Hub::from_env().with_objects(Arc::new(WarehouseModels::new(
+            Arc::clone(&warehouse),
+            tokio::runtime::Handle::current(),
+            crate::models::objects::default_cache(),
+        )));
         Ok(Arc::new(Self {
             warehouse,
             runtime,
             reader: Arc::new(reader),
             files,
-            hub: Hub::from_env(),
+            hub,
             startup,
         }))
     }

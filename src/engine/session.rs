@@ -22,7 +22,7 @@ use crate::session::{Session, StatementResult, WriteProgress};
 use crate::sql::functions::{self, SparkIntegerDivision};
 use crate::sql::parser::{parse_statement, VitrineStatement};
 use crate::sql::rewrite::{rewrite_statement, TableRequest, TableRequestKind};
-use crate::{quality, vector};
+use crate::{models, quality, vector};
 
 /// One caller's session: its own DataFusion context (functions, options, current schema),
 /// settings, catalog snapshot and model-function report, over an engine it shares with other
@@ -203,6 +203,16 @@ impl EngineSession {
                 vector::statements::create(self, *create).await
             }
             VitrineStatement::SyncIndex { name } => vector::statements::sync(self, &name).await,
+            VitrineStatement::CreateModel(create) => {
+                models::statements::create(self, *create).await
+            }
+            VitrineStatement::ShowModels { schema } => models::statements::show(self, schema).await,
+            VitrineStatement::DescribeModel { name } => {
+                models::statements::describe(self, &name).await
+            }
+            VitrineStatement::DropModel { name, if_exists } => {
+                models::statements::drop(self, &name, if_exists).await
+            }
             VitrineStatement::DropIndex { name, if_exists } => {
                 vector::statements::drop(self, &name, if_exists).await
             }

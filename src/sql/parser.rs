@@ -87,6 +87,25 @@ pub enum VitrineStatement {
     /// `CREATE [OR REPLACE] VECTOR INDEX [IF NOT EXISTS] name ON table (column) [USING kind]
     /// [WITH (key = value, …)]`.
     CreateVectorIndex(Box<CreateVectorIndex>),
+    /// `CREATE [OR REPLACE] MODEL [IF NOT EXISTS] name OPTIONS (…) AS query`: trains a model.
+    CreateModel(Box<CreateModel>),
+    /// `SHOW MODELS [IN|FROM [catalog.]schema]`.
+    ShowModels {
+        /// The schema, when given.
+        schema: Option<Vec<String>>,
+    },
+    /// `DESCRIBE MODEL name`.
+    DescribeModel {
+        /// The model.
+        name: TableName,
+    },
+    /// `DROP MODEL [IF EXISTS] name`.
+    DropModel {
+        /// The model.
+        name: TableName,
+        /// `IF EXISTS`: do nothing when it does not exist.
+        if_exists: bool,
+    },
     /// `SYNC [VECTOR] INDEX name`.
     SyncIndex {
         /// The index.
@@ -279,6 +298,21 @@ pub struct CreateVectorIndex {
     pub options: BTreeMap<String, String>,
 }
 
+/// `CREATE MODEL`, BigQuery ML's form: a model object trained on a query's rows.
+#[derive(Debug, Clone)]
+pub struct CreateModel {
+    /// The model object.
+    pub name: TableName,
+    /// `OR REPLACE`: train again over an existing model.
+    pub or_replace: bool,
+    /// `IF NOT EXISTS`: do nothing when the model exists.
+    pub if_not_exists: bool,
+    /// `OPTIONS (…)`: keys lower-cased (`model_type`, `base`, `epochs`, …).
+    pub options: BTreeMap<String, String>,
+    /// `AS query`: the training rows.
+    pub query: Box<Query>,
+}
+
 /// Parses one statement of the Databricks dialect.
 pub fn parse_statement(sql: &str) -> Result<VitrineStatement> {
     let sql = rewrite_star_merge_actions(sql)?;
@@ -417,7 +451,7 @@ impl StatementParser<'_> {
             "DROP"
                 if matches!(
                     self.peek_word(1).as_deref(),
-                    Some("TABLE" | "VIEW" | "INDEX")
+                    Some("TABLE" | "VIEW" | "INDEX" | "MODEL")
                 ) || (self.peek_word(1).as_deref() == Some("VECTOR")
                     && self.peek_word(2).as_deref() == Some("INDEX")) =>
             {
@@ -433,6 +467,7 @@ impl StatementParser<'_> {
                         if_exists,
                     },
                     "VIEW" => VitrineStatement::DropView { name, if_exists },
+                    "MODEL" => VitrineStatement::DropModel { name, if_exists },
                     _ => VitrineStatement::DropIndex { name, if_exists },
                 })
             }
@@ -592,6 +627,9 @@ impl StatementParser<'_> {
         if self.peek_word(vector_at).as_deref() == Some("VECTOR") {
             return self.parse_create_vector_index();
         }
+        if self.peek_word(vector_at).as_deref() == Some("MODEL") {
+            return self.parse_create_model();
+        }
         let is_table = (self.peek_word(1).as_deref() == Some("TABLE"))
             || (self.peek_word(1).as_deref() == Some("OR")
                 && self.peek_word(2).as_deref() == Some("REPLACE")
@@ -748,6 +786,34 @@ impl StatementParser<'_> {
         )))
     }
 
+    fn parse_create_model(&mut self) -> Result<VitrineStatement> {
+        self.expect_words(&["CREATE"])?;
+        let or_replace = self.eat_words(&["OR", "REPLACE"]);
+        self.expect_words(&["MODEL"])?;
+        let if_not_exists = self.eat_words(&["IF", "NOT", "EXISTS"]);
+        if or_replace && if_not_exists {
+            return Err(VitrineError::Parse(
+                "OR REPLACE and IF NOT EXISTS cannot be used together".into(),
+            ));
+        }
+        let name = self.table_name()?;
+        self.expect_words(&["OPTIONS"])?;
+        let options = self
+            .parse_properties()?
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
+        self.expect_words(&["AS"])?;
+        let query = self.p.parse_query()?;
+        Ok(VitrineStatement::CreateModel(Box::new(CreateModel {
+            name,
+            or_replace,
+            if_not_exists,
+            options,
+            query,
+        })))
+    }
+
     /// `(key = value, …)` where a value is a literal, a word or a list `(a, 'b', …)`.
     fn parse_index_options(&mut self) -> Result<BTreeMap<String, String>> {
         self.p.expect_token(&Token::LParen)?;
@@ -874,6 +940,14 @@ impl StatementParser<'_> {
             };
             return Ok(VitrineStatement::ShowIndexes { schema });
         }
+        if self.eat_words(&["MODELS"]) {
+            let schema = if self.eat_words(&["IN"]) || self.eat_words(&["FROM"]) {
+                Some(self.name_parts()?)
+            } else {
+                None
+            };
+            return Ok(VitrineStatement::ShowModels { schema });
+        }
         if self.eat_words(&["TBLPROPERTIES"]) {
             return Ok(VitrineStatement::ShowTblProperties {
                 table: self.table_name()?,
@@ -892,6 +966,11 @@ impl StatementParser<'_> {
         }
         if self.eat_words(&["INDEX"]) || self.eat_words(&["VECTOR", "INDEX"]) {
             return Ok(VitrineStatement::DescribeIndex {
+                name: self.table_name()?,
+            });
+        }
+        if self.eat_words(&["MODEL"]) {
+            return Ok(VitrineStatement::DescribeModel {
                 name: self.table_name()?,
             });
         }
@@ -1115,6 +1194,42 @@ mod tests {
         assert!(c.or_replace);
         assert_eq!(c.comment.as_deref(), Some("x"));
         assert_eq!(c.query.unwrap().to_string(), "SELECT 1 AS one");
+    }
+
+    #[test]
+    fn model_statements_bigquery_ml_form() {
+        let VitrineStatement::CreateModel(c) = parse(
+            "CREATE OR REPLACE MODEL main.s.clip_ft OPTIONS (model_type = 'clip', base = 'openai/clip', \
+             EPOCHS = 2, learning_rate = 1e-5) AS SELECT image_path AS image, description AS text FROM main.s.t",
+        ) else {
+            panic!()
+        };
+        assert!(c.or_replace && !c.if_not_exists);
+        assert_eq!(c.name.to_string(), "main.s.clip_ft");
+        assert_eq!(c.options["model_type"], "clip");
+        assert_eq!(c.options["epochs"], "2");
+        assert_eq!(c.options["learning_rate"], "1e-5");
+        assert!(c
+            .query
+            .to_string()
+            .starts_with("SELECT image_path AS image"));
+        assert!(
+            matches!(parse("SHOW MODELS IN main.s"), VitrineStatement::ShowModels { schema: Some(s) } if s == ["main", "s"])
+        );
+        assert!(
+            matches!(parse("DESCRIBE MODEL s.m"), VitrineStatement::DescribeModel { name } if name.to_string() == "s.m")
+        );
+        assert!(matches!(
+            parse("DROP MODEL IF EXISTS m"),
+            VitrineStatement::DropModel {
+                if_exists: true,
+                ..
+            }
+        ));
+        let error = parse_statement("CREATE MODEL m AS SELECT 1")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("OPTIONS"), "{error}");
     }
 
     #[test]

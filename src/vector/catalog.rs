@@ -29,5 +29,6 @@ pub async fn list(
 
 /// Removes an index: its entry, then its dataset.
 pub async fn delete(warehouse: &Warehouse, name: &QualifiedName) -> Result<()> {
-    warehouse.delete_entry(INDEX_DIR, name).await
+    warehouse.delete_entry(INDEX_DIR, name).await?;
+    warehouse.delete_data(name).await
 }

@@ -103,6 +103,8 @@ pub struct ProgressUpdate {
     pub rows: u64,
     /// Rows the statement is expected to process, when the engine can tell.
     pub expected_rows: Option<u64>,
+    /// What else to show (a training run's epoch and loss).
+    pub detail: Option<String>,
 }
 
 /// Receives progress updates (a progress bar, say).
@@ -229,8 +231,21 @@ impl FunctionContext {
                 function,
                 rows,
                 expected_rows: *self.expected_rows.lock().expect("report lock"),
+                detail: None,
             });
         }
+    }
+
+    /// Reports progress that is not a count of rows (a training run's steps).
+    pub fn report_progress(&self, update: &ProgressUpdate) {
+        if let Some(sink) = self.progress.read().expect("progress lock").as_ref() {
+            sink(update);
+        }
+    }
+
+    /// Finds the model `spec` names (a model object, a folder or a hub id) with `files`.
+    pub fn locate(&self, spec: &str, files: &[&str]) -> Result<ModelSource, ModelError> {
+        self.hub.locate(spec, files)
     }
 
     /// Records a row that became NULL.

@@ -39,6 +39,11 @@ pub trait ModelKind: Send + Sync {
         None
     }
 
+    /// The files a model folder of this kind holds besides its weights.
+    fn files(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Trains a model of this kind (`CREATE MODEL … OPTIONS (model_type = '<name>', …)`) and
     /// writes it into `job.output` in the layout the kind loads.
     fn train(&self, job: TrainingJob<'_>) -> Result<TrainingSummary, ModelError> {

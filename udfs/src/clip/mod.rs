@@ -42,6 +42,10 @@ impl ModelKind for ClipKind {
         Some(<ClipEmbedder as LoadedModel>::DEFAULT_MODEL)
     }
 
+    fn files(&self) -> &'static [&'static str] {
+        <ClipEmbedder as LoadedModel>::FILES
+    }
+
     fn functions(&self, context: &std::sync::Arc<FunctionContext>) -> Vec<SqlFunction> {
         use datafusion::logical_expr::ScalarUDF;
         vec![

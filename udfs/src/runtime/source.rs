@@ -1,7 +1,9 @@
 //! Finding a model's files: a local folder, the Hugging Face cache, or a hub download.
 //!
-//! A model is named by a path or a hub id (`openai/clip-vit-base-patch32`, optionally
-//! `@revision`). Resolution tries, in order: an existing local folder; the Hugging Face cache
+//! A model is named by a path, a hub id (`openai/clip-vit-base-patch32`, optionally
+//! `@revision`) or a model object the engine keeps (`catalog.schema.name`, made by
+//! `CREATE MODEL`). Resolution tries, in order: a model object ([`ModelObjects`]); an existing
+//! local folder; the Hugging Face cache
 //! (`$HF_HUB_CACHE`, `$HF_HOME/hub`, `~/.cache/huggingface/hub`); a download into that cache
 //! unless `HF_HUB_OFFLINE=1`. Whatever is missing is reported in one error that says how to get it.
 
@@ -48,13 +50,39 @@ impl ModelSource {
     }
 }
 
+/// A model object as the engine keeps it: a local folder of the kind's layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelObject {
+    /// The folder (fetched from the warehouse's object store first, when it lives on one).
+    pub dir: PathBuf,
+    /// The revision the engine recorded for it (its weights' digest).
+    pub revision: String,
+}
+
+/// The engine's model objects, which `vitrine.model.<kind>` and `CREATE MODEL`'s `base` may
+/// name by `catalog.schema.name`.
+pub trait ModelObjects: Send + Sync {
+    /// The model object `spec` names, none when it names none.
+    fn locate(&self, spec: &str) -> Result<Option<ModelObject>, ModelError>;
+}
+
 /// Where hub models are looked up and whether they may be downloaded. Clones share what they
 /// have located, so that a local folder's weights are hashed once, whichever session asks.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Hub {
     cache: Cache,
     offline: bool,
     located: Arc<Mutex<Located>>,
+    objects: Option<Arc<dyn ModelObjects>>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("cache", &self.cache.path())
+            .field("offline", &self.offline)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Models found so far, by what named them and the files asked for.
@@ -69,6 +97,7 @@ impl Hub {
             cache: Cache::from_env(),
             offline,
             located: Arc::default(),
+            objects: None,
         }
     }
 
@@ -78,12 +107,31 @@ impl Hub {
             cache: Cache::new(root.into()),
             offline,
             located: Arc::default(),
+            objects: None,
         }
+    }
+
+    /// The same hub, looking up `objects` first.
+    pub fn with_objects(mut self, objects: Arc<dyn ModelObjects>) -> Self {
+        self.objects = Some(objects);
+        self
     }
 
     /// Resolves `spec`, a folder or a hub id, to a folder holding `files` and a weights file;
     /// a success is remembered.
     pub fn locate(&self, spec: &str, files: &[&str]) -> Result<ModelSource, ModelError> {
+        // Not remembered: a model object may be replaced (CREATE OR REPLACE MODEL).
+        if let Some(objects) = &self.objects {
+            if let Some(object) = objects.locate(spec)? {
+                let (dir, weights) = checked_folder(spec, &object.dir, files)?;
+                return Ok(ModelSource {
+                    id: spec.to_string(),
+                    revision: object.revision,
+                    dir,
+                    weights,
+                });
+            }
+        }
         let key = (
             spec.to_string(),
             files.iter().map(|f| f.to_string()).collect(),
@@ -197,7 +245,12 @@ fn looks_like_path(spec: &str) -> bool {
         || spec.matches('/').count() > 1
 }
 
-fn local_folder(spec: &str, dir: &Path, files: &[&str]) -> Result<ModelSource, ModelError> {
+/// `dir` with its weights file, when it holds `files` and weights.
+fn checked_folder(
+    spec: &str,
+    dir: &Path,
+    files: &[&str],
+) -> Result<(PathBuf, PathBuf), ModelError> {
     let weights = WEIGHT_FILES
         .iter()
         .map(|w| dir.join(w))
@@ -218,6 +271,11 @@ fn local_folder(spec: &str, dir: &Path, files: &[&str]) -> Result<ModelSource, M
     }
     let weights = weights.expect("checked above");
     let dir = dir.canonicalize().map_err(|e| ModelError::io(dir, e))?;
+    Ok((dir, weights))
+}
+
+fn local_folder(spec: &str, dir: &Path, files: &[&str]) -> Result<ModelSource, ModelError> {
+    let (dir, weights) = checked_folder(spec, dir, files)?;
     let revision = match snapshot_revision(&dir) {
         Some(rev) => rev,
         None => format!("sha256:{}", digest_prefix(&weights)?),
@@ -237,7 +295,8 @@ fn snapshot_revision(dir: &Path) -> Option<String> {
         .then(|| dir.file_name().map(|n| n.to_string_lossy().into_owned()))?
 }
 
-fn digest_prefix(path: &Path) -> Result<String, ModelError> {
+/// The first 16 hex digits of the SHA-256 of a file.
+pub fn digest_prefix(path: &Path) -> Result<String, ModelError> {
     let mut file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];

@@ -36,6 +36,10 @@ impl ModelKind for SmolVlmKind {
         Some(<model::SmolVlm as LoadedModel>::DEFAULT_MODEL)
     }
 
+    fn files(&self) -> &'static [&'static str] {
+        <model::SmolVlm as LoadedModel>::FILES
+    }
+
     fn functions(&self, context: &Arc<FunctionContext>) -> Vec<SqlFunction> {
         vec![
             SqlFunction {

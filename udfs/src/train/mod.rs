@@ -147,11 +147,11 @@ pub struct TrainingJob<'a> {
     /// Reads image locations; gives the session's device and precision.
     pub context: &'a FunctionContext,
     /// Told after every step; an error stops the run (its last checkpoint stays).
-    pub progress: &'a Progress,
+    pub progress: &'a Progress<'a>,
 }
 
 /// Told after every step of a run; an error stops it.
-pub type Progress = dyn Fn(&TrainingProgress) -> Result<(), ModelError> + Sync;
+pub type Progress<'a> = dyn Fn(&TrainingProgress) -> Result<(), ModelError> + Sync + 'a;
 
 /// Where a run is, for a progress bar.
 #[derive(Debug, Clone, PartialEq)]
@@ -241,7 +241,7 @@ pub fn fit<E, N: Trainable<E>>(
     eval: &[E],
     options: &TrainingOptions,
     checkpoints: &std::path::Path,
-    progress: &Progress,
+    progress: &Progress<'_>,
 ) -> Result<(Vec<EpochRecord>, Option<usize>), ModelError> {
     if train.is_empty() {
         return Err(ModelError::Config(

@@ -1,0 +1,137 @@
+//! Model objects: `CREATE MODEL` fine-tunes the fixture CLIP on the demo catalog's photos and
+//! descriptions; the model is listed, described with its lineage and loss curve, used by name
+//! through `vitrine.model.clip`, replaced, and dropped; bad statements are named and change
+//! nothing.
+
+use crate::support::{clip_fixture, TestWarehouse};
+
+fn create_sql(name: &str, extra: &str) -> String {
+    format!(
+        "CREATE {extra} MODEL main.fashion_demo.{name} OPTIONS (model_type = 'clip', base = '{}', \
+         epochs = 3, batch_size = 8, learning_rate = 1e-3, eval_fraction = 0.2, seed = 5) \
+         AS SELECT image_path AS image, concat_ws(' ', base_colour_word, article_type) AS text \
+         FROM (SELECT *, lower(base_color) AS base_colour_word FROM main.fashion_demo.products)",
+        clip_fixture("tiny-a")
+    )
+}
+
+fn describe(rows: &[Vec<String>], property: &str) -> String {
+    rows.iter()
+        .find(|r| r[0] == property)
+        .unwrap_or_else(|| panic!("no {property} in {rows:?}"))[1]
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_model_fine_tunes_clip_into_a_model_object_used_by_name() {
+    let (wh, _) = TestWarehouse::with_demo_catalog(48, 4, true).await;
+    wh.run_sql_file("00_load_products.sql").await;
+    let before = wh.vectors("SELECT clip_text_embed('red tshirts')").await;
+
+    let created = wh.sql(&create_sql("clip_ft", "")).await;
+    let message = created.message.unwrap();
+    assert!(
+        message.starts_with("created model main.fashion_demo.clip_ft (clip"),
+        "{message}"
+    );
+
+    let shown = wh.rows("SHOW MODELS IN main.fashion_demo").await;
+    assert_eq!(shown.len(), 1);
+    assert_eq!(shown[0][..2], ["main.fashion_demo.clip_ft", "clip"]);
+    let described = wh.rows("DESCRIBE MODEL main.fashion_demo.clip_ft").await;
+    let train_rows: usize = describe(&described, "train_rows").parse().unwrap();
+    let eval_rows: usize = describe(&described, "eval_rows").parse().unwrap();
+    assert_eq!(train_rows + eval_rows, 48);
+    assert!(eval_rows > 0 && eval_rows < 20, "{eval_rows} held out");
+    assert!(
+        describe(&described, "tables read")
+            .starts_with("main.fashion_demo.products VERSION AS OF "),
+        "{described:?}"
+    );
+    let curve = describe(&described, "loss curve");
+    assert_eq!(curve.matches("epoch ").count(), 3, "{curve}");
+    let revision = describe(&described, "revision");
+    assert!(revision.starts_with("sha256:"));
+
+    // The loss went down on the training rows.
+    let losses: Vec<f64> = curve
+        .split("; ")
+        .map(|e| {
+            let train = e.split("train ").nth(1).unwrap();
+            train.split(',').next().unwrap().parse().unwrap()
+        })
+        .collect();
+    assert!(losses[2] < losses[0], "{curve}");
+
+    // Used by name: the same vectors as the folder it was written to, not the base's.
+    wh.sql("SET vitrine.model.clip = 'main.fashion_demo.clip_ft'")
+        .await;
+    let tuned = wh.vectors("SELECT clip_text_embed('red tshirts')").await;
+    assert_ne!(tuned, before, "fine-tuning changed the text tower");
+    let location = describe(&described, "location");
+    assert!(std::path::Path::new(&location)
+        .join("tokenizer.json")
+        .is_file());
+    wh.sql(&format!("SET vitrine.model.clip = '{location}'"))
+        .await;
+    assert_eq!(
+        wh.vectors("SELECT clip_text_embed('red tshirts')").await,
+        tuned
+    );
+
+    // Bad statements are named and change nothing.
+    let error = wh.error(&create_sql("clip_ft", "")).await;
+    assert!(
+        error.contains("model main.fashion_demo.clip_ft already exists"),
+        "{error}"
+    );
+    let kept = wh
+        .sql(&create_sql("clip_ft", "").replace("MODEL main", "MODEL IF NOT EXISTS main"))
+        .await;
+    assert_eq!(
+        kept.message.unwrap(),
+        "model main.fashion_demo.clip_ft already exists"
+    );
+    let error = wh
+        .error(&create_sql("clip_ft", "OR REPLACE").replace("AS text", "AS words"))
+        .await;
+    assert!(
+        error.contains("columns named image and text") && error.contains("words"),
+        "{error}"
+    );
+    let error = wh
+        .error(&create_sql("other", "").replace("'clip'", "'bert'"))
+        .await;
+    assert!(error.contains("bert") && error.contains("clip"), "{error}");
+    let error = wh
+        .error(&create_sql("other", "").replace("epochs = 3", "epochs = 'many'"))
+        .await;
+    assert!(
+        error.contains("option epochs takes a whole number, got 'many'"),
+        "{error}"
+    );
+    let again = wh.rows("DESCRIBE MODEL main.fashion_demo.clip_ft").await;
+    assert_eq!(
+        describe(&again, "revision"),
+        revision,
+        "the failed replace left it whole"
+    );
+    assert_eq!(wh.rows("SHOW MODELS IN main.fashion_demo").await.len(), 1);
+
+    // Replaced: a new revision, the old files gone; then dropped.
+    wh.sql(&create_sql("clip_ft", "OR REPLACE").replace("seed = 5", "seed = 6"))
+        .await;
+    let replaced = wh.rows("DESCRIBE MODEL main.fashion_demo.clip_ft").await;
+    assert_ne!(describe(&replaced, "revision"), revision);
+    assert!(
+        !std::path::Path::new(&location).exists(),
+        "old revision removed"
+    );
+    wh.sql("DROP MODEL main.fashion_demo.clip_ft").await;
+    assert!(wh.rows("SHOW MODELS IN main.fashion_demo").await.is_empty());
+    let error = wh.error("DESCRIBE MODEL main.fashion_demo.clip_ft").await;
+    assert!(
+        error.contains("model main.fashion_demo.clip_ft does not exist"),
+        "{error}"
+    );
+}
