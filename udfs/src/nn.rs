@@ -47,10 +47,11 @@ pub(crate) fn layer_norm(size: usize, eps: f64, vb: VarBuilder) -> Result<LayerN
 
 impl Module for LayerNorm {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        if !self.inner.weight().track_op() {
+        if !(xs.track_op() || self.inner.weight().track_op()) {
             return self.inner.forward(xs);
         }
-        // Trained: candle's fused kernel has no backward pass, so the same formula in steps.
+        // Trained, or with gradients flowing through: candle's fused kernel has no backward
+        // pass, so the same formula in steps.
         let dtype = xs.dtype();
         let xs = xs.to_dtype(DType::F32)?;
         let centred = xs.broadcast_sub(&xs.mean_keepdim(D::Minus1)?)?;
@@ -61,6 +62,37 @@ impl Module for LayerNorm {
             Some(bias) => scaled.broadcast_add(bias),
             None => Ok(scaled),
         }
+    }
+}
+
+/// Root-mean-square normalisation with a weight, as Llama's `RMSNorm`.
+pub(crate) struct RmsNorm {
+    inner: candle_nn::RmsNorm,
+    weight: Tensor,
+    eps: f64,
+}
+
+/// An [`RmsNorm`] of `size` features with weight `weight` under `vb`.
+pub(crate) fn rms_norm(size: usize, eps: f64, vb: VarBuilder) -> Result<RmsNorm> {
+    let weight = vb.get_with_hints(size, "weight", candle_nn::Init::Const(1.0))?;
+    Ok(RmsNorm {
+        inner: candle_nn::RmsNorm::new(weight.clone(), eps),
+        weight,
+        eps,
+    })
+}
+
+impl Module for RmsNorm {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        if !(xs.track_op() || self.weight.track_op()) {
+            return self.inner.forward(xs);
+        }
+        // The fused kernel has no backward pass: the formula in steps, in f32.
+        let dtype = xs.dtype();
+        let xs = xs.to_dtype(DType::F32)?;
+        let mean_square = xs.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = xs.broadcast_div(&(mean_square + self.eps)?.sqrt()?)?;
+        normed.to_dtype(dtype)?.broadcast_mul(&self.weight)
     }
 }
 

@@ -11,6 +11,7 @@ pub mod processor;
 pub mod prompt;
 pub mod sampling;
 pub mod text;
+pub mod train;
 pub mod vision;
 
 use std::sync::Arc;

@@ -38,6 +38,17 @@ pub struct GenerationRequest<'a> {
     pub seed: u64,
 }
 
+/// One training example: a prompt about an image followed by the answer to learn.
+pub struct AnswerExample {
+    /// The prompt's ids (its `<image>` expanded), then the answer's, ending with
+    /// `<end_of_utterance>`.
+    pub ids: Vec<u32>,
+    /// Where the answer begins in `ids`.
+    pub answer_from: usize,
+    /// The processed photo.
+    pub image: ProcessedImage,
+}
+
 /// An `Idefics3Config`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Idefics3Config {
@@ -82,6 +93,52 @@ pub struct SmolVlm {
 impl SmolVlm {
     /// Loads the model in `source` onto `placement`.
     pub fn load(source: &ModelSource, placement: Placement) -> Result<Self, ModelError> {
+        let (config, processor, tokenizer) = Self::read_parts(source)?;
+        // SAFETY: read-only memory map; the file is assumed not to change while the process runs.
+        let vb = unsafe {
+            VarBuilder::from_mmaped_safetensors(
+                std::slice::from_ref(&source.weights),
+                placement.dtype,
+                &placement.device,
+            )?
+        };
+        Self::new(vb, config, processor, tokenizer, placement)
+            .map_err(|e| ModelError::file(&source.weights, e))
+    }
+
+    /// The network over `vb` (weights named as transformers names them: a memory-mapped file,
+    /// or variables to train), with its processor and tokenizer.
+    pub fn new(
+        vb: VarBuilder,
+        config: Idefics3Config,
+        processor: Idefics3ImageProcessor,
+        tokenizer: Tokenizer,
+        placement: Placement,
+    ) -> candle_core::Result<Self> {
+        let v = &config.vision_config;
+        let seq_len = (v.image_size / v.patch_size).pow(2) / config.scale_factor.pow(2);
+        Ok(Self {
+            vision: SiglipVision::new(vb.pp("model.vision_model"), v)?,
+            connector: Connector::new(
+                vb.pp("model.connector"),
+                v.hidden_size,
+                config.text_config.hidden_size,
+                config.scale_factor,
+            )?,
+            text: TextModel::new(vb.clone(), &config.text_config, MAX_POSITIONS)?,
+            end_of_utterance: tokenizer.token_to_id("<end_of_utterance>"),
+            tokenizer,
+            processor,
+            tokens: ImageTokens::smolvlm(seq_len),
+            config,
+            placement,
+        })
+    }
+
+    /// Reads a model folder's configuration, image processor and tokenizer.
+    pub fn read_parts(
+        source: &ModelSource,
+    ) -> Result<(Idefics3Config, Idefics3ImageProcessor, Tokenizer), ModelError> {
         let config: Idefics3Config = read_json(&source.file("config.json"))?;
         let processor_config = if source.file("preprocessor_config.json").is_file() {
             read_json::<Idefics3ProcessorConfig>(&source.file("preprocessor_config.json"))?
@@ -93,34 +150,7 @@ impl SmolVlm {
         let tokenizer_path = source.file("tokenizer.json");
         let tokenizer = Tokenizer::from_file(&tokenizer_path)
             .map_err(|e| ModelError::file(&tokenizer_path, e))?;
-        let v = &config.vision_config;
-        let seq_len = (v.image_size / v.patch_size).pow(2) / config.scale_factor.pow(2);
-        // SAFETY: read-only memory map; the file is assumed not to change while the process runs.
-        let vb = unsafe {
-            VarBuilder::from_mmaped_safetensors(
-                std::slice::from_ref(&source.weights),
-                placement.dtype,
-                &placement.device,
-            )?
-        };
-        let load = |e: candle_core::Error| ModelError::file(&source.weights, e);
-        Ok(Self {
-            vision: SiglipVision::new(vb.pp("model.vision_model"), v).map_err(load)?,
-            connector: Connector::new(
-                vb.pp("model.connector"),
-                v.hidden_size,
-                config.text_config.hidden_size,
-                config.scale_factor,
-            )
-            .map_err(load)?,
-            text: TextModel::new(vb.clone(), &config.text_config, MAX_POSITIONS).map_err(load)?,
-            end_of_utterance: tokenizer.token_to_id("<end_of_utterance>"),
-            tokenizer,
-            processor,
-            tokens: ImageTokens::smolvlm(seq_len),
-            config,
-            placement,
-        })
+        Ok((config, processor, tokenizer))
     }
 
     /// The image processor.
@@ -245,6 +275,54 @@ impl SmolVlm {
                 .text
                 .forward_last(&self.text.embed(&last)?, &mut cache)?;
         }
+    }
+
+    /// transformers' causal-LM loss of a batch: the mean cross-entropy of each answer token given
+    /// everything before it (image and prompt included), over all the batch's answer tokens.
+    pub fn answer_loss(&self, batch: &[&AnswerExample]) -> candle_core::Result<Tensor> {
+        let device = &self.placement.device;
+        let width = self.config.text_config.hidden_size;
+        let features = self
+            .image_features(batch.iter().map(|e| &e.image))
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let longest = batch.iter().map(|e| e.ids.len()).max().unwrap_or(0);
+        let mut rows = Vec::with_capacity(batch.len());
+        let (mut picked, mut targets) = (Vec::new(), Vec::new());
+        for (r, (example, features)) in batch.iter().zip(&features).enumerate() {
+            let ids = Tensor::new(example.ids.as_slice(), device)?.unsqueeze(0)?;
+            let embeds = merge_image_features(
+                &self.text.embed(&ids)?,
+                &example.ids,
+                self.config.image_token_id,
+                features,
+            )?;
+            // Padding after the end: the causal mask keeps it from every real position.
+            let pad = longest - example.ids.len();
+            rows.push(if pad == 0 {
+                embeds
+            } else {
+                let zeros = Tensor::zeros((1, pad, width), embeds.dtype(), device)?;
+                Tensor::cat(&[&embeds, &zeros], 1)?
+            });
+            for p in example.answer_from.max(1)..example.ids.len() {
+                picked.push((r * longest + p - 1) as u32);
+                targets.push(example.ids[p]);
+            }
+        }
+        if targets.is_empty() {
+            candle_core::bail!("no answer token to learn in the batch");
+        }
+        let logits = self
+            .text
+            .forward(&Tensor::cat(&rows, 0)?, &mut KvCache::default())?;
+        let vocabulary = logits.dim(2)?;
+        let picked = Tensor::from_vec(picked, targets.len(), device)?;
+        let logits = logits
+            .reshape((batch.len() * longest, vocabulary))?
+            .index_select(&picked, 0)?
+            .to_dtype(DType::F32)?;
+        let targets = Tensor::from_vec(targets, picked.dim(0)?, device)?;
+        candle_nn::loss::cross_entropy(&logits, &targets)
     }
 
     /// The connector's output for each image (image tokens × text width), the frames of all

@@ -3,10 +3,11 @@
 //! attention, SwiGLU MLP.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{embedding, linear_no_bias, rms_norm, Embedding, Linear, RmsNorm, VarBuilder};
+use candle_nn::{embedding, linear_no_bias, Embedding, Linear, VarBuilder};
 use serde::Deserialize;
 
 use crate::cpu_ops;
+use crate::nn::{rms_norm, RmsNorm};
 
 /// `rope_parameters` (transformers 5) of a text config.
 #[derive(Debug, Clone, Deserialize)]
@@ -41,6 +42,8 @@ pub struct LlamaConfig {
     /// Whether the output projection is the token embedding.
     #[serde(default)]
     pub tie_word_embeddings: bool,
+    /// The padding token, whose embedding `nn.Embedding(padding_idx=…)` never trains.
+    pub pad_token_id: Option<u32>,
 }
 
 impl LlamaConfig {
@@ -180,6 +183,10 @@ struct Positions {
 
 impl Positions {
     fn rotate(&self, x: &Tensor) -> Result<Tensor> {
+        if x.track_op() && self.cos.rank() == 2 {
+            // Trained: candle's fused kernel has no backward pass; the same rotation in steps.
+            return candle_nn::rotary_emb::rope_slow(x, &self.cos, &self.sin);
+        }
         candle_nn::rotary_emb::rope(&x.contiguous()?, &self.cos, &self.sin)
     }
 }
@@ -210,6 +217,7 @@ impl DecoderLayer {
 /// The decoder and its output projection.
 pub struct TextModel {
     embed: Embedding,
+    pad_token: Option<u32>,
     layers: Vec<DecoderLayer>,
     norm: RmsNorm,
     lm_head: Linear,
@@ -335,15 +343,24 @@ impl TextModel {
         Ok(Self {
             rotary: Rotary::new(c, max_positions, vb.device(), vb.dtype())?,
             embed,
+            pad_token: c.pad_token_id,
             layers,
             norm: rms_norm(c.hidden_size, c.rms_norm_eps, text.pp("norm"))?,
             lm_head,
         })
     }
 
-    /// Token embeddings of `ids` (batch × length).
+    /// Token embeddings of `ids` (batch × length). While trained, the padding token's row gets
+    /// no gradient, as with transformers' `padding_idx`.
     pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
-        self.embed.forward(ids)
+        let embeds = self.embed.forward(ids)?;
+        match self.pad_token {
+            Some(pad) if embeds.track_op() => {
+                let is_pad = ids.eq(pad)?.unsqueeze(2)?.broadcast_as(embeds.shape())?;
+                is_pad.where_cond(&embeds.detach(), &embeds)
+            }
+            _ => Ok(embeds),
+        }
     }
 
     /// Logits for `embeds` (batch × length × width) following what `cache` holds, which it then
