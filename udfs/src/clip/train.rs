@@ -13,8 +13,8 @@ use super::{read_json, ClipEmbedder};
 use crate::functions::rows::{self, ImageArgument};
 use crate::runtime::placement::Placement;
 use crate::train::{
-    fit, no_options_left, parameter_count, split, Trainable, TrainingJob, TrainingOptions,
-    TrainingSummary,
+    column, copy_model_files, fit, no_options_left, parameter_count, prepare, split, Skipped,
+    Trainable, TrainingJob, TrainingOptions, TrainingSummary,
 };
 use crate::ModelError;
 
@@ -145,38 +145,14 @@ impl Trainable<ClipExample> for ClipTraining {
     }
 }
 
-/// Rows skipped while preparing, and why (the first few).
-const REASONS_KEPT: usize = 10;
-
-/// The pairs of the job's `image` and `text` columns, preprocessed by `embedder`; rows that
-/// cannot be used are counted with their reasons.
+/// The pairs of the job's `image` and `text` columns, preprocessed by `embedder`.
 fn examples(
     job: &TrainingJob<'_>,
     embedder: &ClipEmbedder,
-) -> Result<(Vec<ClipExample>, usize, Vec<String>), ModelError> {
-    use rayon::prelude::*;
-
+) -> Result<(Vec<ClipExample>, Skipped), ModelError> {
     let mut rows: Vec<(String, Option<String>, Option<ImageArgument>)> = Vec::new();
     for batch in &job.rows {
-        let column = |name: &str| {
-            let schema = batch.schema();
-            let index = schema
-                .fields()
-                .iter()
-                .position(|f| f.name().eq_ignore_ascii_case(name))
-                .ok_or_else(|| {
-                    ModelError::Config(format!(
-                        "model_type 'clip' trains on columns named image and text; the query has {}",
-                        schema
-                            .fields()
-                            .iter()
-                            .map(|f| f.name().as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ))
-                })?;
-            Ok::<_, ModelError>(batch.column(index).clone())
-        };
+        let column = |name| column(batch, name, "clip", "image and text");
         let texts =
             rows::strings(&column("text")?).map_err(|e| ModelError::Config(e.to_string()))?;
         let images =
@@ -189,39 +165,21 @@ fn examples(
             rows.push((name, text, image));
         }
     }
-    let prepared: Vec<Result<ClipExample, String>> = rows
-        .par_iter()
-        .map(|(name, text, image)| {
-            let (Some(text), Some(image)) = (text, image) else {
-                return Err(format!("{name}: NULL image or text"));
-            };
-            let ids = embedder
-                .tokenize(&[text.as_str()])
-                .map_err(|e| format!("{name}: {e}"))?
-                .pop()
-                .unwrap_or_default();
-            let rgb = rows::read_image(job.context, image).map_err(|e| format!("{name}: {e}"))?;
-            Ok(ClipExample {
-                ids,
-                pixels: embedder.pixel_values(&rgb),
-            })
+    Ok(prepare(&rows, |(name, text, image)| {
+        let (Some(text), Some(image)) = (text, image) else {
+            return Err(format!("{name}: NULL image or text"));
+        };
+        let ids = embedder
+            .tokenize(&[text.as_str()])
+            .map_err(|e| format!("{name}: {e}"))?
+            .pop()
+            .unwrap_or_default();
+        let rgb = rows::read_image(job.context, image).map_err(|e| format!("{name}: {e}"))?;
+        Ok(ClipExample {
+            ids,
+            pixels: embedder.pixel_values(&rgb),
         })
-        .collect();
-    let mut examples = Vec::new();
-    let mut skipped = 0;
-    let mut reasons = Vec::new();
-    for result in prepared {
-        match result {
-            Ok(example) => examples.push(example),
-            Err(reason) => {
-                skipped += 1;
-                if reasons.len() < REASONS_KEPT {
-                    reasons.push(reason);
-                }
-            }
-        }
-    }
-    Ok((examples, skipped, reasons))
+    }))
 }
 
 /// Fine-tunes the job's base CLIP on its (image, text) rows and writes the model folder.
@@ -237,7 +195,7 @@ pub fn train(job: TrainingJob<'_>) -> Result<TrainingSummary, ModelError> {
     let settings = job.context.settings();
     let placement = Placement::parse(&settings.device, "f32")?;
     let embedder = ClipEmbedder::load(base, Placement::cpu())?;
-    let (examples, skipped_rows, skipped) = examples(&job, &embedder)?;
+    let (examples, skipped) = examples(&job, &embedder)?;
     let (train, eval) = split(examples, options.eval_fraction, options.seed);
     let config: ClipConfig = read_json(&base.file("config.json"))?;
     if base.weights.extension().is_none_or(|e| e != "safetensors") {
@@ -263,26 +221,10 @@ pub fn train(job: TrainingJob<'_>) -> Result<TrainingSummary, ModelError> {
         kind_options,
         train_rows: train.len(),
         eval_rows: eval.len(),
-        skipped_rows,
-        skipped,
+        skipped_rows: skipped.count,
+        skipped: skipped.reasons,
         parameters: parameter_count(&network.named_variables()),
         epochs,
         resumed_after,
     })
-}
-
-/// Copies a model folder's configuration, tokenizer and processor files (not its weights).
-pub(crate) fn copy_model_files(from: &Path, to: &Path) -> Result<(), ModelError> {
-    let entries = std::fs::read_dir(from).map_err(|e| ModelError::io(from, e))?;
-    for entry in entries {
-        let path = entry.map_err(|e| ModelError::io(from, e))?.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        let is_weights = name.ends_with(".safetensors") || name.ends_with(".bin");
-        if path.is_file() && !is_weights && name.ends_with(".json") {
-            std::fs::copy(&path, to.join(name)).map_err(|e| ModelError::io(&path, e))?;
-        }
-    }
-    Ok(())
 }

@@ -22,6 +22,7 @@ use crate::context::{FunctionContext, LoadedModel};
 use crate::kind::{ModelKind, SqlFunction};
 use crate::runtime::placement::Placement;
 use crate::runtime::source::ModelSource;
+use crate::train::{TrainingJob, TrainingSummary};
 use crate::ModelError;
 
 /// The SmolVLM model kind: `vitrine.model.smolvlm`, `smolvlm_generate`, `smolvlm_extract` and
@@ -56,6 +57,10 @@ impl ModelKind for SmolVlmKind {
                 runs_model: false,
             },
         ]
+    }
+
+    fn train(&self, job: TrainingJob<'_>) -> Result<TrainingSummary, ModelError> {
+        train::train(job)
     }
 }
 

@@ -168,6 +168,21 @@ impl SmolVlm {
         Ok(encoding.get_ids().to_vec())
     }
 
+    /// Token ids of an answer as the assistant's turn holds it (after a space, ending with
+    /// `<end_of_utterance>`), to learn after a prompt.
+    pub fn answer_ids(&self, answer: &str) -> Result<Vec<u32>, ModelError> {
+        let encoding = self
+            .tokenizer
+            .encode(format!(" {answer}"), false)
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        let mut ids = encoding.get_ids().to_vec();
+        let end = self.end_of_utterance.ok_or_else(|| {
+            ModelError::Config("the tokenizer has no <end_of_utterance> to end answers with".into())
+        })?;
+        ids.push(end);
+        Ok(ids)
+    }
+
     /// Greedy decoding of up to `max_new_tokens` after `prompt` about `image`; stops early at
     /// `<end_of_utterance>` when `stop_at_end` (the token is not returned).
     pub fn generate(

@@ -7,10 +7,16 @@ use std::collections::BTreeMap;
 use candle_core::{DType, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 
+use super::extract::default_prompt;
 use super::model::{AnswerExample, SmolVlm};
+use super::prompt::chat_prompt;
+use crate::functions::rows::{self, ImageArgument};
 use crate::runtime::placement::Placement;
 use crate::runtime::source::ModelSource;
-use crate::train::Trainable;
+use crate::train::{
+    column, copy_model_files, fit, no_options_left, parameter_count, prepare, split, Skipped,
+    Trainable, TrainingJob, TrainingOptions, TrainingSummary,
+};
 use crate::ModelError;
 
 /// A SmolVLM whose every weight is a variable.
@@ -66,4 +72,117 @@ impl Trainable<AnswerExample> for SmolVlmTraining {
     fn variables(&self) -> BTreeMap<String, Var> {
         self.named_variables()
     }
+}
+
+/// One row of the query: its name in reports, photo, prompt (none: the extraction prompt) and
+/// answer.
+type Row = (
+    String,
+    Option<ImageArgument>,
+    Option<String>,
+    Option<String>,
+);
+
+/// The (image, prompt, answer) examples of the job's `image`, `target` and optional `prompt`
+/// columns.
+fn examples(
+    job: &TrainingJob<'_>,
+    model: &SmolVlm,
+) -> Result<(Vec<AnswerExample>, Skipped), ModelError> {
+    let mut table: Vec<Row> = Vec::new();
+    for batch in &job.rows {
+        let column = |name| {
+            column(
+                batch,
+                name,
+                "smolvlm",
+                "image, target and optionally prompt",
+            )
+        };
+        let images =
+            rows::images(&column("image")?).map_err(|e| ModelError::Config(e.to_string()))?;
+        let targets =
+            rows::strings(&column("target")?).map_err(|e| ModelError::Config(e.to_string()))?;
+        let prompts = match column("prompt") {
+            Ok(prompts) => {
+                rows::strings(&prompts).map_err(|e| ModelError::Config(e.to_string()))?
+            }
+            Err(_) => vec![None; targets.len()],
+        };
+        for ((image, target), prompt) in images.into_iter().zip(targets).zip(prompts) {
+            let name = match &image {
+                Some(ImageArgument::Location(path)) => format!("'{path}'"),
+                _ => format!("row {}", table.len() + 1),
+            };
+            table.push((name, image, prompt, target));
+        }
+    }
+    let settings = job.context.settings();
+    let processor = match settings.smolvlm_longest_edge {
+        Some(edge) => model.processor().with_longest_edge(edge),
+        None => model.processor().clone(),
+    };
+    let extraction = default_prompt();
+    Ok(prepare(&table, |(name, image, prompt, target)| {
+        let (Some(image), Some(target)) = (image, target) else {
+            return Err(format!("{name}: NULL image or target"));
+        };
+        let rgb = rows::read_image(job.context, image).map_err(|e| format!("{name}: {e}"))?;
+        let image = processor.process(&rgb);
+        let question = prompt.as_deref().unwrap_or(&extraction);
+        let mut ids = model
+            .prompt_ids(&chat_prompt(question), (image.rows, image.cols))
+            .map_err(|e| format!("{name}: {e}"))?;
+        let answer_from = ids.len();
+        ids.extend(
+            model
+                .answer_ids(target)
+                .map_err(|e| format!("{name}: {e}"))?,
+        );
+        Ok(AnswerExample {
+            ids,
+            answer_from,
+            image,
+        })
+    }))
+}
+
+/// Fine-tunes the job's base SmolVLM on its (image, prompt, target) rows and writes the model
+/// folder.
+pub fn train(job: TrainingJob<'_>) -> Result<TrainingSummary, ModelError> {
+    let mut kind_options = job.options.clone();
+    let options = TrainingOptions::take(&mut kind_options)?;
+    no_options_left("smolvlm", &kind_options)?;
+    let base = job.base.as_ref().ok_or_else(|| {
+        ModelError::Config(
+            "model_type 'smolvlm' fine-tunes a model: give base = '<folder, hub id or model>'"
+                .into(),
+        )
+    })?;
+    let placement = Placement::parse(&job.context.settings().device, "f32")?;
+    let network = SmolVlmTraining::from_weights(base, &placement)?;
+    let (examples, skipped) = examples(&job, network.model())?;
+    let (train, eval) = split(examples, options.eval_fraction, options.seed);
+    let (epochs, resumed_after) = fit(
+        &network,
+        &train,
+        &eval,
+        &options,
+        &job.checkpoints,
+        job.progress,
+    )?;
+    std::fs::create_dir_all(&job.output).map_err(|e| ModelError::io(&job.output, e))?;
+    network.save(&job.output.join("model.safetensors"))?;
+    copy_model_files(&base.dir, &job.output)?;
+    Ok(TrainingSummary {
+        options,
+        kind_options,
+        train_rows: train.len(),
+        eval_rows: eval.len(),
+        skipped_rows: skipped.count,
+        skipped: skipped.reasons,
+        parameters: parameter_count(&network.named_variables()),
+        epochs,
+        resumed_after,
+    })
 }

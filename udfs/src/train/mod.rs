@@ -9,10 +9,11 @@ pub mod checkpoint;
 pub mod optimizer;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{Tensor, Var};
+use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -330,6 +331,81 @@ pub fn mean_loss<E, N: Trainable<E>>(
 /// Number of trainable values.
 pub fn parameter_count(variables: &BTreeMap<String, Var>) -> usize {
     variables.values().map(|v| v.elem_count()).sum()
+}
+
+/// The column `name` (any case) of the query's rows, or an error naming the columns the kind
+/// `kind` trains on (`wanted`) and those the query has.
+pub fn column(
+    batch: &RecordBatch,
+    name: &str,
+    kind: &str,
+    wanted: &str,
+) -> Result<ArrayRef, ModelError> {
+    let schema = batch.schema();
+    let index = schema
+        .fields()
+        .iter()
+        .position(|f| f.name().eq_ignore_ascii_case(name))
+        .ok_or_else(|| {
+            let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            ModelError::Config(format!(
+                "model_type '{kind}' trains on columns named {wanted}; the query has {}",
+                have.join(", ")
+            ))
+        })?;
+    Ok(batch.column(index).clone())
+}
+
+/// Rows that could not become examples: how many, and why the first few.
+#[derive(Debug, Default)]
+pub struct Skipped {
+    /// Rows skipped.
+    pub count: usize,
+    /// Why, for the first [`REASONS_KEPT`].
+    pub reasons: Vec<String>,
+}
+
+/// Reasons kept of the rows skipped.
+pub const REASONS_KEPT: usize = 10;
+
+/// Turns `rows` into examples on the thread pool; a row whose preparation fails is skipped
+/// (a NULL, an unreadable photo), not the run.
+pub fn prepare<T: Sync, E: Send>(
+    rows: &[T],
+    make: impl Fn(&T) -> Result<E, String> + Sync,
+) -> (Vec<E>, Skipped) {
+    use rayon::prelude::*;
+    let prepared: Vec<Result<E, String>> = rows.par_iter().map(&make).collect();
+    let mut examples = Vec::with_capacity(prepared.len());
+    let mut skipped = Skipped::default();
+    for result in prepared {
+        match result {
+            Ok(example) => examples.push(example),
+            Err(reason) => {
+                skipped.count += 1;
+                if skipped.reasons.len() < REASONS_KEPT {
+                    skipped.reasons.push(reason);
+                }
+            }
+        }
+    }
+    (examples, skipped)
+}
+
+/// Copies a model folder's JSON files (configuration, tokenizer, processor; not its weights
+/// nor a test marker) into the folder a training run writes.
+pub fn copy_model_files(from: &Path, to: &Path) -> Result<(), ModelError> {
+    let entries = std::fs::read_dir(from).map_err(|e| ModelError::io(from, e))?;
+    for entry in entries {
+        let path = entry.map_err(|e| ModelError::io(from, e))?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if path.is_file() && name.ends_with(".json") {
+            std::fs::copy(&path, to.join(name)).map_err(|e| ModelError::io(&path, e))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
