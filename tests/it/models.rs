@@ -162,20 +162,6 @@ async fn fine_tuning_the_tiny_smolvlm_on_labelled_photos_raises_its_accuracy_on_
         .await;
     let before = material_accuracy(&wh).await;
 
-    let created = wh
-        .sql(&format!(
-            "CREATE MODEL main.fashion_demo.vlm OPTIONS (model_type = 'smolvlm', base = '{tiny}', \
-             epochs = 6, batch_size = 8, learning_rate = 3e-3, eval_fraction = 0) \
-             AS SELECT p.image_path AS image, 'Material?' AS prompt, g.material AS target \
-             FROM main.fashion_demo.products p \
-             JOIN main.fashion_demo.products_ground_truth g ON p.product_id = g.product_id"
-        ))
-        .await;
-    let message = created.message.unwrap();
-    assert!(message.contains("(smolvlm, 64 training rows"), "{message}");
-    wh.sql("SET vitrine.model.smolvlm = 'main.fashion_demo.vlm'")
-        .await;
-    let after = material_accuracy(&wh).await;
     let majority: f64 = wh
         .value(
             "SELECT MAX(n) / 64.0 FROM (SELECT COUNT(*) AS n FROM main.fashion_demo.products_ground_truth GROUP BY material)",
@@ -183,8 +169,42 @@ async fn fine_tuning_the_tiny_smolvlm_on_labelled_photos_raises_its_accuracy_on_
         .await
         .parse()
         .unwrap();
+    // Every weight, then low-rank adapters on the text model's projections only.
+    for (name, options) in [
+        ("vlm", "learning_rate = 3e-3"),
+        (
+            "vlm_lora",
+            "learning_rate = 1e-2, lora_rank = 8, \
+             lora_targets = 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj'",
+        ),
+    ] {
+        let created = wh
+            .sql(&format!(
+                "CREATE MODEL main.fashion_demo.{name} OPTIONS (model_type = 'smolvlm', base = '{tiny}', \
+                 epochs = 6, batch_size = 8, {options}, eval_fraction = 0) \
+                 AS SELECT p.image_path AS image, 'Material?' AS prompt, g.material AS target \
+                 FROM main.fashion_demo.products p \
+                 JOIN main.fashion_demo.products_ground_truth g ON p.product_id = g.product_id"
+            ))
+            .await;
+        let message = created.message.unwrap();
+        assert!(message.contains("(smolvlm, 64 training rows"), "{message}");
+        wh.sql(&format!(
+            "SET vitrine.model.smolvlm = 'main.fashion_demo.{name}'"
+        ))
+        .await;
+        let after = material_accuracy(&wh).await;
+        assert!(
+            after > before + 0.2 && after > majority,
+            "{name}: material accuracy {before} -> {after} (most common material: {majority})"
+        );
+    }
+    let described = wh.rows("DESCRIBE MODEL main.fashion_demo.vlm_lora").await;
+    let trained: usize = describe(&described, "parameters").parse().unwrap();
+    let full = wh.rows("DESCRIBE MODEL main.fashion_demo.vlm").await;
+    let all: usize = describe(&full, "parameters").parse().unwrap();
     assert!(
-        after > before + 0.2 && after > majority,
-        "material accuracy {before} -> {after} (most common material: {majority})"
+        trained * 4 < all,
+        "adapters train {trained} of {all} values"
     );
 }

@@ -205,7 +205,7 @@ fn logits_and_greedy_tokens_match_transformers() {
     } = tiny_parts();
     let text_config: LlamaConfig = serde_json::from_value(config["text_config"].clone()).unwrap();
     let image_token = config["image_token_id"].as_u64().unwrap() as u32;
-    let text = TextModel::new(weights, &text_config, 256).unwrap();
+    let text = TextModel::new(weights, &text_config, 256, None).unwrap();
     let frames = fixture_tensors("smolvlm/expected-processor.safetensors");
     let expected = fixture_tensors("smolvlm/expected-model.safetensors");
     for key in ["one-tile/square-40.jpg", "tiled/wide-97x31.png"] {

@@ -13,6 +13,7 @@ use super::text::{merge_image_features, KvCache, LlamaConfig, TextModel};
 use super::vision::{Connector, SiglipConfig, SiglipVision};
 use crate::runtime::placement::Placement;
 use crate::runtime::source::ModelSource;
+use crate::train::lora::Lora;
 use crate::ModelError;
 
 /// The files a SmolVLM folder must hold besides its weights (the image processor's settings are
@@ -102,18 +103,20 @@ impl SmolVlm {
                 &placement.device,
             )?
         };
-        Self::new(vb, config, processor, tokenizer, placement)
+        Self::new(vb, config, processor, tokenizer, placement, None)
             .map_err(|e| ModelError::file(&source.weights, e))
     }
 
     /// The network over `vb` (weights named as transformers names them: a memory-mapped file,
-    /// or variables to train), with its processor and tokenizer.
+    /// or variables to train), with its processor and tokenizer, and `lora`'s adapters on the
+    /// text model's layers it targets.
     pub fn new(
         vb: VarBuilder,
         config: Idefics3Config,
         processor: Idefics3ImageProcessor,
         tokenizer: Tokenizer,
         placement: Placement,
+        lora: Option<&Lora>,
     ) -> candle_core::Result<Self> {
         let v = &config.vision_config;
         let seq_len = (v.image_size / v.patch_size).pow(2) / config.scale_factor.pow(2);
@@ -125,7 +128,7 @@ impl SmolVlm {
                 config.text_config.hidden_size,
                 config.scale_factor,
             )?,
-            text: TextModel::new(vb.clone(), &config.text_config, MAX_POSITIONS)?,
+            text: TextModel::new(vb.clone(), &config.text_config, MAX_POSITIONS, lora)?,
             end_of_utterance: tokenizer.token_to_id("<end_of_utterance>"),
             tokenizer,
             processor,

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::cpu_ops;
 use crate::nn::{rms_norm, RmsNorm};
+use crate::train::lora::{Lora, Projection};
 
 /// `rope_parameters` (transformers 5) of a text config.
 #[derive(Debug, Clone, Deserialize)]
@@ -66,23 +67,31 @@ impl LlamaConfig {
 }
 
 struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
+    q: Projection,
+    k: Projection,
+    v: Projection,
+    o: Projection,
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
 }
 
 impl Attention {
-    fn new(vb: VarBuilder, c: &LlamaConfig) -> Result<Self> {
+    fn new(vb: VarBuilder, c: &LlamaConfig, lora: Option<&Lora>) -> Result<Self> {
         let (h, hd) = (c.hidden_size, c.head_dim());
+        let projection = |name: &str, input: usize, output: usize| {
+            let vb = vb.pp(name);
+            Projection::new(
+                &vb.prefix(),
+                linear_no_bias(input, output, vb.clone())?,
+                lora,
+            )
+        };
         Ok(Self {
-            q: linear_no_bias(h, c.num_attention_heads * hd, vb.pp("q_proj"))?,
-            k: linear_no_bias(h, c.kv_heads() * hd, vb.pp("k_proj"))?,
-            v: linear_no_bias(h, c.kv_heads() * hd, vb.pp("v_proj"))?,
-            o: linear_no_bias(c.num_attention_heads * hd, h, vb.pp("o_proj"))?,
+            q: projection("q_proj", h, c.num_attention_heads * hd)?,
+            k: projection("k_proj", h, c.kv_heads() * hd)?,
+            v: projection("v_proj", h, c.kv_heads() * hd)?,
+            o: projection("o_proj", c.num_attention_heads * hd, h)?,
             heads: c.num_attention_heads,
             kv_heads: c.kv_heads(),
             head_dim: hd,
@@ -195,21 +204,29 @@ struct DecoderLayer {
     input_norm: RmsNorm,
     attention: Attention,
     post_norm: RmsNorm,
-    gate: Linear,
-    up: Linear,
-    down: Linear,
+    gate: Projection,
+    up: Projection,
+    down: Projection,
 }
 
 impl DecoderLayer {
-    fn new(vb: VarBuilder, c: &LlamaConfig) -> Result<Self> {
+    fn new(vb: VarBuilder, c: &LlamaConfig, lora: Option<&Lora>) -> Result<Self> {
         let (h, i) = (c.hidden_size, c.intermediate_size);
+        let projection = |name: &str, input: usize, output: usize| {
+            let vb = vb.pp(name);
+            Projection::new(
+                &vb.prefix(),
+                linear_no_bias(input, output, vb.clone())?,
+                lora,
+            )
+        };
         Ok(Self {
             input_norm: rms_norm(h, c.rms_norm_eps, vb.pp("input_layernorm"))?,
-            attention: Attention::new(vb.pp("self_attn"), c)?,
+            attention: Attention::new(vb.pp("self_attn"), c, lora)?,
             post_norm: rms_norm(h, c.rms_norm_eps, vb.pp("post_attention_layernorm"))?,
-            gate: linear_no_bias(h, i, vb.pp("mlp.gate_proj"))?,
-            up: linear_no_bias(h, i, vb.pp("mlp.up_proj"))?,
-            down: linear_no_bias(i, h, vb.pp("mlp.down_proj"))?,
+            gate: projection("mlp.gate_proj", h, i)?,
+            up: projection("mlp.up_proj", h, i)?,
+            down: projection("mlp.down_proj", i, h)?,
         })
     }
 }
@@ -328,8 +345,13 @@ impl KvCache {
 
 impl TextModel {
     /// Builds the decoder from `model.text_model.*` and the projection from `lm_head`
-    /// (`vb` is the checkpoint's root).
-    pub fn new(vb: VarBuilder, c: &LlamaConfig, max_positions: usize) -> Result<Self> {
+    /// (`vb` is the checkpoint's root), with `lora`'s adapters on the layers it targets.
+    pub fn new(
+        vb: VarBuilder,
+        c: &LlamaConfig,
+        max_positions: usize,
+        lora: Option<&Lora>,
+    ) -> Result<Self> {
         let text = vb.pp("model.text_model");
         let embed = embedding(c.vocab_size, c.hidden_size, text.pp("embed_tokens"))?;
         let lm_head = if c.tie_word_embeddings {
@@ -338,7 +360,7 @@ impl TextModel {
             linear_no_bias(c.hidden_size, c.vocab_size, vb.pp("lm_head"))?
         };
         let layers = (0..c.num_hidden_layers)
-            .map(|i| DecoderLayer::new(text.pp(format!("layers.{i}")), c))
+            .map(|i| DecoderLayer::new(text.pp(format!("layers.{i}")), c, lora))
             .collect::<Result<_>>()?;
         Ok(Self {
             rotary: Rotary::new(c, max_positions, vb.device(), vb.dtype())?,

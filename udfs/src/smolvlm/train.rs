@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::{DType, Tensor, Var};
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 
 use super::extract::default_prompt;
@@ -13,36 +15,140 @@ use super::prompt::chat_prompt;
 use crate::functions::rows::{self, ImageArgument};
 use crate::runtime::placement::Placement;
 use crate::runtime::source::ModelSource;
+use crate::train::lora::Lora;
 use crate::train::{
     column, copy_model_files, fit, no_options_left, parameter_count, prepare, split, Skipped,
     Trainable, TrainingJob, TrainingOptions, TrainingSummary,
 };
 use crate::ModelError;
 
-/// A SmolVLM whose every weight is a variable.
+/// What a SmolVLM trains: every weight, or low-rank adapters over frozen weights.
+enum Trained {
+    /// Every weight a variable.
+    Full(VarMap),
+    /// Adapters only; the base's weights stay in their file until they are merged.
+    Adapters { lora: Lora, base: PathBuf },
+}
+
+/// The low-rank adapters to train (`lora_rank`, `lora_alpha`, `lora_targets` options).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraOptions {
+    /// The adapters' rank.
+    pub rank: usize,
+    /// Their scale is `alpha / rank`.
+    pub alpha: f64,
+    /// The layers adapted, by the last part of their name.
+    pub targets: Vec<String>,
+}
+
+impl LoraOptions {
+    /// Takes `lora_rank` (none: train every weight), `lora_alpha` (default: the rank) and
+    /// `lora_targets` (default: the attention projections) out of `options`.
+    pub fn take(options: &mut BTreeMap<String, String>) -> Result<Option<Self>, ModelError> {
+        let bad = |name: &str, value: &str, what: &str| {
+            ModelError::Config(format!("option {name} takes {what}, got '{value}'"))
+        };
+        let alpha = options.remove("lora_alpha");
+        let targets = options.remove("lora_targets");
+        let Some(rank) = options.remove("lora_rank") else {
+            return match alpha.or(targets) {
+                Some(_) => Err(ModelError::Config(
+                    "lora_alpha and lora_targets need lora_rank".into(),
+                )),
+                None => Ok(None),
+            };
+        };
+        let rank: usize = rank
+            .parse()
+            .ok()
+            .filter(|r| *r > 0)
+            .ok_or_else(|| bad("lora_rank", &rank, "a whole number above 0"))?;
+        let alpha = match alpha {
+            Some(a) => a.parse().map_err(|_| bad("lora_alpha", &a, "a number"))?,
+            None => rank as f64,
+        };
+        let targets = targets
+            .as_deref()
+            .unwrap_or("q_proj,k_proj,v_proj,o_proj")
+            .split(',')
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect();
+        Ok(Some(Self {
+            rank,
+            alpha,
+            targets,
+        }))
+    }
+}
+
+/// A SmolVLM being trained, fully or through adapters.
 pub struct SmolVlmTraining {
-    variables: VarMap,
+    trained: Trained,
     model: SmolVlm,
 }
 
 impl SmolVlmTraining {
-    /// The model in `source`, its weights loaded into variables on `placement`'s device (in f32).
-    pub fn from_weights(source: &ModelSource, placement: &Placement) -> Result<Self, ModelError> {
+    /// The model in `source` on `placement`'s device in f32: every weight a variable, or with
+    /// `lora`'s adapters the only variables.
+    pub fn from_weights(
+        source: &ModelSource,
+        placement: &Placement,
+        lora: Option<&LoraOptions>,
+    ) -> Result<Self, ModelError> {
         let (config, processor, tokenizer) = SmolVlm::read_parts(source)?;
-        let variables = VarMap::new();
-        let vb = VarBuilder::from_varmap(&variables, DType::F32, &placement.device);
         let placement = Placement {
             device: placement.device.clone(),
             dtype: DType::F32,
         };
-        let model = SmolVlm::new(vb, config, processor, tokenizer, placement)
-            .map_err(|e| ModelError::file(&source.weights, e))?;
-        let mut training = Self { variables, model };
-        training
-            .variables
-            .load(&source.weights)
-            .map_err(|e| ModelError::file(&source.weights, e))?;
-        Ok(training)
+        let build_error = |e| ModelError::file(&source.weights, e);
+        match lora {
+            None => {
+                let variables = VarMap::new();
+                let vb = VarBuilder::from_varmap(&variables, DType::F32, &placement.device);
+                let model = SmolVlm::new(vb, config, processor, tokenizer, placement, None)
+                    .map_err(build_error)?;
+                let mut variables = variables;
+                variables
+                    .load(&source.weights)
+                    .map_err(|e| ModelError::file(&source.weights, e))?;
+                Ok(Self {
+                    trained: Trained::Full(variables),
+                    model,
+                })
+            }
+            Some(options) => {
+                let lora = Lora::new(
+                    options.rank,
+                    options.alpha,
+                    options.targets.clone(),
+                    &placement.device,
+                );
+                // SAFETY: read-only memory map; the file is assumed not to change meanwhile.
+                let vb = unsafe {
+                    VarBuilder::from_mmaped_safetensors(
+                        std::slice::from_ref(&source.weights),
+                        DType::F32,
+                        &placement.device,
+                    )?
+                };
+                let model = SmolVlm::new(vb, config, processor, tokenizer, placement, Some(&lora))
+                    .map_err(build_error)?;
+                if lora.variables().is_empty() {
+                    return Err(ModelError::Config(format!(
+                        "lora_targets {:?} name no layer of the text model",
+                        options.targets
+                    )));
+                }
+                Ok(Self {
+                    trained: Trained::Adapters {
+                        lora,
+                        base: source.weights.clone(),
+                    },
+                    model,
+                })
+            }
+        }
     }
 
     /// The network (for preprocessing and, after training, generation).
@@ -50,17 +156,28 @@ impl SmolVlmTraining {
         &self.model
     }
 
-    /// Every variable by transformers' name of the weight.
+    /// The trained variables by name: every weight, or the adapters.
     pub fn named_variables(&self) -> BTreeMap<String, Var> {
-        let data = self.variables.data().lock().expect("variables lock");
-        data.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        match &self.trained {
+            Trained::Full(variables) => {
+                let data = variables.data().lock().expect("variables lock");
+                data.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+            }
+            Trained::Adapters { lora, .. } => lora.variables(),
+        }
     }
 
-    /// Writes every weight to `path` (safetensors, transformers' names).
-    pub fn save(&self, path: &std::path::Path) -> Result<(), ModelError> {
-        self.variables
-            .save(path)
-            .map_err(|e| ModelError::file(path, e))
+    /// Writes every weight to `path` (safetensors, transformers' names), adapters merged.
+    pub fn save(&self, path: &Path) -> Result<(), ModelError> {
+        match &self.trained {
+            Trained::Full(variables) => variables.save(path).map_err(|e| ModelError::file(path, e)),
+            Trained::Adapters { lora, base } => {
+                let weights = candle_core::safetensors::load(base, &Device::Cpu)
+                    .map_err(|e| ModelError::file(base, e))?;
+                let merged = lora.merge(weights).map_err(|e| ModelError::file(base, e))?;
+                candle_core::safetensors::save(&merged, path).map_err(|e| ModelError::file(path, e))
+            }
+        }
     }
 }
 
@@ -150,9 +267,12 @@ fn examples(
 /// Fine-tunes the job's base SmolVLM on its (image, prompt, target) rows and writes the model
 /// folder.
 pub fn train(job: TrainingJob<'_>) -> Result<TrainingSummary, ModelError> {
+    let mut remaining = job.options.clone();
+    let options = TrainingOptions::take(&mut remaining)?;
+    let lora = LoraOptions::take(&mut remaining)?;
+    no_options_left("smolvlm", &remaining)?;
     let mut kind_options = job.options.clone();
-    let options = TrainingOptions::take(&mut kind_options)?;
-    no_options_left("smolvlm", &kind_options)?;
+    kind_options.retain(|k, _| k.starts_with("lora_"));
     let base = job.base.as_ref().ok_or_else(|| {
         ModelError::Config(
             "model_type 'smolvlm' fine-tunes a model: give base = '<folder, hub id or model>'"
@@ -160,7 +280,7 @@ pub fn train(job: TrainingJob<'_>) -> Result<TrainingSummary, ModelError> {
         )
     })?;
     let placement = Placement::parse(&job.context.settings().device, "f32")?;
-    let network = SmolVlmTraining::from_weights(base, &placement)?;
+    let network = SmolVlmTraining::from_weights(base, &placement, lora.as_ref())?;
     let (examples, skipped) = examples(&job, network.model())?;
     let (train, eval) = split(examples, options.eval_fraction, options.seed);
     let (epochs, resumed_after) = fit(

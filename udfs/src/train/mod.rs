@@ -6,6 +6,7 @@
 //! the rows into examples and a network implementing [`Trainable`], and calls [`fit`].
 
 pub mod checkpoint;
+pub mod lora;
 pub mod optimizer;
 
 use std::collections::BTreeMap;
