@@ -26,6 +26,17 @@ fn describe(rows: &[Vec<String>], property: &str) -> String {
 async fn create_model_fine_tunes_clip_into_a_model_object_used_by_name() {
     let (wh, _) = TestWarehouse::with_demo_catalog(48, 4, true).await;
     wh.run_sql_file("00_load_products.sql").await;
+    // The ground truth's fixed split: 3 ids in 16 (by their MD5) are held out.
+    let split = wh
+        .rows("SELECT split, COUNT(*) FROM main.fashion_demo.products_ground_truth GROUP BY split ORDER BY split")
+        .await;
+    assert_eq!(split.len(), 2, "{split:?}");
+    assert_eq!(
+        (split[0][0].as_str(), split[1][0].as_str()),
+        ("test", "train")
+    );
+    let held_out: usize = split[0][1].parse().unwrap();
+    assert!((2..=20).contains(&held_out), "{held_out} of 48 held out");
     let before = wh.vectors("SELECT clip_text_embed('red tshirts')").await;
 
     let created = wh.sql(&create_sql("clip_ft", "")).await;
@@ -206,5 +217,87 @@ async fn fine_tuning_the_tiny_smolvlm_on_labelled_photos_raises_its_accuracy_on_
     assert!(
         trained * 4 < all,
         "adapters train {trained} of {all} values"
+    );
+}
+
+/// A `vitrine` process killed during `CREATE MODEL` leaves its checkpoint; the same statement
+/// run again resumes after the last finished epoch, and no half-trained model is published.
+#[test]
+fn a_killed_create_model_resumes_from_its_last_finished_epoch() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().to_str().unwrap().to_string();
+    let vitrine = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_vitrine"))
+            .args(["--warehouse", &warehouse])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    vitrine(&["demo-data", "--products", "32", "--seed", "2"]);
+    let load = repo_path("sql/00_load_products.sql");
+    vitrine(&["run", load.to_str().unwrap()]);
+    let create = format!(
+        "CREATE MODEL main.fashion_demo.m OPTIONS (model_type = 'clip', base = '{}', epochs = 30, \
+         batch_size = 8, learning_rate = 1e-3) AS SELECT image_path AS image, article_type AS text \
+         FROM main.fashion_demo.products",
+        clip_fixture("tiny-a")
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vitrine"))
+        .args(["--warehouse", &warehouse, "run", "-e", &create])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let progress = dir
+        .path()
+        .join("_training/main/fashion_demo/m/checkpoints/progress.json");
+    let started = Instant::now();
+    while !progress.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no checkpoint after two minutes"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before a kill"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let shown = vitrine(&[
+        "run",
+        "--format",
+        "csv",
+        "-e",
+        "SHOW MODELS IN main.fashion_demo",
+    ]);
+    assert!(
+        !shown.contains("main.fashion_demo.m"),
+        "nothing published: {shown}"
+    );
+
+    let output = vitrine(&["run", "-e", &create]);
+    assert!(output.contains("resumed after epoch"), "{output}");
+    let described = vitrine(&[
+        "run",
+        "--format",
+        "csv",
+        "-e",
+        "DESCRIBE MODEL main.fashion_demo.m",
+    ]);
+    assert!(described.contains("resumed_after_epoch,"), "{described}");
+    assert!(
+        !progress.exists(),
+        "the scratch folder is removed once published"
     );
 }
