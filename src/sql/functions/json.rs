@@ -233,9 +233,122 @@ fn decode_one(text: &str, schema: &Arc<Schema>) -> Option<datafusion::arrow::arr
     decoder.flush().ok().flatten().filter(|b| b.num_rows() == 1)
 }
 
+/// `to_json(value) → STRING`: a struct as a JSON object (NULL fields left out, as Spark does),
+/// an array or map as JSON; a NULL value gives NULL. With `named_struct`, how a model's target
+/// answer is written from labelled columns.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ToJson {
+    signature: Signature,
+}
+
+impl ToJson {
+    /// The function.
+    pub fn new() -> Self {
+        Self {
+            signature: Signature::new(TypeSignature::Any(1), Volatility::Immutable),
+        }
+    }
+}
+
+impl Default for ToJson {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScalarUDFImpl for ToJson {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn name(&self) -> &str {
+        "to_json"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        Ok(ColumnarValue::Array(encode_rows(&arrays[0])?))
+    }
+}
+
+/// Each row of `values` as JSON text: written as the field `v` of a one-column batch of
+/// JSON lines, then taken out of it.
+fn encode_rows(values: &ArrayRef) -> Result<ArrayRef> {
+    use datafusion::arrow::json::LineDelimitedWriter;
+
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "v",
+        values.data_type().clone(),
+        true,
+    )]));
+    let batch = datafusion::arrow::array::RecordBatch::try_new(schema, vec![Arc::clone(values)])?;
+    let mut lines = Vec::new();
+    {
+        let mut writer = LineDelimitedWriter::new(&mut lines);
+        writer.write(&batch)?;
+        writer.finish()?;
+    }
+    let text = String::from_utf8_lossy(&lines);
+    let rows: Vec<Option<String>> = text
+        .lines()
+        .zip(0..values.len())
+        .map(|(line, i)| {
+            if values.is_null(i) {
+                return Ok(None);
+            }
+            let object: Value = serde_json::from_str(line).map_err(|e| {
+                datafusion::error::DataFusionError::Execution(format!("to_json: {e}"))
+            })?;
+            Ok(object.get("v").map(|v| v.to_string()))
+        })
+        .collect::<Result<_>>()?;
+    Ok(Arc::new(datafusion::arrow::array::StringArray::from(rows)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn to_json_writes_structs_arrays_and_leaves_out_null_fields() {
+        let ctx = datafusion::prelude::SessionContext::new();
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+            ToJson::new(),
+        ));
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let batches = rt
+            .block_on(async {
+                ctx.sql(
+                    "SELECT to_json(named_struct('material', 'knit fabric', 'n', 1, 'none', CAST(NULL AS INT), \
+                     'tags', make_array('a', 'b'))) AS s, to_json(make_array(1, 2)) AS a, \
+                     to_json(CAST(NULL AS INT)) AS z",
+                )
+                .await?
+                .collect()
+                .await
+            })
+            .unwrap();
+        let text = |c: usize| {
+            let column =
+                datafusion::arrow::compute::cast(batches[0].column(c), &DataType::Utf8).unwrap();
+            let column = column.as_string::<i32>();
+            (!column.is_null(0)).then(|| column.value(0).to_string())
+        };
+        assert_eq!(
+            text(0).as_deref(),
+            Some(r#"{"material":"knit fabric","n":1,"tags":["a","b"]}"#)
+        );
+        assert_eq!(text(1).as_deref(), Some("[1,2]"));
+        assert_eq!(text(2), None);
+    }
 
     #[test]
     fn json_paths_follow_keys_and_indexes() {

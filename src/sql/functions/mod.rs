@@ -2,7 +2,7 @@
 //!
 //! - [`register`] adds the `datafusion-spark` functions DataFusion lacks (`collect_list`, …), Spark's
 //!   `size` (which returns -1 for NULL), JSON helpers from `datafusion-functions-json`, and
-//!   Vitrine's own `get_json_object`, `from_json` and `split`.
+//!   Vitrine's own `get_json_object`, `from_json`, `to_json` and `split`.
 //! - [`SparkIntegerDivision`] makes `/` between integers return a double, as Spark does.
 
 mod division;
@@ -16,7 +16,7 @@ use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::SessionContext;
 
 pub use division::SparkIntegerDivision;
-pub use json::{FromJson, GetJsonObject};
+pub use json::{FromJson, GetJsonObject, ToJson};
 pub use split::Split;
 
 use crate::error::Result;
@@ -40,6 +40,7 @@ pub fn register(ctx: &mut SessionContext) -> Result<()> {
     datafusion_functions_json::register_all(ctx)?;
     ctx.register_udf(Arc::new(ScalarUDF::new_from_impl(GetJsonObject::new())))?;
     ctx.register_udf(Arc::new(ScalarUDF::new_from_impl(FromJson::new())))?;
+    ctx.register_udf(Arc::new(ScalarUDF::new_from_impl(ToJson::new())))?;
     ctx.register_udf(Arc::new(ScalarUDF::new_from_impl(Split::new())))?;
     Ok(())
 }
