@@ -14,7 +14,7 @@ tiny="$PWD/tests/fixtures/smolvlm/tiny"
 "$vitrine" --warehouse "$warehouse" run sql/00_load_products.sql >/dev/null
 
 accuracy() {
-  "$vitrine" --warehouse "$warehouse" --model "smolvlm=$1" --format csv run \
+  "$vitrine" --warehouse "$warehouse" --model "smolvlm=$1" run --format csv \
     -e "SET vitrine.smolvlm.longest_edge = 32" \
     -e "SELECT ROUND(AVG(CASE WHEN trim(replace(smolvlm_generate(p.image_path, 'Material?'), '</w>', ' ')) = g.material THEN 1.0 ELSE 0.0 END), 3) AS accuracy FROM main.fashion_demo.products p JOIN main.fashion_demo.products_ground_truth g ON p.product_id = g.product_id" \
     | tail -1

@@ -23,7 +23,7 @@ fn training() -> (
     let source = Hub::new("/nonexistent", true)
         .locate(dir.to_str().unwrap(), SMOLVLM_FILES)
         .unwrap();
-    let training = SmolVlmTraining::from_weights(&source, &placement(), None).unwrap();
+    let training = SmolVlmTraining::from_weights(&source, &placement(), None, 0).unwrap();
     let expected = fixture_tensors("smolvlm/expected-train.safetensors");
     let examples = (0..2)
         .map(|i| {

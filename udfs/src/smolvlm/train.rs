@@ -90,11 +90,12 @@ pub struct SmolVlmTraining {
 
 impl SmolVlmTraining {
     /// The model in `source` on `placement`'s device in f32: every weight a variable, or with
-    /// `lora`'s adapters the only variables.
+    /// `lora`'s adapters (drawn from `seed`) the only variables.
     pub fn from_weights(
         source: &ModelSource,
         placement: &Placement,
         lora: Option<&LoraOptions>,
+        seed: u64,
     ) -> Result<Self, ModelError> {
         let (config, processor, tokenizer) = SmolVlm::read_parts(source)?;
         let placement = Placement {
@@ -123,6 +124,7 @@ impl SmolVlmTraining {
                     options.alpha,
                     options.targets.clone(),
                     &placement.device,
+                    seed,
                 );
                 // SAFETY: read-only memory map; the file is assumed not to change meanwhile.
                 let vb = unsafe {
@@ -280,7 +282,7 @@ pub fn train(job: TrainingJob<'_>) -> Result<TrainingSummary, ModelError> {
         )
     })?;
     let placement = Placement::parse(&job.context.settings().device, "f32")?;
-    let network = SmolVlmTraining::from_weights(base, &placement, lora.as_ref())?;
+    let network = SmolVlmTraining::from_weights(base, &placement, lora.as_ref(), options.seed)?;
     let (examples, skipped) = examples(&job, network.model())?;
     let (train, eval) = split(examples, options.eval_fraction, options.seed);
     let (epochs, resumed_after) = fit(

@@ -1,12 +1,17 @@
 //! Low-rank adapters (LoRA, as PEFT's `LoraConfig`): chosen linear layers of a frozen model get
-//! `W x + (alpha / rank) · B A x`, with `A` (rank × in, PEFT's Kaiming-uniform start) and `B`
-//! (out × rank, zeros) the only variables trained. After training they are merged into the
+//! `W x + (alpha / rank) · B A x`, with `A` (rank × in, uniform in ±1/√in as PEFT's
+//! Kaiming-uniform start, drawn from the run's seed) and `B` (out × rank, zeros) the only
+//! variables trained. After training they are merged into the
 //! weights, so the saved model is a plain checkpoint of its kind.
 
 use std::collections::{BTreeMap, HashMap};
 
+use std::sync::Mutex;
+
 use candle_core::{DType, Device, Module, Result, Tensor, Var};
 use candle_nn::{Init, Linear, VarMap};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 /// Which layers get adapters, and how large.
 pub struct Lora {
@@ -15,18 +20,21 @@ pub struct Lora {
     targets: Vec<String>,
     variables: VarMap,
     device: Device,
+    /// Draws the adapters' starting values, so that a run repeats.
+    rng: Mutex<ChaCha8Rng>,
 }
 
 impl Lora {
     /// Adapters of `rank` scaled by `alpha / rank` on the linear layers whose name ends with
-    /// one of `targets` (`q_proj`, `v_proj`, …), created on `device`.
-    pub fn new(rank: usize, alpha: f64, targets: Vec<String>, device: &Device) -> Self {
+    /// one of `targets` (`q_proj`, `v_proj`, …), created on `device` from `seed`.
+    pub fn new(rank: usize, alpha: f64, targets: Vec<String>, device: &Device, seed: u64) -> Self {
         Self {
             rank,
             alpha,
             targets,
             variables: VarMap::new(),
             device: device.clone(),
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
         }
     }
 
@@ -42,17 +50,20 @@ impl Lora {
             return Ok(Projection::Plain(base));
         }
         let (out, input) = base.weight().dims2()?;
-        let bound = 1.0 / (input as f64).sqrt();
-        let down = self.variables.get(
-            (self.rank, input),
-            &format!("{path}.lora_A.weight"),
-            Init::Uniform {
-                lo: -bound,
-                up: bound,
-            },
-            DType::F32,
-            &self.device,
-        )?;
+        let bound = 1.0 / (input as f32).sqrt();
+        let values: Vec<f32> = {
+            let mut rng = self.rng.lock().expect("adapter rng lock");
+            (0..self.rank * input)
+                .map(|_| rng.random_range(-bound..bound))
+                .collect()
+        };
+        let down = Var::from_tensor(&Tensor::from_vec(values, (self.rank, input), &self.device)?)?;
+        self.variables
+            .data()
+            .lock()
+            .expect("adapters lock")
+            .insert(format!("{path}.lora_A.weight"), down.clone());
+        let down = down.as_tensor().clone();
         let up = self.variables.get(
             (out, self.rank),
             &format!("{path}.lora_B.weight"),
@@ -152,7 +163,7 @@ mod tests {
     fn an_adapter_starts_as_the_identity_change_and_merges_into_the_weight() {
         let device = Device::Cpu;
         let weight = Tensor::randn(0f32, 1.0, (6, 4), &device).unwrap();
-        let lora = Lora::new(2, 4.0, vec!["q_proj".into()], &device);
+        let lora = Lora::new(2, 4.0, vec!["q_proj".into()], &device, 7);
         let plain = lora
             .wrap(
                 "layers.0.self_attn.k_proj",

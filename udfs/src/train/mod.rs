@@ -8,6 +8,7 @@
 pub mod checkpoint;
 pub mod lora;
 pub mod optimizer;
+pub mod tokenizer;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
