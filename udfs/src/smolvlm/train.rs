@@ -27,7 +27,7 @@ enum Trained {
     /// Every weight a variable.
     Full(VarMap),
     /// Adapters only; the base's weights stay in their file until they are merged.
-    Adapters { lora: Lora, base: PathBuf },
+    Adapters { lora: Box<Lora>, base: PathBuf },
 }
 
 /// The low-rank adapters to train (`lora_rank`, `lora_alpha`, `lora_targets` options).
@@ -144,7 +144,7 @@ impl SmolVlmTraining {
                 }
                 Ok(Self {
                     trained: Trained::Adapters {
-                        lora,
+                        lora: Box::new(lora),
                         base: source.weights.clone(),
                     },
                     model,
