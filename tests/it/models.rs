@@ -301,3 +301,51 @@ fn a_killed_create_model_resumes_from_its_last_finished_epoch() {
         "the scratch folder is removed once published"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clip_trained_from_scratch_learns_its_tokenizer_and_repeats_with_its_seed() {
+    let (wh, _) = TestWarehouse::with_demo_catalog(24, 6, true).await;
+    wh.run_sql_file("00_load_products.sql").await;
+    let create = |seed: u64| {
+        format!(
+            "CREATE OR REPLACE MODEL main.fashion_demo.scratch OPTIONS (model_type = 'clip', \
+             projection_dim = 16, hidden_size = 32, layers = 1, heads = 2, image_size = 32, \
+             patch_size = 8, vocab_size = 300, epochs = 2, batch_size = 8, seed = {seed}) \
+             AS SELECT image_path AS image, concat_ws(' ', lower(base_color), article_type) AS text \
+             FROM main.fashion_demo.products"
+        )
+    };
+    wh.sql(&create(1)).await;
+    let first = wh.rows("DESCRIBE MODEL main.fashion_demo.scratch").await;
+    assert_eq!(describe(&first, "base"), "(from scratch)");
+    let location = std::path::PathBuf::from(describe(&first, "location"));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(location.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["projection_dim"], 16);
+    assert_eq!(config["vision_config"]["image_size"], 32);
+    let vocabulary = config["text_config"]["vocab_size"].as_u64().unwrap();
+    assert!(
+        (50..=300).contains(&vocabulary),
+        "{vocabulary} tokens learnt"
+    );
+    assert!(location.join("tokenizer.json").is_file());
+
+    wh.sql("SET vitrine.model.clip = 'main.fashion_demo.scratch'")
+        .await;
+    let vectors = wh.vectors("SELECT clip_text_embed('red tshirts')").await;
+    assert_eq!(vectors[0].as_ref().map(Vec::len), Some(16));
+
+    wh.sql(&create(1)).await;
+    let again = wh.rows("DESCRIBE MODEL main.fashion_demo.scratch").await;
+    assert_eq!(
+        describe(&again, "revision"),
+        describe(&first, "revision"),
+        "same seed, same weights"
+    );
+    wh.sql(&create(2)).await;
+    let other = wh.rows("DESCRIBE MODEL main.fashion_demo.scratch").await;
+    assert_ne!(describe(&other, "revision"), describe(&first, "revision"));
+    let error = wh.error(&create(3).replace("heads = 2", "heads = 3")).await;
+    assert!(error.contains("multiple of heads"), "{error}");
+}

@@ -1,5 +1,7 @@
 //! Training CLIP: the network over variables, transformers' symmetric contrastive loss, and the
 //! weights saved under transformers' names so that the folder loads anywhere a `CLIPModel` does.
+//! From a base model, or from scratch: a small shape from options, a tokenizer learnt from the
+//! rows' texts, seeded starting weights.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,9 +14,10 @@ use super::model::{l2_normalise, ClipNetwork};
 use super::{read_json, ClipEmbedder};
 use crate::functions::rows::{self, ImageArgument};
 use crate::runtime::placement::Placement;
+use crate::runtime::source::ModelSource;
 use crate::train::{
-    column, copy_model_files, fit, no_options_left, parameter_count, prepare, split, Skipped,
-    Trainable, TrainingJob, TrainingOptions, TrainingSummary,
+    column, copy_model_files, fit, initialise, no_options_left, parameter_count, prepare, split,
+    Skipped, Trainable, TrainingJob, TrainingOptions, TrainingSummary,
 };
 use crate::ModelError;
 
@@ -182,29 +185,204 @@ fn examples(
     }))
 }
 
-/// Fine-tunes the job's base CLIP on its (image, text) rows and writes the model folder.
+/// The shape of a CLIP trained from scratch (options when there is no `base`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScratchShape {
+    /// Width of the shared space.
+    pub projection_dim: usize,
+    /// Width of both towers.
+    pub hidden_size: usize,
+    /// Layers of each tower.
+    pub layers: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Side of the square images.
+    pub image_size: usize,
+    /// Side of a patch.
+    pub patch_size: usize,
+    /// Tokens the learnt tokenizer may have.
+    pub vocab_size: usize,
+    /// Longest text, in tokens.
+    pub max_text_length: usize,
+}
+
+impl ScratchShape {
+    /// Takes the shape options out of `options`, with small defaults.
+    pub fn take(options: &mut BTreeMap<String, String>) -> Result<Self, ModelError> {
+        let mut number = |name: &str, default: usize| -> Result<usize, ModelError> {
+            match options.remove(name) {
+                None => Ok(default),
+                Some(v) => v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    ModelError::Config(format!(
+                        "option {name} takes a whole number above 0, got '{v}'"
+                    ))
+                }),
+            }
+        };
+        let shape = Self {
+            projection_dim: number("projection_dim", 64)?,
+            hidden_size: number("hidden_size", 64)?,
+            layers: number("layers", 2)?,
+            heads: number("heads", 4)?,
+            image_size: number("image_size", 64)?,
+            patch_size: number("patch_size", 8)?,
+            vocab_size: number("vocab_size", 1000)?,
+            max_text_length: number("max_text_length", 32)?,
+        };
+        if shape.hidden_size % shape.heads != 0 || shape.image_size % shape.patch_size != 0 {
+            return Err(ModelError::Config(format!(
+                "hidden_size ({}) must be a multiple of heads ({}) and image_size ({}) of patch_size ({})",
+                shape.hidden_size, shape.heads, shape.image_size, shape.patch_size
+            )));
+        }
+        Ok(shape)
+    }
+}
+
+/// Writes a from-scratch model's `config.json`, `preprocessor_config.json` and a tokenizer
+/// learnt from `texts` into `folder`; gives the configuration.
+fn write_scratch_files(
+    folder: &Path,
+    shape: &ScratchShape,
+    texts: &[String],
+) -> Result<ClipConfig, ModelError> {
+    use crate::train::tokenizer::{learn, TokenizerSpec};
+    const START: &str = "<|startoftext|>";
+    const END: &str = "<|endoftext|>";
+    let tokenizer = learn(
+        texts.iter().map(String::as_str),
+        &TokenizerSpec {
+            vocab_size: shape.vocab_size,
+            special: &[START, END],
+            wrap: Some((START, END)),
+            lowercase: true,
+        },
+    )?;
+    let vocab_size = tokenizer.get_vocab_size(true);
+    let token = |t: &str| tokenizer.token_to_id(t).unwrap_or(0);
+    let path = folder.join("tokenizer.json");
+    tokenizer
+        .save(&path, true)
+        .map_err(|e| ModelError::file(&path, e))?;
+    let tower = |extra: serde_json::Value| {
+        let mut tower = serde_json::json!({
+            "hidden_size": shape.hidden_size,
+            "intermediate_size": 4 * shape.hidden_size,
+            "num_hidden_layers": shape.layers,
+            "num_attention_heads": shape.heads,
+            "hidden_act": "quick_gelu",
+            "layer_norm_eps": 1e-5,
+        });
+        if let (Some(tower), serde_json::Value::Object(extra)) = (tower.as_object_mut(), extra) {
+            tower.extend(extra);
+        }
+        tower
+    };
+    let config = serde_json::json!({
+        "architectures": ["CLIPModel"],
+        "model_type": "clip",
+        "projection_dim": shape.projection_dim,
+        "logit_scale_init_value": 2.6592,
+        "text_config": tower(serde_json::json!({
+            "vocab_size": vocab_size,
+            "max_position_embeddings": shape.max_text_length,
+            "bos_token_id": token(START),
+            "eos_token_id": token(END),
+            "pad_token_id": token(END),
+        })),
+        "vision_config": tower(serde_json::json!({
+            "image_size": shape.image_size,
+            "patch_size": shape.patch_size,
+            "num_channels": 3,
+        })),
+    });
+    let processor = serde_json::json!({
+        "image_processor_type": "CLIPImageProcessor",
+        "do_resize": true,
+        "size": {"shortest_edge": shape.image_size},
+        "resample": 3,
+        "do_center_crop": true,
+        "crop_size": {"height": shape.image_size, "width": shape.image_size},
+        "do_rescale": true,
+        "rescale_factor": 1.0 / 255.0,
+        "do_normalize": true,
+        "image_mean": [0.48145466, 0.4578275, 0.40821073],
+        "image_std": [0.26862954, 0.26130258, 0.27577711],
+        "do_convert_rgb": true,
+    });
+    for (name, value) in [
+        ("config.json", &config),
+        ("preprocessor_config.json", &processor),
+    ] {
+        let path = folder.join(name);
+        let text = serde_json::to_string_pretty(value).map_err(|e| ModelError::file(&path, e))?;
+        std::fs::write(&path, text).map_err(|e| ModelError::io(&path, e))?;
+    }
+    serde_json::from_value(config).map_err(|e| ModelError::Config(e.to_string()))
+}
+
+/// The `text` column's values.
+fn texts(job: &TrainingJob<'_>) -> Result<Vec<String>, ModelError> {
+    let mut texts = Vec::new();
+    for batch in &job.rows {
+        let column = column(batch, "text", "clip", "image and text")?;
+        texts.extend(
+            rows::strings(&column)
+                .map_err(|e| ModelError::Config(e.to_string()))?
+                .into_iter()
+                .flatten(),
+        );
+    }
+    Ok(texts)
+}
+
+/// Trains a CLIP on the job's (image, text) rows, from its base or, without one, from scratch
+/// (a tokenizer learnt from the texts, seeded starting weights), and writes the model folder.
 pub fn train(job: TrainingJob<'_>) -> Result<TrainingSummary, ModelError> {
-    let mut kind_options = job.options.clone();
-    let options = TrainingOptions::take(&mut kind_options)?;
-    no_options_left("clip", &kind_options)?;
-    let base = job.base.as_ref().ok_or_else(|| {
-        ModelError::Config(
-            "model_type 'clip' fine-tunes a model: give base = '<folder, hub id or model>'".into(),
-        )
-    })?;
-    let settings = job.context.settings();
-    let placement = Placement::parse(&settings.device, "f32")?;
-    let embedder = ClipEmbedder::load(base, Placement::cpu())?;
+    let mut remaining = job.options.clone();
+    let options = TrainingOptions::take(&mut remaining)?;
+    let kind_options = remaining.clone();
+    let shape = match job.base {
+        Some(_) => None,
+        None => Some(ScratchShape::take(&mut remaining)?),
+    };
+    no_options_left("clip", &remaining)?;
+    let placement = Placement::parse(&job.context.settings().device, "f32")?;
+    std::fs::create_dir_all(&job.output).map_err(|e| ModelError::io(&job.output, e))?;
+    let (network, files) = match (&job.base, &shape) {
+        (Some(base), _) => {
+            if base.weights.extension().is_none_or(|e| e != "safetensors") {
+                return Err(ModelError::file(
+                    &base.weights,
+                    "training starts from safetensors weights",
+                ));
+            }
+            let config: ClipConfig = read_json(&base.file("config.json"))?;
+            copy_model_files(&base.dir, &job.output)?;
+            (
+                ClipTraining::from_weights(config, &base.weights, &placement.device)?,
+                base.clone(),
+            )
+        }
+        (None, Some(shape)) => {
+            let config = write_scratch_files(&job.output, shape, &texts(&job)?)?;
+            let network = ClipTraining::new(config, &placement.device)?;
+            initialise(&network.named_variables(), options.seed, &["logit_scale"])?;
+            let weights = job.output.join("model.safetensors");
+            network.save(&weights)?;
+            let source = ModelSource {
+                id: "(from scratch)".into(),
+                revision: String::new(),
+                dir: job.output.clone(),
+                weights,
+            };
+            (network, source)
+        }
+        (None, None) => unreachable!("a shape is read when there is no base"),
+    };
+    let embedder = ClipEmbedder::load(&files, Placement::cpu())?;
     let (examples, skipped) = examples(&job, &embedder)?;
     let (train, eval) = split(examples, options.eval_fraction, options.seed);
-    let config: ClipConfig = read_json(&base.file("config.json"))?;
-    if base.weights.extension().is_none_or(|e| e != "safetensors") {
-        return Err(ModelError::file(
-            &base.weights,
-            "training starts from safetensors weights",
-        ));
-    }
-    let network = ClipTraining::from_weights(config, &base.weights, &placement.device)?;
     let (epochs, resumed_after) = fit(
         &network,
         &train,
@@ -213,9 +391,7 @@ pub fn train(job: TrainingJob<'_>) -> Result<TrainingSummary, ModelError> {
         &job.checkpoints,
         job.progress,
     )?;
-    std::fs::create_dir_all(&job.output).map_err(|e| ModelError::io(&job.output, e))?;
     network.save(&job.output.join("model.safetensors"))?;
-    copy_model_files(&base.dir, &job.output)?;
     Ok(TrainingSummary {
         options,
         kind_options,

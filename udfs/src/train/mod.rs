@@ -335,6 +335,41 @@ pub fn parameter_count(variables: &BTreeMap<String, Var>) -> usize {
     variables.values().map(|v| v.elem_count()).sum()
 }
 
+/// Sets every variable from `seed` as transformers initialises a new model: normalisation
+/// weights 1, biases 0, every other weight normal with standard deviation 0.02; the variables
+/// named in `keep` keep their value.
+pub fn initialise(
+    variables: &BTreeMap<String, Var>,
+    seed: u64,
+    keep: &[&str],
+) -> Result<(), ModelError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    // Box–Muller: two uniform draws give one standard normal one.
+    let normal = |rng: &mut ChaCha8Rng| {
+        let u: f32 = rand::Rng::random_range(rng, f32::EPSILON..1.0);
+        let v: f32 = rand::Rng::random::<f32>(rng);
+        0.02 * (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+    };
+    for (name, variable) in variables {
+        if keep.contains(&name.as_str()) {
+            continue;
+        }
+        let norm = name.contains("norm") || name.contains("layrnorm");
+        let count = variable.elem_count();
+        let values: Vec<f32> = if name.ends_with(".bias") {
+            vec![0.0; count]
+        } else if norm {
+            vec![1.0; count]
+        } else {
+            (0..count).map(|_| normal(&mut rng)).collect()
+        };
+        let tensor = Tensor::from_vec(values, variable.shape(), variable.device())?
+            .to_dtype(variable.dtype())?;
+        variable.set(&tensor)?;
+    }
+    Ok(())
+}
+
 /// The column `name` (any case) of the query's rows, or an error naming the columns the kind
 /// `kind` trains on (`wanted`) and those the query has.
 pub fn column(
