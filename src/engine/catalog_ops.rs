@@ -193,18 +193,7 @@ pub(super) async fn show_tables(
     schema: Option<Vec<String>>,
 ) -> Result<StatementResult> {
     let snapshot = session.catalogs().snapshot();
-    let (current_catalog, current_schema) = session.current_schema();
-    let (catalog, schema) = match schema.as_deref() {
-        None => (current_catalog, current_schema),
-        Some([s]) => (current_catalog, s.clone()),
-        Some([c, s]) => (c.clone(), s.clone()),
-        Some(other) => {
-            return Err(VitrineError::Plan(format!(
-                "'{}' is not a schema name",
-                other.join(".")
-            )))
-        }
-    };
+    let (catalog, schema) = session.schema_named(schema.as_deref())?;
     let tables = snapshot
         .catalogs
         .get(&catalog)

@@ -91,6 +91,21 @@ pub trait Session: Send + Sync {
         options.catalog.default_schema = schema.to_string();
     }
 
+    /// The schema a `SHOW … IN [catalog.]schema` names (lower-cased), the current one when
+    /// none is given.
+    fn schema_named(&self, parts: Option<&[String]>) -> Result<(String, String)> {
+        let (catalog, schema) = self.current_schema();
+        match parts {
+            None => Ok((catalog, schema)),
+            Some([s]) => Ok((catalog, s.to_lowercase())),
+            Some([c, s]) => Ok((c.to_lowercase(), s.to_lowercase())),
+            Some(other) => Err(VitrineError::Plan(format!(
+                "'{}' is not a schema name: expected [catalog.]schema",
+                other.join(".")
+            ))),
+        }
+    }
+
     /// Fills in the current catalog and schema.
     fn qualify(&self, table: &TableName) -> QualifiedName {
         let (catalog, schema) = self.current_schema();

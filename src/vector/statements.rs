@@ -299,17 +299,7 @@ pub async fn drop(
 
 /// `SHOW [VECTOR] INDEXES [IN [catalog.]schema]`.
 pub async fn show(session: &dyn Session, schema: Option<Vec<String>>) -> Result<StatementResult> {
-    let (catalog, schema) = match schema.as_deref() {
-        None => session.current_schema(),
-        Some([s]) => (session.current_schema().0, s.to_lowercase()),
-        Some([c, s]) => (c.to_lowercase(), s.to_lowercase()),
-        Some(other) => {
-            return Err(VitrineError::Parse(format!(
-                "SHOW INDEXES IN {}: expected [catalog.]schema",
-                other.join(".")
-            )))
-        }
-    };
+    let (catalog, schema) = session.schema_named(schema.as_deref())?;
     let rows = catalog::list(session.warehouse(), &catalog, &schema)
         .await?
         .into_iter()

@@ -16,8 +16,8 @@ use crate::functions::rows::{self, ImageArgument};
 use crate::runtime::placement::Placement;
 use crate::runtime::source::ModelSource;
 use crate::train::{
-    column, copy_model_files, fit, initialise, no_options_left, parameter_count, prepare, split,
-    Skipped, Trainable, TrainingJob, TrainingOptions, TrainingSummary,
+    column, copy_model_files, initialise, no_options_left, prepare, run, Skipped, Trainable,
+    TrainingJob, TrainingOptions, TrainingSummary,
 };
 use crate::ModelError;
 
@@ -382,25 +382,7 @@ pub fn train(job: TrainingJob<'_>) -> Result<TrainingSummary, ModelError> {
     };
     let embedder = ClipEmbedder::load(&files, Placement::cpu())?;
     let (examples, skipped) = examples(&job, &embedder)?;
-    let (train, eval) = split(examples, options.eval_fraction, options.seed);
-    let (epochs, resumed_after) = fit(
-        &network,
-        &train,
-        &eval,
-        &options,
-        &job.checkpoints,
-        job.progress,
-    )?;
+    let summary = run(&network, examples, skipped, options, kind_options, &job)?;
     network.save(&job.output.join("model.safetensors"))?;
-    Ok(TrainingSummary {
-        options,
-        kind_options,
-        train_rows: train.len(),
-        eval_rows: eval.len(),
-        skipped_rows: skipped.count,
-        skipped: skipped.reasons,
-        parameters: parameter_count(&network.named_variables()),
-        epochs,
-        resumed_after,
-    })
+    Ok(summary)
 }

@@ -17,8 +17,8 @@ use crate::runtime::placement::Placement;
 use crate::runtime::source::ModelSource;
 use crate::train::lora::Lora;
 use crate::train::{
-    column, copy_model_files, fit, no_options_left, parameter_count, prepare, split, Skipped,
-    Trainable, TrainingJob, TrainingOptions, TrainingSummary,
+    column, copy_model_files, no_options_left, prepare, run, Skipped, Trainable, TrainingJob,
+    TrainingOptions, TrainingSummary,
 };
 use crate::ModelError;
 
@@ -284,27 +284,9 @@ pub fn train(job: TrainingJob<'_>) -> Result<TrainingSummary, ModelError> {
     let placement = Placement::parse(&job.context.settings().device, "f32")?;
     let network = SmolVlmTraining::from_weights(base, &placement, lora.as_ref(), options.seed)?;
     let (examples, skipped) = examples(&job, network.model())?;
-    let (train, eval) = split(examples, options.eval_fraction, options.seed);
-    let (epochs, resumed_after) = fit(
-        &network,
-        &train,
-        &eval,
-        &options,
-        &job.checkpoints,
-        job.progress,
-    )?;
+    let summary = run(&network, examples, skipped, options, kind_options, &job)?;
     std::fs::create_dir_all(&job.output).map_err(|e| ModelError::io(&job.output, e))?;
     network.save(&job.output.join("model.safetensors"))?;
     copy_model_files(&base.dir, &job.output)?;
-    Ok(TrainingSummary {
-        options,
-        kind_options,
-        train_rows: train.len(),
-        eval_rows: eval.len(),
-        skipped_rows: skipped.count,
-        skipped: skipped.reasons,
-        parameters: parameter_count(&network.named_variables()),
-        epochs,
-        resumed_after,
-    })
+    Ok(summary)
 }

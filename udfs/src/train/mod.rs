@@ -314,6 +314,38 @@ pub fn fit<E, N: Trainable<E>>(
     Ok((epochs, resumed_after))
 }
 
+/// Splits `examples` ([`split`]), trains `network` on them with the job's checkpoints and
+/// progress ([`fit`]), and sums the run up; the kind then saves the network.
+pub fn run<E, N: Trainable<E>>(
+    network: &N,
+    examples: Vec<E>,
+    skipped: Skipped,
+    options: TrainingOptions,
+    kind_options: BTreeMap<String, String>,
+    job: &TrainingJob<'_>,
+) -> Result<TrainingSummary, ModelError> {
+    let (train, eval) = split(examples, options.eval_fraction, options.seed);
+    let (epochs, resumed_after) = fit(
+        network,
+        &train,
+        &eval,
+        &options,
+        &job.checkpoints,
+        job.progress,
+    )?;
+    Ok(TrainingSummary {
+        options,
+        kind_options,
+        train_rows: train.len(),
+        eval_rows: eval.len(),
+        skipped_rows: skipped.count,
+        skipped: skipped.reasons,
+        parameters: parameter_count(&network.variables()),
+        epochs,
+        resumed_after,
+    })
+}
+
 /// The mean loss over `examples`, batch by batch, without gradients.
 pub fn mean_loss<E, N: Trainable<E>>(
     network: &N,
