@@ -349,3 +349,52 @@ async fn a_clip_trained_from_scratch_learns_its_tokenizer_and_repeats_with_its_s
     let error = wh.error(&create(3).replace("heads = 2", "heads = 3")).await;
     assert!(error.contains("multiple of heads"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_smolvlm_trained_from_scratch_learns_to_answer_in_json() {
+    let (wh, _) = TestWarehouse::with_demo_catalog(40, 9, true).await;
+    wh.run_sql_file("00_load_products.sql").await;
+    let error = wh
+        .error(
+            "CREATE MODEL main.fashion_demo.vlm OPTIONS (model_type = 'smolvlm', vocab_size = 200) \
+             AS SELECT image_path AS image, 'x' AS target FROM main.fashion_demo.products",
+        )
+        .await;
+    assert!(error.contains("vocab_size must be above 298"), "{error}");
+    wh.sql(
+        "CREATE MODEL main.fashion_demo.vlm OPTIONS (model_type = 'smolvlm', image_size = 32, \
+         epochs = 10, batch_size = 8, learning_rate = 3e-3, eval_fraction = 0) \
+         AS SELECT p.image_path AS image, 'Attributes?' AS prompt, \
+                   to_json(named_struct('material', g.material, 'pattern', g.pattern)) AS target \
+         FROM main.fashion_demo.products p \
+         JOIN main.fashion_demo.products_ground_truth g ON p.product_id = g.product_id",
+    )
+    .await;
+    let described = wh.rows("DESCRIBE MODEL main.fashion_demo.vlm").await;
+    assert_eq!(describe(&described, "base"), "(from scratch)");
+    let location = std::path::PathBuf::from(describe(&described, "location"));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(location.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["text_config"]["hidden_size"], 64);
+    assert_eq!(config["vision_config"]["image_size"], 32);
+
+    wh.sql("SET vitrine.model.smolvlm = 'main.fashion_demo.vlm'")
+        .await;
+    let parsed: f64 = wh
+        .value(
+            "SELECT AVG(CASE WHEN smolvlm_extract(image_path, 'Attributes?').extraction_success \
+             THEN 1.0 ELSE 0.0 END) FROM main.fashion_demo.products",
+        )
+        .await
+        .parse()
+        .unwrap();
+    assert!(parsed >= 0.9, "{parsed} of the replies parse as JSON");
+    let error = wh
+        .error(
+            "CREATE MODEL main.fashion_demo.bad OPTIONS (model_type = 'smolvlm', lora_rank = 4) \
+             AS SELECT image_path AS image, 'x' AS target FROM main.fashion_demo.products",
+        )
+        .await;
+    assert!(error.contains("lora_rank adapts a base model"), "{error}");
+}

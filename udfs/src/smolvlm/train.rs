@@ -1,6 +1,8 @@
-//! Training SmolVLM: the whole network over variables, trained on (image, prompt, answer) rows
-//! with transformers' causal-LM loss on the answer's tokens; saved under transformers' names
-//! beside the base's configuration, tokenizer and processor files.
+//! Training SmolVLM: the whole network over variables (or LoRA adapters over frozen weights),
+//! trained on (image, prompt, answer) rows with transformers' causal-LM loss on the answer's
+//! tokens; saved under transformers' names beside the base's configuration, tokenizer and
+//! processor files — or, from scratch, beside a configuration from options and a tokenizer
+//! learnt from the rows.
 
 use std::collections::BTreeMap;
 
@@ -17,8 +19,8 @@ use crate::runtime::placement::Placement;
 use crate::runtime::source::ModelSource;
 use crate::train::lora::Lora;
 use crate::train::{
-    column, copy_model_files, no_options_left, prepare, run, Skipped, Trainable, TrainingJob,
-    TrainingOptions, TrainingSummary,
+    column, copy_model_files, initialise, no_options_left, prepare, run, Skipped, Trainable,
+    TrainingJob, TrainingOptions, TrainingSummary,
 };
 use crate::ModelError;
 
@@ -153,6 +155,30 @@ impl SmolVlmTraining {
         }
     }
 
+    /// A model of the configuration, processor and tokenizer in `folder`, its weights drawn
+    /// from `seed` as transformers initialises a new model.
+    pub fn from_scratch(
+        folder: &ModelSource,
+        placement: &Placement,
+        seed: u64,
+    ) -> Result<Self, ModelError> {
+        let (config, processor, tokenizer) = SmolVlm::read_parts(folder)?;
+        let placement = Placement {
+            device: placement.device.clone(),
+            dtype: DType::F32,
+        };
+        let variables = VarMap::new();
+        let vb = VarBuilder::from_varmap(&variables, DType::F32, &placement.device);
+        let model = SmolVlm::new(vb, config, processor, tokenizer, placement, None)
+            .map_err(|e| ModelError::file(&folder.dir, e))?;
+        let training = Self {
+            trained: Trained::Full(variables),
+            model,
+        };
+        initialise(&training.named_variables(), seed, &[])?;
+        Ok(training)
+    }
+
     /// The network (for preprocessing and, after training, generation).
     pub fn model(&self) -> &SmolVlm {
         &self.model
@@ -204,10 +230,8 @@ type Row = (
 
 /// The (image, prompt, answer) examples of the job's `image`, `target` and optional `prompt`
 /// columns.
-fn examples(
-    job: &TrainingJob<'_>,
-    model: &SmolVlm,
-) -> Result<(Vec<AnswerExample>, Skipped), ModelError> {
+/// The job's rows: `image`, `target` and, when the query has it, `prompt`.
+fn table(job: &TrainingJob<'_>) -> Result<Vec<Row>, ModelError> {
     let mut table: Vec<Row> = Vec::new();
     for batch in &job.rows {
         let column = |name| {
@@ -236,13 +260,21 @@ fn examples(
             table.push((name, image, prompt, target));
         }
     }
+    Ok(table)
+}
+
+fn examples(
+    job: &TrainingJob<'_>,
+    table: &[Row],
+    model: &SmolVlm,
+) -> Result<(Vec<AnswerExample>, Skipped), ModelError> {
     let settings = job.context.settings();
     let processor = match settings.smolvlm_longest_edge {
         Some(edge) => model.processor().with_longest_edge(edge),
         None => model.processor().clone(),
     };
     let extraction = default_prompt();
-    Ok(prepare(&table, |(name, image, prompt, target)| {
+    Ok(prepare(table, |(name, image, prompt, target)| {
         let (Some(image), Some(target)) = (image, target) else {
             return Err(format!("{name}: NULL image or target"));
         };
@@ -266,27 +298,233 @@ fn examples(
     }))
 }
 
-/// Fine-tunes the job's base SmolVLM on its (image, prompt, target) rows and writes the model
-/// folder.
+/// The shape of a SmolVLM trained from scratch (options when there is no `base`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScratchShape {
+    /// Width of the text model.
+    pub hidden_size: usize,
+    /// Decoder layers.
+    pub layers: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads.
+    pub kv_heads: usize,
+    /// Width of the vision tower.
+    pub vision_hidden_size: usize,
+    /// Vision layers.
+    pub vision_layers: usize,
+    /// Side of the one frame a photo becomes.
+    pub image_size: usize,
+    /// Side of a patch.
+    pub patch_size: usize,
+    /// Tokens the learnt tokenizer may have.
+    pub vocab_size: usize,
+}
+
+impl ScratchShape {
+    /// Takes the shape options out of `options`, with small defaults.
+    pub fn take(options: &mut BTreeMap<String, String>) -> Result<Self, ModelError> {
+        let mut number = |name: &str, default: usize| -> Result<usize, ModelError> {
+            match options.remove(name) {
+                None => Ok(default),
+                Some(v) => v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    ModelError::Config(format!(
+                        "option {name} takes a whole number above 0, got '{v}'"
+                    ))
+                }),
+            }
+        };
+        let shape = Self {
+            hidden_size: number("hidden_size", 64)?,
+            layers: number("layers", 2)?,
+            heads: number("heads", 4)?,
+            kv_heads: number("kv_heads", 2)?,
+            vision_hidden_size: number("vision_hidden_size", 64)?,
+            vision_layers: number("vision_layers", 2)?,
+            image_size: number("image_size", 64)?,
+            patch_size: number("patch_size", 8)?,
+            vocab_size: number("vocab_size", 1000)?,
+        };
+        let patches = shape.image_size / shape.patch_size;
+        if shape.hidden_size % shape.heads != 0
+            || shape.heads % shape.kv_heads != 0
+            || shape.vision_hidden_size % shape.heads != 0
+            || shape.image_size % shape.patch_size != 0
+            || patches % 2 != 0
+        {
+            return Err(ModelError::Config(format!(
+                "hidden_size and vision_hidden_size must be multiples of heads, heads of kv_heads, \
+                 and image_size an even number of patch_size: got {shape:?}"
+            )));
+        }
+        Ok(shape)
+    }
+}
+
+/// SmolVLM's special tokens, and the tile positions a prompt may name.
+fn special_tokens() -> Vec<String> {
+    let mut tokens: Vec<String> = [
+        "<|pad|>",
+        "<|im_start|>",
+        "<end_of_utterance>",
+        "<image>",
+        "<fake_token_around_image>",
+        "<global-img>",
+    ]
+    .iter()
+    .map(|t| t.to_string())
+    .collect();
+    for r in 1..=6 {
+        for c in 1..=6 {
+            tokens.push(format!("<row_{r}_col_{c}>"));
+        }
+    }
+    tokens
+}
+
+/// Writes a from-scratch model's `config.json`, `processor_config.json` and a tokenizer learnt
+/// from the rows' chat prompts and answers into `folder`.
+fn write_scratch_files(
+    folder: &Path,
+    shape: &ScratchShape,
+    table: &[Row],
+) -> Result<(), ModelError> {
+    use crate::train::tokenizer::{learn, TokenizerSpec};
+    let extraction = default_prompt();
+    let corpus: Vec<String> = table
+        .iter()
+        .filter_map(|(_, _, prompt, target)| {
+            let question = prompt.as_deref().unwrap_or(&extraction);
+            target
+                .as_ref()
+                .map(|t| format!("{} {t}", chat_prompt(question)))
+        })
+        .collect();
+    let special = special_tokens();
+    let special: Vec<&str> = special.iter().map(String::as_str).collect();
+    let tokenizer = learn(
+        corpus.iter().map(String::as_str),
+        &TokenizerSpec {
+            vocab_size: shape.vocab_size,
+            special: &special,
+            wrap: None,
+            lowercase: false,
+        },
+    )?;
+    let id = |t: &str| tokenizer.token_to_id(t).unwrap_or(0);
+    let path = folder.join("tokenizer.json");
+    tokenizer
+        .save(&path, true)
+        .map_err(|e| ModelError::file(&path, e))?;
+    let config = serde_json::json!({
+        "architectures": ["Idefics3ForConditionalGeneration"],
+        "model_type": "idefics3",
+        "image_token_id": id("<image>"),
+        "scale_factor": 2,
+        "tie_word_embeddings": false,
+        "vision_config": {
+            "model_type": "idefics3_vision",
+            "hidden_size": shape.vision_hidden_size,
+            "intermediate_size": 4 * shape.vision_hidden_size,
+            "num_hidden_layers": shape.vision_layers,
+            "num_attention_heads": shape.heads,
+            "num_channels": 3,
+            "image_size": shape.image_size,
+            "patch_size": shape.patch_size,
+            "hidden_act": "gelu_pytorch_tanh",
+            "layer_norm_eps": 1e-6,
+        },
+        "text_config": {
+            "model_type": "llama",
+            "vocab_size": tokenizer.get_vocab_size(true),
+            "hidden_size": shape.hidden_size,
+            "intermediate_size": 4 * shape.hidden_size,
+            "num_hidden_layers": shape.layers,
+            "num_attention_heads": shape.heads,
+            "num_key_value_heads": shape.kv_heads,
+            "rms_norm_eps": 1e-5,
+            "rope_theta": 10000.0,
+            "max_position_embeddings": 4096,
+            "tie_word_embeddings": false,
+            "pad_token_id": id("<|pad|>"),
+        },
+    });
+    let processor = serde_json::json!({
+        "image_processor": {
+            "image_processor_type": "Idefics3ImageProcessor",
+            "do_convert_rgb": true,
+            "do_resize": true,
+            "size": {"longest_edge": shape.image_size},
+            "max_image_size": {"longest_edge": shape.image_size},
+            "do_image_splitting": false,
+            "resample": 1,
+            "do_rescale": true,
+            "rescale_factor": 1.0 / 255.0,
+            "do_normalize": true,
+            "image_mean": [0.5, 0.5, 0.5],
+            "image_std": [0.5, 0.5, 0.5],
+            "do_pad": true,
+        },
+        "image_seq_len": (shape.image_size / shape.patch_size).pow(2) / 4,
+        "processor_class": "Idefics3Processor",
+    });
+    for (name, value) in [
+        ("config.json", &config),
+        ("processor_config.json", &processor),
+    ] {
+        let path = folder.join(name);
+        let text = serde_json::to_string_pretty(value).map_err(|e| ModelError::file(&path, e))?;
+        std::fs::write(&path, text).map_err(|e| ModelError::io(&path, e))?;
+    }
+    Ok(())
+}
+
+/// Trains a SmolVLM on the job's (image, prompt, target) rows, from its base (every weight or
+/// LoRA adapters) or, without one, from scratch (a small shape from options, a tokenizer learnt
+/// from the prompts and answers, seeded starting weights), and writes the model folder.
 pub fn train(job: TrainingJob<'_>) -> Result<TrainingSummary, ModelError> {
     let mut remaining = job.options.clone();
     let options = TrainingOptions::take(&mut remaining)?;
     let lora = LoraOptions::take(&mut remaining)?;
+    let kind_options: BTreeMap<String, String> = job
+        .options
+        .iter()
+        .filter(|(k, _)| !TrainingOptions::owns(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let shape = match job.base {
+        Some(_) => None,
+        None => Some(ScratchShape::take(&mut remaining)?),
+    };
     no_options_left("smolvlm", &remaining)?;
-    let mut kind_options = job.options.clone();
-    kind_options.retain(|k, _| k.starts_with("lora_"));
-    let base = job.base.as_ref().ok_or_else(|| {
-        ModelError::Config(
-            "model_type 'smolvlm' fine-tunes a model: give base = '<folder, hub id or model>'"
-                .into(),
-        )
-    })?;
     let placement = Placement::parse(&job.context.settings().device, "f32")?;
-    let network = SmolVlmTraining::from_weights(base, &placement, lora.as_ref(), options.seed)?;
-    let (examples, skipped) = examples(&job, network.model())?;
-    let summary = run(&network, examples, skipped, options, kind_options, &job)?;
     std::fs::create_dir_all(&job.output).map_err(|e| ModelError::io(&job.output, e))?;
+    let table = table(&job)?;
+    let network = match (&job.base, &shape) {
+        (Some(base), _) => {
+            copy_model_files(&base.dir, &job.output)?;
+            SmolVlmTraining::from_weights(base, &placement, lora.as_ref(), options.seed)?
+        }
+        (None, Some(shape)) => {
+            if lora.is_some() {
+                return Err(ModelError::Config(
+                    "lora_rank adapts a base model: give base, or train every weight".into(),
+                ));
+            }
+            write_scratch_files(&job.output, shape, &table)?;
+            let weights = job.output.join("model.safetensors");
+            let folder = ModelSource {
+                id: "(from scratch)".into(),
+                revision: String::new(),
+                dir: job.output.clone(),
+                weights,
+            };
+            SmolVlmTraining::from_scratch(&folder, &placement, options.seed)?
+        }
+        (None, None) => unreachable!("a shape is read when there is no base"),
+    };
+    let (examples, skipped) = examples(&job, &table, network.model())?;
+    let summary = run(&network, examples, skipped, options, kind_options, &job)?;
     network.save(&job.output.join("model.safetensors"))?;
-    copy_model_files(&base.dir, &job.output)?;
     Ok(summary)
 }

@@ -115,6 +115,11 @@ impl TrainingOptions {
         Ok(parsed)
     }
 
+    /// Whether `name` is one of the options every kind takes.
+    pub fn owns(name: &str) -> bool {
+        GENERIC.contains(&name)
+    }
+
     fn adamw(&self) -> AdamWSettings {
         AdamWSettings {
             learning_rate: self.learning_rate,

@@ -34,6 +34,13 @@ pub fn learn<'t>(
     texts: impl Iterator<Item = &'t str> + Send,
     spec: &TokenizerSpec<'_>,
 ) -> Result<Tokenizer, ModelError> {
+    let least = 256 + spec.special.len();
+    if spec.vocab_size <= least {
+        return Err(ModelError::Config(format!(
+            "vocab_size must be above {least} (the 256 bytes and {} special tokens) to learn any word",
+            spec.special.len()
+        )));
+    }
     let special: Vec<AddedToken> = spec
         .special
         .iter()
