@@ -22,7 +22,9 @@ use crate::session::{Session, StatementResult, WriteProgress};
 use crate::sql::functions::{self, SparkIntegerDivision};
 use crate::sql::parser::{parse_statement, VitrineStatement};
 use crate::sql::rewrite::{rewrite_statement, TableRequest, TableRequestKind};
-use crate::{models, quality, vector};
+use crate::models;
+use crate::quality;
+use crate::vector;
 
 /// One caller's session: its own DataFusion context (functions, options, current schema),
 /// settings, catalog snapshot and model-function report, over an engine it shares with other

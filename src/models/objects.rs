@@ -74,7 +74,7 @@ impl ModelObjects for WarehouseModels {
                         };
                         let dir = catalog::local_files(&self.warehouse, &name, &entry, &self.cache)
                             .await?;
-                        Ok::<_, crate::VitrineError>(Some(ModelObject {
+                        Ok::<_, crate::error::VitrineError>(Some(ModelObject {
                             dir,
                             revision: entry.revision,
                         }))
@@ -82,7 +82,7 @@ impl ModelObjects for WarehouseModels {
                 })
                 .join()
                 .unwrap_or_else(|_| {
-                    Err(crate::VitrineError::Plan(
+                    Err(crate::error::VitrineError::Plan(
                         "reading a model object panicked".into(),
                     ))
                 })
