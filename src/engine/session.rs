@@ -18,12 +18,12 @@ use crate::catalog::{
 };
 use crate::config::{SessionSettings, DEFAULT_CATALOG, DEFAULT_SCHEMA};
 use crate::error::{Result, VitrineError};
+use crate::models;
+use crate::quality;
 use crate::session::{Session, StatementResult, WriteProgress};
 use crate::sql::functions::{self, SparkIntegerDivision};
 use crate::sql::parser::{parse_statement, VitrineStatement};
 use crate::sql::rewrite::{rewrite_statement, TableRequest, TableRequestKind};
-use crate::models;
-use crate::quality;
 use crate::vector;
 
 /// One caller's session: its own DataFusion context (functions, options, current schema),

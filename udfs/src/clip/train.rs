@@ -16,8 +16,8 @@ use crate::functions::rows::{self, ImageArgument};
 use crate::runtime::placement::Placement;
 use crate::runtime::source::ModelSource;
 use crate::train::{
-    column, copy_model_files, initialise, no_options_left, prepare, run, Skipped, Trainable,
-    TrainingJob, TrainingOptions, TrainingSummary,
+    column, copy_model_files, initialise, no_options_left, prepare, run, take_count, Skipped,
+    Trainable, TrainingJob, TrainingOptions, TrainingSummary,
 };
 use crate::ModelError;
 
@@ -209,16 +209,7 @@ pub struct ScratchShape {
 impl ScratchShape {
     /// Takes the shape options out of `options`, with small defaults.
     pub fn take(options: &mut BTreeMap<String, String>) -> Result<Self, ModelError> {
-        let mut number = |name: &str, default: usize| -> Result<usize, ModelError> {
-            match options.remove(name) {
-                None => Ok(default),
-                Some(v) => v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    ModelError::Config(format!(
-                        "option {name} takes a whole number above 0, got '{v}'"
-                    ))
-                }),
-            }
-        };
+        let mut number = |name: &str, default: usize| take_count(options, name, default);
         let shape = Self {
             projection_dim: number("projection_dim", 64)?,
             hidden_size: number("hidden_size", 64)?,

@@ -129,6 +129,22 @@ impl TrainingOptions {
     }
 }
 
+/// Takes the whole number above 0 named `name` out of `options`, `default` when absent.
+pub fn take_count(
+    options: &mut BTreeMap<String, String>,
+    name: &str,
+    default: usize,
+) -> Result<usize, ModelError> {
+    match options.remove(name) {
+        None => Ok(default),
+        Some(v) => v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+            ModelError::Config(format!(
+                "option {name} takes a whole number above 0, got '{v}'"
+            ))
+        }),
+    }
+}
+
 /// Fails when a kind left options it does not know.
 pub fn no_options_left(kind: &str, options: &BTreeMap<String, String>) -> Result<(), ModelError> {
     match options.keys().next() {
