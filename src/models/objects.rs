@@ -69,8 +69,13 @@ impl ModelObjects for WarehouseModels {
             scope
                 .spawn(|| {
                     self.runtime.block_on(async {
+                        // No hub id has three dotted parts and no slash: such a name is
+                        // a model object or a mistake.
                         let Some(entry) = catalog::get(&self.warehouse, &name).await? else {
-                            return Ok(None);
+                            return Err(crate::error::VitrineError::NotFound(format!(
+                                "does not exist (SHOW MODELS IN {}.{} lists the models there)",
+                                name.catalog, name.schema
+                            )));
                         };
                         let dir = catalog::local_files(&self.warehouse, &name, &entry, &self.cache)
                             .await?;

@@ -145,6 +145,15 @@ async fn create_model_fine_tunes_clip_into_a_model_object_used_by_name() {
         error.contains("model main.fashion_demo.clip_ft does not exist"),
         "{error}"
     );
+    wh.sql("SET vitrine.model.clip = 'main.fashion_demo.clip_ft'")
+        .await;
+    let error = wh.error("SELECT clip_text_embed('red tshirts')").await;
+    assert!(
+        error.contains(
+            "model main.fashion_demo.clip_ft: does not exist (SHOW MODELS IN main.fashion_demo"
+        ),
+        "{error}"
+    );
 }
 
 /// Share of the catalog's photos for which the model answers the true material. (The tiny

@@ -62,7 +62,8 @@ pub struct ModelObject {
 /// The engine's model objects, which `vitrine.model.<kind>` and `CREATE MODEL`'s `base` may
 /// name by `catalog.schema.name`.
 pub trait ModelObjects: Send + Sync {
-    /// The model object `spec` names, none when it names none.
+    /// The model object `spec` names, none when `spec` cannot name one (a path, a hub id); an
+    /// error when it names one that does not exist.
     fn locate(&self, spec: &str) -> Result<Option<ModelObject>, ModelError>;
 }
 
