@@ -310,27 +310,8 @@ impl Warehouse {
 
     /// Removes the data folder of a managed object (`<catalog>/<schema>/<name>/`).
     pub async fn delete_data(&self, name: &QualifiedName) -> Result<()> {
-        let data = self.child(&[&name.catalog, &name.schema, &name.table]);
-        let files: Vec<_> = self
-            .store
-            .list(Some(&data))
-            .map_ok(|m| m.location)
-            .try_collect()
-            .await?;
-        for file in files {
-            self.store.delete(&file).await?;
-        }
-        if let Some(root) = &self.local_root {
-            let dir = root
-                .join(&name.catalog)
-                .join(&name.schema)
-                .join(&name.table);
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir)
-                    .context(|| format!("removing '{}'", dir.display()))?;
-            }
-        }
-        Ok(())
+        self.delete_files(&[&name.catalog, &name.schema, &name.table])
+            .await
     }
 
     /// The root as a local folder, when it is one.
