@@ -42,6 +42,36 @@ pub struct TrainingOptions {
     pub eval_fraction: f64,
     /// Seeds the split, the shuffles and any new weights.
     pub seed: u64,
+    /// How the learning rate moves over the steps after the warm-up.
+    #[serde(default)]
+    pub lr_schedule: LrSchedule,
+    /// Share of the steps over which the learning rate rises linearly from 0 first.
+    #[serde(default)]
+    pub warmup_fraction: f64,
+}
+
+/// The learning rate over the run, as transformers' schedulers of the same names move it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    /// `learning_rate` throughout.
+    #[default]
+    Constant,
+    /// Down in a straight line to 0 at the last step.
+    Linear,
+    /// Down along half a cosine to 0 at the last step.
+    Cosine,
+}
+
+impl LrSchedule {
+    fn parse(text: &str) -> Option<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "constant" => Some(Self::Constant),
+            "linear" => Some(Self::Linear),
+            "cosine" => Some(Self::Cosine),
+            _ => None,
+        }
+    }
 }
 
 impl Default for TrainingOptions {
@@ -53,18 +83,22 @@ impl Default for TrainingOptions {
             weight_decay: 0.01,
             eval_fraction: 0.1,
             seed: 42,
+            lr_schedule: LrSchedule::Constant,
+            warmup_fraction: 0.0,
         }
     }
 }
 
 /// The generic options' names.
-const GENERIC: [&str; 6] = [
+const GENERIC: [&str; 8] = [
     "epochs",
     "batch_size",
     "learning_rate",
     "weight_decay",
     "eval_fraction",
     "seed",
+    "lr_schedule",
+    "warmup_fraction",
 ];
 
 impl TrainingOptions {
@@ -109,6 +143,17 @@ impl TrainingOptions {
                         .filter(|f: &f64| (0.0..1.0).contains(f))
                         .ok_or_else(|| bad("a number in [0, 1)"))?
                 }
+                "lr_schedule" => {
+                    parsed.lr_schedule = LrSchedule::parse(&value)
+                        .ok_or_else(|| bad("'constant', 'linear' or 'cosine'"))?
+                }
+                "warmup_fraction" => {
+                    parsed.warmup_fraction = value
+                        .parse()
+                        .ok()
+                        .filter(|f: &f64| (0.0..1.0).contains(f))
+                        .ok_or_else(|| bad("a number in [0, 1)"))?
+                }
                 _ => parsed.seed = value.parse().map_err(|_| bad("a whole number"))?,
             }
         }
@@ -118,6 +163,22 @@ impl TrainingOptions {
     /// Whether `name` is one of the options every kind takes.
     pub fn owns(name: &str) -> bool {
         GENERIC.contains(&name)
+    }
+
+    /// The learning rate of the step after `done` of `steps` (transformers' warm-up, then
+    /// the schedule's decay; the first step of a run without warm-up takes the full rate).
+    pub fn learning_rate_at(&self, done: u64, steps: u64) -> f64 {
+        let warmup = (self.warmup_fraction * steps as f64).round() as u64;
+        if done < warmup {
+            return self.learning_rate * done as f64 / warmup as f64;
+        }
+        let progress = (done - warmup) as f64 / steps.saturating_sub(warmup).max(1) as f64;
+        let factor = match self.lr_schedule {
+            LrSchedule::Constant => 1.0,
+            LrSchedule::Linear => (1.0 - progress).max(0.0),
+            LrSchedule::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
+        };
+        self.learning_rate * factor
     }
 
     fn adamw(&self) -> AdamWSettings {
@@ -308,6 +369,8 @@ pub fn fit<E, N: Trainable<E>>(
                     b + 1
                 )));
             }
+            let done = (epoch as u64 - 1) * batches_per_epoch + b as u64;
+            optimizer.set_learning_rate(options.learning_rate_at(done, steps));
             optimizer.backward_step(&loss)?;
             total += value;
             progress(&TrainingProgress {
@@ -500,6 +563,8 @@ pub fn copy_model_files(from: &Path, to: &Path) -> Result<(), ModelError> {
 
 #[cfg(test)]
 mod tests {
+    use std::f64::consts::PI;
+
     use super::*;
     use candle_core::{Device, D};
 
@@ -549,6 +614,8 @@ mod tests {
             epochs: 4,
             batch_size: 8,
             learning_rate: 0.2,
+            lr_schedule: LrSchedule::Cosine,
+            warmup_fraction: 0.1,
             ..TrainingOptions::default()
         };
         let (train, eval) = split(data(), options.eval_fraction, options.seed);
@@ -591,6 +658,47 @@ mod tests {
         };
         let (_, after) = fit(&network(), &train, &eval, &other, dir.path(), &fine).unwrap();
         assert_eq!(after, None);
+    }
+
+    #[test]
+    fn schedules_move_the_learning_rate_as_transformers_does() {
+        let at = |lr_schedule, done| {
+            let options = TrainingOptions {
+                learning_rate: 1.0,
+                lr_schedule,
+                warmup_fraction: 0.2,
+                ..TrainingOptions::default()
+            };
+            options.learning_rate_at(done, 10)
+        };
+        // Two warm-up steps from 0, then the decay over the eight others.
+        for schedule in [LrSchedule::Constant, LrSchedule::Linear, LrSchedule::Cosine] {
+            assert_eq!(
+                (at(schedule, 0), at(schedule, 1), at(schedule, 2)),
+                (0.0, 0.5, 1.0)
+            );
+        }
+        assert_eq!(at(LrSchedule::Constant, 9), 1.0);
+        assert_eq!(at(LrSchedule::Linear, 6), 0.5);
+        assert!((at(LrSchedule::Cosine, 6) - 0.5).abs() < 1e-12);
+        assert!((at(LrSchedule::Cosine, 4) - 0.5 * (1.0 + (PI / 4.0).cos())).abs() < 1e-12);
+        assert_eq!(at(LrSchedule::Linear, 10), 0.0);
+
+        let mut given = BTreeMap::from([
+            ("lr_schedule".to_string(), "Cosine".to_string()),
+            ("warmup_fraction".to_string(), "0.05".to_string()),
+        ]);
+        let options = TrainingOptions::take(&mut given).unwrap();
+        assert_eq!(
+            (options.lr_schedule, options.warmup_fraction),
+            (LrSchedule::Cosine, 0.05)
+        );
+        let mut bad = BTreeMap::from([("lr_schedule".to_string(), "step".to_string())]);
+        let error = TrainingOptions::take(&mut bad).unwrap_err().to_string();
+        assert!(
+            error.contains("lr_schedule takes 'constant', 'linear' or 'cosine', got 'step'"),
+            "{error}"
+        );
     }
 
     #[test]

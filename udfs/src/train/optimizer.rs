@@ -76,6 +76,11 @@ impl AdamW {
         &self.settings
     }
 
+    /// Sets the learning rate of the next steps (a schedule's).
+    pub fn set_learning_rate(&mut self, learning_rate: f64) {
+        self.settings.learning_rate = learning_rate;
+    }
+
     /// Steps taken.
     pub fn steps(&self) -> u64 {
         self.steps
