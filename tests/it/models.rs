@@ -387,6 +387,7 @@ async fn a_smolvlm_trained_from_scratch_learns_to_answer_in_json() {
             .unwrap();
     assert_eq!(config["text_config"]["hidden_size"], 64);
     assert_eq!(config["vision_config"]["image_size"], 32);
+    assert_eq!(config["vitrine_extraction_prompt"], "Attributes?");
 
     wh.sql("SET vitrine.model.smolvlm = 'main.fashion_demo.vlm'")
         .await;
@@ -399,6 +400,15 @@ async fn a_smolvlm_trained_from_scratch_learns_to_answer_in_json() {
         .parse()
         .unwrap();
     assert!(parsed >= 0.9, "{parsed} of the replies parse as JSON");
+    // Without a prompt, smolvlm_extract asks the question the model was trained on.
+    let differing = wh
+        .value(
+            "SELECT COUNT(*) FROM main.fashion_demo.products WHERE \
+             smolvlm_extract(image_path).raw_response \
+             <> smolvlm_extract(image_path, 'Attributes?').raw_response",
+        )
+        .await;
+    assert_eq!(differing, "0");
     let error = wh
         .error(
             "CREATE MODEL main.fashion_demo.bad OPTIONS (model_type = 'smolvlm', lora_rank = 4) \

@@ -24,7 +24,7 @@ use datafusion::logical_expr::{
 
 use crate::context::{FunctionContext, ModelUse};
 use crate::functions::rows;
-use crate::smolvlm::extract::{default_prompt, parse_reply, vocabulary, Extraction, VOCABULARIES};
+use crate::smolvlm::extract::{parse_reply, vocabulary, Extraction, VOCABULARIES};
 use crate::smolvlm::model::{GenerationRequest, SmolVlm};
 use crate::smolvlm::prompt::chat_prompt;
 
@@ -280,7 +280,13 @@ impl SmolvlmExtract {
     fn extract(&self, args: &[ArrayRef]) -> Result<ArrayRef> {
         let prompts: Vec<Option<String>> = match args.get(1) {
             Some(p) => rows::strings(p)?,
-            None => vec![Some(default_prompt()); args[0].len()],
+            None => {
+                let (model, _) = self
+                    .context
+                    .model::<SmolVlm>()
+                    .map_err(|e| rows::model_error("smolvlm_extract", e))?;
+                vec![Some(model.extraction_prompt()); args[0].len()]
+            }
         };
         let (answers, used) =
             answer_rows(&self.context, "smolvlm_extract", &args[0], &prompts, None)?;

@@ -6,6 +6,7 @@ use candle_nn::VarBuilder;
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
+use super::extract::default_prompt;
 use super::processor::{Idefics3ImageProcessor, Idefics3ProcessorConfig, ProcessedImage};
 use super::prompt::ImageTokens;
 use super::sampling::{Decoding, Sampler};
@@ -62,7 +63,15 @@ pub struct Idefics3Config {
     pub scale_factor: usize,
     /// The `<image>` token.
     pub image_token_id: u32,
+    /// The question a model trained by `CREATE MODEL` on one prompt was trained to answer
+    /// (`smolvlm_extract` without a prompt asks it); absent in other checkpoints, ignored by
+    /// transformers.
+    #[serde(default)]
+    pub vitrine_extraction_prompt: Option<String>,
 }
+
+/// The `config.json` key of [`Idefics3Config::vitrine_extraction_prompt`].
+pub const EXTRACTION_PROMPT_KEY: &str = "vitrine_extraction_prompt";
 
 fn default_scale_factor() -> usize {
     2
@@ -154,6 +163,15 @@ impl SmolVlm {
         let tokenizer = Tokenizer::from_file(&tokenizer_path)
             .map_err(|e| ModelError::file(&tokenizer_path, e))?;
         Ok((config, processor, tokenizer))
+    }
+
+    /// The question `smolvlm_extract` asks when given none: the one this model was trained on,
+    /// else the extraction prompt for REFERENCE §4's JSON.
+    pub fn extraction_prompt(&self) -> String {
+        self.config
+            .vitrine_extraction_prompt
+            .clone()
+            .unwrap_or_else(default_prompt)
     }
 
     /// The image processor.

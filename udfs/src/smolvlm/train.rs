@@ -12,7 +12,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 
 use super::extract::default_prompt;
-use super::model::{AnswerExample, SmolVlm};
+use super::model::{AnswerExample, SmolVlm, EXTRACTION_PROMPT_KEY};
 use super::prompt::chat_prompt;
 use crate::functions::rows::{self, ImageArgument};
 use crate::runtime::placement::Placement;
@@ -228,8 +228,6 @@ type Row = (
     Option<String>,
 );
 
-/// The (image, prompt, answer) examples of the job's `image`, `target` and optional `prompt`
-/// columns.
 /// The job's rows: `image`, `target` and, when the query has it, `prompt`.
 fn table(job: &TrainingJob<'_>) -> Result<Vec<Row>, ModelError> {
     let mut table: Vec<Row> = Vec::new();
@@ -273,7 +271,7 @@ fn examples(
         Some(edge) => model.processor().with_longest_edge(edge),
         None => model.processor().clone(),
     };
-    let extraction = default_prompt();
+    let extraction = model.extraction_prompt();
     Ok(prepare(table, |(name, image, prompt, target)| {
         let (Some(image), Some(target)) = (image, target) else {
             return Err(format!("{name}: NULL image or target"));
@@ -517,5 +515,32 @@ pub fn train(job: TrainingJob<'_>) -> Result<TrainingSummary, ModelError> {
     let (examples, skipped) = examples(&job, &table, network.model())?;
     let summary = run(&network, examples, skipped, options, kind_options, &job)?;
     network.save(&job.output.join("model.safetensors"))?;
+    if let Some(prompt) = one_prompt(&table) {
+        record_extraction_prompt(&job.output, prompt)?;
+    }
     Ok(summary)
+}
+
+/// The prompt of every row, when they all have the same one.
+fn one_prompt(table: &[Row]) -> Option<&str> {
+    let first = table.first()?.2.as_deref()?;
+    table
+        .iter()
+        .all(|row| row.2.as_deref() == Some(first))
+        .then_some(first)
+}
+
+/// Records in the folder's `config.json` the one prompt the model was trained on, so that
+/// `smolvlm_extract` without a prompt asks it.
+fn record_extraction_prompt(folder: &Path, prompt: &str) -> Result<(), ModelError> {
+    let path = folder.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
+    let mut config: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| ModelError::file(&path, e))?;
+    let serde_json::Value::Object(fields) = &mut config else {
+        return Err(ModelError::file(&path, "config.json is not a JSON object"));
+    };
+    fields.insert(EXTRACTION_PROMPT_KEY.into(), prompt.into());
+    let text = serde_json::to_string_pretty(&config).map_err(|e| ModelError::file(&path, e))?;
+    std::fs::write(&path, text).map_err(|e| ModelError::io(&path, e))
 }
