@@ -3,9 +3,13 @@
 -- fit, confidence); smolvlm_extract() parses it. The model is `vitrine.model.smolvlm` (default
 -- HuggingFaceTB/SmolVLM-256M-Instruct; `--model smolvlm=/folder` on the command line).
 --
--- How many products: the plan's 100-product test sample (the first 100 by product_id).
--- For the whole catalog, replace 100 by NULL.
-CREATE OR REPLACE TEMPORARY VIEW phase1_sample AS SELECT CAST(100 AS BIGINT) AS products;
+-- Which products: the session's temporary view phase1_products when it has one (demo.sh makes it
+-- the demo catalog's held-out split), else the plan's 100-product test sample (the first 100 by
+-- product_id). For the whole catalog, remove the LIMIT, or first run
+-- CREATE OR REPLACE TEMPORARY VIEW phase1_products AS SELECT product_id FROM main.fashion_demo.products
+-- (a session keeps the view it made on its first run).
+CREATE TEMPORARY VIEW IF NOT EXISTS phase1_products AS
+SELECT product_id FROM main.fashion_demo.products ORDER BY product_id LIMIT 100;
 
 -- Resumable: products already in the table are skipped, and rows are committed every 64, so a run
 -- stopped half-way (Ctrl-C, a lost machine) keeps what it extracted and a re-run does the rest,
@@ -32,14 +36,10 @@ CREATE TABLE IF NOT EXISTS main.fashion_demo.product_extracted_attributes (
 );
 
 INSERT INTO main.fashion_demo.product_extracted_attributes
-WITH numbered AS (
-  SELECT product_id, image_path, ROW_NUMBER() OVER (ORDER BY product_id) AS n
-  FROM main.fashion_demo.products
-),
-todo AS (
+WITH todo AS (
   SELECT p.product_id, p.image_path
-  FROM numbered p CROSS JOIN phase1_sample s
-  WHERE (s.products IS NULL OR p.n <= s.products)
+  FROM main.fashion_demo.products p
+  WHERE p.product_id IN (SELECT product_id FROM phase1_products)
     AND p.product_id NOT IN (SELECT product_id FROM main.fashion_demo.product_extracted_attributes)
 ),
 extracted AS (

@@ -155,13 +155,31 @@ impl EngineSession {
         Ok(result)
     }
 
+    /// `CREATE TEMPORARY VIEW IF NOT EXISTS v`: `None` when the session already has a `v`, else
+    /// the statement without its `IF NOT EXISTS` (which DataFusion does not take).
+    fn unless_view_exists(&self, statement: Statement) -> Result<Option<Statement>> {
+        match statement {
+            Statement::CreateView(mut view) if view.if_not_exists => {
+                if self.ctx.table_exist(view.name.to_string().as_str())? {
+                    return Ok(None);
+                }
+                view.if_not_exists = false;
+                Ok(Some(Statement::CreateView(view)))
+            }
+            other => Ok(Some(other)),
+        }
+    }
+
     async fn execute_statement(&self, sql: &str) -> Result<StatementResult> {
         self.refresh().await?;
         let statement = parse_statement(sql)?;
         tracing::debug!(?statement, "executing");
         match statement {
             VitrineStatement::Query(statement) => {
-                let df = self.plan_statement(*statement).await?;
+                let Some(statement) = self.unless_view_exists(*statement)? else {
+                    return Ok(StatementResult::message("view exists".to_string()));
+                };
+                let df = self.plan_statement(statement).await?;
                 StatementResult::collect(df).await
             }
             VitrineStatement::DataFusion(sql) => {

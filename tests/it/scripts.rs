@@ -397,7 +397,8 @@ async fn phases_three_and_four_embed_index_and_search() {
 /// Phase 1 with the scripted fixture model (every reply the same JSON): the 100-product sample,
 /// a run stopped half-way by an unusable photo under `on_error = 'fail'` that keeps its committed
 /// rows, a re-run that resumes without duplicates, the quality report's PASS/FAIL table, and the
-/// one-value switch to the whole catalog that extracts only the products not done yet.
+/// switch to the whole catalog (the session's `phase1_products`) that extracts only the products
+/// not done yet.
 #[tokio::test(flavor = "multi_thread")]
 async fn phase_one_extracts_a_sample_resumes_and_reports() {
     let (wh, products) = TestWarehouse::with_demo_catalog(160, 5, true).await;
@@ -518,17 +519,16 @@ async fn phase_one_extracts_a_sample_resumes_and_reports() {
         assert_eq!(row[1], "0", "{row:?}");
     }
 
-    // The whole catalog: one value changed; only the 60 products not yet extracted are.
+    // The whole catalog, chosen by the session's phase1_products view (as demo.sh chooses the
+    // held-out split): only the 60 products not yet extracted are.
     let stamps = "SELECT product_id, extraction_timestamp FROM main.fashion_demo.product_extracted_attributes ORDER BY product_id";
     let before = wh.rows(stamps).await;
-    let script = std::fs::read_to_string(repo_path("sql/01_extract_attributes.sql")).unwrap();
-    let whole = script.replace("CAST(100 AS BIGINT)", "CAST(NULL AS BIGINT)");
-    assert_ne!(whole, script);
-    let results = wh
-        .session
-        .run_script(&whole, "01_extract_attributes.sql")
-        .await
-        .unwrap();
+    wh.sql(
+        "CREATE OR REPLACE TEMPORARY VIEW phase1_products AS \
+         SELECT product_id FROM main.fashion_demo.products",
+    )
+    .await;
+    let results = wh.run_sql_file("01_extract_attributes.sql").await;
     assert!(results.iter().any(|r| r
         .message
         .as_deref()

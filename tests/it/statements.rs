@@ -143,6 +143,13 @@ async fn temporary_views_are_session_views() {
     wh.sql("CREATE OR REPLACE TEMPORARY VIEW v AS SELECT 3 AS a")
         .await;
     assert_eq!(wh.value("SELECT SUM(a) FROM v").await, "3");
+    // IF NOT EXISTS keeps the session's view, and creates one that is missing.
+    wh.sql("CREATE TEMPORARY VIEW IF NOT EXISTS v AS SELECT 4 AS a")
+        .await;
+    assert_eq!(wh.value("SELECT SUM(a) FROM v").await, "3");
+    wh.sql("CREATE TEMPORARY VIEW IF NOT EXISTS w AS SELECT 5 AS a")
+        .await;
+    assert_eq!(wh.value("SELECT SUM(a) FROM w").await, "5");
     let other = vitrine::Engine::open(vitrine::EngineConfig::new(wh.path().to_str().unwrap()))
         .await
         .unwrap()
