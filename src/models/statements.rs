@@ -291,7 +291,10 @@ pub async fn describe(session: &dyn Session, name: &TableName) -> Result<Stateme
     let rows: Vec<(&str, String)> = vec![
         ("name", name.to_string()),
         ("model_type", e.model_type.clone()),
-        ("base", e.base.clone().unwrap_or_else(|| "(from scratch)".into())),
+        (
+            "base",
+            e.base.clone().unwrap_or_else(|| "(from scratch)".into()),
+        ),
         ("base_revision", e.base_revision.clone().unwrap_or_default()),
         ("revision", e.revision.clone()),
         ("location", e.location.clone()),
@@ -299,10 +302,13 @@ pub async fn describe(session: &dyn Session, name: &TableName) -> Result<Stateme
         (
             "training options",
             format!(
-                "epochs={}, batch_size={}, learning_rate={}, weight_decay={}, eval_fraction={}, seed={}",
+                "epochs={}, batch_size={}, learning_rate={}, lr_schedule={}, warmup_fraction={}, \
+                 weight_decay={}, eval_fraction={}, seed={}",
                 t.options.epochs,
                 t.options.batch_size,
                 t.options.learning_rate,
+                t.options.lr_schedule.name(),
+                t.options.warmup_fraction,
                 t.options.weight_decay,
                 t.options.eval_fraction,
                 t.options.seed

@@ -540,3 +540,112 @@ async fn phase_one_extracts_a_sample_resumes_and_reports() {
         "earlier rows untouched"
     );
 }
+
+/// The main job's offline path: `sql/demo/train_smolvlm.sql` and `sql/demo/train_clip.sql`
+/// (shorter runs here) train model objects on the training split, phase 1 extracts the held-out split
+/// chosen by `phase1_products` with the demo SmolVLM, and phases 2–4 and the text → image check
+/// run with the demo CLIP.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_trains_its_models_then_runs_the_phases_on_the_held_out_split() {
+    let (wh, _) = TestWarehouse::with_demo_catalog(64, 11, true).await;
+    wh.run_sql_file("00_load_products.sql").await;
+    // Shorter runs: 10 epochs of 32-px frames for the SmolVLM (enough to answer in JSON), one
+    // epoch for the CLIP.
+    let shorter = [
+        (
+            "demo/train_smolvlm.sql",
+            vec![
+                (
+                    r"image_size = \d+, patch_size = \d+",
+                    "image_size = 32, patch_size = 8",
+                ),
+                (
+                    r"epochs = \d+, batch_size = \d+",
+                    "epochs = 10, batch_size = 8",
+                ),
+            ],
+        ),
+        ("demo/train_clip.sql", vec![(r"epochs = \d+", "epochs = 1")]),
+    ];
+    for (script, replacements) in shorter {
+        let mut text = std::fs::read_to_string(repo_path("sql").join(script)).unwrap();
+        for (pattern, replacement) in replacements {
+            let changed = regex::Regex::new(pattern)
+                .unwrap()
+                .replace_all(&text, replacement)
+                .into_owned();
+            assert_ne!(changed, text, "{script} has {pattern}");
+            text = changed;
+        }
+        wh.session.run_script(&text, script).await.unwrap();
+    }
+    let train: usize = wh
+        .value("SELECT COUNT(*) FROM main.fashion_demo.products_ground_truth WHERE split = 'train'")
+        .await
+        .parse()
+        .unwrap();
+    for model in ["demo_smolvlm", "demo_clip"] {
+        let described = wh
+            .rows(&format!("DESCRIBE MODEL main.fashion_demo.{model}"))
+            .await;
+        let rows = |name: &str| -> usize {
+            described.iter().find(|r| r[0] == name).unwrap()[1]
+                .parse()
+                .unwrap()
+        };
+        assert_eq!(
+            rows("train_rows") + rows("eval_rows"),
+            train,
+            "{model}: every product of the training split, once"
+        );
+    }
+
+    wh.sql("SET vitrine.model.smolvlm = 'main.fashion_demo.demo_smolvlm'")
+        .await;
+    wh.sql("SET vitrine.model.clip = 'main.fashion_demo.demo_clip'")
+        .await;
+    wh.sql(
+        "CREATE TEMPORARY VIEW phase1_products AS SELECT product_id \
+         FROM main.fashion_demo.products_ground_truth WHERE split = 'test'",
+    )
+    .await;
+    for script in [
+        "01_extract_attributes.sql",
+        "02_join_enriched_attributes.sql",
+        "03_generate_embeddings.sql",
+        "04_vector_indexes.sql",
+    ] {
+        wh.run_sql_file(script).await;
+    }
+    let outside = wh
+        .value(
+            "SELECT COUNT(*) FROM main.fashion_demo.product_extracted_attributes a \
+             JOIN main.fashion_demo.products_ground_truth g ON a.product_id = g.product_id \
+             WHERE g.split <> 'test' OR a.model_id <> 'main.fashion_demo.demo_smolvlm'",
+        )
+        .await;
+    assert_eq!(
+        outside, "0",
+        "phase 1 read only held-out photos, with the demo model"
+    );
+    let extracted: usize = wh
+        .value("SELECT COUNT(*) FROM main.fashion_demo.product_extracted_attributes")
+        .await
+        .parse()
+        .unwrap();
+    let test: usize = wh
+        .value("SELECT COUNT(*) FROM main.fashion_demo.products_ground_truth WHERE split = 'test'")
+        .await
+        .parse()
+        .unwrap();
+    assert_eq!(extracted, test);
+    let check = wh.run_sql_file("demo/text_to_image_search.sql").await;
+    let last = check.last().unwrap();
+    let names: Vec<&str> = last
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    assert_eq!(names, ["queries", "hit_at_10", "precision_at_10"]);
+}

@@ -64,6 +64,15 @@ pub enum LrSchedule {
 }
 
 impl LrSchedule {
+    /// The option's value that names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Constant => "constant",
+            Self::Linear => "linear",
+            Self::Cosine => "cosine",
+        }
+    }
+
     fn parse(text: &str) -> Option<Self> {
         match text.to_ascii_lowercase().as_str() {
             "constant" => Some(Self::Constant),

@@ -1,0 +1,44 @@
+-- Not a phase: the demo's own CLIP, trained from scratch on the demo catalog's training split
+-- (products_ground_truth.split = 'train'), so that phases 3-4 and the quality benchmark run
+-- offline with a model that sees the photos. demo.sh runs it when no real CLIP checkpoint is at
+-- hand, then the phases with --model clip=main.fashion_demo.demo_clip.
+--
+-- It learns from a sample of the training split (the first products in md5 order of the id),
+-- sized so that the two demo models train in about five minutes on 2 cores. IF NOT EXISTS: a
+-- second run of demo.sh keeps the model it trained (DROP MODEL, or CREATE OR REPLACE, trains
+-- again).
+
+-- A CLIP (two towers of 2 layers, 64 wide, 64-pixel photos in 16-pixel patches) that pairs each
+-- photo with a description carrying its labelled attributes, worded as phase 2's rich
+-- descriptions are, or, for one product in three, with the short phrase a shopper types (its
+-- colour and article type, with some of pattern, material, sleeves and collar, drawn from the
+-- product id), so that short queries and long descriptions of a product both land near its photo.
+CREATE MODEL IF NOT EXISTS main.fashion_demo.demo_clip
+OPTIONS (model_type = 'clip', image_size = 64, patch_size = 16,
+         epochs = 6, batch_size = 64, learning_rate = 3e-3, lr_schedule = 'cosine', warmup_fraction = 0.1)
+AS
+WITH labelled AS (
+  SELECT
+    p.product_id, p.image_path, p.product_display_name, p.article_type, p.base_color, p.gender,
+    p.season, p.usage, g.material, g.pattern, g.formality,
+    CASE WHEN g.collar_type <> 'not applicable' THEN g.collar_type END     AS collar_type,
+    CASE WHEN g.sleeve_length <> 'not applicable' THEN g.sleeve_length END AS sleeve_length
+  FROM main.fashion_demo.products p
+  JOIN main.fashion_demo.products_ground_truth g ON p.product_id = g.product_id
+  WHERE g.split = 'train'
+  ORDER BY md5(CAST(p.product_id AS STRING))
+  LIMIT 5000
+)
+SELECT
+  image_path AS image,
+  CASE WHEN pmod(product_id * 31, 3) = 0
+       THEN concat_ws(' ', base_color,
+                      CASE WHEN pmod(product_id * 7919, 2) = 0 THEN pattern END,
+                      CASE WHEN pmod(product_id * 104729, 3) = 0 THEN material END,
+                      CASE WHEN pmod(product_id * 1299709, 4) = 0 THEN sleeve_length END,
+                      CASE WHEN pmod(product_id * 15485863, 4) = 0 THEN collar_type END,
+                      article_type)
+       ELSE concat_ws(' ', product_display_name, article_type, base_color, gender, material,
+                      pattern, formality, collar_type, sleeve_length, season, usage)
+  END AS text
+FROM labelled;

@@ -1,0 +1,32 @@
+-- Not a phase: the demo's own SmolVLM, trained from scratch on the demo catalog's training split
+-- (products_ground_truth.split = 'train'), so that phase 1 runs offline with a model that reads
+-- the photos. demo.sh runs it when no real SmolVLM checkpoint is at hand, then phase 1 with
+-- --model smolvlm=main.fashion_demo.demo_smolvlm on the held-out photos (split = 'test').
+--
+-- It learns from a sample of the training split (the first products in md5 order of the id),
+-- sized so that the two demo models train in about five minutes on 2 cores. IF NOT EXISTS: a
+-- second run of demo.sh keeps the model it trained (DROP MODEL, or CREATE OR REPLACE, trains
+-- again).
+
+-- A SmolVLM-architecture model (a SigLIP tower and a Llama text model, 2 layers each, 64 wide)
+-- that answers 'Attributes?' about a photo with the extraction JSON of its labels. The labels are
+-- certain, so confidence_material is always 'high'. smolvlm_extract(image) without a prompt asks
+-- the question the model was trained on.
+CREATE MODEL IF NOT EXISTS main.fashion_demo.demo_smolvlm
+OPTIONS (model_type = 'smolvlm', image_size = 96, patch_size = 12,
+         epochs = 16, batch_size = 32, learning_rate = 3e-3)
+AS SELECT
+  p.image_path AS image,
+  'Attributes?' AS prompt,
+  to_json(named_struct(
+    'material', g.material,
+    'pattern', g.pattern,
+    'formality', g.formality,
+    'collar_type', g.collar_type,
+    'sleeve_length', g.sleeve_length,
+    'confidence_material', 'high')) AS target
+FROM main.fashion_demo.products p
+JOIN main.fashion_demo.products_ground_truth g ON p.product_id = g.product_id
+WHERE g.split = 'train'
+ORDER BY md5(CAST(p.product_id AS STRING))
+LIMIT 1600;
