@@ -237,16 +237,20 @@ fn texture(material: &str, x: u32, y: u32, u: f32, v: f32) -> f32 {
                 1.06
             }
         }
-        // Grain: blotches 6 pixels across, darker towards the bottom.
-        "leather" => 0.82 + 0.25 * noise(x / 6, y / 6) + 0.1 * (1.0 - v),
+        // Grain: blotches 5 pixels across, darker towards the bottom.
+        "leather" => 0.72 + 0.4 * noise(x / 5, y / 5) + 0.1 * (1.0 - v),
         // A bright vertical sheen.
         "metal" => 0.75 + 0.55 * (1.0 - ((u - 0.42) * 5.0).abs().min(1.0)),
         // A coarse grid of 2-pixel threads.
         "canvas" if x % 6 < 2 || y % 6 < 2 => 0.82,
         "canvas" => 1.02,
-        // A glossy highlight near the top left.
+        // Glossy horizontal bands.
         "synthetic" => {
-            0.95 + 0.2 * (1.0 - ((u - 0.35).powi(2) + (v - 0.3).powi(2)).sqrt().min(1.0))
+            if y % 8 < 2 {
+                1.18
+            } else {
+                0.94
+            }
         }
         _ => 1.0,
     }
