@@ -340,9 +340,10 @@ pub fn page(report: &QualityReport, markdown_tables: &str) -> Result<String> {
     if let Some(extraction) = &report.extraction {
         let _ = write!(
             out,
-            "<h2>Extraction against the ground truth</h2><p>{}: {} products, {} extractions failed.</p>",
+            "<h2>Extraction against the ground truth</h2><p>{}: {} products, {} extracted, {} of them failed.</p>",
             escape(&extraction.extracted),
             extraction.products,
+            extraction.attempted,
             extraction.failed
         );
         out.push_str(&criteria_table(&extraction.criteria));

@@ -128,9 +128,9 @@ pub fn markdown(report: &QualityReport) -> String {
     if let Some(extraction) = &report.extraction {
         let _ = writeln!(
             out,
-            "## Extraction: {} against the ground truth\n\n{} products, {} extractions failed; \
-             over the others (confusion matrices in metrics.json):\n",
-            extraction.extracted, extraction.products, extraction.failed
+            "## Extraction: {} against the ground truth\n\n{} products, {} extracted, {} of \
+             them failed; over the others (confusion matrices in metrics.json):\n",
+            extraction.extracted, extraction.products, extraction.attempted, extraction.failed
         );
         let _ = writeln!(out, "| attribute | products | accuracy | macro-F1 |");
         let _ = writeln!(out, "|---|---|---|---|");

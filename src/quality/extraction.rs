@@ -45,7 +45,9 @@ pub struct ExtractionQuality {
     pub extracted: String,
     /// Products with a ground truth.
     pub products: usize,
-    /// Those whose extraction failed (`extraction_success` false or NULL).
+    /// Those the table has a row for (phase 1 may have read a sample).
+    pub attempted: usize,
+    /// Those whose extraction failed (a row with `extraction_success` false or NULL).
     pub failed: usize,
     /// Each attribute of [`ATTRIBUTES`].
     pub attributes: Vec<AttributeQuality>,
@@ -286,7 +288,8 @@ pub async fn measure(
         .map(|a| format!("g.{0} AS true_{1}, e.{0} AS got_{1}", quote(a), a))
         .collect();
     let sql = format!(
-        "SELECT COALESCE(e.extraction_success, false) AS ok, {} FROM {ground_truth} g \
+        "SELECT e.{key} IS NOT NULL AS attempted, COALESCE(e.extraction_success, false) AS ok, {} \
+         FROM {ground_truth} g \
          LEFT JOIN {extracted} e ON g.{key} = e.{key}",
         columns.join(", ")
     );
@@ -297,14 +300,19 @@ pub async fn measure(
         .collect()
         .await?;
     let mut pairs: Vec<Vec<(String, Option<String>)>> = vec![Vec::new(); ATTRIBUTES.len()];
-    let (mut products, mut failed) = (0, 0);
+    let (mut products, mut attempted, mut failed) = (0, 0, 0);
     for batch in &batches {
-        let ok = batch.column(0).as_boolean();
-        let text: Vec<_> = (1..batch.num_columns())
+        let tried = batch.column(0).as_boolean();
+        let ok = batch.column(1).as_boolean();
+        let text: Vec<_> = (2..batch.num_columns())
             .map(|i| datafusion::arrow::compute::cast(batch.column(i), &DataType::Utf8))
             .collect::<std::result::Result<_, _>>()?;
         for row in 0..batch.num_rows() {
             products += 1;
+            if !tried.value(row) {
+                continue;
+            }
+            attempted += 1;
             if !ok.value(row) {
                 failed += 1;
                 continue;
@@ -325,6 +333,7 @@ pub async fn measure(
     Ok(ExtractionQuality {
         extracted: extracted.to_string(),
         products,
+        attempted,
         failed,
         attributes: ATTRIBUTES
             .iter()

@@ -116,7 +116,7 @@ mod benchmark {
             .await
             .unwrap();
         let extraction = first.extraction.as_ref().expect("phase 1's table exists");
-        assert_eq!(extraction.products, 240);
+        assert_eq!((extraction.products, extraction.attempted), (240, 240));
         assert!(
             extraction.failed > 0 && extraction.failed < 40,
             "{}",
