@@ -14,10 +14,18 @@ cargo build --profile "$profile" --locked --bin vitrine
 vitrine="$CARGO_TARGET_DIR/$([ "$profile" = dev ] && echo debug || echo "$profile")/vitrine"
 warehouse="${VITRINE_WAREHOUSE:-./warehouse}"
 
+# Runs a step and says how long it took.
+step() {
+  local name="$1" started=$SECONDS
+  shift
+  "$@"
+  echo "demo.sh: $name took $((SECONDS - started)) s" >&2
+}
+
 if [ ! -f "$warehouse/Volumes/main/fashion_demo/raw_data/styles.csv" ]; then
-  "$vitrine" --warehouse "$warehouse" demo-data --products "${PRODUCTS:-44424}" --seed 42
+  step "the demo catalog" "$vitrine" --warehouse "$warehouse" demo-data --products "${PRODUCTS:-44424}" --seed 42
 fi
-"$vitrine" --warehouse "$warehouse" run sql/00_load_products.sql >/dev/null
+step "loading" "$vitrine" --warehouse "$warehouse" run sql/00_load_products.sql >/dev/null
 
 # The models. A real checkpoint when there is one: $VITRINE_CLIP_MODEL, else
 # openai/clip-vit-base-patch32 from the Hugging Face cache or the hub; $VITRINE_SMOLVLM_MODEL, else
@@ -29,7 +37,7 @@ clip="${VITRINE_CLIP_MODEL:-openai/clip-vit-base-patch32}"
 if ! "$vitrine" --warehouse "$warehouse" --model "clip=$clip" run -e "SELECT clip_text_embed('probe') IS NOT NULL" >/dev/null 2>&1; then
   echo "demo.sh: CLIP model '$clip' is not available here (offline?); training the demo's own" >&2
   echo "demo.sh: CLIP on the training split (sql/demo/train_clip.sql). Set VITRINE_CLIP_MODEL=/path/to/clip." >&2
-  "$vitrine" --warehouse "$warehouse" run sql/demo/train_clip.sql
+  step "training the demo CLIP" "$vitrine" --warehouse "$warehouse" run sql/demo/train_clip.sql
   clip="main.fashion_demo.demo_clip"
 fi
 smolvlm="${VITRINE_SMOLVLM_MODEL:-HuggingFaceTB/SmolVLM-256M-Instruct}"
@@ -37,15 +45,17 @@ phase1=()
 if ! "$vitrine" --warehouse "$warehouse" --model "smolvlm=$smolvlm" run -e "SELECT smolvlm_extract(CAST(NULL AS STRING)) IS NULL" >/dev/null 2>&1; then
   echo "demo.sh: SmolVLM model '$smolvlm' is not available here (offline?); training the demo's own" >&2
   echo "demo.sh: SmolVLM on the training split (sql/demo/train_smolvlm.sql). Set VITRINE_SMOLVLM_MODEL=/path/to/smolvlm." >&2
-  "$vitrine" --warehouse "$warehouse" run sql/demo/train_smolvlm.sql
+  step "training the demo SmolVLM" "$vitrine" --warehouse "$warehouse" run sql/demo/train_smolvlm.sql
   smolvlm="main.fashion_demo.demo_smolvlm"
   phase1=(-e "CREATE TEMPORARY VIEW phase1_products AS SELECT product_id FROM main.fashion_demo.products_ground_truth WHERE split = 'test' ORDER BY product_id LIMIT ${PHASE1_PRODUCTS:-2000}")
 fi
-"$vitrine" --warehouse "$warehouse" --model "clip=$clip" --model "smolvlm=$smolvlm" run "${phase1[@]}" \
-  sql/01_extract_attributes.sql sql/01_quality_report.sql sql/02_*.sql sql/03_*.sql sql/04_*.sql \
-  sql/demo/text_to_image_search.sql
+models=(--warehouse "$warehouse" --model "clip=$clip" --model "smolvlm=$smolvlm")
+step "phase 1" "$vitrine" "${models[@]}" run "${phase1[@]}" sql/01_extract_attributes.sql sql/01_quality_report.sql
+step "phase 2" "$vitrine" "${models[@]}" run sql/02_join_enriched_attributes.sql
+step "phase 3" "$vitrine" "${models[@]}" run sql/03_generate_embeddings.sql
+step "phase 4" "$vitrine" "${models[@]}" run sql/04_vector_indexes.sql sql/demo/text_to_image_search.sql
 # Did enrichment help? Baseline against enriched text search on queries drawn from the catalog's
 # ground truth (report in ./quality-report, run recorded in main.fashion_demo.embedding_benchmark_runs).
-"$vitrine" --warehouse "$warehouse" --model "clip=$clip" bench quality \
+step "the quality benchmark" "$vitrine" "${models[@]}" bench quality \
   --baseline main.fashion_demo.vs_text_search --candidate main.fashion_demo.vs_text_search_enriched \
   --out "${VITRINE_QUALITY_REPORT:-./quality-report}"

@@ -15,7 +15,8 @@
 -- product id), so that short queries and long descriptions of a product both land near its photo.
 CREATE MODEL IF NOT EXISTS main.fashion_demo.demo_clip
 OPTIONS (model_type = 'clip', image_size = 64, patch_size = 16,
-         epochs = 6, batch_size = 64, learning_rate = 3e-3, lr_schedule = 'cosine', warmup_fraction = 0.1)
+         epochs = 16, batch_size = 64, learning_rate = 3e-3, lr_schedule = 'cosine',
+         warmup_fraction = 0.1)
 AS
 WITH labelled AS (
   SELECT
@@ -27,7 +28,7 @@ WITH labelled AS (
   JOIN main.fashion_demo.products_ground_truth g ON p.product_id = g.product_id
   WHERE g.split = 'train'
   ORDER BY md5(CAST(p.product_id AS STRING))
-  LIMIT 5000
+  LIMIT 3000
 )
 SELECT
   image_path AS image,

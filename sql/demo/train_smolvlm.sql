@@ -14,7 +14,8 @@
 -- the question the model was trained on.
 CREATE MODEL IF NOT EXISTS main.fashion_demo.demo_smolvlm
 OPTIONS (model_type = 'smolvlm', image_size = 96, patch_size = 12,
-         epochs = 16, batch_size = 32, learning_rate = 3e-3)
+         epochs = 16, batch_size = 32, learning_rate = 5e-3, lr_schedule = 'cosine',
+         warmup_fraction = 0.05)
 AS SELECT
   p.image_path AS image,
   'Attributes?' AS prompt,
