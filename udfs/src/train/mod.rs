@@ -122,6 +122,13 @@ impl TrainingOptions {
             let bad = |what: &str| {
                 ModelError::Config(format!("option {name} takes {what}, got '{value}'"))
             };
+            let fraction = || {
+                value
+                    .parse()
+                    .ok()
+                    .filter(|f: &f64| (0.0..1.0).contains(f))
+                    .ok_or_else(|| bad("a number in [0, 1)"))
+            };
             match name {
                 "epochs" => parsed.epochs = value.parse().map_err(|_| bad("a whole number"))?,
                 "batch_size" => {
@@ -145,24 +152,12 @@ impl TrainingOptions {
                         .filter(|r: &f64| *r >= 0.0)
                         .ok_or_else(|| bad("a number of at least 0"))?
                 }
-                "eval_fraction" => {
-                    parsed.eval_fraction = value
-                        .parse()
-                        .ok()
-                        .filter(|f: &f64| (0.0..1.0).contains(f))
-                        .ok_or_else(|| bad("a number in [0, 1)"))?
-                }
+                "eval_fraction" => parsed.eval_fraction = fraction()?,
                 "lr_schedule" => {
                     parsed.lr_schedule = LrSchedule::parse(&value)
                         .ok_or_else(|| bad("'constant', 'linear' or 'cosine'"))?
                 }
-                "warmup_fraction" => {
-                    parsed.warmup_fraction = value
-                        .parse()
-                        .ok()
-                        .filter(|f: &f64| (0.0..1.0).contains(f))
-                        .ok_or_else(|| bad("a number in [0, 1)"))?
-                }
+                "warmup_fraction" => parsed.warmup_fraction = fraction()?,
                 _ => parsed.seed = value.parse().map_err(|_| bad("a whole number"))?,
             }
         }
