@@ -32,13 +32,15 @@ WITH labelled AS (
 )
 SELECT
   image_path AS image,
-  CASE WHEN pmod(product_id * 31, 3) = 0
-       THEN concat_ws(' ', base_color,
-                      CASE WHEN pmod(product_id * 7919, 2) = 0 THEN pattern END,
+  CASE WHEN pmod(product_id * 31, 2) = 0
+       THEN concat_ws(' ',
+                      CASE WHEN pmod(product_id * 7, 2) = 0 THEN base_color END,
+                      CASE WHEN pmod(product_id * 7919, 3) = 0 THEN pattern END,
                       CASE WHEN pmod(product_id * 104729, 3) = 0 THEN material END,
                       CASE WHEN pmod(product_id * 1299709, 4) = 0 THEN sleeve_length END,
                       CASE WHEN pmod(product_id * 15485863, 4) = 0 THEN collar_type END,
-                      article_type)
+                      article_type,
+                      CASE WHEN pmod(product_id * 611953, 4) = 0 THEN concat('for ', gender) END)
        ELSE concat_ws(' ', product_display_name, article_type, base_color, gender, material,
                       pattern, formality, collar_type, sleeve_length, season, usage)
   END AS text
