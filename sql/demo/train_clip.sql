@@ -28,7 +28,7 @@ WITH labelled AS (
   JOIN main.fashion_demo.products_ground_truth g ON p.product_id = g.product_id
   WHERE g.split = 'train'
   ORDER BY md5(CAST(p.product_id AS STRING))
-  LIMIT 3000
+  LIMIT 4000
 )
 SELECT
   image_path AS image,
