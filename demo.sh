@@ -31,7 +31,7 @@ step "loading" "$vitrine" --warehouse "$warehouse" run sql/00_load_products.sql 
 # openai/clip-vit-base-patch32 from the Hugging Face cache or the hub; $VITRINE_SMOLVLM_MODEL, else
 # HuggingFaceTB/SmolVLM-256M-Instruct, for the plan's 100-product sample of phase 1. Without one
 # (offline), the demo trains its own small model from scratch on the catalog's training split
-# (sql/demo/train_*.sql, about five minutes for both, kept for the next run) and phase 1 reads
+# (sql/demo/train_*.sql, about 6.5 minutes for both, kept for the next run) and phase 1 reads
 # the held-out photos (split = 'test': the first $PHASE1_PRODUCTS by id, 2,000 unless set).
 clip="${VITRINE_CLIP_MODEL:-openai/clip-vit-base-patch32}"
 if ! "$vitrine" --warehouse "$warehouse" --model "clip=$clip" run -e "SELECT clip_text_embed('probe') IS NOT NULL" >/dev/null 2>&1; then

@@ -4,9 +4,9 @@
 -- hand, then the phases with --model clip=main.fashion_demo.demo_clip.
 --
 -- It learns from a sample of the training split (the first products in md5 order of the id),
--- sized so that the two demo models train in about five minutes on 2 cores. IF NOT EXISTS: a
--- second run of demo.sh keeps the model it trained (DROP MODEL, or CREATE OR REPLACE, trains
--- again).
+-- sized so that the two demo models train in about six and a half minutes on 2 cores.
+-- IF NOT EXISTS: a second run of demo.sh keeps the model it trained (DROP MODEL, or
+-- CREATE OR REPLACE, trains again).
 
 -- A CLIP (two towers of 2 layers, 64 wide, 64-pixel photos in 16-pixel patches) that pairs each
 -- photo with a description carrying its labelled attributes, worded as phase 2's rich

@@ -4,9 +4,9 @@
 -- --model smolvlm=main.fashion_demo.demo_smolvlm on the held-out photos (split = 'test').
 --
 -- It learns from a sample of the training split (the first products in md5 order of the id),
--- sized so that the two demo models train in about five minutes on 2 cores. IF NOT EXISTS: a
--- second run of demo.sh keeps the model it trained (DROP MODEL, or CREATE OR REPLACE, trains
--- again).
+-- sized so that the two demo models train in about six and a half minutes on 2 cores.
+-- IF NOT EXISTS: a second run of demo.sh keeps the model it trained (DROP MODEL, or
+-- CREATE OR REPLACE, trains again).
 
 -- A SmolVLM-architecture model (a SigLIP tower and a Llama text model, 2 layers each, 64 wide)
 -- that answers 'Attributes?' about a photo with the extraction JSON of its labels. The labels are
