@@ -76,17 +76,26 @@ struct Attention {
     head_dim: usize,
 }
 
+/// The bias-free linear layer `name` under `vb`, with `lora`'s adapter when it targets it.
+fn projection(
+    vb: &VarBuilder,
+    name: &str,
+    input: usize,
+    output: usize,
+    lora: Option<&Lora>,
+) -> Result<Projection> {
+    let vb = vb.pp(name);
+    Projection::new(
+        &vb.prefix(),
+        linear_no_bias(input, output, vb.clone())?,
+        lora,
+    )
+}
+
 impl Attention {
     fn new(vb: VarBuilder, c: &LlamaConfig, lora: Option<&Lora>) -> Result<Self> {
         let (h, hd) = (c.hidden_size, c.head_dim());
-        let projection = |name: &str, input: usize, output: usize| {
-            let vb = vb.pp(name);
-            Projection::new(
-                &vb.prefix(),
-                linear_no_bias(input, output, vb.clone())?,
-                lora,
-            )
-        };
+        let projection = |name: &str, input, output| projection(&vb, name, input, output, lora);
         Ok(Self {
             q: projection("q_proj", h, c.num_attention_heads * hd)?,
             k: projection("k_proj", h, c.kv_heads() * hd)?,
@@ -212,14 +221,7 @@ struct DecoderLayer {
 impl DecoderLayer {
     fn new(vb: VarBuilder, c: &LlamaConfig, lora: Option<&Lora>) -> Result<Self> {
         let (h, i) = (c.hidden_size, c.intermediate_size);
-        let projection = |name: &str, input: usize, output: usize| {
-            let vb = vb.pp(name);
-            Projection::new(
-                &vb.prefix(),
-                linear_no_bias(input, output, vb.clone())?,
-                lora,
-            )
-        };
+        let projection = |name: &str, input, output| projection(&vb, name, input, output, lora);
         Ok(Self {
             input_norm: rms_norm(h, c.rms_norm_eps, vb.pp("input_layernorm"))?,
             attention: Attention::new(vb.pp("self_attn"), c, lora)?,
