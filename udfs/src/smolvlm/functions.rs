@@ -56,7 +56,7 @@ impl SmolvlmGenerate {
             &self.context,
             "smolvlm_generate",
             &args[0],
-            &prompts,
+            Some(prompts),
             args.get(2),
         )?;
         Ok(Arc::new(
@@ -96,17 +96,19 @@ fn row_seed(seed: u64, image: &rows::ImageArgument, prompt: &str) -> u64 {
 
 /// Generates the answer to each row's prompt about its image, `vitrine.udf.batch_size` rows per
 /// batched generation; each batch's photos are read and processed just before it, so memory holds
-/// one batch of frames whatever the table's size. Also says which model answered.
+/// one batch of frames whatever the table's size. Without `prompts`, every row asks the model's
+/// [`SmolVlm::extraction_prompt`]. Also says which model answered.
 fn answer_rows(
     context: &FunctionContext,
     name: &'static str,
     images: &ArrayRef,
-    prompts: &[Option<String>],
+    prompts: Option<Vec<Option<String>>>,
     limits: Option<&ArrayRef>,
 ) -> Result<(Vec<Answer>, ModelUse)> {
     let (model, used) = context
         .model::<SmolVlm>()
         .map_err(|e| rows::model_error(name, e))?;
+    let prompts = prompts.unwrap_or_else(|| vec![Some(model.extraction_prompt()); images.len()]);
     let settings = context.settings();
     let processor = match settings.smolvlm_longest_edge {
         Some(edge) => model.processor().with_longest_edge(edge),
@@ -278,18 +280,9 @@ impl SmolvlmExtract {
     }
 
     fn extract(&self, args: &[ArrayRef]) -> Result<ArrayRef> {
-        let prompts: Vec<Option<String>> = match args.get(1) {
-            Some(p) => rows::strings(p)?,
-            None => {
-                let (model, _) = self
-                    .context
-                    .model::<SmolVlm>()
-                    .map_err(|e| rows::model_error("smolvlm_extract", e))?;
-                vec![Some(model.extraction_prompt()); args[0].len()]
-            }
-        };
+        let prompts = args.get(1).map(rows::strings).transpose()?;
         let (answers, used) =
-            answer_rows(&self.context, "smolvlm_extract", &args[0], &prompts, None)?;
+            answer_rows(&self.context, "smolvlm_extract", &args[0], prompts, None)?;
         let mut nulls = Vec::with_capacity(answers.len());
         let extractions: Vec<Extraction> = answers
             .into_iter()
