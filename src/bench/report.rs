@@ -124,6 +124,22 @@ pub fn markdown(report: &QualityReport) -> String {
         report.k,
         report.seed
     );
+    if let Some(evaluated) = &report.evaluated {
+        let _ = writeln!(
+            out,
+            "Evaluated on the {} products where `{}`: only they are queried, judged and ranked.",
+            evaluated.products, evaluated.filter
+        );
+        let [baseline, candidate] = evaluated.short_rankings;
+        if baseline + candidate > 0 {
+            let _ = writeln!(
+                out,
+                "Rankings cut short of {} results: {baseline} baseline, {candidate} candidate.",
+                report.k
+            );
+        }
+        let _ = writeln!(out);
+    }
     let _ = writeln!(out, "{}\n", headline_line(report));
     if let Some(extraction) = &report.extraction {
         let _ = writeln!(

@@ -155,6 +155,11 @@ pub enum BenchCommand {
         /// facets: article, colour, gender, material, pattern, sleeve, collar, style.
         #[arg(long = "column", value_name = "FACET=ALIAS.COLUMN", value_parser = parse_facet_column)]
         columns: Vec<(vitrine::quality::queries::Facet, String)>,
+        /// Evaluate on part of the labelled catalog only, e.g. the held-out split:
+        /// --where "g.split = 'test'" (p: products, g: ground truth). Only those products are
+        /// queried, judged and ranked.
+        #[arg(long = "where", value_name = "PREDICATE")]
+        filter: Option<String>,
         /// Folder for the report.
         #[arg(long, default_value = "quality-report")]
         out: PathBuf,
@@ -312,6 +317,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             ground_truth,
             key,
             columns,
+            filter,
             out,
         }) => {
             use vitrine::quality::{QualityOptions, QuerySource};
@@ -327,6 +333,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             options.labels.products = products;
             options.labels.ground_truth = ground_truth;
             options.labels.key = key;
+            options.labels.filter = filter;
             for (facet, column) in &columns {
                 options.labels.set_column(*facet, column)?;
             }

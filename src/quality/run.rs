@@ -1,12 +1,12 @@
 //! Running the benchmark in a session: the labelled catalog read with SQL, the queries searched
 //! on both indexes with `vector_search`, and every figure of the comparison.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use datafusion::datasource::MemTable;
 use serde::Serialize;
 
@@ -38,6 +38,9 @@ pub struct LabelSource {
     pub columns: BTreeMap<Facet, String>,
     /// Phase 1's extracted attributes, compared with the ground truth when the table exists.
     pub extracted: Option<String>,
+    /// A predicate on the joined catalog (`g.split = 'test'`): only the products it keeps are
+    /// queried, judged and ranked, as if the indexes held nothing else.
+    pub filter: Option<String>,
 }
 
 impl Default for LabelSource {
@@ -58,6 +61,7 @@ impl Default for LabelSource {
                 (Facet::Style, "g.style_keywords".into()),
             ]),
             extracted: Some("main.fashion_demo.product_extracted_attributes".into()),
+            filter: None,
         }
     }
 }
@@ -139,13 +143,20 @@ fn read_file(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).context(|| format!("reading '{}'", path.display()))
 }
 
-/// The benchmark's queries.
-async fn load_queries(session: &dyn Session, options: &QualityOptions) -> Result<Vec<Query>> {
-    let queries = match &options.queries {
-        QuerySource::Drawn { per_kind } => {
-            let catalog = labelled_catalog(session, &options.labels).await?;
-            queries::generate(&catalog, *per_kind, options.seed)
+/// The benchmark's queries, and the products they are evaluated on when the labelled catalog is
+/// filtered (judgments of other products dropped).
+async fn load_queries(
+    session: &dyn Session,
+    options: &QualityOptions,
+) -> Result<(Vec<Query>, Option<BTreeSet<String>>)> {
+    let catalog = match (&options.queries, &options.labels.filter) {
+        (QuerySource::Drawn { .. }, _) | (_, Some(_)) => {
+            labelled_catalog(session, &options.labels).await?
         }
+        _ => Vec::new(),
+    };
+    let mut queries = match &options.queries {
+        QuerySource::Drawn { per_kind } => queries::generate(&catalog, *per_kind, options.seed),
         QuerySource::Jsonl(path) => {
             queries::read_jsonl(&read_file(path)?, &path.display().to_string())?
         }
@@ -153,6 +164,22 @@ async fn load_queries(session: &dyn Session, options: &QualityOptions) -> Result
             let qrels = super::trec::read_qrels(&read_file(qrels)?, &qrels.display().to_string())?;
             queries::read_topics(&read_file(topics)?, &topics.display().to_string(), &qrels)?
         }
+    };
+    let evaluated = match &options.labels.filter {
+        Some(filter) if catalog.is_empty() => {
+            return Err(VitrineError::Plan(format!(
+                "the filter '{filter}' keeps no product of {} and {}",
+                options.labels.products, options.labels.ground_truth
+            )))
+        }
+        Some(_) => {
+            let ids: BTreeSet<String> = catalog.into_iter().map(|p| p.id).collect();
+            for query in &mut queries {
+                query.judgments.retain(|product, _| ids.contains(product));
+            }
+            Some(ids)
+        }
+        None => None,
     };
     if queries.is_empty() {
         return Err(VitrineError::Plan(match &options.queries {
@@ -163,7 +190,19 @@ async fn load_queries(session: &dyn Session, options: &QualityOptions) -> Result
             _ => "the queries file holds no query".to_string(),
         }));
     }
-    Ok(queries)
+    Ok((queries, evaluated))
+}
+
+/// The products a filtered benchmark ranked: those the filter kept.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvaluatedProducts {
+    /// The predicate on the labelled catalog.
+    pub filter: String,
+    /// How many products it kept.
+    pub products: usize,
+    /// Per index (baseline, candidate): queries whose search returned fewer than k of the kept
+    /// products even after over-fetching, so that their ranking is cut short.
+    pub short_rankings: [usize; 2],
 }
 
 /// A metric's value for one index, with its interval.
@@ -227,6 +266,8 @@ pub struct QualityReport {
     pub distributions: Vec<MetricDistribution>,
     /// Phase 1's extraction against the ground truth, when its table exists.
     pub extraction: Option<ExtractionQuality>,
+    /// The products ranked, when the labelled catalog was filtered.
+    pub evaluated: Option<EvaluatedProducts>,
     /// The queries, with their texts and kinds.
     #[serde(skip)]
     pub queries: Vec<Query>,
@@ -266,11 +307,33 @@ pub async fn run(session: &dyn Session, options: &QualityOptions) -> Result<Qual
         ));
     }
     session.refresh().await?;
-    let queries = load_queries(session, options).await?;
-    let (baseline, baseline_index) =
-        search(session, &options.baseline, &queries, options.k).await?;
-    let (candidate, candidate_index) =
-        search(session, &options.candidate, &queries, options.k).await?;
+    let (queries, evaluated) = load_queries(session, options).await?;
+    let (baseline, baseline_index, baseline_short) = search(
+        session,
+        &options.baseline,
+        &queries,
+        options.k,
+        evaluated.as_ref(),
+    )
+    .await?;
+    let (candidate, candidate_index, candidate_short) = search(
+        session,
+        &options.candidate,
+        &queries,
+        options.k,
+        evaluated.as_ref(),
+    )
+    .await?;
+    let evaluated = options
+        .labels
+        .filter
+        .as_ref()
+        .zip(evaluated)
+        .map(|(filter, ids)| EvaluatedProducts {
+            filter: filter.clone(),
+            products: ids.len(),
+            short_rankings: [baseline_short, candidate_short],
+        });
     let kinds = figures(&queries, [&baseline, &candidate], options.k, options.seed);
     let distributions = distributions(&queries, [&baseline, &candidate], options.k);
     let mut models: Vec<String> = [&baseline_index, &candidate_index]
@@ -314,6 +377,7 @@ pub async fn run(session: &dyn Session, options: &QualityOptions) -> Result<Qual
         kinds,
         distributions,
         extraction,
+        evaluated,
         queries,
         runs: [baseline, candidate],
         indexes: [baseline_index, candidate_index],
@@ -337,8 +401,12 @@ async fn labelled_catalog(
             }
         })
         .collect();
+    let filter = labels
+        .filter
+        .as_ref()
+        .map_or(String::new(), |f| format!(" WHERE {f}"));
     let sql = format!(
-        "SELECT CAST(p.{key} AS STRING) AS id, {} FROM {} p JOIN {} g ON p.{key} = g.{key}",
+        "SELECT CAST(p.{key} AS STRING) AS id, {} FROM {} p JOIN {} g ON p.{key} = g.{key}{filter}",
         columns.join(", "),
         labels.products,
         labels.ground_truth
@@ -407,19 +475,29 @@ pub struct SearchedIndex {
 }
 
 /// The top `k` products of `index` for every query, through `vector_search(query_text => …)`,
-/// and what was searched.
+/// what was searched, and how many rankings came out short of `k`. With `evaluated`, each search
+/// fetches four times the results the kept products' share of the index should need, and keeps
+/// the first `k` of them that are evaluated.
 async fn search(
     session: &dyn Session,
     index: &str,
     queries: &[Query],
     k: usize,
-) -> Result<(Ranked, SearchedIndex)> {
+    evaluated: Option<&BTreeSet<String>>,
+) -> Result<(Ranked, SearchedIndex, usize)> {
     let qualified = session.qualify(&table_name(index)?);
     let entry = vector::catalog::get(session.warehouse(), &qualified)
         .await?
         .ok_or_else(|| {
             VitrineError::NotFound(format!("vector index {qualified} does not exist"))
         })?;
+    let fetch = match evaluated {
+        None => k,
+        Some(ids) => {
+            let rows = source_rows(session, &entry.source).await?;
+            (k * rows.div_ceil(ids.len().max(1)) * 4).min(rows.max(k))
+        }
+    };
     let mut models = Vec::new();
     if let Ok((_, source)) = session.table_entry(&table_name(&entry.source)?) {
         models.extend(source.properties.iter().filter_map(|(key, id)| {
@@ -457,7 +535,7 @@ async fn search(
     )?;
     let sql = format!(
         "SELECT q.query_id, CAST(r.{key} AS STRING) AS product, CAST(r.score AS DOUBLE) AS score \
-         FROM {table} q, LATERAL vector_search(index => '{qualified}', query_text => q.query_text, num_results => {k}) r",
+         FROM {table} q, LATERAL vector_search(index => '{qualified}', query_text => q.query_text, num_results => {fetch}) r",
         key = quote(&entry.primary_key),
     );
     let results = match session.plan_sql(&sql).await {
@@ -484,15 +562,37 @@ async fn search(
                 .push((products.value(row).to_string(), scores.value(row)));
         }
     }
+    let mut short = 0;
     for results in ranked.values_mut() {
         results.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        if let Some(ids) = evaluated {
+            let fetched = results.len();
+            results.retain(|(product, _)| ids.contains(product));
+            short += usize::from(results.len() < k && fetched == fetch);
+        }
+        results.truncate(k);
     }
     let searched = SearchedIndex {
         index: qualified.to_string(),
         entry,
         models,
     };
-    Ok((ranked, searched))
+    Ok((ranked, searched, short))
+}
+
+/// The rows of an index's source table.
+async fn source_rows(session: &dyn Session, source: &str) -> Result<usize> {
+    let batches = session
+        .plan_sql(&format!("SELECT COUNT(*) FROM {source}"))
+        .await?
+        .collect()
+        .await?;
+    let count = batches
+        .first()
+        .filter(|b| b.num_rows() == 1)
+        .and_then(|b| b.column(0).as_primitive_opt::<Int64Type>())
+        .map_or(0, |c| c.value(0));
+    Ok(usize::try_from(count).unwrap_or(0))
 }
 
 /// The figures over all queries, then per kind.

@@ -3,7 +3,8 @@
 //!
 //! Arguments (literals): `baseline`, `candidate` (the indexes, also by position), `k`, `seed`,
 //! `per_kind`, `queries` (a JSONL file, or TREC topics with `qrels`), `products`,
-//! `ground_truth`, `key`, and a column per facet (`material => 'g.fabric'`).
+//! `ground_truth`, `key`, `filter` (a predicate keeping the evaluated products:
+//! `filter => 'g.split = ''test'''`), and a column per facet (`material => 'g.fabric'`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -32,6 +33,7 @@ const ARGUMENTS: &[&str] = &[
     "products",
     "ground_truth",
     "key",
+    "filter",
 ];
 
 /// The options the arguments of a `retrieval_quality` call give.
@@ -83,6 +85,7 @@ pub fn options(arguments: &BTreeMap<String, String>) -> Result<QualityOptions> {
             "products" => labels.products = value.clone(),
             "ground_truth" => labels.ground_truth = value.clone(),
             "key" => labels.key = value.clone(),
+            "filter" => labels.filter = Some(value.clone()),
             name if ARGUMENTS.contains(&name) => {}
             name => {
                 let facet = Facet::parse(name).map_err(|_| {

@@ -289,6 +289,55 @@ mod benchmark {
         );
     }
 
+    /// Evaluating on the held-out split: only its products are queried, judged and ranked, each
+    /// ranking still holds k of them, and the report says so.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_filtered_run_judges_and_ranks_only_the_products_it_keeps() {
+        let wh = two_indexes().await;
+        let held_out: std::collections::BTreeSet<String> = wh
+            .rows("SELECT CAST(product_id AS STRING) FROM main.fashion_demo.products_ground_truth WHERE split = 'test'")
+            .await
+            .into_iter()
+            .map(|row| row[0].clone())
+            .collect();
+        assert!(
+            held_out.len() > 20 && held_out.len() < 120,
+            "{}",
+            held_out.len()
+        );
+        let mut options = options("vs_base", "vs_rich", 3);
+        options.labels.filter = Some("g.split = 'test'".into());
+        let report = run(&wh.session, &options).await.unwrap();
+        let evaluated = report.evaluated.as_ref().expect("a filtered run says so");
+        assert_eq!(evaluated.products, held_out.len());
+        assert_eq!(evaluated.short_rankings, [0, 0]);
+        assert!(!report.queries.is_empty());
+        for query in &report.queries {
+            assert!(
+                query.judgments.keys().all(|p| held_out.contains(p)),
+                "{} judges a training product",
+                query.text
+            );
+        }
+        for ranked in &report.runs {
+            for (query, results) in ranked {
+                assert_eq!(results.len(), 10, "{query}");
+                assert!(results.iter().all(|(p, _)| held_out.contains(p)), "{query}");
+            }
+        }
+        assert!(report::markdown(&report).contains(&format!(
+            "Evaluated on the {} products where `g.split = 'test'`",
+            held_out.len()
+        )));
+
+        options.labels.filter = Some("g.split = 'neither'".into());
+        let err = run(&wh.session, &options).await.unwrap_err().to_string();
+        assert!(
+            err.contains("the filter 'g.split = 'neither'' keeps no product"),
+            "{err}"
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn an_unknown_index_is_named() {
         let (wh, _) = TestWarehouse::with_demo(40, 5).await;
