@@ -265,15 +265,21 @@ impl Search {
         if let Some(n) = entry.params.get("nprobes").and_then(|v| v.parse().ok()) {
             scanner.nprobes(n);
         }
-        if let Some(factor) = entry
+        let refine: Option<u32> = entry
             .params
             .get("refine_factor")
-            .and_then(|v| v.parse().ok())
-        {
+            .and_then(|v| v.parse().ok());
+        if let Some(factor) = refine {
             scanner.refine(factor);
         }
-        if let Some(ef) = entry.params.get("ef").and_then(|v| v.parse().ok()) {
-            scanner.ef(ef);
+        if let Some(ef) = entry
+            .params
+            .get("ef")
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            // The graph search must reach every candidate asked of it: k, or k × the refine
+            // factor when the candidates are re-ranked.
+            scanner.ef(ef.max(k * refine.map_or(1, |f| f.max(1) as usize)));
         }
         self.run(scanner, "_distance").await
     }

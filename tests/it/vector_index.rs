@@ -265,6 +265,19 @@ async fn vector_search_finds_the_nearest_rows_filters_first_and_orders_by_score(
     }
     let recall = found as f64 / (10 * seeds.len()) as f64;
     assert!(recall >= 0.95, "recall@10 of the default index: {recall}");
+
+    // Up to 100 results from the default index (graph breadth 100, candidates re-ranked 5×):
+    // the breadth grows to reach every candidate.
+    let query = pseudo_random_vector("58");
+    let got = search(
+        &wh,
+        &format!("SELECT product_id, score FROM vector_search(index => 'main.shop.vs', query_vector => {query}, num_results => 100)"),
+    )
+    .await;
+    assert_eq!(got.len(), 100);
+    let want = exact(&wh, &query, 100, "true").await;
+    let found = got.iter().filter(|g| want.contains(&g.0)).count();
+    assert!(found >= 90, "recall@100 of the default index: {found} %");
 }
 
 #[tokio::test(flavor = "multi_thread")]
