@@ -46,13 +46,13 @@ pub fn render(product: &Product) -> RgbImage {
         ) else {
             return Rgb(BACKGROUND.map(|c| c as u8));
         };
-        let mut colour = if part == Part::Trim || uses_pattern(truth.pattern, x, y) {
-            contrast
+        let share = if part == Part::Trim {
+            1.0
         } else {
-            base
+            pattern_share(truth.pattern, x, y)
         };
-        let shade = texture(truth.material, x, y, u, v);
-        colour = colour.map(|c| (c * shade).clamp(0.0, 255.0));
+        let mut colour = [0, 1, 2].map(|i| base[i] + share * (contrast[i] - base[i]));
+        colour = shaded(colour, texture(truth.material, x, y, u, v));
         Rgb(colour.map(|c| c as u8))
     })
 }
@@ -62,6 +62,13 @@ enum Part {
     Body,
     /// Collars, dials, soles: drawn in the contrasting colour.
     Trim,
+}
+
+/// `colour` under a material's `shade` (1 leaves it as it is). The shading is added rather than
+/// multiplied, on colours kept a little off black and white, so that a weave shows on a black
+/// garment as it does on a white one.
+fn shaded(colour: [f32; 3], shade: f32) -> [f32; 3] {
+    colour.map(|c| (35.0 + c * 0.75 + 204.0 * (shade - 1.0)).clamp(0.0, 255.0))
 }
 
 fn contrast_of(rgb: [f32; 3]) -> [f32; 3] {
@@ -179,27 +186,48 @@ fn inside(shape: Shape, sleeve: &str, collar: &str, article: &str, u: f32, v: f3
     }
 }
 
-fn uses_pattern(pattern: &str, x: u32, y: u32) -> bool {
+/// How much of the contrasting colour the pattern puts at (`x`, `y`): 1 on the motif, 0 off it.
+/// Motifs are 8 pixels or more across, so that they survive the resize to a small model's frame
+/// (a 96-pixel frame shrinks a 160-pixel photo to 0.6 of its size); "no clear pattern" is a faint,
+/// soft mottle.
+fn pattern_share(pattern: &str, x: u32, y: u32) -> f32 {
+    let on = |motif: bool| if motif { 1.0 } else { 0.0 };
     match pattern {
-        "striped" => (y / 5) % 2 == 0,
-        "checkered" => (x / 6) % 3 == 0 || (y / 6) % 3 == 0,
+        "striped" => on((y / 8) % 2 == 0),
+        "checkered" => on((x / 10 + y / 10) % 2 == 0),
         "polka dots" => {
-            let (dx, dy) = ((x % 12) as i32 - 6, (y % 12) as i32 - 6);
-            dx * dx + dy * dy <= 6
+            // Rows of dots, every other row shifted by half a period.
+            let shift = if (y / 20) % 2 == 0 { 0 } else { 10 };
+            let (dx, dy) = (((x + shift) % 20) as i32 - 10, (y % 20) as i32 - 10);
+            on(dx * dx + dy * dy <= 25)
         }
         "floral print" => {
-            let (cx, cy) = ((x % 16) as f32 - 8.0, (y % 16) as f32 - 8.0);
+            // Five-petalled flowers 16 pixels across.
+            let (cx, cy) = ((x % 24) as f32 - 12.0, (y % 24) as f32 - 12.0);
             let r = (cx * cx + cy * cy).sqrt();
             let petal = (5.0 * cy.atan2(cx)).cos();
-            r < 2.5 + 2.5 * petal.max(0.0)
+            on(r < 3.0 + 5.0 * petal.max(0.0))
         }
-        "geometric" => ((x + y) / 8) % 2 == 0 && ((x + 200 - y) / 8) % 2 == 0,
+        "geometric" => on(((x + y) / 12) % 2 == 0 && ((x + 240 - y) / 12) % 2 == 0),
         "abstract print" => {
             let (fx, fy) = (x as f32 * 0.13, y as f32 * 0.11);
-            (fx.sin() * fy.cos() + (fx * 0.5 + fy * 0.7).sin()) > 0.9
+            on((fx.sin() * fy.cos() + (fx * 0.5 + fy * 0.7).sin()) > 0.9)
         }
-        _ => false,
+        "no clear pattern" => 0.35 * smooth_noise(x, y, 14),
+        _ => 0.0,
     }
+}
+
+/// Value noise in 0..1, interpolated between lattice points `cell` pixels apart.
+fn smooth_noise(x: u32, y: u32, cell: u32) -> f32 {
+    let (cx, cy) = (x / cell, y / cell);
+    let (fx, fy) = (
+        (x % cell) as f32 / cell as f32,
+        (y % cell) as f32 / cell as f32,
+    );
+    let top = noise(cx, cy) * (1.0 - fx) + noise(cx + 1, cy) * fx;
+    let bottom = noise(cx, cy + 1) * (1.0 - fx) + noise(cx + 1, cy + 1) * fx;
+    top * (1.0 - fy) + bottom * fy
 }
 
 fn noise(x: u32, y: u32) -> f32 {
@@ -223,16 +251,16 @@ fn texture(material: &str, x: u32, y: u32, u: f32, v: f32) -> f32 {
         }
         // Diagonal twill.
         "denim" => {
-            if (x + y) % 8 < 4 {
+            if (x + y) % 10 < 5 {
                 0.76
             } else {
                 1.06
             }
         }
-        // Basket weave: a checkerboard of 4-pixel squares.
+        // Basket weave: a checkerboard of 5-pixel squares.
         "woven fabric" => {
-            if (x / 4 + y / 4) % 2 == 0 {
-                0.86
+            if (x / 5 + y / 5) % 2 == 0 {
+                0.78
             } else {
                 1.06
             }
@@ -241,17 +269,11 @@ fn texture(material: &str, x: u32, y: u32, u: f32, v: f32) -> f32 {
         "leather" => 0.72 + 0.4 * noise(x / 5, y / 5) + 0.1 * (1.0 - v),
         // A bright vertical sheen.
         "metal" => 0.75 + 0.55 * (1.0 - ((u - 0.42) * 5.0).abs().min(1.0)),
-        // A coarse grid of 2-pixel threads.
-        "canvas" if x % 6 < 2 || y % 6 < 2 => 0.82,
+        // A coarse grid of 3-pixel threads.
+        "canvas" if x % 10 < 3 || y % 10 < 3 => 0.8,
         "canvas" => 1.02,
-        // Glossy horizontal bands.
-        "synthetic" => {
-            if y % 8 < 2 {
-                1.18
-            } else {
-                0.94
-            }
-        }
+        // A glossy sheen: a soft bright band every 24 pixels down the item.
+        "synthetic" => 0.88 + 0.4 * (-(((y % 24) as f32 - 12.0) / 3.0).powi(2)).exp(),
         _ => 1.0,
     }
 }
@@ -285,9 +307,14 @@ mod tests {
     }
 
     #[test]
-    fn stripes_alternate_rows() {
-        assert!(uses_pattern("striped", 0, 0));
-        assert!(!uses_pattern("striped", 0, 5));
-        assert!(!uses_pattern("solid color", 3, 3));
+    fn stripes_alternate_bands_and_unclear_patterns_are_faint() {
+        assert_eq!(pattern_share("striped", 0, 0), 1.0);
+        assert_eq!(pattern_share("striped", 0, 8), 0.0);
+        assert_eq!(pattern_share("solid color", 3, 3), 0.0);
+        let faint: Vec<f32> = (0..40)
+            .map(|i| pattern_share("no clear pattern", i * 3, i * 5))
+            .collect();
+        assert!(faint.iter().all(|&s| (0.0..=0.35).contains(&s)));
+        assert!(faint.iter().any(|&s| s > 0.05), "{faint:?}");
     }
 }
