@@ -1,14 +1,14 @@
 //! CLIP training against PyTorch: `tests/fixtures/clip/make_training_fixtures.py` (transformers
 //! 5.24, PyTorch 2.15, CPU, f32) put one batch through both random-weight fixture models and
 //! saved the contrastive loss, every parameter's gradient, and the weights after three
-//! `torch.optim.AdamW` steps; these tests train the same folders with candle and Vitrine's
-//! AdamW and compare.
+//! `torch.optim.AdamW` steps, and the loss and gradients with a shopper's query beside each text;
+//! these tests train the same folders with candle and Vitrine's AdamW and compare.
 
 use std::collections::HashMap;
 
 use candle_core::{DType, Tensor};
 use vitrine_udfs::clip::config::ClipConfig;
-use vitrine_udfs::clip::train::ClipTraining;
+use vitrine_udfs::clip::train::{ClipTraining, QueryBatch};
 
 mod common;
 
@@ -62,6 +62,35 @@ fn the_loss_and_every_gradient_equal_pytorchs() {
         let want = batch.expected["loss"].to_vec1::<f32>().unwrap()[0];
         assert!((got - want).abs() < 1e-5, "{model}: loss {got} vs {want}");
         common::assert_gradients_match(model, &loss, &training.named_variables(), &batch.expected);
+    }
+}
+
+#[test]
+fn the_loss_with_queries_beside_the_texts_and_its_gradients_equal_pytorchs() {
+    for model in MODELS {
+        let (training, batch) = training(model);
+        let expected = fixture_tensors(&format!("clip/expected-train-pairs-{model}.safetensors"));
+        let ids = expected["query_ids"].to_dtype(DType::U32).unwrap();
+        let pool_at: Vec<u32> = ids
+            .to_vec2::<u32>()
+            .unwrap()
+            .iter()
+            .map(|row| training.config().text_config.pool_position(row))
+            .collect();
+        let queries = QueryBatch {
+            rows: (0..pool_at.len() as u32).collect(),
+            input_ids: ids.to_device(&placement().device).unwrap(),
+            pool_at,
+        };
+        let loss = training
+            .paired_loss(&batch.input_ids, &batch.pool_at, &batch.pixels, &queries)
+            .unwrap();
+        let got = loss.to_scalar::<f32>().unwrap();
+        let want = expected["loss"].to_vec1::<f32>().unwrap()[0];
+        assert!((got - want).abs() < 1e-5, "{model}: loss {got} vs {want}");
+        let plain = batch.expected["loss"].to_vec1::<f32>().unwrap()[0];
+        assert!((got - plain).abs() > 1e-2, "{model}: the queries count");
+        common::assert_gradients_match(model, &loss, &training.named_variables(), &expected);
     }
 }
 

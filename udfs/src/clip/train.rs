@@ -21,6 +21,9 @@ use crate::train::{
 };
 use crate::ModelError;
 
+/// The optional column of a CLIP training query holding a shopper's query for each product.
+pub const QUERY_COLUMN: &str = "query";
+
 /// A CLIP network whose every weight is a variable, with the learnt temperature `logit_scale`.
 pub struct ClipTraining {
     variables: VarMap,
@@ -95,16 +98,47 @@ impl ClipTraining {
         pool_at: &[u32],
         pixels: &Tensor,
     ) -> candle_core::Result<Tensor> {
-        let texts = l2_normalise(&self.network.text_features(input_ids, pool_at)?)?;
+        let texts = self.text_embeds(input_ids, pool_at)?;
+        self.image_text_loss(&texts, pixels)
+    }
+
+    /// [`Self::contrastive_loss`] with a shopper's query beside some of the texts: the mean of
+    /// the image–text loss and the same symmetric loss between the queries and the texts they
+    /// stand beside (one temperature for both), so that text search, where a query meets
+    /// descriptions, is learnt along with text-to-image search.
+    pub fn paired_loss(
+        &self,
+        input_ids: &Tensor,
+        pool_at: &[u32],
+        pixels: &Tensor,
+        queries: &QueryBatch,
+    ) -> candle_core::Result<Tensor> {
+        let texts = self.text_embeds(input_ids, pool_at)?;
+        let image_text = self.image_text_loss(&texts, pixels)?;
+        let rows = Tensor::new(queries.rows.as_slice(), &self.device)?;
+        let described = texts.index_select(&rows, 0)?;
+        let asked = self.text_embeds(&queries.input_ids, &queries.pool_at)?;
+        let query_text = self.symmetric_cross_entropy(&asked.matmul(&described.t()?)?)?;
+        (image_text + query_text)? / 2.0
+    }
+
+    fn text_embeds(&self, input_ids: &Tensor, pool_at: &[u32]) -> candle_core::Result<Tensor> {
+        l2_normalise(&self.network.text_features(input_ids, pool_at)?)
+    }
+
+    fn image_text_loss(&self, texts: &Tensor, pixels: &Tensor) -> candle_core::Result<Tensor> {
         let images = l2_normalise(&self.network.image_features(pixels)?)?;
-        let logits_per_text = texts
-            .matmul(&images.t()?)?
-            .broadcast_mul(&self.logit_scale.exp()?)?;
-        let targets = Tensor::arange(0u32, pool_at.len() as u32, &self.device)?;
-        let text_loss = candle_nn::loss::cross_entropy(&logits_per_text, &targets)?;
-        let image_loss =
-            candle_nn::loss::cross_entropy(&logits_per_text.t()?.contiguous()?, &targets)?;
-        (text_loss + image_loss)? / 2.0
+        self.symmetric_cross_entropy(&texts.matmul(&images.t()?)?)
+    }
+
+    /// The mean of the cross-entropies of rows over columns and columns over rows of the
+    /// cosine similarities `similarities` (row `i` matches column `i`), at the learnt temperature.
+    fn symmetric_cross_entropy(&self, similarities: &Tensor) -> candle_core::Result<Tensor> {
+        let logits = similarities.broadcast_mul(&self.logit_scale.exp()?)?;
+        let targets = Tensor::arange(0u32, logits.dim(0)? as u32, &self.device)?;
+        let by_row = candle_nn::loss::cross_entropy(&logits, &targets)?;
+        let by_column = candle_nn::loss::cross_entropy(&logits.t()?.contiguous()?, &targets)?;
+        (by_row + by_column)? / 2.0
     }
 
     /// Writes every weight to `path` (safetensors, transformers' names).
@@ -115,32 +149,69 @@ impl ClipTraining {
     }
 }
 
-/// One training pair: a text's token ids and an image's pixel values.
+/// Shoppers' queries beside some texts of a batch.
+pub struct QueryBatch {
+    /// The queries' token ids (queries × length, u32), padded after the pooled token.
+    pub input_ids: Tensor,
+    /// Where each query is pooled.
+    pub pool_at: Vec<u32>,
+    /// The batch row whose text each query stands beside.
+    pub rows: Vec<u32>,
+}
+
+/// One training pair: a text's token ids and an image's pixel values, and the token ids of a
+/// shopper's query for the product when there is one.
 pub struct ClipExample {
     ids: Vec<u32>,
     pixels: Vec<f32>,
+    query: Option<Vec<u32>>,
+}
+
+impl ClipTraining {
+    /// Token ids padded to the longest of `texts` (batch × length) and where each is pooled.
+    fn padded_ids(&self, texts: &[&[u32]]) -> candle_core::Result<(Tensor, Vec<u32>)> {
+        let len = texts.iter().map(|ids| ids.len()).max().unwrap_or(1).max(1);
+        let pool_at = texts
+            .iter()
+            .map(|ids| self.config.text_config.pool_position(ids))
+            .collect();
+        // Padding after the pooled token is never attended to (the text mask is causal).
+        let ids: Vec<u32> = texts
+            .iter()
+            .flat_map(|ids| ids.iter().copied().chain(std::iter::repeat(0)).take(len))
+            .collect();
+        Ok((
+            Tensor::from_vec(ids, (texts.len(), len), &self.device)?,
+            pool_at,
+        ))
+    }
 }
 
 impl Trainable<ClipExample> for ClipTraining {
     fn loss(&self, batch: &[&ClipExample]) -> candle_core::Result<Tensor> {
-        let len = batch.iter().map(|e| e.ids.len()).max().unwrap_or(1).max(1);
-        let pool_at: Vec<u32> = batch
-            .iter()
-            .map(|e| self.config.text_config.pool_position(&e.ids))
-            .collect();
-        // Padding after the pooled token is never attended to (the text mask is causal).
-        let ids: Vec<u32> = batch
-            .iter()
-            .flat_map(|e| e.ids.iter().copied().chain(std::iter::repeat(0)).take(len))
-            .collect();
-        let ids = Tensor::from_vec(ids, (batch.len(), len), &self.device)?;
+        let texts: Vec<&[u32]> = batch.iter().map(|e| e.ids.as_slice()).collect();
+        let (ids, pool_at) = self.padded_ids(&texts)?;
         let side = self.config.vision_config.image_size;
         let pixels: Vec<f32> = batch
             .iter()
             .flat_map(|e| e.pixels.iter().copied())
             .collect();
         let pixels = Tensor::from_vec(pixels, (batch.len(), 3, side, side), &self.device)?;
-        self.contrastive_loss(&ids, &pool_at, &pixels)
+        let (rows, queries): (Vec<u32>, Vec<&[u32]>) = batch
+            .iter()
+            .enumerate()
+            .filter_map(|(row, e)| Some((row as u32, e.query.as_deref()?)))
+            .unzip();
+        if queries.is_empty() {
+            return self.contrastive_loss(&ids, &pool_at, &pixels);
+        }
+        let (input_ids, query_pool_at) = self.padded_ids(&queries)?;
+        let queries = QueryBatch {
+            input_ids,
+            pool_at: query_pool_at,
+            rows,
+        };
+        self.paired_loss(&ids, &pool_at, &pixels, &queries)
     }
 
     fn variables(&self) -> BTreeMap<String, Var> {
@@ -148,39 +219,49 @@ impl Trainable<ClipExample> for ClipTraining {
     }
 }
 
-/// The pairs of the job's `image` and `text` columns, preprocessed by `embedder`.
+/// The pairs of the job's `image` and `text` columns, with the optional `query` column's
+/// queries, preprocessed by `embedder`.
 fn examples(
     job: &TrainingJob<'_>,
     embedder: &ClipEmbedder,
 ) -> Result<(Vec<ClipExample>, Skipped), ModelError> {
-    let mut rows: Vec<(String, Option<String>, Option<ImageArgument>)> = Vec::new();
+    type Row = (String, Option<String>, Option<ImageArgument>, Option<String>);
+    let mut rows: Vec<Row> = Vec::new();
     for batch in &job.rows {
         let column = |name| column(batch, name, "clip", "image and text");
         let texts =
             rows::strings(&column("text")?).map_err(|e| ModelError::Config(e.to_string()))?;
         let images =
             rows::images(&column("image")?).map_err(|e| ModelError::Config(e.to_string()))?;
-        for (text, image) in texts.into_iter().zip(images) {
+        let queries = match batch.column_by_name(QUERY_COLUMN) {
+            Some(queries) => {
+                rows::strings(queries).map_err(|e| ModelError::Config(e.to_string()))?
+            }
+            None => vec![None; texts.len()],
+        };
+        for ((text, image), query) in texts.into_iter().zip(images).zip(queries) {
             let name = match &image {
                 Some(ImageArgument::Location(path)) => format!("'{path}'"),
                 _ => format!("row {}", rows.len() + 1),
             };
-            rows.push((name, text, image));
+            rows.push((name, text, image, query));
         }
     }
-    Ok(prepare(&rows, |(name, text, image)| {
+    Ok(prepare(&rows, |(name, text, image, query)| {
         let (Some(text), Some(image)) = (text, image) else {
             return Err(format!("{name}: NULL image or text"));
         };
-        let ids = embedder
-            .tokenize(&[text.as_str()])
-            .map_err(|e| format!("{name}: {e}"))?
-            .pop()
-            .unwrap_or_default();
+        let tokenize = |text: &str| {
+            embedder
+                .tokenize(&[text])
+                .map(|mut ids| ids.pop().unwrap_or_default())
+                .map_err(|e| format!("{name}: {e}"))
+        };
         let rgb = rows::read_image(job.context, image).map_err(|e| format!("{name}: {e}"))?;
         Ok(ClipExample {
-            ids,
+            ids: tokenize(text)?,
             pixels: embedder.pixel_values(&rgb),
+            query: query.as_deref().map(tokenize).transpose()?,
         })
     }))
 }
@@ -312,22 +393,25 @@ fn write_scratch_files(
     serde_json::from_value(config).map_err(|e| ModelError::Config(e.to_string()))
 }
 
-/// The `text` column's values.
+/// The values of the `text` column and of the `query` column when there is one.
 fn texts(job: &TrainingJob<'_>) -> Result<Vec<String>, ModelError> {
     let mut texts = Vec::new();
     for batch in &job.rows {
         let column = column(batch, "text", "clip", "image and text")?;
-        texts.extend(
-            rows::strings(&column)
-                .map_err(|e| ModelError::Config(e.to_string()))?
-                .into_iter()
-                .flatten(),
-        );
+        for values in std::iter::once(&column).chain(batch.column_by_name(QUERY_COLUMN)) {
+            texts.extend(
+                rows::strings(values)
+                    .map_err(|e| ModelError::Config(e.to_string()))?
+                    .into_iter()
+                    .flatten(),
+            );
+        }
     }
     Ok(texts)
 }
 
-/// Trains a CLIP on the job's (image, text) rows, from its base or, without one, from scratch
+/// Trains a CLIP on the job's (image, text) rows (with a `query` column, also on each query
+/// against its text: [`ClipTraining::paired_loss`]), from its base or, without one, from scratch
 /// (a tokenizer learnt from the texts, seeded starting weights), and writes the model folder.
 pub fn train(job: TrainingJob<'_>) -> Result<TrainingSummary, ModelError> {
     let mut remaining = job.options.clone();
