@@ -272,11 +272,7 @@ impl Search {
         if let Some(factor) = refine {
             scanner.refine(factor);
         }
-        if let Some(ef) = entry
-            .params
-            .get("ef")
-            .and_then(|v| v.parse::<usize>().ok())
-        {
+        if let Some(ef) = entry.params.get("ef").and_then(|v| v.parse::<usize>().ok()) {
             // The graph search must reach every candidate asked of it: k, or k × the refine
             // factor when the candidates are re-ranked.
             scanner.ef(ef.max(k * refine.map_or(1, |f| f.max(1) as usize)));

@@ -225,7 +225,12 @@ fn examples(
     job: &TrainingJob<'_>,
     embedder: &ClipEmbedder,
 ) -> Result<(Vec<ClipExample>, Skipped), ModelError> {
-    type Row = (String, Option<String>, Option<ImageArgument>, Option<String>);
+    type Row = (
+        String,
+        Option<String>,
+        Option<ImageArgument>,
+        Option<String>,
+    );
     let mut rows: Vec<Row> = Vec::new();
     for batch in &job.rows {
         let column = |name| column(batch, name, "clip", "image and text");
