@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use vitrine::config::DEFAULT_WAREHOUSE;
 use vitrine::demo::{self, DemoOptions};
@@ -119,51 +119,55 @@ pub enum BenchCommand {
     /// embedding) on queries drawn with a seed from the labelled demo catalog: Recall, Precision,
     /// nDCG, MRR and MAP at k with bootstrap intervals, and the paired differences. Writes
     /// metrics.json, report.md, qrels.txt, baseline.trec, candidate.trec and queries.jsonl.
-    Quality {
-        /// The index searched as it is today.
-        #[arg(long)]
-        baseline: String,
-        /// The index that should search better.
-        #[arg(long)]
-        candidate: String,
-        /// Results per query and the metrics' cut-off.
-        #[arg(long, default_value_t = vitrine::quality::run::DEFAULT_K)]
-        k: usize,
-        /// Seeds the query sample and the resampling.
-        #[arg(long, default_value_t = vitrine::quality::run::DEFAULT_SEED)]
-        seed: u64,
-        /// Queries drawn of each kind (when no --queries file is given).
-        #[arg(long, default_value_t = vitrine::quality::run::DEFAULT_PER_KIND)]
-        per_kind: usize,
-        /// Queries from a file instead: JSON lines (`.jsonl`: id, text, judgments {product:
-        /// grade}) or TREC topics (`id<TAB>text`, with --qrels).
-        #[arg(long)]
-        queries: Option<PathBuf>,
-        /// TREC qrels judging the topics of --queries.
-        #[arg(long, requires = "queries")]
-        qrels: Option<PathBuf>,
-        /// The labelled catalog's products table (article type, colour, gender).
-        #[arg(long, default_value = "main.fashion_demo.products")]
-        products: String,
-        /// The labelled catalog's ground-truth table (material, pattern, …).
-        #[arg(long, default_value = "main.fashion_demo.products_ground_truth")]
-        ground_truth: String,
-        /// The column both tables share, which the indexes' primary key holds.
-        #[arg(long, default_value = "product_id")]
-        key: String,
-        /// A facet's column, as FACET=p.column or FACET=g.column (p: products, g: ground truth);
-        /// facets: article, colour, gender, material, pattern, sleeve, collar, style.
-        #[arg(long = "column", value_name = "FACET=ALIAS.COLUMN", value_parser = parse_facet_column)]
-        columns: Vec<(vitrine::quality::queries::Facet, String)>,
-        /// Evaluate on part of the labelled catalog only, e.g. the held-out split:
-        /// --where "g.split = 'test'" (p: products, g: ground truth). Only those products are
-        /// queried, judged and ranked.
-        #[arg(long = "where", value_name = "PREDICATE")]
-        filter: Option<String>,
-        /// Folder for the report.
-        #[arg(long, default_value = "quality-report")]
-        out: PathBuf,
-    },
+    Quality(Box<QualityArgs>),
+}
+
+/// What `vitrine bench quality` compares, and how.
+#[derive(Debug, Args)]
+pub struct QualityArgs {
+    /// The index searched as it is today.
+    #[arg(long)]
+    baseline: String,
+    /// The index that should search better.
+    #[arg(long)]
+    candidate: String,
+    /// Results per query and the metrics' cut-off.
+    #[arg(long, default_value_t = vitrine::quality::run::DEFAULT_K)]
+    k: usize,
+    /// Seeds the query sample and the resampling.
+    #[arg(long, default_value_t = vitrine::quality::run::DEFAULT_SEED)]
+    seed: u64,
+    /// Queries drawn of each kind (when no --queries file is given).
+    #[arg(long, default_value_t = vitrine::quality::run::DEFAULT_PER_KIND)]
+    per_kind: usize,
+    /// Queries from a file instead: JSON lines (`.jsonl`: id, text, judgments {product:
+    /// grade}) or TREC topics (`id<TAB>text`, with --qrels).
+    #[arg(long)]
+    queries: Option<PathBuf>,
+    /// TREC qrels judging the topics of --queries.
+    #[arg(long, requires = "queries")]
+    qrels: Option<PathBuf>,
+    /// The labelled catalog's products table (article type, colour, gender).
+    #[arg(long, default_value = "main.fashion_demo.products")]
+    products: String,
+    /// The labelled catalog's ground-truth table (material, pattern, …).
+    #[arg(long, default_value = "main.fashion_demo.products_ground_truth")]
+    ground_truth: String,
+    /// The column both tables share, which the indexes' primary key holds.
+    #[arg(long, default_value = "product_id")]
+    key: String,
+    /// A facet's column, as FACET=p.column or FACET=g.column (p: products, g: ground truth);
+    /// facets: article, colour, gender, material, pattern, sleeve, collar, style.
+    #[arg(long = "column", value_name = "FACET=ALIAS.COLUMN", value_parser = parse_facet_column)]
+    columns: Vec<(vitrine::quality::queries::Facet, String)>,
+    /// Evaluate on part of the labelled catalog only, e.g. the held-out split:
+    /// --where "g.split = 'test'" (p: products, g: ground truth). Only those products are
+    /// queried, judged and ranked.
+    #[arg(long = "where", value_name = "PREDICATE")]
+    filter: Option<String>,
+    /// Folder for the report.
+    #[arg(long, default_value = "quality-report")]
+    out: PathBuf,
 }
 
 fn parse_facet_column(text: &str) -> Result<(vitrine::quality::queries::Facet, String), String> {
@@ -305,21 +309,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
             runtime.block_on(bench::vectors(options, config))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench(BenchCommand::Quality {
-            baseline,
-            candidate,
-            k,
-            seed,
-            per_kind,
-            queries,
-            qrels,
-            products,
-            ground_truth,
-            key,
-            columns,
-            filter,
-            out,
-        }) => {
+        Command::Bench(BenchCommand::Quality(quality)) => {
+            let QualityArgs {
+                baseline,
+                candidate,
+                k,
+                seed,
+                per_kind,
+                queries,
+                qrels,
+                products,
+                ground_truth,
+                key,
+                columns,
+                filter,
+                out,
+            } = *quality;
             use vitrine::quality::{QualityOptions, QuerySource};
             let queries = match (queries, qrels) {
                 (None, _) => QuerySource::Drawn { per_kind },
