@@ -445,6 +445,9 @@ async fn labelled_catalog(
             catalog.push(product);
         }
     }
+    // Scans need not return rows in the same order twice: the draw of queries must not depend
+    // on it.
+    catalog.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(catalog)
 }
 

@@ -338,6 +338,30 @@ mod benchmark {
         );
     }
 
+    /// The same catalog read in another row order draws the same queries.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_queries_do_not_depend_on_the_order_rows_are_read_in() {
+        let wh = two_indexes().await;
+        for table in ["products", "products_ground_truth"] {
+            wh.sql(&format!(
+                "CREATE TABLE main.fashion_demo.{table}_reversed AS \
+                 SELECT * FROM main.fashion_demo.{table} ORDER BY product_id DESC"
+            ))
+            .await;
+        }
+        let first = run(&wh.session, &options("vs_base", "vs_rich", 5))
+            .await
+            .unwrap();
+        let mut reversed = options("vs_base", "vs_rich", 5);
+        reversed.labels.products = "main.fashion_demo.products_reversed".into();
+        reversed.labels.ground_truth = "main.fashion_demo.products_ground_truth_reversed".into();
+        let second = run(&wh.session, &reversed).await.unwrap();
+        let texts = |r: &vitrine::quality::QualityReport| -> Vec<String> {
+            r.queries.iter().map(|q| q.text.clone()).collect()
+        };
+        assert_eq!(texts(&first), texts(&second));
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn an_unknown_index_is_named() {
         let (wh, _) = TestWarehouse::with_demo(40, 5).await;
