@@ -218,11 +218,12 @@ pub async fn vectors(options: VectorBench<'_>, mut config: EngineConfig) -> Resu
             vec![Arc::new(ids), Arc::new(vectors)],
         )?);
     }
+    // The schema first: a fresh warehouse has no catalog to register the vectors in before.
+    session.execute("CREATE SCHEMA main.bench").await?;
     session.datafusion().register_table(
         "bench_vectors",
         Arc::new(MemTable::try_new(schema, vec![batches])?),
     )?;
-    session.execute("CREATE SCHEMA main.bench").await?;
     session
         .execute("CREATE TABLE main.bench.vectors AS SELECT * FROM bench_vectors")
         .await?;

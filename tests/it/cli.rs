@@ -90,3 +90,34 @@ fn demo_data_writes_the_catalog_files_deterministically() {
     let image = std::fs::read(a.path().join(raw).join("images/10007.jpg")).unwrap();
     assert_eq!(&image[..2], &[0xFF, 0xD8], "a JPEG");
 }
+
+/// `vitrine bench vectors` on a fresh folder: it builds its own warehouse, searches it, and
+/// writes its figures and each query's top-10 to vitrine.json.
+#[test]
+fn the_vector_benchmark_runs_on_a_fresh_folder_and_writes_its_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("vb");
+    let (ok, stdout, stderr) = vitrine(
+        &dir.path().join("unused"),
+        &[
+            "bench",
+            "vectors",
+            out.to_str().unwrap(),
+            "--rows",
+            "600",
+            "--queries",
+            "5",
+            "--dimension",
+            "16",
+            "--clusters",
+            "4",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("| 600 | 16 |"), "{stdout}");
+    let figures: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("vitrine.json")).unwrap()).unwrap();
+    assert_eq!(figures["top10"].as_array().unwrap().len(), 5);
+    let recall = figures["recall_at_10"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&recall) && recall > 0.5, "{recall}");
+}
