@@ -23,6 +23,18 @@ struct Batch {
     expected: HashMap<String, Tensor>,
 }
 
+/// A fixture's token ids as u32, and where each row is pooled.
+fn token_ids(training: &ClipTraining, ids: &Tensor) -> (Tensor, Vec<u32>) {
+    let ids = ids.to_dtype(DType::U32).unwrap();
+    let pool_at = ids
+        .to_vec2::<u32>()
+        .unwrap()
+        .iter()
+        .map(|row| training.config().text_config.pool_position(row))
+        .collect();
+    (ids, pool_at)
+}
+
 fn training(model: &str) -> (ClipTraining, Batch) {
     let dir = common::fixtures().join("clip").join(model);
     let config: ClipConfig =
@@ -31,13 +43,7 @@ fn training(model: &str) -> (ClipTraining, Batch) {
     let training =
         ClipTraining::from_weights(config, &dir.join("model.safetensors"), &device).unwrap();
     let expected = fixture_tensors(&format!("clip/expected-train-{model}.safetensors"));
-    let ids = expected["input_ids"].to_dtype(DType::U32).unwrap();
-    let pool_at = ids
-        .to_vec2::<u32>()
-        .unwrap()
-        .iter()
-        .map(|row| training.config().text_config.pool_position(row))
-        .collect();
+    let (ids, pool_at) = token_ids(&training, &expected["input_ids"]);
     let batch = Batch {
         input_ids: ids.to_device(&device).unwrap(),
         pool_at,
@@ -70,13 +76,7 @@ fn the_loss_with_queries_beside_the_texts_and_its_gradients_equal_pytorchs() {
     for model in MODELS {
         let (training, batch) = training(model);
         let expected = fixture_tensors(&format!("clip/expected-train-pairs-{model}.safetensors"));
-        let ids = expected["query_ids"].to_dtype(DType::U32).unwrap();
-        let pool_at: Vec<u32> = ids
-            .to_vec2::<u32>()
-            .unwrap()
-            .iter()
-            .map(|row| training.config().text_config.pool_position(row))
-            .collect();
+        let (ids, pool_at) = token_ids(&training, &expected["query_ids"]);
         let queries = QueryBatch {
             rows: (0..pool_at.len() as u32).collect(),
             input_ids: ids.to_device(&placement().device).unwrap(),
