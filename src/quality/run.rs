@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
 use serde::Serialize;
 
@@ -497,7 +497,7 @@ async fn search(
     let fetch = match evaluated {
         None => k,
         Some(ids) => {
-            let rows = source_rows(session, &entry.source).await?;
+            let rows = usize::try_from(entry.rows).unwrap_or(usize::MAX);
             (k * rows.div_ceil(ids.len().max(1)) * 4).min(rows.max(k))
         }
     };
@@ -581,21 +581,6 @@ async fn search(
         models,
     };
     Ok((ranked, searched, short))
-}
-
-/// The rows of an index's source table.
-async fn source_rows(session: &dyn Session, source: &str) -> Result<usize> {
-    let batches = session
-        .plan_sql(&format!("SELECT COUNT(*) FROM {source}"))
-        .await?
-        .collect()
-        .await?;
-    let count = batches
-        .first()
-        .filter(|b| b.num_rows() == 1)
-        .and_then(|b| b.column(0).as_primitive_opt::<Int64Type>())
-        .map_or(0, |c| c.value(0));
-    Ok(usize::try_from(count).unwrap_or(0))
 }
 
 /// The figures over all queries, then per kind.
