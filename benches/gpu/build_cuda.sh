@@ -4,8 +4,8 @@
 #   bash benches/gpu/build_cuda.sh OUT_DIR
 # Gets nvcc 13.0 and its headers from NVIDIA's pip wheels and links against stand-in CUDA
 # libraries (each exports the functions cudarc declares; the real ones are loaded on the GPU
-# machine), then writes OUT_DIR/{smolvlm_generate,smolvlm_fidelity,clip_fidelity}.gz, the
-# processor configs the peer must use there, and the two scripts that run them.
+# machine), then writes OUT_DIR/{smolvlm_generate,smolvlm_finetune,smolvlm_fidelity,clip_fidelity}.gz,
+# the processor configs the peer must use there, and the scripts that run them.
 set -euo pipefail
 out=$(realpath -m "${1:?usage: build_cuda.sh OUT_DIR}")
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -34,10 +34,11 @@ export CUDA_HOME="$cuda" CUDA_PATH="$cuda" CUDA_ROOT="$cuda" PATH="$cuda/bin:$PA
 export NVCC_APPEND_FLAGS="-I$cuda/include/cccl"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/vitrine-cuda}
 cd "$repo"
-cargo bench -p vitrine-udfs --features cuda --bench smolvlm_generate --no-run --locked --message-format=short 2>&1 | tee "$work/build.log"
+cargo bench -p vitrine-udfs --features cuda --bench smolvlm_generate --bench smolvlm_finetune --no-run --locked \
+  --message-format=short 2>&1 | tee "$work/build.log"
 cargo test --release -p vitrine-udfs --features cuda --test smolvlm_fidelity --test clip_fidelity --no-run --locked \
   --message-format=short 2>&1 | tee -a "$work/build.log"
-for name in smolvlm_generate smolvlm_fidelity clip_fidelity; do
+for name in smolvlm_generate smolvlm_finetune smolvlm_fidelity clip_fidelity; do
   binary=$(grep -oE "\(/[^)]*/deps/$name-[0-9a-f]+\)" "$work/build.log" | tail -1 | tr -d '()')
   gzip -9 -c "$binary" > "$out/$name.gz"
 done
@@ -47,5 +48,5 @@ for shape in 256m 2.2b; do
   python3 benches/peers/smolvlm_peers.py prepare "$work/shape-$shape" --shape "$shape" --no-weights --images 1 >/dev/null
   mkdir -p "$out/$shape" && cp "$work/shape-$shape/model/processor_config.json" "$out/$shape/"
 done
-cp benches/gpu/cuda_env.sh benches/gpu/run_smolvlm.sh benches/gpu/fidelity.sh "$out/"
+cp benches/gpu/cuda_env.sh benches/gpu/run_smolvlm.sh benches/gpu/run_finetune.sh benches/gpu/fidelity.sh "$out/"
 echo "built into $out"

@@ -15,6 +15,14 @@
               (tests/fixtures/smolvlm/tiny) and an image processor whose longest edge is one tile,
               so each photo is one tile (2.2B's weights are saved in bf16);
 - images/     --images synthetic product photos (JPEG, 600×800 and 800×600, seeded), and images.txt.
+`finetune` (the peer of the `smolvlm_finetune` bench, which writes prompt.txt and answers.txt)
+trains in f32 on the same (photo, prompt, answer) pairs with the loss on the answer's tokens and
+torch.optim.AdamW: every weight, or PEFT LoRA adapters on the text model's seven projections
+(rank --lora-rank, alpha twice that); one warm-up step, then --steps timed steps.
+
+    python3 benches/peers/smolvlm_peers.py finetune BENCH_DIR [--mode full|lora] [--batch-size 8]
+        [--steps 10] [--lora-rank 16] [--device cpu|cuda]
+
 `measure` times PIL decoding + the processor + `generate` (greedy, exactly --new-tokens each,
 prompts left-padded) over the same photos and prompt.txt, per batch size, best of --repeat, after
 one warm-up, with torch using every core; it prints the table the Rust bench prints.
@@ -138,9 +146,85 @@ def measure(bench_dir, batch_sizes, new_tokens, n_images, repeat, device, dtype)
         print(f"| {batch} | {n} | {rate:.3f} | {rate * new_tokens:.1f} |", flush=True)
 
 
+def finetune(bench_dir, mode, batch_size, steps, lora_rank, device):
+    model_dir = os.path.join(bench_dir, "model")
+    started = time.perf_counter()
+    model = Idefics3ForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32).to(device)
+    if mode == "lora":
+        from peft import LoraConfig, get_peft_model
+        projections = "q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj"
+        config = LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, lora_dropout=0.0,
+                            target_modules=rf".*text_model\.layers\.\d+\..*\.({projections})")
+        model = get_peft_model(model, config)
+    model.train()
+    load_seconds = time.perf_counter() - started
+    processor = Idefics3Processor.from_pretrained(model_dir)
+    tokenizer = processor.tokenizer
+    end = tokenizer.convert_tokens_to_ids("<end_of_utterance>")
+    with open(os.path.join(bench_dir, "prompt.txt")) as f:
+        question = f.read()
+    prompt = f"<|im_start|>User:<image>{question}<end_of_utterance>\nAssistant:"
+    with open(os.path.join(bench_dir, "images.txt")) as f:
+        photos = [line for line in f.read().splitlines() if line]
+    with open(os.path.join(bench_dir, "answers.txt")) as f:
+        answers = f.read().splitlines()
+    examples = []
+    for photo, answer in zip(photos, answers):
+        inputs = processor(text=[prompt], images=[[Image.open(photo).convert("RGB")]], return_tensors="pt")
+        prompt_ids = inputs["input_ids"][0].tolist()
+        answer_ids = tokenizer(" " + answer, add_special_tokens=False)["input_ids"] + [end]
+        examples.append((prompt_ids + answer_ids, len(prompt_ids), inputs["pixel_values"][0]))
+
+    def batch_at(s):
+        chosen = [examples[(s * batch_size + i) % len(examples)] for i in range(batch_size)]
+        longest = max(len(ids) for ids, _, _ in chosen)
+        ids = torch.zeros((batch_size, longest), dtype=torch.long)
+        labels = torch.full((batch_size, longest), -100, dtype=torch.long)
+        mask = torch.zeros((batch_size, longest), dtype=torch.long)
+        for r, (row, answer_from, _) in enumerate(chosen):
+            ids[r, :len(row)] = torch.tensor(row)
+            labels[r, answer_from:len(row)] = torch.tensor(row[answer_from:])
+            mask[r, :len(row)] = 1
+        pixels = torch.stack([p for _, _, p in chosen])
+        return dict(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device),
+                    pixel_values=pixels.to(device))
+
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=1e-4 if mode == "lora" else 1e-5, weight_decay=0.01)
+
+    def step(s):
+        loss = model(**batch_at(s)).loss
+        value = loss.item()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return value
+
+    first_loss = step(0)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    begin = time.perf_counter()
+    last_loss = first_loss
+    for s in range(1, steps + 1):
+        last_loss = step(s)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - begin
+    memory = (f"; torch peak allocated {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
+              if device == "cuda" else "")
+    print(f"transformers {__import__('transformers').__version__} + torch {torch.__version__} on {device} f32 "
+          f"({torch.get_num_threads()} threads): loaded in {load_seconds:.1f} s; {len(examples[0][0])} tokens "
+          f"per example; loss {first_loss:.4f} → {last_loss:.4f}{memory}")
+    label = f"lora r{lora_rank}" if mode == "lora" else "full"
+    print("| side | mode | trained values | batch | steps | ms per step | examples/s |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| transformers | {label} | {sum(p.numel() for p in trained)} | {batch_size} | {steps} | "
+          f"{1000 * seconds / steps:.1f} | {steps * batch_size / seconds:.2f} |", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("step", choices=["prepare", "measure"])
+    parser.add_argument("step", choices=["prepare", "measure", "finetune"])
     parser.add_argument("bench_dir")
     parser.add_argument("--shape", default="256m", choices=sorted(SHAPES))
     parser.add_argument("--images", type=int, default=None)
@@ -149,11 +233,17 @@ def main():
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
+    parser.add_argument("--mode", default="full", choices=["full", "lora"], help="finetune: what is trained")
+    parser.add_argument("--batch-size", type=int, default=8, help="finetune")
+    parser.add_argument("--steps", type=int, default=10, help="finetune: timed steps")
+    parser.add_argument("--lora-rank", type=int, default=16, help="finetune")
     parser.add_argument("--no-weights", action="store_true", help="prepare: the processor and tokenizer only")
     args = parser.parse_args()
     if args.step == "prepare":
         os.makedirs(args.bench_dir, exist_ok=True)
         prepare(args.bench_dir, args.shape, args.images or 32, weights=not args.no_weights)
+    elif args.step == "finetune":
+        finetune(args.bench_dir, args.mode, args.batch_size, args.steps, args.lora_rank, args.device)
     else:
         measure(args.bench_dir, [int(b) for b in args.batch_sizes.split(",")], args.new_tokens, args.images,
                 args.repeat, args.device, args.dtype)
