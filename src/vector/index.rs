@@ -142,8 +142,8 @@ pub struct IndexEntry {
 
 /// Parameters chosen from the row count and the dimension, each overridable in `WITH`:
 /// about √n partitions of at least 256 rows, PQ with 16 dimensions per sub-vector, and at
-/// query time enough probes, graph breadth and re-ranking for a high recall (measured in
-/// `benches/RESULTS.md`).
+/// query time a generous breadth (probes, graph breadth, re-ranking) that
+/// [`super::calibrate::tune`] then narrows to what the target recall needs.
 pub fn default_params(kind: AnnKind, rows: u64, dimension: usize) -> BTreeMap<String, String> {
     let mut params = BTreeMap::new();
     if kind == AnnKind::Flat {

@@ -3,6 +3,7 @@
 //!
 //! - [`index`]: an index's entry (source, key, columns, metric, ANN kind and parameters with
 //!   their defaults) and its Lance dataset (build, open).
+//! - [`calibrate`]: the search breadth chosen by measuring recall on a sample of the index.
 //! - [`catalog`]: where entries live in the warehouse.
 //! - [`statements`]: `CREATE VECTOR INDEX`, `SYNC INDEX` (and the background sync of
 //!   `CONTINUOUS` indexes), `DROP INDEX`, `SHOW INDEXES`, `DESCRIBE INDEX`.
@@ -10,6 +11,7 @@
 //!
 //! Handlers reach the session through the [`crate::session::Session`] seam only.
 
+pub mod calibrate;
 pub mod catalog;
 pub mod index;
 pub mod search;

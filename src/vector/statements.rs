@@ -7,11 +7,14 @@
 //! changed and new rows, and folds them into the ANN structure; a sync that fails restores the
 //! index dataset to its last good version.
 
+use std::collections::BTreeSet;
+
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::{DataType, Schema};
 use lance::index::DatasetIndexExt;
 use lance_index::optimize::OptimizeOptions;
 
+use super::calibrate;
 use super::catalog;
 use super::index::{self, default_params, AnnKind, IndexEntry, Metric};
 use crate::catalog::lance_table;
@@ -208,11 +211,14 @@ pub async fn create(session: &dyn Session, create: CreateVectorIndex) -> Result<
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     let mut params = default_params(kind, rows, dimension);
+    let mut given = BTreeSet::new();
     for key in PARAM_KEYS {
         if let Some(value) = options.remove(*key) {
             params.insert(key.to_string(), value);
+            given.insert(key.to_string());
         }
     }
+    let target = calibrate::target_recall(&mut options)?;
     let now = chrono::Utc::now().to_rfc3339();
     let mut entry = IndexEntry {
         source,
@@ -246,6 +252,7 @@ pub async fn create(session: &dyn Session, create: CreateVectorIndex) -> Result<
         ))
         .await?;
     entry.rows = index::build(&entry, data.execute_stream().await?).await?;
+    entry.params = calibrate::tune(&entry, &*index::open(&entry).await?, &given, target).await?;
     catalog::put(warehouse, &name, &entry).await?;
     Ok(StatementResult::message(format!(
         "created vector index {name} on {}({}) ({} rows, {}, {} metric)",

@@ -519,3 +519,76 @@ async fn a_failed_sync_leaves_the_index_at_its_last_good_version() {
     let synced = wh.sql("SYNC INDEX main.shop.vs").await.message.unwrap();
     assert!(synced.contains("(48 rows)"), "{synced}");
 }
+
+/// The `name=value` pairs of DESCRIBE INDEX's parameters.
+async fn parameters(wh: &TestWarehouse, index: &str) -> std::collections::BTreeMap<String, String> {
+    let rows = wh.rows(&format!("DESCRIBE INDEX {index}")).await;
+    describe(&rows, "parameters")
+        .split(", ")
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_search_breadth_is_measured_to_reach_the_target_recall() {
+    let wh = source(4000).await;
+    for (name, target) in [("vs_low", "0.5"), ("vs_high", "0.99")] {
+        wh.sql(&format!("CREATE VECTOR INDEX main.shop.{name} ON main.shop.items (embedding) WITH (primary_key = 'product_id', target_recall = {target})")).await;
+    }
+    let low = parameters(&wh, "main.shop.vs_low").await;
+    let high = parameters(&wh, "main.shop.vs_high").await;
+    let number = |p: &std::collections::BTreeMap<String, String>, key: &str| -> f64 {
+        p.get(key)
+            .unwrap_or_else(|| panic!("no {key} in {p:?}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(high["target_recall"], "0.99");
+    let partitions = number(&high, "num_partitions");
+    assert!(partitions > 1.0, "{high:?}");
+    // The higher target probes at least as many partitions, and reaches it unless it probes
+    // them all.
+    assert!(
+        number(&low, "nprobes") <= number(&high, "nprobes"),
+        "{low:?} vs {high:?}"
+    );
+    assert!(
+        number(&high, "measured_recall") >= 0.99 || number(&high, "nprobes") == partitions,
+        "{high:?}"
+    );
+    assert!(number(&low, "measured_recall") >= 0.5, "{low:?}");
+
+    // The measured recall is what searches get: rows other than the query's own, on rows the
+    // sample did not hold.
+    let (mut found, mut wanted) = (0, 0);
+    for seed in [7, 301, 1203, 2222, 3999, 17, 2718, 3141] {
+        let query = pseudo_random_vector(&seed.to_string());
+        let mut want = exact(&wh, &query, 11, "true").await;
+        want.retain(|id| *id != seed);
+        let got = search(
+            &wh,
+            &format!("SELECT product_id, score FROM vector_search(index => 'main.shop.vs_high', query_vector => {query}, num_results => 11)"),
+        )
+        .await;
+        found += got.iter().filter(|g| want.contains(&g.0)).count();
+        wanted += want.len();
+    }
+    let recall = found as f64 / wanted as f64;
+    assert!(
+        recall >= 0.9,
+        "recall@10 of the index tuned to 0.99: {recall}"
+    );
+
+    // A breadth given in WITH is kept, and measured.
+    wh.sql("CREATE VECTOR INDEX main.shop.vs_given ON main.shop.items (embedding) WITH (primary_key = 'product_id', nprobes = 1)").await;
+    let given = parameters(&wh, "main.shop.vs_given").await;
+    assert_eq!(given["nprobes"], "1");
+    assert!(given.contains_key("measured_recall"), "{given:?}");
+
+    let bad = wh.error("CREATE VECTOR INDEX main.shop.vs_bad ON main.shop.items (embedding) WITH (primary_key = 'product_id', target_recall = 1.5)").await;
+    assert!(
+        bad.contains("target_recall must be a number above 0 and at most 1, got '1.5'"),
+        "{bad}"
+    );
+}

@@ -1,0 +1,291 @@
+//! Search breadth chosen by measurement: after an index is built, a sample of its own vectors
+//! is searched exactly (every row) and through the index at increasing breadth, and the index
+//! keeps the cheapest setting whose recall@10 reaches the target (`target_recall`, a `WITH`
+//! key, default 0.95), with the recall it measured.
+//!
+//! Each sampled vector is a query whose own row is left out of both answers, so that finding
+//! itself does not count. Settings given in `WITH` are kept and only measured.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray, FixedSizeListArray, RecordBatch, UInt64Array};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Float32Type};
+use futures::TryStreamExt;
+use lance::Dataset;
+use rayon::prelude::*;
+
+use super::index::{AnnKind, IndexEntry, Metric};
+use crate::error::{Result, ResultExt, VitrineError};
+
+/// The recall@10 an index is tuned to reach when `WITH` gives none.
+pub const DEFAULT_TARGET_RECALL: f64 = 0.95;
+/// How many of the index's vectors are searched to measure recall.
+const SAMPLE: usize = 100;
+/// The depth recall is measured at.
+const K: usize = 10;
+/// Searches run at once while measuring.
+const CONCURRENT: usize = 4;
+
+/// Reads `target_recall` from `WITH` options: a number in (0, 1].
+pub fn target_recall(options: &mut BTreeMap<String, String>) -> Result<f64> {
+    match options.remove("target_recall") {
+        None => Ok(DEFAULT_TARGET_RECALL),
+        Some(text) => text
+            .parse::<f64>()
+            .ok()
+            .filter(|r| *r > 0.0 && *r <= 1.0)
+            .ok_or_else(|| {
+                VitrineError::Plan(format!(
+                    "target_recall must be a number above 0 and at most 1, got '{text}'"
+                ))
+            }),
+    }
+}
+
+/// One query of the sample: its row and vector, and the rows of its exact nearest neighbours.
+struct Probe {
+    row: u64,
+    vector: Vec<f32>,
+    exact: Vec<u64>,
+}
+
+/// Measures the index in `dataset` and returns its parameters with the search breadth set:
+/// `nprobes` (unless in `given`) the fewest partitions that reach `target`, the re-ranking
+/// (`refine_factor`, unless in `given`) dropped where recall holds without it, and
+/// `target_recall` and `measured_recall` recorded. A FLAT index, or one of fewer rows than
+/// the sample, is exact enough to keep as it is.
+pub async fn tune(
+    entry: &IndexEntry,
+    dataset: &Dataset,
+    given: &BTreeSet<String>,
+    target: f64,
+) -> Result<BTreeMap<String, String>> {
+    let mut params = entry.params.clone();
+    if entry.kind == AnnKind::Flat || entry.rows as usize <= 2 * SAMPLE {
+        return Ok(params);
+    }
+    let probes = sample(entry, dataset).await?;
+    let partitions: usize = params
+        .get("num_partitions")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1);
+    let mut breadths: Vec<usize> = match given.contains("nprobes") {
+        true => vec![params["nprobes"].parse().unwrap_or(1)],
+        false => std::iter::successors(Some(1usize), |n| Some(n * 2))
+            .take_while(|n| *n < partitions)
+            .chain([partitions])
+            .collect(),
+    };
+    breadths.dedup();
+    let refine = params.get("refine_factor").cloned();
+    let mut chosen = None;
+    for &nprobes in &breadths {
+        params.insert("nprobes".into(), nprobes.to_string());
+        let recall = recall(entry, dataset, &params, &probes).await?;
+        chosen = Some(recall);
+        if recall >= target {
+            break;
+        }
+    }
+    let mut measured = chosen.unwrap_or(0.0);
+    if refine.is_some() && !given.contains("refine_factor") {
+        let mut unrefined = params.clone();
+        unrefined.remove("refine_factor");
+        let recall = recall(entry, dataset, &unrefined, &probes).await?;
+        if recall >= target && recall >= measured - 0.005 {
+            params = unrefined;
+            measured = recall;
+        }
+    }
+    params.insert("target_recall".into(), format!("{target}"));
+    params.insert("measured_recall".into(), format!("{measured:.3}"));
+    Ok(params)
+}
+
+/// Every `rows / SAMPLE`-th vector of the index with its exact nearest neighbours (itself left
+/// out), found by reading every row once.
+async fn sample(entry: &IndexEntry, dataset: &Dataset) -> Result<Vec<Probe>> {
+    let step = (entry.rows as usize / SAMPLE).max(1);
+    let mut probes = Vec::with_capacity(SAMPLE);
+    let mut position = 0usize;
+    let mut stream = vector_stream(entry, dataset).await?;
+    while let Some(batch) = stream.try_next().await.context(|| scan_error(entry))? {
+        let (rows, vectors) = rows_and_vectors(entry, &batch)?;
+        for i in 0..batch.num_rows() {
+            if (position + i) % step == 0 && probes.len() < SAMPLE && !vectors.is_null(i) {
+                probes.push(Probe {
+                    row: rows.value(i),
+                    vector: normalised(entry.metric, vector_at(&vectors, i)),
+                    exact: Vec::new(),
+                });
+            }
+        }
+        position += batch.num_rows();
+    }
+    // The nearest K of each probe as (distance, row), kept sorted, from a second pass.
+    let mut nearest: Vec<Vec<(f32, u64)>> = vec![Vec::with_capacity(K + 1); probes.len()];
+    let mut stream = vector_stream(entry, dataset).await?;
+    while let Some(batch) = stream.try_next().await.context(|| scan_error(entry))? {
+        let (rows, vectors) = rows_and_vectors(entry, &batch)?;
+        let candidates: Vec<(u64, Vec<f32>)> = (0..batch.num_rows())
+            .filter(|&i| !vectors.is_null(i))
+            .map(|i| {
+                (
+                    rows.value(i),
+                    normalised(entry.metric, vector_at(&vectors, i)),
+                )
+            })
+            .collect();
+        nearest
+            .par_iter_mut()
+            .zip(&probes)
+            .for_each(|(best, probe)| {
+                for (row, vector) in &candidates {
+                    if *row == probe.row {
+                        continue;
+                    }
+                    let d = distance(entry.metric, &probe.vector, vector);
+                    if best.len() < K || d < best[K - 1].0 {
+                        let at = best.partition_point(|(e, _)| *e <= d);
+                        best.insert(at, (d, *row));
+                        best.truncate(K);
+                    }
+                }
+            });
+    }
+    for (probe, best) in probes.iter_mut().zip(nearest) {
+        probe.exact = best.into_iter().map(|(_, row)| row).collect();
+    }
+    Ok(probes)
+}
+
+/// The share of the probes' exact neighbours that a search with `params` finds.
+async fn recall(
+    entry: &IndexEntry,
+    dataset: &Dataset,
+    params: &BTreeMap<String, String>,
+    probes: &[Probe],
+) -> Result<f64> {
+    let mut found = 0;
+    for chunk in probes.chunks(CONCURRENT) {
+        let searches: Vec<_> = chunk
+            .iter()
+            .map(|probe| approximate(entry, dataset, params, probe))
+            .collect();
+        for (rows, probe) in futures::future::try_join_all(searches)
+            .await?
+            .iter()
+            .zip(chunk)
+        {
+            found += rows.iter().filter(|r| probe.exact.contains(r)).count();
+        }
+    }
+    let wanted: usize = probes.iter().map(|p| p.exact.len()).sum();
+    Ok(found as f64 / wanted.max(1) as f64)
+}
+
+/// The rows an index search with `params` returns for the probe, its own row left out.
+async fn approximate(
+    entry: &IndexEntry,
+    dataset: &Dataset,
+    params: &BTreeMap<String, String>,
+    probe: &Probe,
+) -> Result<Vec<u64>> {
+    let mut scanner = dataset.scan();
+    let error = |e: lance::Error| VitrineError::Plan(format!("measuring the index: {e}"));
+    scanner
+        .nearest(
+            &entry.column,
+            &datafusion::arrow::array::Float32Array::from(probe.vector.clone()),
+            K + 1,
+        )
+        .map_err(error)?;
+    super::search::apply_breadth(&mut scanner, params, K + 1);
+    scanner.with_row_id();
+    scanner.disable_scoring_autoprojection();
+    scanner.project(&["_distance"]).map_err(error)?;
+    let batch = scanner.try_into_batch().await.map_err(error)?;
+    let rows = batch
+        .column_by_name("_rowid")
+        .ok_or_else(|| VitrineError::Plan("measuring the index: no row ids".into()))?
+        .as_primitive::<datafusion::arrow::datatypes::UInt64Type>();
+    Ok(rows
+        .values()
+        .iter()
+        .copied()
+        .filter(|r| *r != probe.row)
+        .take(K)
+        .collect())
+}
+
+/// Every row's id and embedding.
+async fn vector_stream(
+    entry: &IndexEntry,
+    dataset: &Dataset,
+) -> Result<lance::dataset::scanner::DatasetRecordBatchStream> {
+    let mut scanner = dataset.scan();
+    scanner.with_row_id();
+    scanner
+        .project(&[entry.column.as_str()])
+        .map_err(|e| VitrineError::Plan(format!("measuring the index: {e}")))?
+        .batch_size(4096);
+    scanner
+        .try_into_stream()
+        .await
+        .map_err(|e| VitrineError::Plan(format!("measuring the index: {e}")))
+}
+
+fn scan_error(entry: &IndexEntry) -> String {
+    format!("reading the vectors of '{}'", entry.location)
+}
+
+/// A batch's row ids and its embeddings as f32.
+fn rows_and_vectors(
+    entry: &IndexEntry,
+    batch: &RecordBatch,
+) -> Result<(UInt64Array, FixedSizeListArray)> {
+    let rows = batch
+        .column_by_name("_rowid")
+        .ok_or_else(|| VitrineError::Plan("measuring the index: no row ids".into()))?
+        .as_primitive::<datafusion::arrow::datatypes::UInt64Type>()
+        .clone();
+    let column = batch
+        .column_by_name(&entry.column)
+        .ok_or_else(|| VitrineError::Plan(format!("the index lacks '{}'", entry.column)))?;
+    let f32_list = DataType::FixedSizeList(
+        Arc::new(Field::new("item", DataType::Float32, true)),
+        entry.dimension as i32,
+    );
+    let vectors = cast(column, &f32_list)?.as_fixed_size_list().clone();
+    Ok((rows, vectors))
+}
+
+fn vector_at(vectors: &FixedSizeListArray, i: usize) -> Vec<f32> {
+    vectors
+        .value(i)
+        .as_primitive::<Float32Type>()
+        .values()
+        .to_vec()
+}
+
+/// Unit length for the cosine metric (so that its distance is one minus a dot product).
+fn normalised(metric: Metric, mut vector: Vec<f32>) -> Vec<f32> {
+    if metric == Metric::Cosine {
+        let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            vector.iter_mut().for_each(|x| *x /= norm);
+        }
+    }
+    vector
+}
+
+/// Smaller is nearer: squared distance for l2, minus the dot product otherwise (cosine on
+/// normalised vectors).
+fn distance(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
+    match metric {
+        Metric::L2 => a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum(),
+        Metric::Cosine | Metric::Dot => -a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>(),
+    }
+}
