@@ -74,7 +74,21 @@ pub enum AnnKind {
     IvfHnswSq,
 }
 
+/// Up to this many rows an index is IVF_FLAT unless `USING` says otherwise: at 44,424 × 512 it
+/// searches at the same recall in less time than IVF_HNSW_SQ, whose re-ranking reads exact
+/// vectors back (`benches/RESULTS.md`); larger indexes keep IVF_HNSW_SQ until measured.
+pub const IVF_FLAT_UP_TO_ROWS: u64 = 100_000;
+
 impl AnnKind {
+    /// The structure an index of `rows` rows gets when `USING` names none.
+    pub fn default_for(rows: u64) -> Self {
+        if rows <= IVF_FLAT_UP_TO_ROWS {
+            Self::IvfFlat
+        } else {
+            Self::IvfHnswSq
+        }
+    }
+
     /// Parses `USING …`.
     pub fn parse(text: &str) -> Result<Self> {
         match text.to_ascii_uppercase().as_str() {

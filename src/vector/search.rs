@@ -360,7 +360,7 @@ impl Search {
 /// Sets how widely a search for the `k` nearest looks, from an index's parameters: the IVF
 /// partitions probed, the re-ranking of quantised candidates with exact vectors, and the HNSW
 /// graph's breadth.
-pub(super) fn apply_breadth(scanner: &mut Scanner, params: &BTreeMap<String, String>, k: usize) {
+pub fn apply_breadth(scanner: &mut Scanner, params: &BTreeMap<String, String>, k: usize) {
     if let Some(n) = params.get("nprobes").and_then(|v| v.parse().ok()) {
         scanner.nprobes(n);
     }

@@ -140,7 +140,11 @@ pub async fn create(session: &dyn Session, create: CreateVectorIndex) -> Result<
     }
     let embedding_model = options.remove("embedding_model");
     let text_column = options.remove("text_column");
-    let kind = AnnKind::parse(create.index_type.as_deref().unwrap_or("IVF_HNSW_SQ"))?;
+    let kind = create
+        .index_type
+        .as_deref()
+        .map(AnnKind::parse)
+        .transpose()?;
     let mut columns: Vec<String> = match options.remove("columns") {
         Some(list) => list
             .split(',')
@@ -210,6 +214,7 @@ pub async fn create(session: &dyn Session, create: CreateVectorIndex) -> Result<
         .await?
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
+    let kind = kind.unwrap_or_else(|| AnnKind::default_for(rows));
     let mut params = default_params(kind, rows, dimension);
     let mut given = BTreeSet::new();
     for key in PARAM_KEYS {

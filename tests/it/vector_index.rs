@@ -218,7 +218,7 @@ async fn exact(wh: &TestWarehouse, query: &str, k: usize, filter: &str) -> Vec<i
 #[tokio::test(flavor = "multi_thread")]
 async fn vector_search_finds_the_nearest_rows_filters_first_and_orders_by_score() {
     let wh = source(2000).await;
-    wh.sql("CREATE VECTOR INDEX main.shop.vs ON main.shop.items (embedding) WITH (primary_key = 'product_id', columns = (gender, price))").await;
+    wh.sql("CREATE VECTOR INDEX main.shop.vs ON main.shop.items (embedding) USING IVF_HNSW_SQ WITH (primary_key = 'product_id', columns = (gender, price))").await;
     wh.sql("CREATE VECTOR INDEX main.shop.vs_flat ON main.shop.items (embedding) USING FLAT WITH (primary_key = 'product_id', columns = (gender, price))").await;
     let seeds = [3, 777, 1234, 1999, 58];
     let mut found = 0;
@@ -264,9 +264,12 @@ async fn vector_search_finds_the_nearest_rows_filters_first_and_orders_by_score(
         );
     }
     let recall = found as f64 / (10 * seeds.len()) as f64;
-    assert!(recall >= 0.95, "recall@10 of the default index: {recall}");
+    assert!(
+        recall >= 0.95,
+        "recall@10 of the IVF_HNSW_SQ index: {recall}"
+    );
 
-    // Up to 100 results from the default index (graph breadth 100, candidates re-ranked 5×):
+    // Up to 100 results from an IVF_HNSW_SQ index (graph breadth 100, candidates re-ranked 5×):
     // the breadth grows to reach every candidate.
     let query = pseudo_random_vector("58");
     let got = search(
@@ -277,7 +280,10 @@ async fn vector_search_finds_the_nearest_rows_filters_first_and_orders_by_score(
     assert_eq!(got.len(), 100);
     let want = exact(&wh, &query, 100, "true").await;
     let found = got.iter().filter(|g| want.contains(&g.0)).count();
-    assert!(found >= 90, "recall@100 of the default index: {found} %");
+    assert!(
+        found >= 90,
+        "recall@100 of the IVF_HNSW_SQ index: {found} %"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
