@@ -14,9 +14,12 @@
 //! LoRA adapts all seven projections of the text model (rank `--lora-rank`, alpha twice the rank).
 //! Prints one Markdown row, as the peer does; peak memory is measured outside the process.
 
+mod args;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use args::{arguments, positive};
 use vitrine_udfs::image::decode::decode_rgb;
 use vitrine_udfs::runtime::placement::Placement;
 use vitrine_udfs::runtime::source::Hub;
@@ -52,7 +55,7 @@ struct Options {
 }
 
 fn options() -> Result<Options, String> {
-    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
+    let mut args = arguments();
     let mut options = Options {
         dir: PathBuf::new(),
         lora: false,
@@ -60,11 +63,6 @@ fn options() -> Result<Options, String> {
         steps: 10,
         lora_rank: 16,
         device: "auto".into(),
-    };
-    let number = |v: Option<String>, flag: &str| -> Result<usize, String> {
-        v.and_then(|v| v.parse().ok())
-            .filter(|&n| n > 0)
-            .ok_or(format!("{flag} takes a positive number"))
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -75,9 +73,9 @@ fn options() -> Result<Options, String> {
                     other => return Err(format!("--mode takes full or lora, got {other:?}")),
                 }
             }
-            "--batch-size" => options.batch_size = number(args.next(), "--batch-size")?,
-            "--steps" => options.steps = number(args.next(), "--steps")?,
-            "--lora-rank" => options.lora_rank = number(args.next(), "--lora-rank")?,
+            "--batch-size" => options.batch_size = positive(args.next(), "--batch-size")?,
+            "--steps" => options.steps = positive(args.next(), "--steps")?,
+            "--lora-rank" => options.lora_rank = positive(args.next(), "--lora-rank")?,
             "--device" => options.device = args.next().ok_or("--device takes a value")?,
             flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
             dir => options.dir = PathBuf::from(dir),

@@ -15,9 +15,12 @@
 //! greedy tokens each (no early stop), after one warm-up batch; the best of `--repeat` runs is printed
 //! as images/s and generated tokens/s in the Markdown table the peer also prints.
 
+mod args;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use args::{arguments, positive};
 use vitrine_udfs::image::decode::decode_rgb;
 use vitrine_udfs::runtime::placement::Placement;
 use vitrine_udfs::runtime::source::Hub;
@@ -41,7 +44,7 @@ struct Options {
 }
 
 fn options() -> Result<Options, String> {
-    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
+    let mut args = arguments();
     let mut options = Options {
         dir: PathBuf::new(),
         batch_sizes: vec![1, 8, 32],
@@ -51,11 +54,6 @@ fn options() -> Result<Options, String> {
         dtype: "auto".into(),
         repeat: 1,
     };
-    let number = |v: Option<String>, flag: &str| -> Result<usize, String> {
-        v.and_then(|v| v.parse().ok())
-            .filter(|&n| n > 0)
-            .ok_or(format!("{flag} takes a positive number"))
-    };
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--batch-sizes" => {
@@ -63,12 +61,12 @@ fn options() -> Result<Options, String> {
                     .next()
                     .unwrap_or_default()
                     .split(',')
-                    .map(|b| number(Some(b.to_string()), "--batch-sizes"))
+                    .map(|b| positive(Some(b.to_string()), "--batch-sizes"))
                     .collect::<Result<_, _>>()?
             }
-            "--new-tokens" => options.new_tokens = number(args.next(), "--new-tokens")?,
-            "--images" => options.images = Some(number(args.next(), "--images")?),
-            "--repeat" => options.repeat = number(args.next(), "--repeat")?,
+            "--new-tokens" => options.new_tokens = positive(args.next(), "--new-tokens")?,
+            "--images" => options.images = Some(positive(args.next(), "--images")?),
+            "--repeat" => options.repeat = positive(args.next(), "--repeat")?,
             "--device" => options.device = args.next().ok_or("--device takes a value")?,
             "--dtype" => options.dtype = args.next().ok_or("--dtype takes a value")?,
             flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
