@@ -54,8 +54,8 @@ struct Probe {
 /// Measures the index in `dataset` and returns its parameters with the search breadth set:
 /// `nprobes` (unless in `given`) the fewest partitions that reach `target`, the re-ranking
 /// (`refine_factor`, unless in `given`) dropped where recall holds without it, and
-/// `target_recall` and `measured_recall` recorded. A FLAT index, or one of fewer rows than
-/// the sample, is exact enough to keep as it is.
+/// `target_recall` and `measured_recall` recorded. A FLAT index is exact, and one of at most
+/// twice the sample's rows is left as built (too few rows to measure apart from the sample).
 pub async fn tune(
     entry: &IndexEntry,
     dataset: &Dataset,
