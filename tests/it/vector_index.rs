@@ -598,3 +598,27 @@ async fn the_search_breadth_is_measured_to_reach_the_target_recall() {
         "{bad}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn equal_vectors_count_as_found_when_the_breadth_is_measured() {
+    // 2,000 rows holding 50 distinct vectors: each query has 39 rows at distance 0, of which
+    // any 10 are an exact answer.
+    let wh = TestWarehouse::new().await;
+    wh.sql("CREATE SCHEMA main.shop").await;
+    wh.sql(&format!(
+        "CREATE TABLE main.shop.copies AS SELECT id AS product_id, \
+         arrow_cast({}, 'FixedSizeList(8, Float32)') AS embedding \
+         FROM (SELECT value AS id FROM generate_series(1, 2000))",
+        pseudo_random_vector("(id % 50)")
+    ))
+    .await;
+    wh.sql("CREATE VECTOR INDEX main.shop.vs ON main.shop.copies (embedding) WITH (primary_key = 'product_id')").await;
+    let params = parameters(&wh, "main.shop.vs").await;
+    let measured: f64 = params["measured_recall"].parse().unwrap();
+    assert!(measured >= 0.95, "{params:?}");
+    assert!(
+        params["nprobes"].parse::<usize>().unwrap()
+            < params["num_partitions"].parse::<usize>().unwrap(),
+        "{params:?}"
+    );
+}
