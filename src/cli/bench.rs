@@ -408,7 +408,7 @@ async fn lance_search(
         &datafusion::arrow::array::Float32Array::from(query),
         10,
     )?;
-    vitrine::vector::search::apply_breadth(&mut scanner, params, 10);
+    vitrine::vector::index::apply_breadth(&mut scanner, params, 10);
     scanner.disable_scoring_autoprojection();
     scanner.project(&["id", "_distance"])?;
     scanner.try_into_batch().await

@@ -220,7 +220,7 @@ async fn approximate(
             K + 1,
         )
         .map_err(error)?;
-    super::search::apply_breadth(&mut scanner, params, K + 1);
+    super::index::apply_breadth(&mut scanner, params, K + 1);
     scanner.with_row_id();
     scanner.disable_scoring_autoprojection();
     scanner.project(&["_distance"]).map_err(error)?;

@@ -198,6 +198,28 @@ fn param(params: &BTreeMap<String, String>, key: &str) -> Result<Option<usize>> 
         .transpose()
 }
 
+/// Sets how widely a search for the `k` nearest looks, from an index's parameters: the IVF
+/// partitions probed, the re-ranking of quantised candidates with exact vectors, and the HNSW
+/// graph's breadth.
+pub fn apply_breadth(
+    scanner: &mut lance::dataset::scanner::Scanner,
+    params: &BTreeMap<String, String>,
+    k: usize,
+) {
+    if let Some(n) = params.get("nprobes").and_then(|v| v.parse().ok()) {
+        scanner.nprobes(n);
+    }
+    let refine: Option<u32> = params.get("refine_factor").and_then(|v| v.parse().ok());
+    if let Some(factor) = refine {
+        scanner.refine(factor);
+    }
+    if let Some(ef) = params.get("ef").and_then(|v| v.parse::<usize>().ok()) {
+        // The graph search must reach every candidate asked of it: k, or k × the refine
+        // factor when the candidates are re-ranked.
+        scanner.ef(ef.max(k * refine.map_or(1, |f| f.max(1) as usize)));
+    }
+}
+
 /// Writes the index dataset from `rows` and builds its ANN structure; returns the row count.
 pub async fn build(entry: &IndexEntry, rows: SendableRecordBatchStream) -> Result<u64> {
     let mode = if lance_table::exists(&entry.location).await {

@@ -262,7 +262,7 @@ impl Search {
         scanner
             .nearest(&entry.column, &Float32Array::from(vector), k)
             .map_err(lance)?;
-        apply_breadth(&mut scanner, &entry.params, k);
+        index::apply_breadth(&mut scanner, &entry.params, k);
         self.run(scanner, "_distance").await
     }
 
@@ -354,24 +354,6 @@ impl Search {
         let schema = Arc::new(Schema::new(fields));
         let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
         Ok((schema, batch))
-    }
-}
-
-/// Sets how widely a search for the `k` nearest looks, from an index's parameters: the IVF
-/// partitions probed, the re-ranking of quantised candidates with exact vectors, and the HNSW
-/// graph's breadth.
-pub fn apply_breadth(scanner: &mut Scanner, params: &BTreeMap<String, String>, k: usize) {
-    if let Some(n) = params.get("nprobes").and_then(|v| v.parse().ok()) {
-        scanner.nprobes(n);
-    }
-    let refine: Option<u32> = params.get("refine_factor").and_then(|v| v.parse().ok());
-    if let Some(factor) = refine {
-        scanner.refine(factor);
-    }
-    if let Some(ef) = params.get("ef").and_then(|v| v.parse::<usize>().ok()) {
-        // The graph search must reach every candidate asked of it: k, or k × the refine
-        // factor when the candidates are re-ranked.
-        scanner.ef(ef.max(k * refine.map_or(1, |f| f.max(1) as usize)));
     }
 }
 
