@@ -283,23 +283,76 @@ pub async fn open(entry: &IndexEntry) -> Result<Arc<lance::Dataset>> {
     Ok(Arc::new(lance_table::open(&entry.location, None).await?))
 }
 
+type OpenIndexes = std::collections::HashMap<String, (String, Arc<lance::Dataset>)>;
+
+/// The index datasets opened for searching, by location, each with its entry's `synced_at`.
+fn opened() -> std::sync::MutexGuard<'static, OpenIndexes> {
+    static OPEN: std::sync::OnceLock<std::sync::Mutex<OpenIndexes>> = std::sync::OnceLock::new();
+    OPEN.get_or_init(Default::default)
+        .lock()
+        .expect("index cache lock")
+}
+
 /// The index dataset for searching, opened once per state of the index: every write to an index
 /// (CREATE, SYNC) also rewrites its entry's `synced_at`, so an entry seen before maps to the same
 /// dataset version and the open (manifest reads) is skipped.
 pub async fn open_cached(entry: &IndexEntry) -> Result<Arc<lance::Dataset>> {
-    type Cache = std::sync::Mutex<std::collections::HashMap<String, (String, Arc<lance::Dataset>)>>;
-    static OPEN: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
-    let cache = OPEN.get_or_init(Default::default);
-    if let Some((synced_at, dataset)) = cache.lock().expect("index cache lock").get(&entry.location)
-    {
+    if let Some((synced_at, dataset)) = opened().get(&entry.location) {
         if *synced_at == entry.synced_at {
             return Ok(Arc::clone(dataset));
         }
     }
     let dataset = open(entry).await?;
-    cache.lock().expect("index cache lock").insert(
+    opened().insert(
         entry.location.clone(),
         (entry.synced_at.clone(), Arc::clone(&dataset)),
     );
     Ok(dataset)
+}
+
+/// Lets go of the dataset opened for the index at `location` (dropped).
+pub fn forget(location: &str) {
+    opened().remove(location);
+}
+
+/// The IVF centroids of the ANN index in `dataset` (partitions × dimension floats, as trained:
+/// on unit vectors for cosine), or `None` where the dataset has no ANN index (it had no rows).
+/// Every segment of an index shares its first segment's centroids.
+pub async fn centroids(entry: &IndexEntry, dataset: &lance::Dataset) -> Result<Option<Vec<f32>>> {
+    use datafusion::arrow::array::AsArray;
+    use lance::index::DatasetIndexInternalExt;
+    let failed = |e: lance::Error| {
+        VitrineError::Plan(format!(
+            "reading the partitions of '{}': {e}",
+            entry.location
+        ))
+    };
+    let segments = dataset
+        .load_indices_by_name(ANN_INDEX_NAME)
+        .await
+        .map_err(failed)?;
+    let Some(first) = segments.first() else {
+        return Ok(None);
+    };
+    let opened = dataset
+        .open_vector_index(
+            &entry.column,
+            &first.uuid,
+            &lance_index::metrics::NoOpMetricsCollector,
+        )
+        .await
+        .map_err(failed)?;
+    let Some(centroids) = opened.ivf_model().centroids.clone() else {
+        return Ok(None);
+    };
+    let values = datafusion::arrow::compute::cast(
+        centroids.values(),
+        &datafusion::arrow::datatypes::DataType::Float32,
+    )?;
+    Ok(Some(
+        values
+            .as_primitive::<datafusion::arrow::datatypes::Float32Type>()
+            .values()
+            .to_vec(),
+    ))
 }

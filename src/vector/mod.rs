@@ -3,6 +3,8 @@
 //!
 //! - [`index`]: an index's entry (source, key, columns, metric, ANN kind and parameters with
 //!   their defaults) and its Lance dataset (build, open).
+//! - [`resident`]: IVF_FLAT and FLAT indexes held in memory and searched without a query plan,
+//!   on the kernels of [`distance`].
 //! - [`calibrate`]: the search breadth chosen by measuring recall on a sample of the index.
 //! - [`catalog`]: where entries live in the warehouse.
 //! - [`statements`]: `CREATE VECTOR INDEX`, `SYNC INDEX` (and the background sync of
@@ -13,6 +15,8 @@
 
 pub mod calibrate;
 pub mod catalog;
+pub mod distance;
 pub mod index;
+pub mod resident;
 pub mod search;
 pub mod statements;

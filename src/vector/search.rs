@@ -19,6 +19,7 @@ use datafusion::datasource::MemTable;
 use lance::dataset::scanner::Scanner;
 
 use super::index::{self, IndexEntry, Metric};
+use super::resident;
 use super::statements::index_entry;
 use crate::catalog::TableName;
 use crate::error::{Result, VitrineError};
@@ -254,8 +255,18 @@ impl Search {
         self.nearest_k(vector, self.k).await
     }
 
+    /// The nearest `k` rows: from the index held in memory where it is one
+    /// ([`resident::serves`]), through a Lance scan otherwise.
     async fn nearest_k(&self, vector: Vec<f32>, k: usize) -> Result<RecordBatch> {
         let entry = &self.entry;
+        if let Some(resident) = resident::open(entry).await? {
+            let nprobes = entry
+                .params
+                .get("nprobes")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1);
+            return resident.nearest(&vector, k, nprobes, self.filter.as_deref());
+        }
         let dataset = index::open_cached(entry).await?;
         let mut scanner = dataset.scan();
         let lance = |e: lance::Error| error(e);

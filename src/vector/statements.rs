@@ -290,10 +290,7 @@ pub async fn drop(
     if_exists: bool,
 ) -> Result<StatementResult> {
     let qualified = session.qualify(name);
-    if catalog::get(session.warehouse(), &qualified)
-        .await?
-        .is_none()
-    {
+    let Some(entry) = catalog::get(session.warehouse(), &qualified).await? else {
         if if_exists {
             return Ok(StatementResult::message(format!(
                 "vector index {qualified} does not exist"
@@ -302,8 +299,10 @@ pub async fn drop(
         return Err(VitrineError::NotFound(format!(
             "vector index {qualified} does not exist"
         )));
-    }
+    };
     catalog::delete(session.warehouse(), &qualified).await?;
+    super::resident::forget(&entry.location);
+    super::index::forget(&entry.location);
     Ok(StatementResult::message(format!(
         "dropped vector index {qualified}"
     )))

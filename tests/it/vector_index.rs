@@ -622,3 +622,84 @@ async fn equal_vectors_count_as_found_when_the_breadth_is_measured() {
         "{params:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ivf_flat_searches_in_memory_find_filtered_rows_and_see_every_sync() {
+    let wh = source(4000).await;
+    // Eight partitions and one probed: a filtered search must still look past that partition.
+    wh.sql("CREATE VECTOR INDEX main.shop.vs ON main.shop.items (embedding) USING IVF_FLAT WITH (primary_key = 'product_id', columns = (gender, price), num_partitions = 8, nprobes = 1)").await;
+    wh.sql("CREATE VECTOR INDEX main.shop.vs_all ON main.shop.items (embedding) USING IVF_FLAT WITH (primary_key = 'product_id', columns = (gender, price), num_partitions = 8, nprobes = 8)").await;
+    let ids = |got: Vec<(i64, f32)>| got.into_iter().map(|g| g.0).collect::<Vec<i64>>();
+    let searched = |index: &str, query: &str, filter: Option<&str>| {
+        let filter = filter.map_or(String::new(), |f| format!(", filters => \"{f}\""));
+        format!("SELECT product_id, score FROM vector_search(index => 'main.shop.{index}', query_vector => {query}, num_results => 10{filter})")
+    };
+    // price = 3 keeps 41 rows (1 %); gender = 'Women' half of them.
+    for filter in ["price = 3", "gender = 'Women' AND price < 80"] {
+        for seed in [3, 1167, 2813] {
+            let query = pseudo_random_vector(&seed.to_string());
+            let got = ids(search(&wh, &searched("vs", &query, Some(filter))).await);
+            let want = exact(&wh, &query, 10, filter).await;
+            if filter == "price = 3" {
+                assert_eq!(got, want, "{filter}, query {seed}");
+            } else {
+                let found = got.iter().filter(|id| want.contains(id)).count();
+                assert!(found >= 8, "{filter}, query {seed}: {got:?} vs {want:?}");
+            }
+        }
+    }
+    // Every partition probed: exact, the query's own row first with score 1.
+    for seed in [3, 1167, 2813] {
+        let query = pseudo_random_vector(&seed.to_string());
+        let got = search(&wh, &searched("vs_all", &query, None)).await;
+        assert!((got[0].1 - 1.0).abs() < 1e-4, "{got:?}");
+        assert_eq!(
+            ids(got),
+            exact(&wh, &query, 10, "true").await,
+            "query {seed}"
+        );
+    }
+
+    // Deleted, changed and new rows are seen once synced.
+    wh.sql("DELETE FROM main.shop.items WHERE product_id = 1167")
+        .await;
+    wh.sql("UPDATE main.shop.items SET price = 3 WHERE product_id = 2813")
+        .await;
+    wh.sql(&format!(
+        "INSERT INTO main.shop.items SELECT id, concat('item ', id), 'Women', 3.0, \
+         arrow_cast({}, 'FixedSizeList(8, Float32)') FROM (SELECT value AS id FROM generate_series(5001, 5050))",
+        pseudo_random_vector("id")
+    ))
+    .await;
+    wh.sql("SYNC INDEX main.shop.vs_all").await;
+    wh.sql("SYNC INDEX main.shop.vs").await;
+    for seed in [1167, 2813, 5025] {
+        let query = pseudo_random_vector(&seed.to_string());
+        let got = ids(search(&wh, &searched("vs_all", &query, None)).await);
+        assert_eq!(got, exact(&wh, &query, 10, "true").await, "query {seed}");
+        assert_eq!(got.contains(&seed), seed != 1167, "{got:?}");
+        let filtered = ids(search(&wh, &searched("vs", &query, Some("price = 3"))).await);
+        assert_eq!(
+            filtered,
+            exact(&wh, &query, 10, "price = 3").await,
+            "query {seed}"
+        );
+    }
+
+    let bad = wh
+        .error(&searched(
+            "vs",
+            &pseudo_random_vector("1"),
+            Some("no_such_column = 1"),
+        ))
+        .await;
+    assert!(bad.contains("filters 'no_such_column = 1'"), "{bad}");
+    let bad = wh
+        .error(&searched(
+            "vs",
+            &pseudo_random_vector("1"),
+            Some("price + 1"),
+        ))
+        .await;
+    assert!(bad.contains("filters 'price + 1'"), "{bad}");
+}
