@@ -4,7 +4,8 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, Int64Array};
+use datafusion::arrow::array::{Array, Int64Array, RecordBatch};
+use datafusion::common::ScalarValue;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::optimizer::Analyzer;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
@@ -40,6 +41,8 @@ pub struct EngineSession {
     write_progress: Mutex<Option<WriteProgress>>,
     /// What the model functions share with the session (settings, files, report).
     functions: Arc<FunctionContext>,
+    /// The values of the running statement's `$1`, `$2`, … ([`Self::execute_with_parameters`]).
+    parameters: Mutex<Vec<ScalarValue>>,
 }
 
 impl std::fmt::Debug for EngineSession {
@@ -109,6 +112,7 @@ impl EngineSession {
             catalogs,
             write_progress: Mutex::new(None),
             functions: model_functions,
+            parameters: Mutex::new(Vec::new()),
         })
     }
 
@@ -146,13 +150,40 @@ impl EngineSession {
     /// Runs one statement and returns its result set (empty for most statements that write),
     /// with a warning for rows the model functions could not process.
     pub async fn execute(&self, sql: &str) -> Result<StatementResult> {
+        self.execute_with_parameters(sql, Vec::new()).await
+    }
+
+    /// Runs one statement whose `$1`, `$2`, … stand for `parameters`, as a prepared statement's
+    /// do: a query's placeholders anywhere, and `vector_search`'s arguments (`query_vector =>
+    /// $1`), so that an application's query vector is neither printed as 512 literals nor
+    /// parsed back.
+    pub async fn execute_with_parameters(
+        &self,
+        sql: &str,
+        parameters: Vec<ScalarValue>,
+    ) -> Result<StatementResult> {
         let _running = self.running.lock().await;
         self.functions.begin_statement();
+        *self.parameters.lock().expect("parameters lock") = parameters;
         let outcome = self.execute_statement(sql).await;
+        self.parameters.lock().expect("parameters lock").clear();
         let report = self.functions.finish_statement();
         let mut result = outcome?;
         result.warnings.extend(report.warnings());
         Ok(result)
+    }
+
+    /// The `k` nearest rows of the vector index `index` to each of `queries`, as
+    /// `vector_search` returns them, without a statement: the in-process API a search service
+    /// calls ([`vector::search::nearest`]). Runs beside this session's statements.
+    pub async fn search_vectors(
+        &self,
+        index: &str,
+        queries: &[Vec<f32>],
+        k: usize,
+        filter: Option<&str>,
+    ) -> Result<Vec<RecordBatch>> {
+        vector::search::nearest(self, index, queries, k, filter).await
     }
 
     /// `CREATE TEMPORARY VIEW IF NOT EXISTS v`: `None` when the session already has a `v`, else
@@ -179,7 +210,11 @@ impl EngineSession {
                 let Some(statement) = self.unless_view_exists(*statement)? else {
                     return Ok(StatementResult::message("view exists".to_string()));
                 };
-                let df = self.plan_statement(statement).await?;
+                let mut df = self.plan_statement(statement).await?;
+                let parameters = self.parameters.lock().expect("parameters lock").clone();
+                if !parameters.is_empty() {
+                    df = df.with_param_values(parameters)?;
+                }
                 StatementResult::collect(df).await
             }
             VitrineStatement::DataFusion(sql) => {
@@ -507,6 +542,14 @@ impl Session for EngineSession {
 
     fn write_progress(&self) -> Option<WriteProgress> {
         self.write_progress.lock().expect("progress lock").clone()
+    }
+
+    fn parameter(&self, position: usize) -> Option<ScalarValue> {
+        let parameters = self.parameters.lock().expect("parameters lock");
+        position
+            .checked_sub(1)
+            .and_then(|i| parameters.get(i))
+            .cloned()
     }
 
     async fn plan_statement(&self, mut statement: Statement) -> Result<DataFrame> {

@@ -12,6 +12,7 @@ mod result;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::common::ScalarValue;
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::sql::sqlparser::ast::{Query, Statement};
 use vitrine_udfs::FunctionContext;
@@ -52,6 +53,9 @@ pub trait Session: Send + Sync {
 
     /// Where statements that write report their rows, if anywhere.
     fn write_progress(&self) -> Option<WriteProgress>;
+
+    /// The value of the running statement's `$position` (from 1), if it was given one.
+    fn parameter(&self, position: usize) -> Option<ScalarValue>;
 
     /// Plans a query or other DataFusion statement, after the Spark rewrites, with the tables its
     /// placeholders stand for (`read_files`, `VERSION AS OF`, `vector_search`).

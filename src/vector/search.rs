@@ -19,7 +19,7 @@ use datafusion::datasource::MemTable;
 use lance::dataset::scanner::Scanner;
 
 use super::index::{self, IndexEntry, Metric};
-use super::resident;
+use super::resident::{self, ResidentIndex};
 use super::statements::index_entry;
 use crate::catalog::TableName;
 use crate::error::{Result, VitrineError};
@@ -47,6 +47,13 @@ fn error(message: impl std::fmt::Display) -> VitrineError {
 async fn constant(session: &dyn Session, name: &str, sql: &str) -> Result<ScalarValue> {
     if let Some(value) = literal(sql) {
         return Ok(value);
+    }
+    if let Some(position) = placeholder(sql) {
+        return session.parameter(position).ok_or_else(|| {
+            error(format!(
+                "{name} => ${position}: the statement was given no value for ${position}"
+            ))
+        });
     }
     let df = session
         .plan_sql(&format!("SELECT {sql}"))
@@ -106,6 +113,14 @@ fn literal(sql: &str) -> Option<ScalarValue> {
         .then_some(ScalarValue::Utf8(Some(text)));
     }
     sql.parse::<i64>().ok().map(|n| ScalarValue::Int64(Some(n)))
+}
+
+/// The position of a placeholder (`$1` → 1).
+fn placeholder(sql: &str) -> Option<usize> {
+    sql.trim()
+        .strip_prefix('$')
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 0)
 }
 
 /// The numbers of an array literal (`make_array(0.1, -2, …)` or `[0.1, …]`), read without planning
@@ -260,12 +275,7 @@ impl Search {
     async fn nearest_k(&self, vector: Vec<f32>, k: usize) -> Result<RecordBatch> {
         let entry = &self.entry;
         if let Some(resident) = resident::open(entry).await? {
-            let nprobes = entry
-                .params
-                .get("nprobes")
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(1);
-            return resident.nearest(&vector, k, nprobes, self.filter.as_deref());
+            return self.nearest_in(&resident, &vector, k);
         }
         let dataset = index::open_cached(entry).await?;
         let mut scanner = dataset.scan();
@@ -275,6 +285,22 @@ impl Search {
             .map_err(lance)?;
         index::apply_breadth(&mut scanner, &entry.params, k);
         self.run(scanner, "_distance").await
+    }
+
+    /// The nearest `k` rows from the index held in memory, at the index's breadth.
+    fn nearest_in(
+        &self,
+        resident: &ResidentIndex,
+        vector: &[f32],
+        k: usize,
+    ) -> Result<RecordBatch> {
+        let nprobes = self
+            .entry
+            .params
+            .get("nprobes")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        resident.nearest(vector, k, nprobes, self.filter.as_deref())
     }
 
     /// Applies the filter (before the top-k), projects the index's columns and `score_column`,
@@ -386,6 +412,67 @@ pub async fn search(
         results(&search.entry, None, search.nearest(vector).await?)?
     };
     Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
+/// The in-process search API: the `k` nearest rows of the vector index `index` (a table name,
+/// resolved against the session's schema) to each of `queries`, as `vector_search` returns
+/// them (the index's columns and `score`, best first), keeping rows that pass `filter` (a SQL
+/// condition on the index's columns). The queries of one call run in parallel on an index held
+/// in memory; any number of callers may search at once.
+pub async fn nearest(
+    session: &dyn Session,
+    index: &str,
+    queries: &[Vec<f32>],
+    k: usize,
+    filter: Option<&str>,
+) -> Result<Vec<RecordBatch>> {
+    use rayon::prelude::*;
+    if !(1..=MAX_RESULTS).contains(&k) {
+        return Err(error(format!(
+            "num_results must be from 1 to {MAX_RESULTS}, got {k}"
+        )));
+    }
+    let parts: Vec<String> = index.split('.').map(str::to_string).collect();
+    let (_, entry) = index_entry(session, &TableName::from_parts(&parts)?).await?;
+    for (i, query) in queries.iter().enumerate() {
+        if query.len() != entry.dimension {
+            return Err(error(format!(
+                "query {} has {} values but the index holds {}-d vectors",
+                i + 1,
+                query.len(),
+                entry.dimension
+            )));
+        }
+        if query.iter().any(|x| !x.is_finite()) {
+            return Err(error(format!(
+                "query {} holds NaN or infinite values",
+                i + 1
+            )));
+        }
+    }
+    let search = Search {
+        entry,
+        k,
+        filter: filter.map(str::to_string),
+        hybrid: false,
+    };
+    let found: Vec<RecordBatch> = match resident::open(&search.entry).await? {
+        Some(resident) => queries
+            .par_iter()
+            .map(|query| search.nearest_in(&resident, query, k))
+            .collect::<Result<_>>()?,
+        None => {
+            let mut found = Vec::with_capacity(queries.len());
+            for query in queries {
+                found.push(search.nearest(query.clone()).await?);
+            }
+            found
+        }
+    };
+    found
+        .into_iter()
+        .map(|batch| Ok(results(&search.entry, None, batch)?.1))
+        .collect()
 }
 
 /// `LATERAL vector_search(…)` beside the table `left`: one search per distinct value of the

@@ -703,3 +703,105 @@ async fn ivf_flat_searches_in_memory_find_filtered_rows_and_see_every_sync() {
         .await;
     assert!(bad.contains("filters 'price + 1'"), "{bad}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn query_vectors_pass_as_parameters_and_through_the_in_process_api() {
+    use datafusion::common::ScalarValue;
+    let wh = source(2000).await;
+    wh.sql("CREATE VECTOR INDEX main.shop.vs ON main.shop.items (embedding) WITH (primary_key = 'product_id', columns = (gender, price))").await;
+    let queries: Vec<Vec<f32>> = wh
+        .vectors("SELECT embedding FROM main.shop.items WHERE product_id IN (5, 1500) ORDER BY product_id")
+        .await
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    let literal = |q: &[f32]| {
+        let values: Vec<String> = q.iter().map(|x| format!("{x:?}")).collect();
+        format!("make_array({})", values.join(", "))
+    };
+    let by_literal = |q: &[f32], filter: &str| {
+        format!("SELECT product_id, score FROM vector_search(index => 'main.shop.vs', query_vector => {}, num_results => 10, filters => \"{filter}\")", literal(q))
+    };
+    let parameterised = "SELECT product_id, score FROM vector_search(index => 'main.shop.vs', \
+        query_vector => $1, num_results => 10, filters => \"price < 50\") WHERE score > $2";
+    for query in &queries {
+        let want = wh.rows(&by_literal(query, "price < 50")).await;
+        assert_eq!(want.len(), 10);
+        let vector = ScalarValue::List(ScalarValue::new_list_nullable(
+            &query
+                .iter()
+                .map(|x| ScalarValue::Float32(Some(*x)))
+                .collect::<Vec<_>>(),
+            &datafusion::arrow::datatypes::DataType::Float32,
+        ));
+        let got = wh
+            .session
+            .execute_with_parameters(
+                parameterised,
+                vec![vector, ScalarValue::Float32(Some(-2.0))],
+            )
+            .await
+            .unwrap();
+        assert_eq!(crate::support::rows(&got.batches), want);
+
+        // The same search in process, two queries in one call.
+        let found = wh
+            .session
+            .search_vectors(
+                "main.shop.vs",
+                &[query.clone(), query.clone()],
+                10,
+                Some("price < 50"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 2);
+        for batch in &found {
+            assert_eq!(
+                batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>(),
+                ["embedding", "product_id", "gender", "price", "score"]
+            );
+            let got = crate::support::rows(std::slice::from_ref(batch));
+            let got: Vec<Vec<String>> = got
+                .into_iter()
+                .map(|r| vec![r[1].clone(), r[4].clone()])
+                .collect();
+            assert_eq!(got, want);
+        }
+    }
+
+    let missing = wh
+        .error("SELECT * FROM vector_search(index => 'main.shop.vs', query_vector => $1)")
+        .await;
+    assert!(
+        missing.contains("query_vector => $1: the statement was given no value for $1"),
+        "{missing}"
+    );
+    let short = wh
+        .session
+        .search_vectors(
+            "main.shop.vs",
+            &[queries[0].clone(), vec![1.0; 3]],
+            10,
+            None,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        short.contains("query 2 has 3 values but the index holds 8-d vectors"),
+        "{short}"
+    );
+    let unknown = wh
+        .session
+        .search_vectors("main.shop.nope", &queries, 10, None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(unknown.contains("main.shop.nope"), "{unknown}");
+}
