@@ -15,7 +15,9 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use datafusion::arrow::array::{Array, AsArray, Float32Array, RecordBatch, UInt32Array};
+use datafusion::arrow::array::{
+    Array, AsArray, FixedSizeListArray, Float32Array, RecordBatch, UInt32Array,
+};
 use datafusion::arrow::buffer::BooleanBuffer;
 use datafusion::arrow::compute::{cast, concat_batches, take};
 use datafusion::arrow::datatypes::{DataType, Field, Float32Type, Schema};
@@ -25,36 +27,45 @@ use futures::TryStreamExt;
 use lance::Dataset;
 use rayon::prelude::*;
 
-use super::distance::{lance_distance, nearness, normalise};
+use super::distance::{dot, lance_distance, nearness, normalise};
 use super::index::{self, AnnKind, IndexEntry, Metric};
 use crate::error::{Result, VitrineError};
 
-/// The most vector bytes an index may hold to be searched in memory (it is held twice: as
-/// stored, and grouped by partition); larger ones are searched through Lance.
-pub const MAX_RESIDENT_BYTES: u64 = 1 << 30;
+/// The most vector bytes an index may hold to be searched in memory; larger ones are searched
+/// through Lance.
+pub const MAX_RESIDENT_BYTES: u64 = 4 << 30;
 /// Distinct filters whose masks an index keeps.
 const MASKS_KEPT: usize = 256;
-/// A filter keeping at most this share of the rows is searched exactly over the rows it keeps;
-/// above it, the breadth grows by the inverse of the share.
-const EXACT_UP_TO_SHARE: f64 = 0.25;
+/// A filtered search probes this many times the partitions an unfiltered one does, divided by
+/// the share of rows the filter keeps (so that about as many kept rows are compared).
+const FILTERED_BREADTH: f64 = 2.0;
 
 /// An index held in memory.
 pub struct ResidentIndex {
     metric: Metric,
     dimension: usize,
-    /// Every live row of the index dataset: the entry's columns, in one batch.
+    /// Every live row of the index dataset: the entry's columns but the embedding, in one batch.
     rows: RecordBatch,
+    /// The embedding column's field as stored.
+    embedding: Field,
     /// The IVF centroids (partitions × dimension); empty for a single partition.
     centroids: Vec<f32>,
     /// Partition `p` holds slots `offsets[p]..offsets[p + 1]`.
     offsets: Vec<usize>,
     /// The row (in `rows`) of each slot.
     slot_rows: Vec<u32>,
-    /// The vectors in slot order (unit length for cosine), `dimension` floats each.
+    /// The slot of each row ([`NO_SLOT`] for a NULL vector).
+    row_slots: Vec<u32>,
+    /// The vectors as stored (as f32), in slot order, `dimension` floats each.
     vectors: Vec<f32>,
+    /// For cosine, one over each slot's vector length (0 for the zero vector); else empty.
+    scales: Vec<f32>,
     /// The mask of each filter seen, over `rows`.
     masks: Mutex<HashMap<String, Arc<BooleanBuffer>>>,
 }
+
+/// The slot of a row without a vector.
+const NO_SLOT: u32 = u32::MAX;
 
 /// Whether `entry`'s index is searched in memory: an IVF_FLAT or FLAT index of at most
 /// [`MAX_RESIDENT_BYTES`] of vectors.
@@ -81,22 +92,18 @@ impl ResidentIndex {
             .try_collect()
             .await
             .map_err(|e| error(format!("reading '{}': {e}", entry.location)))?;
-        let rows = concat_batches(&schema, &batches)?;
-        if rows.num_rows() > u32::MAX as usize {
+        let mut rows = concat_batches(&schema, &batches)?;
+        if rows.num_rows() >= NO_SLOT as usize {
             return Err(error(
-                "an index of more than 2³² rows cannot be held in memory",
+                "an index of 2³² rows or more cannot be held in memory",
             ));
         }
-        let column = rows
-            .column_by_name(&entry.column)
-            .ok_or_else(|| error(format!("the index lacks its column '{}'", entry.column)))?;
-        let vectors = cast(
-            column,
-            &DataType::FixedSizeList(
-                Arc::new(Field::new("item", DataType::Float32, true)),
-                entry.dimension as i32,
-            ),
-        )?;
+        let at = schema
+            .index_of(&entry.column)
+            .map_err(|_| error(format!("the index lacks its column '{}'", entry.column)))?;
+        let embedding = schema.field(at).clone();
+        let vectors = cast(rows.column(at), &f32_vectors(entry.dimension))?;
+        rows.remove_column(at);
         let vectors = vectors.as_fixed_size_list();
         let values = vectors.values().as_primitive::<Float32Type>().values();
         let dimension = entry.dimension;
@@ -106,19 +113,20 @@ impl ResidentIndex {
         };
         let partitions = (centroids.len() / dimension.max(1)).max(1);
         let metric = entry.metric;
-        // Each live vector (unit length for cosine) and its partition.
-        let assigned: Vec<(u32, usize, Vec<f32>)> = (0..rows.num_rows())
+        // The partition of each row with a vector: the centroid nearest it (as a unit vector
+        // for cosine, as Lance trained them).
+        let assigned: Vec<(u32, usize)> = (0..rows.num_rows())
             .into_par_iter()
             .filter(|&row| vectors.is_valid(row))
             .map(|row| {
                 let mut vector = values[row * dimension..(row + 1) * dimension].to_vec();
                 normalise(metric, &mut vector);
                 let partition = nearest_centroid(metric, &centroids, dimension, &vector);
-                (row as u32, partition, vector)
+                (row as u32, partition)
             })
             .collect();
         let mut offsets = vec![0usize; partitions + 1];
-        for (_, partition, _) in &assigned {
+        for (_, partition) in &assigned {
             offsets[partition + 1] += 1;
         }
         for p in 0..partitions {
@@ -126,28 +134,51 @@ impl ResidentIndex {
         }
         let mut next = offsets.clone();
         let mut slot_rows = vec![0u32; assigned.len()];
+        let mut row_slots = vec![NO_SLOT; rows.num_rows()];
         let mut grouped = vec![0f32; assigned.len() * dimension];
-        for (row, partition, vector) in assigned {
+        for (row, partition) in assigned {
             let slot = next[partition];
             next[partition] += 1;
             slot_rows[slot] = row;
-            grouped[slot * dimension..(slot + 1) * dimension].copy_from_slice(&vector);
+            row_slots[row as usize] = slot as u32;
+            let row = row as usize;
+            grouped[slot * dimension..(slot + 1) * dimension]
+                .copy_from_slice(&values[row * dimension..(row + 1) * dimension]);
         }
+        let scales = match metric {
+            Metric::Cosine => grouped
+                .par_chunks_exact(dimension.max(1))
+                .map(|v| {
+                    let norm = dot(v, v).sqrt();
+                    if norm > 0.0 {
+                        1.0 / norm
+                    } else {
+                        0.0
+                    }
+                })
+                .collect(),
+            Metric::Dot | Metric::L2 => Vec::new(),
+        };
         Ok(Self {
             metric,
             dimension,
             rows,
+            embedding,
             centroids,
             offsets,
             slot_rows,
+            row_slots,
             vectors: grouped,
+            scales,
             masks: Mutex::new(HashMap::new()),
         })
     }
 
     /// The `k` nearest rows to `query` (checked to have the index's dimension) from the
     /// `nprobes` partitions nearest it, keeping only rows that pass `filter`: the entry's
-    /// columns and `_distance` (Lance's distance for the metric), nearest first.
+    /// columns and `_distance` (Lance's distance for the metric), nearest first. A filter
+    /// widens the breadth by the inverse of the share of rows it keeps, and where comparing
+    /// every kept row costs no more, the search is exact over them.
     pub fn nearest(
         &self,
         query: &[f32],
@@ -155,28 +186,32 @@ impl ResidentIndex {
         nprobes: usize,
         filter: Option<&str>,
     ) -> Result<RecordBatch> {
-        let mask = filter.map(|f| self.mask(f)).transpose()?;
         let mut query = query.to_vec();
         normalise(self.metric, &mut query);
         let partitions = self.offsets.len() - 1;
-        let probes = match &mask {
-            None => nprobes,
+        let best = match filter.map(|f| self.mask(f)).transpose()? {
+            None => self.scan(&query, k, &self.nearest_partitions(&query, nprobes), None),
             Some(mask) => {
-                let share = mask.count_set_bits() as f64 / self.rows.num_rows().max(1) as f64;
-                if share <= EXACT_UP_TO_SHARE {
-                    partitions
+                let kept = mask.count_set_bits();
+                let share = kept as f64 / self.slot_rows.len().max(1) as f64;
+                let probes = (FILTERED_BREADTH * nprobes as f64 / share.max(f64::MIN_POSITIVE))
+                    .ceil()
+                    .min(partitions as f64) as usize;
+                // Kept rows compared: all of them, or about the share of the probed slots.
+                let probed_kept = share * (probes * self.slot_rows.len() / partitions) as f64;
+                if probes >= partitions || kept as f64 <= probed_kept {
+                    self.exact(&query, k, &mask)
                 } else {
-                    (nprobes as f64 / share).ceil() as usize
+                    let probed = self.nearest_partitions(&query, probes);
+                    self.scan(&query, k, &probed, Some(&mask))
                 }
             }
-        }
-        .clamp(1, partitions);
-        let best = self.scan(
-            &query,
-            k,
-            &self.nearest_partitions(&query, probes),
-            mask.as_deref(),
-        );
+        };
+        self.results(&best)
+    }
+
+    /// The rows of `best` (nearness, row): the entry's columns and `_distance`.
+    fn results(&self, best: &[(f32, u32)]) -> Result<RecordBatch> {
         let picked = UInt32Array::from_iter_values(best.iter().map(|(_, row)| *row));
         let mut fields: Vec<Field> = Vec::new();
         let mut columns = Vec::new();
@@ -184,6 +219,20 @@ impl ResidentIndex {
             fields.push(field.as_ref().clone());
             columns.push(take(column, &picked, None)?);
         }
+        let values = Float32Array::from_iter_values(best.iter().flat_map(|(_, row)| {
+            let slot = self.row_slots[*row as usize] as usize;
+            self.vectors[slot * self.dimension..(slot + 1) * self.dimension]
+                .iter()
+                .copied()
+        }));
+        let embeddings = FixedSizeListArray::try_new(
+            Arc::new(Field::new("item", DataType::Float32, true)),
+            self.dimension as i32,
+            Arc::new(values),
+            None,
+        )?;
+        fields.push(self.embedding.clone());
+        columns.push(cast(&embeddings, self.embedding.data_type())?);
         fields.push(Field::new("_distance", DataType::Float32, true));
         columns.push(Arc::new(Float32Array::from_iter_values(
             best.iter().map(|(n, _)| lance_distance(self.metric, *n)),
@@ -197,6 +246,7 @@ impl ResidentIndex {
     /// The `probes` partitions whose centroids are nearest `query`, nearest first.
     fn nearest_partitions(&self, query: &[f32], probes: usize) -> Vec<usize> {
         let partitions = self.offsets.len() - 1;
+        let probes = probes.clamp(1, partitions);
         if partitions == 1 {
             return vec![0];
         }
@@ -215,6 +265,15 @@ impl ResidentIndex {
         ranked.into_iter().map(|(_, p)| p).collect()
     }
 
+    /// How near the vector in `slot` is to `query` (normalised for cosine).
+    fn nearness_at(&self, query: &[f32], slot: usize) -> f32 {
+        let vector = &self.vectors[slot * self.dimension..(slot + 1) * self.dimension];
+        match self.metric {
+            Metric::Cosine => dot(query, vector) * self.scales[slot],
+            metric => nearness(metric, query, vector),
+        }
+    }
+
     /// The `k` best (nearness, row) in `partitions`, best first, among rows `mask` keeps.
     fn scan(
         &self,
@@ -223,26 +282,32 @@ impl ResidentIndex {
         partitions: &[usize],
         mask: Option<&BooleanBuffer>,
     ) -> Vec<(f32, u32)> {
-        let mut best: BinaryHeap<Reverse<Candidate>> = BinaryHeap::with_capacity(k + 1);
+        let mut best = TopK::new(k);
         for &partition in partitions {
             for slot in self.offsets[partition]..self.offsets[partition + 1] {
                 let row = self.slot_rows[slot];
                 if mask.is_some_and(|m| !m.value(row as usize)) {
                     continue;
                 }
-                let vector = &self.vectors[slot * self.dimension..(slot + 1) * self.dimension];
-                let candidate = Candidate(nearness(self.metric, query, vector), row);
-                if best.len() < k {
-                    best.push(Reverse(candidate));
-                } else if best.peek().is_some_and(|worst| candidate > worst.0) {
-                    best.pop();
-                    best.push(Reverse(candidate));
-                }
+                best.offer(Candidate(self.nearness_at(query, slot), row));
             }
         }
-        let mut best: Vec<(f32, u32)> = best.into_iter().map(|c| (c.0 .0, c.0 .1)).collect();
-        best.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        best
+        best.into_sorted()
+    }
+
+    /// The `k` best (nearness, row) among every row `mask` keeps, best first.
+    fn exact(&self, query: &[f32], k: usize, mask: &BooleanBuffer) -> Vec<(f32, u32)> {
+        let mut best = TopK::new(k);
+        for row in mask.set_indices() {
+            let slot = self.row_slots[row];
+            if slot != NO_SLOT {
+                best.offer(Candidate(
+                    self.nearness_at(query, slot as usize),
+                    row as u32,
+                ));
+            }
+        }
+        best.into_sorted()
     }
 
     /// The rows `filter` (a SQL condition over the index's columns) keeps, a NULL result
@@ -278,6 +343,45 @@ impl ResidentIndex {
         }
         masks.insert(filter.to_string(), Arc::clone(&mask));
         Ok(mask)
+    }
+}
+
+/// The FixedSizeList of f32 vectors of `dimension` values.
+fn f32_vectors(dimension: usize) -> DataType {
+    DataType::FixedSizeList(
+        Arc::new(Field::new("item", DataType::Float32, true)),
+        dimension as i32,
+    )
+}
+
+/// The best `k` candidates offered, kept in a min-heap of the best so far.
+struct TopK {
+    k: usize,
+    best: BinaryHeap<Reverse<Candidate>>,
+}
+
+impl TopK {
+    fn new(k: usize) -> Self {
+        Self {
+            k,
+            best: BinaryHeap::with_capacity(k + 1),
+        }
+    }
+
+    fn offer(&mut self, candidate: Candidate) {
+        if self.best.len() < self.k {
+            self.best.push(Reverse(candidate));
+        } else if self.best.peek().is_some_and(|worst| candidate > worst.0) {
+            self.best.pop();
+            self.best.push(Reverse(candidate));
+        }
+    }
+
+    /// (nearness, row), best first.
+    fn into_sorted(self) -> Vec<(f32, u32)> {
+        let mut best: Vec<(f32, u32)> = self.best.into_iter().map(|c| (c.0 .0, c.0 .1)).collect();
+        best.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        best
     }
 }
 

@@ -457,6 +457,10 @@ pub async fn nearest(
         hybrid: false,
     };
     let found: Vec<RecordBatch> = match resident::open(&search.entry).await? {
+        // One query runs on the caller's thread: handing it to the pool costs more than it.
+        Some(resident) if queries.len() == 1 => {
+            vec![search.nearest_in(&resident, &queries[0], k)?]
+        }
         Some(resident) => queries
             .par_iter()
             .map(|query| search.nearest_in(&resident, query, k))
