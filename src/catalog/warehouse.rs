@@ -66,6 +66,17 @@ pub struct Warehouse {
     store: Arc<dyn ObjectStore>,
     /// The root's path inside `store`.
     prefix: Path,
+    /// The table entries last read, by path, with the version tag of the file read: a
+    /// [`load_snapshot`](Self::load_snapshot) reads again only the files that changed.
+    entries: std::sync::Mutex<std::collections::HashMap<Path, (String, TableEntry)>>,
+}
+
+/// What identifies one state of a stored file: its ETag (a content hash on S3; inode, time and
+/// size on a local disk), or its time and size where the store gives none.
+fn version_tag(meta: &object_store::ObjectMeta) -> String {
+    meta.e_tag
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", meta.last_modified.to_rfc3339(), meta.size))
 }
 
 impl Warehouse {
@@ -111,6 +122,7 @@ impl Warehouse {
             local_root,
             store,
             prefix,
+            entries: Default::default(),
         };
         warehouse
             .store
@@ -234,21 +246,33 @@ impl Warehouse {
                             schema: schema.clone(),
                             table,
                         },
+                        version_tag(&meta),
                         meta.location,
                     ));
                 }
                 _ => {}
             }
         }
+        let known = self.entries.lock().expect("entry cache lock").clone();
         let entries =
-            futures::future::try_join_all(tables.into_iter().map(|(name, location)| async move {
-                let bytes = self.store.get(&location).await?.bytes().await?;
-                let entry: TableEntry = serde_json::from_slice(&bytes)
-                    .context(|| format!("reading the catalog entry of {name}"))?;
-                Ok::<_, VitrineError>((name, entry))
+            futures::future::try_join_all(tables.into_iter().map(|(name, tag, location)| {
+                let known = known.get(&location).filter(|(t, _)| *t == tag).cloned();
+                async move {
+                    if let Some((_, entry)) = known {
+                        return Ok::<_, VitrineError>((name, tag, location, entry));
+                    }
+                    let bytes = self.store.get(&location).await?.bytes().await?;
+                    let entry: TableEntry = serde_json::from_slice(&bytes)
+                        .context(|| format!("reading the catalog entry of {name}"))?;
+                    Ok((name, tag, location, entry))
+                }
             }))
             .await?;
-        for (name, entry) in entries {
+        *self.entries.lock().expect("entry cache lock") = entries
+            .iter()
+            .map(|(_, tag, location, entry)| (location.clone(), (tag.clone(), entry.clone())))
+            .collect();
+        for (name, _, _, entry) in entries {
             snapshot
                 .catalogs
                 .entry(name.catalog)
