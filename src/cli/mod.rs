@@ -114,6 +114,9 @@ pub enum BenchCommand {
         /// Clusters the vectors are drawn around.
         #[arg(long, default_value_t = 100)]
         clusters: usize,
+        /// Syncs of 1 % changes to apply, and measure after (0: none).
+        #[arg(long, default_value_t = 0)]
+        syncs: usize,
     },
     /// Retrieval quality of two vector indexes (searched with their embedding model's text
     /// embedding) on queries drawn with a seed from the labelled demo catalog: Recall, Precision,
@@ -298,6 +301,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             queries,
             dimension,
             clusters,
+            syncs,
         }) => {
             let options = bench::VectorBench {
                 dir: &dir,
@@ -305,6 +309,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 queries,
                 dimension,
                 clusters,
+                syncs,
             };
             runtime.block_on(bench::vectors(options, config))?;
             Ok(ExitCode::SUCCESS)

@@ -111,19 +111,37 @@ fn the_vector_benchmark_runs_on_a_fresh_folder_and_writes_its_figures() {
             "16",
             "--clusters",
             "4",
+            "--syncs",
+            "2",
         ],
     );
     assert!(ok, "{stderr}");
     assert!(stdout.contains("600 rows × 16"), "{stdout}");
-    assert!(stdout.contains("| Lance scanner alone |"), "{stdout}");
+    for row in [
+        "| SQL statement, query vector as $1 |",
+        "| in-process API, one query per call |",
+        "| Lance scanner alone |",
+        "| SQL, filters 'bucket = 7' |",
+        "| search in memory |",
+        "after 2 syncs of 1 % changes",
+    ] {
+        assert!(stdout.contains(row), "{row} in {stdout}");
+    }
     let figures: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("vitrine.json")).unwrap()).unwrap();
     assert_eq!(figures["top10"].as_array().unwrap().len(), 5);
-    for path in ["recall_at_10", "lance_recall_at_10"] {
-        let recall = figures[path].as_f64().unwrap();
-        assert!(
-            (0.0..=1.0).contains(&recall) && recall > 0.5,
-            "{path}: {recall}"
-        );
+    let recalls = [
+        &figures["recall_at_10"],
+        &figures["lance_recall_at_10"],
+        &figures["in_process"]["recall_at_10"],
+        &figures["filtered"][0]["sql"]["recall_at_10"],
+        &figures["filtered"][1]["in_process"]["recall_at_10"],
+        &figures["after_syncs"]["paths"]["SQL statement, query vector as $1"]["recall_at_10"],
+    ];
+    for recall in recalls {
+        let recall = recall.as_f64().unwrap();
+        assert!((0.5..=1.0).contains(&recall), "{recall} in {figures}");
     }
+    assert_eq!(figures["concurrency"].as_array().unwrap().len(), 3);
+    assert!(figures["sweep"].as_array().unwrap().len() >= 2, "{figures}");
 }
