@@ -3,8 +3,9 @@
 --
 -- Each CREATE VECTOR INDEX is the SQL form of the plan's create_delta_sync_index call: the same
 -- endpoint, pipeline type and primary key (embedding_dimension may be added; it is checked
--- against the column). The structure and its parameters follow the row count (IVF_FLAT up to
--- 100,000 rows, IVF_HNSW_SQ above), and the search breadth is measured to reach recall@10 0.95.
+-- against the column). The structure and its parameters follow the row count (IVF_FLAT, searched
+-- in memory, while the vectors fit in 4 GiB; IVF_HNSW_SQ above), and the search breadth is
+-- measured to reach recall@10 0.95.
 -- After the source table changes, SYNC INDEX applies only the changed rows.
 
 CREATE OR REPLACE VECTOR INDEX main.fashion_demo.vs_text_search

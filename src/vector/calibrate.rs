@@ -4,7 +4,9 @@
 //! key, default 0.95), with the recall it measured.
 //!
 //! Each sampled vector is a query whose own row is left out of both answers, so that finding
-//! itself does not count. Settings given in `WITH` are kept and only measured.
+//! itself does not count. Settings given in `WITH` are kept and only measured. The index is
+//! measured as it will be searched: in memory where [`resident::serves`] it (read once, every
+//! search exact or approximate without I/O), through Lance's scanner otherwise.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -16,7 +18,9 @@ use futures::TryStreamExt;
 use lance::Dataset;
 use rayon::prelude::*;
 
+use super::distance::{nearness, normalise};
 use super::index::{AnnKind, IndexEntry, Metric};
+use super::resident::{self, ResidentIndex};
 use crate::error::{Result, ResultExt, VitrineError};
 
 /// The recall@10 an index is tuned to reach when `WITH` gives none.
@@ -68,7 +72,14 @@ pub async fn tune(
     if entry.kind == AnnKind::Flat || entry.rows as usize <= 2 * SAMPLE {
         return Ok(params);
     }
-    let probes = sample(entry, dataset).await?;
+    let searcher = match resident::serves(entry) {
+        true => Searcher::Resident(Box::new(ResidentIndex::load(entry, dataset).await?)),
+        false => Searcher::Lance(dataset),
+    };
+    let probes = match &searcher {
+        Searcher::Resident(index) => sample_in_memory(index),
+        Searcher::Lance(dataset) => sample(entry, dataset).await?,
+    };
     let partitions: usize = params
         .get("num_partitions")
         .and_then(|p| p.parse().ok())
@@ -85,7 +96,7 @@ pub async fn tune(
     let mut chosen = None;
     for &nprobes in &breadths {
         params.insert("nprobes".into(), nprobes.to_string());
-        let recall = recall(entry, dataset, &params, &probes).await?;
+        let recall = recall(entry, &searcher, &params, &probes).await?;
         chosen = Some(recall);
         if recall >= target {
             break;
@@ -95,7 +106,7 @@ pub async fn tune(
     if refine.is_some() && !given.contains("refine_factor") {
         let mut unrefined = params.clone();
         unrefined.remove("refine_factor");
-        let recall = recall(entry, dataset, &unrefined, &probes).await?;
+        let recall = recall(entry, &searcher, &unrefined, &probes).await?;
         if recall >= target && recall >= measured - 0.005 {
             params = unrefined;
             measured = recall;
@@ -104,6 +115,39 @@ pub async fn tune(
     params.insert("target_recall".into(), format!("{target}"));
     params.insert("measured_recall".into(), format!("{measured:.3}"));
     Ok(params)
+}
+
+/// How the index is searched while it is measured.
+enum Searcher<'a> {
+    /// In memory, as searches will run (rows are positions in the resident index).
+    Resident(Box<ResidentIndex>),
+    /// Through Lance's scanner (rows are Lance row ids).
+    Lance(&'a Dataset),
+}
+
+/// Every `rows / SAMPLE`-th vector of a resident index with its exact nearest neighbours
+/// (itself left out).
+fn sample_in_memory(index: &ResidentIndex) -> Vec<Probe> {
+    let step = (index.len() / SAMPLE).max(1);
+    let partitions = index.partitions();
+    (0..index.len())
+        .step_by(step)
+        .take(SAMPLE)
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .filter_map(|row| {
+            let vector = index.vector(row)?.to_vec();
+            let mut exact = index.nearest_rows(&vector, K + 1, partitions);
+            exact.retain(|(found, _)| *found as usize != row);
+            exact.truncate(K);
+            Some(Probe {
+                row: row as u64,
+                farthest: exact.last().map_or(f32::INFINITY, |(_, d)| *d),
+                exact: exact.into_iter().map(|(found, _)| found as u64).collect(),
+                vector,
+            })
+        })
+        .collect()
 }
 
 /// Every `rows / SAMPLE`-th vector of the index with its exact nearest neighbours (itself left
@@ -176,28 +220,48 @@ async fn sample(entry: &IndexEntry, dataset: &Dataset) -> Result<Vec<Probe>> {
 /// photo twice, say) any k are an exact answer.
 async fn recall(
     entry: &IndexEntry,
-    dataset: &Dataset,
+    searcher: &Searcher<'_>,
     params: &BTreeMap<String, String>,
     probes: &[Probe],
 ) -> Result<f64> {
-    let mut found = 0;
-    for chunk in probes.chunks(CONCURRENT) {
-        let searches: Vec<_> = chunk
-            .iter()
-            .map(|probe| approximate(entry, dataset, params, probe))
-            .collect();
-        for (rows, probe) in futures::future::try_join_all(searches)
-            .await?
-            .iter()
-            .zip(chunk)
-        {
-            let tolerance = 1e-5 * probe.farthest.abs().max(1.0);
-            found += rows
-                .iter()
-                .filter(|(row, d)| probe.exact.contains(row) || *d <= probe.farthest + tolerance)
-                .count()
-                .min(probe.exact.len());
+    let answers: Vec<Vec<(u64, f32)>> = match searcher {
+        Searcher::Resident(index) => {
+            let nprobes = params
+                .get("nprobes")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1);
+            probes
+                .par_iter()
+                .map(|probe| {
+                    index
+                        .nearest_rows(&probe.vector, K + 1, nprobes)
+                        .into_iter()
+                        .map(|(row, d)| (row as u64, d))
+                        .filter(|(row, _)| *row != probe.row)
+                        .take(K)
+                        .collect()
+                })
+                .collect()
         }
+        Searcher::Lance(dataset) => {
+            let mut answers = Vec::with_capacity(probes.len());
+            for chunk in probes.chunks(CONCURRENT) {
+                let searches = chunk
+                    .iter()
+                    .map(|probe| approximate(entry, dataset, params, probe));
+                answers.extend(futures::future::try_join_all(searches).await?);
+            }
+            answers
+        }
+    };
+    let mut found = 0;
+    for (rows, probe) in answers.iter().zip(probes) {
+        let tolerance = 1e-5 * probe.farthest.abs().max(1.0);
+        found += rows
+            .iter()
+            .filter(|(row, d)| probe.exact.contains(row) || *d <= probe.farthest + tolerance)
+            .count()
+            .min(probe.exact.len());
     }
     let wanted: usize = probes.iter().map(|p| p.exact.len()).sum();
     Ok(found as f64 / wanted.max(1) as f64)
@@ -296,20 +360,12 @@ fn vector_at(vectors: &FixedSizeListArray, i: usize) -> Vec<f32> {
 
 /// Unit length for the cosine metric (so that its distance is one minus a dot product).
 fn normalised(metric: Metric, mut vector: Vec<f32>) -> Vec<f32> {
-    if metric == Metric::Cosine {
-        let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
-        if norm > 0.0 {
-            vector.iter_mut().for_each(|x| *x /= norm);
-        }
-    }
+    normalise(metric, &mut vector);
     vector
 }
 
 /// Smaller is nearer: squared distance for l2, minus the dot product otherwise (cosine on
 /// normalised vectors).
 fn distance(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
-    match metric {
-        Metric::L2 => a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum(),
-        Metric::Cosine | Metric::Dot => -a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>(),
-    }
+    -nearness(metric, a, b)
 }

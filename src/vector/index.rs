@@ -74,15 +74,16 @@ pub enum AnnKind {
     IvfHnswSq,
 }
 
-/// Up to this many rows an index is IVF_FLAT unless `USING` says otherwise: at 44,424 × 512 it
-/// searches at the same recall in less time than IVF_HNSW_SQ, whose re-ranking reads exact
-/// vectors back (`benches/RESULTS.md`); larger indexes keep IVF_HNSW_SQ until measured.
-pub const IVF_FLAT_UP_TO_ROWS: u64 = 100_000;
+/// The most vector bytes an IVF_FLAT or FLAT index may hold to be searched in memory
+/// ([`super::resident`]); larger ones are searched through Lance.
+pub const MAX_RESIDENT_BYTES: u64 = 4 << 30;
 
 impl AnnKind {
-    /// The structure an index of `rows` rows gets when `USING` names none.
-    pub fn default_for(rows: u64) -> Self {
-        if rows <= IVF_FLAT_UP_TO_ROWS {
+    /// The structure an index of `rows` vectors of `dimension` gets when `USING` names none:
+    /// IVF_FLAT while its vectors fit in memory ([`MAX_RESIDENT_BYTES`]; 2 million 512-d
+    /// vectors), searched there at FAISS's speed (`benches/RESULTS.md`); IVF_HNSW_SQ above.
+    pub fn default_for(rows: u64, dimension: usize) -> Self {
+        if rows.saturating_mul(dimension as u64 * 4) <= MAX_RESIDENT_BYTES {
             Self::IvfFlat
         } else {
             Self::IvfHnswSq
@@ -313,6 +314,39 @@ pub async fn open_cached(entry: &IndexEntry) -> Result<Arc<lance::Dataset>> {
 /// Lets go of the dataset opened for the index at `location` (dropped).
 pub fn forget(location: &str) {
     opened().remove(location);
+}
+
+/// The row ids the ANN index in `dataset` holds in IVF partition `partition`, over all its
+/// segments (rows deleted since may be among them).
+pub async fn partition_row_ids(
+    entry: &IndexEntry,
+    dataset: &lance::Dataset,
+    partition: usize,
+) -> Result<Vec<u64>> {
+    use datafusion::arrow::array::AsArray;
+    use futures::TryStreamExt;
+    let failed = |e: &dyn std::fmt::Display| {
+        VitrineError::Plan(format!(
+            "reading partition {partition} of '{}': {e}",
+            entry.location
+        ))
+    };
+    let mut stream = dataset
+        .read_index_partition(ANN_INDEX_NAME, partition, false)
+        .await
+        .map_err(|e| failed(&e))?;
+    let mut ids = Vec::new();
+    while let Some(batch) = stream.try_next().await.map_err(|e| failed(&e))? {
+        let column = batch
+            .column_by_name("_rowid")
+            .ok_or_else(|| failed(&"no _rowid column"))?;
+        ids.extend_from_slice(
+            column
+                .as_primitive::<datafusion::arrow::datatypes::UInt64Type>()
+                .values(),
+        );
+    }
+    Ok(ids)
 }
 
 /// The IVF centroids of the ANN index in `dataset` (partitions × dimension floats, as trained:

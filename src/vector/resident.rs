@@ -20,7 +20,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::buffer::BooleanBuffer;
 use datafusion::arrow::compute::{cast, concat_batches, take};
-use datafusion::arrow::datatypes::{DataType, Field, Float32Type, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Float32Type, Schema, UInt64Type};
 use datafusion::common::DFSchema;
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
@@ -28,12 +28,9 @@ use lance::Dataset;
 use rayon::prelude::*;
 
 use super::distance::{dot, lance_distance, nearness, normalise};
-use super::index::{self, AnnKind, IndexEntry, Metric};
+use super::index::{self, AnnKind, IndexEntry, Metric, MAX_RESIDENT_BYTES};
 use crate::error::{Result, VitrineError};
 
-/// The most vector bytes an index may hold to be searched in memory; larger ones are searched
-/// through Lance.
-pub const MAX_RESIDENT_BYTES: u64 = 4 << 30;
 /// Distinct filters whose masks an index keeps.
 const MASKS_KEPT: usize = 256;
 /// A filtered search probes this many times the partitions an unfiltered one does, divided by
@@ -66,6 +63,8 @@ pub struct ResidentIndex {
 
 /// The slot of a row without a vector.
 const NO_SLOT: u32 = u32::MAX;
+/// The partition of a row the Lance index does not hold (yet).
+const NO_PARTITION: usize = usize::MAX;
 
 /// Whether `entry`'s index is searched in memory: an IVF_FLAT or FLAT index of at most
 /// [`MAX_RESIDENT_BYTES`] of vectors.
@@ -84,6 +83,7 @@ impl ResidentIndex {
     pub async fn load(entry: &IndexEntry, dataset: &Dataset) -> Result<Self> {
         let mut scanner = dataset.scan();
         scanner.project(&entry.columns).map_err(error)?;
+        scanner.with_row_id();
         let schema = scanner.schema().await.map_err(error)?;
         let batches: Vec<RecordBatch> = scanner
             .try_into_stream()
@@ -104,6 +104,12 @@ impl ResidentIndex {
         let embedding = schema.field(at).clone();
         let vectors = cast(rows.column(at), &f32_vectors(entry.dimension))?;
         rows.remove_column(at);
+        let row_ids = rows.remove_column(
+            rows.schema()
+                .index_of("_rowid")
+                .map_err(|_| error("the index scan returned no row ids"))?,
+        );
+        let row_ids = row_ids.as_primitive::<UInt64Type>();
         let vectors = vectors.as_fixed_size_list();
         let values = vectors.values().as_primitive::<Float32Type>().values();
         let dimension = entry.dimension;
@@ -113,15 +119,37 @@ impl ResidentIndex {
         };
         let partitions = (centroids.len() / dimension.max(1)).max(1);
         let metric = entry.metric;
-        // The partition of each row with a vector: the centroid nearest it (as a unit vector
-        // for cosine, as Lance trained them).
+        // The partition of each row with a vector: the one the Lance index put it in, or for
+        // rows appended since it was built, the centroid nearest it (as a unit vector for
+        // cosine, as Lance trained them).
+        let mut indexed = vec![NO_PARTITION; rows.num_rows()];
+        if partitions > 1 {
+            let positions: HashMap<u64, usize> = row_ids
+                .values()
+                .iter()
+                .enumerate()
+                .map(|(row, id)| (*id, row))
+                .collect();
+            for partition in 0..partitions {
+                for id in index::partition_row_ids(entry, dataset, partition).await? {
+                    if let Some(row) = positions.get(&id) {
+                        indexed[*row] = partition;
+                    }
+                }
+            }
+        }
         let assigned: Vec<(u32, usize)> = (0..rows.num_rows())
             .into_par_iter()
             .filter(|&row| vectors.is_valid(row))
             .map(|row| {
-                let mut vector = values[row * dimension..(row + 1) * dimension].to_vec();
-                normalise(metric, &mut vector);
-                let partition = nearest_centroid(metric, &centroids, dimension, &vector);
+                let partition = match indexed[row] {
+                    NO_PARTITION => {
+                        let mut vector = values[row * dimension..(row + 1) * dimension].to_vec();
+                        normalise(metric, &mut vector);
+                        nearest_centroid(metric, &centroids, dimension, &vector)
+                    }
+                    partition => partition,
+                };
                 (row as u32, partition)
             })
             .collect();
@@ -172,6 +200,41 @@ impl ResidentIndex {
             scales,
             masks: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The rows held (live rows of the index dataset, including any without a vector).
+    pub fn len(&self) -> usize {
+        self.rows.num_rows()
+    }
+
+    /// Whether the index holds no rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows.num_rows() == 0
+    }
+
+    /// The number of IVF partitions (1 for FLAT).
+    pub fn partitions(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// The vector of `row` as stored, if it has one.
+    pub fn vector(&self, row: usize) -> Option<&[f32]> {
+        let slot = *self.row_slots.get(row)?;
+        (slot != NO_SLOT).then(|| {
+            let slot = slot as usize;
+            &self.vectors[slot * self.dimension..(slot + 1) * self.dimension]
+        })
+    }
+
+    /// The `k` nearest rows to `query` from the `nprobes` partitions nearest it: each row and
+    /// Lance's distance for the metric, nearest first (every partition probed: exact).
+    pub fn nearest_rows(&self, query: &[f32], k: usize, nprobes: usize) -> Vec<(u32, f32)> {
+        let mut query = query.to_vec();
+        normalise(self.metric, &mut query);
+        self.scan(&query, k, &self.nearest_partitions(&query, nprobes), None)
+            .into_iter()
+            .map(|(nearness, row)| (row, lance_distance(self.metric, nearness)))
+            .collect()
     }
 
     /// The `k` nearest rows to `query` (checked to have the index's dimension) from the

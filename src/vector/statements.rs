@@ -214,7 +214,7 @@ pub async fn create(session: &dyn Session, create: CreateVectorIndex) -> Result<
         .await?
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
-    let kind = kind.unwrap_or_else(|| AnnKind::default_for(rows));
+    let kind = kind.unwrap_or_else(|| AnnKind::default_for(rows, dimension));
     let mut params = default_params(kind, rows, dimension);
     let mut given = BTreeSet::new();
     for key in PARAM_KEYS {
