@@ -17,6 +17,7 @@ use lance_index::optimize::OptimizeOptions;
 use super::calibrate;
 use super::catalog;
 use super::index::{self, default_params, AnnKind, IndexEntry, Metric};
+use super::resident;
 use crate::catalog::lance_table;
 use crate::catalog::version::Mode;
 use crate::catalog::{storage, QualifiedName, TableEntry, TableName};
@@ -243,6 +244,7 @@ pub async fn create(session: &dyn Session, create: CreateVectorIndex) -> Result<
         rows: 0,
         created_at: now.clone(),
         synced_at: now,
+        filter_indexes: Vec::new(),
     };
     let select = entry
         .columns
@@ -257,6 +259,9 @@ pub async fn create(session: &dyn Session, create: CreateVectorIndex) -> Result<
         ))
         .await?;
     entry.rows = index::build(&entry, data.execute_stream().await?).await?;
+    if entry.rows > 0 && !resident::serves(&entry) {
+        entry.filter_indexes = index::build_filter_indexes(&entry).await?;
+    }
     entry.params = calibrate::tune(&entry, &*index::open(&entry).await?, &given, target).await?;
     catalog::put(warehouse, &name, &entry).await?;
     Ok(StatementResult::message(format!(
@@ -375,6 +380,7 @@ pub async fn describe(session: &dyn Session, name: &TableName) -> Result<Stateme
             entry.embedding_model.clone().unwrap_or_default(),
         ),
         ("text_column", entry.text_column.clone().unwrap_or_default()),
+        ("filter_indexes", entry.filter_indexes.join(", ")),
         ("rows", entry.rows.to_string()),
         ("synced_version", entry.synced_version.to_string()),
         ("status", status),

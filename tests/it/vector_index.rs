@@ -805,3 +805,49 @@ async fn query_vectors_pass_as_parameters_and_through_the_in_process_api() {
         .to_string();
     assert!(unknown.contains("main.shop.nope"), "{unknown}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn indexes_searched_through_lance_get_filter_indexes_kept_by_sync() {
+    let wh = source(3000).await;
+    wh.sql("CREATE VECTOR INDEX main.shop.vs ON main.shop.items (embedding) USING IVF_HNSW_SQ WITH (primary_key = 'product_id', columns = (name, gender, price))").await;
+    let described = wh.rows("DESCRIBE INDEX main.shop.vs").await;
+    // name has 3,000 distinct values, gender 2, price 97.
+    assert_eq!(
+        describe(&described, "filter_indexes"),
+        "name (BTREE), gender (BITMAP), price (BITMAP)"
+    );
+    wh.sql("CREATE VECTOR INDEX main.shop.vs_flat ON main.shop.items (embedding) WITH (primary_key = 'product_id', columns = (gender, price))").await;
+    assert_eq!(
+        describe(
+            &wh.rows("DESCRIBE INDEX main.shop.vs_flat").await,
+            "filter_indexes"
+        ),
+        "",
+        "an index searched in memory filters there"
+    );
+
+    wh.sql("UPDATE main.shop.items SET price = 1000 WHERE product_id <= 20")
+        .await;
+    wh.sql("SYNC INDEX main.shop.vs").await;
+    let query = pseudo_random_vector("7");
+    let got = wh
+        .rows(&format!("SELECT product_id, price FROM vector_search(index => 'main.shop.vs', query_vector => {query}, num_results => 10, filters => 'price = 1000')"))
+        .await;
+    assert_eq!(got.len(), 10, "{got:?}");
+    assert!(got.iter().all(|r| r[1] == "1000.0"), "{got:?}");
+    assert!(got.iter().any(|r| r[0] == "7"), "{got:?}");
+    let dataset = lance::Dataset::open(wh.path().join("main/shop/vs").to_str().unwrap())
+        .await
+        .unwrap();
+    use lance::index::DatasetIndexExt;
+    let names: Vec<String> = dataset
+        .load_indices()
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i.name.clone())
+        .collect();
+    for name in ["ann", "filter_name", "filter_gender", "filter_price"] {
+        assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+    }
+}
