@@ -435,7 +435,9 @@ async fn run_scripts(
 }
 
 /// `vitrine serve`: checks the sources of the CONTINUOUS indexes every `interval` seconds and
-/// syncs those that changed, until Ctrl-C. A failed sync is reported and retried next time.
+/// syncs those that changed, until Ctrl-C; reads the indexes searched in memory at start and
+/// after each change, so that no search waits for them. A failed sync is reported and retried
+/// next time.
 async fn serve(config: EngineConfig, interval: f64) -> Result<ExitCode> {
     let engine = Engine::open(config).await?;
     let period = Duration::from_secs_f64(interval.max(0.05));
@@ -444,6 +446,10 @@ async fn serve(config: EngineConfig, interval: f64) -> Result<ExitCode> {
         match engine.sync_continuous_indexes().await {
             Ok(lines) => lines.iter().for_each(|l| eprintln!("{l}")),
             Err(e) => eprintln!("sync failed (retrying): {e}"),
+        }
+        match engine.warm_indexes().await {
+            Ok(lines) => lines.iter().for_each(|l| eprintln!("{l}")),
+            Err(e) => eprintln!("reading indexes into memory failed (retrying): {e}"),
         }
         tokio::select! {
             _ = tokio::time::sleep(period) => {}

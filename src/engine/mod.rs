@@ -123,6 +123,13 @@ impl Engine {
         crate::vector::statements::sync_continuous(&session).await
     }
 
+    /// Reads into memory every vector index searched there that is not held in its current
+    /// state yet ([`crate::vector::statements::warm`]); returns a line per index read.
+    pub async fn warm_indexes(self: &Arc<Self>) -> Result<Vec<String>> {
+        let session = self.session()?;
+        crate::vector::statements::warm(&session).await
+    }
+
     /// A catalog list for a new session: its own snapshot and temporary tables over the shared
     /// warehouse and runtime.
     fn catalog_list(&self) -> WarehouseCatalogList {

@@ -528,6 +528,13 @@ pub async fn open(entry: &IndexEntry) -> Result<Option<Arc<ResidentIndex>>> {
     Ok(Some(Arc::clone(index)))
 }
 
+/// Whether `entry`'s index is held in memory in the state the entry describes.
+pub fn is_held(entry: &IndexEntry) -> bool {
+    resident()
+        .get(&entry.location)
+        .is_some_and(|(synced_at, slot)| *synced_at == entry.synced_at && slot.initialized())
+}
+
 /// Lets go of the index at `location` (dropped): its memory is freed once no search holds it.
 pub fn forget(location: &str) {
     resident().remove(location);

@@ -471,7 +471,7 @@ async fn vitrine_serve_keeps_continuous_indexes_in_sync() {
             .arg("--warehouse")
             .arg(wh.path())
             .args(["serve", "--interval", "0.2"])
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::File::create(wh.path().join("serve.log")).unwrap())
             .spawn()
             .unwrap(),
     );
@@ -487,6 +487,22 @@ async fn vitrine_serve_keeps_continuous_indexes_in_sync() {
         }
     }
     assert_eq!(rows, "90", "the CONTINUOUS index followed its source");
+    // Both indexes were read into memory at start, and the synced one again after its sync.
+    let mut log = String::new();
+    for _ in 0..50 {
+        log = std::fs::read_to_string(wh.path().join("serve.log")).unwrap();
+        if log.contains("vector index main.shop.live held in memory (90 rows") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    for line in [
+        "vector index main.shop.live held in memory (100 rows",
+        "vector index main.shop.manual held in memory (100 rows",
+        "vector index main.shop.live held in memory (90 rows",
+    ] {
+        assert!(log.contains(line), "{line} in {log}");
+    }
     // A TRIGGERED index waits for SYNC INDEX.
     let manual = wh.rows("DESCRIBE INDEX main.shop.manual").await;
     assert_eq!(describe(&manual, "rows"), "100");
