@@ -203,6 +203,10 @@ struct Search {
     hybrid: bool,
 }
 
+/// A filter keeping at most 1 / this of an index's rows is searched exactly over the rows it
+/// keeps, where the index is searched through Lance.
+const EXACT_FILTER_SHARE: u64 = 50;
+
 /// Reciprocal-rank fusion's constant: a row at rank r in a list adds 1 / (RRF_K + r).
 const RRF_K: f64 = 60.0;
 
@@ -284,6 +288,18 @@ impl Search {
             .nearest(&entry.column, &Float32Array::from(vector), k)
             .map_err(lance)?;
         index::apply_breadth(&mut scanner, &entry.params, k);
+        if let Some(filter) = &self.filter {
+            // A graph search that may only visit the few rows a filter keeps ends before it
+            // finds k of them: compare those rows exactly instead (read through the filter
+            // indexes).
+            let kept = dataset
+                .count_rows(Some(filter.clone()))
+                .await
+                .map_err(|e| error(format!("filters '{filter}': {e}")))?;
+            if kept as u64 <= entry.rows / EXACT_FILTER_SHARE {
+                scanner.use_index(false);
+            }
+        }
         self.run(scanner, "_distance").await
     }
 

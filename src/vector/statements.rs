@@ -426,11 +426,10 @@ pub async fn sync(session: &dyn Session, name: &TableName) -> Result<StatementRe
     let before = index.version().version;
     let index_table = format!("__vitrine_index_{}", name.table);
     let provider = lance_table::provider(&entry.location, Some(before)).await?;
-    let schema = provider.schema();
     session
         .datafusion()
         .register_table(index_table.as_str(), provider)?;
-    let outcome = apply_changes(session, &entry, &index_table, &schema, version).await;
+    let outcome = apply_changes(session, &entry, &index_table, version).await;
     session
         .datafusion()
         .deregister_table(index_table.as_str())?;
@@ -464,30 +463,17 @@ async fn apply_changes(
     session: &dyn Session,
     entry: &IndexEntry,
     index_table: &str,
-    schema: &Schema,
     version: u64,
 ) -> Result<(usize, usize)> {
     let key = quote(&entry.primary_key);
     let source = format!("{} VERSION AS OF {version}", entry.source);
-    // A row changed when any kept column differs; arrays are compared through their text.
+    // A row changed when any kept column differs (arrays compared element by element).
     let differs = entry
         .columns
         .iter()
         .map(|c| {
-            let list = schema.field_with_name(c).is_ok_and(|f| {
-                matches!(
-                    f.data_type(),
-                    DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _)
-                )
-            });
             let q = quote(c);
-            if list {
-                format!(
-                    "(array_to_string(s.{q}, ',') IS DISTINCT FROM array_to_string(i.{q}, ','))"
-                )
-            } else {
-                format!("(s.{q} IS DISTINCT FROM i.{q})")
-            }
+            format!("(s.{q} IS DISTINCT FROM i.{q})")
         })
         .collect::<Vec<_>>()
         .join(" OR ");

@@ -475,6 +475,20 @@ async fn vitrine_serve_keeps_continuous_indexes_in_sync() {
             .spawn()
             .unwrap(),
     );
+    // Both indexes are read into memory at start.
+    let log = || std::fs::read_to_string(wh.path().join("serve.log")).unwrap();
+    for _ in 0..150 {
+        if log().contains("vector index main.shop.live held in memory (100 rows") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for line in [
+        "vector index main.shop.live held in memory (100 rows",
+        "vector index main.shop.manual held in memory (100 rows",
+    ] {
+        assert!(log().contains(line), "{line} in {}", log());
+    }
     wh.sql("DELETE FROM main.shop.items WHERE product_id > 90")
         .await;
     let mut rows = String::new();
@@ -487,22 +501,15 @@ async fn vitrine_serve_keeps_continuous_indexes_in_sync() {
         }
     }
     assert_eq!(rows, "90", "the CONTINUOUS index followed its source");
-    // Both indexes were read into memory at start, and the synced one again after its sync.
-    let mut log = String::new();
+    // The synced index is read again after its sync.
+    let synced = "vector index main.shop.live held in memory (90 rows";
     for _ in 0..50 {
-        log = std::fs::read_to_string(wh.path().join("serve.log")).unwrap();
-        if log.contains("vector index main.shop.live held in memory (90 rows") {
+        if log().contains(synced) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    for line in [
-        "vector index main.shop.live held in memory (100 rows",
-        "vector index main.shop.manual held in memory (100 rows",
-        "vector index main.shop.live held in memory (90 rows",
-    ] {
-        assert!(log.contains(line), "{line} in {log}");
-    }
+    assert!(log().contains(synced), "{synced} in {}", log());
     // A TRIGGERED index waits for SYNC INDEX.
     let manual = wh.rows("DESCRIBE INDEX main.shop.manual").await;
     assert_eq!(describe(&manual, "rows"), "100");
