@@ -8,7 +8,7 @@
 //! measured as it will be searched: in memory where [`resident::serves`] it (read once, every
 //! search exact or approximate without I/O), through Lance's scanner otherwise.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, FixedSizeListArray, RecordBatch, UInt64Array};
@@ -58,16 +58,16 @@ struct Probe {
 }
 
 /// Measures the index in `dataset` and returns its parameters with the search breadth set:
-/// `nprobes` (unless in `given`) the fewest partitions that reach `target`, the re-ranking
-/// (`refine_factor`, unless in `given`) dropped where recall holds without it, and
+/// `nprobes` (unless given in `WITH`: `entry.given_params`) the fewest partitions that reach `target`, the re-ranking
+/// (`refine_factor`, unless given) dropped where recall holds without it, and
 /// `target_recall` and `measured_recall` recorded. A FLAT index is exact, and one of at most
 /// twice the sample's rows is left as built (too few rows to measure apart from the sample).
 pub async fn tune(
     entry: &IndexEntry,
     dataset: &Dataset,
-    given: &BTreeSet<String>,
     target: f64,
 ) -> Result<BTreeMap<String, String>> {
+    let given = &entry.given_params;
     let mut params = entry.params.clone();
     if entry.kind == AnnKind::Flat || entry.rows as usize <= 2 * SAMPLE {
         return Ok(params);

@@ -2,7 +2,7 @@
 //! columns, with a native ANN index on the embedding. The entry (`_indexes/<catalog>/<schema>/
 //! <index>.json`) records what the index was built from and the source version it reflects.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use datafusion::execution::SendableRecordBatchStream;
@@ -157,6 +157,13 @@ pub struct IndexEntry {
     /// `column (BTREE | BITMAP)` (none on an index searched in memory).
     #[serde(default)]
     pub filter_indexes: Vec<String>,
+    /// The search-breadth parameters given in `WITH` (kept as given when the breadth is
+    /// measured again after a sync).
+    #[serde(default)]
+    pub given_params: BTreeSet<String>,
+    /// Rows written or removed by syncs since the breadth was last measured.
+    #[serde(default)]
+    pub changed_since_measured: u64,
 }
 
 /// Parameters chosen from the row count and the dimension, each overridable in `WITH`:

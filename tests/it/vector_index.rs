@@ -874,3 +874,27 @@ async fn indexes_searched_through_lance_get_filter_indexes_kept_by_sync() {
         assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sync_that_changes_a_tenth_of_the_rows_measures_the_breadth_again() {
+    let wh = source(4000).await;
+    wh.sql("CREATE VECTOR INDEX main.shop.vs ON main.shop.items (embedding) WITH (primary_key = 'product_id', nprobes = 3)").await;
+    let before = parameters(&wh, "main.shop.vs").await;
+    assert_eq!(before["nprobes"], "3");
+    wh.sql(&format!(
+        "UPDATE main.shop.items SET embedding = arrow_cast({}, 'FixedSizeList(8, Float32)') WHERE product_id <= 600",
+        pseudo_random_vector("(product_id + 100000)")
+    ))
+    .await;
+    let synced = wh.sql("SYNC INDEX main.shop.vs").await.message.unwrap();
+    assert!(
+        synced.contains("600 rows written, 600 removed (4000 rows); search breadth measured again: nprobes 3 of"),
+        "{synced}"
+    );
+    let after = parameters(&wh, "main.shop.vs").await;
+    // The breadth given in WITH is kept; its recall is measured on the changed rows.
+    assert_eq!(after["nprobes"], "3");
+    assert!(after.contains_key("measured_recall"), "{after:?}");
+    let described = wh.rows("DESCRIBE INDEX main.shop.vs").await;
+    assert_eq!(describe(&described, "status"), "in sync");
+}
