@@ -93,16 +93,38 @@ pub async fn tune(
     };
     breadths.dedup();
     let refine = params.get("refine_factor").cloned();
+    // Doubling until the target is reached, then halving the gap to the last breadth that
+    // fell short: 8 probes short and 16 enough tries 12, then 10 or 14.
     let mut chosen = None;
+    let mut short = None;
     for &nprobes in &breadths {
         params.insert("nprobes".into(), nprobes.to_string());
         let recall = recall(entry, &searcher, &params, &probes).await?;
-        chosen = Some(recall);
+        chosen = Some((nprobes, recall));
         if recall >= target {
             break;
         }
+        short = Some(nprobes);
     }
-    let mut measured = chosen.unwrap_or(0.0);
+    if let (Some(mut low), Some((mut high, mut reached))) = (short, chosen) {
+        if reached >= target {
+            while high - low > 1 {
+                let middle = (low + high) / 2;
+                params.insert("nprobes".into(), middle.to_string());
+                let recall = recall(entry, &searcher, &params, &probes).await?;
+                if recall >= target {
+                    (high, reached) = (middle, recall);
+                } else {
+                    low = middle;
+                }
+            }
+            chosen = Some((high, reached));
+        }
+    }
+    if let Some((nprobes, _)) = chosen {
+        params.insert("nprobes".into(), nprobes.to_string());
+    }
+    let mut measured = chosen.map_or(0.0, |(_, recall)| recall);
     if refine.is_some() && !given.contains("refine_factor") {
         let mut unrefined = params.clone();
         unrefined.remove("refine_factor");

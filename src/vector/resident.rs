@@ -345,32 +345,41 @@ impl ResidentIndex {
         partitions: &[usize],
         mask: Option<&BooleanBuffer>,
     ) -> Vec<(f32, u32)> {
-        let mut best = TopK::new(k);
-        for &partition in partitions {
-            for slot in self.offsets[partition]..self.offsets[partition + 1] {
+        let slots: Vec<_> = partitions
+            .iter()
+            .map(|&p| self.offsets[p]..self.offsets[p + 1])
+            .collect();
+        let work = slots.iter().map(|r| r.len()).sum();
+        best_of(k, slots, work, |slots, best| {
+            for slot in slots {
                 let row = self.slot_rows[slot];
                 if mask.is_some_and(|m| !m.value(row as usize)) {
                     continue;
                 }
                 best.offer(Candidate(self.nearness_at(query, slot), row));
             }
-        }
-        best.into_sorted()
+        })
     }
 
     /// The `k` best (nearness, row) among every row `mask` keeps, best first.
     fn exact(&self, query: &[f32], k: usize, mask: &BooleanBuffer) -> Vec<(f32, u32)> {
-        let mut best = TopK::new(k);
-        for row in mask.set_indices() {
-            let slot = self.row_slots[row];
-            if slot != NO_SLOT {
-                best.offer(Candidate(
-                    self.nearness_at(query, slot as usize),
-                    row as u32,
-                ));
-            }
-        }
-        best.into_sorted()
+        best_of(
+            k,
+            vec![0..mask.len()],
+            mask.count_set_bits(),
+            |rows, best| {
+                let start = rows.start;
+                for row in mask.slice(start, rows.len()).set_indices() {
+                    let slot = self.row_slots[start + row];
+                    if slot != NO_SLOT {
+                        best.offer(Candidate(
+                            self.nearness_at(query, slot as usize),
+                            (start + row) as u32,
+                        ));
+                    }
+                }
+            },
+        )
     }
 
     /// The rows `filter` (a SQL condition over the index's columns) keeps, a NULL result
@@ -417,6 +426,45 @@ fn f32_vectors(dimension: usize) -> DataType {
     )
 }
 
+/// Ranges of at most this many slots (or rows) are searched by one thread; a search over more
+/// than twice as many splits them among the threads, so that one wide search uses every core.
+const PIECE: usize = 8_192;
+
+/// The `k` best candidates that `visit` offers over `ranges` (of slots or rows), best first:
+/// where the vectors compared (`work`) are more than two pieces' worth, the ranges are cut into
+/// pieces of [`PIECE`] and searched in parallel.
+fn best_of(
+    k: usize,
+    ranges: Vec<std::ops::Range<usize>>,
+    work: usize,
+    visit: impl Fn(std::ops::Range<usize>, &mut TopK) + Sync,
+) -> Vec<(f32, u32)> {
+    if work <= 2 * PIECE {
+        let mut best = TopK::new(k);
+        ranges.into_iter().for_each(|r| visit(r, &mut best));
+        return best.into_sorted();
+    }
+    let pieces: Vec<std::ops::Range<usize>> = ranges
+        .into_iter()
+        .flat_map(|r| {
+            (r.start..r.end)
+                .step_by(PIECE)
+                .map(move |s| s..(s + PIECE).min(r.end))
+        })
+        .collect();
+    pieces
+        .into_par_iter()
+        .fold(
+            || TopK::new(k),
+            |mut best, piece| {
+                visit(piece, &mut best);
+                best
+            },
+        )
+        .reduce(|| TopK::new(k), TopK::merge)
+        .into_sorted()
+}
+
 /// The best `k` candidates offered, kept in a min-heap of the best so far.
 struct TopK {
     k: usize,
@@ -438,6 +486,12 @@ impl TopK {
             self.best.pop();
             self.best.push(Reverse(candidate));
         }
+    }
+
+    /// The best `k` of both.
+    fn merge(mut self, other: TopK) -> TopK {
+        other.best.into_iter().for_each(|c| self.offer(c.0));
+        self
     }
 
     /// (nearness, row), best first.

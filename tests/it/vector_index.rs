@@ -898,3 +898,23 @@ async fn a_sync_that_changes_a_tenth_of_the_rows_measures_the_breadth_again() {
     let described = wh.rows("DESCRIBE INDEX main.shop.vs").await;
     assert_eq!(describe(&described, "status"), "in sync");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wide_search_split_among_threads_finds_the_exact_rows() {
+    // 20,000 rows in one partition: every search compares more vectors than one thread takes.
+    let wh = source(20_000).await;
+    wh.sql("CREATE VECTOR INDEX main.shop.vs ON main.shop.items (embedding) USING FLAT WITH (primary_key = 'product_id', columns = (price))").await;
+    for seed in [11, 9_876, 19_999] {
+        let query = pseudo_random_vector(&seed.to_string());
+        for filter in [None, Some("price >= 1")] {
+            let filters = filter.map_or(String::new(), |f| format!(", filters => '{f}'"));
+            let got: Vec<i64> = search(&wh, &format!("SELECT product_id, score FROM vector_search(index => 'main.shop.vs', query_vector => {query}, num_results => 10{filters})"))
+                .await
+                .into_iter()
+                .map(|g| g.0)
+                .collect();
+            let want = exact(&wh, &query, 10, filter.unwrap_or("true")).await;
+            assert_eq!(got, want, "query {seed}, filter {filter:?}");
+        }
+    }
+}
