@@ -365,7 +365,7 @@ impl ResidentIndex {
     fn exact(&self, query: &[f32], k: usize, mask: &BooleanBuffer) -> Vec<(f32, u32)> {
         best_of(
             k,
-            vec![0..mask.len()],
+            std::iter::once(0..mask.len()).collect(),
             mask.count_set_bits(),
             |rows, best| {
                 let start = rows.start;
