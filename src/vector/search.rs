@@ -310,12 +310,7 @@ impl Search {
         vector: &[f32],
         k: usize,
     ) -> Result<RecordBatch> {
-        let nprobes = self
-            .entry
-            .params
-            .get("nprobes")
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(1);
+        let nprobes = index::probes_for(&self.entry.params, k).unwrap_or(1);
         resident.nearest(vector, k, nprobes, self.filter.as_deref())
     }
 

@@ -411,6 +411,10 @@ fn key_literal(value: &str, data_type: &DataType) -> String {
     }
 }
 
+/// Versions of an index dataset are kept this long after a sync replaces them, for searches
+/// that opened them before.
+const KEEP_INDEX_VERSIONS_MINUTES: i64 = 1;
+
 /// The breadth is measured again once the rows changed since it was measured reach
 /// 1 / this of the index.
 const MEASURE_AGAIN_AFTER: u64 = 10;
@@ -459,6 +463,18 @@ pub async fn sync(session: &dyn Session, name: &TableName) -> Result<StatementRe
     entry.changed_since_measured += (inserted + deleted) as u64;
     let measured = measure_again(&mut entry, &dataset).await?;
     catalog::put(session.warehouse(), &name, &entry).await?;
+    // Each sync may rewrite the whole ANN structure; versions no search reads any more are let
+    // go (100 syncs of 1 % had kept 13 GB for a 91 MB index). A failure here loses nothing.
+    if let Err(e) = dataset
+        .cleanup_old_versions(
+            chrono::TimeDelta::minutes(KEEP_INDEX_VERSIONS_MINUTES),
+            None,
+            None,
+        )
+        .await
+    {
+        tracing::warn!("removing old versions of {name}: {e}");
+    }
     Ok(StatementResult::message(format!(
         "synced vector index {name} to {source_name} version {version}: {inserted} rows written, {deleted} removed ({} rows){measured}",
         entry.rows
@@ -590,8 +606,16 @@ async fn apply_changes(
     }
     if written > 0 || !keys.is_empty() {
         let mut dataset = lance_table::open(&entry.location, None).await?;
+        // An index searched in memory takes its new rows as a delta segment over the same
+        // partitions: left to merge, Lance regroups the partitions as they fill (173 became 73
+        // over 100 syncs of 1 %, and the breadth for recall 0.95 grew 2.3× in time). Lance's own
+        // searches read every delta, so an index searched through Lance merges them.
+        let options = match resident::serves(entry) {
+            true => OptimizeOptions::append(),
+            false => OptimizeOptions::default(),
+        };
         dataset
-            .optimize_indices(&OptimizeOptions::default())
+            .optimize_indices(&options)
             .await
             .map_err(|e| VitrineError::Plan(format!("indexing the new rows: {e}")))?;
     }
