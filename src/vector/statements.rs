@@ -622,27 +622,38 @@ async fn apply_changes(
     Ok((written, keys.len()))
 }
 
+/// Every vector index of the warehouse, with the catalog tree read again first: its name and
+/// entry.
+async fn every_index(session: &dyn Session) -> Result<Vec<(TableName, IndexEntry)>> {
+    let snapshot = session.catalogs().refresh().await?;
+    let mut indexes = Vec::new();
+    for (catalog, schemas) in &snapshot.catalogs {
+        for schema in schemas.keys() {
+            for (index, entry) in catalog::list(session.warehouse(), catalog, schema).await? {
+                let name = TableName::from_parts(&[catalog.clone(), schema.clone(), index])?;
+                indexes.push((name, entry));
+            }
+        }
+    }
+    Ok(indexes)
+}
+
 /// Reads every index of the warehouse that is searched in memory and not yet held in its
 /// current state (after CREATE or SYNC, by any process), so that no search waits for it;
 /// returns a line per index read.
 pub async fn warm(session: &dyn Session) -> Result<Vec<String>> {
-    let snapshot = session.catalogs().refresh().await?;
     let mut warmed = Vec::new();
-    for (catalog, schemas) in &snapshot.catalogs {
-        for schema in schemas.keys() {
-            for (index, entry) in catalog::list(session.warehouse(), catalog, schema).await? {
-                if !resident::serves(&entry) || resident::is_held(&entry) {
-                    continue;
-                }
-                let started = std::time::Instant::now();
-                resident::open(&entry).await?;
-                warmed.push(format!(
-                    "vector index {catalog}.{schema}.{index} held in memory ({} rows, read in {:.1} s)",
-                    entry.rows,
-                    started.elapsed().as_secs_f64()
-                ));
-            }
+    for (name, entry) in every_index(session).await? {
+        if !resident::serves(&entry) || resident::is_held(&entry) {
+            continue;
         }
+        let started = std::time::Instant::now();
+        resident::open(&entry).await?;
+        warmed.push(format!(
+            "vector index {name} held in memory ({} rows, read in {:.1} s)",
+            entry.rows,
+            started.elapsed().as_secs_f64()
+        ));
     }
     Ok(warmed)
 }
@@ -650,27 +661,20 @@ pub async fn warm(session: &dyn Session) -> Result<Vec<String>> {
 /// Syncs every `pipeline_type = 'CONTINUOUS'` index of the warehouse whose source has moved on;
 /// returns a line per index synced.
 pub async fn sync_continuous(session: &dyn Session) -> Result<Vec<String>> {
-    let snapshot = session.catalogs().refresh().await?;
     let mut synced = Vec::new();
-    for (catalog, schemas) in &snapshot.catalogs {
-        for schema in schemas.keys() {
-            for (index, entry) in catalog::list(session.warehouse(), catalog, schema).await? {
-                if entry.pipeline_type != "CONTINUOUS" {
-                    continue;
-                }
-                let Ok((source_name, source_entry)) =
-                    session.table_entry(&TableName::from_parts(&split_name(&entry.source))?)
-                else {
-                    continue;
-                };
-                if source_version(&source_name, &source_entry).await? == entry.synced_version {
-                    continue;
-                }
-                let name = TableName::from_parts(&[catalog.clone(), schema.clone(), index])?;
-                let result = sync(session, &name).await?;
-                synced.extend(result.message);
-            }
+    for (name, entry) in every_index(session).await? {
+        if entry.pipeline_type != "CONTINUOUS" {
+            continue;
         }
+        let Ok((source_name, source_entry)) =
+            session.table_entry(&TableName::from_parts(&split_name(&entry.source))?)
+        else {
+            continue;
+        };
+        if source_version(&source_name, &source_entry).await? == entry.synced_version {
+            continue;
+        }
+        synced.extend(sync(session, &name).await?.message);
     }
     Ok(synced)
 }

@@ -218,7 +218,8 @@ async fn exact(wh: &TestWarehouse, query: &str, k: usize, filter: &str) -> Vec<i
 #[tokio::test(flavor = "multi_thread")]
 async fn vector_search_finds_the_nearest_rows_filters_first_and_orders_by_score() {
     let wh = source(2000).await;
-    wh.sql("CREATE VECTOR INDEX main.shop.vs ON main.shop.items (embedding) USING IVF_HNSW_SQ WITH (primary_key = 'product_id', columns = (gender, price))").await;
+    // Tuned to recall@10 0.99 on its build sample, so that five other queries reach 0.9.
+    wh.sql("CREATE VECTOR INDEX main.shop.vs ON main.shop.items (embedding) USING IVF_HNSW_SQ WITH (primary_key = 'product_id', columns = (gender, price), target_recall = 0.99)").await;
     wh.sql("CREATE VECTOR INDEX main.shop.vs_flat ON main.shop.items (embedding) USING FLAT WITH (primary_key = 'product_id', columns = (gender, price))").await;
     let seeds = [3, 777, 1234, 1999, 58];
     let mut found = 0;
@@ -263,8 +264,6 @@ async fn vector_search_finds_the_nearest_rows_filters_first_and_orders_by_score(
             "filtered, query {seed}"
         );
     }
-    // The breadth is the cheapest that reached recall@10 0.95 on the build's sample; five other
-    // queries land around it.
     let recall = found as f64 / (10 * seeds.len()) as f64;
     assert!(
         recall >= 0.9,
