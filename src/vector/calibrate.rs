@@ -73,7 +73,7 @@ pub async fn tune(
         return Ok(params);
     }
     let searcher = match resident::serves(entry) {
-        true => Searcher::Resident(Box::new(ResidentIndex::load(entry, dataset).await?)),
+        true => Searcher::Resident(resident::read(entry, dataset).await?),
         false => Searcher::Lance(dataset),
     };
     let probes = match &searcher {
@@ -142,7 +142,7 @@ pub async fn tune(
 /// How the index is searched while it is measured.
 enum Searcher<'a> {
     /// In memory, as searches will run (rows are positions in the resident index).
-    Resident(Box<ResidentIndex>),
+    Resident(std::sync::Arc<ResidentIndex>),
     /// Through Lance's scanner (rows are Lance row ids).
     Lance(&'a Dataset),
 }

@@ -78,12 +78,17 @@ pub enum AnnKind {
 /// ([`super::resident`]); larger ones are searched through Lance.
 pub const MAX_RESIDENT_BYTES: u64 = 4 << 30;
 
+/// Whether `rows` f32 vectors of `dimension` fit in [`MAX_RESIDENT_BYTES`].
+pub fn fits_in_memory(rows: u64, dimension: usize) -> bool {
+    rows.saturating_mul(dimension as u64 * 4) <= MAX_RESIDENT_BYTES
+}
+
 impl AnnKind {
     /// The structure an index of `rows` vectors of `dimension` gets when `USING` names none:
     /// IVF_FLAT while its vectors fit in memory ([`MAX_RESIDENT_BYTES`]; 2 million 512-d
     /// vectors), searched there at FAISS's speed (`benches/RESULTS.md`); IVF_HNSW_SQ above.
     pub fn default_for(rows: u64, dimension: usize) -> Self {
-        if rows.saturating_mul(dimension as u64 * 4) <= MAX_RESIDENT_BYTES {
+        if fits_in_memory(rows, dimension) {
             Self::IvfFlat
         } else {
             Self::IvfHnswSq

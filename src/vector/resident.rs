@@ -28,7 +28,7 @@ use lance::Dataset;
 use rayon::prelude::*;
 
 use super::distance::{dot, lance_distance, nearness, normalise};
-use super::index::{self, AnnKind, IndexEntry, Metric, MAX_RESIDENT_BYTES};
+use super::index::{self, AnnKind, IndexEntry, Metric};
 use crate::error::{Result, VitrineError};
 
 /// Distinct filters whose masks an index keeps.
@@ -67,10 +67,10 @@ const NO_SLOT: u32 = u32::MAX;
 const NO_PARTITION: usize = usize::MAX;
 
 /// Whether `entry`'s index is searched in memory: an IVF_FLAT or FLAT index of at most
-/// [`MAX_RESIDENT_BYTES`] of vectors.
+/// [`index::MAX_RESIDENT_BYTES`] of vectors.
 pub fn serves(entry: &IndexEntry) -> bool {
     matches!(entry.kind, AnnKind::IvfFlat | AnnKind::Flat)
-        && entry.rows.saturating_mul(entry.dimension as u64 * 4) <= MAX_RESIDENT_BYTES
+        && index::fits_in_memory(entry.rows, entry.dimension)
 }
 
 fn error(message: impl std::fmt::Display) -> VitrineError {
@@ -580,6 +580,21 @@ pub async fn open(entry: &IndexEntry) -> Result<Option<Arc<ResidentIndex>>> {
         })
         .await?;
     Ok(Some(Arc::clone(index)))
+}
+
+/// Reads `dataset`, the state of the index that `entry` describes (just built or synced), and
+/// keeps it for the searches that follow, so that measuring the index and its first search
+/// read it once.
+pub async fn read(entry: &IndexEntry, dataset: &Dataset) -> Result<Arc<ResidentIndex>> {
+    let index = Arc::new(ResidentIndex::load(entry, dataset).await?);
+    resident().insert(
+        entry.location.clone(),
+        (
+            entry.synced_at.clone(),
+            Arc::new(tokio::sync::OnceCell::new_with(Some(Arc::clone(&index)))),
+        ),
+    );
+    Ok(index)
 }
 
 /// Whether `entry`'s index is held in memory in the state the entry describes.
