@@ -165,7 +165,9 @@ impl EngineSession {
         let _running = self.running.lock().await;
         self.functions.begin_statement();
         *self.parameters.lock().expect("parameters lock") = parameters;
-        let outcome = self.execute_statement(sql).await;
+        // Boxed: a statement's future holds every kind of statement's, nested deeply; unboxed, it
+        // makes the future of any caller's script too deep for rustc's default query depth.
+        let outcome = Box::pin(self.execute_statement(sql)).await;
         self.parameters.lock().expect("parameters lock").clear();
         let report = self.functions.finish_statement();
         let mut result = outcome?;
