@@ -79,7 +79,7 @@ impl WarehouseCatalogList {
 
     /// Re-reads the catalog tree from the warehouse.
     pub async fn refresh(&self) -> Result<Arc<CatalogSnapshot>> {
-        let snapshot = Arc::new(self.shared.warehouse.load_snapshot().await?);
+        let snapshot = self.shared.warehouse.load_snapshot().await?;
         *self.shared.snapshot.write().expect("catalog lock") = Arc::clone(&snapshot);
         Ok(snapshot)
     }

@@ -12,6 +12,12 @@
 //!
 //! Entries are written with one `put` each, which object stores (and the local store, through a
 //! rename) make atomic, so a reader never sees half an entry.
+//!
+//! Every write or removal of an entry then rewrites `<root>/_catalog/_changes.json` with a new
+//! token. A reader that finds that file's version tag unchanged knows no entry changed since its
+//! last read, and answers from memory after one `head` instead of listing and reading the
+//! catalog (a statement's catalog refresh falls from a listing to a stat). A warehouse written
+//! before the marker existed has none until its next write, and is listed every time.
 
 use std::collections::BTreeMap;
 use std::path::{Path as FsPath, PathBuf};
@@ -29,6 +35,12 @@ use crate::error::{Result, ResultExt, VitrineError};
 const CATALOG_DIR: &str = "_catalog";
 const CATALOG_MARKER: &str = "_catalog.json";
 const SCHEMA_MARKER: &str = "_schema.json";
+/// The file every entry write rewrites: see the module's text.
+const CHANGES_MARKER: &str = "_changes.json";
+
+/// What a reader keeps between reads of one entry file: the changes marker's tag when it was
+/// read, and the parsed entry.
+type KnownObject = (String, Arc<dyn std::any::Any + Send + Sync>);
 
 /// Catalogs, their schemas and their tables, as read from the warehouse at one moment.
 #[derive(Debug, Default, Clone)]
@@ -69,6 +81,12 @@ pub struct Warehouse {
     /// The table entries last read, by path, with the version tag of the file read: a
     /// [`load_snapshot`](Self::load_snapshot) reads again only the files that changed.
     entries: std::sync::Mutex<std::collections::HashMap<Path, (String, TableEntry)>>,
+    /// The last snapshot read, with the changes marker's tag at the time.
+    snapshot: std::sync::Mutex<Option<(String, Arc<CatalogSnapshot>)>>,
+    /// Entries beside the tables last read by [`entry`](Self::entry), by path.
+    objects: std::sync::Mutex<std::collections::HashMap<Path, KnownObject>>,
+    /// Makes each changes token this process writes distinct from the last.
+    changes: std::sync::atomic::AtomicU64,
 }
 
 /// What identifies one state of a stored file: its ETag (a content hash on S3; inode, time and
@@ -123,6 +141,9 @@ impl Warehouse {
             store,
             prefix,
             entries: Default::default(),
+            snapshot: Default::default(),
+            objects: Default::default(),
+            changes: Default::default(),
         };
         warehouse
             .store
@@ -210,7 +231,14 @@ impl Warehouse {
     }
 
     /// Reads every catalog, schema and table entry.
-    pub async fn load_snapshot(&self) -> Result<CatalogSnapshot> {
+    pub async fn load_snapshot(&self) -> Result<Arc<CatalogSnapshot>> {
+        let changes = self.changes_tag().await?;
+        if let Some(tag) = &changes {
+            let known = self.snapshot.lock().expect("snapshot cache lock");
+            if let Some((_, snapshot)) = known.as_ref().filter(|(t, _)| t == tag) {
+                return Ok(Arc::clone(snapshot));
+            }
+        }
         let root = self.child(&[CATALOG_DIR]);
         let objects: Vec<_> = self
             .store
@@ -281,12 +309,51 @@ impl Warehouse {
                 .or_default()
                 .insert(name.table, entry);
         }
+        let snapshot = Arc::new(snapshot);
+        *self.snapshot.lock().expect("snapshot cache lock") =
+            changes.map(|tag| (tag, Arc::clone(&snapshot)));
         Ok(snapshot)
+    }
+
+    /// The version tag of the changes marker, `None` while the warehouse has none.
+    async fn changes_tag(&self) -> Result<Option<String>> {
+        match self
+            .store
+            .head(&self.child(&[CATALOG_DIR, CHANGES_MARKER]))
+            .await
+        {
+            Ok(meta) => Ok(Some(version_tag(&meta))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => {
+                Err(e).context(|| format!("reading the catalog of warehouse '{}'", self.display))
+            }
+        }
+    }
+
+    /// Rewrites the changes marker after an entry was written or removed, so every reader reads
+    /// the catalog again. The token differs at every write (a content-hashed ETag must change
+    /// too).
+    async fn mark_changed(&self) -> Result<()> {
+        let token = format!(
+            "{}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+            self.changes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        self.put_json(
+            self.child(&[CATALOG_DIR, CHANGES_MARKER]),
+            &serde_json::json!({ "token": token }),
+        )
+        .await
     }
 
     /// Records that a catalog exists.
     pub async fn put_catalog(&self, catalog: &str) -> Result<()> {
-        self.put_json(
+        self.write_entry(
             self.child(&[CATALOG_DIR, catalog, CATALOG_MARKER]),
             &serde_json::json!({ "name": catalog }),
         )
@@ -295,7 +362,7 @@ impl Warehouse {
 
     /// Records that a schema exists.
     pub async fn put_schema(&self, catalog: &str, schema: &str) -> Result<()> {
-        self.put_json(
+        self.write_entry(
             self.child(&[CATALOG_DIR, catalog, schema, SCHEMA_MARKER]),
             &serde_json::json!({ "name": schema }),
         )
@@ -304,16 +371,14 @@ impl Warehouse {
 
     /// Removes a schema's marker (its tables must have been dropped first).
     pub async fn delete_schema(&self, catalog: &str, schema: &str) -> Result<()> {
-        self.store
-            .delete(&self.child(&[CATALOG_DIR, catalog, schema, SCHEMA_MARKER]))
-            .await?;
-        Ok(())
+        self.remove_entry(&self.child(&[CATALOG_DIR, catalog, schema, SCHEMA_MARKER]))
+            .await
     }
 
     /// Writes a table's entry, replacing any earlier one in one atomic put.
     pub async fn put_table(&self, name: &QualifiedName, entry: &TableEntry) -> Result<()> {
         let file = format!("{}.json", name.table);
-        self.put_json(
+        self.write_entry(
             self.child(&[CATALOG_DIR, &name.catalog, &name.schema, &file]),
             entry,
         )
@@ -323,8 +388,7 @@ impl Warehouse {
     /// Removes a table's entry and, for a managed table, its data.
     pub async fn delete_table(&self, name: &QualifiedName, entry: &TableEntry) -> Result<()> {
         let file = format!("{}.json", name.table);
-        self.store
-            .delete(&self.child(&[CATALOG_DIR, &name.catalog, &name.schema, &file]))
+        self.remove_entry(&self.child(&[CATALOG_DIR, &name.catalog, &name.schema, &file]))
             .await?;
         if entry.managed {
             self.delete_data(name).await?;
@@ -428,40 +492,57 @@ impl Warehouse {
         entry: &impl serde::Serialize,
     ) -> Result<()> {
         let file = format!("{}.json", name.table);
-        self.put_json(
+        self.write_entry(
             self.child(&[kind_dir, &name.catalog, &name.schema, &file]),
             entry,
         )
         .await
     }
 
-    /// The entry [`put_entry`](Self::put_entry) wrote for `name`, if there is one.
-    pub async fn entry<T: serde::de::DeserializeOwned>(
-        &self,
-        kind_dir: &str,
-        name: &QualifiedName,
-    ) -> Result<Option<T>> {
+    /// The entry [`put_entry`](Self::put_entry) wrote for `name`, if there is one. While the
+    /// catalog's changes marker is unchanged, an entry read before is answered from memory.
+    pub async fn entry<T>(&self, kind_dir: &str, name: &QualifiedName) -> Result<Option<T>>
+    where
+        T: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+    {
         let file = format!("{}.json", name.table);
         let path = self.child(&[kind_dir, &name.catalog, &name.schema, &file]);
-        match self.store.get(&path).await {
+        let changes = self.changes_tag().await?;
+        if let Some(tag) = &changes {
+            let known = self.objects.lock().expect("entry cache lock");
+            if let Some((_, object)) = known.get(&path).filter(|(t, _)| t == tag) {
+                if let Some(entry) = object.downcast_ref::<Option<T>>() {
+                    return Ok(entry.clone());
+                }
+            }
+        }
+        let entry: Option<T> = match self.store.get(&path).await {
             Ok(found) => {
                 let bytes = found.bytes().await?;
-                let entry =
-                    serde_json::from_slice(&bytes).context(|| format!("reading entry '{path}'"))?;
-                Ok(Some(entry))
+                Some(serde_json::from_slice(&bytes).context(|| format!("reading entry '{path}'"))?)
             }
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e.into()),
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(tag) = changes {
+            self.objects
+                .lock()
+                .expect("entry cache lock")
+                .insert(path, (tag, Arc::new(entry.clone())));
         }
+        Ok(entry)
     }
 
     /// Every entry of `kind_dir` in a schema, by name.
-    pub async fn entries<T: serde::de::DeserializeOwned>(
+    pub async fn entries<T>(
         &self,
         kind_dir: &str,
         catalog: &str,
         schema: &str,
-    ) -> Result<Vec<(String, T)>> {
+    ) -> Result<Vec<(String, T)>>
+    where
+        T: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+    {
         let dir = self.child(&[kind_dir, catalog, schema]);
         let objects: Vec<_> = self.store.list(Some(&dir)).try_collect().await?;
         let mut out = Vec::new();
@@ -489,10 +570,23 @@ impl Warehouse {
     /// Removes the entry of an object kept beside the tables.
     pub async fn delete_entry(&self, kind_dir: &str, name: &QualifiedName) -> Result<()> {
         let file = format!("{}.json", name.table);
+        self.remove_entry(&self.child(&[kind_dir, &name.catalog, &name.schema, &file]))
+            .await
+    }
+
+    /// Writes one entry file and marks the catalog changed.
+    async fn write_entry(&self, path: Path, value: &impl serde::Serialize) -> Result<()> {
+        self.put_json(path, value).await?;
+        self.mark_changed().await
+    }
+
+    /// Removes one entry file and marks the catalog changed.
+    async fn remove_entry(&self, path: &Path) -> Result<()> {
         self.store
-            .delete(&self.child(&[kind_dir, &name.catalog, &name.schema, &file]))
-            .await?;
-        Ok(())
+            .delete(path)
+            .await
+            .context(|| format!("removing '{path}' in warehouse '{}'", self.display))?;
+        self.mark_changed().await
     }
 
     async fn put_json(&self, path: Path, value: &impl serde::Serialize) -> Result<()> {

@@ -138,3 +138,59 @@ async fn sixteen_sessions_interleaved_equal_one_at_a_time_and_keep_their_setting
     assert_eq!(fresh.setting("vitrine.udf.batch_size"), None);
     assert_eq!(fresh.current_schema(), ("main".into(), "default".into()));
 }
+
+/// Two engines on one warehouse stand for two processes: each statement sees what the other
+/// wrote before it (tables made, replaced and dropped; index entries), whether the catalog is
+/// answered from memory or listed again, and a warehouse without a changes marker still works.
+#[tokio::test(flavor = "multi_thread")]
+async fn engines_sharing_a_warehouse_see_each_others_catalog_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = engine(dir.path()).await.session().unwrap();
+    let reader = Engine::open(EngineConfig::new(dir.path().to_str().unwrap()))
+        .await
+        .unwrap()
+        .session()
+        .unwrap();
+    let ask = |sql: &'static str| {
+        let reader = &reader;
+        async move { run(reader, sql).await }
+    };
+    assert_eq!(
+        ask("SELECT COUNT(*) FROM main.default.shared").await[0],
+        ["160"]
+    );
+    assert!(ask("SELECT * FROM main.default.t").await[0][0].starts_with("error:"));
+    run(&writer, "CREATE TABLE main.default.t AS SELECT 1 AS a").await;
+    assert_eq!(ask("SELECT * FROM main.default.t").await[0], ["1"]);
+    assert_eq!(ask("SELECT * FROM main.default.t").await[0], ["1"]);
+    run(
+        &writer,
+        "CREATE OR REPLACE TABLE main.default.t AS SELECT 2 AS a, 'x' AS b",
+    )
+    .await;
+    assert_eq!(ask("SELECT * FROM main.default.t").await[0], ["2", "x"]);
+    run(
+        &writer,
+        "CREATE TABLE main.default.v AS SELECT CAST(value AS BIGINT) AS id, \
+         arrow_cast(make_array(CAST(value AS FLOAT), 1.0), 'FixedSizeList(2, Float32)') AS e FROM range(50)",
+    )
+    .await;
+    run(
+        &writer,
+        "CREATE VECTOR INDEX main.default.vs ON main.default.v (e) WITH (primary_key = 'id')",
+    )
+    .await;
+    let shown = ask("SHOW INDEXES IN main.default").await;
+    assert_eq!(shown.len(), 2, "one index and the message: {shown:?}");
+    run(&writer, "DROP VECTOR INDEX main.default.vs").await;
+    assert_eq!(ask("SHOW INDEXES IN main.default").await.len(), 1);
+    std::fs::remove_file(dir.path().join("_catalog/_changes.json")).unwrap();
+    run(&writer, "DROP TABLE main.default.t").await;
+    assert!(ask("SELECT * FROM main.default.t").await[0][0].starts_with("error:"));
+    std::fs::remove_file(dir.path().join("_catalog/_changes.json")).unwrap();
+    std::fs::remove_file(dir.path().join("_catalog/main/default/v.json")).unwrap();
+    assert!(
+        ask("SELECT * FROM main.default.v").await[0][0].starts_with("error:"),
+        "a warehouse without the marker is listed at every statement"
+    );
+}
