@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Tensor};
 use vitrine_udfs::clip::config::ClipConfig;
-use vitrine_udfs::clip::train::{ClipTraining, QueryBatch};
+use vitrine_udfs::clip::train::{ClipTraining, ImageBatch, QueryBatch};
 
 mod common;
 
@@ -91,6 +91,85 @@ fn the_loss_with_queries_beside_the_texts_and_its_gradients_equal_pytorchs() {
         let plain = batch.expected["loss"].to_vec1::<f32>().unwrap()[0];
         assert!((got - plain).abs() > 1e-2, "{model}: the queries count");
         common::assert_gradients_match(model, &loss, &training.named_variables(), &expected);
+    }
+}
+
+/// A batch where only some texts have a photo and only some a query: the loss is the mean of
+/// the image–text loss of the rows with photos, as a batch of those alone gives it, and the
+/// query–text loss of the rows with queries, as a batch of queries alone gives it.
+#[test]
+fn texts_without_a_photo_are_learnt_from_their_queries_alone() {
+    let device = placement().device;
+    let select = |t: &Tensor, rows: &[u32]| {
+        t.index_select(&Tensor::new(rows, &device).unwrap(), 0)
+            .unwrap()
+    };
+    for model in MODELS {
+        let (training, batch) = training(model);
+        let expected = fixture_tensors(&format!("clip/expected-train-pairs-{model}.safetensors"));
+        let (query_ids, query_pool_at) = token_ids(&training, &expected["query_ids"]);
+        let query_ids = query_ids.to_device(&device).unwrap();
+        let rows = batch.pool_at.len() as u32;
+        assert!(rows >= 4, "{model}: the fixture batch has {rows} rows");
+        let pictured: Vec<u32> = (0..rows).filter(|r| r % 2 == 0).collect();
+        let asked: Vec<u32> = (0..rows).filter(|r| r % 3 != 0).collect();
+        let images = ImageBatch {
+            pixels: select(&batch.pixels, &pictured),
+            rows: pictured.clone(),
+        };
+        let queries = QueryBatch {
+            input_ids: select(&query_ids, &asked),
+            pool_at: asked.iter().map(|r| query_pool_at[*r as usize]).collect(),
+            rows: asked.clone(),
+        };
+        let scalar = |t: Tensor| t.to_scalar::<f32>().unwrap();
+        let mixed = scalar(
+            training
+                .mixed_loss(
+                    &batch.input_ids,
+                    &batch.pool_at,
+                    Some(&images),
+                    Some(&queries),
+                )
+                .unwrap(),
+        );
+        let pool = |rows: &[u32]| -> Vec<u32> {
+            rows.iter().map(|r| batch.pool_at[*r as usize]).collect()
+        };
+        let image_part = scalar(
+            training
+                .contrastive_loss(
+                    &select(&batch.input_ids, &pictured),
+                    &pool(&pictured),
+                    &images.pixels,
+                )
+                .unwrap(),
+        );
+        let renumbered = QueryBatch {
+            rows: (0..asked.len() as u32).collect(),
+            ..queries
+        };
+        let query_part = scalar(
+            training
+                .mixed_loss(
+                    &select(&batch.input_ids, &asked),
+                    &pool(&asked),
+                    None,
+                    Some(&renumbered),
+                )
+                .unwrap(),
+        );
+        let want = (image_part + query_part) / 2.0;
+        assert!(
+            (mixed - want).abs() < 1e-5,
+            "{model}: {mixed} vs ({image_part} + {query_part}) / 2"
+        );
+        assert!(
+            training
+                .mixed_loss(&batch.input_ids, &batch.pool_at, None, None)
+                .is_err(),
+            "{model}: a batch with neither photos nor queries"
+        );
     }
 }
 

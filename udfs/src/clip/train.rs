@@ -113,13 +113,44 @@ impl ClipTraining {
         pixels: &Tensor,
         queries: &QueryBatch,
     ) -> candle_core::Result<Tensor> {
+        let rows = (0..input_ids.dim(0)? as u32).collect();
+        let images = ImageBatch {
+            pixels: pixels.clone(),
+            rows,
+        };
+        self.mixed_loss(input_ids, pool_at, Some(&images), Some(queries))
+    }
+
+    /// The loss of a batch whose texts stand beside a photo, a query, or both: the mean of the
+    /// image–text loss over the texts with a photo and the query–text loss over the texts with a
+    /// query, each symmetric over its own rows (a batch with neither gives an error).
+    pub fn mixed_loss(
+        &self,
+        input_ids: &Tensor,
+        pool_at: &[u32],
+        images: Option<&ImageBatch>,
+        queries: Option<&QueryBatch>,
+    ) -> candle_core::Result<Tensor> {
         let texts = self.text_embeds(input_ids, pool_at)?;
-        let image_text = self.image_text_loss(&texts, pixels)?;
-        let rows = Tensor::new(queries.rows.as_slice(), &self.device)?;
-        let described = texts.index_select(&rows, 0)?;
-        let asked = self.text_embeds(&queries.input_ids, &queries.pool_at)?;
-        let query_text = self.symmetric_cross_entropy(&asked.matmul(&described.t()?)?)?;
-        (image_text + query_text)? / 2.0
+        let beside = |rows: &[u32]| -> candle_core::Result<Tensor> {
+            if rows.len() == texts.dim(0)? && rows.iter().enumerate().all(|(i, r)| i as u32 == *r) {
+                return Ok(texts.clone());
+            }
+            texts.index_select(&Tensor::new(rows, &self.device)?, 0)
+        };
+        let mut losses = Vec::new();
+        if let Some(images) = images.filter(|i| !i.rows.is_empty()) {
+            losses.push(self.image_text_loss(&beside(&images.rows)?, &images.pixels)?);
+        }
+        if let Some(queries) = queries.filter(|q| !q.rows.is_empty()) {
+            let asked = self.text_embeds(&queries.input_ids, &queries.pool_at)?;
+            let described = beside(&queries.rows)?;
+            losses.push(self.symmetric_cross_entropy(&asked.matmul(&described.t()?)?)?);
+        }
+        match losses.len() {
+            0 => candle_core::bail!("a CLIP batch needs texts beside photos or queries"),
+            n => Tensor::stack(&losses, 0)?.sum_all()? / n as f64,
+        }
     }
 
     fn text_embeds(&self, input_ids: &Tensor, pool_at: &[u32]) -> candle_core::Result<Tensor> {
@@ -149,6 +180,14 @@ impl ClipTraining {
     }
 }
 
+/// Photos beside some texts of a batch.
+pub struct ImageBatch {
+    /// The photos' pixel values (photos × 3 × side × side).
+    pub pixels: Tensor,
+    /// The batch row whose text each photo stands beside.
+    pub rows: Vec<u32>,
+}
+
 /// Shoppers' queries beside some texts of a batch.
 pub struct QueryBatch {
     /// The queries' token ids (queries × length, u32), padded after the pooled token.
@@ -159,11 +198,11 @@ pub struct QueryBatch {
     pub rows: Vec<u32>,
 }
 
-/// One training pair: a text's token ids and an image's pixel values, and the token ids of a
-/// shopper's query for the product when there is one.
+/// One training example: a text's token ids, with an image's pixel values, the token ids of a
+/// shopper's query for the product, or both.
 pub struct ClipExample {
     ids: Vec<u32>,
-    pixels: Vec<f32>,
+    pixels: Option<Vec<f32>>,
     query: Option<Vec<u32>>,
 }
 
@@ -192,26 +231,35 @@ impl Trainable<ClipExample> for ClipTraining {
         let texts: Vec<&[u32]> = batch.iter().map(|e| e.ids.as_slice()).collect();
         let (ids, pool_at) = self.padded_ids(&texts)?;
         let side = self.config.vision_config.image_size;
-        let pixels: Vec<f32> = batch
+        let (image_rows, pixels): (Vec<u32>, Vec<&[f32]>) = batch
             .iter()
-            .flat_map(|e| e.pixels.iter().copied())
-            .collect();
-        let pixels = Tensor::from_vec(pixels, (batch.len(), 3, side, side), &self.device)?;
+            .enumerate()
+            .filter_map(|(row, e)| Some((row as u32, e.pixels.as_deref()?)))
+            .unzip();
+        let pixels = Tensor::from_vec(
+            pixels.concat(),
+            (image_rows.len(), 3, side, side),
+            &self.device,
+        )?;
         let (rows, queries): (Vec<u32>, Vec<&[u32]>) = batch
             .iter()
             .enumerate()
             .filter_map(|(row, e)| Some((row as u32, e.query.as_deref()?)))
             .unzip();
-        if queries.is_empty() {
+        if queries.is_empty() && image_rows.len() == batch.len() {
             return self.contrastive_loss(&ids, &pool_at, &pixels);
         }
+        let images = ImageBatch {
+            pixels,
+            rows: image_rows,
+        };
         let (input_ids, query_pool_at) = self.padded_ids(&queries)?;
         let queries = QueryBatch {
             input_ids,
             pool_at: query_pool_at,
             rows,
         };
-        self.paired_loss(&ids, &pool_at, &pixels, &queries)
+        self.mixed_loss(&ids, &pool_at, Some(&images), Some(&queries))
     }
 
     fn variables(&self) -> BTreeMap<String, Var> {
@@ -253,19 +301,29 @@ fn examples(
         }
     }
     Ok(prepare(&rows, |(name, text, image, query)| {
-        let (Some(text), Some(image)) = (text, image) else {
-            return Err(format!("{name}: NULL image or text"));
+        let Some(text) = text else {
+            return Err(format!("{name}: NULL text"));
         };
+        if image.is_none() && query.is_none() {
+            return Err(format!("{name}: NULL image and no query"));
+        }
         let tokenize = |text: &str| {
             embedder
                 .tokenize(&[text])
                 .map(|mut ids| ids.pop().unwrap_or_default())
                 .map_err(|e| format!("{name}: {e}"))
         };
-        let rgb = rows::read_image(job.context, image).map_err(|e| format!("{name}: {e}"))?;
+        let pixels = image
+            .as_ref()
+            .map(|image| {
+                rows::read_image(job.context, image)
+                    .map(|rgb| embedder.pixel_values(&rgb))
+                    .map_err(|e| format!("{name}: {e}"))
+            })
+            .transpose()?;
         Ok(ClipExample {
             ids: tokenize(text)?,
-            pixels: embedder.pixel_values(&rgb),
+            pixels,
             query: query.as_deref().map(tokenize).transpose()?,
         })
     }))
@@ -416,7 +474,7 @@ fn texts(job: &TrainingJob<'_>) -> Result<Vec<String>, ModelError> {
 }
 
 /// Trains a CLIP on the job's (image, text) rows (with a `query` column, also on each query
-/// against its text: [`ClipTraining::paired_loss`]), from its base or, without one, from scratch
+/// against its text, and a row may then lack its image: [`ClipTraining::mixed_loss`]), from its base or, without one, from scratch
 /// (a tokenizer learnt from the texts, seeded starting weights), and writes the model folder.
 pub fn train(job: TrainingJob<'_>) -> Result<TrainingSummary, ModelError> {
     let mut remaining = job.options.clone();
