@@ -7,8 +7,8 @@
 //! (models trained by `CREATE MODEL`), [`quality`]
 //! (retrieval quality of two indexes, extraction against the ground truth), [`engine`] (an engine
 //! shared by many sessions, each running statements), [`config`] (engine options and session
-//! settings), [`bench`](mod@bench) (the benchmark's report and runs table) and the [`demo`]
-//! catalog generator. The `vitrine` binary (its command line
+//! settings), [`serve`] (the A/B-tested search service over HTTP), [`bench`](mod@bench) (the
+//! benchmark's report and runs table) and the [`demo`] catalog generator. The `vitrine` binary (its command line
 //! and REPL) is a thin shell over this library. `ARCHITECTURE.md` draws the layers.
 
 #![warn(missing_docs)]
@@ -21,6 +21,7 @@ pub mod engine;
 pub mod error;
 pub mod models;
 pub mod quality;
+pub mod serve;
 pub mod session;
 pub mod sql;
 pub mod vector;

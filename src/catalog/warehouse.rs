@@ -230,6 +230,42 @@ impl Warehouse {
         absolute(FsPath::new(path)).to_string_lossy().into_owned()
     }
 
+    /// The bytes of a file in the warehouse's volumes, named as SQL names it
+    /// (`/Volumes/<catalog>/<schema>/<volume>/…` or `dbfs:/Volumes/…`), for a server that must
+    /// never read outside them: any other path, a `.` or `..` step, or (in a local warehouse)
+    /// a link leading out of the volumes is refused; `None` when there is no such file.
+    pub async fn read_volume_file(&self, path: &str) -> Result<Option<bytes::Bytes>> {
+        let refused = |why: &str| Err(VitrineError::Plan(format!("'{path}' {why}")));
+        let volume = path.strip_prefix("dbfs:").unwrap_or(path);
+        let Some(rest) = volume.strip_prefix("/Volumes/") else {
+            return refused("is not in the warehouse's volumes");
+        };
+        let parts: Vec<&str> = rest.split('/').collect();
+        if parts
+            .iter()
+            .any(|p| p.is_empty() || *p == "." || *p == ".." || p.contains('\\'))
+        {
+            return refused("is not a plain path in the warehouse's volumes");
+        }
+        if let Some(root) = &self.local_root {
+            let volumes = root.join("Volumes");
+            let file = parts.iter().fold(volumes.clone(), |p, part| p.join(part));
+            let (Ok(volumes), Ok(file)) = (volumes.canonicalize(), file.canonicalize()) else {
+                return Ok(None);
+            };
+            if !file.starts_with(&volumes) {
+                return refused("leads out of the warehouse's volumes");
+            }
+        }
+        let mut location = vec!["Volumes"];
+        location.extend(&parts);
+        match self.store.get(&self.child(&location)).await {
+            Ok(found) => Ok(Some(found.bytes().await?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e).context(|| format!("reading '{path}'")),
+        }
+    }
+
     /// Reads every catalog, schema and table entry.
     pub async fn load_snapshot(&self) -> Result<Arc<CatalogSnapshot>> {
         let changes = self.changes_tag().await?;

@@ -7,13 +7,13 @@ use std::io::IsTerminal;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use vitrine::config::DEFAULT_WAREHOUSE;
 use vitrine::demo::{self, DemoOptions};
+use vitrine::serve::config::ServeConfig;
 use vitrine::{Engine, EngineConfig, StatementResult};
 
 use crate::console::{print_result, statement_spinner, OutputFormat};
@@ -60,11 +60,18 @@ pub enum Command {
     },
     /// An interactive SQL shell.
     Repl,
-    /// Keep the CONTINUOUS vector indexes synced with their sources until stopped (Ctrl-C).
+    /// The A/B-tested search service over HTTP (the plan's phases 5 and 6), which also keeps
+    /// the CONTINUOUS vector indexes synced with their sources; until Ctrl-C or SIGTERM.
     Serve {
-        /// Seconds between checks of the sources.
-        #[arg(long, default_value_t = 5.0)]
-        interval: f64,
+        /// A TOML file of settings (see README.md); re-read by SIGHUP and POST /admin/reload.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where to listen (default 127.0.0.1:8080; port 0 picks a free one).
+        #[arg(long)]
+        addr: Option<std::net::SocketAddr>,
+        /// Seconds between checks of the CONTINUOUS indexes' sources.
+        #[arg(long)]
+        interval: Option<f64>,
     },
     /// Measure throughput (see benches/RESULTS.md).
     #[command(subcommand)]
@@ -350,7 +357,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
             runtime.block_on(bench::quality(&options, &out, config))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { interval } => runtime.block_on(serve(config, interval)),
+        Command::Serve {
+            config: file,
+            addr,
+            interval,
+        } => {
+            let mut serve = ServeConfig::load(file.as_deref())?;
+            if let Some(addr) = addr {
+                serve.addr = addr;
+            }
+            if let Some(interval) = interval {
+                serve.sync_interval_s = interval;
+            }
+            serve.check()?;
+            runtime.block_on(async {
+                let engine = Engine::open(config).await?;
+                vitrine::serve::run(engine, serve, file.as_deref()).await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Repl => {
             let session = runtime.block_on(Engine::open(config))?.session()?;
             crate::repl::run(&runtime, &session)?;
@@ -432,30 +457,6 @@ async fn run_scripts(
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// `vitrine serve`: checks the sources of the CONTINUOUS indexes every `interval` seconds and
-/// syncs those that changed, until Ctrl-C; reads the indexes searched in memory at start and
-/// after each change, so that no search waits for them. A failed sync is reported and retried
-/// next time.
-async fn serve(config: EngineConfig, interval: f64) -> Result<ExitCode> {
-    let engine = Engine::open(config).await?;
-    let period = Duration::from_secs_f64(interval.max(0.05));
-    eprintln!("keeping CONTINUOUS vector indexes in sync every {interval} s (Ctrl-C stops)");
-    loop {
-        match engine.sync_continuous_indexes().await {
-            Ok(lines) => lines.iter().for_each(|l| eprintln!("{l}")),
-            Err(e) => eprintln!("sync failed (retrying): {e}"),
-        }
-        match engine.warm_indexes().await {
-            Ok(lines) => lines.iter().for_each(|l| eprintln!("{l}")),
-            Err(e) => eprintln!("reading indexes into memory failed (retrying): {e}"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(period) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
-        }
-    }
 }
 
 fn print_outcome(result: &StatementResult, format: OutputFormat) {

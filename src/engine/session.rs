@@ -4,9 +4,11 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, Int64Array, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::Field;
 use datafusion::common::ScalarValue;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::logical_expr::{ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs};
 use datafusion::optimizer::Analyzer;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
@@ -183,9 +185,35 @@ impl EngineSession {
         index: &str,
         queries: &[Vec<f32>],
         k: usize,
-        filter: Option<&str>,
+        filter: Option<&vector::filter::RowFilter>,
     ) -> Result<Vec<RecordBatch>> {
         vector::search::nearest(self, index, queries, k, filter).await
+    }
+
+    /// Calls the session's scalar function `name` (a model function such as `clip_text_embed`,
+    /// with the session's models and settings) over one column of values, outside any
+    /// statement: how a service embeds its queries without writing them into SQL text. Runs on
+    /// the caller's thread; a model function is CPU-bound, so call it where blocking is fine.
+    pub fn call_function(&self, name: &str, values: ArrayRef) -> Result<ArrayRef> {
+        let function = datafusion::execution::FunctionRegistry::udf(&self.ctx, name)?;
+        let arg_fields = vec![Arc::new(Field::new(
+            "value",
+            values.data_type().clone(),
+            true,
+        ))];
+        let return_field = function.return_field_from_args(ReturnFieldArgs {
+            arg_fields: &arg_fields,
+            scalar_arguments: &[None],
+        })?;
+        let rows = values.len();
+        let out = function.invoke_with_args(ScalarFunctionArgs {
+            args: vec![ColumnarValue::Array(values)],
+            arg_fields,
+            number_rows: rows,
+            return_field,
+            config_options: Arc::clone(self.ctx.state().config_options()),
+        })?;
+        Ok(out.into_array(rows)?)
     }
 
     /// `CREATE TEMPORARY VIEW IF NOT EXISTS v`: `None` when the session already has a `v`, else

@@ -9,13 +9,15 @@
 //! - [`catalog`]: where entries live in the warehouse.
 //! - [`statements`]: `CREATE VECTOR INDEX`, `SYNC INDEX` (and the background sync of
 //!   `CONTINUOUS` indexes), `DROP INDEX`, `SHOW INDEXES`, `DESCRIBE INDEX`.
-//! - [`search`]: the `vector_search(…)` table function, alone or `LATERAL`.
+//! - [`search`]: the `vector_search(…)` table function, alone or `LATERAL`, and the in-process
+//!   search; [`filter`]: the conditions searches keep rows by.
 //!
 //! Handlers reach the session through the [`crate::session::Session`] seam only.
 
 pub mod calibrate;
 pub mod catalog;
 pub mod distance;
+pub mod filter;
 pub mod index;
 pub mod resident;
 pub mod search;

@@ -28,6 +28,7 @@ use lance::Dataset;
 use rayon::prelude::*;
 
 use super::distance::{dot, lance_distance, nearness, normalise};
+use super::filter::RowFilter;
 use super::index::{self, AnnKind, IndexEntry, Metric};
 use crate::error::{Result, VitrineError};
 
@@ -247,7 +248,7 @@ impl ResidentIndex {
         query: &[f32],
         k: usize,
         nprobes: usize,
-        filter: Option<&str>,
+        filter: Option<&RowFilter>,
     ) -> Result<RecordBatch> {
         let mut query = query.to_vec();
         normalise(self.metric, &mut query);
@@ -382,18 +383,17 @@ impl ResidentIndex {
         )
     }
 
-    /// The rows `filter` (a SQL condition over the index's columns) keeps, a NULL result
-    /// dropping the row; evaluated once per distinct filter.
-    fn mask(&self, filter: &str) -> Result<Arc<BooleanBuffer>> {
-        if let Some(mask) = self.masks.lock().expect("mask cache lock").get(filter) {
+    /// The rows `filter` keeps, a NULL result dropping the row; evaluated once per distinct
+    /// filter.
+    fn mask(&self, filter: &RowFilter) -> Result<Arc<BooleanBuffer>> {
+        let key = filter.key();
+        if let Some(mask) = self.masks.lock().expect("mask cache lock").get(&key) {
             return Ok(Arc::clone(mask));
         }
-        let failed = |e: &dyn std::fmt::Display| error(format!("filters '{filter}': {e}"));
+        let failed = |e: &dyn std::fmt::Display| filter.failed(e);
         let context = SessionContext::new();
         let schema = DFSchema::try_from(self.rows.schema().as_ref().clone())?;
-        let condition = context
-            .parse_sql_expr(filter, &schema)
-            .map_err(|e| failed(&e))?;
+        let condition = filter.to_expr(&context, &schema).map_err(|e| failed(&e))?;
         let evaluated = context
             .create_physical_expr(condition, &schema)
             .and_then(|e| e.evaluate(&self.rows))
@@ -413,7 +413,7 @@ impl ResidentIndex {
         if masks.len() >= MASKS_KEPT {
             masks.clear();
         }
-        masks.insert(filter.to_string(), Arc::clone(&mask));
+        masks.insert(key, Arc::clone(&mask));
         Ok(mask)
     }
 }

@@ -18,6 +18,7 @@ use datafusion::common::ScalarValue;
 use datafusion::datasource::MemTable;
 use lance::dataset::scanner::Scanner;
 
+use super::filter::RowFilter;
 use super::index::{self, IndexEntry, Metric};
 use super::resident::{self, ResidentIndex};
 use super::statements::index_entry;
@@ -198,7 +199,7 @@ async fn query_vector(
 struct Search {
     entry: IndexEntry,
     k: usize,
-    filter: Option<String>,
+    filter: Option<RowFilter>,
     /// `query_type => 'HYBRID'`: BM25 over the text column fused with the ANN ranking.
     hybrid: bool,
 }
@@ -258,7 +259,7 @@ impl Search {
                 }
             };
         let filter = match args.get("filters") {
-            Some(sql) => Some(text(session, "filters", sql).await?),
+            Some(sql) => Some(RowFilter::Sql(text(session, "filters", sql).await?)),
             None => None,
         };
         Ok(Self {
@@ -292,11 +293,8 @@ impl Search {
             // A graph search that may only visit the few rows a filter keeps ends before it
             // finds k of them: compare those rows exactly instead (read through the filter
             // indexes).
-            let kept = dataset
-                .count_rows(Some(filter.clone()))
-                .await
-                .map_err(|e| error(format!("filters '{filter}': {e}")))?;
-            if kept as u64 <= entry.rows / EXACT_FILTER_SHARE {
+            let kept = filter.count(&dataset).await?;
+            if kept <= entry.rows / EXACT_FILTER_SHARE {
                 scanner.use_index(false);
             }
         }
@@ -311,16 +309,14 @@ impl Search {
         k: usize,
     ) -> Result<RecordBatch> {
         let nprobes = index::probes_for(&self.entry.params, k).unwrap_or(1);
-        resident.nearest(vector, k, nprobes, self.filter.as_deref())
+        resident.nearest(vector, k, nprobes, self.filter.as_ref())
     }
 
     /// Applies the filter (before the top-k), projects the index's columns and `score_column`,
     /// and runs the scan.
     async fn run(&self, mut scanner: Scanner, score_column: &str) -> Result<RecordBatch> {
         if let Some(filter) = &self.filter {
-            scanner
-                .filter(filter)
-                .map_err(|e| error(format!("filters '{filter}': {e}")))?;
+            filter.apply(&mut scanner)?;
             scanner.prefilter(true);
         }
         let mut projection: Vec<&str> = self.entry.columns.iter().map(String::as_str).collect();
@@ -427,7 +423,7 @@ pub async fn search(
 
 /// The in-process search API: the `k` nearest rows of the vector index `index` (a table name,
 /// resolved against the session's schema) to each of `queries`, as `vector_search` returns
-/// them (the index's columns and `score`, best first), keeping rows that pass `filter` (a SQL
+/// them (the index's columns and `score`, best first), keeping rows that pass `filter` (a
 /// condition on the index's columns). The queries of one call run in parallel on an index held
 /// in memory; any number of callers may search at once.
 pub async fn nearest(
@@ -435,7 +431,7 @@ pub async fn nearest(
     index: &str,
     queries: &[Vec<f32>],
     k: usize,
-    filter: Option<&str>,
+    filter: Option<&RowFilter>,
 ) -> Result<Vec<RecordBatch>> {
     use rayon::prelude::*;
     if !(1..=MAX_RESULTS).contains(&k) {
@@ -464,7 +460,7 @@ pub async fn nearest(
     let search = Search {
         entry,
         k,
-        filter: filter.map(str::to_string),
+        filter: filter.cloned(),
         hybrid: false,
     };
     let found: Vec<RecordBatch> = match resident::open(&search.entry).await? {

@@ -8,6 +8,7 @@ mod models;
 mod plan_snippets;
 mod quality;
 mod scripts;
+mod serve;
 mod sessions;
 mod smolvlm;
 mod statements;

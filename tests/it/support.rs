@@ -158,3 +158,13 @@ pub fn repo_path(relative: &str) -> PathBuf {
 pub fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
+
+/// Kills the child process when dropped, so that a failing test leaves no server behind.
+pub struct Server(pub std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -1,7 +1,9 @@
 //! Vector index statements on generated vectors: CREATE / SHOW / DESCRIBE / SYNC / DROP INDEX,
 //! incremental sync of inserts, updates and deletes, and the bad inputs.
 
-use crate::support::TestWarehouse;
+use vitrine::vector::filter::RowFilter;
+
+use crate::support::{Server, TestWarehouse};
 
 /// The SQL of a pseudo-random 8-d vector for the integer expression `seed` (the classic
 /// `fract(sin(x) · 43758.5453)` hash, one component per offset).
@@ -452,16 +454,6 @@ async fn hybrid_search_fuses_bm25_and_ann_by_reciprocal_rank() {
     assert!(err.contains("must be a STRING column"), "{err}");
 }
 
-/// Kills the child process when dropped, so that a failing test leaves no server behind.
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn vitrine_serve_keeps_continuous_indexes_in_sync() {
     let wh = source(100).await;
@@ -471,7 +463,7 @@ async fn vitrine_serve_keeps_continuous_indexes_in_sync() {
         std::process::Command::new(env!("CARGO_BIN_EXE_vitrine"))
             .arg("--warehouse")
             .arg(wh.path())
-            .args(["serve", "--interval", "0.2"])
+            .args(["serve", "--addr", "127.0.0.1:0", "--interval", "0.2"])
             .stderr(std::fs::File::create(wh.path().join("serve.log")).unwrap())
             .spawn()
             .unwrap(),
@@ -775,7 +767,7 @@ async fn query_vectors_pass_as_parameters_and_through_the_in_process_api() {
                 "main.shop.vs",
                 &[query.clone(), query.clone()],
                 10,
-                Some("price < 50"),
+                Some(&RowFilter::Sql("price < 50".into())),
             )
             .await
             .unwrap();
@@ -797,6 +789,37 @@ async fn query_vectors_pass_as_parameters_and_through_the_in_process_api() {
                 .collect();
             assert_eq!(got, want);
         }
+    }
+
+    // A filter built from values, never SQL text: the same rows as its SQL form, whole numbers
+    // compared with a DOUBLE column.
+    let built = RowFilter::each_column_in(vec![
+        ("gender".into(), vec![ScalarValue::from("Women")]),
+        (
+            "price".into(),
+            (0..40).map(|p| ScalarValue::Int64(Some(p))).collect(),
+        ),
+    ]);
+    for query in &queries {
+        let want = wh
+            .rows(&by_literal(query, "gender = 'Women' AND price < 40"))
+            .await;
+        assert_eq!(want.len(), 10);
+        let found = wh
+            .session
+            .search_vectors(
+                "main.shop.vs",
+                std::slice::from_ref(query),
+                10,
+                built.as_ref(),
+            )
+            .await
+            .unwrap();
+        let got: Vec<Vec<String>> = crate::support::rows(&found)
+            .into_iter()
+            .map(|r| vec![r[1].clone(), r[4].clone()])
+            .collect();
+        assert_eq!(got, want);
     }
 
     let missing = wh

@@ -34,6 +34,12 @@ pub trait ModelKind: Send + Sync {
         None
     }
 
+    /// The function embedding photos into the space of [`Self::text_embedding_function`]'s
+    /// vectors, where the kind has one.
+    fn image_embedding_function(&self) -> Option<&'static str> {
+        None
+    }
+
     /// The model used when `vitrine.model.<name>` names none; none for a kind without weights.
     fn default_model(&self) -> Option<&'static str> {
         None

@@ -55,6 +55,13 @@ pub fn text_embedding_function(name: &str) -> Result<&'static str, ModelError> {
     })
 }
 
+/// The function embedding photos for vectors made by model kind `name`.
+pub fn image_embedding_function(name: &str) -> Result<&'static str, ModelError> {
+    kind(name)?
+        .image_embedding_function()
+        .ok_or_else(|| ModelError::Setting(format!("model kind '{name}' does not embed photos")))
+}
+
 fn names() -> Vec<&'static str> {
     kinds().iter().map(|k| k.name()).collect()
 }

@@ -30,6 +30,7 @@ use serde_json::json;
 use vitrine::catalog::TableName;
 use vitrine::sql::parser::{parse_statement, VitrineStatement};
 use vitrine::sql::rewrite::rewrite_statement;
+use vitrine::vector::filter::RowFilter;
 use vitrine::vector::{resident, statements::index_entry};
 use vitrine::{Engine, EngineConfig, EngineSession, Session};
 
@@ -302,7 +303,10 @@ async fn api_search(
     filter: Option<&str>,
     q: Vec<f32>,
 ) -> Result<Vec<i64>> {
-    ids(&session.search_vectors(INDEX, &[q], K, filter).await?)
+    let filter = filter.map(|f| RowFilter::Sql(f.to_string()));
+    ids(&session
+        .search_vectors(INDEX, &[q], K, filter.as_ref())
+        .await?)
 }
 
 /// Generates the vectors, indexes them and measures every way of searching; prints the tables

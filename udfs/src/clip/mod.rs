@@ -64,6 +64,10 @@ impl ModelKind for ClipKind {
         Some("clip_text_embed")
     }
 
+    fn image_embedding_function(&self) -> Option<&'static str> {
+        Some("clip_image_embed")
+    }
+
     fn train(&self, job: TrainingJob<'_>) -> Result<TrainingSummary, ModelError> {
         train::train(job)
     }

@@ -1,0 +1,800 @@
+//! `vitrine serve` as users reach it: a child process on loopback, asked over real HTTP. The
+//! warehouse holds a small demo catalog with photos, embedded by the fixture CLIP, and the
+//! plan's three indexes; the events table is read back through SQL.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::{clip_fixture, Server, TestWarehouse};
+
+const PRODUCTS: usize = 60;
+const TOKEN: &str = "s3cret";
+
+/// The demo catalog's products with their embeddings and the plan's three indexes.
+async fn catalog() -> TestWarehouse {
+    let (wh, _) = TestWarehouse::with_demo_catalog(PRODUCTS, 11, true).await;
+    wh.run_sql_file("00_load_products.sql").await;
+    wh.sql(
+        "CREATE TABLE main.fashion_demo.product_embeddings AS SELECT product_id, \
+         product_display_name, article_type, base_color, gender, price, image_path, \
+         clip_text_embed(product_display_name) AS baseline, \
+         clip_text_embed(concat_ws(' ', product_display_name, base_color, article_type)) AS enriched, \
+         clip_image_embed(image_path) AS photo FROM main.fashion_demo.products",
+    )
+    .await;
+    for (index, column) in [
+        ("vs_hybrid_search", "baseline"),
+        ("vs_hybrid_search_enriched", "enriched"),
+        ("vs_image_search", "photo"),
+    ] {
+        wh.sql(&format!(
+            "CREATE VECTOR INDEX main.fashion_demo.{index} ON main.fashion_demo.product_embeddings \
+             ({column}) WITH (primary_key = 'product_id', embedding_model = 'clip', \
+             columns = (product_display_name, article_type, base_color, gender, price, image_path))"
+        ))
+        .await;
+    }
+    wh
+}
+
+/// A running `vitrine serve` and a client for it.
+struct Running {
+    server: Server,
+    base: String,
+    client: reqwest::Client,
+}
+
+/// The config file the tests start from: quick commits, a token.
+fn write_config(wh: &TestWarehouse, extra: &str) -> PathBuf {
+    let path = wh.path().join("serve.toml");
+    std::fs::write(
+        &path,
+        format!("token = \"{TOKEN}\"\n[events]\ncommit_interval_ms = 100\n{extra}"),
+    )
+    .unwrap();
+    path
+}
+
+/// Starts `vitrine serve` on a free loopback port with `config`, logging to `log`.
+async fn start(wh: &TestWarehouse, config: &Path, log: &str) -> Running {
+    let log = wh.path().join(log);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_vitrine"))
+        .arg("--warehouse")
+        .arg(wh.path())
+        .arg("--model")
+        .arg(format!("clip={}", clip_fixture("tiny-a")))
+        .args(["serve", "--addr", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let server = Server(child);
+    for _ in 0..600 {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(rest) = text.split("listening on ").nth(1) {
+            let base = rest.lines().next().unwrap().trim().to_string();
+            return Running {
+                server,
+                base,
+                client: reqwest::Client::new(),
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the server did not start: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
+
+impl Running {
+    async fn post(&self, route: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}{route}", self.base))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, route: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{route}", self.base))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn search(&self, query: &str, user: Option<&str>, limit: usize) -> Value {
+        let mut body = json!({ "query": query, "limit": limit });
+        if let Some(user) = user {
+            body["user_id"] = json!(user);
+        }
+        let (status, answer) = self.post("/api/v1/search/text", body).await;
+        assert_eq!(status, 200, "{answer}");
+        answer
+    }
+}
+
+fn shown(answer: &Value) -> Vec<i64> {
+    answer["products"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["product_id"].as_i64().unwrap())
+        .collect()
+}
+
+/// Waits until `sql`'s first value is `want`.
+async fn eventually(wh: &TestWarehouse, sql: &str, want: &str) {
+    let mut got = String::new();
+    for _ in 0..100 {
+        got = wh.value(sql).await;
+        if got == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{sql}: {got}, wanted {want}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn searches_follow_the_plans_variant_rule_and_their_events_reach_the_table() {
+    let wh = catalog().await;
+    let config = write_config(&wh, "");
+    let server = start(&wh, &config, "serve.log").await;
+
+    // Whether int(md5(user_id).hexdigest(), 16) is even, by Python 3.
+    let users = [
+        (Some("user-1"), "enriched"),
+        (Some("user-2"), "baseline"),
+        (Some("user-3"), "enriched"),
+        (Some("user-4"), "baseline"),
+        (Some("alice"), "enriched"),
+        (None, "baseline"),
+    ];
+    let mut searches = Vec::new();
+    for (user, variant) in users {
+        let answer = server.search("red shirt", user, 5).await;
+        assert_eq!(answer["variant"], variant, "{user:?}");
+        assert_eq!(answer["search_type"], "text");
+        assert_eq!(answer["query"], "red shirt");
+        let index = match variant {
+            "enriched" => "vs_hybrid_search_enriched",
+            _ => "vs_hybrid_search",
+        };
+        let want: Vec<i64> = wh
+            .rows(&format!(
+                "SELECT product_id FROM vector_search(index => 'main.fashion_demo.{index}', \
+                 query_text => 'red shirt', num_results => 5)"
+            ))
+            .await
+            .iter()
+            .map(|r| r[0].parse().unwrap())
+            .collect();
+        assert_eq!(shown(&answer), want, "{user:?} searched {index}");
+        let products = answer["products"].as_array().unwrap();
+        for product in products {
+            let id = product["product_id"].as_i64().unwrap();
+            assert_eq!(product["image_url"], format!("/images/{id}"));
+            assert!(product["product_display_name"].is_string());
+            assert!(product.get("baseline").is_none() && product.get("enriched").is_none());
+        }
+        let scores: Vec<f64> = products
+            .iter()
+            .map(|p| p["similarity_score"].as_f64().unwrap())
+            .collect();
+        assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+        searches.push(answer);
+    }
+
+    // user-1 clicks the second product, puts it in the cart and buys it.
+    let first = &searches[0];
+    let id = first["search_id"].as_str().unwrap();
+    let product = shown(first)[1];
+    for kind in ["click", "add_to_cart", "purchase"] {
+        let (status, answer) = server
+            .post(
+                "/api/v1/events",
+                json!({ "search_id": id, "type": kind, "product_id": product }),
+            )
+            .await;
+        assert_eq!(status, 202, "{kind}: {answer}");
+    }
+    eventually(
+        &wh,
+        "SELECT COUNT(*) FROM main.fashion_demo.search_events",
+        "6",
+    )
+    .await;
+    eventually(
+        &wh,
+        &format!(
+            "SELECT concat_ws('|', CAST(clicked_product_ids AS STRING), CAST(added_to_cart AS STRING), \
+             CAST(purchased AS STRING), user_id, variant, query, CAST(results_shown AS STRING)) \
+             FROM main.fashion_demo.search_events WHERE event_id = '{id}'"
+        ),
+        &format!(
+            "[{product}]|[{product}]|[{product}]|user-1|enriched|red shirt|[{}]",
+            shown(first)
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )
+    .await;
+    let waited = wh
+        .value(&format!(
+            "SELECT time_to_first_click FROM main.fashion_demo.search_events WHERE event_id = '{id}'"
+        ))
+        .await;
+    let waited: f64 = waited.parse().unwrap();
+    assert!((0.0..60.0).contains(&waited), "{waited}");
+    // The plan's Step 11 query, unchanged.
+    let step11 = wh
+        .rows(
+            "SELECT
+  variant,
+  COUNT(*) as searches,
+  SUM(CASE WHEN SIZE(clicked_product_ids) > 0 THEN 1 ELSE 0 END) as searches_with_click,
+  ROUND(100.0 * SUM(CASE WHEN SIZE(clicked_product_ids) > 0 THEN 1 ELSE 0 END) / COUNT(*), 2) as ctr_pct,
+  SUM(CASE WHEN SIZE(purchased) > 0 THEN 1 ELSE 0 END) as conversions,
+  ROUND(100.0 * SUM(CASE WHEN SIZE(purchased) > 0 THEN 1 ELSE 0 END) / COUNT(*), 2) as conversion_rate_pct,
+  ROUND(AVG(time_to_first_click), 2) as avg_time_to_click_sec
+FROM main.fashion_demo.search_events
+GROUP BY variant
+ORDER BY variant",
+        )
+        .await;
+    assert_eq!(step11.len(), 2, "{step11:?}");
+    assert_eq!(step11[0][..3], ["baseline", "3", "0"]);
+    assert_eq!(
+        step11[1][..6],
+        ["enriched", "3", "1", "33.33", "1", "33.33"]
+    );
+
+    // A vector search for a product's own photo embedding finds it first; filters keep only
+    // the rows they name.
+    let vector: Vec<f32> = wh
+        .vectors(
+            "SELECT enriched FROM main.fashion_demo.product_embeddings ORDER BY product_id LIMIT 1",
+        )
+        .await
+        .remove(0)
+        .unwrap();
+    let own: i64 = wh
+        .value("SELECT MIN(product_id) FROM main.fashion_demo.product_embeddings")
+        .await
+        .parse()
+        .unwrap();
+    let (status, answer) = server
+        .post(
+            "/api/v1/search/vector",
+            json!({ "vector": vector, "user_id": "user-1", "limit": 3 }),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(shown(&answer)[0], own);
+    let gender = wh
+        .value(&format!(
+            "SELECT gender FROM main.fashion_demo.products WHERE product_id = {own}"
+        ))
+        .await;
+    let (status, answer) = server
+        .post(
+            "/api/v1/search/vector",
+            json!({ "vector": vector, "user_id": "user-1", "limit": 10,
+                    "filters": { "gender": ["Nobody", gender.clone()], "price": { "lt": 5 } } }),
+        )
+        .await;
+    assert_eq!(status, 400, "an object is no filter value: {answer}");
+    let (status, answer) = server
+        .post(
+            "/api/v1/search/vector",
+            json!({ "vector": vector, "user_id": "user-1", "limit": 10,
+                    "filters": { "gender": ["Nobody", gender.clone()] } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let kept = answer["products"].as_array().unwrap();
+    let want: usize = wh
+        .value(&format!(
+            "SELECT LEAST(COUNT(*), 10) FROM main.fashion_demo.products WHERE gender = '{gender}'"
+        ))
+        .await
+        .parse()
+        .unwrap();
+    assert_eq!(kept.len(), want);
+    assert!(kept.iter().all(|p| p["gender"] == gender.as_str()));
+
+    // A photo upload finds the product it shows.
+    let photo = std::fs::read(wh.path().join(format!(
+        "Volumes/main/fashion_demo/raw_data/images/{own}.jpg"
+    )))
+    .unwrap();
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "image",
+            reqwest::multipart::Part::bytes(photo.clone()).file_name("photo.jpg"),
+        )
+        .text("user_id", "user-2")
+        .text("limit", "4");
+    let response = server
+        .client
+        .post(format!("{}/api/v1/search/image", server.base))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["search_type"], "image");
+    assert_eq!(answer["products"].as_array().unwrap().len(), 4);
+    assert!((answer["products"][0]["similarity_score"].as_f64().unwrap() - 1.0).abs() < 1e-4);
+
+    // Product pages, photos, health and metrics.
+    let page: Value = server
+        .get(&format!("/api/v1/products/{own}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["product_id"], own);
+    assert_eq!(page["gender"], gender.as_str());
+    let served = server.get(&format!("/images/{own}")).await;
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.headers()["content-type"], "image/jpeg");
+    assert_eq!(served.bytes().await.unwrap().as_ref(), photo.as_slice());
+    let health: Value = server.get("/healthz").await.json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["products"], PRODUCTS);
+    let metrics = server.get("/metrics").await.text().await.unwrap();
+    for line in [
+        "vitrine_serve_requests_total{route=\"/api/v1/search/text\",status=\"200\",variant=\"enriched\"} 3",
+        "vitrine_serve_requests_total{route=\"/api/v1/search/text\",status=\"200\",variant=\"baseline\"} 3",
+        "vitrine_serve_request_duration_seconds_count{route=\"/api/v1/events\",status=\"202\",variant=\"\"} 3",
+        "vitrine_serve_events_pending_commit",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+    // The page is served.
+    let page = server.get("/").await.text().await.unwrap();
+    assert!(page.contains("/api/v1/search/text"));
+    drop(server);
+}
+
+/// Lines in the event log's segments.
+fn logged(wh: &TestWarehouse) -> usize {
+    let dir = wh.path().join("_serve/events");
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            std::fs::read_to_string(e.unwrap().path())
+                .unwrap()
+                .lines()
+                .count()
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_are_answered_4xx_naming_the_field_and_log_nothing() {
+    let wh = catalog().await;
+    let config = write_config(
+        &wh,
+        "[limits]\nmax_body_bytes = 4096\nmax_query_chars = 50\n",
+    );
+    let server = start(&wh, &config, "serve.log").await;
+    let long = "x".repeat(51);
+    let big = "y".repeat(5000);
+    let cases: Vec<(&str, Value, u16, &str)> = vec![
+        ("/api/v1/search/text", json!({ "query": "" }), 400, "query"),
+        (
+            "/api/v1/search/text",
+            json!({ "query": "  " }),
+            400,
+            "query",
+        ),
+        (
+            "/api/v1/search/text",
+            json!({ "query": long }),
+            400,
+            "query",
+        ),
+        ("/api/v1/search/text", json!({ "query": 5 }), 400, "query"),
+        ("/api/v1/search/text", json!({ "limit": 5 }), 400, "body"),
+        (
+            "/api/v1/search/text",
+            json!({ "query": "x", "limit": 0 }),
+            400,
+            "limit",
+        ),
+        (
+            "/api/v1/search/text",
+            json!({ "query": "x", "limit": 101 }),
+            400,
+            "limit",
+        ),
+        (
+            "/api/v1/search/text",
+            json!({ "query": "x", "limit": -1 }),
+            400,
+            "limit",
+        ),
+        (
+            "/api/v1/search/text",
+            json!({ "query": "x", "colour": "red" }),
+            400,
+            "colour",
+        ),
+        (
+            "/api/v1/search/text",
+            json!({ "query": "x", "user_id": "" }),
+            400,
+            "user_id",
+        ),
+        (
+            "/api/v1/search/text",
+            json!({ "query": "x", "filters": { "nope": "a" } }),
+            400,
+            "filters.nope",
+        ),
+        (
+            "/api/v1/search/text",
+            json!({ "query": "x", "filters": { "enriched": 1 } }),
+            400,
+            "filters.enriched",
+        ),
+        (
+            "/api/v1/search/text",
+            json!({ "query": "x", "filters": { "gender": [] } }),
+            400,
+            "filters.gender",
+        ),
+        (
+            "/api/v1/search/text",
+            json!({ "query": "x", "filters": { "gender": null } }),
+            400,
+            "filters.gender",
+        ),
+        (
+            "/api/v1/search/text",
+            json!({ "query": "x", "filters": "gender = 'Men'" }),
+            400,
+            "filters",
+        ),
+        ("/api/v1/search/text", json!({ "query": big }), 413, ""),
+        (
+            "/api/v1/search/vector",
+            json!({ "vector": [1.0, 2.0] }),
+            400,
+            "vector",
+        ),
+        (
+            "/api/v1/search/vector",
+            json!({ "vector": ["a"] }),
+            400,
+            "vector[0]",
+        ),
+        (
+            "/api/v1/events",
+            json!({ "search_id": "nope", "type": "click", "product_id": 1 }),
+            404,
+            "search_id",
+        ),
+        (
+            "/api/v1/events",
+            json!({ "search_id": "nope", "type": "like", "product_id": 1 }),
+            400,
+            "type",
+        ),
+        (
+            "/api/v1/events",
+            json!({ "search_id": "nope", "type": "click" }),
+            400,
+            "body",
+        ),
+        ("/api/v1/nothing", json!({}), 404, ""),
+    ];
+    for (route, body, status, field) in cases {
+        let (got, answer) = server.post(route, body.clone()).await;
+        assert_eq!(got, status, "{route} {body}: {answer}");
+        assert!(answer["error"].is_string(), "{route} {body}: {answer}");
+        if !field.is_empty() {
+            assert_eq!(answer["field"], field, "{route} {body}: {answer}");
+        }
+    }
+    let raw = server
+        .client
+        .post(format!("{}/api/v1/search/text", server.base))
+        .header("content-type", "application/json")
+        .body("{\"query\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 400);
+    // Events and reloads need the token.
+    for route in ["/api/v1/events", "/admin/reload"] {
+        let response = server
+            .client
+            .post(format!("{}{route}", server.base))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{route}");
+    }
+    // Uploads: not an image, no image, an unknown field, too large.
+    for (form, status, field) in [
+        (
+            reqwest::multipart::Form::new().part(
+                "image",
+                reqwest::multipart::Part::bytes(b"GIF89a not really".to_vec()),
+            ),
+            415,
+            "image",
+        ),
+        (
+            reqwest::multipart::Form::new().text("user_id", "u"),
+            400,
+            "image",
+        ),
+        (
+            reqwest::multipart::Form::new().text("colour", "red"),
+            400,
+            "colour",
+        ),
+        (
+            reqwest::multipart::Form::new()
+                .part("image", reqwest::multipart::Part::bytes(vec![0u8; 9 << 20])),
+            413,
+            "image",
+        ),
+    ] {
+        let response = server
+            .client
+            .post(format!("{}/api/v1/search/image", server.base))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "{field}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["field"], field, "{answer}");
+    }
+    for (route, status) in [
+        ("/api/v1/products/abc", 400),
+        ("/api/v1/products/999999", 404),
+        ("/images/999999", 404),
+        ("/images/..%2F..%2Fetc%2Fpasswd", 400),
+    ] {
+        assert_eq!(server.get(route).await.status().as_u16(), status, "{route}");
+    }
+    // Nothing was logged for any of it.
+    assert_eq!(logged(&wh), 0);
+    // A product whose photo path leads out of the volumes is refused, by `..`, by an absolute
+    // path or by a link.
+    let outside = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(outside.path(), b"secret").unwrap();
+    let link = wh
+        .path()
+        .join("Volumes/main/fashion_demo/raw_data/images/link.jpg");
+    std::os::unix::fs::symlink(outside.path(), &link).unwrap();
+    let ids: Vec<i64> = wh
+        .rows("SELECT product_id FROM main.fashion_demo.products ORDER BY product_id LIMIT 3")
+        .await
+        .iter()
+        .map(|r| r[0].parse().unwrap())
+        .collect();
+    for (id, path) in ids.iter().zip([
+        "/Volumes/main/fashion_demo/raw_data/../../../../etc/passwd".to_string(),
+        outside.path().display().to_string(),
+        "/Volumes/main/fashion_demo/raw_data/images/link.jpg".to_string(),
+    ]) {
+        wh.sql(&format!(
+            "UPDATE main.fashion_demo.products SET image_path = '{path}' WHERE product_id = {id}"
+        ))
+        .await;
+    }
+    let (status, _) = server.post("/admin/reload", json!({})).await;
+    assert_eq!(status, 200);
+    for id in &ids {
+        let response = server.get(&format!("/images/{id}")).await;
+        assert_eq!(response.status(), 403, "{id}");
+        assert!(!response.text().await.unwrap().contains("secret"));
+    }
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_switches_variants_without_failing_a_request() {
+    let wh = catalog().await;
+    let config = write_config(&wh, "");
+    let server = std::sync::Arc::new(start(&wh, &config, "serve.log").await);
+    assert_eq!(
+        server.search("blue jeans", Some("user-2"), 3).await["variant"],
+        "baseline"
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (server, stop) = (server.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut answered = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                server.search("blue jeans", Some("user-2"), 3).await;
+                answered += 1;
+            }
+            answered
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Phase 6: enriched for everyone.
+    write_config(&wh, "[search]\nab_test = false\nrollout = \"enriched\"\n");
+    let (status, answer) = server.post("/admin/reload", json!({})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["ab_test"], false);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answered = load.await.unwrap();
+    assert!(answered > 2, "{answered} searches during the reload");
+    for user in ["user-2", "user-4", "user-1"] {
+        assert_eq!(
+            server.search("blue jeans", Some(user), 3).await["variant"],
+            "enriched",
+            "{user}"
+        );
+    }
+    // A bad config is refused and the old one stays.
+    std::fs::write(&config, "[search]\nenriched_percent = 150\n").unwrap();
+    let (status, answer) = server.post("/admin/reload", json!({})).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"]
+        .as_str()
+        .unwrap()
+        .contains("enriched_percent"));
+    assert_eq!(
+        server.search("blue jeans", Some("user-2"), 3).await["variant"],
+        "enriched"
+    );
+}
+
+/// One simulated user's search and what the server acknowledged of it.
+struct Session {
+    search_id: String,
+    /// Events answered 202.
+    acknowledged: usize,
+    /// Events sent (some may have been logged with their answer lost to the kill).
+    sent: usize,
+}
+
+/// Searches `query` as `user`, then clicks two results and buys one.
+async fn shop(client: reqwest::Client, base: String, query: &str, user: String) -> Option<Session> {
+    let answer: Value = client
+        .post(format!("{base}/api/v1/search/text"))
+        .json(&json!({ "query": query, "user_id": user, "limit": 4 }))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let search_id = answer["search_id"].as_str()?.to_string();
+    let mut session = Session {
+        search_id,
+        acknowledged: 0,
+        sent: 0,
+    };
+    for (kind, product) in [("click", 0), ("click", 2), ("purchase", 2)] {
+        session.sent += 1;
+        let Ok(response) = client
+            .post(format!("{base}/api/v1/events"))
+            .bearer_auth(TOKEN)
+            .json(&json!({ "search_id": session.search_id, "type": kind,
+                           "product_id": answer["products"][product]["product_id"] }))
+            .send()
+            .await
+        else {
+            break;
+        };
+        if response.status() == 202 {
+            session.acknowledged += 1;
+        }
+    }
+    Some(session)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_sigkill_every_acknowledged_event_is_in_the_table_once() {
+    const KILLED_IN_ROUND: usize = 8;
+    let wh = catalog().await;
+    let config = write_config(&wh, "");
+    let mut server = start(&wh, &config, "serve.log").await;
+    let queries = ["red shirt", "blue jeans", "black watch", "white shoes"];
+    // (session, whether the kill may have cut it short)
+    let mut sessions: Vec<(Session, bool)> = Vec::new();
+    let mut in_flight = 0;
+    for round in 0..12 {
+        let running: Vec<_> = queries
+            .iter()
+            .enumerate()
+            .map(|(i, query)| {
+                let user = format!("user-{round}-{i}");
+                tokio::spawn(shop(
+                    server.client.clone(),
+                    server.base.clone(),
+                    query,
+                    user,
+                ))
+            })
+            .collect();
+        let killed = round == KILLED_IN_ROUND;
+        if killed {
+            // Killed with requests in flight.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            server.server.0.kill().unwrap();
+            server.server.0.wait().unwrap();
+        }
+        for task in running {
+            match task.await.unwrap() {
+                Some(session) => sessions.push((session, killed)),
+                None => in_flight += 1,
+            }
+        }
+        if killed {
+            server = start(&wh, &config, "serve-again.log").await;
+        }
+    }
+    assert!(
+        sessions.len() >= 40,
+        "{} searches acknowledged",
+        sessions.len()
+    );
+    let acknowledged = sessions.len();
+    let mut rows = Vec::new();
+    for _ in 0..100 {
+        rows = wh
+            .rows(
+                "SELECT event_id, SIZE(clicked_product_ids) + SIZE(purchased) \
+                 FROM main.fashion_demo.search_events",
+            )
+            .await;
+        if rows.len() >= acknowledged {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every acknowledged search once; beyond them, only searches whose answer the kill cut off.
+    let by_id: std::collections::HashMap<&str, usize> = rows
+        .iter()
+        .map(|r| (r[0].as_str(), r[1].parse().unwrap()))
+        .collect();
+    assert_eq!(by_id.len(), rows.len(), "no search twice");
+    assert!(
+        (acknowledged..=acknowledged + in_flight).contains(&rows.len()),
+        "{} rows for {acknowledged} acknowledged searches and {in_flight} cut off",
+        rows.len()
+    );
+    for (session, killed) in &sessions {
+        let events = by_id[session.search_id.as_str()];
+        if *killed {
+            assert!(
+                (session.acknowledged..=session.sent).contains(&events),
+                "{events} events, {} acknowledged of {} sent",
+                session.acknowledged,
+                session.sent
+            );
+        } else {
+            assert_eq!(events, session.acknowledged, "{}", session.search_id);
+        }
+    }
+    let again = std::fs::read_to_string(wh.path().join("serve-again.log")).unwrap();
+    assert!(again.contains("replayed"), "{again}");
+    drop(server);
+}
