@@ -798,3 +798,69 @@ async fn after_a_sigkill_every_acknowledged_event_is_in_the_table_once() {
     assert!(again.contains("replayed"), "{again}");
     drop(server);
 }
+
+/// `sql/05_ab_analysis.sql` on known events: its intervals, tests and p-values equal
+/// statsmodels' (`proportion_confint(method='wilson')`, `proportions_ztest`) and a Welch
+/// comparison of the mean time to first click, as computed in Python for these rows.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ab_analysis_gives_statsmodels_intervals_and_tests() {
+    let wh = TestWarehouse::new().await;
+    wh.sql("CREATE SCHEMA main.fashion_demo").await;
+    wh.sql(&format!(
+        "CREATE TABLE main.fashion_demo.search_events ({})",
+        vitrine::serve::events::EVENTS_TABLE_COLUMNS
+    ))
+    .await;
+    // 200 searches a variant; baseline: 40 clicked, 6 bought; enriched: 60 and 12.
+    wh.sql(
+        "INSERT INTO main.fashion_demo.search_events \
+         SELECT CAST(id AS STRING), current_timestamp(), 'u', 'q', v, array(1, 2), \
+                CASE WHEN k < c THEN array(1) ELSE CAST(array() AS ARRAY<INT>) END, \
+                CAST(array() AS ARRAY<INT>), \
+                CASE WHEN k < b THEN array(2) ELSE CAST(array() AS ARRAY<INT>) END, \
+                CASE WHEN k < c THEN CAST(1 + (id % 7) * s AS FLOAT) END \
+         FROM (SELECT value AS id, value % 200 AS k, \
+                      CASE WHEN value < 200 THEN 'baseline' ELSE 'enriched' END AS v, \
+                      CASE WHEN value < 200 THEN 40 ELSE 60 END AS c, \
+                      CASE WHEN value < 200 THEN 6 ELSE 12 END AS b, \
+                      CASE WHEN value < 200 THEN 0.6 ELSE 0.5 END AS s FROM range(400))",
+    )
+    .await;
+    let results = wh.run_sql_file("05_ab_analysis.sql").await;
+    let step11 = crate::support::rows(&results[0].batches);
+    assert_eq!(step11.len(), 2);
+    let rates = crate::support::rows(&results[3].batches);
+    assert_eq!(
+        rates,
+        [
+            ["baseline", "conversion", "200", "6", "3.0", "1.38", "6.39"],
+            [
+                "enriched",
+                "conversion",
+                "200",
+                "12",
+                "6.0",
+                "3.47",
+                "10.19"
+            ],
+            ["baseline", "ctr", "200", "40", "20.0", "15.05", "26.09"],
+            ["enriched", "ctr", "200", "60", "30.0", "24.07", "36.68"],
+        ]
+    );
+    let tests = crate::support::rows(&results[5].batches);
+    assert_eq!(
+        tests,
+        [
+            ["conversion", "0.03", "-0.0105", "0.0705", "1.447", "0.1479"],
+            ["ctr", "0.1", "0.0157", "0.1843", "2.309", "0.0209"],
+            [
+                "time_to_first_click",
+                "-0.2",
+                "-0.6515",
+                "0.2515",
+                "-0.868",
+                "0.3852"
+            ],
+        ]
+    );
+}
