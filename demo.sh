@@ -63,3 +63,28 @@ step "phase 4" "$vitrine" "${models[@]}" run sql/04_vector_indexes.sql sql/demo/
 step "the quality benchmark" "$vitrine" "${models[@]}" bench quality "${held_out[@]}" \
   --baseline main.fashion_demo.vs_text_search --candidate main.fashion_demo.vs_text_search_enriched \
   --out "${VITRINE_QUALITY_REPORT:-./quality-report}"
+
+# Phase 5: the A/B-tested search service on a free loopback port, simulated shoppers searching
+# and clicking through its HTTP API, then the analysis of what they did (sql/05_ab_analysis.sql).
+serve_log="$warehouse/_serve/serve.log"
+mkdir -p "$(dirname "$serve_log")"
+"$vitrine" "${models[@]}" serve --addr 127.0.0.1:0 2>"$serve_log" &
+serve_pid=$!
+trap 'kill "$serve_pid" 2>/dev/null || true' EXIT
+url=""
+for _ in $(seq 600); do
+  url=$(sed -n 's/^listening on //p' "$serve_log" | head -1)
+  [ -n "$url" ] && break
+  kill -0 "$serve_pid" 2>/dev/null || break
+  sleep 0.1
+done
+if [ -z "$url" ]; then
+  echo "demo.sh: vitrine serve did not start:" >&2
+  cat "$serve_log" >&2
+  exit 1
+fi
+step "phase 5: simulated shoppers" "$vitrine" --warehouse "$warehouse" simulate-traffic --url "$url" \
+  --searches "${SEARCHES:-2000}"
+kill -TERM "$serve_pid"
+wait "$serve_pid" || true
+step "phase 5: the A/B analysis" "$vitrine" --warehouse "$warehouse" run sql/05_ab_analysis.sql

@@ -864,3 +864,63 @@ async fn the_ab_analysis_gives_statsmodels_intervals_and_tests() {
         ]
     );
 }
+
+/// `vitrine simulate-traffic` against a running service: its searches and events all reach the
+/// events table, and what it prints per variant is what the table holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn simulated_shoppers_fill_the_events_table() {
+    let wh = catalog().await;
+    let config = write_config(&wh, "");
+    let server = start(&wh, &config, "serve.log").await;
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vitrine"))
+        .arg("--warehouse")
+        .arg(wh.path())
+        .args(["simulate-traffic", "--url", &server.base])
+        .args(["--searches", "40", "--users", "10", "--concurrency", "4"])
+        .args(["--limit", "8", "--token", TOKEN])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<Vec<&str>> = printed
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').collect())
+        .collect();
+    let sum = |column: usize| -> usize {
+        lines
+            .iter()
+            .map(|l| l[column].parse::<usize>().unwrap())
+            .sum()
+    };
+    assert_eq!(sum(1), 40, "{printed}");
+    assert!(sum(2) > 0, "some results were clicked: {printed}");
+    eventually(
+        &wh,
+        "SELECT COUNT(*) FROM main.fashion_demo.search_events",
+        "40",
+    )
+    .await;
+    eventually(
+        &wh,
+        "SELECT concat_ws(' ', CAST(SUM(SIZE(clicked_product_ids)) AS STRING), \
+         CAST(SUM(SIZE(added_to_cart)) AS STRING), CAST(SUM(SIZE(purchased)) AS STRING)) \
+         FROM main.fashion_demo.search_events",
+        &format!("{} {} {}", sum(2), sum(3), sum(4)),
+    )
+    .await;
+    for line in &lines {
+        let searches = wh
+            .value(&format!(
+                "SELECT COUNT(*) FROM main.fashion_demo.search_events WHERE variant = '{}'",
+                line[0]
+            ))
+            .await;
+        assert_eq!(searches, line[1], "{printed}");
+    }
+    drop(server);
+}
