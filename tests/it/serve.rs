@@ -924,3 +924,143 @@ async fn simulated_shoppers_fill_the_events_table() {
     }
     drop(server);
 }
+
+/// A free loopback port.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The search page in headless Chromium (Debian's `chromium` and `chromium-driver`, which
+/// `.ci/run` installs), driven over WebDriver: a query typed and sent, the results shown with
+/// the user's variant, a product opened and put in the cart, and both events in the table. The
+/// results page is kept as `search-page.png` in the test's temporary folder.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_search_page_searches_and_logs_clicks_in_a_real_browser() {
+    use fantoccini::{ClientBuilder, Locator};
+
+    let wh = catalog().await;
+    // No token: the page's visitors log their own clicks.
+    let config = wh.path().join("page.toml");
+    std::fs::write(&config, "[events]\ncommit_interval_ms = 100\n").unwrap();
+    let server = start(&wh, &config, "serve.log").await;
+    let port = free_port();
+    let driver = Server(
+        std::process::Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian's chromium-driver; .ci/run installs it)"),
+    );
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        json!({ "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", "--window-size=1280,900"] }),
+    );
+    let mut browser = None;
+    for _ in 0..100 {
+        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(client) => {
+                browser = Some(client);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let browser = browser.expect("a WebDriver session in Chromium");
+    browser.goto(&server.base).await.unwrap();
+    let user = browser.find(Locator::Id("user")).await.unwrap();
+    user.clear().await.unwrap();
+    user.send_keys("user-1").await.unwrap();
+    browser
+        .find(Locator::Id("query"))
+        .await
+        .unwrap()
+        .send_keys("red shirt")
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("#text-form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .for_element(Locator::Css(".product"))
+        .await
+        .unwrap();
+    let cards = browser.find_all(Locator::Css(".product")).await.unwrap();
+    assert_eq!(cards.len(), 20, "the default limit");
+    let variant = browser
+        .find(Locator::Id("variant"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(variant, "enriched", "user-1's md5 is even");
+    let shot = browser.screenshot().await.unwrap();
+    assert!(shot.starts_with(b"\x89PNG"));
+    let kept = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("search-page.png");
+    std::fs::write(&kept, &shot).unwrap();
+    let product: i64 = cards[1]
+        .attr("data-product-id")
+        .await
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let name = cards[1].text().await.unwrap();
+    assert!(!name.is_empty());
+    cards[1].click().await.unwrap();
+    let status = || async {
+        browser
+            .find(Locator::Id("status"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    for _ in 0..100 {
+        if status().await == "click logged" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status().await, "click logged");
+    browser
+        .find(Locator::Id("add-to-cart"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if status().await == "add to cart logged" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status().await, "add to cart logged");
+    browser.close().await.unwrap();
+    eventually(
+        &wh,
+        "SELECT concat_ws(' ', user_id, variant, query, CAST(clicked_product_ids AS STRING), \
+         CAST(added_to_cart AS STRING)) FROM main.fashion_demo.search_events",
+        &format!("user-1 enriched red shirt [{product}] [{product}]"),
+    )
+    .await;
+    drop(driver);
+    drop(server);
+}

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The search service under load on loopback: `vitrine serve` on a warehouse where the main job
+# ran (demo.sh), and wrk posting vector searches (query vectors given: 200 of the enriched hybrid
+# index's own vectors, cycled) or text searches (the catalog's colour + article type phrases).
+#
+#   benches/serve/load.sh WAREHOUSE [vector|text] [SECONDS] [CONNECTIONS]
+#
+# Prints wrk's report and the events the service logged against the searches wrk counted.
+# Needs wrk (Debian: apt-get install wrk) and a release build of vitrine.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+warehouse="${1:?usage: load.sh WAREHOUSE [vector|text] [SECONDS] [CONNECTIONS]}"
+kind="${2:-vector}"
+seconds="${3:-20}"
+connections="${4:-16}"
+vitrine="${VITRINE:-${CARGO_TARGET_DIR:-$HOME/.cache/vitrine-target}/release/vitrine}"
+models=(--warehouse "$warehouse" --model "clip=${VITRINE_CLIP_MODEL:-main.fashion_demo.demo_clip}")
+work="$(mktemp -d)"
+trap 'kill "${serve_pid:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+# The request bodies, one JSON document per line, into a Lua table wrk cycles through.
+if [ "$kind" = vector ]; then
+  "$vitrine" --warehouse "$warehouse" run --format json -e \
+    "SELECT to_json(named_struct('vector', hybrid_embedding_enriched, 'user_id', concat('user-', CAST(product_id % 500 AS STRING)), 'limit', 10)) AS body
+     FROM main.fashion_demo.product_embeddings_multimodal_v2
+     WHERE hybrid_embedding_enriched IS NOT NULL ORDER BY product_id LIMIT 200" >"$work/bodies.jsonl"
+  route=/api/v1/search/vector
+else
+  "$vitrine" --warehouse "$warehouse" run --format json -e \
+    "SELECT to_json(named_struct('query', concat(base_color, ' ', article_type), 'user_id', concat('user-', CAST(MIN(product_id) % 500 AS STRING)), 'limit', 10)) AS body
+     FROM main.fashion_demo.products GROUP BY base_color, article_type ORDER BY COUNT(*) DESC LIMIT 200" >"$work/bodies.jsonl"
+  route=/api/v1/search/text
+fi
+python3 - "$work/bodies.jsonl" "$work/bodies.lua" "$route" <<'PY'
+import json, sys
+bodies = [json.loads(line)["body"] for line in open(sys.argv[1]) if line.strip()]
+with open(sys.argv[2], "w") as out:
+    out.write("local bodies = {\n")
+    for body in bodies:
+        out.write("  [==[" + body + "]==],\n")
+    out.write("}\nlocal i = 0\nwrk.method = 'POST'\nwrk.headers['Content-Type'] = 'application/json'\n")
+    out.write("request = function()\n  i = i % #bodies + 1\n  return wrk.format(nil, '%s', nil, bodies[i])\nend\n" % sys.argv[3])
+    out.write("done = function(summary, latency, requests)\n")
+    out.write("  io.write(string.format('searches %d, errors %d (status %d, timeout %d)\\n', summary.requests, summary.errors.status + summary.errors.timeout + summary.errors.connect + summary.errors.read + summary.errors.write, summary.errors.status, summary.errors.timeout))\nend\n")
+PY
+
+"$vitrine" "${models[@]}" serve --addr 127.0.0.1:0 2>"$work/serve.log" &
+serve_pid=$!
+url=""
+for _ in $(seq 600); do
+  url=$(sed -n 's/^listening on //p' "$work/serve.log" | head -1)
+  [ -n "$url" ] && break
+  sleep 0.1
+done
+[ -n "$url" ] || { cat "$work/serve.log" >&2; exit 1; }
+before=$("$vitrine" --warehouse "$warehouse" run --format csv -e "SELECT COUNT(*) FROM main.fashion_demo.search_events" | tail -1)
+# Warm-up, then the measured run.
+answered() { sed -n 's/^searches \([0-9]*\), errors 0 .*/\1/p'; }
+warm=$(wrk -t 2 -c "$connections" -d 3s -s "$work/bodies.lua" "$url" | answered)
+echo "== $kind searches, $connections connections, ${seconds}s, $(nproc) cores"
+wrk -t 2 -c "$connections" -d "${seconds}s" --latency -s "$work/bodies.lua" "$url" | tee "$work/run.txt"
+run=$(answered <"$work/run.txt")
+kill -TERM "$serve_pid"
+wait "$serve_pid" || true
+after=$("$vitrine" --warehouse "$warehouse" run --format csv -e "SELECT COUNT(*) FROM main.fashion_demo.search_events" | tail -1)
+echo "searches answered without error (warm-up + run): $((${warm:-0} + ${run:-0})); rows added to search_events: $((after - before))"
+grep -E "metrics|committed" "$work/serve.log" || true
