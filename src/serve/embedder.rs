@@ -10,6 +10,9 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, StringArra
 use datafusion::arrow::datatypes::Float32Type;
 use tokio::sync::{mpsc, oneshot};
 
+use prometheus_client::metrics::histogram::Histogram;
+
+use super::metrics::EmbedderMetrics;
 use crate::engine::EngineSession;
 use crate::error::{Result, VitrineError};
 
@@ -25,18 +28,33 @@ pub struct QueryEmbedder {
     session: Arc<EngineSession>,
     queue: mpsc::Sender<Pending>,
     cache: moka::sync::Cache<(&'static str, String), Arc<Vec<f32>>>,
+    metrics: EmbedderMetrics,
 }
 
 impl QueryEmbedder {
     /// An embedder calling `session`'s functions with up to `batch` texts at once, the first
-    /// waiting at most `wait` for the others, and keeping `cached` recent query vectors.
-    pub fn new(session: Arc<EngineSession>, batch: usize, wait: Duration, cached: u64) -> Self {
+    /// waiting at most `wait` for the others, and keeping `cached` recent query vectors;
+    /// counting into `metrics`.
+    pub fn new(
+        session: Arc<EngineSession>,
+        batch: usize,
+        wait: Duration,
+        cached: u64,
+        metrics: EmbedderMetrics,
+    ) -> Self {
         let (queue, waiting) = mpsc::channel(batch.max(1) * 64);
-        tokio::spawn(gather(Arc::clone(&session), waiting, batch.max(1), wait));
+        let gathering = Gathering {
+            session: Arc::clone(&session),
+            batch: batch.max(1),
+            wait,
+            batch_sizes: metrics.batch_sizes.clone(),
+        };
+        tokio::spawn(gathering.run(waiting));
         Self {
             session,
             queue,
             cache: moka::sync::Cache::new(cached),
+            metrics,
         }
     }
 
@@ -44,6 +62,7 @@ impl QueryEmbedder {
     pub async fn text(&self, function: &'static str, text: &str) -> Result<Arc<Vec<f32>>> {
         let key = (function, text.to_string());
         if let Some(vector) = self.cache.get(&key) {
+            self.metrics.cache_hits.inc();
             return Ok(vector);
         }
         let (reply, answer) = oneshot::channel();
@@ -77,22 +96,32 @@ impl QueryEmbedder {
     }
 }
 
-/// Takes texts off the queue in batches and answers each.
-async fn gather(
+/// What the task gathering texts into model calls needs.
+struct Gathering {
     session: Arc<EngineSession>,
-    mut waiting: mpsc::Receiver<Pending>,
     batch: usize,
     wait: Duration,
-) {
-    while let Some(first) = waiting.recv().await {
-        let deadline = tokio::time::Instant::now() + wait;
-        let mut taken = vec![first];
-        while taken.len() < batch {
-            match tokio::time::timeout_at(deadline, waiting.recv()).await {
-                Ok(Some(next)) => taken.push(next),
-                Ok(None) | Err(_) => break,
+    batch_sizes: Histogram,
+}
+
+impl Gathering {
+    /// Takes texts off the queue in batches and answers each.
+    async fn run(self, mut waiting: mpsc::Receiver<Pending>) {
+        while let Some(first) = waiting.recv().await {
+            let deadline = tokio::time::Instant::now() + self.wait;
+            let mut taken = vec![first];
+            while taken.len() < self.batch {
+                match tokio::time::timeout_at(deadline, waiting.recv()).await {
+                    Ok(Some(next)) => taken.push(next),
+                    Ok(None) | Err(_) => break,
+                }
             }
+            self.embed(taken);
         }
+    }
+
+    /// Embeds the texts taken, one model call per function, and answers each.
+    fn embed(&self, mut taken: Vec<Pending>) {
         let mut functions: Vec<&'static str> = taken.iter().map(|p| p.function).collect();
         functions.sort_unstable();
         functions.dedup();
@@ -100,7 +129,8 @@ async fn gather(
             let (these, rest): (Vec<Pending>, Vec<Pending>) =
                 taken.into_iter().partition(|p| p.function == function);
             taken = rest;
-            let session = Arc::clone(&session);
+            self.batch_sizes.observe(these.len() as f64);
+            let session = Arc::clone(&self.session);
             tokio::spawn(async move {
                 let texts: ArrayRef = Arc::new(StringArray::from_iter_values(
                     these.iter().map(|p| p.text.as_str()),

@@ -1,5 +1,6 @@
 //! The search service's Prometheus metrics (`GET /metrics`): requests and their latency by
-//! route, status and variant, and the events logged but not yet committed to the table.
+//! route, status and variant, the events logged but not yet committed to the table, and how
+//! query texts were embedded (texts per model call, cache hits).
 
 use std::sync::atomic::AtomicI64;
 
@@ -21,12 +22,24 @@ pub struct RequestLabels {
     pub variant: String,
 }
 
+/// What the query embedder counts: the texts of each model call, and the queries answered from
+/// its cache.
+#[derive(Clone)]
+pub struct EmbedderMetrics {
+    /// Texts per model call.
+    pub batch_sizes: Histogram,
+    /// Queries whose vector came from the cache.
+    pub cache_hits: Counter,
+}
+
 /// The service's metrics and their registry.
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RequestLabels, Histogram>,
     pending: Gauge<i64, AtomicI64>,
+    /// The query embedder's.
+    pub embedder: EmbedderMetrics,
 }
 
 impl Default for Metrics {
@@ -49,11 +62,26 @@ impl Default for Metrics {
             "Searches whose logged events are not yet in the events table",
             pending.clone(),
         );
+        let embedder = EmbedderMetrics {
+            batch_sizes: Histogram::new(exponential_buckets(1.0, 2.0, 8)),
+            cache_hits: Counter::default(),
+        };
+        registry.register(
+            "query_embedding_batch_size",
+            "Query texts embedded by one model call",
+            embedder.batch_sizes.clone(),
+        );
+        registry.register(
+            "query_embedding_cache_hits",
+            "Query texts whose vector came from the cache",
+            embedder.cache_hits.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
             pending,
+            embedder,
         }
     }
 }

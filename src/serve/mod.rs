@@ -96,11 +96,13 @@ impl Service {
                 eprintln!("no product pages or photos until a reload finds the products: {e}");
                 Products::default()
             });
+        let metrics = Metrics::default();
         let embedder = QueryEmbedder::new(
             Arc::clone(&session),
             config.search.embed_batch,
             Duration::from_millis(config.search.embed_wait_ms),
             config.search.cached_queries,
+            metrics.embedder.clone(),
         );
         let service = Arc::new(Self {
             engine,
@@ -111,7 +113,7 @@ impl Service {
             embedder,
             products: RwLock::new(Arc::new(products)),
             events,
-            metrics: Metrics::default(),
+            metrics,
         });
         service.commit().await?;
         for line in service.engine.warm_indexes().await? {

@@ -1064,3 +1064,55 @@ async fn the_search_page_searches_and_logs_clicks_in_a_real_browser() {
     drop(driver);
     drop(server);
 }
+
+/// The value of the metric line starting with `name ` in `/metrics`.
+async fn metric(server: &Running, name: &str) -> f64 {
+    let text = server.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .parse()
+        .unwrap()
+}
+
+/// Concurrent text queries share model calls, and a repeated query is answered from the cache
+/// with the same results.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_queries_share_model_calls_and_repeats_come_from_the_cache() {
+    let wh = catalog().await;
+    let config = write_config(&wh, "[search]\nembed_wait_ms = 200\n");
+    let server = std::sync::Arc::new(start(&wh, &config, "serve.log").await);
+    let queries: Vec<String> = (0..24).map(|i| format!("shirt number {i}")).collect();
+    let running: Vec<_> = queries
+        .iter()
+        .map(|q| {
+            let (server, q) = (server.clone(), q.clone());
+            tokio::spawn(async move { server.search(&q, Some("user-1"), 3).await })
+        })
+        .collect();
+    let mut first = Vec::new();
+    for task in running {
+        first.push(task.await.unwrap());
+    }
+    let calls = metric(&server, "vitrine_serve_query_embedding_batch_size_count").await;
+    let texts = metric(&server, "vitrine_serve_query_embedding_batch_size_sum").await;
+    assert_eq!(texts, 24.0);
+    assert!(
+        calls < 12.0,
+        "{calls} model calls for 24 concurrent queries"
+    );
+    assert_eq!(
+        metric(&server, "vitrine_serve_query_embedding_cache_hits_total").await,
+        0.0
+    );
+    let again = server.search(&queries[5], Some("user-1"), 3).await;
+    assert_eq!(
+        metric(&server, "vitrine_serve_query_embedding_cache_hits_total").await,
+        1.0
+    );
+    assert_eq!(
+        metric(&server, "vitrine_serve_query_embedding_batch_size_sum").await,
+        24.0
+    );
+    assert_eq!(again["products"], first[5]["products"]);
+}
