@@ -389,7 +389,7 @@ async fn bad_requests_are_answered_4xx_naming_the_field_and_log_nothing() {
     let wh = catalog().await;
     let config = write_config(
         &wh,
-        "[limits]\nmax_body_bytes = 4096\nmax_query_chars = 50\n",
+        "[limits]\nmax_body_bytes = 4096\nmax_query_chars = 50\nrequest_timeout_s = 1.0\n",
     );
     let server = start(&wh, &config, "serve.log").await;
     let long = "x".repeat(51);
@@ -576,6 +576,28 @@ async fn bad_requests_are_answered_4xx_naming_the_field_and_log_nothing() {
         ("/images/..%2F..%2Fetc%2Fpasswd", 400),
     ] {
         assert_eq!(server.get(route).await.status().as_u16(), status, "{route}");
+    }
+    // A client that stops sending its body is answered 408 when the request's time is up.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let address = server.base.trim_start_matches("http://");
+        let mut slow = tokio::net::TcpStream::connect(address).await.unwrap();
+        slow.write_all(
+            format!(
+                "POST /api/v1/search/text HTTP/1.1\r\nHost: {address}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"query\""
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut answer = vec![0u8; 256];
+        let read = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut answer))
+            .await
+            .expect("answered within the request time limit")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer[..read]);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     }
     // Nothing was logged for any of it.
     assert_eq!(logged(&wh), 0);
