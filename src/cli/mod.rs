@@ -79,29 +79,7 @@ pub enum Command {
     Bench(BenchCommand),
     /// Simulated shoppers for a running `vitrine serve`: searches for colours and article types
     /// of the catalog, position-biased clicks, carts and purchases, all over HTTP.
-    SimulateTraffic {
-        /// The service's base URL.
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        url: String,
-        /// How many searches.
-        #[arg(long, default_value_t = 1000)]
-        searches: usize,
-        /// How many distinct users.
-        #[arg(long, default_value_t = 200)]
-        users: usize,
-        /// Searches in flight at once.
-        #[arg(long, default_value_t = 8)]
-        concurrency: usize,
-        /// Results asked per search.
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
-        /// Random seed.
-        #[arg(long, default_value_t = vitrine::quality::run::DEFAULT_SEED)]
-        seed: u64,
-        /// The bearer token events need, if the service has one.
-        #[arg(long, env = "VITRINE_SERVE_TOKEN")]
-        token: Option<String>,
-    },
+    SimulateTraffic(simulate::Traffic),
     /// Write the synthetic fashion catalog under /Volumes/main/fashion_demo/raw_data/.
     DemoData {
         /// Number of products.
@@ -407,24 +385,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             crate::repl::run(&runtime, &session)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::SimulateTraffic {
-            url,
-            searches,
-            users,
-            concurrency,
-            limit,
-            seed,
-            token,
-        } => {
-            let traffic = simulate::Traffic {
-                url: url.trim_end_matches('/').to_string(),
-                searches,
-                users,
-                concurrency,
-                limit,
-                seed,
-                token,
-            };
+        Command::SimulateTraffic(traffic) => {
             runtime.block_on(simulate::simulate(traffic, config))?;
             Ok(ExitCode::SUCCESS)
         }

@@ -16,21 +16,28 @@ use serde_json::{json, Value};
 use vitrine::{Engine, EngineConfig};
 
 /// What to simulate.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Traffic {
-    /// The service's base URL (`http://127.0.0.1:8080`).
+    /// The service's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// How many searches.
+    #[arg(long, default_value_t = 1000)]
     pub searches: usize,
     /// How many distinct users.
+    #[arg(long, default_value_t = 200)]
     pub users: usize,
     /// Searches in flight at once.
+    #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
     /// Results asked per search.
+    #[arg(long, default_value_t = 20)]
     pub limit: usize,
-    /// The seed of every draw.
+    /// Random seed.
+    #[arg(long, default_value_t = vitrine::quality::run::DEFAULT_SEED)]
     pub seed: u64,
     /// The bearer token events need, if the service has one.
+    #[arg(long, env = "VITRINE_SERVE_TOKEN")]
     pub token: Option<String>,
 }
 
@@ -149,7 +156,8 @@ async fn shop(
 
 /// Runs the simulation against `traffic.url`, reading the catalog through `config`; prints
 /// what the users did per variant.
-pub async fn simulate(traffic: Traffic, config: EngineConfig) -> Result<()> {
+pub async fn simulate(mut traffic: Traffic, config: EngineConfig) -> Result<()> {
+    traffic.url = traffic.url.trim_end_matches('/').to_string();
     let pairs = Arc::new(queries(config).await?);
     let client = reqwest::Client::new();
     let traffic = Arc::new(traffic);

@@ -270,6 +270,13 @@ async fn entry_of(service: &Service, name: &str) -> Answer<IndexEntry> {
     Ok(entry)
 }
 
+/// The index text and vector searches of `variant` use, and its entry.
+async fn text_index(service: &Service, variant: Variant) -> Answer<(String, IndexEntry)> {
+    let index = service.config().search.text_index(variant).to_string();
+    let entry = entry_of(service, &index).await?;
+    Ok((index, entry))
+}
+
 /// The request's filters as a condition on the index's columns: each key a column, each value
 /// a string, number or boolean, or a list of them (any of which may match).
 fn row_filter(
@@ -407,12 +414,7 @@ async fn search_text(State(service): State<Arc<Service>>, body: Body) -> Answer<
         ));
     }
     let asked = asked(&service, request.user_id, request.limit)?;
-    let index = service
-        .config()
-        .search
-        .text_index(asked.variant)
-        .to_string();
-    let entry = entry_of(&service, &index).await?;
+    let (index, entry) = text_index(&service, asked.variant).await?;
     let filter = row_filter(&entry, request.filters)?;
     let model = entry.embedding_model.as_deref().ok_or_else(|| {
         ApiError::new(
@@ -447,12 +449,7 @@ async fn search_text(State(service): State<Arc<Service>>, body: Body) -> Answer<
 async fn search_vector(State(service): State<Arc<Service>>, body: Body) -> Answer<Response> {
     let request: VectorSearch = json_body(&service, body).await?;
     let asked = asked(&service, request.user_id, request.limit)?;
-    let index = service
-        .config()
-        .search
-        .text_index(asked.variant)
-        .to_string();
-    let entry = entry_of(&service, &index).await?;
+    let (index, entry) = text_index(&service, asked.variant).await?;
     if request.vector.len() != entry.dimension {
         return Err(ApiError::bad(
             "vector",
