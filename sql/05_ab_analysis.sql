@@ -2,6 +2,21 @@
 -- logged (the plan's Step 10 table: one row per search, its clicks, carts and purchases folded
 -- in). Runs unchanged on Databricks.
 
+-- The plan's Step 10 table, as `vitrine serve` creates it: here too, so that the analysis runs
+-- (on no rows) before any traffic.
+CREATE TABLE IF NOT EXISTS main.fashion_demo.search_events (
+  event_id STRING,
+  timestamp TIMESTAMP,
+  user_id STRING,
+  query STRING,
+  variant STRING,  -- "baseline" or "enriched"
+  results_shown ARRAY<INT>,
+  clicked_product_ids ARRAY<INT>,
+  added_to_cart ARRAY<INT>,
+  purchased ARRAY<INT>,
+  time_to_first_click FLOAT
+);
+
 -- The plan's Step 11 query, unchanged.
 SELECT
   variant,

@@ -849,9 +849,9 @@ async fn the_ab_analysis_gives_statsmodels_intervals_and_tests() {
     )
     .await;
     let results = wh.run_sql_file("05_ab_analysis.sql").await;
-    let step11 = crate::support::rows(&results[0].batches);
+    let step11 = crate::support::rows(&results[1].batches);
     assert_eq!(step11.len(), 2);
-    let rates = crate::support::rows(&results[3].batches);
+    let rates = crate::support::rows(&results[4].batches);
     assert_eq!(
         rates,
         [
@@ -869,7 +869,7 @@ async fn the_ab_analysis_gives_statsmodels_intervals_and_tests() {
             ["enriched", "ctr", "200", "60", "30.0", "24.07", "36.68"],
         ]
     );
-    let tests = crate::support::rows(&results[5].batches);
+    let tests = crate::support::rows(&results[6].batches);
     assert_eq!(
         tests,
         [
