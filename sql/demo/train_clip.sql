@@ -9,13 +9,11 @@
 -- IF NOT EXISTS: a second run of demo.sh keeps the model it trained (DROP MODEL, or
 -- CREATE OR REPLACE, trains again).
 
--- A CLIP (two towers of 2 layers, 64 wide, 64-pixel photos in 16-pixel patches) learnt from two
--- kinds of rows. Photo rows pair each photo with a phrase that always names its colour and
--- article type (text-to-image search is asked for 'Red Tshirts'); query rows, without a photo,
--- pair the short phrase a shopper types (the article type with some of colour, pattern,
--- material, sleeves, collar and gender) with a description carrying the product's labelled
--- attributes, worded as phase 2's rich descriptions are (text search, what the quality benchmark
--- measures, meets descriptions with those words).
+-- A CLIP (two towers of 2 layers, 64 wide, 64-pixel photos in 16-pixel patches) that pairs each
+-- photo with the short phrase a shopper types for it (text), and that phrase with a description
+-- carrying the product's labelled attributes, worded as phase 2's rich descriptions are (query):
+-- text-to-image search learns from the first pairs, text search (a shopper's words against
+-- descriptions, what the quality benchmark measures) from the second.
 CREATE MODEL IF NOT EXISTS main.fashion_demo.demo_clip
 OPTIONS (model_type = 'clip', image_size = 64, patch_size = 16,
          epochs = 8, batch_size = 64, learning_rate = 3e-3, lr_schedule = 'cosine',
@@ -32,29 +30,28 @@ WITH labelled AS (
   WHERE g.split = 'train'
   ORDER BY md5(CAST(p.product_id AS STRING))
   LIMIT 8000
+),
+phrased AS (
+  SELECT
+    image_path, product_id,
+    -- What a shopper types: the article type, with some of colour, pattern, material, sleeves,
+    -- collar and gender, drawn from the product id.
+    concat_ws(' ',
+              CASE WHEN pmod(product_id * 7, 2) = 0 THEN base_color END,
+              CASE WHEN pmod(product_id * 7919, 3) = 0 THEN pattern END,
+              CASE WHEN pmod(product_id * 104729, 3) = 0 THEN material END,
+              CASE WHEN pmod(product_id * 1299709, 4) = 0 THEN sleeve_length END,
+              CASE WHEN pmod(product_id * 15485863, 4) = 0 THEN collar_type END,
+              article_type,
+              CASE WHEN pmod(product_id * 611953, 4) = 0 THEN concat('for ', gender) END)
+                                                                              AS phrase,
+    -- A description worded as phase 2's rich descriptions are.
+    concat_ws(' ', product_display_name, article_type, base_color, gender, material, pattern,
+              formality, collar_type, sleeve_length, season, usage)           AS description
+  FROM labelled
 )
--- Photo rows: colour, sometimes pattern or material, the article type.
 SELECT
   image_path AS image,
-  concat_ws(' ', base_color,
-            CASE WHEN pmod(product_id * 7919, 3) = 0 THEN pattern END,
-            CASE WHEN pmod(product_id * 104729, 3) = 0 THEN material END,
-            article_type)                                                   AS text,
-  CAST(NULL AS STRING)                                                      AS query
-FROM labelled
-UNION ALL
--- Query rows: a shopper's phrase (text) and the description it should find (query).
-SELECT
-  CAST(NULL AS STRING)                                                      AS image,
-  concat_ws(' ',
-            CASE WHEN pmod(product_id * 7, 2) = 0 THEN base_color END,
-            CASE WHEN pmod(product_id * 7919, 3) = 0 THEN pattern END,
-            CASE WHEN pmod(product_id * 104729, 3) = 0 THEN material END,
-            CASE WHEN pmod(product_id * 1299709, 4) = 0 THEN sleeve_length END,
-            CASE WHEN pmod(product_id * 15485863, 4) = 0 THEN collar_type END,
-            article_type,
-            CASE WHEN pmod(product_id * 611953, 4) = 0 THEN concat('for ', gender) END)
-                                                                            AS text,
-  concat_ws(' ', product_display_name, article_type, base_color, gender, material, pattern,
-            formality, collar_type, sleeve_length, season, usage)           AS query
-FROM labelled;
+  phrase      AS text,
+  description AS query
+FROM phrased;
