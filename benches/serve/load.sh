@@ -39,7 +39,7 @@ with open(sys.argv[2], "w") as out:
     for body in bodies:
         out.write("  [==[" + body + "]==],\n")
     out.write("}\nlocal i = 0\nwrk.method = 'POST'\nwrk.headers['Content-Type'] = 'application/json'\n")
-    out.write("request = function()\n  i = i % #bodies + 1\n  return wrk.format(nil, '%s', nil, bodies[i])\nend\n" % sys.argv[3])
+    out.write("request = function()\n  i = i % #bodies + 1\n  return wrk.format(nil, 'ROUTE', nil, bodies[i])\nend\n".replace("ROUTE", sys.argv[3]))
     out.write("done = function(summary, latency, requests)\n")
     out.write("  io.write(string.format('searches %d, errors %d (status %d, timeout %d)\\n', summary.requests, summary.errors.status + summary.errors.timeout + summary.errors.connect + summary.errors.read + summary.errors.write, summary.errors.status, summary.errors.timeout))\nend\n")
 PY

@@ -41,8 +41,9 @@ pub struct Service {
     engine: Arc<Engine>,
     /// The session searches, embeddings and product reads go through.
     session: Arc<EngineSession>,
-    /// The session commits go through (it registers the rows it commits).
-    committer: EngineSession,
+    /// The session commits go through (it registers the rows it commits), held by one commit
+    /// at a time: the periodic one and the one at shutdown must not overlap.
+    committer: tokio::sync::Mutex<EngineSession>,
     config: RwLock<Arc<ServeConfig>>,
     config_file: Option<PathBuf>,
     embedder: QueryEmbedder,
@@ -107,7 +108,7 @@ impl Service {
         let service = Arc::new(Self {
             engine,
             session,
-            committer,
+            committer: tokio::sync::Mutex::new(committer),
             config: RwLock::new(Arc::new(config)),
             config_file,
             embedder,
@@ -151,7 +152,8 @@ impl Service {
     /// Commits the logged events into the events table.
     pub async fn commit(&self) -> Result<usize> {
         let table = self.config().events.table.clone();
-        let committed = self.events.commit(&self.committer, &table).await?;
+        let committer = self.committer.lock().await;
+        let committed = self.events.commit(&committer, &table).await?;
         self.metrics.set_pending(self.events.pending());
         Ok(committed)
     }
