@@ -134,7 +134,7 @@ fn shown(answer: &Value) -> Vec<i64> {
 /// Waits until `sql`'s first value is `want`.
 async fn eventually(wh: &TestWarehouse, sql: &str, want: &str) {
     let mut got = String::new();
-    for _ in 0..100 {
+    for _ in 0..300 {
         got = wh.value(sql).await;
         if got == want {
             return;
@@ -779,15 +779,18 @@ async fn after_a_sigkill_every_acknowledged_event_is_in_the_table_once() {
         sessions.len()
     );
     let acknowledged = sessions.len();
+    let want_events: usize = sessions.iter().map(|(s, _)| s.acknowledged).sum();
     let mut rows = Vec::new();
-    for _ in 0..100 {
+    for _ in 0..300 {
         rows = wh
             .rows(
                 "SELECT event_id, SIZE(clicked_product_ids) + SIZE(purchased) \
                  FROM main.fashion_demo.search_events",
             )
             .await;
-        if rows.len() >= acknowledged {
+        // Every acknowledged search and event committed (commits lag under load).
+        let committed: usize = rows.iter().map(|r| r[1].parse::<usize>().unwrap()).sum();
+        if rows.len() >= acknowledged && committed >= want_events {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
