@@ -229,29 +229,32 @@ impl EventLog {
         ))
     }
 
-    /// Appends records to the log and waits until they are on disk.
-    async fn append(&self, records: &[Record]) -> std::result::Result<(), EventError> {
-        let lines = records
-            .iter()
-            .map(|r| serde_json::to_string(r).expect("records serialise"))
-            .collect();
-        let (done, written) = oneshot::channel();
-        self.writer
-            .send(WriterRequest::Append(lines, done))
-            .map_err(|_| EventError::Unavailable("the writer has stopped".into()))?;
-        written
-            .await
-            .map_err(|_| EventError::Unavailable("the writer has stopped".into()))?
-            .map_err(|e| EventError::Unavailable(e.to_string()))
+    /// Sends the writer thread a request and waits for its answer; `None` when it has stopped.
+    async fn ask_writer(
+        &self,
+        request: impl FnOnce(oneshot::Sender<std::io::Result<()>>) -> WriterRequest,
+    ) -> Option<std::io::Result<()>> {
+        let (done, answered) = oneshot::channel();
+        self.writer.send(request(done)).ok()?;
+        answered.await.ok()
     }
 
-    /// Logs a search; once this returns, the search is durable.
-    pub async fn search(&self, record: Record) -> std::result::Result<(), EventError> {
-        self.append(std::slice::from_ref(&record)).await?;
+    /// Appends a record to the log, waits until it is on disk, then takes it into account.
+    async fn log(&self, record: Record) -> std::result::Result<(), EventError> {
+        let line = serde_json::to_string(&record).expect("records serialise");
+        self.ask_writer(|done| WriterRequest::Append(vec![line], done))
+            .await
+            .ok_or_else(|| EventError::Unavailable("the writer has stopped".into()))?
+            .map_err(|e| EventError::Unavailable(e.to_string()))?;
         let mut ledger = self.ledger.lock().expect("ledger lock");
         let current = ledger.current;
         ledger.apply(current, record);
         Ok(())
+    }
+
+    /// Logs a search; once this returns, the search is durable.
+    pub async fn search(&self, record: Record) -> std::result::Result<(), EventError> {
+        self.log(record).await
     }
 
     /// Logs an event on an open search's product; once this returns, the event is durable.
@@ -291,17 +294,13 @@ impl EventLog {
                 ));
             }
         }
-        let record = Record::Event {
+        self.log(Record::Event {
             search_id: search_id.to_string(),
             kind,
             product_id,
             at,
-        };
-        self.append(std::slice::from_ref(&record)).await?;
-        let mut ledger = self.ledger.lock().expect("ledger lock");
-        let current = ledger.current;
-        ledger.apply(current, record);
-        Ok(())
+        })
+        .await
     }
 
     fn window_micros(&self) -> i64 {
@@ -329,13 +328,9 @@ impl EventLog {
         };
         // A new segment first: every record of the rows being committed is in the older ones.
         let next = self.ledger.lock().expect("ledger lock").current + 1;
-        let (done, rotated) = oneshot::channel();
-        self.writer
-            .send(WriterRequest::Rotate(next, done))
-            .map_err(|_| VitrineError::Plan("the event log writer has stopped".into()))?;
-        rotated
+        self.ask_writer(|done| WriterRequest::Rotate(next, done))
             .await
-            .map_err(|_| VitrineError::Plan("the event log writer has stopped".into()))?
+            .ok_or_else(|| VitrineError::Plan("the event log writer has stopped".into()))?
             .context(|| "starting a new event log segment".to_string())?;
         {
             let mut ledger = self.ledger.lock().expect("ledger lock");
