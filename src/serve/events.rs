@@ -210,13 +210,13 @@ impl EventLog {
             state.dirty = true;
         }
         ledger.current = numbers.last().map_or(1, |n| n + 1);
-        let file = open_segment(dir, ledger.current)?;
+        let segment = open_segment(dir, ledger.current)?;
         ledger.segments.entry(ledger.current).or_default();
         let (writer, requests) = std::sync::mpsc::channel();
         let folder = dir.to_path_buf();
         std::thread::Builder::new()
             .name("event-log".into())
-            .spawn(move || write_loop(folder, file, requests))
+            .spawn(move || write_loop(folder, segment, requests))
             .context(|| "starting the event log writer".to_string())?;
         Ok((
             Self {
@@ -414,17 +414,87 @@ impl Ledger {
     }
 }
 
-fn open_segment(dir: &Path, number: u64) -> Result<File> {
-    let path = segment_path(dir, number);
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .context(|| format!("opening the event log segment '{}'", path.display()))
+fn open_segment(dir: &Path, number: u64) -> Result<Segment> {
+    Segment::open(dir, number).context(|| {
+        format!(
+            "opening the event log segment '{}'",
+            segment_path(dir, number).display()
+        )
+    })
 }
 
-/// The writer thread: takes every request waiting, writes them, fsyncs once, answers all.
-fn write_loop(dir: PathBuf, mut file: File, requests: std::sync::mpsc::Receiver<WriterRequest>) {
+/// The segment the writer thread appends to.
+struct Segment {
+    file: File,
+    /// Bytes of whole records written to the file.
+    length: u64,
+    /// Bytes fsynced: a failed write or fsync cuts the file back to this length, so that records
+    /// never acknowledged are not replayed.
+    synced: u64,
+    /// Set when a failure could not be cut back, so the segment may end in part of a record:
+    /// nothing more is appended to it (a record after the fragment would be unreadable at
+    /// replay), and appends fail until the next segment.
+    torn: bool,
+}
+
+impl Segment {
+    /// Opens (or creates) segment `number` of the log in `dir`, to append to.
+    fn open(dir: &Path, number: u64) -> std::io::Result<Self> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(segment_path(dir, number))?;
+        let length = file.metadata()?.len();
+        Ok(Self {
+            file,
+            length,
+            synced: length,
+            torn: false,
+        })
+    }
+
+    /// Writes `lines` at the end of the segment.
+    fn append(&mut self, lines: &[String]) -> std::io::Result<()> {
+        if self.torn {
+            return Err(std::io::Error::other(
+                "an earlier write to this event log segment failed; waiting for the next segment",
+            ));
+        }
+        let mut text = lines.join("\n");
+        text.push('\n');
+        self.file.write_all(text.as_bytes())?;
+        self.length += text.len() as u64;
+        Ok(())
+    }
+
+    /// Fsyncs what was appended, or, after `failed` (a failed append) or a failed fsync, cuts
+    /// the segment back to what was last fsynced.
+    fn sync(&mut self, failed: Option<std::io::Error>) -> std::io::Result<()> {
+        let result = match failed {
+            Some(e) => Err(e),
+            None => self.file.sync_data(),
+        };
+        match result {
+            Ok(()) => self.synced = self.length,
+            Err(_) => {
+                if self.file.set_len(self.synced).is_err() {
+                    self.torn = true;
+                }
+                self.length = self.synced;
+            }
+        }
+        result
+    }
+}
+
+/// The writer thread: takes every request waiting, writes them, fsyncs once, answers all. An
+/// append is answered `Ok` only once it is written and fsynced; a failed write or fsync (a full
+/// disk) answers its batch with the error and leaves the segment as it was.
+fn write_loop(
+    dir: PathBuf,
+    mut segment: Segment,
+    requests: std::sync::mpsc::Receiver<WriterRequest>,
+) {
     while let Ok(first) = requests.recv() {
         let mut batch = vec![first];
         batch.extend(requests.try_iter());
@@ -434,47 +504,40 @@ fn write_loop(dir: PathBuf, mut file: File, requests: std::sync::mpsc::Receiver<
             match request {
                 WriterRequest::Append(lines, done) => {
                     if failed.is_none() {
-                        let mut text = lines.join("\n");
-                        text.push('\n');
-                        if let Err(e) = file.write_all(text.as_bytes()) {
-                            failed = Some(e);
-                        }
+                        failed = segment.append(&lines).err();
                     }
                     waiting.push(done);
                 }
                 WriterRequest::Rotate(number, done) => {
-                    let synced = flush(&mut file, &mut failed, &mut waiting);
-                    let opened = synced.and_then(|()| {
-                        let path = segment_path(&dir, number);
-                        OpenOptions::new().create(true).append(true).open(path)
-                    });
-                    let _ = done.send(opened.map(|next| {
-                        file = next;
+                    // The appends before the rotation are answered by this segment's fsync;
+                    // the next segment starts whatever that fsync says.
+                    flush(&mut segment, &mut failed, &mut waiting);
+                    let _ = done.send(Segment::open(&dir, number).map(|next| {
+                        segment = next;
                     }));
                 }
             }
         }
-        let _ = flush(&mut file, &mut failed, &mut waiting);
+        flush(&mut segment, &mut failed, &mut waiting);
     }
 }
 
 /// Fsyncs what was written and answers the requests waiting on it.
 fn flush(
-    file: &mut File,
+    segment: &mut Segment,
     failed: &mut Option<std::io::Error>,
     waiting: &mut Vec<oneshot::Sender<std::io::Result<()>>>,
-) -> std::io::Result<()> {
-    let result = match failed.take() {
-        Some(e) => Err(e),
-        None => file.sync_data(),
-    };
+) {
+    if waiting.is_empty() && failed.is_none() {
+        return;
+    }
+    let result = segment.sync(failed.take());
     for done in waiting.drain(..) {
         let _ = done.send(match &result {
             Ok(()) => Ok(()),
             Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
         });
     }
-    result
 }
 
 /// The table's rows for `searches`.

@@ -24,6 +24,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+
 use config::ServeConfig;
 use embedder::QueryEmbedder;
 use events::{EventLog, EVENTS_TABLE_COLUMNS};
@@ -207,12 +211,57 @@ pub async fn run(
     eprintln!("listening on http://{bound}");
     tokio::spawn(Arc::clone(&service).duties());
     tokio::spawn(reload_on_hangup(Arc::clone(&service)));
-    axum::serve(listener, api::router(Arc::clone(&service)))
-        .with_graceful_shutdown(stopped())
-        .await?;
+    let header_timeout = service.config().limits.request_timeout_s;
+    serve_connections(
+        listener,
+        api::router(Arc::clone(&service)),
+        Duration::from_secs_f64(header_timeout),
+    )
+    .await;
     let committed = service.commit().await?;
     eprintln!("stopped; {committed} searches committed at the end");
     Ok(())
+}
+
+/// Answers HTTP/1.1 connections from `listener` with `router` until Ctrl-C or SIGTERM, then waits
+/// for the requests in flight. A client that has not sent a request's headers within
+/// `header_timeout` is disconnected (the router's own timeout covers the body and the answer), so
+/// slow clients cannot hold connections open.
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    header_timeout: Duration,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let connections = GracefulShutdown::new();
+    let mut stop = std::pin::pin!(stopped());
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    eprintln!("accepting a connection failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let connection = http.serve_connection(
+            TokioIo::new(stream),
+            TowerToHyperService::new(router.clone()),
+        );
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            // A client that goes away or times out ends its own connection only.
+            let _ = connection.await;
+        });
+    }
+    drop(listener);
+    connections.shutdown().await;
 }
 
 /// Resolves at Ctrl-C or SIGTERM.

@@ -598,6 +598,21 @@ async fn bad_requests_are_answered_4xx_naming_the_field_and_log_nothing() {
             .unwrap();
         let answer = String::from_utf8_lossy(&answer[..read]);
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        // One that never finishes its headers is disconnected in the same time.
+        let mut slower = tokio::net::TcpStream::connect(address).await.unwrap();
+        slower
+            .write_all(format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), slower.read_to_end(&mut rest))
+            .await
+            .expect("disconnected within the request time limit")
+            .unwrap();
+        assert!(
+            !String::from_utf8_lossy(&rest).contains("200 OK"),
+            "{rest:?}"
+        );
     }
     // Nothing was logged for any of it.
     assert_eq!(logged(&wh), 0);
@@ -821,6 +836,107 @@ async fn after_a_sigkill_every_acknowledged_event_is_in_the_table_once() {
     }
     let again = std::fs::read_to_string(wh.path().join("serve-again.log")).unwrap();
     assert!(again.contains("replayed"), "{again}");
+    drop(server);
+}
+
+/// A full disk: while the event log cannot be written, searches and events are answered 503 and
+/// nothing is acknowledged that was not written; once there is room again the service goes on,
+/// and the table holds exactly the acknowledged searches. The log's next segments are links to
+/// `/dev/full`, where every write fails with "No space left on device".
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_is_answered_503_and_only_what_was_written_is_acknowledged() {
+    const FULL_SEGMENTS: u64 = 15;
+    let wh = catalog().await;
+    let config = write_config(&wh, "");
+    let server = start(&wh, &config, "serve.log").await;
+    let before = server.search("red shirt", Some("before"), 5).await;
+    let log_dir = wh.path().join("_serve/events");
+    let newest = std::fs::read_dir(&log_dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_prefix("events-")?
+                .strip_suffix(".wal")?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .unwrap();
+    let full: Vec<PathBuf> = (newest + 1..=newest + FULL_SEGMENTS)
+        .map(|n| log_dir.join(format!("events-{n:010}.wal")))
+        .collect();
+    for link in &full {
+        std::os::unix::fs::symlink("/dev/full", link).unwrap();
+    }
+    let mut acknowledged = vec![before["search_id"].as_str().unwrap().to_string()];
+    // Searches go on until the log reaches the full segments...
+    let refusal = loop {
+        let (status, answer) = server
+            .post(
+                "/api/v1/search/text",
+                json!({ "query": "blue jeans", "user_id": "u" }),
+            )
+            .await;
+        match status {
+            200 => acknowledged.push(answer["search_id"].as_str().unwrap().to_string()),
+            503 => break answer,
+            _ => panic!("{status}: {answer}"),
+        }
+        assert!(acknowledged.len() < 1000, "the disk never filled");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert!(
+        refusal["error"]
+            .as_str()
+            .unwrap()
+            .contains("No space left on device"),
+        "{refusal}"
+    );
+    // ... where events are refused too, and the service still answers what needs no log.
+    let (status, answer) = server
+        .post(
+            "/api/v1/events",
+            json!({ "search_id": acknowledged[0], "type": "click",
+                    "product_id": shown(&before)[0] }),
+        )
+        .await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(server.get("/healthz").await.status().as_u16(), 200);
+    // Past the full segments, searches are acknowledged again.
+    let mut refused = 1;
+    loop {
+        let (status, answer) = server
+            .post(
+                "/api/v1/search/text",
+                json!({ "query": "black watch", "user_id": "u" }),
+            )
+            .await;
+        match status {
+            200 => {
+                acknowledged.push(answer["search_id"].as_str().unwrap().to_string());
+                break;
+            }
+            503 => refused += 1,
+            _ => panic!("{status}: {answer}"),
+        }
+        assert!(refused < 2000, "the service never recovered");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Every acknowledged search is committed once, and no refused one.
+    let count = acknowledged.len().to_string();
+    eventually(
+        &wh,
+        "SELECT COUNT(*) FROM main.fashion_demo.search_events",
+        &count,
+    )
+    .await;
+    let ids: std::collections::HashSet<String> = wh
+        .rows("SELECT event_id FROM main.fashion_demo.search_events")
+        .await
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    assert_eq!(ids, acknowledged.iter().cloned().collect());
     drop(server);
 }
 
