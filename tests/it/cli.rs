@@ -91,6 +91,47 @@ fn demo_data_writes_the_catalog_files_deterministically() {
     assert_eq!(&image[..2], &[0xFF, 0xD8], "a JPEG");
 }
 
+/// `vitrine bench clip` on a folder holding a model, texts and photos: a row of rates per batch
+/// size.
+#[test]
+fn the_clip_benchmark_measures_texts_and_photos_per_batch_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip/tiny-a");
+    std::os::unix::fs::symlink(&model, dir.path().join("model")).unwrap();
+    std::fs::write(dir.path().join("texts.txt"), "red shirt\nblue jeans\n").unwrap();
+    let photo = dir.path().join("photo.png");
+    image::RgbImage::from_pixel(40, 60, image::Rgb([200, 20, 20]))
+        .save(&photo)
+        .unwrap();
+    std::fs::write(
+        dir.path().join("images.txt"),
+        format!("{}\n", photo.display()),
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = vitrine(
+        &dir.path().join("unused"),
+        &[
+            "bench",
+            "clip",
+            dir.path().to_str().unwrap(),
+            "--batch-sizes",
+            "1,2",
+            "--repeat",
+            "1",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("| ")).collect();
+    assert_eq!(rows.len(), 3, "{stdout}");
+    for (row, batch) in rows[1..].iter().zip(["1", "2"]) {
+        let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+        assert_eq!(cells[0], batch, "{row}");
+        for rate in &cells[1..] {
+            assert!(rate.parse::<f64>().unwrap() > 0.0, "{row}");
+        }
+    }
+}
+
 /// `vitrine bench vectors` on a fresh folder: it builds its own warehouse, searches it, and
 /// writes its figures and each query's top-10 to vitrine.json.
 #[test]

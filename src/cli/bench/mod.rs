@@ -75,6 +75,8 @@ pub async fn clip(options: ClipBench<'_>, mut config: EngineConfig) -> Result<()
         model.to_string_lossy().into_owned(),
     );
     let session = Engine::open(config).await?.session()?;
+    // The tables below are registered outside a statement: the catalog must be read first.
+    session.refresh().await?;
     let texts = lines(&options.dir.join("texts.txt"))?;
     let images = lines(&options.dir.join("images.txt"))?;
     let (n_texts, n_images) = (texts.len(), images.len());
