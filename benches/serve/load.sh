@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # The search service under load on loopback: `vitrine serve` on a warehouse where the main job
 # ran (demo.sh), and wrk posting vector searches (query vectors given: 200 of the enriched hybrid
-# index's own vectors, cycled) or text searches (the catalog's colour + article type phrases).
+# index's own vectors, cycled), text searches (the catalog's 200 commonest colour + article type
+# phrases, cached after their first use) or fresh-text searches (20,000 distinct product names,
+# so that nearly every query is a model call).
 #
-#   benches/serve/load.sh WAREHOUSE [vector|text] [SECONDS] [CONNECTIONS]
+#   benches/serve/load.sh WAREHOUSE [vector|text|fresh-text] [SECONDS] [CONNECTIONS]
 #
-# Prints wrk's report and the events the service logged against the searches wrk counted.
-# Needs wrk (Debian: apt-get install wrk) and a release build of vitrine.
+# VITRINE_CLIP_MODEL picks the CLIP that embeds query texts (default: the demo's), SERVE_CONFIG a
+# config file for the service (e.g. other indexes). Prints wrk's report and the events the
+# service logged against the searches wrk counted. Needs wrk (Debian: apt-get install wrk) and a
+# release build of vitrine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-warehouse="${1:?usage: load.sh WAREHOUSE [vector|text] [SECONDS] [CONNECTIONS]}"
+warehouse="${1:?usage: load.sh WAREHOUSE [vector|text|fresh-text] [SECONDS] [CONNECTIONS]}"
 kind="${2:-vector}"
 seconds="${3:-20}"
 connections="${4:-16}"
@@ -25,6 +29,11 @@ if [ "$kind" = vector ]; then
      FROM main.fashion_demo.product_embeddings_multimodal_v2
      WHERE hybrid_embedding_enriched IS NOT NULL ORDER BY product_id LIMIT 200" >"$work/bodies.jsonl"
   route=/api/v1/search/vector
+elif [ "$kind" = fresh-text ]; then
+  "$vitrine" --warehouse "$warehouse" run --format json -e \
+    "SELECT to_json(named_struct('query', product_display_name, 'user_id', concat('user-', CAST(MIN(product_id) % 500 AS STRING)), 'limit', 10)) AS body
+     FROM main.fashion_demo.products GROUP BY product_display_name ORDER BY MIN(product_id) LIMIT 20000" >"$work/bodies.jsonl"
+  route=/api/v1/search/text
 else
   "$vitrine" --warehouse "$warehouse" run --format json -e \
     "SELECT to_json(named_struct('query', concat(base_color, ' ', article_type), 'user_id', concat('user-', CAST(MIN(product_id) % 500 AS STRING)), 'limit', 10)) AS body
@@ -44,7 +53,7 @@ with open(sys.argv[2], "w") as out:
     out.write("  io.write(string.format('searches %d, errors %d (status %d, timeout %d)\\n', summary.requests, summary.errors.status + summary.errors.timeout + summary.errors.connect + summary.errors.read + summary.errors.write, summary.errors.status, summary.errors.timeout))\nend\n")
 PY
 
-"$vitrine" "${models[@]}" serve --addr 127.0.0.1:0 2>"$work/serve.log" &
+"$vitrine" "${models[@]}" serve --addr 127.0.0.1:0 ${SERVE_CONFIG:+--config "$SERVE_CONFIG"} 2>"$work/serve.log" &
 serve_pid=$!
 url=""
 for _ in $(seq 600); do

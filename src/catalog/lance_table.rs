@@ -16,7 +16,10 @@ use datafusion::prelude::{col, ident, SessionContext};
 use lance::datafusion::LanceTableProvider;
 use lance::dataset::builder::DatasetBuilder;
 use lance::dataset::optimize::{compact_files, CompactionOptions};
-use lance::dataset::{InsertBuilder, WriteMode, WriteParams};
+use lance::dataset::{
+    CommitBuilder, InsertBuilder, MergeInsertBuilder, WhenMatched, WhenNotMatched, WriteMode,
+    WriteParams,
+};
 use lance::session::Session;
 use lance::Dataset;
 use lance_file::version::LanceFileVersion;
@@ -101,10 +104,7 @@ pub async fn write(
         session: Some(session()),
         // 2.2 is the first stable file format that stores MAP columns.
         data_storage_version: Some(LanceFileVersion::V2_2),
-        transaction_properties: Some(Arc::new(HashMap::from([(
-            OPERATION_PROPERTY.to_string(),
-            operation.to_string(),
-        )]))),
+        transaction_properties: Some(operation_properties(operation)),
         ..Default::default()
     };
     let dataset = InsertBuilder::new(location)
@@ -114,6 +114,43 @@ pub async fn write(
         .context(|| format!("writing Lance dataset '{location}'"))?;
     keep_memory_store(location, &dataset).await;
     Ok(dataset.version().version)
+}
+
+/// Upserts `data` into the dataset as one new version (Lance's merge-insert): each row replaces
+/// the row with the same `keys`, or is added. Only the new rows are written; the replaced rows
+/// are marked deleted in their fragments. Returns the version.
+pub async fn upsert(
+    location: &str,
+    data: SendableRecordBatchStream,
+    keys: &[String],
+    operation: &str,
+) -> Result<u64> {
+    let dataset = Arc::new(open(location, None).await?);
+    let context = || format!("upserting into Lance dataset '{location}'");
+    let job = MergeInsertBuilder::try_new(Arc::clone(&dataset), keys.to_vec())
+        .and_then(|mut builder| {
+            builder
+                .when_matched(WhenMatched::UpdateAll)
+                .when_not_matched(WhenNotMatched::InsertAll)
+                .try_build()
+        })
+        .context(context)?;
+    let mut merged = job.execute_uncommitted(data).await.context(context)?;
+    merged.transaction.transaction_properties = Some(operation_properties(operation));
+    let dataset = CommitBuilder::new(dataset)
+        .with_session(session())
+        .execute(merged.transaction)
+        .await
+        .context(context)?;
+    Ok(dataset.version().version)
+}
+
+/// The transaction properties recording `operation`.
+fn operation_properties(operation: &str) -> Arc<HashMap<String, String>> {
+    Arc::new(HashMap::from([(
+        OPERATION_PROPERTY.to_string(),
+        operation.to_string(),
+    )]))
 }
 
 /// Every version of the dataset, newest first.

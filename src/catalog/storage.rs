@@ -47,6 +47,28 @@ pub trait TableStorage: Send + Sync {
         operation: &str,
     ) -> Result<u64>;
 
+    /// Whether [`Self::upsert`] writes only the rows it is given (otherwise a MERGE rewrites
+    /// the whole table).
+    fn upserts_in_place(&self) -> bool {
+        false
+    }
+
+    /// Writes `rows` as one new version in which each row replaces the table's row with the
+    /// same values in the `keys` columns, or is added where there is none (MERGE's upsert);
+    /// returns the version. `rows` must be unique on `keys`, with no NULL key.
+    async fn upsert(
+        &self,
+        location: &str,
+        rows: SendableRecordBatchStream,
+        keys: &[String],
+        operation: &str,
+    ) -> Result<u64> {
+        let _ = (rows, keys, operation);
+        Err(VitrineError::Plan(format!(
+            "the table at '{location}' cannot be upserted in place"
+        )))
+    }
+
     /// The current version, or `None` for a format without versions.
     async fn version(&self, location: &str) -> Result<Option<u64>>;
 
@@ -135,6 +157,20 @@ impl TableStorage for LanceStorage {
         operation: &str,
     ) -> Result<u64> {
         lance_table::write(location, rows, mode, operation).await
+    }
+
+    fn upserts_in_place(&self) -> bool {
+        true
+    }
+
+    async fn upsert(
+        &self,
+        location: &str,
+        rows: SendableRecordBatchStream,
+        keys: &[String],
+        operation: &str,
+    ) -> Result<u64> {
+        lance_table::upsert(location, rows, keys, operation).await
     }
 
     async fn version(&self, location: &str) -> Result<Option<u64>> {

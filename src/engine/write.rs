@@ -21,7 +21,7 @@ use crate::catalog::version::Mode;
 use crate::catalog::{storage, QualifiedName, TableEntry, TableFormat, TableName, TableStorage};
 use crate::error::{Result, VitrineError};
 use crate::session::{Session, StatementResult};
-use crate::sql::dml::{delete_queries, merge_queries, update_queries};
+use crate::sql::dml::{delete_queries, merge_queries, update_queries, Upsert};
 use crate::sql::parser::{single_table, CreateTable};
 
 /// Writes `df` into the table as one new version, or, for an append with `chunk_rows`, as one
@@ -413,7 +413,26 @@ async fn rewrite_rows(
     )))
 }
 
-/// `MERGE INTO target USING source ON … WHEN …`.
+/// Writes an upsert's rows in place of the target rows with the same keys, as one new version
+/// (only those rows are written; a rewrite would write the whole table).
+async fn upsert_rows(
+    session: &dyn Session,
+    name: &QualifiedName,
+    entry: &TableEntry,
+    schema: &Schema,
+    upsert: &Upsert,
+) -> Result<u64> {
+    let rows = session.plan_sql(&upsert.rows).await?;
+    let rows = conform::to_storage(conform::to_table(rows, schema, &[], &name.to_string())?)?;
+    let stream = rows.execute_stream().await?;
+    storage(entry.format)?
+        .upsert(&entry.location, stream, &upsert.keys, "MERGE")
+        .await
+        .map_err(|e| e.context(format!("writing {name}")))
+}
+
+/// `MERGE INTO target USING source ON … WHEN …`: an upsert by key is written in place where the
+/// table's format can (Lance); anything else rewrites the table as one new version.
 pub(super) async fn merge(session: &dyn Session, merge: ast::Merge) -> Result<StatementResult> {
     let (table, _) = single_table(&merge.table)?;
     let (name, entry, schema) = writable_table(session, &table).await?;
@@ -457,15 +476,18 @@ pub(super) async fn merge(session: &dyn Session, merge: ast::Merge) -> Result<St
     let mut message =
         format!("merged into {name}: {updated} updated, {deleted} deleted, {inserted} inserted");
     if updated + deleted + inserted > 0 {
-        let version = rewrite(
-            session,
-            &name,
-            &entry,
-            &schema,
-            session.plan_sql(&queries.content).await?,
-            "MERGE",
-        )
-        .await?;
+        let version = match &queries.upsert {
+            Some(upsert)
+                if storage(entry.format)?.upserts_in_place()
+                    && count(session, &upsert.unfit).await? == 0 =>
+            {
+                upsert_rows(session, &name, &entry, &schema, upsert).await?
+            }
+            _ => {
+                let content = session.plan_sql(&queries.content).await?;
+                rewrite(session, &name, &entry, &schema, content, "MERGE").await?
+            }
+        };
         message.push_str(&format!(" (version {version})"));
     }
     let rows = vec![vec![

@@ -101,6 +101,22 @@ pub struct MergeQueries {
     /// Target rows that more than one source row matches (Databricks refuses such a MERGE,
     /// since which source row wins is undefined): at most a few, as `__vitrine_row` numbers.
     pub ambiguous: String,
+    /// For an upsert, the same MERGE as rows to write in place.
+    pub upsert: Option<Upsert>,
+}
+
+/// A MERGE that is an upsert (`ON t.k = s.k [AND …] WHEN MATCHED THEN UPDATE SET * WHEN NOT
+/// MATCHED THEN INSERT *`), as the rows that replace or join the target's.
+#[derive(Debug)]
+pub struct Upsert {
+    /// The key columns, as the target names them.
+    pub keys: Vec<String>,
+    /// The source's rows, in the target's column order.
+    pub rows: String,
+    /// Counts the source rows that cannot be upserted by key: with a NULL key (which matches
+    /// nothing and is inserted) or sharing their key with another source row (both inserted
+    /// when unmatched). Only when it counts none does the upsert equal the MERGE.
+    pub unfit: String,
 }
 
 /// Builds the queries of `MERGE INTO target USING source ON … WHEN …`; `target_table` is the
@@ -256,11 +272,113 @@ pub fn merge_queries(
         codes(|a| matches!(a, MergeAction::Delete { .. })),
         codes(|a| matches!(a, MergeAction::Insert(_))),
     );
+    let upsert = upsert_keys(merge, &target_alias, &source_alias, schema).map(|keys| {
+        let key_list: Vec<String> = keys.iter().map(|k| format!("{s}.{}", quote(k))).collect();
+        let null_key: Vec<String> = key_list.iter().map(|k| format!("{k} IS NULL")).collect();
+        let rows: Vec<String> = schema
+            .fields()
+            .iter()
+            .map(|f| format!("{s}.{}", quote(f.name())))
+            .collect();
+        Upsert {
+            rows: format!("SELECT {} FROM {source} AS {s}", rows.join(", ")),
+            unfit: format!(
+                "SELECT (SELECT COUNT(*) FROM {source} AS {s} WHERE {}) + \
+                 (SELECT COUNT(*) FROM (SELECT 1 FROM {source} AS {s} GROUP BY {} HAVING COUNT(*) > 1))",
+                null_key.join(" OR "),
+                key_list.join(", ")
+            ),
+            keys,
+        }
+    });
     Ok(MergeQueries {
         content,
         counts,
         ambiguous,
+        upsert,
     })
+}
+
+/// The key columns of a MERGE that is an upsert: `ON` equates target and source columns of the
+/// same name (one or more, joined by `AND`), and its clauses are exactly `WHEN MATCHED THEN
+/// UPDATE SET *` and `WHEN NOT MATCHED THEN INSERT *`, without conditions.
+fn upsert_keys(
+    merge: &ast::Merge,
+    target_alias: &str,
+    source_alias: &str,
+    schema: &Schema,
+) -> Option<Vec<String>> {
+    let star = |columns: &[ast::ObjectName]| {
+        columns.len() == 1 && columns[0].to_string() == MERGE_ALL_COLUMNS
+    };
+    let (mut updates_all, mut inserts_all) = (false, false);
+    for clause in &merge.clauses {
+        if clause.predicate.is_some() {
+            return None;
+        }
+        match (&clause.clause_kind, &clause.action) {
+            (MergeClauseKind::Matched, MergeAction::Update(update))
+                if update.assignments.len() == 1
+                    && update.assignments[0].target.to_string() == MERGE_ALL_COLUMNS =>
+            {
+                updates_all = true
+            }
+            (
+                MergeClauseKind::NotMatched | MergeClauseKind::NotMatchedByTarget,
+                MergeAction::Insert(insert),
+            ) if insert.insert_predicate.is_none()
+                && (star(&insert.columns)
+                    || (matches!(insert.kind, MergeInsertKind::Row)
+                        && insert.columns.is_empty())) =>
+            {
+                inserts_all = true
+            }
+            _ => return None,
+        }
+    }
+    if merge.clauses.len() != 2 || !updates_all || !inserts_all {
+        return None;
+    }
+    let mut keys = Vec::new();
+    let mut pending: Vec<&Expr> = vec![&merge.on];
+    while let Some(expr) = pending.pop() {
+        match expr {
+            Expr::Nested(inner) => pending.push(inner),
+            Expr::BinaryOp {
+                left,
+                op: ast::BinaryOperator::And,
+                right,
+            } => pending.extend([left.as_ref(), right.as_ref()]),
+            Expr::BinaryOp {
+                left,
+                op: ast::BinaryOperator::Eq,
+                right,
+            } => {
+                let column = |side: &Expr| match side {
+                    Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
+                        Some((parts[0].value.to_lowercase(), parts[1].value.to_lowercase()))
+                    }
+                    _ => None,
+                };
+                let ((a, a_column), (b, b_column)) = (column(left)?, column(right)?);
+                let (target, source) = (target_alias.to_lowercase(), source_alias.to_lowercase());
+                if a_column != b_column
+                    || !((a == target && b == source) || (a == source && b == target))
+                {
+                    return None;
+                }
+                let field = schema
+                    .fields()
+                    .iter()
+                    .find(|f| f.name().to_lowercase() == a_column)?;
+                keys.push(field.name().clone());
+            }
+            _ => return None,
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    Some(keys)
 }
 
 fn assignment_column(target: &ast::AssignmentTarget) -> Option<String> {

@@ -83,6 +83,90 @@ async fn insert_update_delete_and_merge_follow_databricks_semantics() {
     assert_eq!(ids(&wh, "SELECT id FROM t").await, ["9"]);
 }
 
+/// The data files of table `name` in the default schema, with their sizes.
+fn data_files(wh: &TestWarehouse, name: &str) -> std::collections::BTreeMap<String, u64> {
+    let dir = wh.path().join("main/default").join(name).join("data");
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().into_string().unwrap(),
+                e.metadata().unwrap().len(),
+            )
+        })
+        .collect()
+}
+
+/// A MERGE that upserts by key (`UPDATE SET *`, `INSERT *`) into a Lance table writes only the
+/// source's rows, leaving the table's other data files as they were, with the result a rewrite
+/// gives; NULL or repeated keys in the source keep Databricks' meaning (inserted, never matched).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upsert_by_key_writes_only_the_rows_it_changes() {
+    let wh = TestWarehouse::new().await;
+    wh.sql(
+        "CREATE TABLE big AS SELECT CAST(value AS INT) AS id, \
+         concat('v', CAST(value AS STRING)) AS name, CAST(value AS DOUBLE) AS score \
+         FROM range(200000)",
+    )
+    .await;
+    let before = data_files(&wh, "big");
+    let upsert = |rows: &str| {
+        format!(
+            "MERGE INTO big AS t USING (SELECT * FROM (VALUES {rows}) AS v(id, name, score)) AS s \
+             ON t.id = s.id WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
+        )
+    };
+    let merged = wh
+        .rows(&upsert("(5, 'five', 0.5), (200000, 'new', 1.0)"))
+        .await;
+    assert_eq!(
+        merged,
+        vec![vec!["2".to_string(), "1".into(), "0".into(), "1".into()]]
+    );
+    assert_eq!(
+        ids(
+            &wh,
+            "SELECT * FROM big WHERE id IN (4, 5, 200000) ORDER BY id"
+        )
+        .await,
+        ["4,v4,4.0", "5,five,0.5", "200000,new,1.0"]
+    );
+    assert_eq!(wh.value("SELECT COUNT(*) FROM big").await, "200001");
+    assert_eq!(wh.rows("DESCRIBE HISTORY big").await[0][2], "MERGE");
+    // Every data file is still there, and what was added is a small fraction of them.
+    let after = data_files(&wh, "big");
+    for (file, size) in &before {
+        assert_eq!(after.get(file), Some(size), "{file} was rewritten");
+    }
+    let table: u64 = before.values().sum();
+    let added: u64 = after
+        .iter()
+        .filter(|(f, _)| !before.contains_key(*f))
+        .map(|(_, size)| size)
+        .sum();
+    assert!(added * 100 < table, "{added} bytes added to {table}");
+    // A NULL key matches nothing: the row is added, each time.
+    for _ in 0..2 {
+        wh.sql(&upsert("(CAST(NULL AS INT), 'nobody', 0.0)")).await;
+    }
+    assert_eq!(
+        wh.value("SELECT COUNT(*) FROM big WHERE name = 'nobody'")
+            .await,
+        "2"
+    );
+    // Two source rows with a new key are both added; with a key in the table, refused.
+    wh.sql(&upsert("(300000, 'x', 0.0), (300000, 'y', 0.0)"))
+        .await;
+    assert_eq!(
+        wh.value("SELECT COUNT(*) FROM big WHERE id = 300000").await,
+        "2"
+    );
+    let err = wh.error(&upsert("(7, 'x', 0.0), (7, 'y', 0.0)")).await;
+    assert!(err.contains("several source rows"), "{err}");
+    assert_eq!(ids(&wh, "SELECT name FROM big WHERE id = 7").await, ["v7"]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn history_time_travel_and_restore() {
     let wh = TestWarehouse::new().await;
