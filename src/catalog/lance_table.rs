@@ -169,7 +169,7 @@ pub async fn history(location: &str) -> Result<Vec<HistoryEntry>> {
                 t.transaction_properties
                     .as_ref()
                     .and_then(|p| p.get(OPERATION_PROPERTY).cloned())
-                    .or_else(|| Some(t.operation.name().to_uppercase()))
+                    .or_else(|| Some(operation_name(t.operation.name())))
             })
             .unwrap_or_else(|| "UNKNOWN".to_string());
         let num_rows = match dataset.checkout_version(v.version).await {
@@ -185,6 +185,16 @@ pub async fn history(location: &str) -> Result<Vec<HistoryEntry>> {
     }
     entries.reverse();
     Ok(entries)
+}
+
+/// The name `DESCRIBE HISTORY` shows for a commit of Lance's own `operation` (one Vitrine did
+/// not label): Databricks' name where there is one, else Lance's in capitals.
+fn operation_name(operation: &str) -> String {
+    match operation {
+        // Lance's compaction: Databricks calls it OPTIMIZE.
+        "Rewrite" => "OPTIMIZE".to_string(),
+        other => other.to_uppercase(),
+    }
 }
 
 /// Makes the content of `version` the table's newest version; returns the new version number.

@@ -66,6 +66,9 @@ pub struct EventsConfig {
     pub log_dir: Option<PathBuf>,
     /// Milliseconds between commits of logged events into the table.
     pub commit_interval_ms: u64,
+    /// Every this many commits that wrote rows, the events table is compacted (`OPTIMIZE`):
+    /// each commit adds a small file, and a table of thousands of them reads slowly. 0 never.
+    pub compact_every: u32,
 }
 
 /// Bounds on requests; anything beyond is answered 4xx.
@@ -118,6 +121,7 @@ impl Default for EventsConfig {
             table: "main.fashion_demo.search_events".into(),
             log_dir: None,
             commit_interval_ms: 1000,
+            compact_every: 300,
         }
     }
 }

@@ -45,15 +45,22 @@ pub struct Service {
     engine: Arc<Engine>,
     /// The session searches, embeddings and product reads go through.
     session: Arc<EngineSession>,
-    /// The session commits go through (it registers the rows it commits), held by one commit
-    /// at a time: the periodic one and the one at shutdown must not overlap.
-    committer: tokio::sync::Mutex<EngineSession>,
+    /// What commits go through, held by one commit at a time: the periodic one and the one at
+    /// shutdown must not overlap.
+    committer: tokio::sync::Mutex<Committer>,
     config: RwLock<Arc<ServeConfig>>,
     config_file: Option<PathBuf>,
     embedder: QueryEmbedder,
     products: RwLock<Arc<Products>>,
     events: EventLog,
     metrics: Metrics,
+}
+
+/// The session commits go through (it registers the rows it commits) and the commits since the
+/// events table was last compacted.
+struct Committer {
+    session: EngineSession,
+    since_compaction: u32,
 }
 
 impl Service {
@@ -112,7 +119,10 @@ impl Service {
         let service = Arc::new(Self {
             engine,
             session,
-            committer: tokio::sync::Mutex::new(committer),
+            committer: tokio::sync::Mutex::new(Committer {
+                session: committer,
+                since_compaction: 0,
+            }),
             config: RwLock::new(Arc::new(config)),
             config_file,
             embedder,
@@ -153,12 +163,29 @@ impl Service {
         Ok(next)
     }
 
-    /// Commits the logged events into the events table.
+    /// Commits the logged events into the events table, and compacts the table every
+    /// `events.compact_every` commits that wrote rows.
     pub async fn commit(&self) -> Result<usize> {
-        let table = self.config().events.table.clone();
-        let committer = self.committer.lock().await;
-        let committed = self.events.commit(&committer, &table).await?;
+        let config = self.config();
+        let table = &config.events.table;
+        let mut committer = self.committer.lock().await;
+        let committed = self.events.commit(&committer.session, table).await?;
         self.metrics.set_pending(self.events.pending());
+        if committed > 0 {
+            committer.since_compaction += 1;
+        }
+        let every = config.events.compact_every;
+        if every > 0 && committer.since_compaction >= every {
+            // The rows are committed either way; a failed compaction is tried again next time.
+            match committer
+                .session
+                .execute(&format!("OPTIMIZE {table}"))
+                .await
+            {
+                Ok(_) => committer.since_compaction = 0,
+                Err(e) => eprintln!("compacting {table} failed (retrying): {e}"),
+            }
+        }
         Ok(committed)
     }
 

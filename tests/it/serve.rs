@@ -147,7 +147,7 @@ async fn eventually(wh: &TestWarehouse, sql: &str, want: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn searches_follow_the_plans_variant_rule_and_their_events_reach_the_table() {
     let wh = catalog().await;
-    let config = write_config(&wh, "");
+    let config = write_config(&wh, "compact_every = 2\n");
     let server = start(&wh, &config, "serve.log").await;
 
     // Whether int(md5(user_id).hexdigest(), 16) is even, by Python 3.
@@ -367,6 +367,23 @@ ORDER BY variant",
     // The page is served.
     let page = server.get("/").await.text().await.unwrap();
     assert!(page.contains("/api/v1/search/text"));
+    // The events table is compacted every 2 commits that wrote rows: a search in each of a few
+    // commits brings one.
+    let mut operations = Vec::new();
+    for _ in 0..20 {
+        operations = wh
+            .rows("DESCRIBE HISTORY main.fashion_demo.search_events")
+            .await
+            .into_iter()
+            .map(|r| r[2].clone())
+            .collect();
+        if operations.iter().any(|o| o == "OPTIMIZE") {
+            break;
+        }
+        server.search("blue jeans", Some("user-9"), 5).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(operations.iter().any(|o| o == "OPTIMIZE"), "{operations:?}");
     drop(server);
 }
 

@@ -375,7 +375,7 @@ async fn optimize_compacts_small_appends() {
         "{metrics:?}"
     );
     assert_eq!(wh.value("SELECT SUM(id) FROM t").await, "15");
-    assert_eq!(wh.rows("DESCRIBE HISTORY t").await[0][2], "REWRITE");
+    assert_eq!(wh.rows("DESCRIBE HISTORY t").await[0][2], "OPTIMIZE");
 }
 
 #[tokio::test(flavor = "multi_thread")]
