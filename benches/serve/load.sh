@@ -24,18 +24,18 @@ trap 'kill "${serve_pid:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
 
 # The request bodies, one JSON document per line, into a Lua table wrk cycles through.
 if [ "$kind" = vector ]; then
-  "$vitrine" --warehouse "$warehouse" run --format json -e \
+  "$vitrine" --warehouse "$warehouse" run --format jsonl -e \
     "SELECT to_json(named_struct('vector', hybrid_embedding_enriched, 'user_id', concat('user-', CAST(product_id % 500 AS STRING)), 'limit', 10)) AS body
      FROM main.fashion_demo.product_embeddings_multimodal_v2
      WHERE hybrid_embedding_enriched IS NOT NULL ORDER BY product_id LIMIT 200" >"$work/bodies.jsonl"
   route=/api/v1/search/vector
 elif [ "$kind" = fresh-text ]; then
-  "$vitrine" --warehouse "$warehouse" run --format json -e \
+  "$vitrine" --warehouse "$warehouse" run --format jsonl -e \
     "SELECT to_json(named_struct('query', product_display_name, 'user_id', concat('user-', CAST(MIN(product_id) % 500 AS STRING)), 'limit', 10)) AS body
      FROM main.fashion_demo.products GROUP BY product_display_name ORDER BY MIN(product_id) LIMIT 20000" >"$work/bodies.jsonl"
   route=/api/v1/search/text
 else
-  "$vitrine" --warehouse "$warehouse" run --format json -e \
+  "$vitrine" --warehouse "$warehouse" run --format jsonl -e \
     "SELECT to_json(named_struct('query', concat(base_color, ' ', article_type), 'user_id', concat('user-', CAST(MIN(product_id) % 500 AS STRING)), 'limit', 10)) AS body
      FROM main.fashion_demo.products GROUP BY base_color, article_type ORDER BY COUNT(*) DESC LIMIT 200" >"$work/bodies.jsonl"
   route=/api/v1/search/text

@@ -17,7 +17,7 @@ use vitrine::demo::{self, DemoOptions};
 use vitrine::serve::config::ServeConfig;
 use vitrine::{Engine, EngineConfig, StatementResult};
 
-use crate::console::{print_result, statement_spinner, OutputFormat};
+use crate::console::{print_result, statement_spinner, OutputFormat, ResultOrigin};
 
 /// Databricks SQL pipelines on DataFusion, Lance and Delta Lake.
 #[derive(Debug, Parser)]
@@ -60,7 +60,11 @@ pub enum Command {
         continue_on_error: bool,
     },
     /// An interactive SQL shell.
-    Repl,
+    Repl {
+        /// How to print result sets (`\format` changes it in the shell).
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+    },
     /// The A/B-tested search service over HTTP (the plan's phases 5 and 6), which also keeps
     /// the CONTINUOUS vector indexes synced with their sources; until Ctrl-C or SIGTERM.
     Serve {
@@ -380,9 +384,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Repl => {
+        Command::Repl { format } => {
             let session = runtime.block_on(Engine::open(config))?.session()?;
-            crate::repl::run(&runtime, &session)?;
+            crate::repl::run(&runtime, &session, format)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::SimulateTraffic(traffic) => {
@@ -438,9 +442,14 @@ async fn run_scripts(
     for (name, script) in &scripts {
         let mut stop = false;
         session
-            .execute_script(script, name, |_, outcome| match outcome {
+            .execute_script(script, name, |statement, outcome| match outcome {
                 Ok(result) => {
-                    spinner.suspend(|| print_outcome(&result, format));
+                    let origin = ResultOrigin {
+                        file: name,
+                        line: statement.line,
+                        statement: statement.index,
+                    };
+                    spinner.suspend(|| print_outcome(&result, format, origin));
                     ControlFlow::Continue(())
                 }
                 Err(e) => {
@@ -467,8 +476,8 @@ async fn run_scripts(
     })
 }
 
-fn print_outcome(result: &StatementResult, format: OutputFormat) {
-    if let Err(e) = print_result(result, format) {
+fn print_outcome(result: &StatementResult, format: OutputFormat, origin: ResultOrigin) {
+    if let Err(e) = print_result(result, format, origin) {
         eprintln!("error printing the result: {e}");
     }
 }

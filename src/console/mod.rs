@@ -4,5 +4,5 @@
 mod output;
 mod progress;
 
-pub use output::{print_result, OutputFormat};
+pub use output::{print_result, OutputFormat, ResultOrigin};
 pub use progress::statement_spinner;

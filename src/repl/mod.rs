@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Result;
+use clap::ValueEnum;
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
@@ -21,7 +22,7 @@ use tokio::runtime::Runtime;
 use vitrine::sql::script::is_complete;
 use vitrine::{EngineSession, Session, StatementResult};
 
-use crate::console::{print_result, statement_spinner, OutputFormat};
+use crate::console::{print_result, statement_spinner, OutputFormat, ResultOrigin};
 
 const KEYWORDS: &[&str] = &[
     "SELECT",
@@ -116,8 +117,16 @@ impl Validator for VitrineHelper {}
 
 impl Helper for VitrineHelper {}
 
-/// Runs the shell until `\q` or end of input.
-pub fn run(runtime: &Runtime, session: &EngineSession) -> Result<()> {
+/// How the shell shows results: the output format and whether statements are timed.
+#[derive(Debug, Clone, Copy)]
+struct Shown {
+    format: OutputFormat,
+    timing: bool,
+}
+
+/// Runs the shell until `\q` or end of input, printing result sets in `format` (`\format`
+/// changes it).
+pub fn run(runtime: &Runtime, session: &EngineSession, format: OutputFormat) -> Result<()> {
     let tables = Arc::new(Mutex::new(
         runtime.block_on(session.table_names()).unwrap_or_default(),
     ));
@@ -139,7 +148,10 @@ pub fn run(runtime: &Runtime, session: &EngineSession) -> Result<()> {
         env!("CARGO_PKG_VERSION"),
         session.warehouse().display()
     );
-    let mut timing = false;
+    let mut shown = Shown {
+        format,
+        timing: false,
+    };
     let mut buffer = String::new();
     loop {
         let (catalog, schema) = session.current_schema();
@@ -166,9 +178,13 @@ pub fn run(runtime: &Runtime, session: &EngineSession) -> Result<()> {
             match command {
                 "\\q" | "\\quit" => break,
                 "\\timing" => {
-                    timing = !timing;
-                    eprintln!("timing is {}", if timing { "on" } else { "off" });
+                    shown.timing = !shown.timing;
+                    eprintln!("timing is {}", if shown.timing { "on" } else { "off" });
                 }
+                "\\format" => match OutputFormat::from_str(argument, true) {
+                    Ok(format) => shown.format = format,
+                    Err(_) => eprintln!("formats: table, csv, json, jsonl"),
+                },
                 "\\d" if argument.is_empty() => {
                     for name in tables.lock().expect("completion lock").iter() {
                         println!("{name}");
@@ -178,14 +194,16 @@ pub fn run(runtime: &Runtime, session: &EngineSession) -> Result<()> {
                     runtime,
                     session,
                     &format!("DESCRIBE TABLE {argument}"),
-                    timing,
+                    shown,
                 ),
                 "\\i" => match std::fs::read_to_string(argument) {
-                    Ok(script) => run_script(runtime, session, &script, argument, timing),
+                    Ok(script) => run_script(runtime, session, &script, argument, shown),
                     Err(e) => eprintln!("cannot read '{argument}': {e}"),
                 },
                 other => {
-                    eprintln!("unknown command '{other}': \\i FILE, \\timing, \\d [TABLE], \\q")
+                    eprintln!(
+                        "unknown command '{other}': \\i FILE, \\timing, \\format FORMAT, \\d [TABLE], \\q"
+                    )
                 }
             }
             continue;
@@ -200,7 +218,7 @@ pub fn run(runtime: &Runtime, session: &EngineSession) -> Result<()> {
         }
         let script = std::mem::take(&mut buffer);
         let _ = editor.add_history_entry(script.trim());
-        run_script(runtime, session, &script, "repl", timing);
+        run_script(runtime, session, &script, "repl", shown);
         if let Ok(names) = runtime.block_on(session.table_names()) {
             *tables.lock().expect("completion lock") = names;
         }
@@ -211,20 +229,29 @@ pub fn run(runtime: &Runtime, session: &EngineSession) -> Result<()> {
     Ok(())
 }
 
-fn run_statement(runtime: &Runtime, session: &EngineSession, sql: &str, timing: bool) {
-    run_script(runtime, session, sql, "repl", timing)
+fn run_statement(runtime: &Runtime, session: &EngineSession, sql: &str, shown: Shown) {
+    run_script(runtime, session, sql, "repl", shown)
 }
 
 /// Runs a script; Ctrl-C cancels the statement running (its table stays as it was) and the rest.
-fn run_script(runtime: &Runtime, session: &EngineSession, script: &str, name: &str, timing: bool) {
+fn run_script(runtime: &Runtime, session: &EngineSession, script: &str, name: &str, shown: Shown) {
     runtime.block_on(async {
         let spinner = statement_spinner(session);
         let started = Instant::now();
         let mut statement_started = started;
-        let work = session.execute_script(script, name, |_, outcome| {
+        let work = session.execute_script(script, name, |statement, outcome| {
             spinner.suspend(|| {
-                print(outcome.as_ref().map_err(|e| e.to_string()));
-                if timing {
+                let origin = ResultOrigin {
+                    file: name,
+                    line: statement.line,
+                    statement: statement.index,
+                };
+                print(
+                    outcome.as_ref().map_err(|e| e.to_string()),
+                    shown.format,
+                    origin,
+                );
+                if shown.timing {
                     eprintln!("Time: {:.3?}", statement_started.elapsed());
                 }
             });
@@ -245,10 +272,10 @@ fn run_script(runtime: &Runtime, session: &EngineSession, script: &str, name: &s
     });
 }
 
-fn print(outcome: Result<&StatementResult, String>) {
+fn print(outcome: Result<&StatementResult, String>, format: OutputFormat, origin: ResultOrigin) {
     match outcome {
         Ok(result) => {
-            if let Err(e) = print_result(result, OutputFormat::Table) {
+            if let Err(e) = print_result(result, format, origin) {
                 eprintln!("error printing the result: {e}");
             }
         }

@@ -58,10 +58,34 @@ fn results_print_as_csv_and_json() {
     assert_eq!(stdout, "a,b\n1,x\n2,y\n");
     let (ok, stdout, _) = vitrine(
         dir.path(),
-        &["run", "--format", "json", "-e", "SELECT 7 / 2 AS half"],
+        &[
+            "run",
+            "--format",
+            "jsonl",
+            "-e",
+            "SELECT 7 / 2 AS half, CAST(NULL AS INT) AS none",
+        ],
     );
     assert!(ok);
-    assert_eq!(stdout.trim(), r#"{"half":3.5}"#);
+    assert_eq!(stdout.trim(), r#"{"half":3.5,"none":null}"#);
+    // JSON: one document per result set, saying which statement of which script it answers.
+    let script = dir.path().join("two.sql");
+    std::fs::write(&script, "SELECT 1 AS a;\n\nSELECT make_array('x') AS b;\n").unwrap();
+    let (ok, stdout, stderr) = vitrine(
+        dir.path(),
+        &["run", "--format", "json", script.to_str().unwrap()],
+    );
+    assert!(ok, "{stderr}");
+    let documents: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(documents.len(), 2, "{stdout}");
+    assert_eq!(documents[1]["file"], script.display().to_string());
+    assert_eq!(documents[1]["statement"], 2);
+    assert_eq!(documents[1]["line"], 3);
+    assert_eq!(documents[1]["columns"][0]["type"], "array<string>");
+    assert_eq!(documents[1]["rows"], serde_json::json!([{"b": ["x"]}]));
 }
 
 #[test]
