@@ -106,6 +106,20 @@ async fn spark_semantics_for_division_size_and_friends() {
         "true"
     );
     assert_eq!(wh.value("SELECT SIZE(SPLIT('a|b|c', '[|]'))").await, "3");
+    for (expression, spark_type) in [
+        ("CAST(1 AS INT)", "int"),
+        ("'x'", "string"),
+        ("ARRAY('a')", "array<string>"),
+        ("NAMED_STRUCT('x', CAST(1 AS INT))", "struct<x:int>"),
+        ("CAST(NULL AS DOUBLE)", "double"),
+        ("NULL", "void"),
+    ] {
+        assert_eq!(
+            wh.value(&format!("SELECT TYPEOF({expression})")).await,
+            spark_type,
+            "{expression}"
+        );
+    }
     assert_eq!(
         wh.value("SELECT NAMED_STRUCT('x', 1, 'y', 'z').y").await,
         "z"

@@ -2,12 +2,13 @@
 //!
 //! - [`register`] adds the `datafusion-spark` functions DataFusion lacks (`collect_list`, …), Spark's
 //!   `size` (which returns -1 for NULL), JSON helpers from `datafusion-functions-json`, and
-//!   Vitrine's own `get_json_object`, `from_json`, `to_json` and `split`.
+//!   Vitrine's own `get_json_object`, `from_json`, `to_json`, `split` and `typeof`.
 //! - [`SparkIntegerDivision`] makes `/` between integers return a double, as Spark does.
 
 mod division;
 mod json;
 mod split;
+mod type_of;
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use datafusion::prelude::SessionContext;
 pub use division::SparkIntegerDivision;
 pub use json::{FromJson, GetJsonObject, ToJson};
 pub use split::Split;
+pub use type_of::TypeOf;
 
 use crate::error::Result;
 
@@ -42,5 +44,6 @@ pub fn register(ctx: &mut SessionContext) -> Result<()> {
     ctx.register_udf(Arc::new(ScalarUDF::new_from_impl(FromJson::new())))?;
     ctx.register_udf(Arc::new(ScalarUDF::new_from_impl(ToJson::new())))?;
     ctx.register_udf(Arc::new(ScalarUDF::new_from_impl(Split::new())))?;
+    ctx.register_udf(Arc::new(ScalarUDF::new_from_impl(TypeOf::new())))?;
     Ok(())
 }
