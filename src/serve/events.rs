@@ -143,6 +143,8 @@ pub struct EventLog {
     window: Duration,
     writer: std::sync::mpsc::Sender<WriterRequest>,
     ledger: Arc<Mutex<Ledger>>,
+    /// Held (locked) for as long as the log is open: one service per log folder.
+    _lock: File,
 }
 
 /// The events table's columns: the plan's Step 10 `CREATE TABLE`.
@@ -165,6 +167,20 @@ impl EventLog {
     pub fn open(dir: &Path, window: Duration) -> Result<(Self, usize)> {
         std::fs::create_dir_all(dir)
             .context(|| format!("creating the event log folder '{}'", dir.display()))?;
+        let lock_path = dir.join("LOCK");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .context(|| format!("opening '{}'", lock_path.display()))?;
+        if lock.try_lock().is_err() {
+            return Err(VitrineError::Plan(format!(
+                "the event log '{}' is in use by another vitrine serve: give each service its \
+                 own events.log_dir (or warehouse)",
+                dir.display()
+            )));
+        }
         let mut ledger = Ledger::default();
         let mut numbers: Vec<u64> = std::fs::read_dir(dir)
             .context(|| format!("reading the event log folder '{}'", dir.display()))?
@@ -224,6 +240,7 @@ impl EventLog {
                 window,
                 writer,
                 ledger: Arc::new(Mutex::new(ledger)),
+                _lock: lock,
             },
             replayed,
         ))

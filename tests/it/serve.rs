@@ -856,6 +856,46 @@ async fn after_a_sigkill_every_acknowledged_event_is_in_the_table_once() {
     drop(server);
 }
 
+/// A second service on the same event log refuses to start, naming the folder, and the first
+/// goes on serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_service_on_the_same_event_log_refuses_to_start() {
+    let wh = catalog().await;
+    let config = write_config(&wh, "");
+    let server = start(&wh, &config, "serve.log").await;
+    let log = wh.path().join("second.log");
+    let mut second = Server(
+        std::process::Command::new(env!("CARGO_BIN_EXE_vitrine"))
+            .arg("--warehouse")
+            .arg(wh.path())
+            .arg("--model")
+            .arg(format!("clip={}", clip_fixture("tiny-a")))
+            .args(["serve", "--addr", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let mut exited = None;
+    for _ in 0..300 {
+        exited = second.0.try_wait().unwrap();
+        if exited.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    let status = exited.unwrap_or_else(|| panic!("a second service started: {stderr}"));
+    assert!(!status.success());
+    assert!(
+        stderr.contains("is in use by another vitrine serve")
+            && stderr.contains(&wh.path().join("_serve/events").display().to_string()),
+        "{stderr}"
+    );
+    server.search("red shirt", Some("still-there"), 3).await;
+    drop(server);
+}
+
 /// A full disk: while the event log cannot be written, searches and events are answered 503 and
 /// nothing is acknowledged that was not written; once there is room again the service goes on,
 /// and the table holds exactly the acknowledged searches. The log's next segments are links to
