@@ -193,11 +193,11 @@ fn inside(shape: Shape, sleeve: &str, collar: &str, article: &str, u: f32, v: f3
 fn pattern_share(pattern: &str, x: u32, y: u32) -> f32 {
     let on = |motif: bool| if motif { 1.0 } else { 0.0 };
     match pattern {
-        "striped" => on((y / 8) % 2 == 0),
-        "checkered" => on((x / 10 + y / 10) % 2 == 0),
+        "striped" => on((y / 8).is_multiple_of(2)),
+        "checkered" => on((x / 10 + y / 10).is_multiple_of(2)),
         "polka dots" => {
             // Rows of dots, every other row shifted by half a period.
-            let shift = if (y / 20) % 2 == 0 { 0 } else { 10 };
+            let shift = if (y / 20).is_multiple_of(2) { 0 } else { 10 };
             let (dx, dy) = (((x + shift) % 20) as i32 - 10, (y % 20) as i32 - 10);
             on(dx * dx + dy * dy <= 25)
         }
@@ -208,7 +208,9 @@ fn pattern_share(pattern: &str, x: u32, y: u32) -> f32 {
             let petal = (5.0 * cy.atan2(cx)).cos();
             on(r < 3.0 + 5.0 * petal.max(0.0))
         }
-        "geometric" => on(((x + y) / 12) % 2 == 0 && ((x + 240 - y) / 12) % 2 == 0),
+        "geometric" => {
+            on(((x + y) / 12).is_multiple_of(2) && ((x + 240 - y) / 12).is_multiple_of(2))
+        }
         "abstract print" => {
             let (fx, fy) = (x as f32 * 0.13, y as f32 * 0.11);
             on((fx.sin() * fy.cos() + (fx * 0.5 + fy * 0.7).sin()) > 0.9)
@@ -259,7 +261,7 @@ fn texture(material: &str, x: u32, y: u32, u: f32, v: f32) -> f32 {
         }
         // Basket weave: a checkerboard of 5-pixel squares.
         "woven fabric" => {
-            if (x / 5 + y / 5) % 2 == 0 {
+            if (x / 5 + y / 5).is_multiple_of(2) {
                 0.78
             } else {
                 1.06

@@ -182,7 +182,7 @@ async fn sample(entry: &IndexEntry, dataset: &Dataset) -> Result<Vec<Probe>> {
     while let Some(batch) = stream.try_next().await.context(|| scan_error(entry))? {
         let (rows, vectors) = rows_and_vectors(entry, &batch)?;
         for i in 0..batch.num_rows() {
-            if (position + i) % step == 0 && probes.len() < SAMPLE && !vectors.is_null(i) {
+            if (position + i).is_multiple_of(step) && probes.len() < SAMPLE && !vectors.is_null(i) {
                 probes.push(Probe {
                     row: rows.value(i),
                     vector: normalised(entry.metric, vector_at(&vectors, i)),

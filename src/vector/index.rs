@@ -195,7 +195,7 @@ pub fn default_params(kind: AnnKind, rows: u64, dimension: usize) -> BTreeMap<St
     }
     if kind == AnnKind::IvfPq {
         let mut sub_vectors = (dimension / 16).max(1);
-        while dimension % sub_vectors != 0 {
+        while !dimension.is_multiple_of(sub_vectors) {
             sub_vectors -= 1;
         }
         params.insert("num_sub_vectors".into(), sub_vectors.to_string());

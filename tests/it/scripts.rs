@@ -437,7 +437,10 @@ async fn phase_one_extracts_a_sample_resumes_and_reports() {
         .await
         .parse()
         .unwrap();
-    assert!(kept > 0 && kept < 100 && kept % 64 == 0, "kept {kept} rows");
+    assert!(
+        kept > 0 && kept < 100 && kept.is_multiple_of(64),
+        "kept {kept} rows"
+    );
 
     wh.sql("SET vitrine.udf.on_error = 'null'").await;
     let results = wh.run_sql_file("01_extract_attributes.sql").await;

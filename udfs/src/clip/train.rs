@@ -364,7 +364,9 @@ impl ScratchShape {
             vocab_size: number("vocab_size", 1000)?,
             max_text_length: number("max_text_length", 32)?,
         };
-        if shape.hidden_size % shape.heads != 0 || shape.image_size % shape.patch_size != 0 {
+        if !shape.hidden_size.is_multiple_of(shape.heads)
+            || !shape.image_size.is_multiple_of(shape.patch_size)
+        {
             return Err(ModelError::Config(format!(
                 "hidden_size ({}) must be a multiple of heads ({}) and image_size ({}) of patch_size ({})",
                 shape.hidden_size, shape.heads, shape.image_size, shape.patch_size

@@ -335,11 +335,11 @@ impl ScratchShape {
             vocab_size: number("vocab_size", 1000)?,
         };
         let patches = shape.image_size / shape.patch_size;
-        if shape.hidden_size % shape.heads != 0
-            || shape.heads % shape.kv_heads != 0
-            || shape.vision_hidden_size % shape.heads != 0
-            || shape.image_size % shape.patch_size != 0
-            || patches % 2 != 0
+        if !shape.hidden_size.is_multiple_of(shape.heads)
+            || !shape.heads.is_multiple_of(shape.kv_heads)
+            || !shape.vision_hidden_size.is_multiple_of(shape.heads)
+            || !shape.image_size.is_multiple_of(shape.patch_size)
+            || !patches.is_multiple_of(2)
         {
             return Err(ModelError::Config(format!(
                 "hidden_size and vision_hidden_size must be multiples of heads, heads of kv_heads, \

@@ -638,7 +638,7 @@ mod tests {
         let interrupted = network();
         let dir = tempfile::tempdir().unwrap();
         let stop = |p: &TrainingProgress| {
-            if p.epoch == 3 && p.step % 2 == 0 {
+            if p.epoch == 3 && p.step.is_multiple_of(2) {
                 Err(ModelError::Config("cancelled".into()))
             } else {
                 Ok(())
