@@ -57,20 +57,24 @@ fn write_config(wh: &TestWarehouse, extra: &str) -> PathBuf {
     path
 }
 
-/// Starts `vitrine serve` on a free loopback port with `config`, logging to `log`.
-async fn start(wh: &TestWarehouse, config: &Path, log: &str) -> Running {
-    let log = wh.path().join(log);
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_vitrine"))
+/// `vitrine serve` on a free loopback port of `wh` with `config`, its stderr into `log`.
+fn serve_command(wh: &TestWarehouse, config: &Path, log: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_vitrine"));
+    command
         .arg("--warehouse")
         .arg(wh.path())
         .arg("--model")
         .arg(format!("clip={}", clip_fixture("tiny-a")))
         .args(["serve", "--addr", "127.0.0.1:0", "--config"])
         .arg(config)
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let server = Server(child);
+        .stderr(std::fs::File::create(log).unwrap());
+    command
+}
+
+/// Starts `vitrine serve` on a free loopback port with `config`, logging to `log`.
+async fn start(wh: &TestWarehouse, config: &Path, log: &str) -> Running {
+    let log = wh.path().join(log);
+    let server = Server(serve_command(wh, config, &log).spawn().unwrap());
     for _ in 0..600 {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         if let Some(rest) = text.split("listening on ").nth(1) {
@@ -864,18 +868,7 @@ async fn a_second_service_on_the_same_event_log_refuses_to_start() {
     let config = write_config(&wh, "");
     let server = start(&wh, &config, "serve.log").await;
     let log = wh.path().join("second.log");
-    let mut second = Server(
-        std::process::Command::new(env!("CARGO_BIN_EXE_vitrine"))
-            .arg("--warehouse")
-            .arg(wh.path())
-            .arg("--model")
-            .arg(format!("clip={}", clip_fixture("tiny-a")))
-            .args(["serve", "--addr", "127.0.0.1:0", "--config"])
-            .arg(&config)
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let mut second = Server(serve_command(&wh, &config, &log).spawn().unwrap());
     let mut exited = None;
     for _ in 0..300 {
         exited = second.0.try_wait().unwrap();
@@ -926,18 +919,26 @@ async fn a_full_disk_is_answered_503_and_only_what_was_written_is_acknowledged()
         std::os::unix::fs::symlink("/dev/full", link).unwrap();
     }
     let mut acknowledged = vec![before["search_id"].as_str().unwrap().to_string()];
-    // Searches go on until the log reaches the full segments...
-    let refusal = loop {
-        let (status, answer) = server
+    // A search's id when it is acknowledged, the answer when it is refused for the full disk.
+    let client = &server;
+    let search = move |query: &'static str| async move {
+        let (status, answer) = client
             .post(
                 "/api/v1/search/text",
-                json!({ "query": "blue jeans", "user_id": "u" }),
+                json!({ "query": query, "user_id": "u" }),
             )
             .await;
         match status {
-            200 => acknowledged.push(answer["search_id"].as_str().unwrap().to_string()),
-            503 => break answer,
+            200 => Ok(answer["search_id"].as_str().unwrap().to_string()),
+            503 => Err(answer),
             _ => panic!("{status}: {answer}"),
+        }
+    };
+    // Searches go on until the log reaches the full segments...
+    let refusal = loop {
+        match search("blue jeans").await {
+            Ok(id) => acknowledged.push(id),
+            Err(answer) => break answer,
         }
         assert!(acknowledged.len() < 1000, "the disk never filled");
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -962,19 +963,12 @@ async fn a_full_disk_is_answered_503_and_only_what_was_written_is_acknowledged()
     // Past the full segments, searches are acknowledged again.
     let mut refused = 1;
     loop {
-        let (status, answer) = server
-            .post(
-                "/api/v1/search/text",
-                json!({ "query": "black watch", "user_id": "u" }),
-            )
-            .await;
-        match status {
-            200 => {
-                acknowledged.push(answer["search_id"].as_str().unwrap().to_string());
+        match search("black watch").await {
+            Ok(id) => {
+                acknowledged.push(id);
                 break;
             }
-            503 => refused += 1,
-            _ => panic!("{status}: {answer}"),
+            Err(_) => refused += 1,
         }
         assert!(refused < 2000, "the service never recovered");
         tokio::time::sleep(Duration::from_millis(5)).await;
