@@ -24,7 +24,7 @@ use lance::session::Session;
 use lance::Dataset;
 use lance_file::version::LanceFileVersion;
 
-use super::version::{HistoryEntry, Mode, OptimizeMetrics};
+use super::version::{HistoryEntry, Mode, OptimizeMetrics, Upserted};
 use super::zorder::ZOrderKey;
 use crate::error::{Result, ResultExt};
 
@@ -118,13 +118,13 @@ pub async fn write(
 
 /// Upserts `data` into the dataset as one new version (Lance's merge-insert): each row replaces
 /// the row with the same `keys`, or is added. Only the new rows are written; the replaced rows
-/// are marked deleted in their fragments. Returns the version.
+/// are marked deleted in their fragments. Returns the version and Lance's row counts.
 pub async fn upsert(
     location: &str,
     data: SendableRecordBatchStream,
     keys: &[String],
     operation: &str,
-) -> Result<u64> {
+) -> Result<Upserted> {
     let dataset = Arc::new(open(location, None).await?);
     let context = || format!("upserting into Lance dataset '{location}'");
     let job = MergeInsertBuilder::try_new(Arc::clone(&dataset), keys.to_vec())
@@ -142,7 +142,11 @@ pub async fn upsert(
         .execute(merged.transaction)
         .await
         .context(context)?;
-    Ok(dataset.version().version)
+    Ok(Upserted {
+        version: dataset.version().version,
+        updated: merged.stats.num_updated_rows,
+        inserted: merged.stats.num_inserted_rows,
+    })
 }
 
 /// The transaction properties recording `operation`.

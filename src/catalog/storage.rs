@@ -15,7 +15,7 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::execution::SendableRecordBatchStream;
 use futures::TryStreamExt;
 
-use super::version::{HistoryEntry, Mode, OptimizeMetrics};
+use super::version::{HistoryEntry, Mode, OptimizeMetrics, Upserted};
 use super::{delta_table, files, lance_table, QualifiedName, TableEntry, TableFormat};
 use crate::error::{Result, VitrineError};
 
@@ -55,14 +55,15 @@ pub trait TableStorage: Send + Sync {
 
     /// Writes `rows` as one new version in which each row replaces the table's row with the
     /// same values in the `keys` columns, or is added where there is none (MERGE's upsert);
-    /// returns the version. `rows` must be unique on `keys`, with no NULL key.
+    /// returns the version and how many rows were updated and inserted. `rows` must be unique
+    /// on `keys`, with no NULL key.
     async fn upsert(
         &self,
         location: &str,
         rows: SendableRecordBatchStream,
         keys: &[String],
         operation: &str,
-    ) -> Result<u64> {
+    ) -> Result<Upserted> {
         let _ = (rows, keys, operation);
         Err(VitrineError::Plan(format!(
             "the table at '{location}' cannot be upserted in place"
@@ -169,7 +170,7 @@ impl TableStorage for LanceStorage {
         rows: SendableRecordBatchStream,
         keys: &[String],
         operation: &str,
-    ) -> Result<u64> {
+    ) -> Result<Upserted> {
         lance_table::upsert(location, rows, keys, operation).await
     }
 

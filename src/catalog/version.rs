@@ -1,6 +1,6 @@
 //! What every table format shares about versions: how a write relates to the data there
 //! ([`Mode`]), one committed version as `DESCRIBE HISTORY` shows it ([`HistoryEntry`]), and what
-//! `OPTIMIZE` did ([`OptimizeMetrics`]).
+//! `OPTIMIZE` did ([`OptimizeMetrics`]), and what an upsert in place did ([`Upserted`]).
 
 use chrono::{DateTime, Utc};
 
@@ -39,4 +39,15 @@ pub struct OptimizeMetrics {
     pub fragments_before: u64,
     /// Fragments (or files) after.
     pub fragments_after: u64,
+}
+
+/// What an upsert in place wrote: the new version and MERGE's row counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Upserted {
+    /// The version committed.
+    pub version: u64,
+    /// Rows that replaced a row with the same key.
+    pub updated: u64,
+    /// Rows added because no row had their key.
+    pub inserted: u64,
 }

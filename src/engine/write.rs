@@ -17,7 +17,7 @@ use futures::TryStreamExt;
 
 use super::conform;
 use crate::catalog::storage::detect_format;
-use crate::catalog::version::Mode;
+use crate::catalog::version::{Mode, Upserted};
 use crate::catalog::{storage, QualifiedName, TableEntry, TableFormat, TableName, TableStorage};
 use crate::error::{Result, VitrineError};
 use crate::session::{Session, StatementResult};
@@ -421,9 +421,9 @@ async fn upsert_rows(
     entry: &TableEntry,
     schema: &Schema,
     upsert: &Upsert,
-) -> Result<u64> {
+) -> Result<Upserted> {
     let rows = session.plan_sql(&upsert.rows).await?;
-    let rows = conform::to_storage(conform::to_table(rows, schema, &[], &name.to_string())?)?;
+    let rows = conform::to_table(rows, schema, &[], &name.to_string())?;
     let stream = rows.execute_stream().await?;
     storage(entry.format)?
         .upsert(&entry.location, stream, &upsert.keys, "MERGE")
@@ -431,12 +431,42 @@ async fn upsert_rows(
         .map_err(|e| e.context(format!("writing {name}")))
 }
 
+/// The two counts of an upsert's check: source rows unfit for an upsert by key, all source rows.
+async fn upsert_check(session: &dyn Session, check: &str) -> Result<(i64, i64)> {
+    let batches = session.plan_sql(check).await?.collect().await?;
+    let value = |i: usize| {
+        batches.first().and_then(|b| {
+            b.column(i)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .map(|a| a.value(0))
+        })
+    };
+    value(0)
+        .zip(value(1))
+        .ok_or_else(|| VitrineError::Plan(format!("no counts from '{check}'")))
+}
+
 /// `MERGE INTO target USING source ON … WHEN …`: an upsert by key is written in place where the
-/// table's format can (Lance); anything else rewrites the table as one new version.
+/// table's format can (Lance), reading only the source; anything else checks and counts the
+/// MERGE against the whole target, then rewrites the table as one new version.
 pub(super) async fn merge(session: &dyn Session, merge: ast::Merge) -> Result<StatementResult> {
     let (table, _) = single_table(&merge.table)?;
     let (name, entry, schema) = writable_table(session, &table).await?;
     let queries = merge_queries(&merge, &name.to_string(), &schema)?;
+    if let Some(upsert) = &queries.upsert {
+        if storage(entry.format)?.upserts_in_place() {
+            let (unfit, rows) = upsert_check(session, &upsert.check).await?;
+            if unfit == 0 {
+                if rows == 0 {
+                    return merge_result(&name, (0, 0, 0), None);
+                }
+                let upserted = upsert_rows(session, &name, &entry, &schema, upsert).await?;
+                let counts = (upserted.updated as i64, 0, upserted.inserted as i64);
+                return merge_result(&name, counts, Some(upserted.version));
+            }
+        }
+    }
     let has_matched_actions = merge
         .clauses
         .iter()
@@ -473,21 +503,23 @@ pub(super) async fn merge(session: &dyn Session, merge: ast::Merge) -> Result<St
             .unwrap_or(0)
     };
     let (updated, deleted, inserted) = (value(0), value(1), value(2));
+    let mut version = None;
+    if updated + deleted + inserted > 0 {
+        let content = session.plan_sql(&queries.content).await?;
+        version = Some(rewrite(session, &name, &entry, &schema, content, "MERGE").await?);
+    }
+    merge_result(&name, (updated, deleted, inserted), version)
+}
+
+/// MERGE's result: Databricks' four count columns, and a message naming the version written.
+fn merge_result(
+    name: &QualifiedName,
+    (updated, deleted, inserted): (i64, i64, i64),
+    version: Option<u64>,
+) -> Result<StatementResult> {
     let mut message =
         format!("merged into {name}: {updated} updated, {deleted} deleted, {inserted} inserted");
-    if updated + deleted + inserted > 0 {
-        let version = match &queries.upsert {
-            Some(upsert)
-                if storage(entry.format)?.upserts_in_place()
-                    && count(session, &upsert.unfit).await? == 0 =>
-            {
-                upsert_rows(session, &name, &entry, &schema, upsert).await?
-            }
-            _ => {
-                let content = session.plan_sql(&queries.content).await?;
-                rewrite(session, &name, &entry, &schema, content, "MERGE").await?
-            }
-        };
+    if let Some(version) = version {
         message.push_str(&format!(" (version {version})"));
     }
     let rows = vec![vec![

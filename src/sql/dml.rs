@@ -113,10 +113,12 @@ pub struct Upsert {
     pub keys: Vec<String>,
     /// The source's rows, in the target's column order.
     pub rows: String,
-    /// Counts the source rows that cannot be upserted by key: with a NULL key (which matches
-    /// nothing and is inserted) or sharing their key with another source row (both inserted
-    /// when unmatched). Only when it counts none does the upsert equal the MERGE.
-    pub unfit: String,
+    /// One row of two counts: the source rows that cannot be upserted by key (with a NULL key,
+    /// which matches nothing and is inserted, or sharing their key with another source row,
+    /// both inserted when unmatched), then all the source's rows. Only when no row is unfit
+    /// does the upsert equal the MERGE; each source row then updates or inserts exactly one
+    /// row, so the MERGE's ambiguity check and counts are not needed.
+    pub check: String,
 }
 
 /// Builds the queries of `MERGE INTO target USING source ON … WHEN …`; `target_table` is the
@@ -282,9 +284,10 @@ pub fn merge_queries(
             .collect();
         Upsert {
             rows: format!("SELECT {} FROM {source} AS {s}", rows.join(", ")),
-            unfit: format!(
+            check: format!(
                 "SELECT (SELECT COUNT(*) FROM {source} AS {s} WHERE {}) + \
-                 (SELECT COUNT(*) FROM (SELECT 1 FROM {source} AS {s} GROUP BY {} HAVING COUNT(*) > 1))",
+                 (SELECT COUNT(*) FROM (SELECT 1 FROM {source} AS {s} GROUP BY {} HAVING COUNT(*) > 1)), \
+                 (SELECT COUNT(*) FROM {source})",
                 null_key.join(" OR "),
                 key_list.join(", ")
             ),

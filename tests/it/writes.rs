@@ -134,6 +134,19 @@ async fn an_upsert_by_key_writes_only_the_rows_it_changes() {
     );
     assert_eq!(wh.value("SELECT COUNT(*) FROM big").await, "200001");
     assert_eq!(wh.rows("DESCRIBE HISTORY big").await[0][2], "MERGE");
+    // An upsert of no rows changes nothing and writes no version.
+    let versions = wh.rows("DESCRIBE HISTORY big").await.len();
+    let nothing = wh
+        .rows(
+            "MERGE INTO big AS t USING (SELECT * FROM big WHERE id < 0) AS s ON t.id = s.id \
+             WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *",
+        )
+        .await;
+    assert_eq!(
+        nothing,
+        vec![vec!["0".to_string(), "0".into(), "0".into(), "0".into()]]
+    );
+    assert_eq!(wh.rows("DESCRIBE HISTORY big").await.len(), versions);
     // Every data file is still there, and what was added is a small fraction of them.
     let after = data_files(&wh, "big");
     for (file, size) in &before {
