@@ -134,7 +134,8 @@ struct Ledger {
 /// A request to the writer thread.
 enum WriterRequest {
     Append(Vec<String>, oneshot::Sender<std::io::Result<()>>),
-    Rotate(u64, oneshot::Sender<std::io::Result<()>>),
+    /// Starts segment `number` unless the current one is empty and whole; answers whether it did.
+    Rotate(u64, oneshot::Sender<std::io::Result<bool>>),
 }
 
 /// The log, its writer thread and what it knows.
@@ -247,10 +248,10 @@ impl EventLog {
     }
 
     /// Sends the writer thread a request and waits for its answer; `None` when it has stopped.
-    async fn ask_writer(
+    async fn ask_writer<T>(
         &self,
-        request: impl FnOnce(oneshot::Sender<std::io::Result<()>>) -> WriterRequest,
-    ) -> Option<std::io::Result<()>> {
+        request: impl FnOnce(oneshot::Sender<std::io::Result<T>>) -> WriterRequest,
+    ) -> Option<std::io::Result<T>> {
         let (done, answered) = oneshot::channel();
         self.writer.send(request(done)).ok()?;
         answered.await.ok()
@@ -344,12 +345,14 @@ impl EventLog {
             (rows_of(&changed)?, versions)
         };
         // A new segment first: every record of the rows being committed is in the older ones.
+        // An empty segment holds none, so it stays the current one.
         let next = self.ledger.lock().expect("ledger lock").current + 1;
-        self.ask_writer(|done| WriterRequest::Rotate(next, done))
+        let rotated = self
+            .ask_writer(|done| WriterRequest::Rotate(next, done))
             .await
             .ok_or_else(|| VitrineError::Plan("the event log writer has stopped".into()))?
             .context(|| "starting a new event log segment".to_string())?;
-        {
+        if rotated {
             let mut ledger = self.ledger.lock().expect("ledger lock");
             ledger.current = next;
             ledger.segments.entry(next).or_default();
@@ -529,8 +532,13 @@ fn write_loop(
                     // The appends before the rotation are answered by this segment's fsync;
                     // the next segment starts whatever that fsync says.
                     flush(&mut segment, &mut failed, &mut waiting);
+                    if segment.length == 0 && !segment.torn {
+                        let _ = done.send(Ok(false));
+                        continue;
+                    }
                     let _ = done.send(Segment::open(&dir, number).map(|next| {
                         segment = next;
+                        true
                     }));
                 }
             }

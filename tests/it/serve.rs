@@ -388,7 +388,26 @@ ORDER BY variant",
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert!(operations.iter().any(|o| o == "OPTIMIZE"), "{operations:?}");
+    // Once everything is committed, an idle service starts no new segments.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = segments(&wh);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(segments(&wh), idle);
     drop(server);
+}
+
+/// The numbers of the event log's segments.
+fn segments(wh: &TestWarehouse) -> std::collections::BTreeSet<u64> {
+    std::fs::read_dir(wh.path().join("_serve/events"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_prefix("events-")?
+                .strip_suffix(".wal")?
+                .parse::<u64>()
+                .ok()
+        })
+        .collect()
 }
 
 /// Lines in the event log's segments.
@@ -901,17 +920,7 @@ async fn a_full_disk_is_answered_503_and_only_what_was_written_is_acknowledged()
     let server = start(&wh, &config, "serve.log").await;
     let before = server.search("red shirt", Some("before"), 5).await;
     let log_dir = wh.path().join("_serve/events");
-    let newest = std::fs::read_dir(&log_dir)
-        .unwrap()
-        .filter_map(|e| {
-            let name = e.unwrap().file_name().into_string().unwrap();
-            name.strip_prefix("events-")?
-                .strip_suffix(".wal")?
-                .parse::<u64>()
-                .ok()
-        })
-        .max()
-        .unwrap();
+    let newest = *segments(&wh).last().unwrap();
     let full: Vec<PathBuf> = (newest + 1..=newest + FULL_SEGMENTS)
         .map(|n| log_dir.join(format!("events-{n:010}.wal")))
         .collect();
