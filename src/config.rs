@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use datafusion::arrow::array::timezone::Tz;
 use vitrine_udfs::models::ModelChoices;
 use vitrine_udfs::settings::{ModelSettings, SettingGroup, SettingSpec};
 use vitrine_udfs::ModelError;
@@ -56,13 +57,33 @@ pub struct CoreSettings {
     /// `vitrine.write.commit_rows`: `INSERT INTO` commits a version every this many rows; `None`
     /// commits once, all or nothing.
     pub commit_rows: Option<usize>,
+    /// `spark.sql.session.timeZone` (or `SET TIME ZONE`): the zone timestamps are shown in and
+    /// zone-less timestamp text is read in; `None` is UTC, Databricks' default.
+    time_zone: Option<String>,
 }
 
-const CORE_SETTINGS: &[SettingSpec] = &[SettingSpec {
-    key: "vitrine.write.commit_rows",
-    default: "",
-    doc: "INSERT INTO a Lance or Delta table commits a version every this many rows instead of once at the end, so that a long statement stopped half-way (a failure, Ctrl-C) keeps the rows committed so far; unset: one commit, all or nothing",
-}];
+/// The session time zone's key, as Spark names it.
+pub const TIME_ZONE_KEY: &str = "spark.sql.session.timeZone";
+
+const CORE_SETTINGS: &[SettingSpec] = &[
+    SettingSpec {
+        key: "vitrine.write.commit_rows",
+        default: "",
+        doc: "INSERT INTO a Lance or Delta table commits a version every this many rows instead of once at the end, so that a long statement stopped half-way (a failure, Ctrl-C) keeps the rows committed so far; unset: one commit, all or nothing",
+    },
+    SettingSpec {
+        key: TIME_ZONE_KEY,
+        default: "UTC",
+        doc: "The session time zone (also SET TIME ZONE): TIMESTAMP values are instants, shown in this zone, and timestamp text without an offset is read in it; a region ('America/Los_Angeles') or an offset ('+05:30')",
+    },
+];
+
+impl CoreSettings {
+    /// The session time zone, as Arrow and DataFusion name it.
+    pub fn time_zone(&self) -> &str {
+        self.time_zone.as_deref().unwrap_or("UTC")
+    }
+}
 
 impl SettingGroup for CoreSettings {
     fn specs() -> &'static [SettingSpec] {
@@ -78,6 +99,20 @@ impl SettingGroup for CoreSettings {
                             "{key} must be a positive integer, got '{value}'"
                         ))
                     })?);
+                Ok(())
+            }
+            TIME_ZONE_KEY => {
+                let zone = match value.trim() {
+                    "Z" | "z" => "UTC",
+                    zone => zone,
+                };
+                zone.parse::<Tz>().map_err(|_| {
+                    ModelError::Setting(format!(
+                        "{key}: '{value}' is not a time zone; give a region such as \
+                         'America/Los_Angeles' or 'UTC', or an offset such as '+05:30'"
+                    ))
+                })?;
+                self.time_zone = Some(zone.to_string());
                 Ok(())
             }
             _ => Err(ModelError::Setting(format!(

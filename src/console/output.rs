@@ -8,10 +8,16 @@ use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringBuilder};
 use datafusion::arrow::csv::WriterBuilder as CsvWriterBuilder;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::json::writer::{JsonArray, LineDelimited, WriterBuilder};
-use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::arrow::util::display::FormatOptions;
+use datafusion::arrow::util::pretty::pretty_format_batches_with_options;
 use serde_json::{json, Map, Value};
 use vitrine::sql::types::spark_type_name;
 use vitrine::StatementResult;
+
+/// How tables and CSV show a timestamp, as Spark does: `2026-12-01 10:57:40`, with the fraction
+/// of a second when there is one. Timestamps with a zone are in the session time zone already;
+/// JSON writes them in RFC 3339, with the offset.
+const SPARK_TIMESTAMP: &str = "%Y-%m-%d %H:%M:%S%.f";
 
 /// How result sets are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -68,11 +74,22 @@ fn write_result(
 ) -> anyhow::Result<()> {
     match format {
         OutputFormat::Table => {
-            writeln!(out, "{}", pretty_format_batches(&result.batches)?)?;
+            let options = FormatOptions::default()
+                .with_timestamp_format(Some(SPARK_TIMESTAMP))
+                .with_timestamp_tz_format(Some(SPARK_TIMESTAMP));
+            writeln!(
+                out,
+                "{}",
+                pretty_format_batches_with_options(&result.batches, &options)?
+            )?;
             writeln!(out, "({} rows)", result.num_rows())?;
         }
         OutputFormat::Csv => {
-            let mut writer = CsvWriterBuilder::new().with_header(true).build(out);
+            let mut writer = CsvWriterBuilder::new()
+                .with_header(true)
+                .with_timestamp_format(SPARK_TIMESTAMP.to_string())
+                .with_timestamp_tz_format(SPARK_TIMESTAMP.to_string())
+                .build(out);
             if result.num_rows() == 0 {
                 // The header alone.
                 writer.write(&RecordBatch::new_empty(flat_schema(&result.schema)))?;

@@ -1,12 +1,13 @@
 //! Making query output fit what a table stores.
 //!
 //! DataFusion produces view types (`Utf8View`) and dictionary types that Lance and Delta do not
-//! store; `INSERT` must also match the table's column types and order. Both are casts, planned as
+//! store, and nanosecond timestamps that Spark does not read; `INSERT` must also match the
+//! table's column types and order. Both are casts, planned as
 //! one projection so that a value that does not fit fails with the column's name.
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, TimeUnit};
 use datafusion::common::Column;
 use datafusion::logical_expr::{cast, lit, Expr, ExprSchemable};
 use datafusion::prelude::DataFrame;
@@ -15,9 +16,15 @@ use datafusion::scalar::ScalarValue;
 use crate::error::{Result, VitrineError};
 use crate::sql::types::spark_type_name;
 
-/// The type a table stores for a query's `data_type`: view and dictionary types become plain ones.
+/// The type a new table stores for a query's `data_type`: view and dictionary types become plain
+/// ones, and timestamps become Spark's: microseconds, as instants in UTC when they have a zone
+/// (`TIMESTAMP`), without one otherwise (`TIMESTAMP_NTZ`).
 pub fn storage_type(data_type: &DataType) -> DataType {
     match data_type {
+        DataType::Timestamp(_, zone) => DataType::Timestamp(
+            TimeUnit::Microsecond,
+            zone.as_ref().map(|_| Arc::from("UTC")),
+        ),
         DataType::Utf8View => DataType::Utf8,
         DataType::BinaryView => DataType::Binary,
         DataType::Dictionary(_, value) => storage_type(value),

@@ -7,15 +7,17 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::Field;
 use datafusion::common::ScalarValue;
-use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
 use datafusion::logical_expr::{ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs};
 use datafusion::optimizer::Analyzer;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
-use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::parser::{CopyToSource, DFParserBuilder, Statement as DFStatement};
+use datafusion::sql::sqlparser::ast::{Ident, ObjectName, Statement};
+use datafusion::sql::sqlparser::dialect::DatabricksDialect;
+use datafusion::sql::sqlparser::parser::Parser;
 use vitrine_udfs::FunctionContext;
 
-use super::{catalog_ops, model_batches, views, write, Engine, ModelProgress};
+use super::{catalog_ops, conform, model_batches, views, write, Engine, ModelProgress};
 use crate::catalog::{
     storage, QualifiedName, TableEntry, TableFormat, Warehouse, WarehouseCatalogList,
 };
@@ -56,6 +58,9 @@ impl std::fmt::Debug for EngineSession {
     }
 }
 
+/// The name a `COPY` statement's source is planned under while DataFusion plans the copy.
+const COPY_SOURCE: &str = "__vitrine_copy_source";
+
 impl EngineSession {
     pub(super) fn new(engine: Arc<Engine>) -> Result<Self> {
         let session_config = SessionConfig::new()
@@ -63,6 +68,12 @@ impl EngineSession {
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true)
             .set_str("datafusion.sql_parser.dialect", "databricks")
+            // Spark's TIMESTAMP is an instant shown in the session time zone: DataFusion's
+            // `now()`, `to_timestamp()` and `TIMESTAMP WITH TIME ZONE` carry this zone.
+            .set_str(
+                "datafusion.execution.time_zone",
+                engine.startup.core.time_zone(),
+            )
             // DataFusion 53's leaf-expression pushdown moves `get_field(e, …)` of a subquery's
             // `smolvlm_extract(…) AS e` below the joins and filters that choose the rows, so a
             // model would run on every row of the table (measured: the whole catalog for a
@@ -247,6 +258,9 @@ impl EngineSession {
                 }
                 StatementResult::collect(df).await
             }
+            VitrineStatement::Copy(sql) => {
+                StatementResult::collect(self.copy_to(&sql).await?).await
+            }
             VitrineStatement::DataFusion(sql) => {
                 StatementResult::collect(self.ctx.sql(&sql).await?).await
             }
@@ -391,6 +405,46 @@ impl EngineSession {
         result
     }
 
+    /// `COPY (query | table) TO 'path' [STORED AS …] [OPTIONS (…)]`, written by DataFusion: the
+    /// source is planned as any query is (Spark's rewrites, table versions), then given the types
+    /// tables store, so that Spark reads what is written (microsecond timestamps, not
+    /// nanoseconds).
+    async fn copy_to(&self, sql: &str) -> Result<DataFrame> {
+        let mut statements = DFParserBuilder::new(sql)
+            .with_dialect(&DatabricksDialect {})
+            .build()?
+            .parse_statements()?;
+        let (Some(DFStatement::CopyTo(mut copy)), None) =
+            (statements.pop_front(), statements.pop_front())
+        else {
+            return Ok(self.ctx.sql(sql).await?);
+        };
+        let (catalog, schema) = self.current_schema();
+        let placeholder = QualifiedName {
+            catalog,
+            schema,
+            table: COPY_SOURCE.to_string(),
+        };
+        let relation = ObjectName::from(vec![Ident::new(COPY_SOURCE)]);
+        let query = match std::mem::replace(&mut copy.source, CopyToSource::Relation(relation)) {
+            CopyToSource::Query(query) => query,
+            CopyToSource::Relation(table) => Parser::new(&DatabricksDialect {})
+                .try_with_sql(&format!("SELECT * FROM {table}"))?
+                .parse_query()?,
+        };
+        let source = self.plan_statement(Statement::Query(query)).await?;
+        let source = conform::to_storage(source)?;
+        self.catalogs
+            .register_session_table(placeholder.clone(), source.into_view());
+        let plan = self
+            .ctx
+            .state()
+            .statement_to_plan(DFStatement::CopyTo(copy))
+            .await;
+        self.catalogs.deregister_session_table(&placeholder);
+        Ok(self.ctx.execute_logical_plan(plan?).await?)
+    }
+
     async fn plan_rewritten(&self, statement: Statement) -> Result<DataFrame> {
         let plan = self
             .ctx
@@ -489,9 +543,30 @@ impl EngineSession {
         let mut settings = self.settings.lock().expect("settings lock");
         let mut changed = settings.clone();
         change(&mut changed)?;
+        if changed.core.time_zone() != settings.core.time_zone() {
+            self.apply_time_zone(changed.core.time_zone())?;
+        }
         self.functions
             .set_settings(changed.models.clone(), changed.choices.chosen().clone());
         *settings = changed;
+        Ok(())
+    }
+
+    /// Gives DataFusion the session time zone, and its functions that read it (`now()`,
+    /// `to_timestamp()`, …) the new configuration, as DataFusion's own `SET` does.
+    fn apply_time_zone(&self, zone: &str) -> Result<()> {
+        let state = self.ctx.state_ref();
+        let mut state = state.write();
+        state.config_mut().options_mut().execution.time_zone = Some(zone.to_string());
+        let options = state.config().options();
+        let updated: Vec<_> = state
+            .scalar_functions()
+            .values()
+            .filter_map(|f| f.inner().with_updated_config(options).map(Arc::new))
+            .collect();
+        for function in updated {
+            state.register_udf(function)?;
+        }
         Ok(())
     }
 

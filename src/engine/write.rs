@@ -36,7 +36,11 @@ async fn commit(
     chunk_rows: Option<usize>,
 ) -> Result<(u64, usize)> {
     let storage = storage(entry.format)?;
-    let df = conform::to_storage(df)?;
+    // An append is already in the table's types (`conform::to_table`), which it must keep.
+    let df = match mode {
+        Mode::Append => df,
+        Mode::Create | Mode::Overwrite => conform::to_storage(df)?,
+    };
     let rows = Arc::new(AtomicUsize::new(0));
     let task = Arc::new(df.task_ctx());
     let plan = df.create_physical_plan().await?;

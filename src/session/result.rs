@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::common::Column;
+use datafusion::logical_expr::{cast, Expr};
 use datafusion::prelude::DataFrame;
 
 use crate::error::Result;
@@ -23,8 +25,10 @@ pub struct StatementResult {
 }
 
 impl StatementResult {
-    /// Runs `df` to completion.
+    /// Runs `df` to completion. Its timestamps with a zone (Spark's `TIMESTAMP`) come back in
+    /// microseconds in the session time zone, as Spark shows them.
     pub async fn collect(df: DataFrame) -> Result<Self> {
+        let df = in_session_time_zone(df)?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await?;
         Ok(Self {
@@ -81,4 +85,35 @@ impl StatementResult {
     pub fn num_rows(&self) -> usize {
         self.batches.iter().map(|b| b.num_rows()).sum()
     }
+}
+
+/// `df` with its zoned timestamp columns as microseconds in the session time zone (the same
+/// instants; only how they are shown changes).
+fn in_session_time_zone(df: DataFrame) -> Result<DataFrame> {
+    let zone: Option<Arc<str>> = df
+        .task_ctx()
+        .session_config()
+        .options()
+        .execution
+        .time_zone
+        .as_deref()
+        .map(Arc::from);
+    let shown = DataType::Timestamp(TimeUnit::Microsecond, zone.clone());
+    let needs = |t: &DataType| matches!(t, DataType::Timestamp(_, Some(_))) && *t != shown;
+    if zone.is_none() || !df.schema().fields().iter().any(|f| needs(f.data_type())) {
+        return Ok(df);
+    }
+    let exprs: Vec<Expr> = df
+        .schema()
+        .iter()
+        .map(|(qualifier, field)| {
+            let column = Expr::Column(Column::new(qualifier.cloned(), field.name()));
+            if needs(field.data_type()) {
+                cast(column, shown.clone()).alias_qualified(qualifier.cloned(), field.name())
+            } else {
+                column
+            }
+        })
+        .collect();
+    Ok(df.select(exprs)?)
 }

@@ -15,6 +15,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Word};
 
 use crate::catalog::{TableFormat, TableName};
+use crate::config::TIME_ZONE_KEY;
 use crate::error::{Result, VitrineError};
 use crate::sql::types::parse_spark_type;
 
@@ -239,8 +240,11 @@ pub enum VitrineStatement {
     },
     /// Anything DataFusion plans itself (queries, views, `EXPLAIN`, …).
     Query(Box<Statement>),
-    /// DataFusion's own statements that sqlparser does not parse (`COPY … TO`,
-    /// `CREATE EXTERNAL TABLE`), passed to DataFusion as text.
+    /// `COPY (query | table) TO 'path' …`, DataFusion's export, as text (sqlparser does not parse
+    /// DataFusion's form).
+    Copy(String),
+    /// DataFusion's own statements that sqlparser does not parse (`CREATE EXTERNAL TABLE`),
+    /// passed to DataFusion as text.
     DataFusion(String),
 }
 
@@ -546,9 +550,8 @@ impl StatementParser<'_> {
                 let version = self.unsigned()?;
                 Ok(VitrineStatement::Restore { table, version })
             }
-            "SET" if !matches!(self.peek_word(1).as_deref(), Some("TIME" | "ROLE")) => {
-                self.parse_set()
-            }
+            "SET" if self.peek_word(1).as_deref() == Some("TIME") => self.parse_set_time_zone(),
+            "SET" if self.peek_word(1).as_deref() != Some("ROLE") => self.parse_set(),
             "RESET" => {
                 self.p.next_token();
                 let key = match self.p.peek_token().token {
@@ -557,7 +560,7 @@ impl StatementParser<'_> {
                 };
                 Ok(VitrineStatement::Reset { key })
             }
-            "COPY" => Ok(VitrineStatement::DataFusion(self.whole_statement())),
+            "COPY" => Ok(VitrineStatement::Copy(self.whole_statement())),
             _ => self.parse_sqlparser_statement(),
         }
     }
@@ -1008,6 +1011,26 @@ impl StatementParser<'_> {
         Err(self.unexpected(
             "SET TBLPROPERTIES or UNSET TBLPROPERTIES (other ALTER TABLE forms are not supported)",
         ))
+    }
+
+    /// `SET TIME ZONE LOCAL | 'zone'`: Spark's form of `SET spark.sql.session.timeZone = zone`.
+    fn parse_set_time_zone(&mut self) -> Result<VitrineStatement> {
+        self.expect_words(&["SET", "TIME", "ZONE"])?;
+        let zone = match self.p.next_token().token {
+            Token::SingleQuotedString(zone) | Token::DoubleQuotedString(zone) => zone,
+            Token::Word(w) if w.value.eq_ignore_ascii_case("LOCAL") => {
+                iana_time_zone::get_timezone().unwrap_or_else(|_| "UTC".to_string())
+            }
+            other => {
+                return Err(VitrineError::Parse(format!(
+                    "SET TIME ZONE takes LOCAL or a quoted zone such as 'UTC', got '{other}'"
+                )))
+            }
+        };
+        Ok(VitrineStatement::Set {
+            key: Some(TIME_ZONE_KEY.to_string()),
+            value: Some(zone),
+        })
     }
 
     fn parse_set(&mut self) -> Result<VitrineStatement> {

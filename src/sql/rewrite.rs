@@ -1,6 +1,9 @@
 //! Rewrites of a parsed statement that bring Spark SQL onto DataFusion's planner.
 //!
 //! - Spark function names DataFusion spells differently (`explode` → `unnest`, `rand` → `random`).
+//! - Spark's timestamp types in casts and literals: `TIMESTAMP` (`TIMESTAMP_LTZ`) is an instant
+//!   in microseconds in the session time zone, `TIMESTAMP_NTZ` microseconds without a zone
+//!   (DataFusion's own `TIMESTAMP` is zone-less nanoseconds).
 //! - Hive's `DISTRIBUTE BY` (a partitioning hint, meaningless on one node) is dropped and
 //!   `SORT BY` becomes the query's `ORDER BY`.
 //! - Table references DataFusion cannot resolve by name, `t VERSION AS OF n`, `read_files(…)`,
@@ -11,9 +14,10 @@ use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    AccessExpr, Expr, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
-    Join, ObjectName, OrderBy, OrderByKind, Query, SetExpr, Statement, Subscript, TableFactor,
-    TableVersion, TableWithJoins, Value, VisitMut, VisitorMut,
+    AccessExpr, ArrayElemTypeDef, DataType as SqlType, Expr, FunctionArg, FunctionArgExpr,
+    FunctionArgumentList, FunctionArguments, Ident, Join, ObjectName, OrderBy, OrderByKind, Query,
+    SetExpr, Statement, Subscript, TableFactor, TableVersion, TableWithJoins, TimezoneInfo, Value,
+    VisitMut, VisitorMut,
 };
 
 use super::parser::object_name_parts;
@@ -97,6 +101,27 @@ const RENAMED_FUNCTIONS: &[(&str, &str)] = &[
     ("collect_set_distinct", "array_agg"),
 ];
 
+/// Turns Spark's timestamp types (also as array elements) into the ones DataFusion plans as
+/// Spark means them: `TIMESTAMP` and `TIMESTAMP_LTZ` into microseconds with the session time zone,
+/// `TIMESTAMP_NTZ` and `TIMESTAMP WITHOUT TIME ZONE` into microseconds without one.
+fn spark_timestamp_type(data_type: &mut SqlType) {
+    let zoned = match data_type {
+        SqlType::Timestamp(_, TimezoneInfo::WithoutTimeZone) | SqlType::TimestampNtz(_) => false,
+        SqlType::Timestamp(_, _) => true,
+        SqlType::Custom(name, _) if name.to_string().eq_ignore_ascii_case("TIMESTAMP_LTZ") => true,
+        SqlType::Array(
+            ArrayElemTypeDef::AngleBracket(element) | ArrayElemTypeDef::SquareBracket(element, _),
+        ) => return spark_timestamp_type(element),
+        _ => return,
+    };
+    let zone = if zoned {
+        TimezoneInfo::WithTimeZone
+    } else {
+        TimezoneInfo::WithoutTimeZone
+    };
+    *data_type = SqlType::Timestamp(Some(6), zone);
+}
+
 #[derive(Default)]
 struct SparkRewriter {
     requests: Vec<TableRequest>,
@@ -112,6 +137,11 @@ impl VisitorMut for SparkRewriter {
     type Break = VitrineError;
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
+        match expr {
+            Expr::Cast { data_type, .. } => spark_timestamp_type(data_type),
+            Expr::TypedString(typed) => spark_timestamp_type(&mut typed.data_type),
+            _ => {}
+        }
         // Spark's `f(x).field`: DataFusion takes struct fields by subscript, `f(x)['field']`.
         if let Expr::CompoundFieldAccess { access_chain, .. } = expr {
             for access in access_chain.iter_mut() {

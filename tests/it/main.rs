@@ -13,5 +13,6 @@ mod sessions;
 mod smolvlm;
 mod statements;
 mod support;
+mod timestamps;
 mod vector_index;
 mod writes;
