@@ -16,52 +16,67 @@ SELECT product_id FROM main.fashion_demo.products ORDER BY product_id LIMIT 100;
 -- with no product twice. Rows reach the model `vitrine.udf.batch_size` (32) at a time.
 SET vitrine.write.commit_rows = 64;
 
+-- The notebook's shape: the product's own columns, then the attributes, then how the extraction
+-- went (extraction_errors lists what failed, empty when nothing did); Vitrine adds the model that
+-- answered and its raw reply.
 CREATE TABLE IF NOT EXISTS main.fashion_demo.product_extracted_attributes (
   product_id           INT,
+  product_display_name STRING,
+  master_category      STRING,
+  sub_category         STRING,
+  article_type         STRING,
+  base_color           STRING,
+  price                DOUBLE,
+  gender               STRING,
+  season               STRING,
+  usage                STRING,
+  year                 INT,
+  image_path           STRING,
   material             STRING,
   pattern              STRING,
+  confidence_material  STRING,
   formality            STRING,
   style_keywords       ARRAY<STRING>,
   visual_details       ARRAY<STRING>,
   collar_type          STRING,
   sleeve_length        STRING,
   fit_type             STRING,
-  confidence_material  STRING,
   extraction_success   BOOLEAN,
-  extraction_error     STRING,
-  raw_response         STRING,
+  extraction_errors    ARRAY<STRING>,
+  extraction_timestamp TIMESTAMP,
   model_id             STRING,
   model_revision       STRING,
-  extraction_timestamp TIMESTAMP
+  raw_response         STRING
 );
 
 INSERT INTO main.fashion_demo.product_extracted_attributes
 WITH todo AS (
-  SELECT p.product_id, p.image_path
+  SELECT p.*
   FROM main.fashion_demo.products p
   WHERE p.product_id IN (SELECT product_id FROM phase1_products)
     AND p.product_id NOT IN (SELECT product_id FROM main.fashion_demo.product_extracted_attributes)
 ),
 extracted AS (
-  SELECT product_id, smolvlm_extract(image_path) AS e FROM todo
+  SELECT *, smolvlm_extract(image_path) AS e FROM todo
 )
 SELECT
-  product_id,
+  product_id, product_display_name, master_category, sub_category, article_type, base_color,
+  price, gender, season, usage, year, image_path,
   e.material,
   e.pattern,
+  e.confidence_material,
   e.formality,
   e.style_keywords,
   e.visual_details,
   e.collar_type,
   e.sleeve_length,
   e.fit_type,
-  e.confidence_material,
   e.extraction_success,
-  e.error,
-  e.raw_response,
+  e.errors,
+  CURRENT_TIMESTAMP(),
   e.model_id,
   e.model_revision,
-  CURRENT_TIMESTAMP()
+  e.raw_response
 FROM extracted;
 
 RESET vitrine.write.commit_rows;
@@ -73,28 +88,13 @@ SELECT
   SUM(CASE WHEN extraction_success THEN 1 ELSE 0 END) * 100.0 / COUNT(*) AS success_rate_pct
 FROM main.fashion_demo.product_extracted_attributes;
 
--- The products with a usable extraction and their rich description (what phase 3 embeds).
+-- The products with a usable extraction and their rich description (what phase 3 embeds): the
+-- extraction's columns, then rich_description.
 CREATE OR REPLACE TABLE main.fashion_demo.products_enriched_descriptions AS
 SELECT
-  p.product_id,
-  p.product_display_name,
-  p.article_type,
-  p.base_color,
-  p.gender,
-  p.season,
-  p.usage,
-  p.image_path,
-  a.material,
-  a.pattern,
-  a.formality,
-  a.style_keywords,
-  a.visual_details,
-  a.collar_type,
-  a.sleeve_length,
-  a.fit_type,
-  a.confidence_material,
+  a.*,
   CONCAT_WS(' ',
-    p.product_display_name, p.article_type, p.base_color, p.gender,
+    a.product_display_name, a.article_type, a.base_color, a.gender,
     CASE WHEN a.confidence_material IN ('high', 'medium') THEN a.material END,
     a.pattern,
     a.formality,
@@ -103,10 +103,6 @@ SELECT
     CASE WHEN a.collar_type <> 'not applicable' THEN a.collar_type END,
     CASE WHEN a.sleeve_length <> 'not applicable' THEN a.sleeve_length END,
     CASE WHEN a.fit_type <> 'cannot determine' THEN a.fit_type END,
-    p.season, p.usage)                                     AS rich_description,
-  a.model_id,
-  a.model_revision,
-  a.extraction_timestamp
+    a.season, a.usage)                                     AS rich_description
 FROM main.fashion_demo.product_extracted_attributes a
-JOIN main.fashion_demo.products p ON p.product_id = a.product_id
 WHERE a.extraction_success;

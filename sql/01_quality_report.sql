@@ -3,9 +3,7 @@
 -- main.fashion_demo.product_extracted_attributes, whichever way it was filled.
 
 CREATE OR REPLACE TEMPORARY VIEW phase1_extractions AS
-SELECT a.*, p.article_type
-FROM main.fashion_demo.product_extracted_attributes a
-JOIN main.fashion_demo.products p ON p.product_id = a.product_id;
+SELECT * FROM main.fashion_demo.product_extracted_attributes;
 
 -- Success criteria. Rates other than the success rate are over successful extractions; a
 -- criterion with nothing to measure (no Watches in the sample, say) says NO DATA.
@@ -112,8 +110,10 @@ WHERE e.extraction_success
 GROUP BY e.article_type, e.material
 ORDER BY e.article_type, products DESC, e.material;
 
--- Why extractions failed (the first 80 characters of the error).
-SELECT COALESCE(SUBSTR(extraction_error, 1, 80), '(no error recorded)') AS failure, COUNT(*) AS products
+-- Why extractions failed (the first 80 characters of the errors).
+SELECT COALESCE(SUBSTR(NULLIF(array_join(extraction_errors, '; '), ''), 1, 80), '(no error recorded)')
+         AS failure,
+       COUNT(*) AS products
 FROM phase1_extractions WHERE NOT extraction_success
-GROUP BY COALESCE(SUBSTR(extraction_error, 1, 80), '(no error recorded)')
+GROUP BY 1
 ORDER BY products DESC, failure;

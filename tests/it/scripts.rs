@@ -459,7 +459,7 @@ async fn phase_one_extracts_a_sample_resumes_and_reports() {
     let want: Vec<Vec<String>> = sample.iter().map(|p| vec![p.id.to_string()]).collect();
     assert_eq!(ids, want, "the sample, each product once");
     let failed = wh
-        .rows("SELECT product_id, extraction_error FROM main.fashion_demo.product_extracted_attributes WHERE NOT extraction_success")
+        .rows("SELECT product_id, array_join(extraction_errors, '; ') FROM main.fashion_demo.product_extracted_attributes WHERE NOT extraction_success")
         .await;
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0][0], last.id.to_string());
@@ -476,6 +476,45 @@ async fn phase_one_extracts_a_sample_resumes_and_reports() {
         .rows("SELECT COUNT(*), MIN(POSITION('knit fabric' IN rich_description)) > 0 FROM main.fashion_demo.products_enriched_descriptions")
         .await;
     assert_eq!(enriched, vec![vec!["99", "true"]]);
+
+    // Phase 1's tables in the notebook's shape, and its validation queries, unchanged.
+    let columns: Vec<String> = wh
+        .rows("DESCRIBE main.fashion_demo.products_enriched_descriptions")
+        .await
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    let notebook = "product_id product_display_name master_category sub_category article_type \
+                    base_color price gender season usage year image_path material pattern \
+                    confidence_material formality style_keywords visual_details collar_type \
+                    sleeve_length fit_type extraction_success extraction_errors extraction_timestamp";
+    let notebook: Vec<&str> = notebook.split_whitespace().collect();
+    assert_eq!(columns[..notebook.len()], notebook[..]);
+    assert_eq!(columns.last().map(String::as_str), Some("rich_description"));
+    let per_type = "SELECT article_type, usage, COUNT(*) AS products FROM {} \
+                    GROUP BY article_type, usage ORDER BY article_type, usage";
+    let extracted = wh
+        .rows(&per_type.replace("{}", "main.fashion_demo.product_extracted_attributes"))
+        .await;
+    let sampled = wh
+        .rows(&per_type.replace(
+            "{}",
+            "main.fashion_demo.products WHERE product_id IN (SELECT product_id FROM phase1_products)",
+        ))
+        .await;
+    assert!(!extracted.is_empty());
+    assert_eq!(extracted, sampled);
+    let longest = wh
+        .rows(
+            "SELECT product_id, article_type, LENGTH(rich_description) AS length \
+             FROM main.fashion_demo.products_enriched_descriptions \
+             WHERE SIZE(style_keywords) > 0 AND SIZE(visual_details) > 0 \
+             ORDER BY LENGTH(rich_description) DESC LIMIT 5",
+        )
+        .await;
+    assert_eq!(longest.len(), 5, "{longest:?}");
+    let lengths: Vec<i64> = longest.iter().map(|r| r[2].parse().unwrap()).collect();
+    assert!(lengths.windows(2).all(|w| w[0] >= w[1]), "{lengths:?}");
 
     // The quality report: the criteria recomputed from the sample's article types.
     let report = wh.run_sql_file("01_quality_report.sql").await;

@@ -160,10 +160,53 @@ pub struct Extraction {
     pub confidence_material: Option<String>,
     /// Whether the reply held a JSON object.
     pub extraction_success: bool,
-    /// Why not, when it did not.
-    pub error: Option<String>,
+    /// Why not, when it did not: one message for each question whose reply failed.
+    pub errors: Vec<String>,
     /// The reply as generated.
     pub raw_response: String,
+}
+
+impl Extraction {
+    /// One extraction from the replies to several questions about the same photo, in the order
+    /// they were asked: each attribute is the first reply's that has it; the extraction succeeds
+    /// when every reply held JSON, and its errors say which did not; the raw replies are kept
+    /// one after the other, separated by a blank line.
+    pub fn merge(replies: Vec<Extraction>) -> Extraction {
+        let mut merged = Extraction {
+            extraction_success: !replies.is_empty(),
+            ..Default::default()
+        };
+        let mut raw = Vec::with_capacity(replies.len());
+        for (question, reply) in replies.into_iter().enumerate() {
+            let first = |kept: &mut Option<String>, new: Option<String>| {
+                if kept.is_none() {
+                    *kept = new;
+                }
+            };
+            first(&mut merged.material, reply.material);
+            first(&mut merged.pattern, reply.pattern);
+            first(&mut merged.formality, reply.formality);
+            first(&mut merged.collar_type, reply.collar_type);
+            first(&mut merged.sleeve_length, reply.sleeve_length);
+            first(&mut merged.fit_type, reply.fit_type);
+            first(&mut merged.confidence_material, reply.confidence_material);
+            if merged.style_keywords.is_empty() {
+                merged.style_keywords = reply.style_keywords;
+            }
+            if merged.visual_details.is_empty() {
+                merged.visual_details = reply.visual_details;
+            }
+            merged.extraction_success &= reply.extraction_success;
+            for error in reply.errors {
+                merged
+                    .errors
+                    .push(format!("question {}: {error}", question + 1));
+            }
+            raw.push(reply.raw_response);
+        }
+        merged.raw_response = raw.join("\n\n");
+        merged
+    }
 }
 
 /// The first balanced `{…}` of `text`, braces inside JSON strings ignored.
@@ -224,7 +267,7 @@ fn list_value(object: &serde_json::Map<String, Value>, keys: &[&str]) -> Vec<Str
 /// Parses a reply.
 pub fn parse_reply(raw: &str) -> Extraction {
     let failed = |error: String| Extraction {
-        error: Some(error),
+        errors: vec![error],
         raw_response: raw.to_string(),
         ..Default::default()
     };
@@ -247,7 +290,7 @@ pub fn parse_reply(raw: &str) -> Extraction {
         fit_type: text_value(&object, &["fit", "fit_type"]),
         confidence_material: text_value(&object, &["confidence", "confidence_material"]),
         extraction_success: true,
-        error: None,
+        errors: Vec::new(),
         raw_response: raw.to_string(),
     }
 }
@@ -276,14 +319,47 @@ mod tests {
     }
 
     #[test]
+    fn replies_to_several_questions_merge_in_the_order_asked() {
+        let materials = parse_reply(
+            "{\"material\": \"denim\", \"pattern\": \"solid\", \"confidence\": \"high\"}",
+        );
+        let style = parse_reply("{\"formality\": \"casual\", \"style_keywords\": [\"classic\"], \"pattern\": \"striped\"}");
+        let merged = Extraction::merge(vec![materials.clone(), style.clone()]);
+        assert!(merged.extraction_success);
+        assert_eq!(merged.material.as_deref(), Some("denim"));
+        assert_eq!(
+            merged.pattern.as_deref(),
+            Some("solid"),
+            "the first answer wins"
+        );
+        assert_eq!(merged.formality.as_deref(), Some("casual"));
+        assert_eq!(merged.style_keywords, ["classic"]);
+        assert!(merged.errors.is_empty());
+        assert_eq!(
+            merged.raw_response,
+            format!("{}\n\n{}", materials.raw_response, style.raw_response)
+        );
+        let broken = Extraction::merge(vec![materials, parse_reply("no idea")]);
+        assert!(!broken.extraction_success);
+        assert_eq!(
+            broken.material.as_deref(),
+            Some("denim"),
+            "what parsed is kept"
+        );
+        assert_eq!(broken.errors.len(), 1);
+        assert!(broken.errors[0].starts_with("question 2: no JSON"));
+        assert!(!Extraction::merge(Vec::new()).extraction_success);
+    }
+
+    #[test]
     fn no_or_broken_json_is_a_failure_that_keeps_the_reply() {
         let none = parse_reply("I cannot tell.");
         assert!(!none.extraction_success);
-        assert!(none.error.unwrap().contains("no JSON"));
+        assert!(none.errors[0].contains("no JSON"));
         assert_eq!(none.raw_response, "I cannot tell.");
         let broken = parse_reply("{\"material\": \"leather\", }");
         assert!(!broken.extraction_success);
-        assert!(broken.error.unwrap().contains("invalid JSON"));
+        assert!(broken.errors[0].contains("invalid JSON"));
         let unbalanced = parse_reply("{\"material\": \"leather\"");
         assert!(!unbalanced.extraction_success);
     }

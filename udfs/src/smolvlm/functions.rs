@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, ListBuilder, StringArray, StringBuilder, StructArray,
+    UInt32Array,
 };
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Int64Type};
@@ -226,13 +227,19 @@ impl ScalarUDFImpl for SmolvlmGenerate {
     }
 }
 
-/// `smolvlm_extract(image [, prompt]) → STRUCT<material, pattern, formality, style_keywords,
-/// visual_details, collar_type, sleeve_length, fit_type, confidence_material,
-/// extraction_success, error, raw_response, model_id, model_revision>`: the garment attributes
-/// of the photo, asked with the default prompt for REFERENCE §4's JSON (or `prompt`) and parsed
-/// from the reply, with the model (hub id or folder, and revision) that answered. A photo
-/// that cannot be used gives `extraction_success = false` and an `error` naming it; a reply
+/// `smolvlm_extract(image [, prompt | questions]) → STRUCT<material, pattern, formality,
+/// style_keywords, visual_details, collar_type, sleeve_length, fit_type, confidence_material,
+/// extraction_success, error, errors, raw_response, model_id, model_revision>`: the garment
+/// attributes of the photo, asked with the default prompt for REFERENCE §4's JSON (or `prompt`)
+/// and parsed from the reply, with the model (hub id or folder, and revision) that answered. A
+/// photo that cannot be used gives `extraction_success = false` and an `error` naming it; a reply
 /// without valid JSON gives `extraction_success = false` with the reply kept.
+///
+/// `questions` (`ARRAY<STRING>`) asks several prompts about the same photo, each answering a
+/// group of attributes, as the original notebook does; a NULL question is not asked, so
+/// `CASE WHEN master_category = 'Apparel' THEN '…' END` asks it of apparel only. The replies
+/// merge into one result ([`Extraction::merge`]): each attribute from the first reply that has
+/// it, success when every reply parsed, `errors` one per failed question (`error` joins them).
 #[derive(Debug)]
 pub struct SmolvlmExtract {
     context: Arc<FunctionContext>,
@@ -261,6 +268,7 @@ pub fn extraction_fields() -> Fields {
         text("confidence_material"),
         Field::new("extraction_success", DataType::Boolean, true),
         text("error"),
+        list("errors"),
         text("raw_response"),
         text("model_id"),
         text("model_revision"),
@@ -279,22 +287,70 @@ impl SmolvlmExtract {
         }
     }
 
+    /// The answers for each row: one per question asked about its photo (none for a NULL row).
+    fn answers(&self, args: &[ArrayRef]) -> Result<(Vec<Vec<Answer>>, ModelUse)> {
+        const NAME: &str = "smolvlm_extract";
+        let one_each = |(answers, used): (Vec<Answer>, ModelUse)| {
+            (answers.into_iter().map(|a| vec![a]).collect(), used)
+        };
+        let Some(questions) = args.get(1) else {
+            return answer_rows(&self.context, NAME, &args[0], None, None).map(one_each);
+        };
+        if !matches!(
+            questions.data_type(),
+            DataType::List(_) | DataType::LargeList(_)
+        ) {
+            let prompts = Some(rows::strings(questions)?);
+            return answer_rows(&self.context, NAME, &args[0], prompts, None).map(one_each);
+        }
+        // Several questions: each (row, question) pair is a row of one generation.
+        let questions = datafusion::arrow::compute::cast(
+            questions,
+            &DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+        )?;
+        let questions = questions.as_list::<i32>();
+        let (mut asked_of, mut prompts) = (Vec::new(), Vec::new());
+        for row in 0..questions.len() {
+            if questions.is_null(row) {
+                continue;
+            }
+            for prompt in questions.value(row).as_string::<i32>().iter().flatten() {
+                asked_of.push(row as u32);
+                prompts.push(Some(prompt.to_string()));
+            }
+        }
+        let asked_of = UInt32Array::from(asked_of);
+        let images = datafusion::arrow::compute::take(&args[0], &asked_of, None)?;
+        let (flat, used) = answer_rows(&self.context, NAME, &images, Some(prompts), None)?;
+        let mut answers: Vec<Vec<Answer>> = (0..args[0].len()).map(|_| Vec::new()).collect();
+        for (row, answer) in asked_of.values().iter().zip(flat) {
+            answers[*row as usize].push(answer);
+        }
+        Ok((answers, used))
+    }
+
     fn extract(&self, args: &[ArrayRef]) -> Result<ArrayRef> {
-        let prompts = args.get(1).map(rows::strings).transpose()?;
-        let (answers, used) =
-            answer_rows(&self.context, "smolvlm_extract", &args[0], prompts, None)?;
+        let (answers, used) = self.answers(args)?;
         let mut nulls = Vec::with_capacity(answers.len());
         let extractions: Vec<Extraction> = answers
             .into_iter()
-            .map(|a| {
-                nulls.push(!matches!(a, Answer::Null));
-                match a {
-                    Answer::Text(reply) => parse_reply(&reply),
-                    Answer::Failed(error) => Extraction {
-                        error: Some(error),
-                        ..Default::default()
-                    },
-                    Answer::Null => Extraction::default(),
+            .map(|replies| {
+                let replies: Vec<Extraction> = replies
+                    .into_iter()
+                    .filter_map(|a| match a {
+                        Answer::Text(reply) => Some(parse_reply(&reply)),
+                        Answer::Failed(error) => Some(Extraction {
+                            errors: vec![error],
+                            ..Default::default()
+                        }),
+                        Answer::Null => None,
+                    })
+                    .collect();
+                nulls.push(!replies.is_empty());
+                match replies.len() {
+                    0 => Extraction::default(),
+                    1 => replies.into_iter().next().expect("one reply"),
+                    _ => Extraction::merge(replies),
                 }
             })
             .collect();
@@ -337,7 +393,13 @@ impl SmolvlmExtract {
                     .map(|(e, present)| present.then_some(e.extraction_success))
                     .collect::<BooleanArray>(),
             ),
-            text(|e| e.error.as_deref()),
+            Arc::new(
+                extractions
+                    .iter()
+                    .map(|e| (!e.errors.is_empty()).then(|| e.errors.join("; ")))
+                    .collect::<StringArray>(),
+            ),
+            list(|e| &e.errors),
             text(|e| Some(e.raw_response.as_str()).filter(|r| !r.is_empty())),
             constant(&used.id),
             constant(&used.revision),
@@ -366,13 +428,21 @@ impl ScalarUDFImpl for SmolvlmExtract {
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        if let Some(t) = arg_types.get(1) {
-            if !matches!(
+        let text = |t: &DataType| {
+            matches!(
                 t,
                 DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
-            ) {
+            )
+        };
+        if let Some(t) = arg_types.get(1) {
+            let questions = match t {
+                DataType::List(item) | DataType::LargeList(item) => text(item.data_type()),
+                t => text(t),
+            };
+            if !questions {
                 return Err(plan_datafusion_err!(
-                    "smolvlm_extract: the prompt must be a STRING, got {t}"
+                    "smolvlm_extract: the prompt must be a STRING or an ARRAY<STRING> of \
+                     questions, got {t}"
                 ));
             }
         }
