@@ -160,6 +160,54 @@ async fn smolvlm_extract_parses_the_reply_or_says_why_not() {
     assert_eq!(rows[1], ["NULL", "NULL"]);
 }
 
+/// Several questions of a photo: each one asked is answered as it would be alone, a NULL
+/// question is not asked, and the replies and their errors merge in the order asked.
+#[tokio::test(flavor = "multi_thread")]
+async fn smolvlm_extract_asks_several_questions_and_merges_the_replies() {
+    let wh = warehouse_with(&fixture_model()).await;
+    wh.sql("SET vitrine.smolvlm.longest_edge = 32").await;
+    let photo = repo_path("tests/fixtures/clip/images/square-40.jpg")
+        .to_string_lossy()
+        .into_owned();
+    let questions = [
+        "Describe the garment.",
+        "Name its colour.",
+        "Is it a shirt?",
+    ];
+    let rows = wh
+        .rows(&format!(
+            "SELECT id, e.extraction_success, SIZE(e.errors), ARRAY_JOIN(e.errors, '|'), e.raw_response \
+             FROM (SELECT id, smolvlm_extract(path, array('{}', '{}', \
+                   CASE WHEN id = 1 THEN '{}' END)) AS e \
+                   FROM (VALUES (1, '{photo}'), (2, '{photo}'), (3, NULL)) AS t(id, path)) \
+             ORDER BY id",
+            questions[0], questions[1], questions[2]
+        ))
+        .await;
+    let replies: Vec<String> = questions
+        .iter()
+        .map(|q| direct_answer(&photo, q, 256, Some(32)))
+        .collect();
+    // Row 1 was asked all three, row 2 the first two; the random model writes no JSON.
+    for (row, asked) in [(&rows[0], 3), (&rows[1], 2)] {
+        assert_eq!(row[1], "false");
+        assert_eq!(row[2], asked.to_string());
+        let errors: Vec<&str> = row[3].split('|').collect();
+        for (i, error) in errors.iter().enumerate() {
+            assert!(
+                error.starts_with(&format!("question {}: no JSON", i + 1)),
+                "{errors:?}"
+            );
+        }
+        assert_eq!(row[4], replies[..asked].join("\n\n"));
+    }
+    assert_eq!(rows[2][1..], ["NULL", "-1", "NULL", "NULL"]);
+    let err = wh
+        .error(&format!("SELECT smolvlm_extract('{photo}', array(1, 2))"))
+        .await;
+    assert!(err.contains("ARRAY<STRING> of questions"), "{err}");
+}
+
 /// Rows of different photos (1 to 10 frames), questions and token limits give the same answers
 /// one per batch as four per batch, and each is what the model answers for it alone.
 #[tokio::test(flavor = "multi_thread")]
