@@ -1,6 +1,7 @@
 //! Rewrites of a parsed statement that bring Spark SQL onto DataFusion's planner.
 //!
-//! - Spark function names DataFusion spells differently (`explode` → `unnest`, `rand` → `random`).
+//! - Spark function names DataFusion spells differently (`explode` → `unnest`, `rand` → `random`),
+//!   and Spark functions DataFusion computes as another expression ([`functions::expand`]).
 //! - Spark's timestamp types in casts and literals: `TIMESTAMP` (`TIMESTAMP_LTZ`) is an instant
 //!   in microseconds in the session time zone, `TIMESTAMP_NTZ` microseconds without a zone
 //!   (DataFusion's own `TIMESTAMP` is zone-less nanoseconds).
@@ -20,6 +21,7 @@ use datafusion::sql::sqlparser::ast::{
     VisitMut, VisitorMut,
 };
 
+use super::functions;
 use super::parser::object_name_parts;
 use crate::catalog::TableName;
 use crate::error::{Result, VitrineError};
@@ -149,6 +151,16 @@ impl VisitorMut for SparkRewriter {
                     let key = Expr::value(Value::SingleQuotedString(field.value.clone()));
                     *access = AccessExpr::Subscript(Subscript::Index { index: key });
                 }
+            }
+        }
+        if let Expr::Function(function) = expr {
+            match functions::expand(function) {
+                Ok(Some(expanded)) => {
+                    *expr = expanded;
+                    return ControlFlow::Continue(());
+                }
+                Ok(None) => {}
+                Err(e) => return ControlFlow::Break(e),
             }
         }
         if let Expr::Function(function) = expr {

@@ -422,3 +422,83 @@ async fn a_memory_warehouse_holds_tables_and_volumes() {
         vec![vec!["130".to_string()]]
     );
 }
+
+/// Spark functions Vitrine computes as DataFusion expressions give the results of Spark's own
+/// documentation examples.
+#[tokio::test(flavor = "multi_thread")]
+async fn spark_functions_give_the_results_of_sparks_examples() {
+    let wh = TestWarehouse::new().await;
+    let examples = [
+        ("dayofweek(DATE '2009-07-30')", "5"),
+        ("weekday(DATE '2009-07-30')", "3"),
+        ("dayofmonth(DATE '2009-07-30')", "30"),
+        ("dayofyear(DATE '2016-04-09')", "100"),
+        ("month(DATE '2016-07-30')", "7"),
+        ("quarter(DATE '2016-08-31')", "3"),
+        // (Spark's examples write '\\d': Vitrine's string literals keep backslashes as they are.)
+        ("regexp_extract('100-200', '(\\d+)-(\\d+)', 1)", "100"),
+        ("regexp_extract('100-200', '(\\d+)-(\\d+)', 0)", "100-200"),
+        ("regexp_extract('100-200', '(\\d+)-(\\d+)')", "100"),
+        ("regexp_extract('foo', '(\\d+)', 1)", ""),
+        (
+            "rlike('%SystemDrive%\\Users\\John', '%SystemDrive%.*')",
+            "true",
+        ),
+        ("locate('bar', 'foobarbar')", "4"),
+        ("isnull(1)", "false"),
+        ("isnotnull(1)", "true"),
+        ("equal_null(NULL, NULL)", "true"),
+        ("try_divide(3, 2)", "1.5"),
+        ("try_divide(1, 0)", "NULL"),
+        ("hypot(3, 4)", "5.0"),
+        ("log1p(0)", "0.0"),
+        ("ceiling(-0.1)", "-0.0"),
+        ("sign(40)", "1.0"),
+        ("sequence(1, 5)", "[1, 2, 3, 4, 5]"),
+        ("sequence(5, 1, -1)", "[5, 4, 3, 2, 1]"),
+        ("sequence(5, 1)", "[5, 4, 3, 2, 1]"),
+        (
+            "sort_array(array('b', 'd', NULL, 'c', 'a'), false)",
+            "[d, c, b, a, NULL]",
+        ),
+        ("locate('bar', 'foobarbar', 5)", "7"),
+        (
+            "timestamp_seconds(1230219000.123)",
+            "2008-12-25T15:30:00.123Z",
+        ),
+        (
+            "sort_array(array('b', 'd', NULL, 'c', 'a'))",
+            "[NULL, a, b, c, d]",
+        ),
+        ("array_size(array('b', 'd', 'c', 'a'))", "4"),
+        ("int('42') + 1", "43"),
+        ("date('2016-07-30')", "2016-07-30"),
+        ("timestamp_seconds(1230219000)", "2008-12-25T15:30:00Z"),
+        (
+            "unix_timestamp(TIMESTAMP '2016-04-08 00:00:00')",
+            "1460073600",
+        ),
+        ("lcase('SparkSql')", "sparksql"),
+        ("startswith('Spark SQL', 'Spark')", "true"),
+    ];
+    for (call, want) in examples {
+        assert_eq!(wh.value(&format!("SELECT {call}")).await, want, "{call}");
+    }
+    let aggregates = [
+        ("count_if(x % 2 = 0)", "2"),
+        ("max_by(k, x)", "c"),
+        ("min_by(k, x)", "a"),
+        ("every(x > 0)", "true"),
+        ("some(x > 2)", "true"),
+    ];
+    for (call, want) in aggregates {
+        assert_eq!(
+            wh.value(&format!(
+                "SELECT {call} FROM VALUES ('a', 1), ('b', 2), ('c', 4), ('d', NULL) AS t(k, x)"
+            ))
+            .await,
+            want,
+            "{call}"
+        );
+    }
+}

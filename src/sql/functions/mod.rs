@@ -4,8 +4,11 @@
 //!   `size` (which returns -1 for NULL), JSON helpers from `datafusion-functions-json`, and
 //!   Vitrine's own `get_json_object`, `from_json`, `to_json`, `split` and `typeof`.
 //! - [`SparkIntegerDivision`] makes `/` between integers return a double, as Spark does.
+//! - [`expand`] turns calls of Spark functions that DataFusion computes as another expression
+//!   (`isnull`, `month`, `count_if`, `regexp_extract`, …) into that expression.
 
 mod division;
+mod expansions;
 mod json;
 mod split;
 mod type_of;
@@ -17,6 +20,7 @@ use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::SessionContext;
 
 pub use division::SparkIntegerDivision;
+pub use expansions::expand;
 pub use json::{FromJson, GetJsonObject, ToJson};
 pub use split::Split;
 pub use type_of::TypeOf;
