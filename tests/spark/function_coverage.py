@@ -25,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 
+from local_spark import local_spark
+
 os.environ["TZ"] = "UTC"
 
 NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -113,15 +115,7 @@ def main():
 
 def spark_cases():
     """Spark's function names, and each runnable example with Spark's result."""
-    from pyspark.sql import SparkSession
-
-    spark = (
-        SparkSession.builder.master("local[1]")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.ui.enabled", "false")
-        .getOrCreate()
-    )
-    spark.sparkContext.setLogLevel("OFF")
+    spark = local_spark()
     names = sorted(
         {r[0] for r in spark.sql("SHOW SYSTEM FUNCTIONS").collect() if NAME.match(r[0])}
     )

@@ -22,6 +22,8 @@ import datetime
 import json
 import re
 
+from local_spark import local_spark
+
 SPARK_JSON = {
     "timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX",
     "timestampNTZFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSS",
@@ -74,15 +76,8 @@ def main():
 
     import deltalake
     import lance
-    from pyspark.sql import SparkSession
 
-    spark = (
-        SparkSession.builder.master("local[1]")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.ui.enabled", "false")
-        .getOrCreate()
-    )
-    spark.sparkContext.setLogLevel("ERROR")
+    spark = local_spark()
     delta = deltalake.DeltaTable(args.delta)
     seen = {
         "spark_parquet": spark_reader(spark, spark.read.parquet(args.parquet)),
