@@ -53,8 +53,31 @@ async fn timestamps_are_instants_shown_in_the_session_time_zone() {
             "Timestamp(µs, \"UTC\")"
         ]
     );
+    // COPY of a table, or of a query reading an older version, writes the stored types.
+    let exported = wh.path().join("exports");
+    wh.sql("INSERT INTO t SELECT 2, ts, ntz, now, parsed FROM t")
+        .await;
+    for (source, file, rows) in [
+        ("t", "t.parquet", "2"),
+        ("(SELECT * FROM t VERSION AS OF 1)", "t1.parquet", "1"),
+    ] {
+        let file = exported.join(file);
+        wh.sql(&format!(
+            "COPY {source} TO '{}' STORED AS PARQUET",
+            file.display()
+        ))
+        .await;
+        let read = format!("read_files('{}', format => 'parquet')", file.display());
+        assert_eq!(
+            wh.rows(&format!(
+                "SELECT COUNT(*), MIN(arrow_typeof(ts)), MIN(arrow_typeof(now)) FROM {read}"
+            ))
+            .await[0],
+            [rows, "Timestamp(µs, \"UTC\")", "Timestamp(µs, \"UTC\")"]
+        );
+    }
     // The instant was read in Los Angeles (UTC-7 in July); shown in each session zone.
-    let shown = "SELECT ts, ntz, parsed FROM t";
+    let shown = "SELECT ts, ntz, parsed FROM t WHERE id = 1";
     assert_eq!(
         wh.rows(shown).await[0],
         [
@@ -74,18 +97,20 @@ async fn timestamps_are_instants_shown_in_the_session_time_zone() {
     );
     wh.sql("SET TIME ZONE '+05:30'").await;
     assert_eq!(
-        wh.value("SELECT ts FROM t").await,
+        wh.value("SELECT ts FROM t WHERE id = 1").await,
         "2024-07-01T22:30:00.123456+05:30"
     );
     // Comparisons are between instants, whatever the zone of each side.
     assert_eq!(
-        wh.value("SELECT COUNT(*) FROM t WHERE ts = TIMESTAMP '2024-07-01 22:30:00.123456'")
-            .await,
+        wh.value(
+            "SELECT COUNT(*) FROM t WHERE id = 1 AND ts = TIMESTAMP '2024-07-01 22:30:00.123456'"
+        )
+        .await,
         "1"
     );
     // `now` was the statement's time.
     let age: i64 = wh
-        .value("SELECT CAST(date_part('epoch', current_timestamp()) - date_part('epoch', now) AS BIGINT) FROM t")
+        .value("SELECT CAST(date_part('epoch', current_timestamp()) - date_part('epoch', now) AS BIGINT) FROM t WHERE id = 1")
         .await
         .parse()
         .unwrap();
@@ -99,7 +124,7 @@ async fn timestamps_are_instants_shown_in_the_session_time_zone() {
         "{err}"
     );
     assert_eq!(
-        wh.value("SELECT ts FROM t").await,
+        wh.value("SELECT ts FROM t WHERE id = 1").await,
         "2024-07-01T22:30:00.123456+05:30"
     );
 }
