@@ -326,17 +326,23 @@ pub(super) async fn insert(
     )))
 }
 
-async fn count(session: &dyn Session, sql: &str) -> Result<i64> {
+/// The first row of a query of `N` counts (`BIGINT` columns).
+async fn counts<const N: usize>(session: &dyn Session, sql: &str) -> Result<[i64; N]> {
     let batches = session.plan_sql(sql).await?.collect().await?;
-    batches
-        .first()
-        .and_then(|b| {
-            b.column(0)
+    let value = |i: usize| {
+        batches.first().and_then(|b| {
+            b.column(i)
                 .as_any()
                 .downcast_ref::<Int64Array>()
+                .filter(|a| !a.is_empty())
                 .map(|a| a.value(0))
         })
-        .ok_or_else(|| VitrineError::Plan(format!("no count from '{sql}'")))
+    };
+    let mut row = [0; N];
+    for (i, cell) in row.iter_mut().enumerate() {
+        *cell = value(i).ok_or_else(|| VitrineError::Plan(format!("no counts from '{sql}'")))?;
+    }
+    Ok(row)
 }
 
 /// Replaces the table's content with `df` as one new version.
@@ -402,7 +408,7 @@ async fn rewrite_rows(
     counting: &str,
     operation: &str,
 ) -> Result<StatementResult> {
-    let affected = count(session, counting).await?;
+    let [affected] = counts(session, counting).await?;
     let result = StatementResult::strings(
         &["num_affected_rows"],
         vec![vec![Some(affected.to_string())]],
@@ -435,22 +441,6 @@ async fn upsert_rows(
         .map_err(|e| e.context(format!("writing {name}")))
 }
 
-/// The two counts of an upsert's check: source rows unfit for an upsert by key, all source rows.
-async fn upsert_check(session: &dyn Session, check: &str) -> Result<(i64, i64)> {
-    let batches = session.plan_sql(check).await?.collect().await?;
-    let value = |i: usize| {
-        batches.first().and_then(|b| {
-            b.column(i)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .map(|a| a.value(0))
-        })
-    };
-    value(0)
-        .zip(value(1))
-        .ok_or_else(|| VitrineError::Plan(format!("no counts from '{check}'")))
-}
-
 /// `MERGE INTO target USING source ON … WHEN …`: an upsert by key is written in place where the
 /// table's format can (Lance), reading only the source; anything else checks and counts the
 /// MERGE against the whole target, then rewrites the table as one new version.
@@ -460,7 +450,7 @@ pub(super) async fn merge(session: &dyn Session, merge: ast::Merge) -> Result<St
     let queries = merge_queries(&merge, &name.to_string(), &schema)?;
     if let Some(upsert) = &queries.upsert {
         if storage(entry.format)?.upserts_in_place() {
-            let (unfit, rows) = upsert_check(session, &upsert.check).await?;
+            let [unfit, rows] = counts(session, &upsert.check).await?;
             if unfit == 0 {
                 if rows == 0 {
                     return merge_result(&name, (0, 0, 0), None);
@@ -489,24 +479,9 @@ pub(super) async fn merge(session: &dyn Session, merge: ast::Merge) -> Result<St
             )));
         }
     }
-    let counts = session
-        .plan_sql(&queries.counts)
-        .await?
-        .collect()
+    let [updated, deleted, inserted] = counts(session, &queries.counts)
         .await
-        .map_err(|e| VitrineError::from(e).context(format!("MERGE INTO {name}")))?;
-    let value = |i: usize| {
-        counts
-            .first()
-            .and_then(|b| {
-                b.column(i)
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .map(|a| a.value(0))
-            })
-            .unwrap_or(0)
-    };
-    let (updated, deleted, inserted) = (value(0), value(1), value(2));
+        .map_err(|e| e.context(format!("MERGE INTO {name}")))?;
     let mut version = None;
     if updated + deleted + inserted > 0 {
         let content = session.plan_sql(&queries.content).await?;
