@@ -198,7 +198,8 @@ impl SessionSettings {
     }
 }
 
-/// Every `vitrine.` setting, with its default and meaning.
+/// Every setting Vitrine reads (its `vitrine.` keys and Spark's session time zone), with its
+/// default and meaning.
 pub fn vitrine_settings() -> impl Iterator<Item = &'static SettingSpec> {
     CoreSettings::specs()
         .iter()
