@@ -60,7 +60,16 @@ pub struct CoreSettings {
     /// `spark.sql.session.timeZone` (or `SET TIME ZONE`): the zone timestamps are shown in and
     /// zone-less timestamp text is read in; `None` is UTC, Databricks' default.
     time_zone: Option<String>,
+    /// `vitrine.seed`: the seed of every statement's random functions; `None` draws one per
+    /// statement (recorded in `system.query.history`).
+    pub seed: Option<u64>,
+    /// `vitrine.clock`: the instant `now()` and `current_timestamp()` give in every statement;
+    /// `None` gives each statement its start time.
+    pub clock: Option<chrono::DateTime<chrono::Utc>>,
 }
+
+/// The largest seed: seeds are recorded as SQL `BIGINT`s.
+pub const MAX_SEED: u64 = i64::MAX as u64;
 
 /// The session time zone's key, as Spark names it.
 pub const TIME_ZONE_KEY: &str = "spark.sql.session.timeZone";
@@ -75,6 +84,16 @@ const CORE_SETTINGS: &[SettingSpec] = &[
         key: TIME_ZONE_KEY,
         default: "UTC",
         doc: "The session time zone (also SET TIME ZONE): TIMESTAMP values are instants, shown in this zone, and timestamp text without an offset is read in it; a region ('America/Los_Angeles') or an offset ('+05:30')",
+    },
+    SettingSpec {
+        key: "vitrine.seed",
+        default: "",
+        doc: "the seed of rand() in every statement, so that a run repeats; unset: each statement draws one, recorded in system.query.history.seed",
+    },
+    SettingSpec {
+        key: "vitrine.clock",
+        default: "",
+        doc: "the instant now(), current_timestamp() and current_date() give in every statement (RFC 3339, e.g. '2026-01-01T00:00:00Z'), so that a run repeats; unset: each statement's start time, recorded in system.query.history.start_time",
     },
 ];
 
@@ -113,6 +132,31 @@ impl SettingGroup for CoreSettings {
                     ))
                 })?;
                 self.time_zone = Some(zone.to_string());
+                Ok(())
+            }
+            "vitrine.clock" => {
+                let instant = chrono::DateTime::parse_from_rfc3339(value.trim()).map_err(|e| {
+                    ModelError::Setting(format!(
+                        "{key} must be an RFC 3339 instant such as '2026-01-01T00:00:00Z', \
+                         got '{value}': {e}"
+                    ))
+                })?;
+                self.clock = Some(instant.with_timezone(&chrono::Utc));
+                Ok(())
+            }
+            "vitrine.seed" => {
+                self.seed = Some(
+                    value
+                        .trim()
+                        .parse()
+                        .ok()
+                        .filter(|s| *s <= MAX_SEED)
+                        .ok_or_else(|| {
+                            ModelError::Setting(format!(
+                                "{key} must be an integer from 0 to {MAX_SEED}, got '{value}'"
+                            ))
+                        })?,
+                );
                 Ok(())
             }
             _ => Err(ModelError::Setting(format!(

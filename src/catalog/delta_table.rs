@@ -1,17 +1,16 @@
 //! Delta Lake tables, as Databricks keeps them: attach and read (at any version), write new
 //! versions, history, restore and optimize (with Z-ordering), through the `deltalake` crate.
 
-use std::sync::Arc;
-
 use datafusion::arrow::array::RecordBatch;
-use datafusion::catalog::{Session, TableProvider};
+use datafusion::catalog::Session;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::optimize::OptimizeType;
 use deltalake::protocol::SaveMode;
 use deltalake::DeltaTable;
 use url::Url;
 
-use super::version::{HistoryEntry, Mode, OptimizeMetrics};
+use super::storage::OpenedTable;
+use super::version::{CommitInfo, HistoryEntry, Mode, OptimizeMetrics};
 use crate::error::{Result, ResultExt, VitrineError};
 
 /// Registers deltalake's S3, GCS and Azure storage handlers, once per process, so that Delta
@@ -55,18 +54,23 @@ pub async fn exists(location: &str) -> bool {
     open(location, None).await.is_ok()
 }
 
-/// A DataFusion table over the Delta table; registers the table's object store with `session`.
+/// A DataFusion table over the Delta table at its latest version, or at `version`; registers
+/// the table's object store with `session`.
 pub async fn provider(
     location: &str,
     version: Option<u64>,
     session: &dyn Session,
-) -> Result<Arc<dyn TableProvider>> {
+) -> Result<OpenedTable> {
     let table = open(location, version).await?;
     table.update_datafusion_session(session)?;
-    table
+    let provider = table
         .table_provider()
         .await
-        .context(|| format!("reading Delta table '{location}'"))
+        .context(|| format!("reading Delta table '{location}'"))?;
+    Ok(OpenedTable {
+        provider,
+        version: table.version(),
+    })
 }
 
 /// Writes `batches` as one new Delta version; returns that version.
@@ -74,7 +78,7 @@ pub async fn write(
     location: &str,
     batches: Vec<RecordBatch>,
     mode: Mode,
-    operation: &str,
+    commit: &CommitInfo,
 ) -> Result<u64> {
     let url = table_url(location)?;
     if let Ok(path) = url.to_file_path() {
@@ -88,14 +92,16 @@ pub async fn write(
         Mode::Overwrite => SaveMode::Overwrite,
         Mode::Append => SaveMode::Append,
     };
-    let commit = CommitProperties::default().with_metadata([(
-        "vitrine.operation".to_string(),
-        serde_json::Value::from(operation),
-    )]);
+    let properties = CommitProperties::default().with_metadata(
+        commit
+            .properties()
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::Value::from(v))),
+    );
     let table = table
         .write(batches)
         .with_save_mode(save_mode)
-        .with_commit_properties(commit)
+        .with_commit_properties(properties)
         .await
         .context(|| format!("writing Delta table '{location}'"))?;
     Ok(table.version().unwrap_or_default() as u64)
@@ -107,12 +113,14 @@ pub async fn history(location: &str) -> Result<Vec<HistoryEntry>> {
     let latest = table.version().unwrap_or_default() as u64;
     let mut entries = Vec::new();
     for (i, info) in table.history(None).await?.enumerate() {
-        let operation = info
-            .info
-            .get("vitrine.operation")
-            .and_then(|v| v.as_str().map(str::to_string))
-            .or(info.operation.clone())
-            .unwrap_or_else(|| "UNKNOWN".into());
+        let commit = CommitInfo::from_properties(|k| {
+            info.info
+                .get(k)
+                .and_then(|v| v.as_str().map(str::to_string))
+        })
+        .unwrap_or_else(|| {
+            CommitInfo::operation(info.operation.clone().unwrap_or_else(|| "UNKNOWN".into()))
+        });
         let timestamp = info
             .timestamp
             .and_then(chrono::DateTime::from_timestamp_millis)
@@ -120,7 +128,7 @@ pub async fn history(location: &str) -> Result<Vec<HistoryEntry>> {
         entries.push(HistoryEntry {
             version: latest.saturating_sub(i as u64),
             timestamp,
-            operation,
+            commit,
             num_rows: None,
         });
     }

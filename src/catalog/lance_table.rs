@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use datafusion::arrow::datatypes::DataType;
-use datafusion::catalog::TableProvider;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::functions_window::expr_fn::dense_rank;
 use datafusion::logical_expr::{cast, ExprFunctionExt, ScalarUDF};
@@ -24,12 +23,10 @@ use lance::session::Session;
 use lance::Dataset;
 use lance_file::version::LanceFileVersion;
 
-use super::version::{HistoryEntry, Mode, OptimizeMetrics, Upserted};
+use super::storage::OpenedTable;
+use super::version::{CommitInfo, HistoryEntry, Mode, OptimizeMetrics, Upserted};
 use super::zorder::ZOrderKey;
 use crate::error::{Result, ResultExt};
-
-/// The transaction property in which Vitrine records the operation of each commit.
-const OPERATION_PROPERTY: &str = "vitrine.operation";
 
 /// The Lance session every table of the process shares: its metadata and index caches, and its
 /// object stores (so that a `memory://` warehouse is one store, not one per open).
@@ -72,13 +69,13 @@ pub async fn open(location: &str, version: Option<u64>) -> Result<Dataset> {
 }
 
 /// A DataFusion table over the dataset at its latest version, or at `version`.
-pub async fn provider(location: &str, version: Option<u64>) -> Result<Arc<dyn TableProvider>> {
+pub async fn provider(location: &str, version: Option<u64>) -> Result<OpenedTable> {
     let dataset = open(location, version).await?;
-    Ok(Arc::new(LanceTableProvider::new(
-        Arc::new(dataset),
-        false,
-        false,
-    )))
+    let version = dataset.version().version;
+    Ok(OpenedTable {
+        provider: Arc::new(LanceTableProvider::new(Arc::new(dataset), false, false)),
+        version: Some(version),
+    })
 }
 
 /// Whether a Lance dataset exists at `location`.
@@ -86,13 +83,13 @@ pub async fn exists(location: &str) -> bool {
     open(location, None).await.is_ok()
 }
 
-/// Streams `data` into the dataset as one new version; returns that version. `operation` is
-/// recorded in the commit and shown by `DESCRIBE HISTORY`.
+/// Streams `data` into the dataset as one new version; returns that version. `commit` is
+/// recorded in the transaction's properties and shown by `DESCRIBE HISTORY`.
 pub async fn write(
     location: &str,
     data: SendableRecordBatchStream,
     mode: Mode,
-    operation: &str,
+    commit: &CommitInfo,
 ) -> Result<u64> {
     let mode = match mode {
         Mode::Create => WriteMode::Create,
@@ -104,7 +101,7 @@ pub async fn write(
         session: Some(session()),
         // 2.2 is the first stable file format that stores MAP columns.
         data_storage_version: Some(LanceFileVersion::V2_2),
-        transaction_properties: Some(operation_properties(operation)),
+        transaction_properties: Some(transaction_properties(commit)),
         ..Default::default()
     };
     let dataset = InsertBuilder::new(location)
@@ -123,7 +120,7 @@ pub async fn upsert(
     location: &str,
     data: SendableRecordBatchStream,
     keys: &[String],
-    operation: &str,
+    commit: &CommitInfo,
 ) -> Result<Upserted> {
     let dataset = Arc::new(open(location, None).await?);
     let context = || format!("upserting into Lance dataset '{location}'");
@@ -136,7 +133,7 @@ pub async fn upsert(
         })
         .context(context)?;
     let mut merged = job.execute_uncommitted(data).await.context(context)?;
-    merged.transaction.transaction_properties = Some(operation_properties(operation));
+    merged.transaction.transaction_properties = Some(transaction_properties(commit));
     let dataset = CommitBuilder::new(dataset)
         .with_session(session())
         .execute(merged.transaction)
@@ -149,12 +146,9 @@ pub async fn upsert(
     })
 }
 
-/// The transaction properties recording `operation`.
-fn operation_properties(operation: &str) -> Arc<HashMap<String, String>> {
-    Arc::new(HashMap::from([(
-        OPERATION_PROPERTY.to_string(),
-        operation.to_string(),
-    )]))
+/// The transaction properties recording `commit`.
+fn transaction_properties(commit: &CommitInfo) -> Arc<HashMap<String, String>> {
+    Arc::new(commit.properties().into_iter().collect())
 }
 
 /// Every version of the dataset, newest first.
@@ -167,15 +161,15 @@ pub async fn history(location: &str) -> Result<Vec<HistoryEntry>> {
             .await
             .ok()
             .flatten();
-        let operation = transaction
+        let commit = transaction
             .as_ref()
             .and_then(|t| {
                 t.transaction_properties
                     .as_ref()
-                    .and_then(|p| p.get(OPERATION_PROPERTY).cloned())
-                    .or_else(|| Some(operation_name(t.operation.name())))
+                    .and_then(|p| CommitInfo::from_properties(|k| p.get(k).cloned()))
+                    .or_else(|| Some(CommitInfo::operation(operation_name(t.operation.name()))))
             })
-            .unwrap_or_else(|| "UNKNOWN".to_string());
+            .unwrap_or_else(|| CommitInfo::operation("UNKNOWN"));
         let num_rows = match dataset.checkout_version(v.version).await {
             Ok(at) => at.count_rows(None).await.ok().map(|n| n as u64),
             Err(_) => None,
@@ -183,7 +177,7 @@ pub async fn history(location: &str) -> Result<Vec<HistoryEntry>> {
         entries.push(HistoryEntry {
             version: v.version,
             timestamp: v.timestamp,
-            operation,
+            commit,
             num_rows,
         });
     }
@@ -265,7 +259,10 @@ pub async fn zorder(location: &str, columns: &[String]) -> Result<OptimizeMetric
         location,
         ordered.execute_stream().await?,
         Mode::Overwrite,
-        "OPTIMIZE ZORDER",
+        &CommitInfo::operation("OPTIMIZE ZORDER").with_parameter(
+            "zOrderBy",
+            serde_json::to_string(columns).expect("strings are JSON"),
+        ),
     )
     .await
     .context(|| format!("clustering '{location}' by {}", columns.join(", ")))?;

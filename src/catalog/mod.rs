@@ -99,6 +99,16 @@ pub struct QualifiedName {
     pub table: String,
 }
 
+impl From<QualifiedName> for TableName {
+    fn from(name: QualifiedName) -> Self {
+        Self {
+            catalog: Some(name.catalog),
+            schema: Some(name.schema),
+            table: name.table,
+        }
+    }
+}
+
 impl fmt::Display for QualifiedName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}.{}", self.catalog, self.schema, self.table)

@@ -7,22 +7,66 @@
 //! format's [`storage()`] when a query names them, at their latest version; views are planned then,
 //! with the session's own state. Temporary views and the temporary tables a statement needs
 //! (`read_files(…)`, `t VERSION AS OF n`) live in the session only.
+//!
+//! The catalog list also remembers what a statement read ([`TableRead`]: each table and the
+//! version opened, each temporary view and the tables under it), for the statement's lineage,
+//! and can pin tables to versions ([`WarehouseCatalogList::pin`]) so that a statement re-run
+//! reads what it read the first time.
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 
 use async_trait::async_trait;
 use datafusion::catalog::view::ViewTable;
 use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, SchemaProvider, Session, TableProvider,
 };
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::datasource::source_as_provider;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::SessionState;
+use datafusion::logical_expr::LogicalPlan;
 
 use super::warehouse::CatalogSnapshot;
 use super::{files, storage, QualifiedName, TableEntry, TableFormat, Warehouse};
 use crate::error::Result;
+
+/// What a statement read: a table of the warehouse at a version, files, or a temporary view of
+/// the session (whose own reads are recorded beside it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TableRead {
+    /// The table or view, as the statement named it (qualified); `None` for files.
+    pub name: Option<QualifiedName>,
+    /// What was read.
+    pub kind: ReadKind,
+    /// Where its data is (empty for a temporary view).
+    pub location: String,
+    /// The version read, for a versioned table.
+    pub version: Option<u64>,
+}
+
+/// The kind of thing a statement read, as Databricks' lineage names it (`source_type`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ReadKind {
+    /// A table of the warehouse.
+    Table(TableFormat),
+    /// Files read by path (`read_files`).
+    Path(TableFormat),
+    /// A temporary view, with its query.
+    TemporaryView(String),
+}
+
+impl ReadKind {
+    /// Databricks' `source_type`: `TABLE`, `PATH` or `VIEW`.
+    pub fn source_type(&self) -> &'static str {
+        match self {
+            Self::Table(_) => "TABLE",
+            Self::Path(_) => "PATH",
+            Self::TemporaryView(_) => "VIEW",
+        }
+    }
+}
 
 struct Shared {
     warehouse: Arc<Warehouse>,
@@ -32,6 +76,13 @@ struct Shared {
     reader: Arc<dyn Session>,
     /// The session's state, to plan views (set once the session exists).
     planner: OnceLock<SessionSource>,
+    /// What the running statement has read so far.
+    reads: Mutex<Vec<TableRead>>,
+    /// The tables opened and still alive, with what reading them reads: how a temporary view's
+    /// plan, made when the view was created, tells which versions it reads.
+    opened: Mutex<Vec<(Weak<dyn TableProvider>, TableRead)>>,
+    /// Tables read at a fixed version whatever their latest is.
+    pins: RwLock<HashMap<QualifiedName, u64>>,
 }
 
 /// Hands out a copy of the session's current state.
@@ -63,7 +114,129 @@ impl WarehouseCatalogList {
                 session_tables: RwLock::new(HashMap::new()),
                 reader,
                 planner: OnceLock::new(),
+                reads: Mutex::new(Vec::new()),
+                opened: Mutex::new(Vec::new()),
+                pins: RwLock::new(HashMap::new()),
             }),
+        }
+    }
+
+    /// From now on, reads `table` at `version` whenever a statement names it.
+    pub fn pin(&self, table: QualifiedName, version: u64) {
+        self.shared
+            .pins
+            .write()
+            .expect("catalog lock")
+            .insert(table, version);
+    }
+
+    /// What the statement has read since the last call, each thing once, in the order first
+    /// read.
+    pub fn take_reads(&self) -> Vec<TableRead> {
+        let reads = std::mem::take(&mut *self.shared.reads.lock().expect("reads lock"));
+        let mut seen = std::collections::HashSet::new();
+        reads
+            .into_iter()
+            .filter(|r| seen.insert(r.clone()))
+            .collect()
+    }
+
+    fn record_read(&self, read: TableRead) {
+        self.shared.reads.lock().expect("reads lock").push(read);
+    }
+
+    /// Opens a table the statement reads, at its pinned version, `version`, or its latest, and
+    /// records the read.
+    pub async fn read_table(
+        &self,
+        name: &QualifiedName,
+        entry: &TableEntry,
+        version: Option<u64>,
+    ) -> Result<Arc<dyn TableProvider>> {
+        let pinned = self
+            .shared
+            .pins
+            .read()
+            .expect("catalog lock")
+            .get(name)
+            .copied();
+        let version = version.or(pinned);
+        if entry.view_sql.is_some() {
+            // A stored view: the tables its query names are read (and recorded) as it plans.
+            return self.open_table(entry, version).await;
+        }
+        let opened = storage(entry.format)?
+            .open(
+                &entry.location,
+                version,
+                &entry.options,
+                self.shared.reader.as_ref(),
+            )
+            .await?;
+        let read = TableRead {
+            name: Some(name.clone()),
+            kind: ReadKind::Table(entry.format),
+            location: entry.location.clone(),
+            version: opened.version,
+        };
+        self.remember(&opened.provider, read.clone());
+        self.record_read(read);
+        Ok(opened.provider)
+    }
+
+    /// Keeps what reading `provider` reads, for the temporary views planned over it.
+    fn remember(&self, provider: &Arc<dyn TableProvider>, read: TableRead) {
+        let mut opened = self.shared.opened.lock().expect("opened lock");
+        opened.retain(|(table, _)| table.strong_count() > 0);
+        opened.push((Arc::downgrade(provider), read));
+    }
+
+    /// Records the read of a session table: for a temporary view, the view and every table its
+    /// plan reads.
+    fn record_session_table(&self, name: &QualifiedName, provider: &Arc<dyn TableProvider>) {
+        let Some(view) = provider.as_any().downcast_ref::<ViewTable>() else {
+            return;
+        };
+        self.record_read(TableRead {
+            name: Some(name.clone()),
+            kind: ReadKind::TemporaryView(view.definition().cloned().unwrap_or_default()),
+            location: String::new(),
+            version: None,
+        });
+        self.record_plan_reads(view.logical_plan());
+    }
+
+    /// Records the tables under a plan made earlier (a temporary view's), as they were opened.
+    fn record_plan_reads(&self, plan: &LogicalPlan) {
+        let mut found = Vec::new();
+        let _ = plan.apply(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                if let Ok(provider) = source_as_provider(&scan.source) {
+                    found.push(provider);
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        for provider in found {
+            if let Some(view) = provider.as_any().downcast_ref::<ViewTable>() {
+                self.record_plan_reads(view.logical_plan());
+                continue;
+            }
+            let read = self
+                .shared
+                .opened
+                .lock()
+                .expect("opened lock")
+                .iter()
+                .find(|(table, _)| {
+                    table
+                        .upgrade()
+                        .is_some_and(|table| Arc::ptr_eq(&table, &provider))
+                })
+                .map(|(_, read)| read.clone());
+            if let Some(read) = read {
+                self.record_read(read);
+            }
         }
     }
 
@@ -89,7 +262,8 @@ impl WarehouseCatalogList {
         Arc::clone(&self.shared.snapshot.read().expect("catalog lock"))
     }
 
-    /// Opens a table of the warehouse, at its latest version or at `version`.
+    /// Opens a table of the warehouse, at its latest version or at `version`, without recording
+    /// a read (to learn its schema, say).
     pub async fn open_table(
         &self,
         entry: &TableEntry,
@@ -109,24 +283,35 @@ impl WarehouseCatalogList {
             let plan = state.create_logical_plan(sql).await?;
             return Ok(Arc::new(ViewTable::new(plan, Some(sql.to_string()))));
         }
-        storage(entry.format)?
+        Ok(storage(entry.format)?
             .open(
                 &entry.location,
                 version,
                 &entry.options,
                 self.shared.reader.as_ref(),
             )
-            .await
+            .await?
+            .provider)
     }
 
-    /// A table over plain files, for `read_files(…)`.
+    /// A table over plain files, for `read_files(…)`; records the read.
     pub async fn open_files(
         &self,
         location: &str,
         format: TableFormat,
         options: &std::collections::BTreeMap<String, String>,
     ) -> Result<Arc<dyn TableProvider>> {
-        files::provider(location, format, options, self.shared.reader.as_ref()).await
+        let provider =
+            files::provider(location, format, options, self.shared.reader.as_ref()).await?;
+        let read = TableRead {
+            name: None,
+            kind: ReadKind::Path(format),
+            location: location.to_string(),
+            version: None,
+        };
+        self.remember(&provider, read.clone());
+        self.record_read(read);
+        Ok(provider)
     }
 
     /// Makes `provider` visible under `name` for this session only.
@@ -307,15 +492,18 @@ impl SchemaProvider for WarehouseSchema {
             .expect("catalog lock")
             .get(&qualified)
         {
-            return Ok(Some(Arc::clone(table)));
+            let table = Arc::clone(table);
+            self.list.record_session_table(&qualified, &table);
+            return Ok(Some(table));
         }
         let Some(entry) = self.list.snapshot().table(&qualified).cloned() else {
             return Ok(None);
         };
-        let provider =
-            self.list.open_table(&entry, None).await.map_err(|e| {
-                DataFusionError::from(e.context(format!("opening table {qualified}")))
-            })?;
+        let provider = self
+            .list
+            .read_table(&qualified, &entry, None)
+            .await
+            .map_err(|e| DataFusionError::from(e.context(format!("opening table {qualified}"))))?;
         Ok(Some(provider))
     }
 

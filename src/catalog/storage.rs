@@ -15,7 +15,7 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::execution::SendableRecordBatchStream;
 use futures::TryStreamExt;
 
-use super::version::{HistoryEntry, Mode, OptimizeMetrics, Upserted};
+use super::version::{CommitInfo, HistoryEntry, Mode, OptimizeMetrics, Upserted};
 use super::{delta_table, files, lance_table, QualifiedName, TableEntry, TableFormat};
 use crate::error::{Result, VitrineError};
 
@@ -26,25 +26,25 @@ pub trait TableStorage: Send + Sync {
     /// Whether data of this format is at `location`.
     async fn exists(&self, location: &str) -> bool;
 
-    /// A DataFusion table over the data at its latest version, or at `version`. `options` are
-    /// the table's `OPTIONS (…)`; `reader` is a session of the engine's runtime (object stores,
-    /// schema inference).
+    /// A DataFusion table over the data at its latest version, or at `version`, and the version
+    /// it reads. `options` are the table's `OPTIONS (…)`; `reader` is a session of the engine's
+    /// runtime (object stores, schema inference).
     async fn open(
         &self,
         location: &str,
         version: Option<u64>,
         options: &BTreeMap<String, String>,
         reader: &dyn Session,
-    ) -> Result<Arc<dyn TableProvider>>;
+    ) -> Result<OpenedTable>;
 
     /// Writes `rows` as one new version, committed only once all are written; returns the
-    /// version. `operation` is recorded in the commit and shown by `DESCRIBE HISTORY`.
+    /// version. `commit` is recorded in the commit and shown by `DESCRIBE HISTORY`.
     async fn write(
         &self,
         location: &str,
         rows: SendableRecordBatchStream,
         mode: Mode,
-        operation: &str,
+        commit: &CommitInfo,
     ) -> Result<u64>;
 
     /// Whether [`Self::upsert`] writes only the rows it is given (otherwise a MERGE rewrites
@@ -62,9 +62,9 @@ pub trait TableStorage: Send + Sync {
         location: &str,
         rows: SendableRecordBatchStream,
         keys: &[String],
-        operation: &str,
+        commit: &CommitInfo,
     ) -> Result<Upserted> {
-        let _ = (rows, keys, operation);
+        let _ = (rows, keys, commit);
         Err(VitrineError::Plan(format!(
             "the table at '{location}' cannot be upserted in place"
         )))
@@ -82,6 +82,16 @@ pub trait TableStorage: Send + Sync {
     /// Compacts the table's files as a new version; with `zorder_by`, rewrites the rows
     /// clustered along a Z-order curve of those columns.
     async fn optimize(&self, location: &str, zorder_by: &[String]) -> Result<OptimizeMetrics>;
+}
+
+/// A table opened for reading: DataFusion's view of it and the version it reads (`None` for
+/// files, which have no versions).
+#[derive(Clone)]
+pub struct OpenedTable {
+    /// The table as DataFusion reads it.
+    pub provider: Arc<dyn TableProvider>,
+    /// The version read.
+    pub version: Option<u64>,
 }
 
 /// The storage of tables of `format`; a view has none.
@@ -146,7 +156,7 @@ impl TableStorage for LanceStorage {
         version: Option<u64>,
         _options: &BTreeMap<String, String>,
         _reader: &dyn Session,
-    ) -> Result<Arc<dyn TableProvider>> {
+    ) -> Result<OpenedTable> {
         lance_table::provider(location, version).await
     }
 
@@ -155,9 +165,9 @@ impl TableStorage for LanceStorage {
         location: &str,
         rows: SendableRecordBatchStream,
         mode: Mode,
-        operation: &str,
+        commit: &CommitInfo,
     ) -> Result<u64> {
-        lance_table::write(location, rows, mode, operation).await
+        lance_table::write(location, rows, mode, commit).await
     }
 
     fn upserts_in_place(&self) -> bool {
@@ -169,9 +179,9 @@ impl TableStorage for LanceStorage {
         location: &str,
         rows: SendableRecordBatchStream,
         keys: &[String],
-        operation: &str,
+        commit: &CommitInfo,
     ) -> Result<Upserted> {
-        lance_table::upsert(location, rows, keys, operation).await
+        lance_table::upsert(location, rows, keys, commit).await
     }
 
     async fn version(&self, location: &str) -> Result<Option<u64>> {
@@ -212,7 +222,7 @@ impl TableStorage for DeltaStorage {
         version: Option<u64>,
         _options: &BTreeMap<String, String>,
         reader: &dyn Session,
-    ) -> Result<Arc<dyn TableProvider>> {
+    ) -> Result<OpenedTable> {
         delta_table::provider(location, version, reader).await
     }
 
@@ -221,10 +231,10 @@ impl TableStorage for DeltaStorage {
         location: &str,
         rows: SendableRecordBatchStream,
         mode: Mode,
-        operation: &str,
+        commit: &CommitInfo,
     ) -> Result<u64> {
         let batches = rows.try_collect().await?;
-        delta_table::write(location, batches, mode, operation).await
+        delta_table::write(location, batches, mode, commit).await
     }
 
     async fn version(&self, location: &str) -> Result<Option<u64>> {
@@ -270,11 +280,14 @@ impl TableStorage for FileStorage {
         version: Option<u64>,
         options: &BTreeMap<String, String>,
         reader: &dyn Session,
-    ) -> Result<Arc<dyn TableProvider>> {
+    ) -> Result<OpenedTable> {
         if version.is_some() {
             return Err(self.unversioned());
         }
-        files::provider(location, self.0, options, reader).await
+        Ok(OpenedTable {
+            provider: files::provider(location, self.0, options, reader).await?,
+            version: None,
+        })
     }
 
     async fn write(
@@ -282,7 +295,7 @@ impl TableStorage for FileStorage {
         _location: &str,
         _rows: SendableRecordBatchStream,
         _mode: Mode,
-        _operation: &str,
+        _commit: &CommitInfo,
     ) -> Result<u64> {
         Err(self.read_only())
     }

@@ -1,6 +1,8 @@
-//! Command-line arguments and the `run`, `serve`, `bench` and `demo-data` commands.
+//! Command-line arguments and the `run`, `serve`, `bench`, `lineage`, `reproduce` and
+//! `demo-data` commands.
 
 mod bench;
+mod lineage;
 mod simulate;
 
 use std::collections::BTreeMap;
@@ -84,6 +86,38 @@ pub enum Command {
     /// Simulated shoppers for a running `vitrine serve`: searches for colours and article types
     /// of the catalog, position-biased clicks, carts and purchases, all over HTTP.
     SimulateTraffic(simulate::Traffic),
+    /// Print a table version's ancestry: the statements (script and line), table versions,
+    /// files and models it came from.
+    Lineage {
+        /// The table, optionally followed by VERSION AS OF n (default: its newest version with
+        /// lineage).
+        #[arg(required = true, num_args = 1..)]
+        table: Vec<String>,
+        /// The version (as VERSION AS OF n).
+        #[arg(long)]
+        version: Option<u64>,
+        /// How to draw it.
+        #[arg(long, value_enum, default_value = "text")]
+        format: lineage::LineageFormat,
+    },
+    /// Re-run the statement that wrote a table version against the versions it read, with its
+    /// settings and models, into a scratch schema, and say whether the result is identical;
+    /// exits with 1 when it is not.
+    Reproduce {
+        /// The table, optionally followed by VERSION AS OF n (default: its current version).
+        #[arg(required = true, num_args = 1..)]
+        table: Vec<String>,
+        /// The version (as VERSION AS OF n).
+        #[arg(long)]
+        version: Option<u64>,
+        /// Re-derive every version it descends from first, back to the raw files.
+        #[arg(long)]
+        chain: bool,
+        /// A setting to use instead of the recorded one, as KEY=VALUE (repeatable): what would
+        /// have changed.
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_setting)]
+        overrides: Vec<(String, String)>,
+    },
     /// Write the synthetic fashion catalog under /Volumes/main/fashion_demo/raw_data/.
     DemoData {
         /// Number of products.
@@ -194,6 +228,15 @@ fn parse_facet_column(text: &str) -> Result<(vitrine::quality::queries::Facet, S
         .ok_or_else(|| format!("expected FACET=ALIAS.COLUMN, got '{text}'"))?;
     let facet = vitrine::quality::queries::Facet::parse(facet).map_err(|e| e.to_string())?;
     Ok((facet, column.to_string()))
+}
+
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.trim().to_string()))
+        }
+        _ => Err(format!("expected KEY=VALUE, got '{text}'")),
+    }
 }
 
 fn parse_model(text: &str) -> Result<(String, String), String> {
@@ -386,8 +429,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Repl { format } => {
             let session = runtime.block_on(Engine::open(config))?.session()?;
+            session.set_client_application("vitrine repl");
             crate::repl::run(&runtime, &session, format)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Lineage {
+            table,
+            version,
+            format,
+        } => {
+            let (table, version) = lineage::parse_target(&table, version)?;
+            runtime.block_on(lineage::lineage(config, &table, version, format))
+        }
+        Command::Reproduce {
+            table,
+            version,
+            chain,
+            overrides,
+        } => {
+            let (table, version) = lineage::parse_target(&table, version)?;
+            let request = vitrine::reproduce::Request {
+                table,
+                version,
+                chain,
+                overrides,
+            };
+            runtime.block_on(lineage::reproduce(config, &request))
         }
         Command::SimulateTraffic(traffic) => {
             runtime.block_on(simulate::simulate(traffic, config))?;
@@ -428,6 +495,7 @@ async fn run_scripts(
         anyhow::bail!("nothing to run: give -e SQL or script files");
     }
     let session = Engine::open(config).await?.session()?;
+    session.set_client_application("vitrine run");
     let mut scripts: Vec<(String, String)> = statements
         .into_iter()
         .map(|s| ("-e".to_string(), s))

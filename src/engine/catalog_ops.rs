@@ -1,11 +1,18 @@
 //! Statements on the catalog itself: catalogs, schemas, `USE`, `SHOW`, `DESCRIBE`, `DROP TABLE`,
 //! table properties and comments.
 
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, Int64Array, MapBuilder, RecordBatch, StringArray, StringBuilder,
+    TimestampMicrosecondArray,
+};
 use datafusion::arrow::datatypes::Schema;
 
 use crate::catalog::storage::{self, storage};
 use crate::catalog::TableFormat;
 use crate::error::{Result, VitrineError};
+use crate::history::HistoryStore;
 use crate::session::{Session, StatementResult};
 use std::collections::BTreeMap;
 
@@ -236,26 +243,77 @@ pub(super) async fn show_tbl_properties(
 pub(super) async fn describe_history(
     session: &dyn Session,
     table: TableName,
+    records: &HistoryStore,
 ) -> Result<StatementResult> {
     let (name, entry) = session.table_entry(&table)?;
-    let history = storage::history(&name, &entry).await?;
-    let sql = history
-        .iter()
-        .map(|h| {
-            format!(
-                "SELECT CAST({} AS BIGINT) AS version, CAST('{}' AS TIMESTAMP) AS timestamp, '{}' AS operation, CAST({} AS BIGINT) AS num_rows",
-                h.version,
-                h.timestamp.to_rfc3339(),
-                h.operation.replace('\'', "''"),
-                h.num_rows.map_or("NULL".to_string(), |n| n.to_string())
+    let mut history = storage::history(&name, &entry).await?;
+    if history.iter().any(|h| h.commit.statement_id.is_none()) {
+        // Commits that cannot carry their statement (compaction, restore): the lineage names it.
+        let lineage = records.lineage().await?;
+        let queries = records.queries().await?;
+        for h in history
+            .iter_mut()
+            .filter(|h| h.commit.statement_id.is_none())
+        {
+            let Some(row) = lineage.iter().find(|r| {
+                r.target_name() == name
+                    && r.target_table_version == h.version
+                    && r.target_path == entry.location
+            }) else {
+                continue;
+            };
+            h.commit.statement_id = Some(row.statement_id.clone());
+            h.commit.script = queries
+                .iter()
+                .find(|q| q.statement_id == row.statement_id)
+                .and_then(|q| Some(format!("{}:{}", q.script_file.as_ref()?, q.script_line?)));
+        }
+    }
+    history.sort_by_key(|h| std::cmp::Reverse(h.version));
+    let mut parameters = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+    for h in &history {
+        for (key, value) in &h.commit.parameters {
+            parameters.keys().append_value(key);
+            parameters.values().append_value(value);
+        }
+        parameters.append(true)?;
+    }
+    let utc = Some(std::sync::Arc::from("UTC"));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(
+            history.iter().map(|h| h.version as i64),
+        )),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(
+                history.iter().map(|h| h.timestamp.timestamp_micros()),
             )
-        })
-        .collect::<Vec<_>>()
-        .join(" UNION ALL ");
-    let df = session
-        .datafusion()
-        .sql(&format!("SELECT * FROM ({sql}) ORDER BY version DESC"))
-        .await?;
+            .with_timezone_opt(utc),
+        ),
+        Arc::new(StringArray::from_iter_values(
+            history.iter().map(|h| h.commit.operation.as_str()),
+        )),
+        Arc::new(parameters.finish()),
+        Arc::new(StringArray::from_iter(
+            history.iter().map(|h| h.commit.statement_id.as_deref()),
+        )),
+        Arc::new(StringArray::from_iter(
+            history.iter().map(|h| h.commit.script.as_deref()),
+        )),
+        Arc::new(Int64Array::from_iter(
+            history.iter().map(|h| h.num_rows.map(|n| n as i64)),
+        )),
+    ];
+    let names = [
+        "version",
+        "timestamp",
+        "operation",
+        "operationParameters",
+        "statement_id",
+        "script",
+        "num_rows",
+    ];
+    let batch = RecordBatch::try_from_iter(names.into_iter().zip(columns))?;
+    let df = session.datafusion().read_batch(batch)?;
     StatementResult::collect(df).await
 }
 

@@ -16,6 +16,7 @@
 mod catalog_ops;
 mod conform;
 mod model_batches;
+mod recorder;
 mod script;
 mod session;
 mod views;
@@ -37,6 +38,7 @@ use crate::catalog::blobs::WarehouseFiles;
 use crate::catalog::{Warehouse, WarehouseCatalogList};
 use crate::config::{EngineConfig, SessionSettings, DEFAULT_CATALOG, DEFAULT_SCHEMA};
 use crate::error::Result;
+use crate::history::HistoryStore;
 use crate::models::objects::WarehouseModels;
 use crate::session::Session as _;
 
@@ -54,6 +56,8 @@ pub struct Engine {
     hub: Hub,
     /// The settings every session starts with and `RESET` goes back to.
     startup: SessionSettings,
+    /// Where every session records its statements (`system.query.history`, lineage).
+    history: HistoryStore,
 }
 
 impl std::fmt::Debug for Engine {
@@ -95,6 +99,7 @@ impl Engine {
             crate::models::objects::default_cache(),
         )));
         Ok(Arc::new(Self {
+            history: HistoryStore::new(Arc::clone(&warehouse)),
             warehouse,
             runtime,
             reader: Arc::new(reader),
@@ -112,6 +117,11 @@ impl Engine {
     /// The warehouse.
     pub fn warehouse(&self) -> &Arc<Warehouse> {
         &self.warehouse
+    }
+
+    /// The records of the statements run on the warehouse.
+    pub fn history(&self) -> &HistoryStore {
+        &self.history
     }
 
     /// Syncs the `CONTINUOUS` vector indexes whose source changed since their last sync (what

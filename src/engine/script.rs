@@ -34,7 +34,7 @@ impl EngineSession {
         for statement in split_statements(script) {
             count += 1;
             let outcome = self
-                .execute(&statement.sql)
+                .execute_in_script(&statement.sql, file, statement.line)
                 .await
                 .map_err(|error| ScriptError {
                     file: file.to_string(),

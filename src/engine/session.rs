@@ -1,6 +1,7 @@
 //! [`EngineSession`]: one caller's session on a shared [`Engine`], and the routing of each
 //! statement to its handler.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -23,9 +24,11 @@ use crate::catalog::{
 };
 use crate::config::{SessionSettings, DEFAULT_CATALOG, DEFAULT_SCHEMA};
 use crate::error::{Result, VitrineError};
+use crate::history::store::{system_tables, SystemTableProvider};
 use crate::models;
 use crate::quality;
-use crate::session::{Session, StatementResult, WriteProgress};
+use crate::session::{RunningStatement, Session, StatementResult, TableWrite, WriteProgress};
+use crate::sql::functions::statement_inputs::{self, StatementInputs};
 use crate::sql::functions::{self, SparkIntegerDivision};
 use crate::sql::parser::{parse_statement, VitrineStatement};
 use crate::sql::rewrite::{rewrite_statement, TableRequest, TableRequestKind};
@@ -36,7 +39,7 @@ use crate::vector;
 /// sessions. Statements of one session run one at a time (a second waits for the first);
 /// sessions run concurrently.
 pub struct EngineSession {
-    engine: Arc<Engine>,
+    pub(super) engine: Arc<Engine>,
     /// Held while a statement runs: the model functions' report is the session's.
     running: tokio::sync::Mutex<()>,
     ctx: SessionContext,
@@ -47,6 +50,18 @@ pub struct EngineSession {
     functions: Arc<FunctionContext>,
     /// The values of the running statement's `$1`, `$2`, … ([`Self::execute_with_parameters`]).
     parameters: Mutex<Vec<ScalarValue>>,
+    /// The session's id in `system.query.history`.
+    pub(super) id: String,
+    /// What runs the session's statements (`client_application`).
+    pub(super) client: Mutex<String>,
+    /// The running statement, as its commits name it.
+    pub(super) running_statement: Mutex<RunningStatement>,
+    /// The table versions the running statement committed.
+    pub(super) writes: Mutex<Vec<TableWrite>>,
+    /// Rows the running statement's writes read.
+    pub(super) rows_read: AtomicU64,
+    /// The running statement's clock and seed, as its functions read them.
+    pub(super) inputs: Arc<StatementInputs>,
 }
 
 impl std::fmt::Debug for EngineSession {
@@ -114,8 +129,14 @@ impl EngineSession {
         let state = ctx.state_weak_ref();
         catalogs.set_planner(Box::new(move || state.upgrade().map(|s| s.read().clone())));
         functions::register(&mut ctx)?;
+        let inputs = Arc::new(StatementInputs::default());
+        statement_inputs::register(&mut ctx, &inputs)?;
         for function in sql_functions {
             ctx.register_udf(function.udf);
+        }
+        for (name, table) in system_tables() {
+            let provider = SystemTableProvider::new(table, engine.history().clone());
+            catalogs.register_session_table(name, Arc::new(provider));
         }
         Ok(Self {
             running: tokio::sync::Mutex::new(()),
@@ -126,7 +147,30 @@ impl EngineSession {
             write_progress: Mutex::new(None),
             functions: model_functions,
             parameters: Mutex::new(Vec::new()),
+            id: uuid::Uuid::new_v4().to_string(),
+            client: Mutex::new("vitrine".to_string()),
+            running_statement: Mutex::new(RunningStatement::default()),
+            writes: Mutex::new(Vec::new()),
+            rows_read: AtomicU64::new(0),
+            inputs,
         })
+    }
+
+    /// The engine the session runs on.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Names what runs this session's statements, as `system.query.history.client_application`
+    /// shows it (`vitrine run`, `vitrine repl`, …).
+    pub fn set_client_application(&self, name: &str) {
+        *self.client.lock().expect("client lock") = name.to_string();
+    }
+
+    /// Reads `table` at `version` in every later statement of this session, whatever its latest
+    /// version: how a statement is re-run against the versions it read.
+    pub fn pin_version(&self, table: QualifiedName, version: u64) {
+        self.catalogs.pin(table, version);
     }
 
     /// Reports rows written by the statements that write (a progress bar, say).
@@ -175,7 +219,29 @@ impl EngineSession {
         sql: &str,
         parameters: Vec<ScalarValue>,
     ) -> Result<StatementResult> {
+        self.execute_recorded(sql, parameters, None).await
+    }
+
+    /// Runs one statement of a script, recorded with the script's name and the statement's line.
+    pub async fn execute_in_script(
+        &self,
+        sql: &str,
+        file: &str,
+        line: usize,
+    ) -> Result<StatementResult> {
+        self.execute_recorded(sql, Vec::new(), Some((file, line)))
+            .await
+    }
+
+    /// Runs one statement and records it in `system.query.history` (and its writes' lineage).
+    async fn execute_recorded(
+        &self,
+        sql: &str,
+        parameters: Vec<ScalarValue>,
+        script: Option<(&str, usize)>,
+    ) -> Result<StatementResult> {
         let _running = self.running.lock().await;
+        let start = self.begin_record(script);
         self.functions.begin_statement();
         *self.parameters.lock().expect("parameters lock") = parameters;
         // Boxed: a statement's future holds every kind of statement's, nested deeply; unboxed, it
@@ -183,9 +249,22 @@ impl EngineSession {
         let outcome = Box::pin(self.execute_statement(sql)).await;
         self.parameters.lock().expect("parameters lock").clear();
         let report = self.functions.finish_statement();
-        let mut result = outcome?;
-        result.warnings.extend(report.warnings());
-        Ok(result)
+        let unrecorded = self
+            .finish_record(start, sql, &outcome, &report.models)
+            .await;
+        match outcome {
+            Ok(mut result) => {
+                result.warnings.extend(report.warnings());
+                result.warnings.extend(unrecorded);
+                Ok(result)
+            }
+            Err(e) => {
+                if let Some(why) = unrecorded {
+                    tracing::warn!("{why}");
+                }
+                Err(e)
+            }
+        }
     }
 
     /// The `k` nearest rows of the vector index `index` to each of `queries`, as
@@ -346,7 +425,7 @@ impl EngineSession {
                 catalog_ops::show_tbl_properties(self, table).await
             }
             VitrineStatement::DescribeHistory { table } => {
-                catalog_ops::describe_history(self, table).await
+                catalog_ops::describe_history(self, table, self.engine.history()).await
             }
             VitrineStatement::DropTable { table, if_exists } => {
                 catalog_ops::drop_table(self, table, if_exists).await
@@ -463,14 +542,14 @@ impl EngineSession {
             TableRequestKind::Version { table, version } => {
                 let (name, entry) = self.table_entry(table)?;
                 self.catalogs
-                    .open_table(&entry, Some(*version))
+                    .read_table(&name, &entry, Some(*version))
                     .await
                     .map_err(|e| e.context(format!("reading {name} VERSION AS OF {version}")))
             }
             TableRequestKind::AsOfTime { table, timestamp } => {
                 let (name, entry) = self.table_entry(table)?;
                 let version = self.version_at(&name, &entry, timestamp).await?;
-                self.catalogs.open_table(&entry, Some(version)).await
+                self.catalogs.read_table(&name, &entry, Some(version)).await
             }
             TableRequestKind::ReadFiles { path, options } => {
                 let mut options = options.clone();
@@ -655,6 +734,22 @@ impl Session for EngineSession {
             .checked_sub(1)
             .and_then(|i| parameters.get(i))
             .cloned()
+    }
+
+    fn statement(&self) -> RunningStatement {
+        self.running_statement
+            .lock()
+            .expect("statement lock")
+            .clone()
+    }
+
+    fn record_write(&self, write: TableWrite) {
+        self.writes.lock().expect("writes lock").push(write);
+    }
+
+    fn record_rows_read(&self, rows: u64) {
+        self.rows_read
+            .fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
     }
 
     async fn plan_statement(&self, mut statement: Statement) -> Result<DataFrame> {

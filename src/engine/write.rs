@@ -17,22 +17,23 @@ use futures::TryStreamExt;
 
 use super::conform;
 use crate::catalog::storage::detect_format;
-use crate::catalog::version::{Mode, Upserted};
+use crate::catalog::version::{CommitInfo, Mode, Upserted};
 use crate::catalog::{storage, QualifiedName, TableEntry, TableFormat, TableName, TableStorage};
 use crate::error::{Result, VitrineError};
-use crate::session::{Session, StatementResult};
+use crate::session::{scanned_rows, Session, StatementResult, TableWrite};
 use crate::sql::dml::{delete_queries, merge_queries, update_queries, Upsert};
 use crate::sql::parser::{single_table, CreateTable};
 
 /// Writes `df` into the table as one new version, or, for an append with `chunk_rows`, as one
-/// version per `chunk_rows` rows; returns the (last) version and the rows written.
+/// version per `chunk_rows` rows, recording `info` in each commit and the write in the
+/// statement's lineage; returns the (last) version and the rows written.
 async fn commit(
     session: &dyn Session,
     entry: &TableEntry,
     name: &QualifiedName,
     df: DataFrame,
     mode: Mode,
-    operation: &str,
+    info: &CommitInfo,
     chunk_rows: Option<usize>,
 ) -> Result<(u64, usize)> {
     let storage = storage(entry.format)?;
@@ -45,7 +46,7 @@ async fn commit(
     let task = Arc::new(df.task_ctx());
     let plan = df.create_physical_plan().await?;
     session.model_functions().expect_rows(input_rows(&plan));
-    let stream = execute_stream(plan, task)?;
+    let stream = execute_stream(Arc::clone(&plan), task)?;
     let schema = stream.schema();
     let counter = Arc::clone(&rows);
     let progress = session.write_progress();
@@ -57,17 +58,26 @@ async fn commit(
     });
     let version = match chunk_rows {
         Some(chunk) if mode == Mode::Append => {
-            append_in_chunks(storage, &entry.location, schema, counted, chunk, operation).await
+            append_in_chunks(storage, &entry.location, schema, counted, chunk, info).await
         }
         _ => {
             let stream = Box::pin(RecordBatchStreamAdapter::new(schema, counted));
-            storage
-                .write(&entry.location, stream, mode, operation)
-                .await
+            storage.write(&entry.location, stream, mode, info).await
         }
     }
     .map_err(|e| e.context(format!("writing {name}")))?;
-    Ok((version, rows.load(Ordering::Relaxed)))
+    if let Some(read) = scanned_rows(&plan) {
+        session.record_rows_read(read);
+    }
+    let rows = rows.load(Ordering::Relaxed);
+    session.record_write(TableWrite {
+        table: name.clone(),
+        location: entry.location.clone(),
+        version,
+        commit: info.clone(),
+        rows: Some(rows as u64),
+    });
+    Ok((version, rows))
 }
 
 /// Appends `batches` to the table at `location`, committing a version each time at least
@@ -79,7 +89,7 @@ async fn append_in_chunks(
     schema: Arc<Schema>,
     batches: impl futures::Stream<Item = datafusion::error::Result<RecordBatch>>,
     chunk: usize,
-    operation: &str,
+    info: &CommitInfo,
 ) -> Result<u64> {
     let mut batches = std::pin::pin!(batches);
     let (mut pending, mut pending_rows, mut committed) = (Vec::new(), 0, 0);
@@ -106,7 +116,7 @@ async fn append_in_chunks(
             let stream = Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&schema), data));
             version = Some(
                 storage
-                    .write(location, stream, Mode::Append, operation)
+                    .write(location, stream, Mode::Append, info)
                     .await
                     .map_err(|e| stopped(e, committed))?,
             );
@@ -250,6 +260,19 @@ pub(super) async fn create_table(
         (true, false) => "CREATE OR REPLACE TABLE",
         (false, false) => "CREATE TABLE",
     };
+    let mut info = session
+        .statement()
+        .commit(operation)
+        .with_parameter("isManaged", managed.to_string());
+    if let Some(comment) = &create.comment {
+        info = info.with_parameter("description", comment.clone());
+    }
+    if !create.properties.is_empty() {
+        info = info.with_parameter(
+            "properties",
+            serde_json::to_string(&create.properties).expect("a map of strings is JSON"),
+        );
+    }
     let mut entry = TableEntry {
         format,
         location,
@@ -266,7 +289,7 @@ pub(super) async fn create_table(
         view_sql: None,
     };
     entry.properties.extend(create.properties);
-    let (version, rows) = commit(session, &entry, &name, df, mode, operation, None).await?;
+    let (version, rows) = commit(session, &entry, &name, df, mode, &info, None).await?;
     record_models(session, &mut entry);
     warehouse.put_table(&name, &entry).await?;
     Ok(StatementResult::message(format!(
@@ -286,7 +309,12 @@ async fn writable_table(
             entry.format
         )));
     }
-    let schema = session.catalogs().open_table(&entry, None).await?.schema();
+    // Recorded as read: what the statement writes on top of is one of its inputs.
+    let schema = session
+        .catalogs()
+        .read_table(&name, &entry, None)
+        .await?
+        .schema();
     Ok((name, entry, schema))
 }
 
@@ -302,13 +330,17 @@ pub(super) async fn insert(
     let query = session.plan_query(query).await?;
     let casts = conform::casts(&query, &schema, columns);
     let df = conform::to_table(query, &schema, columns, &name.to_string())?;
-    let (mode, operation) = if overwrite {
-        (Mode::Overwrite, "INSERT OVERWRITE")
+    let (mode, operation, mode_name) = if overwrite {
+        (Mode::Overwrite, "INSERT OVERWRITE", "Overwrite")
     } else {
-        (Mode::Append, "WRITE")
+        (Mode::Append, "WRITE", "Append")
     };
+    let info = session
+        .statement()
+        .commit(operation)
+        .with_parameter("mode", mode_name);
     let chunk_rows = session.settings().core.commit_rows;
-    let (version, rows) = commit(session, &entry, &name, df, mode, operation, chunk_rows)
+    let (version, rows) = commit(session, &entry, &name, df, mode, &info, chunk_rows)
         .await
         .map_err(|e| {
             // Name the conversions only where one can have failed, not on every error.
@@ -352,10 +384,10 @@ async fn rewrite(
     entry: &TableEntry,
     schema: &Schema,
     df: DataFrame,
-    operation: &str,
+    info: &CommitInfo,
 ) -> Result<u64> {
     let df = conform::to_table(df, schema, &[], &name.to_string())?;
-    let (version, _) = commit(session, entry, name, df, Mode::Overwrite, operation, None).await?;
+    let (version, _) = commit(session, entry, name, df, Mode::Overwrite, info, None).await?;
     Ok(version)
 }
 
@@ -369,10 +401,8 @@ pub(super) async fn delete(
     let (name, entry, schema) = writable_table(session, table).await?;
     let (content, counting) =
         delete_queries(&name.to_string(), alias.as_deref(), predicate.as_ref());
-    rewrite_rows(
-        session, &name, &entry, &schema, &content, &counting, "DELETE",
-    )
-    .await
+    let info = with_predicate(session.statement().commit("DELETE"), predicate.as_ref());
+    rewrite_rows(session, &name, &entry, &schema, &content, &counting, &info).await
 }
 
 /// `UPDATE table SET … [WHERE predicate]`.
@@ -391,10 +421,16 @@ pub(super) async fn update(
         &assignments,
         predicate.as_ref(),
     )?;
-    rewrite_rows(
-        session, &name, &entry, &schema, &content, &counting, "UPDATE",
-    )
-    .await
+    let info = with_predicate(session.statement().commit("UPDATE"), predicate.as_ref());
+    rewrite_rows(session, &name, &entry, &schema, &content, &counting, &info).await
+}
+
+/// A commit's `predicate` parameter, as Databricks records a DELETE's or UPDATE's.
+fn with_predicate(info: CommitInfo, predicate: Option<&Expr>) -> CommitInfo {
+    match predicate {
+        Some(predicate) => info.with_parameter("predicate", predicate.to_string()),
+        None => info,
+    }
 }
 
 /// Counts the rows a DELETE or UPDATE affects and, when there are any, replaces the table's
@@ -406,7 +442,7 @@ async fn rewrite_rows(
     schema: &Schema,
     content: &str,
     counting: &str,
-    operation: &str,
+    info: &CommitInfo,
 ) -> Result<StatementResult> {
     let [affected] = counts(session, counting).await?;
     let result = StatementResult::strings(
@@ -417,9 +453,10 @@ async fn rewrite_rows(
         return Ok(result);
     }
     let df = session.plan_sql(content).await?;
-    let version = rewrite(session, name, entry, schema, df, operation).await?;
+    let version = rewrite(session, name, entry, schema, df, info).await?;
     Ok(result.with_message(format!(
-        "{operation}: {affected} rows of {name} (version {version})"
+        "{}: {affected} rows of {name} (version {version})",
+        info.operation
     )))
 }
 
@@ -431,14 +468,23 @@ async fn upsert_rows(
     entry: &TableEntry,
     schema: &Schema,
     upsert: &Upsert,
+    info: &CommitInfo,
 ) -> Result<Upserted> {
     let rows = session.plan_sql(&upsert.rows).await?;
     let rows = conform::to_table(rows, schema, &[], &name.to_string())?;
     let stream = rows.execute_stream().await?;
-    storage(entry.format)?
-        .upsert(&entry.location, stream, &upsert.keys, "MERGE")
+    let upserted = storage(entry.format)?
+        .upsert(&entry.location, stream, &upsert.keys, info)
         .await
-        .map_err(|e| e.context(format!("writing {name}")))
+        .map_err(|e| e.context(format!("writing {name}")))?;
+    session.record_write(TableWrite {
+        table: name.clone(),
+        location: entry.location.clone(),
+        version: upserted.version,
+        commit: info.clone(),
+        rows: Some(upserted.updated + upserted.inserted),
+    });
+    Ok(upserted)
 }
 
 /// `MERGE INTO target USING source ON … WHEN …`: an upsert by key is written in place where the
@@ -448,6 +494,10 @@ pub(super) async fn merge(session: &dyn Session, merge: ast::Merge) -> Result<St
     let (table, _) = single_table(&merge.table)?;
     let (name, entry, schema) = writable_table(session, &table).await?;
     let queries = merge_queries(&merge, &name.to_string(), &schema)?;
+    let info = session
+        .statement()
+        .commit("MERGE")
+        .with_parameter("predicate", merge.on.to_string());
     if let Some(upsert) = &queries.upsert {
         if storage(entry.format)?.upserts_in_place() {
             let [unfit, rows] = counts(session, &upsert.check).await?;
@@ -455,7 +505,7 @@ pub(super) async fn merge(session: &dyn Session, merge: ast::Merge) -> Result<St
                 if rows == 0 {
                     return merge_result(&name, (0, 0, 0), None);
                 }
-                let upserted = upsert_rows(session, &name, &entry, &schema, upsert).await?;
+                let upserted = upsert_rows(session, &name, &entry, &schema, upsert, &info).await?;
                 let counts = (upserted.updated as i64, 0, upserted.inserted as i64);
                 return merge_result(&name, counts, Some(upserted.version));
             }
@@ -485,7 +535,7 @@ pub(super) async fn merge(session: &dyn Session, merge: ast::Merge) -> Result<St
     let mut version = None;
     if updated + deleted + inserted > 0 {
         let content = session.plan_sql(&queries.content).await?;
-        version = Some(rewrite(session, &name, &entry, &schema, content, "MERGE").await?);
+        version = Some(rewrite(session, &name, &entry, &schema, content, &info).await?);
     }
     merge_result(&name, (updated, deleted, inserted), version)
 }
@@ -535,10 +585,29 @@ pub(super) async fn optimize(
             )));
         }
     }
-    let metrics = storage(entry.format)?
+    let storage = storage(entry.format)?;
+    let before = storage.version(&entry.location).await?;
+    let metrics = storage
         .optimize(&entry.location, zorder_by)
         .await
         .map_err(|e| e.context(format!("OPTIMIZE {name}")))?;
+    let after = storage.version(&entry.location).await?;
+    if let Some(version) = after.filter(|v| Some(*v) != before) {
+        let mut info = session.statement().commit("OPTIMIZE");
+        if !zorder_by.is_empty() {
+            info = info.with_parameter(
+                "zOrderBy",
+                serde_json::to_string(zorder_by).expect("strings are JSON"),
+            );
+        }
+        session.record_write(TableWrite {
+            table: name.clone(),
+            location: entry.location.clone(),
+            version,
+            commit: info,
+            rows: None,
+        });
+    }
     let sql = format!(
         "SELECT '{path}' AS path, named_struct('numFilesAdded', CAST({} AS BIGINT), 'numFilesRemoved', CAST({} AS BIGINT), \
          'numFilesBefore', CAST({} AS BIGINT), 'numFilesAfter', CAST({} AS BIGINT), 'zOrderBy', '{}') AS metrics",
@@ -562,6 +631,16 @@ pub(super) async fn restore(
     let new_version = storage(entry.format)?
         .restore(&entry.location, version)
         .await?;
+    session.record_write(TableWrite {
+        table: name.clone(),
+        location: entry.location.clone(),
+        version: new_version,
+        commit: session
+            .statement()
+            .commit("RESTORE")
+            .with_parameter("version", version.to_string()),
+        rows: None,
+    });
     Ok(StatementResult::message(format!(
         "restored {name} to version {version} (now version {new_version})"
     )))

@@ -72,7 +72,9 @@ impl Service {
         config_file: Option<PathBuf>,
     ) -> Result<Arc<Self>> {
         let session = Arc::new(engine.session()?);
+        session.set_client_application("vitrine serve");
         let committer = engine.session()?;
+        committer.set_client_application("vitrine serve");
         let table = &config.events.table;
         if let Some((schema, _)) = table.rsplit_once('.') {
             committer

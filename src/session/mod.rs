@@ -17,8 +17,9 @@ use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::sql::sqlparser::ast::{Query, Statement};
 use vitrine_udfs::FunctionContext;
 
-pub use result::StatementResult;
+pub use result::{scanned_rows, StatementResult};
 
+use crate::catalog::version::CommitInfo;
 use crate::catalog::{QualifiedName, TableEntry, TableName, Warehouse, WarehouseCatalogList};
 use crate::config::SessionSettings;
 use crate::error::{Result, VitrineError};
@@ -26,6 +27,41 @@ use crate::sql::parser::{parse_statement, VitrineStatement};
 
 /// Called, while a statement writes a table, with the number of rows written so far.
 pub type WriteProgress = Arc<dyn Fn(usize) + Send + Sync>;
+
+/// The statement a session is running, as the commits it makes and its lineage name it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunningStatement {
+    /// Its id (`statement_id` in `system.query.history`).
+    pub id: String,
+    /// The script and line it came from (`sql/01_extract_attributes.sql:12`), if any.
+    pub script: Option<String>,
+}
+
+impl RunningStatement {
+    /// What a commit of `operation` made by this statement records.
+    pub fn commit(&self, operation: &str) -> CommitInfo {
+        CommitInfo {
+            statement_id: Some(self.id.clone()).filter(|id| !id.is_empty()),
+            script: self.script.clone(),
+            ..CommitInfo::operation(operation)
+        }
+    }
+}
+
+/// A table version a statement committed, for its lineage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableWrite {
+    /// The table written.
+    pub table: QualifiedName,
+    /// Where its data is.
+    pub location: String,
+    /// The version committed.
+    pub version: u64,
+    /// What the commit recorded (operation, parameters).
+    pub commit: CommitInfo,
+    /// Rows written, when counted.
+    pub rows: Option<u64>,
+}
 
 /// What a statement handler needs from the session running it.
 #[async_trait]
@@ -56,6 +92,15 @@ pub trait Session: Send + Sync {
 
     /// The value of the running statement's `$position` (from 1), if it was given one.
     fn parameter(&self, position: usize) -> Option<ScalarValue>;
+
+    /// The running statement: what its commits record.
+    fn statement(&self) -> RunningStatement;
+
+    /// Records a table version the running statement committed (its lineage's target).
+    fn record_write(&self, write: TableWrite);
+
+    /// Counts rows the running statement's scans read outside its result set (a write's).
+    fn record_rows_read(&self, rows: u64);
 
     /// Plans a query or other DataFusion statement, after the Spark rewrites, with the tables its
     /// placeholders stand for (`read_files`, `VERSION AS OF`, `vector_search`).

@@ -6,6 +6,7 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::common::Column;
 use datafusion::logical_expr::{cast, Expr};
+use datafusion::physical_plan::{collect, ExecutionPlan};
 use datafusion::prelude::DataFrame;
 
 use crate::error::Result;
@@ -22,6 +23,22 @@ pub struct StatementResult {
     /// What the user should know although the statement succeeded (rows a model function
     /// could not process, say).
     pub warnings: Vec<String>,
+    /// Rows the result set's scans read, where they count them.
+    pub read_rows: Option<u64>,
+}
+
+/// The rows the scans under `plan` produced once it ran, `None` when no scan counts them.
+pub fn scanned_rows(plan: &Arc<dyn ExecutionPlan>) -> Option<u64> {
+    if plan.children().is_empty() {
+        return plan
+            .metrics()
+            .and_then(|m| m.output_rows())
+            .map(|n| n as u64);
+    }
+    plan.children()
+        .into_iter()
+        .filter_map(scanned_rows)
+        .reduce(|a, b| a + b)
 }
 
 impl StatementResult {
@@ -30,12 +47,15 @@ impl StatementResult {
     pub async fn collect(df: DataFrame) -> Result<Self> {
         let df = in_session_time_zone(df)?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await?;
+        let task = Arc::new(df.task_ctx());
+        let plan = df.create_physical_plan().await?;
+        let batches = collect(Arc::clone(&plan), task).await?;
         Ok(Self {
             schema,
             batches,
             message: None,
             warnings: Vec::new(),
+            read_rows: scanned_rows(&plan),
         })
     }
 
@@ -46,6 +66,7 @@ impl StatementResult {
             batches: Vec::new(),
             message: Some(message.into()),
             warnings: Vec::new(),
+            read_rows: None,
         }
     }
 
@@ -72,6 +93,7 @@ impl StatementResult {
             batches: vec![batch],
             message: None,
             warnings: Vec::new(),
+            read_rows: None,
         })
     }
 

@@ -15,10 +15,9 @@ use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    AccessExpr, ArrayElemTypeDef, DataType as SqlType, Expr, FunctionArg, FunctionArgExpr,
-    FunctionArgumentList, FunctionArguments, Ident, Join, ObjectName, OrderBy, OrderByKind, Query,
-    SetExpr, Statement, Subscript, TableFactor, TableVersion, TableWithJoins, TimezoneInfo, Value,
-    VisitMut, VisitorMut,
+    AccessExpr, ArrayElemTypeDef, DataType as SqlType, Expr, FunctionArg, FunctionArgExpr, Ident,
+    Join, ObjectName, OrderBy, OrderByKind, Query, SetExpr, Statement, Subscript, TableFactor,
+    TableVersion, TableWithJoins, TimezoneInfo, Value, VisitMut, VisitorMut,
 };
 
 use super::functions;
@@ -168,14 +167,6 @@ impl VisitorMut for SparkRewriter {
                 let name = part.to_string().to_lowercase();
                 if let Some((_, to)) = RENAMED_FUNCTIONS.iter().find(|(from, _)| *from == name) {
                     function.name = ObjectName::from(vec![Ident::new(*to)]);
-                    if *to == "random" {
-                        // Spark's rand(seed): DataFusion's random() takes no seed.
-                        function.args = FunctionArguments::List(FunctionArgumentList {
-                            duplicate_treatment: None,
-                            args: vec![],
-                            clauses: vec![],
-                        });
-                    }
                 }
             }
         }

@@ -17,7 +17,7 @@ use lance_linalg::distance::MetricType;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::lance_table;
-use crate::catalog::version::Mode;
+use crate::catalog::version::{CommitInfo, Mode};
 use crate::error::{Result, ResultExt, VitrineError};
 
 /// The name of the ANN index inside an index dataset.
@@ -253,7 +253,13 @@ pub async fn build(entry: &IndexEntry, rows: SendableRecordBatchStream) -> Resul
     } else {
         Mode::Create
     };
-    lance_table::write(&entry.location, rows, mode, "CREATE VECTOR INDEX").await?;
+    lance_table::write(
+        &entry.location,
+        rows,
+        mode,
+        &CommitInfo::operation("CREATE VECTOR INDEX"),
+    )
+    .await?;
     let mut dataset = lance_table::open(&entry.location, None).await?;
     let count = dataset
         .count_rows(None)

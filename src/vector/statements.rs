@@ -19,7 +19,7 @@ use super::catalog;
 use super::index::{self, default_params, AnnKind, IndexEntry, Metric};
 use super::resident;
 use crate::catalog::lance_table;
-use crate::catalog::version::Mode;
+use crate::catalog::version::{CommitInfo, Mode};
 use crate::catalog::{storage, QualifiedName, TableEntry, TableName};
 use crate::error::{Result, VitrineError};
 use crate::session::{Session, StatementResult};
@@ -435,7 +435,9 @@ pub async fn sync(session: &dyn Session, name: &TableName) -> Result<StatementRe
     let index = index::open(&entry).await?;
     let before = index.version().version;
     let index_table = format!("__vitrine_index_{}", name.table);
-    let provider = lance_table::provider(&entry.location, Some(before)).await?;
+    let provider = lance_table::provider(&entry.location, Some(before))
+        .await?
+        .provider;
     session
         .datafusion()
         .register_table(index_table.as_str(), provider)?;
@@ -600,7 +602,7 @@ async fn apply_changes(
             &entry.location,
             Box::pin(stream),
             Mode::Append,
-            "SYNC INDEX",
+            &CommitInfo::operation("SYNC INDEX"),
         )
         .await?;
     }

@@ -210,3 +210,66 @@ fn the_vector_benchmark_runs_on_a_fresh_folder_and_writes_its_figures() {
     assert_eq!(figures["concurrency"].as_array().unwrap().len(), 3);
     assert!(figures["sweep"].as_array().unwrap().len() >= 2, "{figures}");
 }
+
+#[test]
+fn lineage_draws_a_tables_ancestry_and_reproduce_says_identical_or_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("prices.csv");
+    std::fs::write(&csv, "id,price\n1,10\n2,25\n3,40\n").unwrap();
+    let script = dir.path().join("job.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "CREATE TABLE raw AS SELECT * FROM read_files('{}', format => 'csv', header => true);\n\
+             CREATE TABLE priced AS\n  SELECT id, price, CAST(TIMESTAMP '2026-01-01 00:00:00' AS STRING) AS day FROM raw;\n",
+            csv.display()
+        ),
+    )
+    .unwrap();
+    let (ok, _, stderr) = vitrine(dir.path(), &["run", script.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+
+    let (ok, tree, stderr) = vitrine(dir.path(), &["lineage", "main.default.priced"]);
+    assert!(ok, "{stderr}");
+    let lines: Vec<&str> = tree.lines().collect();
+    assert_eq!(lines[0], "main.default.priced version 1", "{tree}");
+    assert!(lines[1].contains("job.sql:2"), "{tree}");
+    assert!(tree.contains("main.default.raw version 1"), "{tree}");
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .ends_with(&format!("files {}", csv.display())),
+        "{tree}"
+    );
+    let (ok, dot, _) = vitrine(dir.path(), &["lineage", "priced", "--format", "dot"]);
+    assert!(
+        ok && dot.starts_with("digraph lineage {") && dot.matches(" -> ").count() == 4,
+        "{dot}"
+    );
+
+    let (ok, stdout, stderr) = vitrine(dir.path(), &["reproduce", "priced", "--chain"]);
+    assert!(ok, "{stdout}{stderr}");
+    assert_eq!(
+        stdout,
+        format!(
+            "main.default.raw version 1 by {file}:1: identical (3 rows)\n\
+             main.default.priced version 1 by {file}:2: identical (3 rows)\n",
+            file = script.display()
+        )
+    );
+    let (ok, stdout, _) = vitrine(
+        dir.path(),
+        &[
+            "reproduce",
+            "priced VERSION AS OF 1",
+            "--set",
+            "spark.sql.session.timeZone=Asia/Tokyo",
+        ],
+    );
+    assert!(!ok, "a difference exits non-zero");
+    assert!(
+        stdout.contains("DIFFERS") && stdout.contains("columns that differ: day"),
+        "{stdout}"
+    );
+}

@@ -4,6 +4,7 @@ mod cli;
 mod clip;
 mod delta;
 mod errors;
+mod history;
 mod models;
 mod plan_snippets;
 mod quality;

@@ -189,7 +189,7 @@ async fn history_time_travel_and_restore() {
     let history = wh.rows("DESCRIBE HISTORY t").await;
     let summary: Vec<(String, String, String)> = history
         .iter()
-        .map(|r| (r[0].clone(), r[2].clone(), r[3].clone()))
+        .map(|r| (r[0].clone(), r[2].clone(), r[6].clone()))
         .collect();
     assert_eq!(
         summary,
@@ -226,7 +226,14 @@ async fn history_time_travel_and_restore() {
     assert!(e.contains("no version at or before"), "{e}");
     wh.sql("RESTORE TABLE t TO VERSION AS OF 1").await;
     assert_eq!(ids(&wh, "SELECT id FROM t").await, ["1"]);
-    assert_eq!(wh.rows("DESCRIBE HISTORY t").await.len(), 4);
+    let history = wh.rows("DESCRIBE HISTORY t").await;
+    assert_eq!(history.len(), 4);
+    // A restore's commit cannot carry its statement: the lineage names it.
+    assert_eq!(history[0][2], "RESTORE");
+    let restore = wh
+        .value("SELECT statement_id FROM system.query.history WHERE statement_type = 'RESTORE'")
+        .await;
+    assert_eq!(history[0][4], restore);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,6 +3,8 @@
 //! - [`register`] adds the `datafusion-spark` functions DataFusion lacks (`collect_list`, …), Spark's
 //!   `size` (which returns -1 for NULL), JSON helpers from `datafusion-functions-json`, and
 //!   Vitrine's own `get_json_object`, `from_json`, `to_json`, `split` and `typeof`.
+//! - [`statement_inputs`] gives the clock functions and `rand()` the running statement's start
+//!   time and seed.
 //! - [`SparkIntegerDivision`] makes `/` between integers return a double, as Spark does.
 //! - [`expand`] turns calls of Spark functions that DataFusion computes as another expression
 //!   (`isnull`, `month`, `count_if`, `regexp_extract`, …) into that expression.
@@ -11,6 +13,7 @@ mod division;
 mod expansions;
 mod json;
 mod split;
+pub mod statement_inputs;
 mod type_of;
 
 use std::sync::Arc;

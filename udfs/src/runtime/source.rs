@@ -87,7 +87,17 @@ impl std::fmt::Debug for Hub {
 }
 
 /// Models found so far, by what named them and the files asked for.
-type Located = BTreeMap<(String, Vec<String>), ModelSource>;
+/// The sources found, by spec and files, with their weights file's state when found.
+type Located = BTreeMap<(String, Vec<String>), (ModelSource, Option<WeightsState>)>;
+
+/// What identifies one state of a weights file: its modification time and length. A folder
+/// whose weights were replaced is located (and hashed) again.
+type WeightsState = (std::time::SystemTime, u64);
+
+fn weights_state(path: &Path) -> Option<WeightsState> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
 
 impl Hub {
     /// The cache and offline mode that Hugging Face's own tools would use.
@@ -119,7 +129,7 @@ impl Hub {
     }
 
     /// Resolves `spec`, a folder or a hub id, to a folder holding `files` and a weights file;
-    /// a success is remembered.
+    /// a success is remembered until its weights file changes.
     pub fn locate(&self, spec: &str, files: &[&str]) -> Result<ModelSource, ModelError> {
         // Not remembered: a model object may be replaced (CREATE OR REPLACE MODEL).
         if let Some(objects) = &self.objects {
@@ -137,14 +147,17 @@ impl Hub {
             spec.to_string(),
             files.iter().map(|f| f.to_string()).collect(),
         );
-        if let Some(source) = self.located.lock().expect("located models lock").get(&key) {
-            return Ok(source.clone());
+        if let Some((source, state)) = self.located.lock().expect("located models lock").get(&key) {
+            if weights_state(&source.weights) == *state {
+                return Ok(source.clone());
+            }
         }
         let source = self.find(spec, files)?;
+        let state = weights_state(&source.weights);
         self.located
             .lock()
             .expect("located models lock")
-            .insert(key, source.clone());
+            .insert(key, (source.clone(), state));
         Ok(source)
     }
 
@@ -340,6 +353,17 @@ mod tests {
             source.revision
         );
         assert_eq!(source.revision.len(), "sha256:".len() + 16);
+    }
+
+    #[test]
+    fn a_folder_whose_weights_change_is_fingerprinted_again() {
+        let dir = folder_with(&["config.json", "tokenizer.json", "model.safetensors"]);
+        let spec = dir.path().to_str().unwrap();
+        let hub = Hub::new("/nonexistent", true);
+        let before = hub.locate(spec, FILES).unwrap().revision;
+        assert_eq!(hub.locate(spec, FILES).unwrap().revision, before);
+        std::fs::write(dir.path().join("model.safetensors"), b"other weights").unwrap();
+        assert_ne!(hub.locate(spec, FILES).unwrap().revision, before);
     }
 
     #[test]
