@@ -69,7 +69,10 @@ impl EngineSession {
         let ended = Utc::now();
         let writes = std::mem::take(&mut *self.writes.lock().expect("writes lock"));
         let reads = self.catalogs().take_reads();
-        let written: u64 = writes.iter().filter_map(|w| w.rows).sum();
+        let written = writes
+            .iter()
+            .filter_map(|w| w.rows)
+            .reduce(|a, b| a + b);
         let scanned = self.rows_read.load(Ordering::Relaxed)
             + outcome.as_ref().ok().and_then(|r| r.read_rows).unwrap_or(0);
         let query = QueryRecord {
@@ -88,7 +91,7 @@ impl EngineSession {
             total_duration_ms: (ended - start.started).num_milliseconds(),
             read_rows: Some(scanned).filter(|n| *n > 0),
             produced_rows: outcome.as_ref().map_or(0, |r| r.num_rows() as u64),
-            written_rows: Some(written).filter(|_| !writes.is_empty()),
+            written_rows: written,
             current_catalog: start.schema.0.clone(),
             current_schema: start.schema.1.clone(),
             settings: start.settings.values().clone(),

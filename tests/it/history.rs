@@ -451,6 +451,7 @@ async fn the_main_job_is_recorded_rederived_identically_and_repeats_byte_for_byt
     // The current version of each phase's output table, re-derived from its lineage.
     let engine = wh.session.engine();
     for table in [
+        "products",
         "product_extracted_attributes",
         "products_with_visual_attributes",
         "product_embeddings_multimodal_v2",
@@ -478,4 +479,23 @@ async fn the_main_job_is_recorded_rederived_identically_and_repeats_byte_for_byt
     for ((table, digest), (_, other)) in tables.iter().zip(&other) {
         assert_ne!(digest, other, "{table} should differ with another seed");
     }
+}
+
+#[tokio::test]
+async fn a_statement_that_cannot_be_recorded_still_runs_and_says_so() {
+    let wh = TestWarehouse::new().await;
+    // Where the records go is a file: no record can be written.
+    std::fs::write(wh.path().join("_system"), b"not a folder").unwrap();
+    let result = wh
+        .sql("CREATE TABLE main.default.kept AS SELECT 1 AS id")
+        .await;
+    assert!(
+        result
+            .warnings
+            .iter()
+            .any(|w| w.contains("not recorded in system.query.history")),
+        "{:?}",
+        result.warnings
+    );
+    assert_eq!(wh.value("SELECT COUNT(*) FROM main.default.kept").await, "1");
 }
