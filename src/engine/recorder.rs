@@ -69,10 +69,7 @@ impl EngineSession {
         let ended = Utc::now();
         let writes = std::mem::take(&mut *self.writes.lock().expect("writes lock"));
         let reads = self.catalogs().take_reads();
-        let written = writes
-            .iter()
-            .filter_map(|w| w.rows)
-            .reduce(|a, b| a + b);
+        let written = writes.iter().filter_map(|w| w.rows).reduce(|a, b| a + b);
         let scanned = self.rows_read.load(Ordering::Relaxed)
             + outcome.as_ref().ok().and_then(|r| r.read_rows).unwrap_or(0);
         let query = QueryRecord {

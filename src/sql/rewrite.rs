@@ -7,6 +7,8 @@
 //!   (DataFusion's own `TIMESTAMP` is zone-less nanoseconds).
 //! - Hive's `DISTRIBUTE BY` (a partitioning hint, meaningless on one node) is dropped and
 //!   `SORT BY` becomes the query's `ORDER BY`.
+//! - `t TABLESAMPLE (…)`, which DataFusion would ignore, becomes a derived table that keeps the
+//!   sampled rows, drawn with `rand()` from the statement's seed or `REPEATABLE (seed)`.
 //! - Table references DataFusion cannot resolve by name, `t VERSION AS OF n`, `read_files(…)`,
 //!   `vector_search(…)` and `retrieval_quality(…)`, are replaced by placeholders; the engine opens them and registers each under
 //!   its placeholder name before planning ([`TableRequest`]).
@@ -16,9 +18,13 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
     AccessExpr, ArrayElemTypeDef, DataType as SqlType, Expr, FunctionArg, FunctionArgExpr, Ident,
-    Join, ObjectName, OrderBy, OrderByKind, Query, SetExpr, Statement, Subscript, TableFactor,
-    TableVersion, TableWithJoins, TimezoneInfo, Value, VisitMut, VisitorMut,
+    Join, ObjectName, OrderBy, OrderByKind, Query, SetExpr, Statement, Subscript, TableAlias,
+    TableFactor, TableSampleKind, TableSampleUnit, TableVersion, TableWithJoins, TimezoneInfo,
+    Value, VisitMut, VisitorMut,
 };
+
+use datafusion::sql::sqlparser::dialect::DatabricksDialect;
+use datafusion::sql::sqlparser::parser::Parser;
 
 use super::functions;
 use super::parser::object_name_parts;
@@ -199,6 +205,9 @@ impl VisitorMut for SparkRewriter {
     }
 
     fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<Self::Break> {
+        if let Err(e) = sample_as_subquery(factor) {
+            return ControlFlow::Break(e);
+        }
         match self.table_request(factor) {
             Ok(Some(kind)) => {
                 let placeholder = self.placeholder();
@@ -220,6 +229,65 @@ impl VisitorMut for SparkRewriter {
             Err(e) => ControlFlow::Break(e),
         }
     }
+}
+
+/// Spark's `t TABLESAMPLE (p PERCENT | n ROWS | BUCKET x OUT OF y) [REPEATABLE (seed)]`, which
+/// DataFusion ignores, as a derived table over `t`: rows kept where `rand(seed)` falls in the
+/// share or bucket (the statement's seed without `REPEATABLE`), or the first `n` rows.
+fn sample_as_subquery(factor: &mut TableFactor) -> Result<()> {
+    let TableFactor::Table {
+        name,
+        alias,
+        sample,
+        ..
+    } = factor
+    else {
+        return Ok(());
+    };
+    let Some(kind) = sample.take() else {
+        return Ok(());
+    };
+    let (TableSampleKind::BeforeTableAlias(spec) | TableSampleKind::AfterTableAlias(spec)) = kind;
+    let rand = match &spec.seed {
+        Some(seed) => format!("rand({})", seed.value),
+        None => "rand()".to_string(),
+    };
+    let filter = match (&spec.quantity, &spec.bucket) {
+        (Some(q), None) if q.unit == Some(TableSampleUnit::Rows) => {
+            format!("LIMIT {}", q.value)
+        }
+        (Some(q), None) => format!("WHERE {rand} < ({}) / 100.0", q.value),
+        (None, Some(b)) => format!("WHERE floor({rand} * {}) = {} - 1", b.total, b.bucket),
+        _ => {
+            return Err(VitrineError::Plan(format!(
+                "TABLESAMPLE takes (p PERCENT), (n ROWS) or (BUCKET x OUT OF y), got '{spec}'"
+            )))
+        }
+    };
+    let alias = alias.take().unwrap_or_else(|| TableAlias {
+        explicit: true,
+        name: name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .cloned()
+            .unwrap_or_else(|| Ident::new("sampled")),
+        columns: Vec::new(),
+    });
+    let inner = factor.clone();
+    let mut subquery = Parser::new(&DatabricksDialect {})
+        .try_with_sql(&format!("SELECT * FROM __vitrine_sampled {filter}"))?
+        .parse_query()?;
+    if let SetExpr::Select(select) = subquery.body.as_mut() {
+        select.from[0].relation = inner;
+    }
+    *factor = TableFactor::Derived {
+        lateral: false,
+        subquery,
+        alias: Some(alias),
+        sample: None,
+    };
+    Ok(())
 }
 
 impl SparkRewriter {
@@ -521,6 +589,22 @@ mod tests {
         let (sql, _) =
             rewritten("SELECT * FROM t DISTRIBUTE BY article_type SORT BY RAND() LIMIT 5");
         assert_eq!(sql, "SELECT * FROM t ORDER BY random() LIMIT 5");
+    }
+
+    #[test]
+    fn tablesample_keeps_a_share_a_bucket_or_the_first_rows() {
+        let (sql, _) = rewritten("SELECT * FROM t TABLESAMPLE (10 PERCENT) REPEATABLE (3)");
+        assert_eq!(
+            sql,
+            "SELECT * FROM (SELECT * FROM t WHERE random(3) < (10) / 100.0) AS t"
+        );
+        let (sql, _) = rewritten("SELECT p.id FROM s.t AS p TABLESAMPLE (BUCKET 2 OUT OF 4)");
+        assert_eq!(
+            sql,
+            "SELECT p.id FROM (SELECT * FROM s.t WHERE FLOOR(random() * 4) = 2 - 1) AS p"
+        );
+        let (sql, _) = rewritten("SELECT * FROM t TABLESAMPLE (5 ROWS)");
+        assert_eq!(sql, "SELECT * FROM (SELECT * FROM t LIMIT 5) AS t");
     }
 
     #[test]

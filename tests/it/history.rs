@@ -497,5 +497,47 @@ async fn a_statement_that_cannot_be_recorded_still_runs_and_says_so() {
         "{:?}",
         result.warnings
     );
-    assert_eq!(wh.value("SELECT COUNT(*) FROM main.default.kept").await, "1");
+    assert_eq!(
+        wh.value("SELECT COUNT(*) FROM main.default.kept").await,
+        "1"
+    );
+}
+
+#[tokio::test]
+async fn rand_and_tablesample_draw_from_the_statements_seed() {
+    let wh = TestWarehouse::new().await;
+    wh.sql("CREATE TABLE main.default.n AS SELECT value AS id FROM range(2000)")
+        .await;
+    // One partition: the rows reach rand() in the same batches every time.
+    wh.sql("SET datafusion.execution.target_partitions = 1")
+        .await;
+    let sample = "SELECT id FROM main.default.n TABLESAMPLE (10 PERCENT) ORDER BY id";
+    wh.sql("SET vitrine.seed = 11").await;
+    let first = wh.rows(sample).await;
+    assert!((120..280).contains(&first.len()), "{} of 2000", first.len());
+    assert_eq!(
+        wh.rows(sample).await,
+        first,
+        "the same seed, the same sample"
+    );
+    let shuffled = "SELECT id FROM main.default.n ORDER BY rand() LIMIT 5";
+    let order = wh.rows(shuffled).await;
+    assert_eq!(wh.rows(shuffled).await, order);
+    wh.sql("SET vitrine.seed = 12").await;
+    assert_ne!(wh.rows(sample).await, first, "another seed, another sample");
+    assert_ne!(wh.rows(shuffled).await, order);
+    // Without vitrine.seed, each statement draws one and records it; REPEATABLE fixes it.
+    wh.sql("RESET vitrine.seed").await;
+    let repeatable =
+        "SELECT COUNT(*) FROM main.default.n TABLESAMPLE (BUCKET 1 OUT OF 4) REPEATABLE (5)";
+    let count = wh.value(repeatable).await;
+    assert_eq!(wh.value(repeatable).await, count);
+    let seeds = wh
+        .rows("SELECT DISTINCT seed FROM system.query.history WHERE statement_text LIKE '%BUCKET 1 OUT OF 4%'")
+        .await;
+    assert_eq!(
+        seeds.len(),
+        2,
+        "each statement drew its own seed: {seeds:?}"
+    );
 }
