@@ -192,8 +192,8 @@ impl Service {
     }
 
     /// The background duties: commits every `events.commit_interval_ms`, syncs the CONTINUOUS
-    /// indexes every `sync_interval_s`, until the process ends.
-    async fn duties(self: Arc<Self>) {
+    /// indexes every `sync_interval_s`, until `stop` is notified.
+    async fn duties(self: Arc<Self>, stop: Arc<tokio::sync::Notify>) {
         let started = tokio::time::Instant::now();
         let (mut last_commit, mut last_sync) = (started, started);
         loop {
@@ -201,7 +201,10 @@ impl Service {
             let commit_every = Duration::from_millis(config.events.commit_interval_ms);
             let sync_every = Duration::from_secs_f64(config.sync_interval_s);
             let next = (last_commit + commit_every).min(last_sync + sync_every);
-            tokio::time::sleep_until(next).await;
+            tokio::select! {
+                () = tokio::time::sleep_until(next) => {}
+                () = stop.notified() => return,
+            }
             let now = tokio::time::Instant::now();
             if now >= last_commit + commit_every {
                 last_commit = now;
@@ -238,7 +241,8 @@ pub async fn run(
         .map_err(|e| VitrineError::Plan(format!("cannot listen on {addr}: {e}")))?;
     let bound = listener.local_addr()?;
     eprintln!("listening on http://{bound}");
-    tokio::spawn(Arc::clone(&service).duties());
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let duties = spawn_duties(Arc::clone(&service), Arc::clone(&stop))?;
     tokio::spawn(reload_on_hangup(Arc::clone(&service)));
     let header_timeout = service.config().limits.request_timeout_s;
     serve_connections(
@@ -247,9 +251,35 @@ pub async fn run(
         Duration::from_secs_f64(header_timeout),
     )
     .await;
+    stop.notify_one();
+    // The duties finish what they were doing (a commit, a sync) before the last commit.
+    let _ = tokio::task::spawn_blocking(move || duties.join()).await;
     let committed = service.commit().await?;
     eprintln!("stopped; {committed} searches committed at the end");
     Ok(())
+}
+
+/// Stack size of the duties' threads, which plan statements (the CLI's planner stack).
+const DUTIES_STACK: usize = 32 << 20;
+
+/// Runs the background duties on a runtime and thread of their own, so that the CPU work of a
+/// commit or a sync is shared out by the operating system instead of holding the threads that
+/// answer requests (measured on 2 cores: p99 of vector searches 194 ms with a commit every
+/// second on the requests' runtime, 7.2 ms with no commit at all).
+fn spawn_duties(
+    service: Arc<Service>,
+    stop: Arc<tokio::sync::Notify>,
+) -> Result<std::thread::JoinHandle<()>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("vitrine-duties")
+        .thread_stack_size(DUTIES_STACK)
+        .enable_all()
+        .build()?;
+    Ok(std::thread::Builder::new()
+        .name("vitrine-duties".into())
+        .stack_size(DUTIES_STACK)
+        .spawn(move || runtime.block_on(service.duties(stop)))?)
 }
 
 /// Answers HTTP/1.1 connections from `listener` with `router` until Ctrl-C or SIGTERM, then waits
