@@ -9,8 +9,7 @@ use deltalake::protocol::SaveMode;
 use deltalake::DeltaTable;
 use url::Url;
 
-use super::storage::OpenedTable;
-use super::version::{CommitInfo, HistoryEntry, Mode, OptimizeMetrics};
+use super::version::{CommitInfo, HistoryEntry, Mode, OpenedTable, OptimizeMetrics};
 use crate::error::{Result, ResultExt, VitrineError};
 
 /// Registers deltalake's S3, GCS and Azure storage handlers, once per process, so that Delta

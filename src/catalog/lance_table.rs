@@ -23,8 +23,7 @@ use lance::session::Session;
 use lance::Dataset;
 use lance_file::version::LanceFileVersion;
 
-use super::storage::OpenedTable;
-use super::version::{CommitInfo, HistoryEntry, Mode, OptimizeMetrics, Upserted};
+use super::version::{CommitInfo, HistoryEntry, Mode, OpenedTable, OptimizeMetrics, Upserted};
 use super::zorder::ZOrderKey;
 use crate::error::{Result, ResultExt};
 

@@ -8,14 +8,13 @@
 //! to store it; a distributed scan adds its own per-format code here.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::catalog::{Session, TableProvider};
+use datafusion::catalog::Session;
 use datafusion::execution::SendableRecordBatchStream;
 use futures::TryStreamExt;
 
-use super::version::{CommitInfo, HistoryEntry, Mode, OptimizeMetrics, Upserted};
+use super::version::{CommitInfo, HistoryEntry, Mode, OpenedTable, OptimizeMetrics, Upserted};
 use super::{delta_table, files, lance_table, QualifiedName, TableEntry, TableFormat};
 use crate::error::{Result, VitrineError};
 
@@ -82,16 +81,6 @@ pub trait TableStorage: Send + Sync {
     /// Compacts the table's files as a new version; with `zorder_by`, rewrites the rows
     /// clustered along a Z-order curve of those columns.
     async fn optimize(&self, location: &str, zorder_by: &[String]) -> Result<OptimizeMetrics>;
-}
-
-/// A table opened for reading: DataFusion's view of it and the version it reads (`None` for
-/// files, which have no versions).
-#[derive(Clone)]
-pub struct OpenedTable {
-    /// The table as DataFusion reads it.
-    pub provider: Arc<dyn TableProvider>,
-    /// The version read.
-    pub version: Option<u64>,
 }
 
 /// The storage of tables of `format`; a view has none.

@@ -1,11 +1,24 @@
-//! What every table format shares about versions: how a write relates to the data there
-//! ([`Mode`]), what a commit records about the statement that made it ([`CommitInfo`]), one
-//! committed version as `DESCRIBE HISTORY` shows it ([`HistoryEntry`]), what `OPTIMIZE` did
-//! ([`OptimizeMetrics`]), and what an upsert in place did ([`Upserted`]).
+//! What every table format shares about versions: a table opened at a version
+//! ([`OpenedTable`]), how a write relates to the data there ([`Mode`]), what a commit records
+//! about the statement that made it ([`CommitInfo`]), one committed version as `DESCRIBE
+//! HISTORY` shows it ([`HistoryEntry`]), what `OPTIMIZE` did ([`OptimizeMetrics`]), and what an
+//! upsert in place did ([`Upserted`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use datafusion::catalog::TableProvider;
+
+/// A table opened for reading: DataFusion's view of it and the version it reads (`None` for
+/// files, which have no versions).
+#[derive(Clone)]
+pub struct OpenedTable {
+    /// The table as DataFusion reads it.
+    pub provider: Arc<dyn TableProvider>,
+    /// The version read.
+    pub version: Option<u64>,
+}
 
 /// How a write relates to the data already there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
