@@ -133,16 +133,16 @@ impl WarehouseCatalogList {
     /// What the statement has read since the last call, each thing once, in the order first
     /// read.
     pub fn take_reads(&self) -> Vec<TableRead> {
-        let reads = std::mem::take(&mut *self.shared.reads.lock().expect("reads lock"));
-        let mut seen = std::collections::HashSet::new();
-        reads
-            .into_iter()
-            .filter(|r| seen.insert(r.clone()))
-            .collect()
+        std::mem::take(&mut *self.shared.reads.lock().expect("reads lock"))
     }
 
+    /// Notes a read, once: outside statements (a service's searches) nothing takes the reads,
+    /// so they must not pile up.
     fn record_read(&self, read: TableRead) {
-        self.shared.reads.lock().expect("reads lock").push(read);
+        let mut reads = self.shared.reads.lock().expect("reads lock");
+        if !reads.contains(&read) {
+            reads.push(read);
+        }
     }
 
     /// Opens a table the statement reads, at its pinned version, `version`, or its latest, and
