@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use super::record::{LineageRecord, QueryRecord};
 use crate::catalog::{QualifiedName, Warehouse};
-use crate::error::{Result, ResultExt, VitrineError};
+use crate::error::{Result, ResultExt};
 
 /// The folder of the system tables under the warehouse root.
 const SYSTEM_DIR: &str = "_system";
@@ -99,19 +99,6 @@ impl HistoryStore {
         let mut rows: Vec<LineageRecord> = self.read(LINEAGE_DIR).await?;
         rows.sort_by(|a, b| (a.event_time, &a.record_id).cmp(&(b.event_time, &b.record_id)));
         Ok(rows)
-    }
-
-    /// The statement with this id.
-    pub async fn query(&self, statement_id: &str) -> Result<QueryRecord> {
-        self.queries()
-            .await?
-            .into_iter()
-            .find(|q| q.statement_id == statement_id)
-            .ok_or_else(|| {
-                VitrineError::NotFound(format!(
-                    "statement {statement_id} is not in system.query.history"
-                ))
-            })
     }
 
     /// The rows of every file under one table's folder.

@@ -13,7 +13,7 @@
 pub mod compare;
 pub mod rename;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::catalog::QualifiedName;
@@ -91,21 +91,30 @@ pub async fn reproduce(
         overrides,
     } = request;
     let (version, chain) = (*version, *chain);
-    let lineage = engine.history().lineage().await?;
+    let records = Records {
+        lineage: engine.history().lineage().await?,
+        queries: engine.history().queries().await?,
+    };
     let version = match version {
         Some(v) => v,
         None => latest_version(engine, table).await?,
     };
     let mut order = Vec::new();
     if chain {
-        ancestors(&lineage, table, version, &mut BTreeSet::new(), &mut order);
+        ancestors(
+            &records.lineage,
+            table,
+            version,
+            &mut BTreeSet::new(),
+            &mut order,
+        );
     } else {
         order.push((table.clone(), version));
     }
     let mut steps = Vec::new();
     for (table, version) in order {
         progress(&format!("re-deriving {table} version {version}"));
-        steps.push(rederive(engine, &lineage, &table, version, overrides).await?);
+        steps.push(rederive(engine, &records, &table, version, overrides).await?);
     }
     Ok(steps)
 }
@@ -166,6 +175,12 @@ fn ancestors(
     }
 }
 
+/// The history, read once for a whole run.
+struct Records {
+    lineage: Vec<LineageRecord>,
+    queries: Vec<QueryRecord>,
+}
+
 /// Whether the row is of an `OPTIMIZE`, which rewrites files and keeps the rows.
 fn is_optimize(row: &LineageRecord) -> bool {
     row.operation.starts_with("OPTIMIZE")
@@ -174,22 +189,31 @@ fn is_optimize(row: &LineageRecord) -> bool {
 /// Re-derives one version.
 async fn rederive(
     engine: &Arc<Engine>,
-    lineage: &[LineageRecord],
+    records: &Records,
     table: &QualifiedName,
     version: u64,
     overrides: &[(String, String)],
 ) -> Result<Step> {
-    let rows = writer_of(lineage, table, version);
+    let rows = writer_of(&records.lineage, table, version);
     let Some(first) = rows.first() else {
         return Err(VitrineError::NotFound(format!(
             "no lineage is recorded for {table} version {version}: it was written before \
              Vitrine kept history, or by another tool"
         )));
     };
-    let query = engine.history().query(&first.statement_id).await?;
+    let query = records
+        .queries
+        .iter()
+        .find(|q| q.statement_id == first.statement_id)
+        .ok_or_else(|| {
+            VitrineError::NotFound(format!(
+                "statement {} is not in system.query.history",
+                first.statement_id
+            ))
+        })?;
     if is_optimize(first) && version > 0 {
         return Box::pin(rederive_optimized(
-            engine, lineage, table, version, overrides, &query,
+            engine, records, table, version, overrides, query,
         ))
         .await;
     }
@@ -201,7 +225,7 @@ async fn rederive(
     }
     let session = engine.session()?;
     session.set_client_application("vitrine reproduce");
-    prepare(&session, &query, &rows, table).await?;
+    prepare(&session, query, &rows, table).await?;
     for (key, value) in overrides {
         session
             .execute(&format!("SET {key} = '{}'", value.replace('\'', "''")))
@@ -215,14 +239,14 @@ async fn rederive(
         ),
         table: table.table.clone(),
     };
-    let outcome = run_in_scratch(&session, &query, &rows, table, version, &scratch).await;
+    let outcome = run_in_scratch(&session, query, &rows, table, version, &scratch).await;
     let dropped = session
         .execute(&format!(
             "DROP SCHEMA IF EXISTS {}.{} CASCADE",
             scratch.catalog, scratch.schema
         ))
         .await;
-    let (expected, comparison, models_now) = outcome?;
+    let (expected, comparison, properties) = outcome?;
     dropped.map_err(|e| e.context(format!("dropping the scratch schema of {table}")))?;
     Ok(Step {
         table: table.clone(),
@@ -234,7 +258,7 @@ async fn rederive(
             .map(|f| format!("{f}:{}", query.script_line.unwrap_or(0))),
         rows: expected,
         comparison,
-        model_changes: model_changes(&first.models, &models_now),
+        model_changes: model_changes(&first.models, &properties),
         note: None,
     })
 }
@@ -243,13 +267,13 @@ async fn rederive(
 /// re-derived, and the two are compared.
 async fn rederive_optimized(
     engine: &Arc<Engine>,
-    lineage: &[LineageRecord],
+    records: &Records,
     table: &QualifiedName,
     version: u64,
     overrides: &[(String, String)],
     optimize: &QueryRecord,
 ) -> Result<Step> {
-    let mut step = rederive(engine, lineage, table, version - 1, overrides).await?;
+    let mut step = rederive(engine, records, table, version - 1, overrides).await?;
     let session = engine.session()?;
     session.refresh().await?;
     let at = |v: u64| format!("SELECT * FROM {table} VERSION AS OF {v}");
@@ -357,7 +381,8 @@ fn view_query(definition: &str) -> Result<String> {
 }
 
 /// Runs the statement into the scratch table and compares the outcome with the recorded version;
-/// returns the recorded rows, the comparison and the models the re-run used.
+/// returns the recorded rows, the comparison and the scratch table's properties (which name the
+/// models the re-run used).
 async fn run_in_scratch(
     session: &EngineSession,
     query: &QueryRecord,
@@ -365,7 +390,7 @@ async fn run_in_scratch(
     table: &QualifiedName,
     version: u64,
     scratch: &QualifiedName,
-) -> Result<(u64, Comparison, Vec<ModelRecord>)> {
+) -> Result<(u64, Comparison, BTreeMap<String, String>)> {
     session
         .execute(&format!(
             "CREATE SCHEMA {}.{}",
@@ -396,7 +421,6 @@ async fn run_in_scratch(
         .execute(&sql)
         .await
         .map_err(|e| e.context(format!("re-running statement {}", query.statement_id)))?;
-    let rerun = session.statement().id;
     session.refresh().await?;
     let expected_sql = format!("SELECT * FROM {table} VERSION AS OF {version}");
     let got_sql = format!("SELECT * FROM {scratch}");
@@ -409,29 +433,31 @@ async fn run_in_scratch(
         session.plan_sql(&got_sql).await?,
     )
     .await?;
-    let models = session
-        .engine()
-        .history()
-        .lineage()
-        .await?
-        .into_iter()
-        .find(|r| r.statement_id == rerun)
-        .map(|r| r.models)
+    let properties = session
+        .catalogs()
+        .snapshot()
+        .table(scratch)
+        .map(|entry| entry.properties.clone())
         .unwrap_or_default();
-    Ok((expected.rows, comparison, models))
+    Ok((expected.rows, comparison, properties))
 }
 
-/// `kind: recorded -> now` for each model whose id or revision changed.
-fn model_changes(recorded: &[ModelRecord], now: &[ModelRecord]) -> Vec<String> {
+/// `kind: recorded -> now` for each model whose id or revision changed, the re-run's models read
+/// from the properties a write records (`vitrine.model.<kind>`, `….revision`).
+fn model_changes(recorded: &[ModelRecord], properties: &BTreeMap<String, String>) -> Vec<String> {
     let mut changes = Vec::new();
     for model in recorded {
-        match now.iter().find(|m| m.kind == model.kind) {
-            Some(m) if m.id == model.id && m.revision == model.revision => {}
-            Some(m) => changes.push(format!(
-                "{}: {}@{} -> {}@{}",
-                model.kind, model.id, model.revision, m.id, m.revision
+        let key = format!("vitrine.model.{}", model.kind);
+        match (
+            properties.get(&key),
+            properties.get(&format!("{key}.revision")),
+        ) {
+            (Some(id), Some(revision)) if *id == model.id && *revision == model.revision => {}
+            (Some(id), Some(revision)) => changes.push(format!(
+                "{}: {}@{} -> {id}@{revision}",
+                model.kind, model.id, model.revision
             )),
-            None => changes.push(format!("{}: {} was not run again", model.kind, model.id)),
+            _ => changes.push(format!("{}: {} was not run again", model.kind, model.id)),
         }
     }
     changes
