@@ -19,10 +19,15 @@ use lance::dataset::{
     CommitBuilder, InsertBuilder, MergeInsertBuilder, WhenMatched, WhenNotMatched, WriteMode,
     WriteParams,
 };
+use lance::index::DatasetIndexExt;
 use lance::session::Session;
 use lance::Dataset;
 use lance_file::version::LanceFileVersion;
+use lance_index::optimize::OptimizeOptions;
+use lance_index::scalar::{BuiltinIndexType, ScalarIndexParams};
+use lance_index::IndexType;
 
+use super::scalar_index::{ScalarIndex, ScalarIndexKind};
 use super::version::{CommitInfo, HistoryEntry, Mode, OpenedTable, OptimizeMetrics, Upserted};
 use super::zorder::ZOrderKey;
 use crate::error::{Result, ResultExt};
@@ -190,6 +195,8 @@ fn operation_name(operation: &str) -> String {
     match operation {
         // Lance's compaction: Databricks calls it OPTIMIZE.
         "Rewrite" => "OPTIMIZE".to_string(),
+        // Building, updating or dropping an index.
+        "CreateIndex" => "INDEX".to_string(),
         other => other.to_uppercase(),
     }
 }
@@ -204,13 +211,25 @@ pub async fn restore(location: &str, version: u64) -> Result<u64> {
     Ok(dataset.version().version)
 }
 
-/// Compacts small fragments into larger ones (and materialises deletions), as one new version.
+/// Compacts small fragments into larger ones (and materialises deletions), as one new version,
+/// then brings the scalar indexes up to date with rows written since they were built (another
+/// version, when any row was missing).
 pub async fn compact(location: &str) -> Result<OptimizeMetrics> {
     let mut dataset = open(location, None).await?;
     let fragments_before = dataset.count_fragments() as u64;
     let metrics = compact_files(&mut dataset, CompactionOptions::default(), None)
         .await
         .context(|| format!("compacting '{location}'"))?;
+    if indexes(&dataset)
+        .await?
+        .iter()
+        .any(|i| i.unindexed_rows > 0)
+    {
+        dataset
+            .optimize_indices(&OptimizeOptions::merge(1))
+            .await
+            .context(|| format!("bringing the indexes of '{location}' up to date"))?;
+    }
     Ok(OptimizeMetrics {
         files_added: metrics.files_added as u64,
         files_removed: metrics.files_removed as u64,
@@ -221,11 +240,13 @@ pub async fn compact(location: &str) -> Result<OptimizeMetrics> {
 
 /// Rewrites the dataset's rows ordered along a Z-order curve of `columns` (the dense rank of each
 /// column, bits interleaved by `zorder_key`) as one new version, so that rows close in every
-/// column share fragments.
+/// column share fragments; then builds its scalar indexes again over the rewritten rows (one
+/// version each).
 pub async fn zorder(location: &str, columns: &[String]) -> Result<OptimizeMetrics> {
     let before = open(location, None).await?;
     let fragments_before = before.count_fragments() as u64;
     let files_before = data_files(&before);
+    let kept = indexes(&before).await?;
     let context = SessionContext::new();
     let table = context.read_table(Arc::new(LanceTableProvider::new(
         Arc::new(before),
@@ -265,6 +286,15 @@ pub async fn zorder(location: &str, columns: &[String]) -> Result<OptimizeMetric
     )
     .await
     .context(|| format!("clustering '{location}' by {}", columns.join(", ")))?;
+    for index in kept {
+        if let Ok(kind) = index.kind.parse() {
+            let commit = CommitInfo::operation("CREATE INDEX")
+                .with_parameter("name", index.name.clone())
+                .with_parameter("column", index.column.clone())
+                .with_parameter("kind", index.kind.clone());
+            create_index(location, &index.name, &index.column, kind, &commit).await?;
+        }
+    }
     let after = open(location, None).await?;
     Ok(OptimizeMetrics {
         files_added: data_files(&after),
@@ -280,4 +310,80 @@ fn data_files(dataset: &Dataset) -> u64 {
         .iter()
         .map(|f| f.metadata().files.len() as u64)
         .sum()
+}
+
+/// Builds the scalar index `name` of `kind` on `column`, as one new version recording `commit`;
+/// returns the version.
+pub async fn create_index(
+    location: &str,
+    name: &str,
+    column: &str,
+    kind: ScalarIndexKind,
+    commit: &CommitInfo,
+) -> Result<u64> {
+    let mut dataset = open(location, None).await?;
+    let (index_type, params) = match kind {
+        ScalarIndexKind::BTree => (IndexType::BTree, BuiltinIndexType::BTree),
+        ScalarIndexKind::Bitmap => (IndexType::Bitmap, BuiltinIndexType::Bitmap),
+    };
+    let params = ScalarIndexParams::for_builtin(params);
+    dataset
+        .create_index_builder(&[column], index_type, &params)
+        .name(name.to_string())
+        .transaction_properties(commit.properties().into_iter().collect())
+        .await
+        .context(|| format!("building index '{name}' on column '{column}' of '{location}'"))?;
+    Ok(dataset.version().version)
+}
+
+/// Drops the scalar index `name` as one new version; `None` when there is no such index.
+pub async fn drop_index(location: &str, name: &str) -> Result<Option<u64>> {
+    let mut dataset = open(location, None).await?;
+    if dataset.load_indices_by_name(name).await?.is_empty() {
+        return Ok(None);
+    }
+    dataset
+        .drop_index(name)
+        .await
+        .context(|| format!("dropping index '{name}' of '{location}'"))?;
+    Ok(Some(dataset.version().version))
+}
+
+/// The scalar indexes of `dataset`'s version, by name, with how many rows each covers.
+pub async fn indexes(dataset: &Dataset) -> Result<Vec<ScalarIndex>> {
+    let fragments = dataset.get_fragments();
+    let rows_of = |ids: &dyn Fn(u64) -> bool| -> u64 {
+        fragments
+            .iter()
+            .filter(|f| ids(f.id() as u64))
+            .map(|f| f.metadata().num_rows().unwrap_or(0) as u64)
+            .sum()
+    };
+    let mut found = Vec::new();
+    for description in dataset.describe_indices(None).await? {
+        let segments = description.metadata();
+        let Some(field) = segments
+            .first()
+            .and_then(|s| s.fields.first())
+            .and_then(|id| dataset.schema().field_by_id(*id))
+        else {
+            continue;
+        };
+        let covered = |id: u64| {
+            segments.iter().any(|s| {
+                s.fragment_bitmap
+                    .as_ref()
+                    .is_some_and(|b| b.contains(id as u32))
+            })
+        };
+        found.push(ScalarIndex {
+            name: description.name().to_string(),
+            column: field.name.clone(),
+            kind: description.index_type().to_string(),
+            indexed_rows: rows_of(&covered),
+            unindexed_rows: rows_of(&|id| !covered(id)),
+        });
+    }
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(found)
 }

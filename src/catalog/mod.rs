@@ -12,6 +12,7 @@ pub mod entry;
 pub mod files;
 pub mod lance_table;
 pub mod provider;
+pub mod scalar_index;
 pub mod storage;
 pub mod version;
 pub mod warehouse;

@@ -14,6 +14,7 @@ use datafusion::catalog::Session;
 use datafusion::execution::SendableRecordBatchStream;
 use futures::TryStreamExt;
 
+use super::scalar_index::{ScalarIndex, ScalarIndexKind};
 use super::version::{CommitInfo, HistoryEntry, Mode, OpenedTable, OptimizeMetrics, Upserted};
 use super::{delta_table, files, lance_table, QualifiedName, TableEntry, TableFormat};
 use crate::error::{Result, VitrineError};
@@ -79,8 +80,45 @@ pub trait TableStorage: Send + Sync {
     async fn restore(&self, location: &str, version: u64) -> Result<u64>;
 
     /// Compacts the table's files as a new version; with `zorder_by`, rewrites the rows
-    /// clustered along a Z-order curve of those columns.
+    /// clustered along a Z-order curve of those columns. Scalar indexes are kept, brought up to
+    /// date with every row.
     async fn optimize(&self, location: &str, zorder_by: &[String]) -> Result<OptimizeMetrics>;
+
+    /// Builds a scalar index `name` of `kind` on `column` as a new version recording `commit`;
+    /// returns the version. Fails when the table has an index of that name.
+    async fn create_index(
+        &self,
+        location: &str,
+        name: &str,
+        column: &str,
+        kind: ScalarIndexKind,
+        commit: &CommitInfo,
+    ) -> Result<u64> {
+        let _ = (location, name, column, kind, commit);
+        Err(no_indexes())
+    }
+
+    /// Drops the scalar index `name` as a new version; returns the version, or `None` when the
+    /// table has no such index.
+    async fn drop_index(&self, location: &str, name: &str) -> Result<Option<u64>> {
+        let _ = (location, name);
+        Err(no_indexes())
+    }
+
+    /// The table's scalar indexes at its latest version, by name.
+    async fn indexes(&self, location: &str) -> Result<Vec<ScalarIndex>> {
+        let _ = location;
+        Ok(Vec::new())
+    }
+}
+
+/// The error of a format that keeps no scalar indexes.
+fn no_indexes() -> VitrineError {
+    VitrineError::Plan(
+        "only Lance tables keep scalar indexes (Delta and file tables are clustered with \
+         OPTIMIZE … ZORDER BY instead)"
+            .into(),
+    )
 }
 
 /// The storage of tables of `format`; a view has none.
@@ -185,6 +223,25 @@ impl TableStorage for LanceStorage {
 
     async fn restore(&self, location: &str, version: u64) -> Result<u64> {
         lance_table::restore(location, version).await
+    }
+
+    async fn create_index(
+        &self,
+        location: &str,
+        name: &str,
+        column: &str,
+        kind: ScalarIndexKind,
+        commit: &CommitInfo,
+    ) -> Result<u64> {
+        lance_table::create_index(location, name, column, kind, commit).await
+    }
+
+    async fn drop_index(&self, location: &str, name: &str) -> Result<Option<u64>> {
+        lance_table::drop_index(location, name).await
+    }
+
+    async fn indexes(&self, location: &str) -> Result<Vec<ScalarIndex>> {
+        lance_table::indexes(&lance_table::open(location, None).await?).await
     }
 
     async fn optimize(&self, location: &str, zorder_by: &[String]) -> Result<OptimizeMetrics> {

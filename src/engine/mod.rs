@@ -10,8 +10,8 @@
 //! [`EngineSession::execute`] parses a statement ([`crate::sql::parser`]), applies the Spark
 //! rewrites ([`crate::sql::rewrite`]) and routes it: queries to DataFusion, catalog statements to
 //! `catalog_ops`, views to `views`, writes to `write` (which commits each statement as one
-//! new table version), vector indexes to [`crate::vector`]. Those handlers see the session
-//! through the [`crate::session::Session`] trait only.
+//! new table version), scalar indexes to `table_indexes`, vector indexes to [`crate::vector`].
+//! Those handlers see the session through the [`crate::session::Session`] trait only.
 
 mod catalog_ops;
 mod conform;
@@ -19,6 +19,7 @@ mod model_batches;
 mod recorder;
 mod script;
 mod session;
+mod table_indexes;
 mod views;
 mod write;
 

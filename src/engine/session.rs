@@ -18,7 +18,9 @@ use datafusion::sql::sqlparser::dialect::DatabricksDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use vitrine_udfs::FunctionContext;
 
-use super::{catalog_ops, conform, model_batches, views, write, Engine, ModelProgress};
+use super::{
+    catalog_ops, conform, model_batches, table_indexes, views, write, Engine, ModelProgress,
+};
 use crate::catalog::{
     storage, QualifiedName, TableEntry, TableFormat, Warehouse, WarehouseCatalogList,
 };
@@ -397,6 +399,15 @@ impl EngineSession {
             VitrineStatement::ShowIndexes { schema } => {
                 vector::statements::show(self, schema).await
             }
+            VitrineStatement::CreateScalarIndex(create) => {
+                table_indexes::create(self, *create).await
+            }
+            VitrineStatement::DropScalarIndex {
+                name,
+                table,
+                if_exists,
+            } => table_indexes::drop(self, &name, &table, if_exists).await,
+            VitrineStatement::ShowTableIndexes { table } => table_indexes::show(self, &table).await,
             VitrineStatement::DescribeIndex { name } => {
                 vector::statements::describe(self, &name).await
             }

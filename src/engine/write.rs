@@ -298,7 +298,7 @@ pub(super) async fn create_table(
 }
 
 /// The table's entry, checked to be writable, and its current schema.
-async fn writable_table(
+pub(super) async fn writable_table(
     session: &dyn Session,
     table: &TableName,
 ) -> Result<(QualifiedName, TableEntry, Arc<Schema>)> {

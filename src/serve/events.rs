@@ -153,6 +153,9 @@ pub const EVENTS_TABLE_COLUMNS: &str = "event_id STRING, timestamp TIMESTAMP, us
      query STRING, variant STRING, results_shown ARRAY<INT>, clicked_product_ids ARRAY<INT>, \
      added_to_cart ARRAY<INT>, purchased ARRAY<INT>, time_to_first_click FLOAT";
 
+/// The name of the events table's B-tree index on `event_id`, the key commits upsert on.
+pub const EVENTS_KEY_INDEX: &str = "search_events_event_id";
+
 fn segment_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("events-{number:010}.wal"))
 }

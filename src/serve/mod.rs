@@ -30,7 +30,7 @@ use hyper_util::service::TowerToHyperService;
 
 use config::ServeConfig;
 use embedder::QueryEmbedder;
-use events::{EventLog, EVENTS_TABLE_COLUMNS};
+use events::{EventLog, EVENTS_KEY_INDEX, EVENTS_TABLE_COLUMNS};
 use metrics::Metrics;
 use products::Products;
 
@@ -86,6 +86,16 @@ impl Service {
                 "CREATE TABLE IF NOT EXISTS {table} ({EVENTS_TABLE_COLUMNS})"
             ))
             .await?;
+        // Each commit upserts on event_id: with the key indexed, Lance joins the new rows
+        // through the index instead of reading the whole table's keys.
+        if let Err(e) = committer
+            .execute(&format!(
+                "CREATE INDEX IF NOT EXISTS {EVENTS_KEY_INDEX} ON {table} (event_id) USING BTREE"
+            ))
+            .await
+        {
+            eprintln!("{table} has no index on event_id, so each commit reads every key: {e}");
+        }
         let log_dir = match (&config.events.log_dir, engine.warehouse().local_root()) {
             (Some(dir), _) => dir.clone(),
             (None, Some(root)) => root.join("_serve").join("events"),

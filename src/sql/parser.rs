@@ -14,6 +14,7 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Word};
 
+use crate::catalog::scalar_index::ScalarIndexKind;
 use crate::catalog::{TableFormat, TableName};
 use crate::config::TIME_ZONE_KEY;
 use crate::error::{Result, VitrineError};
@@ -121,6 +122,23 @@ pub enum VitrineStatement {
     DescribeIndex {
         /// The index.
         name: TableName,
+    },
+    /// `CREATE INDEX [IF NOT EXISTS] name ON table (column) [USING BTREE|BITMAP]`: a scalar
+    /// index of a Lance table.
+    CreateScalarIndex(Box<CreateScalarIndex>),
+    /// `DROP INDEX [IF EXISTS] name ON table`: a scalar index.
+    DropScalarIndex {
+        /// The index, unique within its table.
+        name: String,
+        /// The table.
+        table: TableName,
+        /// `IF EXISTS`: do nothing when it does not exist.
+        if_exists: bool,
+    },
+    /// `SHOW INDEXES ON|FOR table`: a table's scalar indexes.
+    ShowTableIndexes {
+        /// The table.
+        table: TableName,
     },
     /// `DROP [VECTOR] INDEX [IF EXISTS] name`: a vector index.
     DropIndex {
@@ -302,6 +320,21 @@ pub struct CreateVectorIndex {
     pub options: BTreeMap<String, String>,
 }
 
+/// `CREATE INDEX`: a scalar index on one column of a table.
+#[derive(Debug, Clone)]
+pub struct CreateScalarIndex {
+    /// The index, unique within its table.
+    pub name: String,
+    /// `IF NOT EXISTS`: do nothing when the table has an index of that name.
+    pub if_not_exists: bool,
+    /// The table.
+    pub table: TableName,
+    /// The indexed column.
+    pub column: String,
+    /// `USING …`; BTREE when not given.
+    pub kind: ScalarIndexKind,
+}
+
 /// `CREATE MODEL`, BigQuery ML's form: a model object trained on a query's rows.
 #[derive(Debug, Clone)]
 pub struct CreateModel {
@@ -465,6 +498,15 @@ impl StatementParser<'_> {
                 self.p.next_token();
                 let if_exists = self.eat_words(&["IF", "EXISTS"]);
                 let name = self.table_name()?;
+                if kind == "INDEX" && self.eat_words(&["ON"]) {
+                    let name = self.scalar_index_name(name)?;
+                    let table = self.table_name()?;
+                    return Ok(VitrineStatement::DropScalarIndex {
+                        name,
+                        table,
+                        if_exists,
+                    });
+                }
                 Ok(match kind.as_str() {
                     "TABLE" => VitrineStatement::DropTable {
                         table: name,
@@ -633,6 +675,9 @@ impl StatementParser<'_> {
         if self.peek_word(vector_at).as_deref() == Some("MODEL") {
             return self.parse_create_model();
         }
+        if self.peek_word(1).as_deref() == Some("INDEX") {
+            return self.parse_create_scalar_index();
+        }
         let is_table = (self.peek_word(1).as_deref() == Some("TABLE"))
             || (self.peek_word(1).as_deref() == Some("OR")
                 && self.peek_word(2).as_deref() == Some("REPLACE")
@@ -789,6 +834,49 @@ impl StatementParser<'_> {
         )))
     }
 
+    fn parse_create_scalar_index(&mut self) -> Result<VitrineStatement> {
+        self.expect_words(&["CREATE", "INDEX"])?;
+        let if_not_exists = self.eat_words(&["IF", "NOT", "EXISTS"]);
+        let name = self.table_name()?;
+        let name = self.scalar_index_name(name)?;
+        self.expect_words(&["ON"])?;
+        self.eat_words(&["TABLE"]);
+        let table = self.table_name()?;
+        self.p.expect_token(&Token::LParen)?;
+        let column = self.p.parse_identifier()?.value;
+        if self.p.consume_token(&Token::Comma) {
+            return Err(VitrineError::Parse(format!(
+                "index '{name}': a scalar index covers one column"
+            )));
+        }
+        self.p.expect_token(&Token::RParen)?;
+        let kind = if self.eat_words(&["USING"]) {
+            self.p.parse_identifier()?.value.parse()?
+        } else {
+            ScalarIndexKind::BTree
+        };
+        Ok(VitrineStatement::CreateScalarIndex(Box::new(
+            CreateScalarIndex {
+                name,
+                if_not_exists,
+                table,
+                column,
+                kind,
+            },
+        )))
+    }
+
+    /// A scalar index's name: one part, since it lives inside its table.
+    fn scalar_index_name(&self, name: TableName) -> Result<String> {
+        if name.catalog.is_some() || name.schema.is_some() {
+            return Err(VitrineError::Parse(format!(
+                "'{name}': a scalar index is named within its table (CREATE INDEX name ON \
+                 schema.table …); a vector index is CREATE VECTOR INDEX"
+            )));
+        }
+        Ok(name.table)
+    }
+
     fn parse_create_model(&mut self) -> Result<VitrineStatement> {
         self.expect_words(&["CREATE"])?;
         let or_replace = self.eat_words(&["OR", "REPLACE"]);
@@ -931,6 +1019,15 @@ impl StatementParser<'_> {
                 None
             };
             return Ok(VitrineStatement::ShowTables { schema });
+        }
+        if (self.peek_word(0).as_deref() == Some("INDEXES"))
+            && matches!(self.peek_word(1).as_deref(), Some("ON" | "FOR"))
+        {
+            self.p.next_token();
+            self.p.next_token();
+            return Ok(VitrineStatement::ShowTableIndexes {
+                table: self.table_name()?,
+            });
         }
         if self.eat_words(&["INDEXES"])
             || self.eat_words(&["VECTOR", "INDEXES"])

@@ -388,6 +388,14 @@ ORDER BY variant",
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert!(operations.iter().any(|o| o == "OPTIMIZE"), "{operations:?}");
+    // Commits upsert on event_id through the table's B-tree index on it, which compaction
+    // brings up to date with the rows committed before it.
+    let indexes = wh
+        .rows("SHOW INDEXES ON main.fashion_demo.search_events")
+        .await;
+    assert_eq!(indexes.len(), 1, "{indexes:?}");
+    assert_eq!(indexes[0][1..3], ["event_id", "BTree"], "{indexes:?}");
+    assert!(indexes[0][3].parse::<u64>().unwrap() > 0, "{indexes:?}");
     // Once everything is committed, an idle service starts no new segments.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = segments(&wh);
