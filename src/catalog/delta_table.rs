@@ -49,8 +49,15 @@ pub async fn open(location: &str, version: Option<u64>) -> Result<DeltaTable> {
 }
 
 /// Whether a Delta table exists at `location`.
+/// Looks for the table's log without opening it (opening a folder with no log logs errors).
 pub async fn exists(location: &str) -> bool {
-    open(location, None).await.is_ok()
+    let Ok(url) = table_url(location) else {
+        return false;
+    };
+    match deltalake::DeltaTableBuilder::from_url(url).and_then(|b| b.build_storage()) {
+        Ok(store) => store.is_delta_table_location().await.unwrap_or(false),
+        Err(_) => false,
+    }
 }
 
 /// A DataFusion table over the Delta table at its latest version, or at `version`; registers
@@ -83,12 +90,17 @@ pub async fn write(
     if let Ok(path) = url.to_file_path() {
         std::fs::create_dir_all(&path).context(|| format!("creating '{location}'"))?;
     }
-    let table = DeltaTable::try_from_url(url)
-        .await
-        .context(|| format!("opening Delta table '{location}'"))?;
+    // A rewrite commits on top of the version it read: deltalake checks the commits made since
+    // and refuses one that changed or added the rows read.
+    let table = match mode {
+        Mode::Replace { read_version } => open(location, Some(read_version)).await?,
+        _ => DeltaTable::try_from_url(url)
+            .await
+            .context(|| format!("opening Delta table '{location}'"))?,
+    };
     let save_mode = match mode {
         Mode::Create => SaveMode::ErrorIfExists,
-        Mode::Overwrite => SaveMode::Overwrite,
+        Mode::Overwrite | Mode::Replace { .. } => SaveMode::Overwrite,
         Mode::Append => SaveMode::Append,
     };
     let properties = CommitProperties::default().with_metadata(

@@ -15,6 +15,7 @@ use datafusion::prelude::{col, ident, SessionContext};
 use lance::datafusion::LanceTableProvider;
 use lance::dataset::builder::DatasetBuilder;
 use lance::dataset::optimize::{compact_files, CompactionOptions};
+use lance::dataset::transaction::{Operation, Transaction};
 use lance::dataset::{
     CommitBuilder, InsertBuilder, MergeInsertBuilder, WhenMatched, WhenNotMatched, WriteMode,
     WriteParams,
@@ -30,7 +31,7 @@ use lance_index::IndexType;
 use super::scalar_index::{ScalarIndex, ScalarIndexKind};
 use super::version::{CommitInfo, HistoryEntry, Mode, OpenedTable, OptimizeMetrics, Upserted};
 use super::zorder::ZOrderKey;
-use crate::error::{Result, ResultExt};
+use crate::error::{Result, ResultExt, VitrineError};
 
 /// The Lance session every table of the process shares: its metadata and index caches, and its
 /// object stores (so that a `memory://` warehouse is one store, not one per open).
@@ -99,6 +100,9 @@ pub async fn write(
         Mode::Create => WriteMode::Create,
         Mode::Overwrite => WriteMode::Overwrite,
         Mode::Append => WriteMode::Append,
+        Mode::Replace { read_version } => {
+            return replace(location, data, read_version, commit).await;
+        }
     };
     let params = WriteParams {
         mode,
@@ -115,6 +119,71 @@ pub async fn write(
         .context(|| format!("writing Lance dataset '{location}'"))?;
     keep_memory_store(location, &dataset).await;
     Ok(dataset.version().version)
+}
+
+/// Replaces the rows of version `read_version` with `data`, as one new version: Lance's update
+/// transaction removing every fragment that version had and adding the new ones. Lance checks
+/// it against the commits made since: one that changed or removed those fragments (another
+/// rewrite, a delete, a compaction) makes it fail; fragments appended since are kept.
+async fn replace(
+    location: &str,
+    data: SendableRecordBatchStream,
+    read_version: u64,
+    commit: &CommitInfo,
+) -> Result<u64> {
+    let context = || format!("rewriting version {read_version} of Lance dataset '{location}'");
+    let read = Arc::new(open(location, Some(read_version)).await?);
+    let params = WriteParams {
+        mode: WriteMode::Append,
+        session: Some(session()),
+        ..Default::default()
+    };
+    let appended = InsertBuilder::new(Arc::clone(&read))
+        .with_params(&params)
+        .execute_uncommitted_stream(data)
+        .await
+        .context(context)?;
+    let Operation::Append { fragments } = appended.operation else {
+        unreachable!("an append writes an Append transaction");
+    };
+    let removed_fragment_ids = read.get_fragments().iter().map(|f| f.id() as u64).collect();
+    let mut transaction = Transaction::new(
+        read_version,
+        Operation::Update {
+            removed_fragment_ids,
+            updated_fragments: Vec::new(),
+            new_fragments: fragments,
+            fields_modified: Vec::new(),
+            merged_generations: Vec::new(),
+            fields_for_preserving_frag_bitmap: Vec::new(),
+            update_mode: None,
+            inserted_rows_filter: None,
+            updated_fragment_offsets: None,
+        },
+        None,
+    );
+    transaction.transaction_properties = Some(transaction_properties(commit));
+    let dataset = CommitBuilder::new(read)
+        .with_session(session())
+        .execute(transaction)
+        .await
+        .map_err(|e| conflict_or(e, location, read_version))?;
+    Ok(dataset.version().version)
+}
+
+/// A failed commit's error: a conflict with another writer said plainly.
+fn conflict_or(error: lance::Error, location: &str, read_version: u64) -> VitrineError {
+    match error {
+        lance::Error::CommitConflict { .. }
+        | lance::Error::RetryableCommitConflict { .. }
+        | lance::Error::IncompatibleTransaction { .. } => VitrineError::Plan(format!(
+            "another writer changed the rows of '{location}' that this statement read (version \
+             {read_version}) before it could commit; nothing was written: run it again ({error})"
+        )),
+        other => VitrineError::from(other).context(format!(
+            "rewriting version {read_version} of Lance dataset '{location}'"
+        )),
+    }
 }
 
 /// Upserts `data` into the dataset as one new version (Lance's merge-insert): each row replaces

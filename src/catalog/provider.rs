@@ -130,6 +130,26 @@ impl WarehouseCatalogList {
             .insert(table, version);
     }
 
+    /// Reads `table` at its latest version again; whether it was pinned.
+    pub fn unpin(&self, table: &QualifiedName) -> bool {
+        self.shared
+            .pins
+            .write()
+            .expect("catalog lock")
+            .remove(table)
+            .is_some()
+    }
+
+    /// The version `table` is pinned at, if it is.
+    pub fn pinned(&self, table: &QualifiedName) -> Option<u64> {
+        self.shared
+            .pins
+            .read()
+            .expect("catalog lock")
+            .get(table)
+            .copied()
+    }
+
     /// What the statement has read since the last call, each thing once, in the order first
     /// read.
     pub fn take_reads(&self) -> Vec<TableRead> {

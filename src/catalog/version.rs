@@ -27,6 +27,13 @@ pub enum Mode {
     Create,
     /// Replace all rows, as a new version.
     Overwrite,
+    /// Replace the rows of `read_version` (a DELETE's, UPDATE's or MERGE's rewrite), as a new
+    /// version in the table's own types. The commit fails when another writer changed those
+    /// rows since; rows others appended since are kept.
+    Replace {
+        /// The version whose rows the new rows replace.
+        read_version: u64,
+    },
     /// Add rows, as a new version.
     Append,
 }

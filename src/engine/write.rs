@@ -13,7 +13,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{execute_stream, ExecutionPlan};
 use datafusion::prelude::DataFrame;
 use datafusion::sql::sqlparser::ast::{self, Expr, Query};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 
 use super::conform;
 use crate::catalog::storage::detect_format;
@@ -23,6 +23,16 @@ use crate::error::{Result, VitrineError};
 use crate::session::{scanned_rows, Session, StatementResult, TableWrite};
 use crate::sql::dml::{delete_queries, merge_queries, update_queries, Upsert};
 use crate::sql::parser::{single_table, CreateTable};
+
+/// How [`commit`] writes, beyond its mode.
+#[derive(Debug, Default, Clone, Copy)]
+struct WriteOptions {
+    /// For an append: commit a version every so many rows.
+    chunk_rows: Option<usize>,
+    /// Store every column as nullable, as Spark's `CREATE TABLE … AS SELECT` does whatever
+    /// the query's columns are (a column `CAST(id AS INT)` over `range` still takes NULLs later).
+    nullable: bool,
+}
 
 /// Writes `df` into the table as one new version, or, for an append with `chunk_rows`, as one
 /// version per `chunk_rows` rows, recording `info` in each commit and the write in the
@@ -34,19 +44,36 @@ async fn commit(
     df: DataFrame,
     mode: Mode,
     info: &CommitInfo,
-    chunk_rows: Option<usize>,
+    options: WriteOptions,
 ) -> Result<(u64, usize)> {
     let storage = storage(entry.format)?;
     // An append is already in the table's types (`conform::to_table`), which it must keep.
     let df = match mode {
-        Mode::Append => df,
+        Mode::Append | Mode::Replace { .. } => df,
         Mode::Create | Mode::Overwrite => conform::to_storage(df)?,
     };
     let rows = Arc::new(AtomicUsize::new(0));
     let task = Arc::new(df.task_ctx());
     let plan = df.create_physical_plan().await?;
     session.model_functions().expect_rows(input_rows(&plan));
-    let stream = execute_stream(Arc::clone(&plan), task)?;
+    let mut stream = execute_stream(Arc::clone(&plan), task)?;
+    if options.nullable {
+        let fields = stream
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| Arc::new(f.as_ref().clone().with_nullable(true)))
+            .collect::<Vec<_>>();
+        let schema = Arc::new(Schema::new(fields));
+        let relabel = Arc::clone(&schema);
+        let batches = stream.map(move |batch| {
+            Ok(RecordBatch::try_new(
+                Arc::clone(&relabel),
+                batch?.columns().to_vec(),
+            )?)
+        });
+        stream = Box::pin(RecordBatchStreamAdapter::new(schema, batches));
+    }
     let schema = stream.schema();
     let counter = Arc::clone(&rows);
     let progress = session.write_progress();
@@ -56,7 +83,7 @@ async fn commit(
             report(total);
         }
     });
-    let version = match chunk_rows {
+    let version = match options.chunk_rows {
         Some(chunk) if mode == Mode::Append => {
             append_in_chunks(storage, &entry.location, schema, counted, chunk, info).await
         }
@@ -289,7 +316,11 @@ pub(super) async fn create_table(
         view_sql: None,
     };
     entry.properties.extend(create.properties);
-    let (version, rows) = commit(session, &entry, &name, df, mode, &info, None).await?;
+    let options = WriteOptions {
+        nullable: has_query && create.columns.is_none(),
+        ..WriteOptions::default()
+    };
+    let (version, rows) = commit(session, &entry, &name, df, mode, &info, options).await?;
     record_models(session, &mut entry);
     warehouse.put_table(&name, &entry).await?;
     Ok(StatementResult::message(format!(
@@ -340,7 +371,11 @@ pub(super) async fn insert(
         .commit(operation)
         .with_parameter("mode", mode_name);
     let chunk_rows = session.settings().core.commit_rows;
-    let (version, rows) = commit(session, &entry, &name, df, mode, &info, chunk_rows)
+    let options = WriteOptions {
+        chunk_rows,
+        ..WriteOptions::default()
+    };
+    let (version, rows) = commit(session, &entry, &name, df, mode, &info, options)
         .await
         .map_err(|e| {
             // Name the conversions only where one can have failed, not on every error.
@@ -377,18 +412,104 @@ async fn counts<const N: usize>(session: &dyn Session, sql: &str) -> Result<[i64
     Ok(row)
 }
 
-/// Replaces the table's content with `df` as one new version.
-async fn rewrite(
-    session: &dyn Session,
-    name: &QualifiedName,
-    entry: &TableEntry,
-    schema: &Schema,
-    df: DataFrame,
-    info: &CommitInfo,
-) -> Result<u64> {
-    let df = conform::to_table(df, schema, &[], &name.to_string())?;
-    let (version, _) = commit(session, entry, name, df, Mode::Overwrite, info, None).await?;
-    Ok(version)
+/// The table a statement rewriting its rows (DELETE, UPDATE, MERGE) writes, and the version of
+/// it the statement reads, held until the statement ends: every query of the statement reads
+/// that version, and the commit replaces exactly its rows, so that a concurrent writer's rows
+/// are never lost ([`Mode::Replace`]).
+struct RewriteTarget<'a> {
+    session: &'a dyn Session,
+    name: QualifiedName,
+    entry: TableEntry,
+    schema: Arc<Schema>,
+    version: Option<u64>,
+    /// Whether this statement pinned the table (a session that had pinned it keeps its pin).
+    pinned_here: bool,
+}
+
+impl<'a> RewriteTarget<'a> {
+    /// Pins `table` at its latest version (or the version the session pinned it at), then
+    /// reads it as the statement's target.
+    async fn hold(session: &'a dyn Session, table: &TableName) -> Result<Self> {
+        let (name, entry) = session.table_entry(table)?;
+        let catalogs = session.catalogs();
+        let (version, pinned_here) = match catalogs.pinned(&name) {
+            Some(version) => (Some(version), false),
+            None if entry.format.is_writable() => {
+                let version = storage(entry.format)?.version(&entry.location).await?;
+                if let Some(version) = version {
+                    catalogs.pin(name.clone(), version);
+                }
+                (version, version.is_some())
+            }
+            None => (None, false),
+        };
+        // Built before reading, so that a failed read still releases the pin.
+        let mut target = Self {
+            session,
+            name,
+            entry,
+            schema: Arc::new(Schema::empty()),
+            version,
+            pinned_here,
+        };
+        let (_, entry, schema) = writable_table(session, table).await?;
+        target.entry = entry;
+        target.schema = schema;
+        Ok(target)
+    }
+
+    /// Replaces the rows of the version held with `df`, as one new version.
+    async fn rewrite(&self, df: DataFrame, info: &CommitInfo) -> Result<u64> {
+        let df = conform::to_table(df, &self.schema, &[], &self.name.to_string())?;
+        let mode = match self.version {
+            Some(read_version) => Mode::Replace { read_version },
+            None => Mode::Overwrite,
+        };
+        let (version, _) = commit(
+            self.session,
+            &self.entry,
+            &self.name,
+            df,
+            mode,
+            info,
+            WriteOptions::default(),
+        )
+        .await?;
+        Ok(version)
+    }
+
+    /// Counts the rows a DELETE or UPDATE affects and, when there are any, replaces the
+    /// table's content with `content` as one new version. Returns Databricks'
+    /// `num_affected_rows`.
+    async fn rewrite_rows(
+        &self,
+        content: &str,
+        counting: &str,
+        info: &CommitInfo,
+    ) -> Result<StatementResult> {
+        let [affected] = counts(self.session, counting).await?;
+        let result = StatementResult::strings(
+            &["num_affected_rows"],
+            vec![vec![Some(affected.to_string())]],
+        )?;
+        if affected == 0 {
+            return Ok(result);
+        }
+        let df = self.session.plan_sql(content).await?;
+        let version = self.rewrite(df, info).await?;
+        Ok(result.with_message(format!(
+            "{}: {affected} rows of {} (version {version})",
+            info.operation, self.name
+        )))
+    }
+}
+
+impl Drop for RewriteTarget<'_> {
+    fn drop(&mut self) {
+        if self.pinned_here {
+            self.session.catalogs().unpin(&self.name);
+        }
+    }
 }
 
 /// `DELETE FROM table [WHERE predicate]`.
@@ -398,11 +519,14 @@ pub(super) async fn delete(
     alias: Option<String>,
     predicate: Option<Expr>,
 ) -> Result<StatementResult> {
-    let (name, entry, schema) = writable_table(session, table).await?;
-    let (content, counting) =
-        delete_queries(&name.to_string(), alias.as_deref(), predicate.as_ref());
+    let target = RewriteTarget::hold(session, table).await?;
+    let (content, counting) = delete_queries(
+        &target.name.to_string(),
+        alias.as_deref(),
+        predicate.as_ref(),
+    );
     let info = with_predicate(session.statement().commit("DELETE"), predicate.as_ref());
-    rewrite_rows(session, &name, &entry, &schema, &content, &counting, &info).await
+    target.rewrite_rows(&content, &counting, &info).await
 }
 
 /// `UPDATE table SET … [WHERE predicate]`.
@@ -413,16 +537,16 @@ pub(super) async fn update(
     assignments: Vec<(String, Expr)>,
     predicate: Option<Expr>,
 ) -> Result<StatementResult> {
-    let (name, entry, schema) = writable_table(session, table).await?;
+    let target = RewriteTarget::hold(session, table).await?;
     let (content, counting) = update_queries(
-        &name.to_string(),
+        &target.name.to_string(),
         alias.as_deref(),
-        &schema,
+        &target.schema,
         &assignments,
         predicate.as_ref(),
     )?;
     let info = with_predicate(session.statement().commit("UPDATE"), predicate.as_ref());
-    rewrite_rows(session, &name, &entry, &schema, &content, &counting, &info).await
+    target.rewrite_rows(&content, &counting, &info).await
 }
 
 /// A commit's `predicate` parameter, as Databricks records a DELETE's or UPDATE's.
@@ -431,33 +555,6 @@ fn with_predicate(info: CommitInfo, predicate: Option<&Expr>) -> CommitInfo {
         Some(predicate) => info.with_parameter("predicate", predicate.to_string()),
         None => info,
     }
-}
-
-/// Counts the rows a DELETE or UPDATE affects and, when there are any, replaces the table's
-/// content with `content` as one new version. Returns Databricks' `num_affected_rows`.
-async fn rewrite_rows(
-    session: &dyn Session,
-    name: &QualifiedName,
-    entry: &TableEntry,
-    schema: &Schema,
-    content: &str,
-    counting: &str,
-    info: &CommitInfo,
-) -> Result<StatementResult> {
-    let [affected] = counts(session, counting).await?;
-    let result = StatementResult::strings(
-        &["num_affected_rows"],
-        vec![vec![Some(affected.to_string())]],
-    )?;
-    if affected == 0 {
-        return Ok(result);
-    }
-    let df = session.plan_sql(content).await?;
-    let version = rewrite(session, name, entry, schema, df, info).await?;
-    Ok(result.with_message(format!(
-        "{}: {affected} rows of {name} (version {version})",
-        info.operation
-    )))
 }
 
 /// Writes an upsert's rows in place of the target rows with the same keys, as one new version
@@ -492,8 +589,9 @@ async fn upsert_rows(
 /// MERGE against the whole target, then rewrites the table as one new version.
 pub(super) async fn merge(session: &dyn Session, merge: ast::Merge) -> Result<StatementResult> {
     let (table, _) = single_table(&merge.table)?;
-    let (name, entry, schema) = writable_table(session, &table).await?;
-    let queries = merge_queries(&merge, &name.to_string(), &schema)?;
+    let target = RewriteTarget::hold(session, &table).await?;
+    let (name, entry, schema) = (&target.name, &target.entry, &target.schema);
+    let queries = merge_queries(&merge, &name.to_string(), schema)?;
     let info = session
         .statement()
         .commit("MERGE")
@@ -503,11 +601,11 @@ pub(super) async fn merge(session: &dyn Session, merge: ast::Merge) -> Result<St
             let [unfit, rows] = counts(session, &upsert.check).await?;
             if unfit == 0 {
                 if rows == 0 {
-                    return merge_result(&name, (0, 0, 0), None);
+                    return merge_result(name, (0, 0, 0), None);
                 }
-                let upserted = upsert_rows(session, &name, &entry, &schema, upsert, &info).await?;
+                let upserted = upsert_rows(session, name, entry, schema, upsert, &info).await?;
                 let counts = (upserted.updated as i64, 0, upserted.inserted as i64);
-                return merge_result(&name, counts, Some(upserted.version));
+                return merge_result(name, counts, Some(upserted.version));
             }
         }
     }
@@ -535,9 +633,9 @@ pub(super) async fn merge(session: &dyn Session, merge: ast::Merge) -> Result<St
     let mut version = None;
     if updated + deleted + inserted > 0 {
         let content = session.plan_sql(&queries.content).await?;
-        version = Some(rewrite(session, &name, &entry, &schema, content, &info).await?);
+        version = Some(target.rewrite(content, &info).await?);
     }
-    merge_result(&name, (updated, deleted, inserted), version)
+    merge_result(name, (updated, deleted, inserted), version)
 }
 
 /// MERGE's result: Databricks' four count columns, and a message naming the version written.

@@ -6,6 +6,7 @@ mod delta;
 mod errors;
 mod history;
 mod models;
+mod object_store;
 mod plan_snippets;
 mod quality;
 mod scripts;
