@@ -153,6 +153,9 @@ pub const EVENTS_TABLE_COLUMNS: &str = "event_id STRING, timestamp TIMESTAMP, us
      query STRING, variant STRING, results_shown ARRAY<INT>, clicked_product_ids ARRAY<INT>, \
      added_to_cart ARRAY<INT>, purchased ARRAY<INT>, time_to_first_click FLOAT";
 
+/// The most searches one upsert into the events table carries.
+const COMMIT_SLICE_ROWS: usize = 20_000;
+
 /// The name of the events table's B-tree index on `event_id`, the key commits upsert on.
 pub const EVENTS_KEY_INDEX: &str = "search_events_event_id";
 
@@ -360,9 +363,13 @@ impl EventLog {
             ledger.current = next;
             ledger.segments.entry(next).or_default();
         }
+        // In slices, so that a long backlog (a restart replaying hours of log) upserts in
+        // bounded memory; a failed slice leaves its searches pending, and upserting the slices
+        // before it again changes nothing.
         let committed = rows.num_rows();
-        if committed > 0 {
-            merge(session, table, rows).await?;
+        for start in (0..committed).step_by(COMMIT_SLICE_ROWS) {
+            let len = COMMIT_SLICE_ROWS.min(committed - start);
+            merge(session, table, rows.slice(start, len)).await?;
         }
         let closed_before = now_micros() - self.window_micros();
         let mut ledger = self.ledger.lock().expect("ledger lock");

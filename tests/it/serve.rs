@@ -1325,3 +1325,42 @@ async fn concurrent_queries_share_model_calls_and_repeats_come_from_the_cache() 
     );
     assert_eq!(again["products"], first[5]["products"]);
 }
+
+/// A restart with a long backlog in the event log (45,000 searches logged hours ago, never
+/// committed) commits it before serving, in slices of bounded size (one upsert per 20,000
+/// searches), then removes the replayed segment.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_backlog_is_committed_in_slices_at_start() {
+    let wh = TestWarehouse::new().await;
+    let dir = wh.path().join("_serve/events");
+    std::fs::create_dir_all(&dir).unwrap();
+    let two_hours_ago = chrono::Utc::now().timestamp_micros() - 2 * 3_600_000_000;
+    let lines: Vec<String> = (0..45_000)
+        .map(|i| {
+            json!({
+                "record": "search", "search_id": format!("backlog-{i}"), "at": two_hours_ago + i,
+                "user_id": format!("user-{}", i % 50), "query": "red dress",
+                "variant": if i % 2 == 0 { "enriched" } else { "baseline" },
+                "results_shown": [1, 2, 3]
+            })
+            .to_string()
+        })
+        .collect();
+    std::fs::write(dir.join("events-0000000001.wal"), lines.join("\n") + "\n").unwrap();
+    let config = write_config(&wh, "");
+    let server = start(&wh, &config, "serve.log").await;
+    drop(server);
+    assert_eq!(
+        wh.value("SELECT COUNT(DISTINCT event_id) FROM main.fashion_demo.search_events")
+            .await,
+        "45000"
+    );
+    let merges = wh
+        .rows("DESCRIBE HISTORY main.fashion_demo.search_events")
+        .await
+        .into_iter()
+        .filter(|r| r[2] == "MERGE")
+        .count();
+    assert_eq!(merges, 3);
+    assert!(!dir.join("events-0000000001.wal").exists());
+}
