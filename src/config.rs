@@ -30,6 +30,9 @@ pub struct EngineConfig {
     /// Settings every session starts with and `RESET` goes back to (`--model clip=…` becomes
     /// `vitrine.model.clip`).
     pub settings: BTreeMap<String, String>,
+    /// `vitrine worker` processes that run the queries' plans (`--workers`); none: this process
+    /// runs them.
+    pub workers: Option<crate::cluster::Workers>,
 }
 
 impl Default for EngineConfig {
@@ -37,6 +40,7 @@ impl Default for EngineConfig {
         Self {
             warehouse: DEFAULT_WAREHOUSE.to_string(),
             settings: BTreeMap::new(),
+            workers: None,
         }
     }
 }

@@ -15,6 +15,7 @@
 
 pub mod bench;
 pub mod catalog;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod engine;

@@ -28,6 +28,7 @@ use lance_index::optimize::OptimizeOptions;
 use lance_index::scalar::{BuiltinIndexType, ScalarIndexParams};
 use lance_index::IndexType;
 
+use super::lance_scan::LanceTable;
 use super::scalar_index::{ScalarIndex, ScalarIndexKind};
 use super::version::{CommitInfo, HistoryEntry, Mode, OpenedTable, OptimizeMetrics, Upserted};
 use super::zorder::ZOrderKey;
@@ -77,8 +78,19 @@ pub async fn open(location: &str, version: Option<u64>) -> Result<Dataset> {
 pub async fn provider(location: &str, version: Option<u64>) -> Result<OpenedTable> {
     let dataset = open(location, version).await?;
     let version = dataset.version().version;
+    let fragments = dataset
+        .get_fragments()
+        .iter()
+        .map(|f| f.id() as u64)
+        .collect();
+    let lance = Arc::new(LanceTableProvider::new(Arc::new(dataset), false, false));
     Ok(OpenedTable {
-        provider: Arc::new(LanceTableProvider::new(Arc::new(dataset), false, false)),
+        provider: Arc::new(LanceTable::new(
+            lance,
+            location.to_string(),
+            version,
+            fragments,
+        )),
         version: Some(version),
     })
 }

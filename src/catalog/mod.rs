@@ -10,6 +10,7 @@ pub mod blobs;
 pub mod delta_table;
 pub mod entry;
 pub mod files;
+pub mod lance_scan;
 pub mod lance_table;
 pub mod provider;
 pub mod scalar_index;

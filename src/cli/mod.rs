@@ -37,6 +37,16 @@ pub struct Cli {
     /// Model precision: auto (f32 on CPU, bf16 on GPU), f32, bf16 or f16 (sets vitrine.dtype).
     #[arg(long, global = true, env = "VITRINE_DTYPE", value_name = "DTYPE")]
     pub dtype: Option<String>,
+    /// Run queries' plans on these `vitrine worker` processes (comma-separated
+    /// http://HOST:PORT); writes, DDL and commits stay here.
+    #[arg(
+        long,
+        global = true,
+        env = "VITRINE_WORKERS",
+        value_name = "URL,URL…",
+        value_delimiter = ','
+    )]
+    pub workers: Vec<String>,
     /// More logging (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -79,6 +89,13 @@ pub enum Command {
         /// Seconds between checks of the CONTINUOUS indexes' sources.
         #[arg(long)]
         interval: Option<f64>,
+    },
+    /// Serve plan fragments for coordinators started with --workers, with this warehouse's
+    /// functions and models, until Ctrl-C.
+    Worker {
+        /// Where to listen (port 0 picks a free one); prints `worker listening on http://ADDR`.
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        addr: std::net::SocketAddr,
     },
     /// Measure throughput (see benches/RESULTS.md).
     #[command(subcommand)]
@@ -302,7 +319,7 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
-fn engine_config(cli: &Cli) -> EngineConfig {
+fn engine_config(cli: &Cli) -> Result<EngineConfig> {
     let mut settings: BTreeMap<String, String> = cli
         .models
         .iter()
@@ -314,10 +331,14 @@ fn engine_config(cli: &Cli) -> EngineConfig {
     if let Some(dtype) = &cli.dtype {
         settings.insert("vitrine.dtype".into(), dtype.clone());
     }
-    EngineConfig {
+    let workers = (!cli.workers.is_empty())
+        .then(|| vitrine::cluster::Workers::parse(cli.workers.iter().map(String::as_str)))
+        .transpose()?;
+    Ok(EngineConfig {
         warehouse: cli.warehouse.clone(),
         settings,
-    }
+        workers,
+    })
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -326,7 +347,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         .thread_stack_size(PLANNER_STACK)
         .build()
         .context("starting the async runtime")?;
-    let config = engine_config(&cli);
+    let config = engine_config(&cli)?;
     match cli.command {
         Command::Run {
             statements,
@@ -424,6 +445,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
             runtime.block_on(async {
                 let engine = Engine::open(config).await?;
                 vitrine::serve::run(engine, serve, file.as_deref()).await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Worker { addr } => {
+            runtime.block_on(async {
+                let engine = Engine::open(config).await?;
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?;
+                eprintln!("worker listening on http://{}", listener.local_addr()?);
+                tokio::select! {
+                    served = engine.serve_worker(listener) => served?,
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+                anyhow::Ok(())
             })?;
             Ok(ExitCode::SUCCESS)
         }

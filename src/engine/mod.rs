@@ -21,6 +21,7 @@ mod script;
 mod session;
 mod table_indexes;
 mod views;
+mod worker;
 mod write;
 
 use std::sync::Arc;
@@ -37,6 +38,7 @@ pub use vitrine_udfs::context::{
 
 use crate::catalog::blobs::WarehouseFiles;
 use crate::catalog::{Warehouse, WarehouseCatalogList};
+use crate::cluster::Workers;
 use crate::config::{EngineConfig, SessionSettings, DEFAULT_CATALOG, DEFAULT_SCHEMA};
 use crate::error::Result;
 use crate::history::HistoryStore;
@@ -59,6 +61,10 @@ pub struct Engine {
     startup: SessionSettings,
     /// Where every session records its statements (`system.query.history`, lineage).
     history: HistoryStore,
+    /// The workers sessions plan across, if any.
+    workers: Option<Workers>,
+    /// As a worker: the plan fragments received so far.
+    worker_plans: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -74,6 +80,9 @@ impl Engine {
     /// settings.
     pub async fn open(config: EngineConfig) -> Result<Arc<Self>> {
         let startup = SessionSettings::from_values(&config.settings)?;
+        if let Some(workers) = &config.workers {
+            workers.check().await?;
+        }
         let warehouse = Arc::new(Warehouse::open(&config.warehouse).await?);
         let runtime = Arc::new(RuntimeEnvBuilder::new().build()?);
         if let Some(url) = warehouse.object_store_url() {
@@ -107,7 +116,20 @@ impl Engine {
             files,
             hub,
             startup,
+            workers: config.workers,
+            worker_plans: Arc::default(),
         }))
+    }
+
+    /// Answers a coordinator's plan fragments on `listener` (`vitrine worker`) until the process
+    /// ends, with this engine's functions and models.
+    pub async fn serve_worker(self: &Arc<Self>, listener: tokio::net::TcpListener) -> Result<()> {
+        worker::serve(Arc::clone(self), listener, Arc::clone(&self.worker_plans)).await
+    }
+
+    /// As a worker: how many plan fragments (one per task of a stage) it has been sent.
+    pub fn worker_plans(&self) -> u64 {
+        self.worker_plans.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A new session in `main.default` with the start-up settings.

@@ -2,7 +2,8 @@
 //! input makes: up to 8,192 rows from a scan, or every unmatched row of an anti-join at once. A
 //! model function then works for hours inside one call, so that progress, Ctrl-C and
 //! `vitrine.write.commit_rows` only see its end. [`SliceModelInputs`] cuts the input of every
-//! projection that calls a model function into batches of `vitrine.udf.batch_size` rows.
+//! projection that calls a model function into batches of `vitrine.udf.batch_size` rows;
+//! [`SliceBatchesCodec`] sends the slicer to workers, so that it keeps working there.
 
 use std::any::Any;
 use std::fmt;
@@ -11,13 +12,14 @@ use std::sync::Arc;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::config::ConfigOptions;
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use datafusion_proto::physical_plan::PhysicalExtensionCodec;
 use futures::StreamExt;
 use vitrine_udfs::FunctionContext;
 
@@ -155,5 +157,37 @@ impl ExecutionPlan for SliceBatchesExec {
             futures::stream::iter(pieces)
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, sliced)))
+    }
+}
+
+/// Sends a [`SliceBatchesExec`] to workers: its row count, in 8 bytes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SliceBatchesCodec;
+
+impl PhysicalExtensionCodec for SliceBatchesCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[Arc<dyn ExecutionPlan>],
+        _ctx: &TaskContext,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        match (buf.first_chunk::<8>(), inputs) {
+            (Some(rows), [input]) if buf.len() == 8 => Ok(Arc::new(SliceBatchesExec::new(
+                Arc::clone(input),
+                u64::from_le_bytes(*rows) as usize,
+            ))),
+            _ => Err(DataFusionError::Internal(
+                "not a model-batch slicer".to_string(),
+            )),
+        }
+    }
+
+    fn try_encode(&self, node: Arc<dyn ExecutionPlan>, buf: &mut Vec<u8>) -> Result<()> {
+        let slicer = node
+            .as_any()
+            .downcast_ref::<SliceBatchesExec>()
+            .ok_or_else(|| DataFusionError::Internal("not a model-batch slicer".to_string()))?;
+        buf.extend_from_slice(&(slicer.rows as u64).to_le_bytes());
+        Ok(())
     }
 }

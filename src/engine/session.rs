@@ -16,6 +16,7 @@ use datafusion::sql::parser::{CopyToSource, DFParserBuilder, Statement as DFStat
 use datafusion::sql::sqlparser::ast::{Ident, ObjectName, Statement};
 use datafusion::sql::sqlparser::dialect::DatabricksDialect;
 use datafusion::sql::sqlparser::parser::Parser;
+use datafusion_proto::physical_plan::PhysicalExtensionCodec;
 use vitrine_udfs::FunctionContext;
 
 use super::{
@@ -24,6 +25,7 @@ use super::{
 use crate::catalog::{
     storage, QualifiedName, TableEntry, TableFormat, Warehouse, WarehouseCatalogList,
 };
+use crate::cluster;
 use crate::config::{SessionSettings, DEFAULT_CATALOG, DEFAULT_SCHEMA};
 use crate::error::{Result, VitrineError};
 use crate::history::store::{system_tables, SystemTableProvider};
@@ -116,7 +118,7 @@ impl EngineSession {
             .collect();
         let mut analyzer_rules = Analyzer::new().rules;
         analyzer_rules.insert(0, Arc::new(SparkIntegerDivision));
-        let state = SessionStateBuilder::new()
+        let mut state = SessionStateBuilder::new()
             .with_default_features()
             .with_config(session_config)
             .with_runtime_env(Arc::clone(&engine.runtime))
@@ -125,8 +127,14 @@ impl EngineSession {
             .with_physical_optimizer_rule(Arc::new(model_batches::SliceModelInputs::new(
                 Arc::clone(&model_functions),
                 batched,
-            )))
-            .build();
+            )));
+        if let Some(workers) = &engine.workers {
+            // Added last: the plan is cut into stages once every other rule has run.
+            let codecs: [Arc<dyn PhysicalExtensionCodec>; 1] =
+                [Arc::new(model_batches::SliceBatchesCodec)];
+            state = cluster::distribute(state, workers, &codecs)?;
+        }
+        let state = state.build();
         let mut ctx = SessionContext::new_with_state(state);
         let state = ctx.state_weak_ref();
         catalogs.set_planner(Box::new(move || state.upgrade().map(|s| s.read().clone())));

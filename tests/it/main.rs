@@ -2,6 +2,7 @@
 
 mod cli;
 mod clip;
+mod cluster;
 mod delta;
 mod errors;
 mod history;

@@ -1,0 +1,299 @@
+//! Lance tables read in pieces a cluster can share out: a scan by fragment, described by what
+//! a worker needs to run it elsewhere (location, version, columns, fragments).
+//!
+//! [`LanceTable`] is the DataFusion table of a Lance dataset version. On one node it plans as
+//! Lance plans (its own scan, filters and indexes). In a session that runs plans across workers
+//! (`vitrine --workers …`), it plans a [`LanceScanExec`] instead: one output partition per group
+//! of fragments, which the distributed planner hands to different workers, under DataFusion's
+//! own filter and projection (which travel as standard plan nodes).
+
+use std::any::Any;
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::Session;
+use datafusion::common::{DFSchema, DataFusionError, Result};
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::limit::GlobalLimitExec;
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+
+use super::lance_table;
+
+/// The most output partitions (fragment groups) one scan is split into.
+const MAX_PARTITIONS: usize = 64;
+
+/// Whether plans of the session `state` run across workers.
+fn distributed(state: &dyn Session) -> bool {
+    state
+        .config_options()
+        .extensions
+        .get::<datafusion_distributed::DistributedConfig>()
+        .is_some()
+}
+
+/// The DataFusion table of one version of a Lance dataset.
+#[derive(Debug)]
+pub struct LanceTable {
+    /// Lance's own table: how a single node reads it.
+    inner: Arc<dyn TableProvider>,
+    location: String,
+    version: u64,
+    /// The version's fragments, in order.
+    fragments: Vec<u64>,
+}
+
+impl LanceTable {
+    /// Wraps Lance's table over `location` at `version`, whose fragments are `fragments`.
+    pub fn new(
+        inner: Arc<dyn TableProvider>,
+        location: String,
+        version: u64,
+        fragments: Vec<u64>,
+    ) -> Self {
+        Self {
+            inner,
+            location,
+            version,
+            fragments,
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for LanceTable {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        self.inner.table_type()
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        self.inner.supports_filters_pushdown(filters)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if !distributed(state) {
+            return self.inner.scan(state, projection, filters, limit).await;
+        }
+        // The columns asked for and those the filters read, scanned by fragment; the filters
+        // (pushed down as exact) and the projection are applied above, as plan nodes any
+        // worker runs.
+        let schema = self.schema();
+        let asked: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..schema.fields().len()).collect(),
+        };
+        let mut read = asked.clone();
+        let mut referenced = HashSet::new();
+        for filter in filters {
+            referenced.extend(filter.column_refs().into_iter().map(|c| c.name.clone()));
+        }
+        for (i, field) in schema.fields().iter().enumerate() {
+            if referenced.contains(field.name()) && !read.contains(&i) {
+                read.push(i);
+            }
+        }
+        let read_schema = Arc::new(schema.project(&read)?);
+        let groups = self.fragments.len().clamp(1, MAX_PARTITIONS);
+        let partitions = (0..groups)
+            .map(|g| {
+                let n = self.fragments.len();
+                self.fragments[g * n / groups..(g + 1) * n / groups].to_vec()
+            })
+            .collect();
+        let scan = LanceScanExec::new(
+            LanceScanSpec {
+                location: self.location.clone(),
+                version: self.version,
+                columns: read_schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect(),
+                partitions,
+                limit: limit.filter(|_| filters.is_empty()),
+            },
+            Arc::clone(&read_schema),
+        );
+        let mut plan: Arc<dyn ExecutionPlan> = Arc::new(scan);
+        if let Some(predicate) = conjunction(filters.to_vec()) {
+            let df_schema = DFSchema::try_from(read_schema.as_ref().clone())?;
+            let predicate = state.create_physical_expr(predicate, &df_schema)?;
+            plan = Arc::new(FilterExec::try_new(predicate, plan)?);
+            if let Some(limit) = limit {
+                plan = Arc::new(GlobalLimitExec::new(plan, 0, Some(limit)));
+            }
+        }
+        if read.len() != asked.len() {
+            let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = (0..asked.len())
+                .map(|i| {
+                    let name = read_schema.field(i).name().clone();
+                    let column: Arc<dyn PhysicalExpr> = Arc::new(Column::new(&name, i));
+                    (column, name)
+                })
+                .collect();
+            plan = Arc::new(ProjectionExec::try_new(exprs, plan)?);
+        }
+        Ok(plan)
+    }
+}
+
+/// What a worker needs to run a fragment scan: serialised by the cluster's plan codec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LanceScanSpec {
+    /// The dataset's location, as the catalog holds it (a path or a URL every worker reaches).
+    pub location: String,
+    /// The version read.
+    pub version: u64,
+    /// The columns read, in output order (none: only row counts).
+    pub columns: Vec<String>,
+    /// The fragment ids each output partition reads.
+    pub partitions: Vec<Vec<u64>>,
+    /// At most this many rows per partition, when nothing filters them.
+    pub limit: Option<usize>,
+}
+
+/// Reads fragments of one Lance dataset version: partition `i` reads the fragments
+/// `spec.partitions[i]`.
+#[derive(Debug)]
+pub struct LanceScanExec {
+    spec: LanceScanSpec,
+    properties: Arc<PlanProperties>,
+}
+
+impl LanceScanExec {
+    /// A scan of `spec` producing `schema`.
+    pub fn new(spec: LanceScanSpec, schema: SchemaRef) -> Self {
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(schema),
+            Partitioning::UnknownPartitioning(spec.partitions.len().max(1)),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        Self {
+            spec,
+            properties: Arc::new(properties),
+        }
+    }
+
+    /// What the scan reads.
+    pub fn spec(&self) -> &LanceScanSpec {
+        &self.spec
+    }
+}
+
+impl DisplayAs for LanceScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "LanceScanExec: {} version {}, columns [{}], {} fragments in {} partitions",
+            self.spec.location,
+            self.spec.version,
+            self.spec.columns.join(", "),
+            self.spec.partitions.iter().map(Vec::len).sum::<usize>(),
+            self.spec.partitions.len()
+        )
+    }
+}
+
+impl ExecutionPlan for LanceScanExec {
+    fn name(&self) -> &str {
+        "LanceScanExec"
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        Vec::new()
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let schema = self.schema();
+        let spec = self.spec.clone();
+        let fragments = spec.partitions.get(partition).cloned().ok_or_else(|| {
+            DataFusionError::Internal(format!(
+                "LanceScanExec has {} partitions, not {}",
+                spec.partitions.len(),
+                partition + 1
+            ))
+        })?;
+        let batches = futures::stream::once(async move {
+            let lance = |e: lance::Error| DataFusionError::External(Box::new(e));
+            let dataset = lance_table::open(&spec.location, Some(spec.version))
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let wanted: HashSet<u64> = fragments.into_iter().collect();
+            let chosen = dataset
+                .get_fragments()
+                .into_iter()
+                .filter(|f| wanted.contains(&(f.id() as u64)))
+                .map(|f| f.metadata().clone())
+                .collect::<Vec<_>>();
+            let mut scanner = dataset.scan();
+            scanner.with_fragments(chosen);
+            if spec.columns.is_empty() {
+                scanner.empty_project().map_err(lance)?;
+            } else {
+                scanner.project(&spec.columns).map_err(lance)?;
+            }
+            scanner
+                .limit(spec.limit.map(|l| l as i64), None)
+                .map_err(lance)?;
+            let stream = scanner.try_into_stream().await.map_err(lance)?;
+            Ok::<_, DataFusionError>(stream.map_err(lance))
+        })
+        .try_flatten();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            batches.boxed(),
+        )))
+    }
+}

@@ -1,0 +1,136 @@
+//! Beyond one machine: the same statements with their reads, projections (model functions
+//! included), joins and aggregations run by `vitrine worker` processes, through
+//! `datafusion-distributed`.
+//!
+//! The coordinator (any `vitrine` command given `--workers`) plans each query as on one node,
+//! then [`distribute`]'s physical optimizer rule cuts the plan into stages at its shuffles and
+//! merges and sends each stage's tasks to the workers; the coordinator reads the last stage's
+//! output. Writes, commits, DDL and `vector_search` stay on the coordinator: a write executes its
+//! query across the workers and commits what comes back. A Lance table read by such a plan
+//! becomes a scan by fragment ([`crate::catalog::lance_scan`]), which [`LanceScanTasks`] shares
+//! out and [`codec::LanceScanCodec`] sends; the engine adds the codecs of its own nodes and
+//! serves workers (`Engine::serve_worker`), with every SQL function of an engine over the same
+//! warehouse.
+
+pub mod codec;
+
+use std::sync::Arc;
+
+use datafusion::config::ConfigOptions;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion_distributed::{
+    DistributedExt, DistributedPhysicalOptimizerRule, PartitionIsolatorExec, TaskEstimation,
+    TaskEstimator, WorkerResolver,
+};
+use datafusion_proto::physical_plan::PhysicalExtensionCodec;
+use url::Url;
+
+use crate::catalog::lance_scan::LanceScanExec;
+use crate::error::{Result, VitrineError};
+
+/// The workers a coordinator sends tasks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workers(Vec<Url>);
+
+impl Workers {
+    /// Parses `http://host:port` URLs (a bare `host:port` is taken as `http://`).
+    pub fn parse<'a>(urls: impl IntoIterator<Item = &'a str>) -> Result<Self> {
+        urls.into_iter()
+            .map(|u| {
+                let text = if u.contains("://") {
+                    u.to_string()
+                } else {
+                    format!("http://{u}")
+                };
+                Url::parse(&text)
+                    .map_err(|e| VitrineError::Plan(format!("worker address '{u}': {e}")))
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Self)
+    }
+
+    /// The workers' URLs.
+    pub fn urls(&self) -> &[Url] {
+        &self.0
+    }
+
+    /// Fails naming the first worker that does not accept a connection within 5 seconds, so
+    /// that an unreachable worker is reported before anything runs.
+    pub async fn check(&self) -> Result<()> {
+        for url in &self.0 {
+            let host = url.host_str().unwrap_or("localhost");
+            let port = url.port_or_known_default().unwrap_or(80);
+            let connect = tokio::net::TcpStream::connect((host, port));
+            match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    return Err(VitrineError::Plan(format!(
+                        "worker {url} is unreachable ({e}); nothing was run"
+                    )))
+                }
+                Err(_) => {
+                    return Err(VitrineError::Plan(format!(
+                        "worker {url} did not answer within 5 s; nothing was run"
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl WorkerResolver for Workers {
+    fn get_urls(&self) -> std::result::Result<Vec<Url>, DataFusionError> {
+        Ok(self.0.clone())
+    }
+}
+
+/// Makes sessions built by `builder` (whose config is already set) plan across `workers`,
+/// sending Lance scans and the nodes `codecs` encode.
+pub fn distribute(
+    builder: SessionStateBuilder,
+    workers: &Workers,
+    codecs: &[Arc<dyn PhysicalExtensionCodec>],
+) -> Result<SessionStateBuilder> {
+    let mut builder = builder
+        .with_distributed_worker_resolver(workers.clone())
+        .with_distributed_user_codec(codec::LanceScanCodec)
+        .with_distributed_task_estimator(LanceScanTasks)
+        .with_physical_optimizer_rule(Arc::new(DistributedPhysicalOptimizerRule))
+        .with_distributed_files_per_task(1)?;
+    for codec in codecs {
+        builder = builder.with_distributed_user_codec_arc(Arc::clone(codec));
+    }
+    Ok(builder)
+}
+
+/// How many tasks a Lance fragment scan is worth: one per output partition (fragment group),
+/// each task reading its share of the partitions.
+#[derive(Debug, Clone, Copy)]
+pub struct LanceScanTasks;
+
+impl TaskEstimator for LanceScanTasks {
+    fn task_estimation(
+        &self,
+        plan: &Arc<dyn ExecutionPlan>,
+        _cfg: &ConfigOptions,
+    ) -> Option<TaskEstimation> {
+        let scan = plan.as_any().downcast_ref::<LanceScanExec>()?;
+        Some(TaskEstimation::desired(scan.spec().partitions.len().max(1)))
+    }
+
+    fn scale_up_leaf_node(
+        &self,
+        plan: &Arc<dyn ExecutionPlan>,
+        task_count: usize,
+        _cfg: &ConfigOptions,
+    ) -> Option<Arc<dyn ExecutionPlan>> {
+        plan.as_any().downcast_ref::<LanceScanExec>()?;
+        Some(Arc::new(PartitionIsolatorExec::new(
+            Arc::clone(plan),
+            task_count,
+        )))
+    }
+}
