@@ -348,7 +348,13 @@ impl EventLog {
                 .iter()
                 .map(|s| (s.search.search_id().to_string(), s.version))
                 .collect();
-            (rows_of(&changed)?, versions)
+            // Each slice its own batch: a zero-copy slice of one big batch would still count
+            // (and be accounted by the join) as the whole batch's buffers.
+            let slices = changed
+                .chunks(COMMIT_SLICE_ROWS)
+                .map(rows_of)
+                .collect::<Result<Vec<_>>>()?;
+            (slices, versions)
         };
         // A new segment first: every record of the rows being committed is in the older ones.
         // An empty segment holds none, so it stays the current one.
@@ -366,10 +372,9 @@ impl EventLog {
         // In slices, so that a long backlog (a restart replaying hours of log) upserts in
         // bounded memory; a failed slice leaves its searches pending, and upserting the slices
         // before it again changes nothing.
-        let committed = rows.num_rows();
-        for start in (0..committed).step_by(COMMIT_SLICE_ROWS) {
-            let len = COMMIT_SLICE_ROWS.min(committed - start);
-            merge(session, table, rows.slice(start, len)).await?;
+        let committed = rows.iter().map(RecordBatch::num_rows).sum();
+        for slice in rows {
+            merge(session, table, slice).await?;
         }
         let closed_before = now_micros() - self.window_micros();
         let mut ledger = self.ledger.lock().expect("ledger lock");
