@@ -33,10 +33,34 @@ use datafusion::physical_plan::{
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
+use lance::datafusion::LanceTableProvider;
+
 use super::lance_table;
+use super::version::OpenedTable;
 
 /// The most output partitions (fragment groups) one scan is split into.
 const MAX_PARTITIONS: usize = 64;
+
+/// The DataFusion table over the dataset at `location` at its latest version, or at `version`.
+pub async fn provider(location: &str, version: Option<u64>) -> crate::error::Result<OpenedTable> {
+    let dataset = lance_table::open(location, version).await?;
+    let version = dataset.version().version;
+    let fragments = dataset
+        .get_fragments()
+        .iter()
+        .map(|f| f.id() as u64)
+        .collect();
+    let lance = Arc::new(LanceTableProvider::new(Arc::new(dataset), false, false));
+    Ok(OpenedTable {
+        provider: Arc::new(LanceTable::new(
+            lance,
+            location.to_string(),
+            version,
+            fragments,
+        )),
+        version: Some(version),
+    })
+}
 
 /// Whether plans of the session `state` run across workers.
 fn distributed(state: &dyn Session) -> bool {

@@ -28,9 +28,8 @@ use lance_index::optimize::OptimizeOptions;
 use lance_index::scalar::{BuiltinIndexType, ScalarIndexParams};
 use lance_index::IndexType;
 
-use super::lance_scan::LanceTable;
 use super::scalar_index::{ScalarIndex, ScalarIndexKind};
-use super::version::{CommitInfo, HistoryEntry, Mode, OpenedTable, OptimizeMetrics, Upserted};
+use super::version::{CommitInfo, HistoryEntry, Mode, OptimizeMetrics, Upserted};
 use super::zorder::ZOrderKey;
 use crate::error::{Result, ResultExt, VitrineError};
 
@@ -72,27 +71,6 @@ pub async fn open(location: &str, version: Option<u64>) -> Result<Dataset> {
     })?;
     keep_memory_store(location, &dataset).await;
     Ok(dataset)
-}
-
-/// A DataFusion table over the dataset at its latest version, or at `version`.
-pub async fn provider(location: &str, version: Option<u64>) -> Result<OpenedTable> {
-    let dataset = open(location, version).await?;
-    let version = dataset.version().version;
-    let fragments = dataset
-        .get_fragments()
-        .iter()
-        .map(|f| f.id() as u64)
-        .collect();
-    let lance = Arc::new(LanceTableProvider::new(Arc::new(dataset), false, false));
-    Ok(OpenedTable {
-        provider: Arc::new(LanceTable::new(
-            lance,
-            location.to_string(),
-            version,
-            fragments,
-        )),
-        version: Some(version),
-    })
 }
 
 /// Whether a Lance dataset exists at `location`.

@@ -16,7 +16,7 @@ use futures::TryStreamExt;
 
 use super::scalar_index::{ScalarIndex, ScalarIndexKind};
 use super::version::{CommitInfo, HistoryEntry, Mode, OpenedTable, OptimizeMetrics, Upserted};
-use super::{delta_table, files, lance_table, QualifiedName, TableEntry, TableFormat};
+use super::{delta_table, files, lance_scan, lance_table, QualifiedName, TableEntry, TableFormat};
 use crate::error::{Result, VitrineError};
 
 /// A table format: how tables of it are read, written and versioned. Locations are URIs or
@@ -184,7 +184,7 @@ impl TableStorage for LanceStorage {
         _options: &BTreeMap<String, String>,
         _reader: &dyn Session,
     ) -> Result<OpenedTable> {
-        lance_table::provider(location, version).await
+        lance_scan::provider(location, version).await
     }
 
     async fn write(

@@ -18,8 +18,8 @@ use super::calibrate;
 use super::catalog;
 use super::index::{self, default_params, AnnKind, IndexEntry, Metric};
 use super::resident;
-use crate::catalog::lance_table;
 use crate::catalog::version::{CommitInfo, Mode};
+use crate::catalog::{lance_scan, lance_table};
 use crate::catalog::{storage, QualifiedName, TableEntry, TableName};
 use crate::error::{Result, VitrineError};
 use crate::session::{Session, StatementResult};
@@ -435,7 +435,7 @@ pub async fn sync(session: &dyn Session, name: &TableName) -> Result<StatementRe
     let index = index::open(&entry).await?;
     let before = index.version().version;
     let index_table = format!("__vitrine_index_{}", name.table);
-    let provider = lance_table::provider(&entry.location, Some(before))
+    let provider = lance_scan::provider(&entry.location, Some(before))
         .await?
         .provider;
     session
