@@ -24,7 +24,7 @@ use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::filter::FilterExec;
-use datafusion::physical_plan::limit::GlobalLimitExec;
+use datafusion::physical_plan::limit::LocalLimitExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -127,7 +127,10 @@ impl TableProvider for LanceTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if !distributed(state) {
+        // A filtered scan that keeps no column (a `COUNT(*) … WHERE`) stays Lance's own: its
+        // rows are counted where they are read, and the stage runs on one node.
+        let counts_only = projection.is_some_and(Vec::is_empty) && !filters.is_empty();
+        if !distributed(state) || counts_only {
             return self.inner.scan(state, projection, filters, limit).await;
         }
         // The columns asked for and those the filters read, scanned by fragment; the filters
@@ -175,8 +178,9 @@ impl TableProvider for LanceTable {
             let df_schema = DFSchema::try_from(read_schema.as_ref().clone())?;
             let predicate = state.create_physical_expr(predicate, &df_schema)?;
             plan = Arc::new(FilterExec::try_new(predicate, plan)?);
+            // Per partition: the query's own limit above keeps the total.
             if let Some(limit) = limit {
-                plan = Arc::new(GlobalLimitExec::new(plan, 0, Some(limit)));
+                plan = Arc::new(LocalLimitExec::new(plan, limit));
             }
         }
         if read.len() != asked.len() {

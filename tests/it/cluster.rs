@@ -78,6 +78,11 @@ async fn queries_run_across_two_workers_with_the_results_of_one_node() {
          JOIN main.default.items i ON s.item = i.item WHERE s.id % 3 = 0 GROUP BY i.kind ORDER BY 1",
         "SELECT COUNT(*), SUM(id) FROM main.default.sales WHERE price > 2",
         "SELECT size(collect_list(id)) FROM main.default.sales WHERE item = 'item 3'",
+        "SELECT COUNT(*) FROM (SELECT id FROM main.default.sales WHERE price = 1 LIMIT 3000)",
+        // Which rows a LIMIT keeps is not defined, how many is.
+        "SELECT COUNT(*), COUNT(DISTINCT item) > 0 FROM \
+         (SELECT id, item FROM main.default.sales WHERE price = 1 LIMIT 3000)",
+        "SELECT COUNT(*) FROM main.default.sales",
     ];
     for sql in queries {
         assert_eq!(
