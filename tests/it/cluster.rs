@@ -67,6 +67,11 @@ async fn queries_run_across_two_workers_with_the_results_of_one_node() {
          CASE WHEN value % 2 = 0 THEN 'even' ELSE 'odd' END AS kind FROM range(40)",
     )
     .await;
+    wh.sql(
+        "CREATE TABLE main.default.regions USING DELTA AS SELECT CAST(value AS INT) AS id, \
+            CASE WHEN value % 2 = 0 THEN 'north' ELSE 'south' END AS region FROM range(100)",
+    )
+    .await;
     let (workers, worker_engines) = start_workers(&wh).await;
     let local = engine(&wh, None).await.session().unwrap();
     let distributed = engine(&wh, Some(workers)).await.session().unwrap();
@@ -83,6 +88,8 @@ async fn queries_run_across_two_workers_with_the_results_of_one_node() {
         "SELECT COUNT(*), COUNT(DISTINCT item) > 0 FROM \
          (SELECT id, item FROM main.default.sales WHERE price = 1 LIMIT 3000)",
         "SELECT COUNT(*) FROM main.default.sales",
+        "SELECT r.region, COUNT(*) FROM main.default.sales s JOIN main.default.regions r \
+         ON s.id % 100 = r.id GROUP BY r.region ORDER BY 1",
     ];
     for sql in queries {
         assert_eq!(
