@@ -77,8 +77,13 @@ async fn start(wh: &TestWarehouse, config: &Path, log: &str) -> Running {
     let server = Server(serve_command(wh, config, &log).spawn().unwrap());
     for _ in 0..600 {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(rest) = text.split("listening on ").nth(1) {
-            let base = rest.lines().next().unwrap().trim().to_string();
+        // Only a whole line: the file can be read while the server is still writing it.
+        let line = text
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_once('\n'));
+        if let Some((address, _)) = line {
+            let base = address.trim().to_string();
             return Running {
                 server,
                 base,
