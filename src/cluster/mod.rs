@@ -10,11 +10,15 @@
 //! becomes a scan by fragment ([`crate::catalog::lance_scan`]), which [`LanceScanTasks`] shares
 //! out and [`codec::LanceScanCodec`] sends; the engine adds the codecs of its own nodes and
 //! serves workers (`Engine::serve_worker`), with every SQL function of an engine over the same
-//! warehouse.
+//! warehouse. Each task carries the session's settings and the statement's seed
+//! ([`settings::QuerySettings`]), so that a worker's model functions and `rand()` follow the
+//! coordinator's `SET`s.
 
 pub mod codec;
+pub mod settings;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use datafusion::config::ConfigOptions;
 use datafusion::error::DataFusionError;
@@ -60,24 +64,63 @@ impl Workers {
     /// that an unreachable worker is reported before anything runs.
     pub async fn check(&self) -> Result<()> {
         for url in &self.0 {
-            let host = url.host_str().unwrap_or("localhost");
-            let port = url.port_or_known_default().unwrap_or(80);
-            let connect = tokio::net::TcpStream::connect((host, port));
-            match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    return Err(VitrineError::Plan(format!(
-                        "worker {url} is unreachable ({e}); nothing was run"
-                    )))
-                }
-                Err(_) => {
-                    return Err(VitrineError::Plan(format!(
-                        "worker {url} did not answer within 5 s; nothing was run"
-                    )))
-                }
+            if let Err(why) = accepts(url, Duration::from_secs(5)).await {
+                return Err(VitrineError::Plan(format!(
+                    "worker {url} {why}; nothing was run"
+                )));
             }
         }
         Ok(())
+    }
+
+    /// `error`, a statement's, naming the workers that no longer accept connections: a worker
+    /// that dies mid-query shows in DataFusion's error only as a broken stream. Errors found
+    /// before anything ran (syntax, names) are returned as they are.
+    pub async fn name_stopped(&self, error: VitrineError) -> VitrineError {
+        if matches!(
+            error,
+            VitrineError::Parse(_) | VitrineError::NotFound(_) | VitrineError::AlreadyExists(_)
+        ) {
+            return error;
+        }
+        // A killed worker's port can accept for a moment after its streams broke: look twice.
+        let mut stopped = self.stopped().await;
+        if stopped.is_empty() {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            stopped = self.stopped().await;
+        }
+        match stopped.as_slice() {
+            [] => error,
+            [one] => error.context(format!(
+                "worker {one} stopped answering during the statement"
+            )),
+            many => error.context(format!(
+                "workers {} stopped answering during the statement",
+                many.join(", ")
+            )),
+        }
+    }
+
+    /// The workers that do not accept a connection now.
+    async fn stopped(&self) -> Vec<String> {
+        let mut stopped = Vec::new();
+        for url in &self.0 {
+            if accepts(url, Duration::from_secs(2)).await.is_err() {
+                stopped.push(url.to_string());
+            }
+        }
+        stopped
+    }
+}
+
+/// Whether the worker at `url` accepts a connection within `wait`; if not, why not.
+async fn accepts(url: &Url, wait: Duration) -> std::result::Result<(), String> {
+    let host = url.host_str().unwrap_or("localhost");
+    let port = url.port_or_known_default().unwrap_or(80);
+    match tokio::time::timeout(wait, tokio::net::TcpStream::connect((host, port))).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("is unreachable ({e})")),
+        Err(_) => Err(format!("did not answer within {} s", wait.as_secs())),
     }
 }
 
@@ -88,18 +131,20 @@ impl WorkerResolver for Workers {
 }
 
 /// Makes sessions built by `builder` (whose config is already set) plan across `workers`,
-/// sending Lance scans and the nodes `codecs` encode.
+/// sending Lance scans, the nodes `codecs` encode and the session's
+/// [`settings::QuerySettings`].
 pub fn distribute(
     builder: SessionStateBuilder,
     workers: &Workers,
     codecs: &[Arc<dyn PhysicalExtensionCodec>],
 ) -> Result<SessionStateBuilder> {
-    let mut builder = builder
+    let builder = builder
         .with_distributed_worker_resolver(workers.clone())
         .with_distributed_user_codec(codec::LanceScanCodec)
         .with_distributed_task_estimator(LanceScanTasks)
         .with_physical_optimizer_rule(Arc::new(DistributedPhysicalOptimizerRule))
         .with_distributed_files_per_task(1)?;
+    let mut builder = settings::QuerySettings::default().send_from(builder);
     for codec in codecs {
         builder = builder.with_distributed_user_codec_arc(Arc::clone(codec));
     }

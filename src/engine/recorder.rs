@@ -11,6 +11,7 @@ use vitrine_udfs::context::ModelUse;
 use vitrine_udfs::settings::{ModelSettings, SettingGroup};
 
 use super::EngineSession;
+use crate::cluster::settings::QuerySettings;
 use crate::config::{SessionSettings, MAX_SEED};
 use crate::error::Result;
 use crate::history::record::{self, FAILED, FINISHED};
@@ -48,6 +49,10 @@ impl EngineSession {
         let started = Utc::now();
         self.inputs
             .begin(settings.core.clock.unwrap_or(started), seed);
+        if self.engine().workers.is_some() {
+            let state = self.datafusion().state_ref();
+            QuerySettings::new(&settings, seed).replace_in(state.write().config_mut());
+        }
         StatementStart {
             running,
             script: script.map(|(file, line)| (file.to_string(), line)),

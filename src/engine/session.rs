@@ -256,7 +256,13 @@ impl EngineSession {
         *self.parameters.lock().expect("parameters lock") = parameters;
         // Boxed: a statement's future holds every kind of statement's, nested deeply; unboxed, it
         // makes the future of any caller's script too deep for rustc's default query depth.
-        let outcome = Box::pin(self.execute_statement(sql)).await;
+        let outcome = match (
+            Box::pin(self.execute_statement(sql)).await,
+            &self.engine.workers,
+        ) {
+            (Err(e), Some(workers)) => Err(workers.name_stopped(e).await),
+            (outcome, _) => outcome,
+        };
         self.parameters.lock().expect("parameters lock").clear();
         let report = self.functions.finish_statement();
         let unrecorded = self

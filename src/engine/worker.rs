@@ -1,6 +1,6 @@
 //! `vitrine worker`: runs the plan fragments a coordinator sends ([`crate::cluster`]), with
-//! every SQL function a session of this engine registers (model functions load their models on
-//! this worker's device).
+//! every SQL function a session of this engine registers. Model functions follow the settings
+//! each task was sent (the coordinator's `SET`s) and load their models on this worker's device.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,19 +11,52 @@ use datafusion::execution::SessionState;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
 use datafusion_distributed::{DistributedExt, Worker, WorkerQueryContext, WorkerSessionBuilder};
 use tokio::net::TcpListener;
+use vitrine_udfs::context::FunctionContext;
 
 use super::model_batches::SliceBatchesCodec;
 use super::Engine;
 use crate::cluster::codec::LanceScanCodec;
+use crate::cluster::settings::QuerySettings;
+use crate::config::SessionSettings;
 use crate::error::{Result, VitrineError};
 use crate::session::Session as _;
+use crate::sql::functions::statement_inputs::{self, StatementInputs};
 
-/// The functions a worker's tasks can call: those of a session of its engine.
+/// Builds the session each task of a worker runs in: the functions of a session of its engine,
+/// with the model functions and `rand()` set up from the settings the task was sent.
 #[derive(Debug, Clone)]
 struct WorkerSessions {
+    engine: Arc<Engine>,
     scalar: Vec<Arc<ScalarUDF>>,
     aggregate: Vec<Arc<AggregateUDF>>,
     window: Vec<Arc<WindowUDF>>,
+}
+
+impl WorkerSessions {
+    /// The model functions and `random` of a task sent `sent`, and the session settings they
+    /// follow (this worker's own with the coordinator's over them, the device excepted).
+    fn task_functions(
+        &self,
+        sent: &QuerySettings,
+    ) -> std::result::Result<(Vec<Arc<ScalarUDF>>, SessionSettings), DataFusionError> {
+        let mut settings = self.engine.startup.clone();
+        sent.apply_to(&mut settings).map_err(|e| {
+            DataFusionError::Configuration(format!("the settings sent to this worker: {e}"))
+        })?;
+        let context = Arc::new(FunctionContext::new(
+            self.engine.files.clone(),
+            self.engine.hub.clone(),
+        ));
+        context.set_settings(settings.models.clone(), settings.choices.chosen().clone());
+        let inputs = Arc::new(StatementInputs::default());
+        inputs.begin_share(sent.seed().unwrap_or_default());
+        let mut functions: Vec<_> = vitrine_udfs::functions(&context)
+            .into_iter()
+            .map(|f| Arc::new(f.udf))
+            .collect();
+        functions.push(Arc::new(statement_inputs::seeded_random(&inputs)));
+        Ok((functions, settings))
+    }
 }
 
 #[async_trait]
@@ -32,15 +65,21 @@ impl WorkerSessionBuilder for WorkerSessions {
         &self,
         ctx: WorkerQueryContext,
     ) -> std::result::Result<SessionState, DataFusionError> {
+        let sent = QuerySettings::from_headers(&ctx.headers)?;
+        let (task_functions, settings) = self.task_functions(&sent)?;
         // Built on the context's builder, which carries the task's place in its stage.
         let mut builder = ctx
             .builder
             .with_distributed_user_codec(LanceScanCodec)
             .with_distributed_user_codec(SliceBatchesCodec);
+        if let Some(config) = builder.config() {
+            config.options_mut().execution.time_zone = Some(settings.core.time_zone().to_string());
+        }
+        // Later functions of one name replace earlier ones.
         builder
             .scalar_functions()
             .get_or_insert_default()
-            .extend(self.scalar.iter().cloned());
+            .extend(self.scalar.iter().cloned().chain(task_functions));
         builder
             .aggregate_functions()
             .get_or_insert_default()
@@ -62,6 +101,7 @@ pub(super) async fn serve(
     let session = engine.session()?;
     let state = session.datafusion().state();
     let sessions = WorkerSessions {
+        engine: Arc::clone(&engine),
         scalar: state.scalar_functions().values().cloned().collect(),
         aggregate: state.aggregate_functions().values().cloned().collect(),
         window: state.window_functions().values().cloned().collect(),

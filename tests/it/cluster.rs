@@ -6,7 +6,10 @@ use std::sync::Arc;
 use vitrine::cluster::Workers;
 use vitrine::{Engine, EngineConfig, EngineSession};
 
-use crate::support::{clip_fixture, rows, TestWarehouse};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::support::{clip_fixture, repo_path, rows, Server, TestWarehouse};
 
 /// An engine over `wh`'s warehouse with the test CLIP, planning across `workers` when given.
 async fn engine(wh: &TestWarehouse, workers: Option<Workers>) -> Arc<Engine> {
@@ -36,17 +39,9 @@ async fn start_workers(wh: &TestWarehouse) -> (Workers, Vec<Arc<Engine>>) {
     )
 }
 
-async fn query(session: &EngineSession, sql: &str) -> Vec<Vec<String>> {
-    let result = session
-        .execute(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}\nfailed: {e}"));
-    rows(&result.batches)
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn queries_run_across_two_workers_with_the_results_of_one_node() {
-    let wh = TestWarehouse::new().await;
+/// `main.default.sales`: 55,000 rows in 8 fragments (each append is one), 37 items in the first
+/// and 11 in the others.
+async fn sales(wh: &TestWarehouse) {
     wh.sql(
         "CREATE TABLE main.default.sales AS SELECT CAST(value AS INT) AS id, \
          concat('item ', CAST(value % 37 AS STRING)) AS item, CAST(value % 7 AS DOUBLE) AS price \
@@ -62,6 +57,20 @@ async fn queries_run_across_two_workers_with_the_results_of_one_node() {
         ))
         .await;
     }
+}
+
+async fn query(session: &EngineSession, sql: &str) -> Vec<Vec<String>> {
+    let result = session
+        .execute(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}\nfailed: {e}"));
+    rows(&result.batches)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queries_run_across_two_workers_with_the_results_of_one_node() {
+    let wh = TestWarehouse::new().await;
+    sales(&wh).await;
     wh.sql(
         "CREATE TABLE main.default.items AS SELECT concat('item ', CAST(value AS STRING)) AS item, \
          CASE WHEN value % 2 = 0 THEN 'even' ELSE 'odd' END AS kind FROM range(40)",
@@ -151,4 +160,213 @@ async fn an_unreachable_worker_is_reported_before_anything_runs() {
         err.contains(&format!("worker http://127.0.0.1:{port}/ is unreachable")),
         "{err}"
     );
+}
+
+/// Whether two results are equal, floats (alone or in lists) to 1e-4 relative: a model's
+/// batches can be cut differently across workers, which moves the last bits of its outputs.
+fn assert_same_rows(distributed: &[Vec<String>], local: &[Vec<String>], what: &str) {
+    fn numbers(cell: &str) -> Option<Vec<f64>> {
+        let inner = cell
+            .strip_prefix('[')
+            .and_then(|c| c.strip_suffix(']'))
+            .unwrap_or(cell);
+        inner.split(", ").map(|v| v.parse().ok()).collect()
+    }
+    assert_eq!(distributed.len(), local.len(), "{what}: row counts");
+    for (d, l) in distributed.iter().zip(local) {
+        assert_eq!(d.len(), l.len(), "{what}");
+        for (a, b) in d.iter().zip(l) {
+            if a == b {
+                continue;
+            }
+            let close = match (numbers(a), numbers(b)) {
+                (Some(x), Some(y)) => {
+                    x.len() == y.len()
+                        && x.iter()
+                            .zip(&y)
+                            .all(|(x, y)| (x - y).abs() <= 1e-4 * x.abs().max(y.abs()).max(1.0))
+                }
+                _ => false,
+            };
+            assert!(
+                close,
+                "{what}: {a} (distributed) != {b} (one node)\nrow {d:?}\nvs  {l:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn settings_and_seeds_travel_with_each_task() {
+    let wh = TestWarehouse::new().await;
+    sales(&wh).await;
+    // The workers start with CLIP tiny-a; the coordinator's session switches to tiny-b.
+    let (workers, worker_engines) = start_workers(&wh).await;
+    let local = engine(&wh, None).await.session().unwrap();
+    let distributed = engine(&wh, Some(workers)).await.session().unwrap();
+    let tiny_b = format!("SET vitrine.model.clip = '{}'", clip_fixture("tiny-b"));
+    query(&local, &tiny_b).await;
+    query(&distributed, &tiny_b).await;
+    let embed = "SELECT id, clip_text_embed(item) FROM main.default.sales WHERE id % 997 = 0 \
+                 ORDER BY id";
+    let before = worker_engines.iter().map(|w| w.worker_plans()).sum::<u64>();
+    assert_same_rows(
+        &query(&distributed, embed).await,
+        &query(&local, embed).await,
+        embed,
+    );
+    assert!(
+        worker_engines.iter().map(|w| w.worker_plans()).sum::<u64>() > before,
+        "the workers embedded nothing"
+    );
+    // Every task draws its own values: none repeats across the 8 fragments' tasks.
+    let drawn = query(
+        &distributed,
+        "SELECT COUNT(*), COUNT(DISTINCT r) FROM (SELECT rand() AS r FROM main.default.sales)",
+    )
+    .await;
+    assert_eq!(drawn, vec![vec!["55000".to_string(), "55000".to_string()]]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn phase_scripts_give_the_same_tables_across_workers_as_on_one_node() {
+    const PHASES: [&str; 6] = [
+        "00_load_products.sql",
+        "01_extract_attributes.sql",
+        "01_quality_report.sql",
+        "02_join_enriched_attributes.sql",
+        "03_generate_embeddings.sql",
+        "04_vector_indexes.sql",
+    ];
+    let setup = [
+        format!(
+            "SET vitrine.model.smolvlm = '{}'",
+            repo_path("tests/fixtures/smolvlm/scripted").display()
+        ),
+        "SET vitrine.clock = '2026-01-01T00:00:00Z'".to_string(),
+    ];
+    // The same demo catalog in two warehouses: one runs the phases alone, the other across two
+    // workers (which know neither SET: they come with each task).
+    let (alone, _) = TestWarehouse::with_demo_catalog(150, 23, true).await;
+    let (spread, _) = TestWarehouse::with_demo_catalog(150, 23, true).await;
+    let (workers, worker_engines) = start_workers(&spread).await;
+    let local = engine(&alone, None).await.session().unwrap();
+    let distributed = engine(&spread, Some(workers)).await.session().unwrap();
+    for session in [&local, &distributed] {
+        for statement in &setup {
+            query(session, statement).await;
+        }
+        for phase in PHASES {
+            session
+                .run_file(&repo_path("sql").join(phase))
+                .await
+                .unwrap_or_else(|e| panic!("{phase}: {e}"));
+        }
+    }
+    for (i, worker) in worker_engines.iter().enumerate() {
+        assert!(worker.worker_plans() > 0, "worker {i} ran nothing");
+    }
+    let tables = "SHOW TABLES IN main.fashion_demo";
+    let names = query(&local, tables).await;
+    assert_eq!(query(&distributed, tables).await, names);
+    assert!(names.len() >= 5, "{names:?}");
+    for table in names.iter().map(|row| row[1].clone()) {
+        let contents = format!("SELECT * FROM main.fashion_demo.{table}");
+        let (mut d, mut l) = (
+            query(&distributed, &contents).await,
+            query(&local, &contents).await,
+        );
+        d.sort();
+        l.sort();
+        assert_same_rows(&d, &l, &table);
+    }
+}
+
+/// A `vitrine worker` child process on a free loopback port of `wh`, logging into `log`, and
+/// its URL.
+async fn worker_process(wh: &TestWarehouse, log: &str) -> (Server, String) {
+    let log = wh.path().join(log);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_vitrine"))
+        .arg("--warehouse")
+        .arg(wh.path())
+        .arg("--model")
+        .arg(format!("clip={}", clip_fixture("tiny-a")))
+        .args(["worker", "--addr", "127.0.0.1:0"])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let server = Server(child);
+    for _ in 0..600 {
+        if let Some(url) = listening_address(&log) {
+            return (server, url);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the worker did not start: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
+
+/// The address a worker printed, once its line is whole.
+fn listening_address(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let rest = text.split("worker listening on ").nth(1)?;
+    let (address, _) = rest.split_once('\n')?;
+    Some(address.trim().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_mid_query_fails_the_statement_naming_it_and_changes_nothing() {
+    let wh = TestWarehouse::new().await;
+    sales(&wh).await;
+    wh.sql("CREATE TABLE main.default.pair_totals (item STRING, total DOUBLE)")
+        .await;
+    let (first, first_url) = worker_process(&wh, "worker-0.log").await;
+    let (mut second, second_url) = worker_process(&wh, "worker-1.log").await;
+    let workers = Workers::parse([first_url.as_str(), second_url.as_str()]).unwrap();
+    let distributed = engine(&wh, Some(workers)).await.session().unwrap();
+    let history = "DESCRIBE HISTORY main.default.pair_totals";
+    let versions = wh.rows(history).await.len();
+
+    // A self-join of ~160 million pairs: long enough to kill a worker while it runs.
+    let statement = tokio::spawn(async move {
+        distributed
+            .execute(
+                "INSERT INTO main.default.pair_totals SELECT a.item, SUM(b.price) \
+                 FROM main.default.sales a JOIN main.default.sales b ON a.item = b.item \
+                 GROUP BY a.item",
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !statement.is_finished(),
+        "the join ended before a worker could be killed: {:?}",
+        statement.await
+    );
+    second.0.kill().unwrap();
+    second.0.wait().unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(120), statement)
+        .await
+        .expect("the statement hung after its worker died")
+        .unwrap();
+    let err = outcome.expect_err("the statement succeeded without one of its workers");
+    // Url::to_string of http://127.0.0.1:PORT ends in '/'.
+    let named = format!("worker {}", second_url.trim_end_matches('/'));
+    assert!(err.contains(&named), "{err}");
+    assert!(
+        !err.contains(&format!("worker {}", first_url.trim_end_matches('/'))),
+        "{err}"
+    );
+    // Nothing was committed.
+    assert_eq!(wh.rows(history).await.len(), versions);
+    assert_eq!(
+        wh.value("SELECT COUNT(*) FROM main.default.pair_totals")
+            .await,
+        "0"
+    );
+    drop(first);
 }

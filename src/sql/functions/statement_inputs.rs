@@ -44,9 +44,24 @@ impl StatementInputs {
         self.batches.store(0, Ordering::Relaxed);
     }
 
+    /// Begins a worker's share of a statement drawing from `seed`: `rand()` there draws from
+    /// its own streams (numbered from a random point), apart from the other workers' and the
+    /// coordinator's. Clock functions need no start: the coordinator folds them into constants
+    /// when it plans.
+    pub fn begin_share(&self, seed: u64) {
+        self.seed.store(seed, Ordering::Relaxed);
+        self.batches
+            .store(u64::from(rand::random::<u32>()) << 32, Ordering::Relaxed);
+    }
+
     fn clock(&self) -> Option<DateTime<Utc>> {
         *self.clock.read().expect("clock lock")
     }
+}
+
+/// `random` (and `rand`), drawing from `inputs`' seed.
+pub fn seeded_random(inputs: &Arc<StatementInputs>) -> ScalarUDF {
+    ScalarUDF::new_from_impl(SeededRandom::new(Arc::clone(inputs)))
 }
 
 /// Replaces the session's clock functions and `random` with ones that read `inputs`.
@@ -58,9 +73,7 @@ pub fn register(ctx: &mut SessionContext, inputs: &Arc<StatementInputs>) -> Resu
             inputs: Arc::clone(inputs),
         }));
     }
-    ctx.register_udf(ScalarUDF::new_from_impl(SeededRandom::new(Arc::clone(
-        inputs,
-    ))));
+    ctx.register_udf(seeded_random(inputs));
     Ok(())
 }
 
