@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use lance::datafusion::LanceTableProvider;
 
 use super::lance_table;
+use super::runs_across_workers;
 use super::version::OpenedTable;
 
 /// The most output partitions (fragment groups) one scan is split into.
@@ -60,15 +61,6 @@ pub async fn provider(location: &str, version: Option<u64>) -> crate::error::Res
         )),
         version: Some(version),
     })
-}
-
-/// Whether plans of the session `state` run across workers.
-fn distributed(state: &dyn Session) -> bool {
-    state
-        .config_options()
-        .extensions
-        .get::<datafusion_distributed::DistributedConfig>()
-        .is_some()
 }
 
 /// The DataFusion table of one version of a Lance dataset.
@@ -130,7 +122,7 @@ impl TableProvider for LanceTable {
         // A filtered scan that keeps no column (a `COUNT(*) … WHERE`) stays Lance's own: its
         // rows are counted where they are read, and the stage runs on one node.
         let counts_only = projection.is_some_and(Vec::is_empty) && !filters.is_empty();
-        if !distributed(state) || counts_only {
+        if !runs_across_workers(state) || counts_only {
             return self.inner.scan(state, projection, filters, limit).await;
         }
         // The columns asked for and those the filters read, scanned by fragment; the filters

@@ -3,10 +3,12 @@
 //! A warehouse is a folder (local or on an object store) holding catalogs, schemas and tables in
 //! Unity Catalog's three-level namespace. [`Warehouse`] owns the layout and the metadata entries;
 //! [`provider`] exposes them to DataFusion; [`mod@storage`] is the seam every table format implements
-//! ([`lance_table`], [`delta_table`], [`files`]) in the terms of [`version`]; [`blobs`] reads the
+//! ([`lance_table`], [`delta_table`], [`files`]); [`lance_scan`] and [`delta_scan`] read
+//! their tables in pieces workers can share out in the terms of [`version`]; [`blobs`] reads the
 //! files behind image paths.
 
 pub mod blobs;
+pub mod delta_scan;
 pub mod delta_table;
 pub mod entry;
 pub mod files;
@@ -27,6 +29,16 @@ pub use storage::{storage, TableStorage};
 pub use warehouse::Warehouse;
 
 use crate::error::{Result, VitrineError};
+
+/// Whether the plans of the session `state` run across workers (`vitrine --workers …`): then
+/// tables plan scans a worker can run ([`lance_scan`], [`delta_scan`]).
+pub(crate) fn runs_across_workers(state: &dyn datafusion::catalog::Session) -> bool {
+    state
+        .config_options()
+        .extensions
+        .get::<datafusion_distributed::DistributedConfig>()
+        .is_some()
+}
 
 /// A table name as written: one, two or three parts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

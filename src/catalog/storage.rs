@@ -16,7 +16,9 @@ use futures::TryStreamExt;
 
 use super::scalar_index::{ScalarIndex, ScalarIndexKind};
 use super::version::{CommitInfo, HistoryEntry, Mode, OpenedTable, OptimizeMetrics, Upserted};
-use super::{delta_table, files, lance_scan, lance_table, QualifiedName, TableEntry, TableFormat};
+use super::{
+    delta_scan, delta_table, files, lance_scan, lance_table, QualifiedName, TableEntry, TableFormat,
+};
 use crate::error::{Result, VitrineError};
 
 /// A table format: how tables of it are read, written and versioned. Locations are URIs or
@@ -269,7 +271,7 @@ impl TableStorage for DeltaStorage {
         _options: &BTreeMap<String, String>,
         reader: &dyn Session,
     ) -> Result<OpenedTable> {
-        delta_table::provider(location, version, reader).await
+        delta_scan::provider(location, version, reader).await
     }
 
     async fn write(

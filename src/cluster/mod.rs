@@ -7,8 +7,9 @@
 //! merges and sends each stage's tasks to the workers; the coordinator reads the last stage's
 //! output. Writes, commits, DDL and `vector_search` stay on the coordinator: a write executes its
 //! query across the workers and commits what comes back. A Lance table read by such a plan
-//! becomes a scan by fragment ([`crate::catalog::lance_scan`]), which [`LanceScanTasks`] shares
-//! out and [`codec::LanceScanCodec`] sends; the engine adds the codecs of its own nodes and
+//! becomes a scan by fragment ([`crate::catalog::lance_scan`]), a Delta table a scan by data file
+//! ([`crate::catalog::delta_scan`]), which [`TableScanTasks`] shares
+//! out and [`codec::TableScanCodec`] sends; the engine adds the codecs of its own nodes and
 //! serves workers (`Engine::serve_worker`), with every SQL function of an engine over the same
 //! warehouse. Each task carries the session's settings and the statement's seed
 //! ([`settings::QuerySettings`]), so that a worker's model functions and `rand()` follow the
@@ -31,6 +32,7 @@ use datafusion_distributed::{
 use datafusion_proto::physical_plan::PhysicalExtensionCodec;
 use url::Url;
 
+use crate::catalog::delta_scan::DeltaFileScanExec;
 use crate::catalog::lance_scan::LanceScanExec;
 use crate::error::{Result, VitrineError};
 
@@ -140,8 +142,8 @@ pub fn distribute(
 ) -> Result<SessionStateBuilder> {
     let builder = builder
         .with_distributed_worker_resolver(workers.clone())
-        .with_distributed_user_codec(codec::LanceScanCodec)
-        .with_distributed_task_estimator(LanceScanTasks)
+        .with_distributed_user_codec(codec::TableScanCodec)
+        .with_distributed_task_estimator(TableScanTasks)
         .with_physical_optimizer_rule(Arc::new(DistributedPhysicalOptimizerRule))
         .with_distributed_files_per_task(1)?;
     let mut builder = settings::QuerySettings::default().send_from(builder);
@@ -151,19 +153,29 @@ pub fn distribute(
     Ok(builder)
 }
 
-/// How many tasks a Lance fragment scan is worth: one per output partition (fragment group),
-/// each task reading its share of the partitions.
+/// How many tasks a table scan ([`LanceScanExec`], [`DeltaFileScanExec`]) is worth: one per
+/// output partition (a group of fragments, or files), each task reading its share of them.
 #[derive(Debug, Clone, Copy)]
-pub struct LanceScanTasks;
+pub struct TableScanTasks;
 
-impl TaskEstimator for LanceScanTasks {
+/// The output partitions of `plan` if it is one of the table scans workers run.
+fn table_scan_partitions(plan: &Arc<dyn ExecutionPlan>) -> Option<usize> {
+    let any = plan.as_any();
+    if let Some(scan) = any.downcast_ref::<LanceScanExec>() {
+        return Some(scan.spec().partitions.len());
+    }
+    any.downcast_ref::<DeltaFileScanExec>()
+        .map(|scan| scan.spec().partitions.len())
+}
+
+impl TaskEstimator for TableScanTasks {
     fn task_estimation(
         &self,
         plan: &Arc<dyn ExecutionPlan>,
         _cfg: &ConfigOptions,
     ) -> Option<TaskEstimation> {
-        let scan = plan.as_any().downcast_ref::<LanceScanExec>()?;
-        Some(TaskEstimation::desired(scan.spec().partitions.len().max(1)))
+        let partitions = table_scan_partitions(plan)?;
+        Some(TaskEstimation::desired(partitions.max(1)))
     }
 
     fn scale_up_leaf_node(
@@ -172,7 +184,7 @@ impl TaskEstimator for LanceScanTasks {
         task_count: usize,
         _cfg: &ConfigOptions,
     ) -> Option<Arc<dyn ExecutionPlan>> {
-        plan.as_any().downcast_ref::<LanceScanExec>()?;
+        table_scan_partitions(plan)?;
         Some(Arc::new(PartitionIsolatorExec::new(
             Arc::clone(plan),
             task_count,

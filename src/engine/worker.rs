@@ -15,7 +15,7 @@ use vitrine_udfs::context::FunctionContext;
 
 use super::model_batches::SliceBatchesCodec;
 use super::Engine;
-use crate::cluster::codec::LanceScanCodec;
+use crate::cluster::codec::TableScanCodec;
 use crate::cluster::settings::QuerySettings;
 use crate::config::SessionSettings;
 use crate::error::{Result, VitrineError};
@@ -70,7 +70,7 @@ impl WorkerSessionBuilder for WorkerSessions {
         // Built on the context's builder, which carries the task's place in its stage.
         let mut builder = ctx
             .builder
-            .with_distributed_user_codec(LanceScanCodec)
+            .with_distributed_user_codec(TableScanCodec)
             .with_distributed_user_codec(SliceBatchesCodec);
         if let Some(config) = builder.config() {
             config.options_mut().execution.time_zone = Some(settings.core.time_zone().to_string());

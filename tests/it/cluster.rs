@@ -81,11 +81,29 @@ async fn queries_run_across_two_workers_with_the_results_of_one_node() {
             CASE WHEN value % 2 = 0 THEN 'north' ELSE 'south' END AS region FROM range(100)",
     )
     .await;
+    // A Delta table of three data files (one per write).
+    wh.sql(
+        "CREATE TABLE main.default.visits USING DELTA AS SELECT CAST(value AS INT) AS id, \
+         value % 7 AS k FROM range(10000)",
+    )
+    .await;
+    for modulo in [5, 3] {
+        wh.sql(&format!(
+            "INSERT INTO main.default.visits SELECT CAST(value AS INT), value % {modulo} \
+             FROM range(5000)"
+        ))
+        .await;
+    }
     let (workers, worker_engines) = start_workers(&wh).await;
     let local = engine(&wh, None).await.session().unwrap();
     let distributed = engine(&wh, Some(workers)).await.session().unwrap();
 
     let queries = [
+        "SELECT k, COUNT(*), SUM(id) FROM main.default.visits GROUP BY k ORDER BY k",
+        "SELECT COUNT(*), MAX(k) FROM main.default.visits WHERE id > 4000 AND k < 2",
+        "SELECT k, COUNT(*) FROM main.default.visits VERSION AS OF 1 GROUP BY k ORDER BY k",
+        "SELECT v.k, COUNT(*) FROM main.default.visits v JOIN main.default.sales s ON v.id = s.id \
+         GROUP BY v.k ORDER BY v.k",
         "SELECT item, COUNT(*) AS n, SUM(price) AS total, MAX(id) AS last FROM main.default.sales \
          GROUP BY item ORDER BY item",
         "SELECT i.kind, COUNT(*), ROUND(AVG(s.price), 6) FROM main.default.sales s \
@@ -110,7 +128,7 @@ async fn queries_run_across_two_workers_with_the_results_of_one_node() {
     // The plan has stages joined by network boundaries.
     let explained = format!(
         "{:?}",
-        query(&distributed, &format!("EXPLAIN {}", queries[0])).await
+        query(&distributed, &format!("EXPLAIN {}", queries[4])).await
     );
     assert!(explained.contains("DistributedExec"), "{explained}");
     assert!(
@@ -118,6 +136,14 @@ async fn queries_run_across_two_workers_with_the_results_of_one_node() {
         "{explained}"
     );
     assert!(explained.contains("LanceScanExec"), "{explained}");
+    let explained = format!(
+        "{:?}",
+        query(&distributed, &format!("EXPLAIN {}", queries[0])).await
+    );
+    assert!(
+        explained.contains("DeltaFileScanExec") && explained.contains("3 files in 3 partitions"),
+        "{explained}"
+    );
     // Both workers ran tasks.
     for (i, worker) in worker_engines.iter().enumerate() {
         assert!(worker.worker_plans() > 0, "worker {i} ran nothing");
