@@ -6,9 +6,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
+use datafusion::physical_plan::{displayable, ExecutionPlan};
 use datafusion_distributed::{DistributedExt, Worker, WorkerQueryContext, WorkerSessionBuilder};
 use tokio::net::TcpListener;
 use vitrine_udfs::context::FunctionContext;
@@ -110,6 +112,7 @@ pub(super) async fn serve(
         Worker::from_session_builder(sessions).with_runtime_env(session.datafusion().runtime_env());
     worker.add_on_plan_hook(move |plan| {
         plans.fetch_add(1, Ordering::Relaxed);
+        tracing::info!("task received: {}", tables_read(&plan));
         plan
     });
     tonic::transport::Server::builder()
@@ -117,4 +120,17 @@ pub(super) async fn serve(
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
         .await
         .map_err(|e| VitrineError::Plan(format!("the worker stopped: {e}")))
+}
+
+/// The table scans of a task's plan, one line each, for the worker's log.
+fn tables_read(plan: &Arc<dyn ExecutionPlan>) -> String {
+    let mut scans = Vec::new();
+    // Visiting cannot fail: the closure never errs.
+    let _ = plan.apply(|node| {
+        if node.children().is_empty() {
+            scans.push(displayable(node.as_ref()).one_line().to_string());
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    scans.join("; ").trim().to_string()
 }

@@ -222,6 +222,99 @@ fn a_warehouse_on_s3_keeps_tables_versions_and_indexes() {
     }
 }
 
+/// A `vitrine worker` of the warehouse `wh` on a free loopback port, logging into `log`, and
+/// its URL.
+fn worker(s3: &S3Server, wh: &str, log: &std::path::Path) -> (Child, String) {
+    let child = s3
+        .vitrine(wh, &["-v", "worker", "--addr", "127.0.0.1:0"])
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let line = text
+            .split("worker listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_once('\n'));
+        if let Some((url, _)) = line {
+            return (child, url.trim().to_string());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the worker did not start: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn workers_read_the_same_bucket_and_answer_as_one_process() {
+    let s3 = S3Server::start("spread");
+    let wh = "s3://spread/warehouse";
+    s3.run(
+        wh,
+        &[
+            "CREATE TABLE main.default.sales AS SELECT CAST(value AS INT) AS id, \
+             concat('item ', CAST(value % 13 AS STRING)) AS item, CAST(value % 7 AS DOUBLE) AS price \
+             FROM range(4000)",
+            "INSERT INTO main.default.sales SELECT CAST(value AS INT) + 10000, 'item 1', 2.5 FROM range(1000)",
+            "INSERT INTO main.default.sales SELECT CAST(value AS INT) + 20000, 'item 2', 1.5 FROM range(1000)",
+            "CREATE TABLE main.default.kinds USING DELTA AS SELECT concat('item ', CAST(value AS STRING)) \
+             AS item, value % 2 AS kind FROM range(13)",
+            "INSERT INTO main.default.kinds VALUES ('item 99', 5)",
+        ],
+    );
+    let logs = tempfile::tempdir().unwrap();
+    let mut workers = Vec::new();
+    let mut urls = Vec::new();
+    for i in 0..2 {
+        let (child, url) = worker(&s3, wh, &logs.path().join(format!("worker-{i}.log")));
+        workers.push(child);
+        urls.push(url);
+    }
+    let queries = [
+        "SELECT item, COUNT(*), SUM(price) FROM main.default.sales GROUP BY item ORDER BY item",
+        "SELECT k.kind, COUNT(*), SUM(s.price) FROM main.default.sales s JOIN main.default.kinds k \
+         ON s.item = k.item GROUP BY k.kind ORDER BY k.kind",
+    ];
+    let one_process = s3.run(wh, &queries);
+    let mut args = vec![
+        "--workers".to_string(),
+        urls.join(","),
+        "run".into(),
+        "--format".into(),
+        "csv".into(),
+    ];
+    for q in queries {
+        args.extend(["-e".to_string(), q.to_string()]);
+    }
+    let output = s3
+        .vitrine(wh, &args.iter().map(String::as_str).collect::<Vec<_>>())
+        .output()
+        .unwrap();
+    let across = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{across}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(across, one_process);
+    for child in &mut workers {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // Both workers read from the bucket.
+    for i in 0..2 {
+        let log = std::fs::read_to_string(logs.path().join(format!("worker-{i}.log"))).unwrap();
+        assert!(
+            log.lines().any(|l| l.contains("task received")
+                && l.contains("s3://spread/warehouse/main/default/")),
+            "worker {i} read nothing from the bucket:\n{log}"
+        );
+    }
+}
+
 /// Two processes write one table at once: appends both land; of two updates of the same rows,
 /// each either commits or fails with a clear error, and the table holds exactly the updates
 /// that succeeded.
