@@ -1,7 +1,7 @@
-//! The session settings a query carries to the workers: every `vitrine.*` setting of the
-//! coordinator's session but the device (a worker runs models on its own), and the running
-//! statement's seed, so that `rand()` and the model functions behave on a worker as they would on
-//! the coordinator.
+//! The session settings a query carries to the workers: every setting of the coordinator's
+//! session (`vitrine.*`, the session time zone) but the device (a worker runs models on its
+//! own), and the running statement's seed, so that `rand()`, the model functions and time zone
+//! conversions behave on a worker as they would on the coordinator.
 //!
 //! They travel as a DataFusion config extension, which `datafusion-distributed` sends as request
 //! headers with every task and a worker reads back ([`QuerySettings::from_headers`]).
@@ -15,35 +15,36 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionConfig;
 use datafusion_distributed::DistributedExt;
 use http::HeaderMap;
+use serde::{Deserialize, Serialize};
 
 use crate::config::SessionSettings;
 
-/// The key under which the statement's seed travels (not a setting: it is drawn per statement).
-const STATEMENT_SEED: &str = "statement_seed";
+/// The one entry the settings travel in: header names are case-insensitive and header values
+/// plain ASCII, so the settings go as one hex-encoded JSON value.
+const ENTRY: &str = "query";
 
 /// The settings that stay with each process: where it runs models.
 const LOCAL_TO_EACH_PROCESS: &[&str] = &["vitrine.device"];
 
-/// A query's `vitrine.*` settings (keys without their `vitrine.` prefix) and its statement seed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A query's session settings (`vitrine.*`, the session time zone) and its statement's seed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuerySettings {
-    values: BTreeMap<String, String>,
+    settings: BTreeMap<String, String>,
+    seed: Option<u64>,
 }
 
 impl QuerySettings {
     /// The settings `settings` holds, for a statement drawing from `seed`.
     pub fn new(settings: &SessionSettings, seed: u64) -> Self {
-        let mut values: BTreeMap<String, String> = settings
-            .values()
-            .iter()
-            .filter(|(key, _)| !LOCAL_TO_EACH_PROCESS.contains(&key.as_str()))
-            .filter_map(|(key, value)| {
-                let key = key.strip_prefix("vitrine.")?;
-                Some((key.to_string(), value.clone()))
-            })
-            .collect();
-        values.insert(STATEMENT_SEED.to_string(), seed.to_string());
-        Self { values }
+        Self {
+            settings: settings
+                .values()
+                .iter()
+                .filter(|(key, _)| !LOCAL_TO_EACH_PROCESS.contains(&key.as_str()))
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect(),
+            seed: Some(seed),
+        }
     }
 
     /// The settings a worker's task was sent, read from its request headers (none when the
@@ -73,16 +74,39 @@ impl QuerySettings {
 
     /// The statement's seed, if one was sent.
     pub fn seed(&self) -> Option<u64> {
-        self.values.get(STATEMENT_SEED)?.parse().ok()
+        self.seed
     }
 
     /// `settings` (a worker's own) with the settings sent applied over them: a key this worker
     /// does not know fails, naming it.
     pub fn apply_to(&self, settings: &mut SessionSettings) -> crate::error::Result<()> {
-        for (key, value) in self.values.iter().filter(|(k, _)| *k != STATEMENT_SEED) {
-            settings.set(&format!("vitrine.{key}"), value)?;
+        for (key, value) in &self.settings {
+            settings.set(key, value)?;
         }
         Ok(())
+    }
+
+    /// The settings as the entry's value: JSON, hex-encoded.
+    fn encode(&self) -> String {
+        let json = serde_json::to_vec(self).expect("settings serialise");
+        json.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The settings from an entry's value.
+    fn decode(value: &str) -> DFResult<Self> {
+        let invalid = |why: String| {
+            DataFusionError::Configuration(format!("the query settings sent to a worker: {why}"))
+        };
+        let bytes = (0..value.len())
+            .step_by(2)
+            .map(|i| {
+                value
+                    .get(i..i + 2)
+                    .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                    .ok_or_else(|| invalid(format!("not hex at {i}")))
+            })
+            .collect::<DFResult<Vec<u8>>>()?;
+        serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))
     }
 }
 
@@ -104,24 +128,21 @@ impl ExtensionOptions for QuerySettings {
     }
 
     fn set(&mut self, key: &str, value: &str) -> DFResult<()> {
-        if key.is_empty() {
-            return Err(DataFusionError::Configuration(
-                "a vitrine setting needs a name".into(),
-            ));
+        if key != ENTRY {
+            return Err(DataFusionError::Configuration(format!(
+                "vitrine.{key}: settings travel to workers as vitrine.{ENTRY}"
+            )));
         }
-        self.values.insert(key.to_string(), value.to_string());
+        *self = Self::decode(value)?;
         Ok(())
     }
 
     fn entries(&self) -> Vec<ConfigEntry> {
-        self.values
-            .iter()
-            .map(|(key, value)| ConfigEntry {
-                key: key.clone(),
-                value: Some(value.clone()),
-                description: "a vitrine setting sent to the workers",
-            })
-            .collect()
+        vec![ConfigEntry {
+            key: ENTRY.to_string(),
+            value: Some(self.encode()),
+            description: "the session settings and statement seed sent to the workers",
+        }]
     }
 }
 
@@ -132,17 +153,22 @@ mod tests {
     #[test]
     fn settings_travel_without_the_device_and_come_back_as_they_were() {
         let mut settings = SessionSettings::default();
-        settings.set("vitrine.model.clip", "/models/clip").unwrap();
+        settings
+            .set("vitrine.model.clip", "/models/MyClip é")
+            .unwrap();
         settings.set("vitrine.udf.batch_size", "7").unwrap();
-        settings.set("vitrine.device", "cuda:1").unwrap();
+        settings.set("vitrine.device", "cpu").unwrap();
+        settings
+            .set("spark.sql.session.timeZone", "Europe/Paris")
+            .unwrap();
         let sent = QuerySettings::new(&settings, 42);
 
-        // What datafusion-distributed puts in a task's headers.
+        // What datafusion-distributed puts in a task's headers (names are lowercased).
         let mut headers = HeaderMap::new();
         for entry in sent.entries() {
             let name = format!("x-datafusion-distributed-config-vitrine.{}", entry.key);
             headers.insert(
-                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                http::HeaderName::from_bytes(name.to_lowercase().as_bytes()).unwrap(),
                 entry.value.unwrap().parse().unwrap(),
             );
         }
@@ -150,16 +176,17 @@ mod tests {
         assert_eq!(received, sent);
         assert_eq!(received.seed(), Some(42));
         let mut on_worker = SessionSettings::default();
-        on_worker.set("vitrine.device", "cpu").unwrap();
         received.apply_to(&mut on_worker).unwrap();
         assert_eq!(on_worker.models.batch_size, 7);
-        assert_eq!(on_worker.models.device, "cpu");
+        assert_eq!(on_worker.models.device, "auto");
+        assert_eq!(on_worker.core.time_zone(), "Europe/Paris");
         assert_eq!(
             on_worker
                 .values()
                 .get("vitrine.model.clip")
                 .map(String::as_str),
-            Some("/models/clip")
+            Some("/models/MyClip é")
         );
+        assert!(QuerySettings::decode("7b2").is_err());
     }
 }

@@ -19,7 +19,6 @@ use super::model_batches::SliceBatchesCodec;
 use super::Engine;
 use crate::cluster::codec::TableScanCodec;
 use crate::cluster::settings::QuerySettings;
-use crate::config::SessionSettings;
 use crate::error::{Result, VitrineError};
 use crate::session::Session as _;
 use crate::sql::functions::statement_inputs::{self, StatementInputs};
@@ -35,12 +34,12 @@ struct WorkerSessions {
 }
 
 impl WorkerSessions {
-    /// The model functions and `random` of a task sent `sent`, and the session settings they
-    /// follow (this worker's own with the coordinator's over them, the device excepted).
+    /// The model functions and `random` of a task sent `sent`: they follow this worker's own
+    /// settings with the coordinator's over them (the device excepted).
     fn task_functions(
         &self,
         sent: &QuerySettings,
-    ) -> std::result::Result<(Vec<Arc<ScalarUDF>>, SessionSettings), DataFusionError> {
+    ) -> std::result::Result<Vec<Arc<ScalarUDF>>, DataFusionError> {
         let mut settings = self.engine.startup.clone();
         sent.apply_to(&mut settings).map_err(|e| {
             DataFusionError::Configuration(format!("the settings sent to this worker: {e}"))
@@ -57,7 +56,7 @@ impl WorkerSessions {
             .map(|f| Arc::new(f.udf))
             .collect();
         functions.push(Arc::new(statement_inputs::seeded_random(&inputs)));
-        Ok((functions, settings))
+        Ok(functions)
     }
 }
 
@@ -68,15 +67,12 @@ impl WorkerSessionBuilder for WorkerSessions {
         ctx: WorkerQueryContext,
     ) -> std::result::Result<SessionState, DataFusionError> {
         let sent = QuerySettings::from_headers(&ctx.headers)?;
-        let (task_functions, settings) = self.task_functions(&sent)?;
+        let task_functions = self.task_functions(&sent)?;
         // Built on the context's builder, which carries the task's place in its stage.
         let mut builder = ctx
             .builder
             .with_distributed_user_codec(TableScanCodec)
             .with_distributed_user_codec(SliceBatchesCodec);
-        if let Some(config) = builder.config() {
-            config.options_mut().execution.time_zone = Some(settings.core.time_zone().to_string());
-        }
         // Later functions of one name replace earlier ones.
         builder
             .scalar_functions()

@@ -245,6 +245,22 @@ async fn settings_and_seeds_travel_with_each_task() {
         worker_engines.iter().map(|w| w.worker_plans()).sum::<u64>() > before,
         "the workers embedded nothing"
     );
+    // The session time zone reads zone-less timestamp text on the workers too.
+    for session in [&local, &distributed] {
+        query(session, "SET TIME ZONE 'America/Los_Angeles'").await;
+    }
+    let zoned =
+        "SELECT id, CAST(CAST(concat('2026-03-10 ', lpad(CAST(id % 24 AS STRING), 2, '0'), \
+                 ':30:00') AS TIMESTAMP) AS BIGINT) FROM main.default.sales WHERE id % 991 = 0 \
+                 ORDER BY id";
+    let in_zone = query(&distributed, zoned).await;
+    assert_eq!(in_zone, query(&local, zoned).await);
+    query(&local, "SET TIME ZONE 'UTC'").await;
+    assert_ne!(
+        in_zone,
+        query(&local, zoned).await,
+        "the zone changes nothing"
+    );
     // Every task draws its own values: none repeats across the 8 fragments' tasks.
     let drawn = query(
         &distributed,
