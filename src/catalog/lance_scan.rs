@@ -49,7 +49,10 @@ pub async fn provider(location: &str, version: Option<u64>) -> crate::error::Res
     let fragments = dataset
         .get_fragments()
         .iter()
-        .map(|f| f.id() as u64)
+        .map(|f| {
+            let rows = f.metadata().num_rows().unwrap_or_default() as u64;
+            (f.id() as u64, rows)
+        })
         .collect();
     let lance = Arc::new(LanceTableProvider::new(Arc::new(dataset), false, false));
     Ok(OpenedTable {
@@ -70,17 +73,18 @@ pub struct LanceTable {
     inner: Arc<dyn TableProvider>,
     location: String,
     version: u64,
-    /// The version's fragments, in order.
-    fragments: Vec<u64>,
+    /// The version's fragments, in order, with their rows.
+    fragments: Vec<(u64, u64)>,
 }
 
 impl LanceTable {
-    /// Wraps Lance's table over `location` at `version`, whose fragments are `fragments`.
+    /// Wraps Lance's table over `location` at `version`, whose fragments (id, rows) are
+    /// `fragments`.
     pub fn new(
         inner: Arc<dyn TableProvider>,
         location: String,
         version: u64,
-        fragments: Vec<u64>,
+        fragments: Vec<(u64, u64)>,
     ) -> Self {
         Self {
             inner,
@@ -144,13 +148,7 @@ impl TableProvider for LanceTable {
             }
         }
         let read_schema = Arc::new(schema.project(&read)?);
-        let groups = self.fragments.len().clamp(1, MAX_PARTITIONS);
-        let partitions = (0..groups)
-            .map(|g| {
-                let n = self.fragments.len();
-                self.fragments[g * n / groups..(g + 1) * n / groups].to_vec()
-            })
-            .collect();
+        let partitions = scan_parts(&self.fragments);
         let scan = LanceScanExec::new(
             LanceScanSpec {
                 location: self.location.clone(),
@@ -198,14 +196,63 @@ pub struct LanceScanSpec {
     pub version: u64,
     /// The columns read, in output order (none: only row counts).
     pub columns: Vec<String>,
-    /// The fragment ids each output partition reads.
-    pub partitions: Vec<Vec<u64>>,
+    /// What each output partition reads.
+    pub partitions: Vec<ScanPart>,
     /// At most this many rows per partition, when nothing filters them.
     pub limit: Option<usize>,
 }
 
-/// Reads fragments of one Lance dataset version: partition `i` reads the fragments
-/// `spec.partitions[i]`.
+/// What one partition of a fragment scan reads: whole fragments, or a slice of one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanPart {
+    /// The fragment ids, in order.
+    pub fragments: Vec<u64>,
+    /// Only these rows of them: (offset, count), counted after deleted rows.
+    pub rows: Option<(u64, u64)>,
+}
+
+/// Fragments with fewer rows are not cut into slices.
+const SLICE_ROWS: u64 = 2048;
+
+/// The partitions a scan of `fragments` (id, rows) is cut into: groups of whole fragments when
+/// there are many, else each fragment in slices of at least [`SLICE_ROWS`] rows, about
+/// [`MAX_PARTITIONS`] in all, so that a table of one large fragment (what a `CREATE TABLE … AS`
+/// writes) still spreads over the workers, as a model function's rows must.
+fn scan_parts(fragments: &[(u64, u64)]) -> Vec<ScanPart> {
+    let whole = |ids: &[(u64, u64)]| ScanPart {
+        fragments: ids.iter().map(|(id, _)| *id).collect(),
+        rows: None,
+    };
+    if fragments.is_empty() {
+        return vec![whole(&[])];
+    }
+    if fragments.len() >= MAX_PARTITIONS {
+        let n = fragments.len();
+        return (0..MAX_PARTITIONS)
+            .map(|g| whole(&fragments[g * n / MAX_PARTITIONS..(g + 1) * n / MAX_PARTITIONS]))
+            .collect();
+    }
+    let total: u64 = fragments.iter().map(|(_, rows)| rows).sum::<u64>().max(1);
+    let mut parts = Vec::new();
+    for &(id, rows) in fragments {
+        let share = (MAX_PARTITIONS as u64 * rows / total).max(1);
+        let slices = (rows / SLICE_ROWS).clamp(1, share);
+        if slices == 1 {
+            parts.push(whole(&[(id, rows)]));
+            continue;
+        }
+        for i in 0..slices {
+            let (start, end) = (i * rows / slices, (i + 1) * rows / slices);
+            parts.push(ScanPart {
+                fragments: vec![id],
+                rows: Some((start, end - start)),
+            });
+        }
+    }
+    parts
+}
+
+/// Reads fragments of one Lance dataset version: partition `i` reads `spec.partitions[i]`.
 #[derive(Debug)]
 pub struct LanceScanExec {
     spec: LanceScanSpec,
@@ -241,7 +288,12 @@ impl DisplayAs for LanceScanExec {
             self.spec.location,
             self.spec.version,
             self.spec.columns.join(", "),
-            self.spec.partitions.iter().map(Vec::len).sum::<usize>(),
+            self.spec
+                .partitions
+                .iter()
+                .flat_map(|p| &p.fragments)
+                .collect::<HashSet<_>>()
+                .len(),
             self.spec.partitions.len()
         )
     }
@@ -278,7 +330,7 @@ impl ExecutionPlan for LanceScanExec {
     ) -> Result<SendableRecordBatchStream> {
         let schema = self.schema();
         let spec = self.spec.clone();
-        let fragments = spec.partitions.get(partition).cloned().ok_or_else(|| {
+        let part = spec.partitions.get(partition).cloned().ok_or_else(|| {
             DataFusionError::Internal(format!(
                 "LanceScanExec has {} partitions, not {}",
                 spec.partitions.len(),
@@ -290,11 +342,11 @@ impl ExecutionPlan for LanceScanExec {
             let dataset = lance_table::open(&spec.location, Some(spec.version))
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
-            let wanted: HashSet<u64> = fragments.into_iter().collect();
-            let chosen = dataset
-                .get_fragments()
-                .into_iter()
-                .filter(|f| wanted.contains(&(f.id() as u64)))
+            let all = dataset.get_fragments();
+            let chosen = part
+                .fragments
+                .iter()
+                .filter_map(|id| all.iter().find(|f| f.id() as u64 == *id))
                 .map(|f| f.metadata().clone())
                 .collect::<Vec<_>>();
             let mut scanner = dataset.scan();
@@ -304,9 +356,15 @@ impl ExecutionPlan for LanceScanExec {
             } else {
                 scanner.project(&spec.columns).map_err(lance)?;
             }
-            scanner
-                .limit(spec.limit.map(|l| l as i64), None)
-                .map_err(lance)?;
+            let (offset, limit) = match part.rows {
+                Some((offset, count)) => {
+                    scanner.scan_in_order(true);
+                    let count = spec.limit.map_or(count, |l| count.min(l as u64));
+                    (Some(offset as i64), Some(count as i64))
+                }
+                None => (None, spec.limit.map(|l| l as i64)),
+            };
+            scanner.limit(limit, offset).map_err(lance)?;
             let stream = scanner.try_into_stream().await.map_err(lance)?;
             Ok::<_, DataFusionError>(stream.map_err(lance))
         })
@@ -315,5 +373,40 @@ impl ExecutionPlan for LanceScanExec {
             schema,
             batches.boxed(),
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scans_are_cut_by_fragment_or_into_slices_of_one() {
+        // One large fragment: slices covering every row once.
+        let parts = scan_parts(&[(3, 44_424)]);
+        assert_eq!(parts.len(), 21);
+        let mut next = 0;
+        for part in &parts {
+            assert_eq!(part.fragments, [3]);
+            let (offset, count) = part.rows.unwrap();
+            assert_eq!(offset, next);
+            assert!(count >= SLICE_ROWS);
+            next += count;
+        }
+        assert_eq!(next, 44_424);
+        // Small fragments stay whole; many fragments are grouped.
+        assert_eq!(scan_parts(&[(0, 10), (1, 10)]).len(), 2);
+        let many: Vec<(u64, u64)> = (0..200).map(|i| (i, 5_000)).collect();
+        let parts = scan_parts(&many);
+        assert_eq!(parts.len(), MAX_PARTITIONS);
+        assert!(parts.iter().all(|p| p.rows.is_none()));
+        assert_eq!(parts.iter().map(|p| p.fragments.len()).sum::<usize>(), 200);
+        assert_eq!(
+            scan_parts(&[]),
+            [ScanPart {
+                fragments: vec![],
+                rows: None
+            }]
+        );
     }
 }

@@ -147,6 +147,14 @@ pub fn distribute(
         .with_physical_optimizer_rule(Arc::new(DistributedPhysicalOptimizerRule))
         .with_distributed_files_per_task(1)?;
     let mut builder = settings::QuerySettings::default().send_from(builder);
+    // Joins partitioned by key on both sides: a join that collects one side whole (DataFusion's
+    // choice for small inputs) runs in one task, on the coordinator, with every model function
+    // above it (phase 1's `smolvlm_extract` over the products left to do).
+    if let Some(config) = builder.config() {
+        let optimizer = &mut config.options_mut().optimizer;
+        optimizer.hash_join_single_partition_threshold = 0;
+        optimizer.hash_join_single_partition_threshold_rows = 0;
+    }
     for codec in codecs {
         builder = builder.with_distributed_user_codec_arc(Arc::clone(codec));
     }

@@ -3,22 +3,31 @@
 //! model function then works for hours inside one call, so that progress, Ctrl-C and
 //! `vitrine.write.commit_rows` only see its end. [`SliceModelInputs`] cuts the input of every
 //! projection that calls a model function into batches of `vitrine.udf.batch_size` rows;
-//! [`SliceBatchesCodec`] sends the slicer to workers, so that it keeps working there.
+//! [`SliceBatchesCodec`] sends the slicer to workers, so that it keeps working there. Across
+//! workers, the slicer's input is shuffled first and [`ModelInputTasks`] gives its stage a task
+//! on every worker: model work is what a cluster is for.
 
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::config::ConfigOptions;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
+    PlanProperties,
+};
+use datafusion_distributed::{TaskEstimation, TaskEstimator};
 use datafusion_proto::physical_plan::PhysicalExtensionCodec;
 use futures::StreamExt;
 use vitrine_udfs::FunctionContext;
@@ -55,9 +64,13 @@ impl PhysicalOptimizerRule for SliceModelInputs {
     fn optimize(
         &self,
         plan: Arc<dyn ExecutionPlan>,
-        _config: &ConfigOptions,
+        config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let rows = self.functions.settings().batch_size.max(1);
+        let spread = config
+            .extensions
+            .get::<datafusion_distributed::DistributedConfig>()
+            .is_some();
         plan.transform_up(|node| {
             let Some(projection) = node.as_any().downcast_ref::<ProjectionExec>() else {
                 return Ok(Transformed::no(node));
@@ -68,8 +81,11 @@ impl PhysicalOptimizerRule for SliceModelInputs {
             {
                 return Ok(Transformed::no(node));
             }
-            let sliced: Arc<dyn ExecutionPlan> =
-                Arc::new(SliceBatchesExec::new(Arc::clone(input), rows));
+            let input = match spread {
+                true => spread_rows(input, config.execution.target_partitions)?,
+                false => Arc::clone(input),
+            };
+            let sliced: Arc<dyn ExecutionPlan> = Arc::new(SliceBatchesExec::new(input, rows));
             Ok(Transformed::yes(node.with_new_children(vec![sliced])?))
         })
         .data()
@@ -81,6 +97,63 @@ impl PhysicalOptimizerRule for SliceModelInputs {
 
     fn schema_check(&self) -> bool {
         true
+    }
+}
+
+/// `input` shuffled by a hash of its plain columns, when it has any and its order does not
+/// matter: in a distributed session the shuffle is a stage boundary, so that the model
+/// function's projection runs in a stage of its own, on every worker ([`ModelInputTasks`]),
+/// whatever the stage below (a join that collects one side runs in one task).
+fn spread_rows(
+    input: &Arc<dyn ExecutionPlan>,
+    partitions: usize,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let schema = input.schema();
+    let keys: Vec<Arc<dyn PhysicalExpr>> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| {
+            f.data_type().is_primitive()
+                || matches!(
+                    f.data_type(),
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                )
+        })
+        .map(|(i, f)| Arc::new(Column::new(f.name(), i)) as Arc<dyn PhysicalExpr>)
+        .collect();
+    if keys.is_empty() || input.output_ordering().is_some() {
+        return Ok(Arc::clone(input));
+    }
+    Ok(Arc::new(RepartitionExec::try_new(
+        Arc::clone(input),
+        Partitioning::Hash(keys, partitions.max(1)),
+    )?))
+}
+
+/// How many tasks the stage of a model function's projection runs in: as many as there are
+/// workers (the planner caps a stage's tasks at the worker count).
+#[derive(Debug, Clone, Copy)]
+pub struct ModelInputTasks;
+
+impl TaskEstimator for ModelInputTasks {
+    fn task_estimation(
+        &self,
+        plan: &Arc<dyn ExecutionPlan>,
+        _cfg: &ConfigOptions,
+    ) -> Option<TaskEstimation> {
+        plan.as_any()
+            .is::<SliceBatchesExec>()
+            .then(|| TaskEstimation::desired(usize::MAX))
+    }
+
+    fn scale_up_leaf_node(
+        &self,
+        _plan: &Arc<dyn ExecutionPlan>,
+        _task_count: usize,
+        _cfg: &ConfigOptions,
+    ) -> Option<Arc<dyn ExecutionPlan>> {
+        None
     }
 }
 

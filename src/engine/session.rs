@@ -16,6 +16,7 @@ use datafusion::sql::parser::{CopyToSource, DFParserBuilder, Statement as DFStat
 use datafusion::sql::sqlparser::ast::{Ident, ObjectName, Statement};
 use datafusion::sql::sqlparser::dialect::DatabricksDialect;
 use datafusion::sql::sqlparser::parser::Parser;
+use datafusion_distributed::DistributedExt as _;
 use datafusion_proto::physical_plan::PhysicalExtensionCodec;
 use vitrine_udfs::FunctionContext;
 
@@ -132,7 +133,8 @@ impl EngineSession {
             // Added last: the plan is cut into stages once every other rule has run.
             let codecs: [Arc<dyn PhysicalExtensionCodec>; 1] =
                 [Arc::new(model_batches::SliceBatchesCodec)];
-            state = cluster::distribute(state, workers, &codecs)?;
+            state = cluster::distribute(state, workers, &codecs)?
+                .with_distributed_task_estimator(model_batches::ModelInputTasks);
         }
         let state = state.build();
         let mut ctx = SessionContext::new_with_state(state);
