@@ -6,6 +6,8 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::Server;
+
 /// A moto S3 server on a free loopback port, stopped when dropped.
 struct S3Server {
     child: Child,
@@ -224,12 +226,13 @@ fn a_warehouse_on_s3_keeps_tables_versions_and_indexes() {
 
 /// A `vitrine worker` of the warehouse `wh` on a free loopback port, logging into `log`, and
 /// its URL.
-fn worker(s3: &S3Server, wh: &str, log: &std::path::Path) -> (Child, String) {
-    let child = s3
-        .vitrine(wh, &["-v", "worker", "--addr", "127.0.0.1:0"])
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
+fn worker(s3: &S3Server, wh: &str, log: &std::path::Path) -> (Server, String) {
+    let child = Server(
+        s3.vitrine(wh, &["-v", "worker", "--addr", "127.0.0.1:0"])
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let started = Instant::now();
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -300,10 +303,7 @@ fn workers_read_the_same_bucket_and_answer_as_one_process() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(across, one_process);
-    for child in &mut workers {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    drop(workers);
     // Both workers read from the bucket.
     for i in 0..2 {
         let log = std::fs::read_to_string(logs.path().join(format!("worker-{i}.log"))).unwrap();
