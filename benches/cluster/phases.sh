@@ -26,7 +26,7 @@ start_workers() {
     local port=$((50100 + i))
     # The extra argument names the processes for pkill.
     bash -c "exec -a vitrine-cluster-bench-worker \"$BIN\" --warehouse \"$WH\" --model clip=$CLIP worker --addr 127.0.0.1:$port" \
-      2>"$LOGS/worker-$n-$i.log" &
+      >/dev/null 2>"$LOGS/worker-$n-$i.log" &
     urls+=("http://127.0.0.1:$port")
   done
   for i in $(seq 1 "$n"); do
@@ -40,10 +40,11 @@ timed() {
   local workers=$1; shift
   local start end
   start=$(date +%s.%N)
-  if [ -n "$workers" ]; then
-    "$BIN" --warehouse "$WH" --model clip="$CLIP" --model smolvlm="$SMOLVLM" --workers "$workers" run "$@" >/dev/null
-  else
-    "$BIN" --warehouse "$WH" --model clip="$CLIP" --model smolvlm="$SMOLVLM" run "$@" >/dev/null
+  local args=(--warehouse "$WH" --model clip="$CLIP" --model smolvlm="$SMOLVLM")
+  if [ -n "$workers" ]; then args+=(--workers "$workers"); fi
+  if ! "$BIN" "${args[@]}" run "$@" >/dev/null 2>>"$LOGS/runs.log"; then
+    tail -20 "$LOGS/runs.log" >&2
+    return 1
   fi
   end=$(date +%s.%N)
   echo "$end - $start" | bc
@@ -54,7 +55,7 @@ phase1=(-e "CREATE TEMPORARY VIEW phase1_products AS SELECT product_id FROM main
         -e "SET vitrine.smolvlm.longest_edge = 64"
         "$REPO/sql/01_extract_attributes.sql")
 # Keeps the source's phase-1 table for phases 2 and 3: the sample runs on a scratch copy of it.
-"$BIN" --warehouse "$WH" run -e "CREATE TABLE main.fashion_demo.phase1_full AS SELECT * FROM main.fashion_demo.product_extracted_attributes" >/dev/null
+"$BIN" --warehouse "$WH" run -e "CREATE TABLE main.fashion_demo.phase1_full AS SELECT * FROM main.fashion_demo.product_extracted_attributes" >/dev/null 2>&1
 
 echo "workers,phase,seconds"
 for n in 0 1 2 4; do
@@ -63,7 +64,7 @@ for n in 0 1 2 4; do
   echo "$n,2,$(timed "$urls" "$REPO/sql/02_join_enriched_attributes.sql")"
   echo "$n,3,$(timed "$urls" "$REPO/sql/03_generate_embeddings.sql")"
   echo "$n,1 ($PHOTOS photos),$(timed "$urls" "${phase1[@]}")"
-  "$BIN" --warehouse "$WH" run -e "CREATE OR REPLACE TABLE main.fashion_demo.product_extracted_attributes AS SELECT * FROM main.fashion_demo.phase1_full" >/dev/null
+  "$BIN" --warehouse "$WH" run -e "CREATE OR REPLACE TABLE main.fashion_demo.product_extracted_attributes AS SELECT * FROM main.fashion_demo.phase1_full" >/dev/null 2>&1
   pkill -f "vitrine-cluster-bench-worker" || true
   sleep 1
 done
