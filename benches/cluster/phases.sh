@@ -1,23 +1,23 @@
 #!/usr/bin/env bash
 # Phases 2 and 3 (the test CLIP, tiny-a) and a phase-1 sample (the random-weight test SmolVLM)
-# on one process and on 1, 2 and 4 `vitrine worker` processes of this machine, over a copy of a
-# warehouse that holds the demo catalog with photos and a phase-1 table (demo.sh's).
+# on one process and on 1, 2 and 4 `vitrine worker` processes of this machine, over a warehouse
+# that holds the demo catalog with photos and a phase-1 table (demo.sh's).
 #
 #   bash benches/cluster/phases.sh VITRINE_BIN WAREHOUSE [PHOTOS_FOR_PHASE_1]
 #
-# Prints one line per run: workers, phase, seconds. The copy is made under /tmp and removed.
+# Prints one line per run: workers, phase, seconds. It REWRITES the phase 1-3 tables of
+# WAREHOUSE with the test models (RESTORE them afterwards, or give it a scratch warehouse: a
+# copied folder does not do, its catalog names the original's table locations).
 set -euo pipefail
 BIN=$(realpath "$1")
-SOURCE=$(realpath "$2")
+SOURCE=$(realpath "$2")  # rewritten in place
 PHOTOS=${3:-64}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 CLIP=$REPO/tests/fixtures/clip/tiny-a
 SMOLVLM=$REPO/tests/fixtures/smolvlm/tiny
-WH=$(mktemp -d /tmp/vitrine-cluster-XXXX)
-LOGS=$WH/_logs
-trap 'pkill -f "vitrine-cluster-bench-worker" || true; rm -rf "$WH"' EXIT
-cp -r "$SOURCE"/. "$WH"/
-mkdir -p "$LOGS"
+WH=$SOURCE
+LOGS=$(mktemp -d /tmp/vitrine-cluster-XXXX)
+trap 'pkill -f "vitrine-cluster-bench-worker" || true; "$BIN" --warehouse "$WH" run -e "DROP TABLE IF EXISTS main.fashion_demo.phase1_full" >/dev/null 2>&1; rm -rf "$LOGS"' EXIT
 
 # Starts N workers on ports 50100.. and prints their URLs, comma-separated.
 start_workers() {
