@@ -18,19 +18,17 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{DFSchema, DataFusionError, Result};
+use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileScanConfigBuilder};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder, TaskContext};
-use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
@@ -42,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use super::delta_table;
 use super::runs_across_workers;
 use super::version::OpenedTable;
+use super::worker_scan::{columns_to_read, filter_and_keep};
 
 /// The most output partitions one scan is split into (files are grouped beyond it).
 const MAX_PARTITIONS: usize = 64;
@@ -116,25 +115,11 @@ impl TableProvider for DeltaTable {
             return self.inner.scan(state, projection, filters, limit).await;
         }
         // The columns asked for and those the filters read; the filters go above.
-        let schema = self.schema();
-        let mut read: Vec<usize> = match projection {
-            Some(p) => p.clone(),
-            None => (0..schema.fields().len()).collect(),
-        };
-        let referenced: HashSet<String> = filters
-            .iter()
-            .flat_map(|f| f.column_refs().into_iter().map(|c| c.name.clone()))
-            .collect();
-        for (i, field) in schema.fields().iter().enumerate() {
-            if referenced.contains(field.name()) && !read.contains(&i) {
-                read.push(i);
-            }
-        }
+        let (read, asked) = columns_to_read(&self.schema(), projection, filters);
         let local = self.inner.scan(state, Some(&read), filters, None).await?;
         let files = data_files(&local)?;
-        let read_schema = local.schema();
-        let mut plan: Arc<dyn ExecutionPlan> = if files.is_empty() {
-            Arc::new(EmptyExec::new(Arc::clone(&read_schema)))
+        let scan: Arc<dyn ExecutionPlan> = if files.is_empty() {
+            Arc::new(EmptyExec::new(local.schema()))
         } else {
             let groups = files.len().min(MAX_PARTITIONS);
             let partitions = (0..groups)
@@ -143,32 +128,12 @@ impl TableProvider for DeltaTable {
             let spec = DeltaScanSpec {
                 location: self.location.clone(),
                 version: self.version,
-                columns: read.clone(),
+                columns: read,
                 partitions,
             };
-            Arc::new(DeltaFileScanExec::new(spec, Arc::clone(&read_schema)))
+            Arc::new(DeltaFileScanExec::new(spec, local.schema()))
         };
-        if let Some(predicate) = conjunction(filters.to_vec()) {
-            let df_schema = DFSchema::try_from(read_schema.as_ref().clone())?;
-            let predicate = state.create_physical_expr(predicate, &df_schema)?;
-            plan = Arc::new(FilterExec::try_new(predicate, plan)?);
-        }
-        let asked = projection.map_or(schema.fields().len(), Vec::len);
-        if read.len() != asked {
-            plan = Arc::new(
-                datafusion::physical_plan::projection::ProjectionExec::try_new(
-                    (0..asked).map(|i| {
-                        let name = read_schema.field(i).name().clone();
-                        let column: Arc<dyn datafusion::physical_expr::PhysicalExpr> = Arc::new(
-                            datafusion::physical_expr::expressions::Column::new(&name, i),
-                        );
-                        (column, name)
-                    }),
-                    plan,
-                )?,
-            );
-        }
-        Ok(plan)
+        filter_and_keep(state, scan, filters, asked, None)
     }
 }
 

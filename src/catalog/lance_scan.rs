@@ -15,17 +15,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
-use datafusion::common::{DFSchema, DataFusionError, Result};
+use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
-use datafusion::physical_expr::expressions::Column;
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::filter::FilterExec;
-use datafusion::physical_plan::limit::LocalLimitExec;
-use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
@@ -38,6 +33,7 @@ use lance::datafusion::LanceTableProvider;
 use super::lance_table;
 use super::runs_across_workers;
 use super::version::OpenedTable;
+use super::worker_scan::{columns_to_read, filter_and_keep};
 
 /// The most output partitions (fragment groups) one scan is split into.
 const MAX_PARTITIONS: usize = 64;
@@ -133,22 +129,8 @@ impl TableProvider for LanceTable {
         // (pushed down as exact) and the projection are applied above, as plan nodes any
         // worker runs.
         let schema = self.schema();
-        let asked: Vec<usize> = match projection {
-            Some(p) => p.clone(),
-            None => (0..schema.fields().len()).collect(),
-        };
-        let mut read = asked.clone();
-        let mut referenced = HashSet::new();
-        for filter in filters {
-            referenced.extend(filter.column_refs().into_iter().map(|c| c.name.clone()));
-        }
-        for (i, field) in schema.fields().iter().enumerate() {
-            if referenced.contains(field.name()) && !read.contains(&i) {
-                read.push(i);
-            }
-        }
+        let (read, asked) = columns_to_read(&schema, projection, filters);
         let read_schema = Arc::new(schema.project(&read)?);
-        let partitions = scan_parts(&self.fragments);
         let scan = LanceScanExec::new(
             LanceScanSpec {
                 location: self.location.clone(),
@@ -158,32 +140,12 @@ impl TableProvider for LanceTable {
                     .iter()
                     .map(|f| f.name().clone())
                     .collect(),
-                partitions,
+                partitions: scan_parts(&self.fragments),
                 limit: limit.filter(|_| filters.is_empty()),
             },
-            Arc::clone(&read_schema),
+            read_schema,
         );
-        let mut plan: Arc<dyn ExecutionPlan> = Arc::new(scan);
-        if let Some(predicate) = conjunction(filters.to_vec()) {
-            let df_schema = DFSchema::try_from(read_schema.as_ref().clone())?;
-            let predicate = state.create_physical_expr(predicate, &df_schema)?;
-            plan = Arc::new(FilterExec::try_new(predicate, plan)?);
-            // Per partition: the query's own limit above keeps the total.
-            if let Some(limit) = limit {
-                plan = Arc::new(LocalLimitExec::new(plan, limit));
-            }
-        }
-        if read.len() != asked.len() {
-            let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = (0..asked.len())
-                .map(|i| {
-                    let name = read_schema.field(i).name().clone();
-                    let column: Arc<dyn PhysicalExpr> = Arc::new(Column::new(&name, i));
-                    (column, name)
-                })
-                .collect();
-            plan = Arc::new(ProjectionExec::try_new(exprs, plan)?);
-        }
-        Ok(plan)
+        filter_and_keep(state, Arc::new(scan), filters, asked, limit)
     }
 }
 

@@ -19,6 +19,7 @@ pub mod scalar_index;
 pub mod storage;
 pub mod version;
 pub mod warehouse;
+pub mod worker_scan;
 mod zorder;
 
 use std::fmt;

@@ -11,12 +11,11 @@
 //! ([`crate::catalog::delta_scan`]), which [`TableScanTasks`] shares
 //! out and [`codec::TableScanCodec`] sends; the engine adds the codecs of its own nodes and
 //! serves workers (`Engine::serve_worker`), with every SQL function of an engine over the same
-//! warehouse. Each task carries the session's settings and the statement's seed
-//! ([`settings::QuerySettings`]), so that a worker's model functions and `rand()` follow the
-//! coordinator's `SET`s.
+//! warehouse. Each task carries the session's settings and the statement's seed (the engine's
+//! query settings), so that a worker's model functions and `rand()` follow the coordinator's
+//! `SET`s.
 
 pub mod codec;
-pub mod settings;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,8 +132,7 @@ impl WorkerResolver for Workers {
 }
 
 /// Makes sessions built by `builder` (whose config is already set) plan across `workers`,
-/// sending Lance scans, the nodes `codecs` encode and the session's
-/// [`settings::QuerySettings`].
+/// sending table scans and the nodes `codecs` encode.
 pub fn distribute(
     builder: SessionStateBuilder,
     workers: &Workers,
@@ -146,7 +144,7 @@ pub fn distribute(
         .with_distributed_task_estimator(TableScanTasks)
         .with_physical_optimizer_rule(Arc::new(DistributedPhysicalOptimizerRule))
         .with_distributed_files_per_task(1)?;
-    let mut builder = settings::QuerySettings::default().send_from(builder);
+    let mut builder = builder;
     // Joins partitioned by key on both sides: a join that collects one side whole (DataFusion's
     // choice for small inputs) runs in one task, on the coordinator, with every model function
     // above it (phase 1's `smolvlm_extract` over the products left to do).

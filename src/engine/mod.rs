@@ -16,6 +16,7 @@
 mod catalog_ops;
 mod conform;
 mod model_batches;
+mod query_settings;
 mod recorder;
 mod script;
 mod session;

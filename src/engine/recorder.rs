@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use vitrine_udfs::context::ModelUse;
 use vitrine_udfs::settings::{ModelSettings, SettingGroup};
 
+use super::query_settings::QuerySettings;
 use super::EngineSession;
-use crate::cluster::settings::QuerySettings;
 use crate::config::{SessionSettings, MAX_SEED};
 use crate::error::Result;
 use crate::history::record::{self, FAILED, FINISHED};

@@ -20,6 +20,7 @@ use datafusion_distributed::DistributedExt as _;
 use datafusion_proto::physical_plan::PhysicalExtensionCodec;
 use vitrine_udfs::FunctionContext;
 
+use super::query_settings::QuerySettings;
 use super::{
     catalog_ops, conform, model_batches, table_indexes, views, write, Engine, ModelProgress,
 };
@@ -135,6 +136,7 @@ impl EngineSession {
                 [Arc::new(model_batches::SliceBatchesCodec)];
             state = cluster::distribute(state, workers, &codecs)?
                 .with_distributed_task_estimator(model_batches::ModelInputTasks);
+            state = QuerySettings::default().send_from(state);
         }
         let state = state.build();
         let mut ctx = SessionContext::new_with_state(state);

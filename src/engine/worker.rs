@@ -16,9 +16,9 @@ use tokio::net::TcpListener;
 use vitrine_udfs::context::FunctionContext;
 
 use super::model_batches::SliceBatchesCodec;
+use super::query_settings::QuerySettings;
 use super::Engine;
 use crate::cluster::codec::TableScanCodec;
-use crate::cluster::settings::QuerySettings;
 use crate::error::{Result, VitrineError};
 use crate::session::Session as _;
 use crate::sql::functions::statement_inputs::{self, StatementInputs};
