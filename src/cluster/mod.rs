@@ -23,7 +23,7 @@ use std::time::Duration;
 use datafusion::config::ConfigOptions;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion_distributed::{
     DistributedExt, DistributedPhysicalOptimizerRule, PartitionIsolatorExec, TaskEstimation,
     TaskEstimator, WorkerResolver,
@@ -167,11 +167,8 @@ pub struct TableScanTasks;
 /// The output partitions of `plan` if it is one of the table scans workers run.
 fn table_scan_partitions(plan: &Arc<dyn ExecutionPlan>) -> Option<usize> {
     let any = plan.as_any();
-    if let Some(scan) = any.downcast_ref::<LanceScanExec>() {
-        return Some(scan.spec().partitions.len());
-    }
-    any.downcast_ref::<DeltaFileScanExec>()
-        .map(|scan| scan.spec().partitions.len())
+    (any.is::<LanceScanExec>() || any.is::<DeltaFileScanExec>())
+        .then(|| plan.output_partitioning().partition_count())
 }
 
 impl TaskEstimator for TableScanTasks {
@@ -181,7 +178,7 @@ impl TaskEstimator for TableScanTasks {
         _cfg: &ConfigOptions,
     ) -> Option<TaskEstimation> {
         let partitions = table_scan_partitions(plan)?;
-        Some(TaskEstimation::desired(partitions.max(1)))
+        Some(TaskEstimation::desired(partitions))
     }
 
     fn scale_up_leaf_node(
