@@ -16,7 +16,7 @@ use crate::functions::rows::{self, ImageArgument};
 use crate::runtime::placement::Placement;
 use crate::runtime::source::ModelSource;
 use crate::train::{
-    column, copy_model_files, initialise, no_options_left, prepare, run, take_count, Skipped,
+    column, copy_model_files, initialise, no_options_left, prepare, run, take_count, Prepared,
     Trainable, TrainingJob, TrainingOptions, TrainingSummary,
 };
 use crate::ModelError;
@@ -272,7 +272,7 @@ impl Trainable<ClipExample> for ClipTraining {
 fn examples(
     job: &TrainingJob<'_>,
     embedder: &ClipEmbedder,
-) -> Result<(Vec<ClipExample>, Skipped), ModelError> {
+) -> Result<Prepared<ClipExample>, ModelError> {
     type Row = (
         String,
         Option<String>,
@@ -521,8 +521,8 @@ pub fn train(job: TrainingJob<'_>) -> Result<TrainingSummary, ModelError> {
         (None, None) => unreachable!("a shape is read when there is no base"),
     };
     let embedder = ClipEmbedder::load(&files, Placement::cpu())?;
-    let (examples, skipped) = examples(&job, &embedder)?;
-    let summary = run(&network, examples, skipped, options, kind_options, &job)?;
+    let prepared = examples(&job, &embedder)?;
+    let summary = run(&network, prepared, options, kind_options, &job)?;
     network.save(&job.output.join("model.safetensors"))?;
     Ok(summary)
 }

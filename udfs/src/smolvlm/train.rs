@@ -19,7 +19,7 @@ use crate::runtime::placement::Placement;
 use crate::runtime::source::ModelSource;
 use crate::train::lora::Lora;
 use crate::train::{
-    column, copy_model_files, initialise, no_options_left, prepare, run, take_count, Skipped,
+    column, copy_model_files, initialise, no_options_left, prepare, run, take_count, Prepared,
     Trainable, TrainingJob, TrainingOptions, TrainingSummary,
 };
 use crate::ModelError;
@@ -265,7 +265,7 @@ fn examples(
     job: &TrainingJob<'_>,
     table: &[Row],
     model: &SmolVlm,
-) -> Result<(Vec<AnswerExample>, Skipped), ModelError> {
+) -> Result<Prepared<AnswerExample>, ModelError> {
     let settings = job.context.settings();
     let processor = match settings.smolvlm_longest_edge {
         Some(edge) => model.processor().with_longest_edge(edge),
@@ -512,8 +512,8 @@ pub fn train(job: TrainingJob<'_>) -> Result<TrainingSummary, ModelError> {
         }
         (None, None) => unreachable!("a shape is read when there is no base"),
     };
-    let (examples, skipped) = examples(&job, &table, network.model())?;
-    let summary = run(&network, examples, skipped, options, kind_options, &job)?;
+    let prepared = examples(&job, &table, network.model())?;
+    let summary = run(&network, prepared, options, kind_options, &job)?;
     network.save(&job.output.join("model.safetensors"))?;
     if let Some(prompt) = one_prompt(&table) {
         record_extraction_prompt(&job.output, prompt)?;

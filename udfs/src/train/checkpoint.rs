@@ -1,7 +1,7 @@
 //! A checkpoint per epoch: the weights and the optimizer's state in `epoch-<n>/`, then
 //! `progress.json` naming it, replaced by a rename, so that an interruption at any point leaves
 //! the previous checkpoint whole. A run resumes from it when it was made with the same options
-//! on the same number of rows; otherwise it starts over.
+//! on the same rows (counted); otherwise it starts over.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -22,6 +22,9 @@ pub struct Fingerprint {
     pub train_rows: usize,
     /// Rows held out.
     pub eval_rows: usize,
+    /// Training rows batched by their `batch_key`.
+    #[serde(default)]
+    pub grouped_rows: usize,
 }
 
 #[derive(Serialize, Deserialize)]

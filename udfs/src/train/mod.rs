@@ -281,6 +281,9 @@ pub struct TrainingSummary {
     pub kind_options: BTreeMap<String, String>,
     /// Rows trained on.
     pub train_rows: usize,
+    /// Of them, rows batched with the others of their `batch_key` ([`BATCH_KEY_COLUMN`]).
+    #[serde(default)]
+    pub grouped_rows: usize,
     /// Rows held out.
     pub eval_rows: usize,
     /// Rows that could not become examples (an unreadable image, a NULL), with the first reasons.
@@ -321,12 +324,14 @@ pub fn split<E>(examples: Vec<E>, eval_fraction: f64, seed: u64) -> (Vec<E>, Vec
     (train, eval)
 }
 
-/// Trains `network` on `train` for the job's epochs, measuring `eval` after each, saving a
+/// Trains `network` on `train` for the job's epochs, in the batches [`epoch_batches`] forms
+/// from `keys` (one per training example), measuring `eval` after each epoch, saving a
 /// checkpoint after each into `checkpoints` and resuming from the last one found there when it
-/// was made by the same options on the same number of examples.
+/// was made by the same options on the same examples.
 pub fn fit<E, N: Trainable<E>>(
     network: &N,
     train: &[E],
+    keys: &[Option<u64>],
     eval: &[E],
     options: &TrainingOptions,
     checkpoints: &std::path::Path,
@@ -339,10 +344,12 @@ pub fn fit<E, N: Trainable<E>>(
     }
     let variables = network.variables();
     let mut optimizer = AdamW::new(variables.clone(), options.adamw())?;
+    let grouped_rows = keys.iter().flatten().count();
     let fingerprint = checkpoint::Fingerprint {
         options: options.clone(),
         train_rows: train.len(),
         eval_rows: eval.len(),
+        grouped_rows,
     };
     let mut epochs = Vec::new();
     let resumed_after = match checkpoint::load(checkpoints, &fingerprint, &variables)? {
@@ -353,18 +360,17 @@ pub fn fit<E, N: Trainable<E>>(
         }
         None => None,
     };
-    let batches_per_epoch = train.len().div_ceil(options.batch_size) as u64;
+    let batches_per_epoch = (grouped_rows.div_ceil(options.batch_size)
+        + (train.len() - grouped_rows).div_ceil(options.batch_size))
+        as u64;
     let steps = batches_per_epoch * options.epochs as u64;
     let started = Instant::now();
     for epoch in epochs.len() + 1..=options.epochs {
         let epoch_started = Instant::now();
-        let mut order: Vec<usize> = (0..train.len()).collect();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(
-            options.seed.wrapping_add(epoch as u64),
-        ));
         let mut total = 0.0;
-        for (b, chunk) in order.chunks(options.batch_size).enumerate() {
-            let batch: Vec<&E> = chunk.iter().map(|&i| &train[i]).collect();
+        let batches = epoch_batches(keys, options.batch_size, options.seed, epoch);
+        for (b, rows) in batches.iter().enumerate() {
+            let batch: Vec<&E> = rows.iter().map(|&i| &train[i]).collect();
             let loss = network.loss(&batch)?;
             let value = f64::from(loss.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?);
             if !value.is_finite() {
@@ -402,20 +408,36 @@ pub fn fit<E, N: Trainable<E>>(
     Ok((epochs, resumed_after))
 }
 
-/// Splits `examples` ([`split`]), trains `network` on them with the job's checkpoints and
-/// progress ([`fit`]), and sums the run up; the kind then saves the network.
+/// Splits `prepared`'s examples ([`split`]), trains `network` on them with the job's batch
+/// keys, checkpoints and progress ([`fit`]), and sums the run up; the kind then saves the
+/// network.
 pub fn run<E, N: Trainable<E>>(
     network: &N,
-    examples: Vec<E>,
-    skipped: Skipped,
+    prepared: Prepared<E>,
     options: TrainingOptions,
     kind_options: BTreeMap<String, String>,
     job: &TrainingJob<'_>,
 ) -> Result<TrainingSummary, ModelError> {
-    let (train, eval) = split(examples, options.eval_fraction, options.seed);
+    let Prepared {
+        examples,
+        rows,
+        skipped,
+    } = prepared;
+    let keys: Vec<Option<u64>> = match batch_keys(&job.rows)? {
+        Some(keys) => rows.iter().map(|&row| keys[row]).collect(),
+        None => vec![None; examples.len()],
+    };
+    let (train, eval) = split(
+        examples.into_iter().zip(keys).collect(),
+        options.eval_fraction,
+        options.seed,
+    );
+    let (train, train_keys): (Vec<E>, Vec<Option<u64>>) = train.into_iter().unzip();
+    let eval: Vec<E> = eval.into_iter().map(|(example, _)| example).collect();
     let (epochs, resumed_after) = fit(
         network,
         &train,
+        &train_keys,
         &eval,
         &options,
         &job.checkpoints,
@@ -425,6 +447,7 @@ pub fn run<E, N: Trainable<E>>(
         options,
         kind_options,
         train_rows: train.len(),
+        grouped_rows: train_keys.iter().flatten().count(),
         eval_rows: eval.len(),
         skipped_rows: skipped.count,
         skipped: skipped.reasons,
@@ -525,28 +548,105 @@ pub struct Skipped {
 /// Reasons kept of the rows skipped.
 pub const REASONS_KEPT: usize = 10;
 
+/// Examples made from a training query's rows, with the row each came from.
+pub struct Prepared<E> {
+    /// The examples, in row order.
+    pub examples: Vec<E>,
+    /// The position, among the query's rows, of each example's row.
+    pub rows: Vec<usize>,
+    /// The rows that could not become examples.
+    pub skipped: Skipped,
+}
+
 /// Turns `rows` into examples on the thread pool; a row whose preparation fails is skipped
 /// (a NULL, an unreadable photo), not the run.
 pub fn prepare<T: Sync, E: Send>(
     rows: &[T],
     make: impl Fn(&T) -> Result<E, String> + Sync,
-) -> (Vec<E>, Skipped) {
+) -> Prepared<E> {
     use rayon::prelude::*;
-    let prepared: Vec<Result<E, String>> = rows.par_iter().map(&make).collect();
-    let mut examples = Vec::with_capacity(prepared.len());
-    let mut skipped = Skipped::default();
-    for result in prepared {
+    let made: Vec<Result<E, String>> = rows.par_iter().map(&make).collect();
+    let mut prepared = Prepared {
+        examples: Vec::with_capacity(made.len()),
+        rows: Vec::with_capacity(made.len()),
+        skipped: Skipped::default(),
+    };
+    for (row, result) in made.into_iter().enumerate() {
         match result {
-            Ok(example) => examples.push(example),
+            Ok(example) => {
+                prepared.examples.push(example);
+                prepared.rows.push(row);
+            }
             Err(reason) => {
-                skipped.count += 1;
-                if skipped.reasons.len() < REASONS_KEPT {
-                    skipped.reasons.push(reason);
+                prepared.skipped.count += 1;
+                if prepared.skipped.reasons.len() < REASONS_KEPT {
+                    prepared.skipped.reasons.push(reason);
                 }
             }
         }
     }
-    (examples, skipped)
+    prepared
+}
+
+/// The optional column of a training query whose equal values are batched together: rows
+/// sharing a key fill batches of their own where they can, so that a contrastive loss must tell
+/// them apart by what else they have (hard negatives). Rows whose key is NULL, and every row of
+/// a query without the column, are batched at random.
+pub const BATCH_KEY_COLUMN: &str = "batch_key";
+
+/// The batch key of each of the job's rows (a hash of its text), or none without the column.
+fn batch_keys(rows: &[RecordBatch]) -> Result<Option<Vec<Option<u64>>>, ModelError> {
+    use std::hash::{Hash, Hasher};
+    let mut keys = Vec::new();
+    for batch in rows {
+        let Some(index) = batch
+            .schema()
+            .fields()
+            .iter()
+            .position(|f| f.name().eq_ignore_ascii_case(BATCH_KEY_COLUMN))
+        else {
+            return Ok(None);
+        };
+        let values = crate::functions::rows::strings(batch.column(index))
+            .map_err(|e| ModelError::Config(format!("column {BATCH_KEY_COLUMN}: {e}")))?;
+        keys.extend(values.into_iter().map(|value| {
+            value.map(|value| {
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                value.hash(&mut hasher);
+                hasher.finish()
+            })
+        }));
+    }
+    Ok(Some(keys))
+}
+
+/// The batches of one epoch, as positions in the training examples: a seeded shuffle cut into
+/// batches; with batch keys ([`BATCH_KEY_COLUMN`]), the keyed rows are first gathered key by key
+/// (keys in a seeded order) and cut apart from the others, and the batches then shuffled.
+pub fn epoch_batches(
+    keys: &[Option<u64>],
+    batch_size: usize,
+    seed: u64,
+    epoch: usize,
+) -> Vec<Vec<usize>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(epoch as u64));
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.shuffle(&mut rng);
+    let (mut keyed, loose): (Vec<usize>, Vec<usize>) =
+        order.into_iter().partition(|&i| keys[i].is_some());
+    let cut = |rows: &[usize]| -> Vec<Vec<usize>> {
+        rows.chunks(batch_size).map(<[usize]>::to_vec).collect()
+    };
+    if keyed.is_empty() {
+        return cut(&loose);
+    }
+    // A key's place in this epoch: its hash mixed with a draw of the epoch.
+    let mix: u64 = rand::Rng::random(&mut rng);
+    keyed.sort_by_key(|&i| keys[i].map(|key| (key ^ mix).wrapping_mul(0x9e37_79b9_7f4a_7c15)));
+    let mut batches = cut(&keyed);
+    batches.extend(cut(&loose));
+    batches.shuffle(&mut rng);
+    batches
 }
 
 /// Copies a model folder's JSON files (configuration, tokenizer, processor; not its weights
@@ -625,10 +725,12 @@ mod tests {
         let (train, eval) = split(data(), options.eval_fraction, options.seed);
         assert!(!eval.is_empty() && train.len() > eval.len());
         let fine = |_: &TrainingProgress| Ok(());
+        let keys = vec![None; train.len()];
 
         let straight = network();
         let dir = tempfile::tempdir().unwrap();
-        let (epochs, resumed) = fit(&straight, &train, &eval, &options, dir.path(), &fine).unwrap();
+        let (epochs, resumed) =
+            fit(&straight, &train, &keys, &eval, &options, dir.path(), &fine).unwrap();
         assert_eq!((epochs.len(), resumed), (4, None));
         let first = epochs[0].eval_loss.unwrap();
         let last = epochs[3].eval_loss.unwrap();
@@ -644,10 +746,20 @@ mod tests {
                 Ok(())
             }
         };
-        let error = fit(&interrupted, &train, &eval, &options, dir.path(), &stop).unwrap_err();
+        let error = fit(
+            &interrupted,
+            &train,
+            &keys,
+            &eval,
+            &options,
+            dir.path(),
+            &stop,
+        )
+        .unwrap_err();
         assert_eq!(error.to_string(), "cancelled");
         let resumed = network();
-        let (again, after) = fit(&resumed, &train, &eval, &options, dir.path(), &fine).unwrap();
+        let (again, after) =
+            fit(&resumed, &train, &keys, &eval, &options, dir.path(), &fine).unwrap();
         assert_eq!(after, Some(2));
         assert_eq!(weights(&resumed), weights(&straight));
         assert_eq!(
@@ -660,8 +772,58 @@ mod tests {
             seed: 7,
             ..options.clone()
         };
-        let (_, after) = fit(&network(), &train, &eval, &other, dir.path(), &fine).unwrap();
+        let (_, after) = fit(&network(), &train, &keys, &eval, &other, dir.path(), &fine).unwrap();
         assert_eq!(after, None);
+    }
+
+    #[test]
+    fn rows_sharing_a_batch_key_fill_batches_of_their_own() {
+        // Without keys: the seeded shuffle cut in order, as before keys existed.
+        let loose = vec![None; 50];
+        let mut order: Vec<usize> = (0..50).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(42 + 3));
+        let expected: Vec<Vec<usize>> = order.chunks(8).map(<[usize]>::to_vec).collect();
+        assert_eq!(epoch_batches(&loose, 8, 42, 3), expected);
+
+        // Three keys of 20, 12 and 9 rows, and 9 rows without a key.
+        let keys: Vec<Option<u64>> = (0..50)
+            .map(|i| match i % 10 {
+                0..=3 => Some(7),
+                4..=5 => Some(11),
+                6 if i < 30 => Some(11),
+                6..=7 => Some(13),
+                _ if i % 5 == 3 => Some(13),
+                _ => None,
+            })
+            .collect();
+        let batches = epoch_batches(&keys, 8, 42, 1);
+        let mut seen: Vec<usize> = batches.concat();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..50).collect::<Vec<_>>(), "every row once");
+        let mut mixed = 0;
+        for batch in &batches {
+            let mut batch_keys: Vec<Option<u64>> = batch.iter().map(|&i| keys[i]).collect();
+            batch_keys.sort_unstable();
+            batch_keys.dedup();
+            assert!(
+                !(batch_keys.contains(&None) && batch_keys.len() > 1),
+                "loose rows are batched apart: {batch_keys:?}"
+            );
+            mixed += usize::from(batch_keys.len() > 1);
+        }
+        // Keyed rows are gathered key by key: only the batches at the seams hold two keys.
+        assert!(mixed <= 2, "{mixed} batches mix keys: {batches:?}");
+        let grouped = keys.iter().flatten().count();
+        assert_eq!(
+            batches.len(),
+            grouped.div_ceil(8) + (50 - grouped).div_ceil(8)
+        );
+        assert_ne!(
+            epoch_batches(&keys, 8, 42, 2),
+            batches,
+            "each epoch its own batches"
+        );
+        assert_eq!(epoch_batches(&keys, 8, 42, 1), batches, "seeded");
     }
 
     #[test]
