@@ -117,7 +117,10 @@ impl TableProvider for DeltaTable {
         // The columns asked for and those the filters read; the filters go above.
         let (read, asked) = columns_to_read(&self.schema(), projection, filters);
         let local = self.inner.scan(state, Some(&read), filters, None).await?;
-        let files = data_files(&local)?;
+        let files: Vec<String> = data_files(&local)?
+            .iter()
+            .map(|file| in_table(&self.location, file))
+            .collect();
         let scan: Arc<dyn ExecutionPlan> = if files.is_empty() {
             Arc::new(EmptyExec::new(local.schema()))
         } else {
@@ -155,6 +158,21 @@ fn data_files(plan: &Arc<dyn ExecutionPlan>) -> Result<Vec<String>> {
     Ok(files)
 }
 
+/// `file` (an object-store path) relative to the folder of the table at `location`, when it
+/// lies in it: the name a worker matches against its own scan of the table, wherever it has the
+/// warehouse.
+fn in_table(location: &str, file: &str) -> String {
+    let folder = match url::Url::parse(location) {
+        Ok(url) if url.scheme().len() > 1 => url.path().to_string(),
+        _ => location.to_string(),
+    };
+    let folder = folder.trim_matches('/');
+    file.strip_prefix(folder)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .unwrap_or(file)
+        .to_string()
+}
+
 /// The file scan configuration of `node`, if it scans files.
 fn file_scan(node: &Arc<dyn ExecutionPlan>) -> Option<&FileScanConfig> {
     node.as_any()
@@ -167,6 +185,7 @@ fn file_scan(node: &Arc<dyn ExecutionPlan>) -> Option<&FileScanConfig> {
 /// `plan` with its file scans reading only `keep`, as one group.
 fn keep_files(
     plan: Arc<dyn ExecutionPlan>,
+    location: &str,
     keep: &HashSet<String>,
 ) -> Result<Arc<dyn ExecutionPlan>> {
     plan.transform_up(|node| {
@@ -177,7 +196,7 @@ fn keep_files(
             .file_groups
             .iter()
             .flat_map(|g| g.iter())
-            .filter(|f| keep.contains(&f.object_meta.location.to_string()))
+            .filter(|f| keep.contains(&in_table(location, f.object_meta.location.as_ref())))
             .cloned()
             .collect();
         let config = FileScanConfigBuilder::from(config.clone())
@@ -198,7 +217,8 @@ pub struct DeltaScanSpec {
     pub version: u64,
     /// The columns read (indexes into the table's schema), in output order.
     pub columns: Vec<usize>,
-    /// The data files each output partition reads, as the object store names them.
+    /// The data files each output partition reads, as the object store names them, relative
+    /// to the table's folder.
     pub partitions: Vec<Vec<String>>,
 }
 
@@ -298,7 +318,7 @@ impl ExecutionPlan for DeltaFileScanExec {
                 .map_err(external)?
                 .provider;
             let plan = table.scan(&session, Some(&spec.columns), &[], None).await?;
-            let mut plan = keep_files(plan, &keep)?;
+            let mut plan = keep_files(plan, &spec.location, &keep)?;
             if plan.output_partitioning().partition_count() != 1 {
                 plan = Arc::new(CoalescePartitionsExec::new(plan));
             }

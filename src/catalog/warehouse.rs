@@ -10,6 +10,11 @@
 //!                                                  (`_indexes/…`: vector indexes)
 //! ```
 //!
+//! A `location` in an entry that lies under the root is stored relative to it
+//! (`main/fashion_demo/products`) and read back under the root the warehouse is opened at, so
+//! a warehouse folder copied or mounted elsewhere is a whole warehouse there, not a catalog
+//! pointing at the original's data. Locations outside the root (external tables) stay as given.
+//!
 //! Entries are written with one `put` each, which object stores (and the local store, through a
 //! rename) make atomic, so a reader never sees half an entry.
 //!
@@ -326,7 +331,8 @@ impl Warehouse {
                         return Ok::<_, VitrineError>((name, tag, location, entry));
                     }
                     let bytes = self.store.get(&location).await?.bytes().await?;
-                    let entry: TableEntry = serde_json::from_slice(&bytes)
+                    let entry: TableEntry = self
+                        .read_stored(&bytes)
                         .context(|| format!("reading the catalog entry of {name}"))?;
                     Ok((name, tag, location, entry))
                 }
@@ -555,7 +561,10 @@ impl Warehouse {
         let entry: Option<T> = match self.store.get(&path).await {
             Ok(found) => {
                 let bytes = found.bytes().await?;
-                Some(serde_json::from_slice(&bytes).context(|| format!("reading entry '{path}'"))?)
+                Some(
+                    self.read_stored(&bytes)
+                        .context(|| format!("reading entry '{path}'"))?,
+                )
             }
             Err(object_store::Error::NotFound { .. }) => None,
             Err(e) => return Err(e.into()),
@@ -610,10 +619,67 @@ impl Warehouse {
             .await
     }
 
-    /// Writes one entry file and marks the catalog changed.
+    /// Writes one entry file, its location made portable ([`Self::portable_location`]), and
+    /// marks the catalog changed.
     async fn write_entry(&self, path: Path, value: &impl serde::Serialize) -> Result<()> {
-        self.put_json(path, value).await?;
+        let mut value = serde_json::to_value(value)?;
+        if let Some(location) = value.get_mut("location") {
+            if let Some(portable) = location.as_str().map(|l| self.portable_location(l)) {
+                *location = serde_json::Value::String(portable);
+            }
+        }
+        self.put_json(path, &value).await?;
         self.mark_changed().await
+    }
+
+    /// Parses an entry file, its location resolved under the root ([`Self::resolve_location`]).
+    fn read_stored<T: serde::de::DeserializeOwned>(&self, bytes: &[u8]) -> serde_json::Result<T> {
+        let mut value: serde_json::Value = serde_json::from_slice(bytes)?;
+        if let Some(location) = value.get_mut("location") {
+            if let Some(resolved) = location.as_str().map(|l| self.resolve_location(l)) {
+                *location = serde_json::Value::String(resolved);
+            }
+        }
+        serde_json::from_value(value)
+    }
+
+    /// `location` as entries store it and scans travel to workers: relative to the root
+    /// (`main/fashion_demo/products`) when it lies under it, else as it is.
+    pub fn portable_location(&self, location: &str) -> String {
+        self.relative_location(location)
+            .unwrap_or_else(|| location.to_string())
+    }
+
+    /// A location [`Self::portable_location`] gave, resolved under this warehouse's root (an
+    /// absolute path or a URL stays as it is).
+    pub fn resolve_location(&self, portable: &str) -> String {
+        if is_relative_location(portable) {
+            self.location(&portable.split('/').collect::<Vec<_>>())
+        } else {
+            portable.to_string()
+        }
+    }
+
+    /// `location` relative to the root (`/`-separated), when it lies under it.
+    fn relative_location(&self, location: &str) -> Option<String> {
+        let relative = match &self.local_root {
+            Some(root) => {
+                let rest = FsPath::new(location).strip_prefix(root).ok()?;
+                let parts: Vec<&str> = rest
+                    .components()
+                    .map(|c| match c {
+                        std::path::Component::Normal(part) => part.to_str(),
+                        _ => None,
+                    })
+                    .collect::<Option<_>>()?;
+                parts.join("/")
+            }
+            None => {
+                let root = self.location(&[]);
+                location.strip_prefix(root.as_str())?.to_string()
+            }
+        };
+        (!relative.is_empty()).then_some(relative)
     }
 
     /// Removes one entry file and marks the catalog changed.
@@ -633,6 +699,14 @@ impl Warehouse {
             .context(|| format!("writing '{path}' in warehouse '{}'", self.display))?;
         Ok(())
     }
+}
+
+/// Whether a stored location is relative to the warehouse root: neither an absolute path nor a
+/// URL (nor empty, as a view's is).
+fn is_relative_location(location: &str) -> bool {
+    !location.is_empty()
+        && !FsPath::new(location).is_absolute()
+        && !Url::parse(location).is_ok_and(|u| u.scheme().len() > 1)
 }
 
 fn absolute(path: &FsPath) -> PathBuf {

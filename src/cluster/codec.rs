@@ -1,6 +1,8 @@
 //! How table scans travel to workers: the [`PhysicalExtensionCodec`] the distributed planner
 //! uses for [`LanceScanExec`] and [`DeltaFileScanExec`], each as a tag byte, its spec in JSON
-//! (with its length) and its output schema in Arrow IPC.
+//! (with its length) and its output schema in Arrow IPC. A table under the warehouse root
+//! travels by its place under the root, so a worker may have the warehouse (a local folder, a
+//! network mount) at another path than the coordinator.
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -15,14 +17,25 @@ use datafusion_proto::physical_plan::PhysicalExtensionCodec;
 
 use crate::catalog::delta_scan::{DeltaFileScanExec, DeltaScanSpec};
 use crate::catalog::lance_scan::{LanceScanExec, LanceScanSpec};
+use crate::catalog::Warehouse;
 
 const LANCE_SCAN: u8 = 1;
 const DELTA_SCAN: u8 = 2;
 
 /// Encodes and decodes [`LanceScanExec`] and [`DeltaFileScanExec`]; any other node is refused,
-/// for the next codec.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct TableScanCodec;
+/// for the next codec. Table locations travel relative to `warehouse`'s root (the
+/// coordinator's when encoding, the worker's own when decoding).
+#[derive(Debug, Clone)]
+pub struct TableScanCodec {
+    warehouse: Arc<Warehouse>,
+}
+
+impl TableScanCodec {
+    /// A codec sending or reading locations relative to `warehouse`.
+    pub fn new(warehouse: Arc<Warehouse>) -> Self {
+        Self { warehouse }
+    }
+}
 
 fn invalid(what: impl std::fmt::Display) -> DataFusionError {
     DataFusionError::Internal(format!("table scan codec: {what}"))
@@ -63,11 +76,13 @@ impl PhysicalExtensionCodec for TableScanCodec {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         match buf.split_first() {
             Some((&LANCE_SCAN, rest)) => {
-                let (spec, schema): (LanceScanSpec, _) = decode_parts(rest)?;
+                let (mut spec, schema): (LanceScanSpec, _) = decode_parts(rest)?;
+                spec.location = self.warehouse.resolve_location(&spec.location);
                 Ok(Arc::new(LanceScanExec::new(spec, schema)))
             }
             Some((&DELTA_SCAN, rest)) => {
-                let (spec, schema): (DeltaScanSpec, _) = decode_parts(rest)?;
+                let (mut spec, schema): (DeltaScanSpec, _) = decode_parts(rest)?;
+                spec.location = self.warehouse.resolve_location(&spec.location);
                 Ok(Arc::new(DeltaFileScanExec::new(spec, schema)))
             }
             _ => Err(invalid("not a table scan")),
@@ -77,10 +92,18 @@ impl PhysicalExtensionCodec for TableScanCodec {
     fn try_encode(&self, node: Arc<dyn ExecutionPlan>, buf: &mut Vec<u8>) -> Result<()> {
         let schema = node.schema();
         if let Some(scan) = node.as_any().downcast_ref::<LanceScanExec>() {
-            return encode_parts(LANCE_SCAN, scan.spec(), &schema, buf);
+            let spec = LanceScanSpec {
+                location: self.warehouse.portable_location(&scan.spec().location),
+                ..scan.spec().clone()
+            };
+            return encode_parts(LANCE_SCAN, &spec, &schema, buf);
         }
         if let Some(scan) = node.as_any().downcast_ref::<DeltaFileScanExec>() {
-            return encode_parts(DELTA_SCAN, scan.spec(), &schema, buf);
+            let spec = DeltaScanSpec {
+                location: self.warehouse.portable_location(&scan.spec().location),
+                ..scan.spec().clone()
+            };
+            return encode_parts(DELTA_SCAN, &spec, &schema, buf);
         }
         Err(invalid(format!("cannot send {} to a worker", node.name())))
     }

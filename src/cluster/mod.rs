@@ -33,6 +33,7 @@ use url::Url;
 
 use crate::catalog::delta_scan::DeltaFileScanExec;
 use crate::catalog::lance_scan::LanceScanExec;
+use crate::catalog::Warehouse;
 use crate::error::{Result, VitrineError};
 
 /// The workers a coordinator sends tasks to.
@@ -132,15 +133,16 @@ impl WorkerResolver for Workers {
 }
 
 /// Makes sessions built by `builder` (whose config is already set) plan across `workers`,
-/// sending table scans and the nodes `codecs` encode.
+/// sending table scans of `warehouse` and the nodes `codecs` encode.
 pub fn distribute(
     builder: SessionStateBuilder,
     workers: &Workers,
+    warehouse: &Arc<Warehouse>,
     codecs: &[Arc<dyn PhysicalExtensionCodec>],
 ) -> Result<SessionStateBuilder> {
     let builder = builder
         .with_distributed_worker_resolver(workers.clone())
-        .with_distributed_user_codec(codec::TableScanCodec)
+        .with_distributed_user_codec(codec::TableScanCodec::new(Arc::clone(warehouse)))
         .with_distributed_task_estimator(TableScanTasks)
         .with_physical_optimizer_rule(Arc::new(DistributedPhysicalOptimizerRule))
         .with_distributed_files_per_task(1)?;

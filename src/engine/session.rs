@@ -134,7 +134,7 @@ impl EngineSession {
             // Added last: the plan is cut into stages once every other rule has run.
             let codecs: [Arc<dyn PhysicalExtensionCodec>; 1] =
                 [Arc::new(model_batches::SliceBatchesCodec)];
-            state = cluster::distribute(state, workers, &codecs)?
+            state = cluster::distribute(state, workers, &engine.warehouse, &codecs)?
                 .with_distributed_task_estimator(model_batches::ModelInputTasks);
             state = QuerySettings::default().send_from(state);
         }

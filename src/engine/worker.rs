@@ -71,7 +71,7 @@ impl WorkerSessionBuilder for WorkerSessions {
         // Built on the context's builder, which carries the task's place in its stage.
         let mut builder = ctx
             .builder
-            .with_distributed_user_codec(TableScanCodec)
+            .with_distributed_user_codec(TableScanCodec::new(Arc::clone(&self.engine.warehouse)))
             .with_distributed_user_codec(SliceBatchesCodec);
         // Later functions of one name replace earlier ones.
         builder

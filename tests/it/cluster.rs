@@ -59,6 +59,20 @@ async fn sales(wh: &TestWarehouse) {
     }
 }
 
+/// Every file under `folder`, at any depth.
+fn walk(folder: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(folder).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 async fn query(session: &EngineSession, sql: &str) -> Vec<Vec<String>> {
     let result = session
         .execute(sql)
@@ -172,6 +186,55 @@ async fn queries_run_across_two_workers_with_the_results_of_one_node() {
         )
         .await
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workers_may_have_the_warehouse_at_another_path() {
+    let wh = TestWarehouse::new().await;
+    sales(&wh).await;
+    wh.sql(
+        "CREATE TABLE main.default.visits USING DELTA AS SELECT CAST(value AS INT) AS id, \
+         value % 7 AS k FROM range(10000)",
+    )
+    .await;
+    wh.sql("INSERT INTO main.default.visits SELECT CAST(value AS INT), value % 5 FROM range(5000)")
+        .await;
+    // The workers' warehouse is the same data at another path (a mount elsewhere).
+    let mounted = wh.copy().await;
+    let (workers, worker_engines) = start_workers(&mounted).await;
+    let local = engine(&wh, None).await.session().unwrap();
+    let queries = [
+        "SELECT item, COUNT(*), SUM(price) FROM main.default.sales GROUP BY item ORDER BY item",
+        "SELECT k, COUNT(*), SUM(id) FROM main.default.visits GROUP BY k ORDER BY k",
+        "SELECT v.k, COUNT(*) FROM main.default.visits v JOIN main.default.sales s ON v.id = s.id \
+         GROUP BY v.k ORDER BY v.k",
+    ];
+    let mut expected = Vec::new();
+    for sql in queries {
+        expected.push(query(&local, sql).await);
+    }
+    // The coordinator plans from its tables' metadata; the rows must come from the workers' own
+    // path: the coordinator's data files are removed.
+    let remove_data = |folder: &Path, extension: &str| {
+        for file in walk(folder) {
+            if file.extension().is_some_and(|e| e == extension) {
+                std::fs::remove_file(&file).unwrap();
+            }
+        }
+    };
+    remove_data(&wh.path().join("main/default/sales/data"), "lance");
+    remove_data(&wh.path().join("main/default/visits"), "parquet");
+    assert!(
+        local.execute(queries[0]).await.is_err(),
+        "the data files are gone here"
+    );
+    let distributed = engine(&wh, Some(workers)).await.session().unwrap();
+    for (sql, expected) in queries.iter().zip(&expected) {
+        assert_eq!(&query(&distributed, sql).await, expected, "{sql}");
+    }
+    for (i, worker) in worker_engines.iter().enumerate() {
+        assert!(worker.worker_plans() > 0, "worker {i} ran nothing");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -59,6 +59,22 @@ impl TestWarehouse {
         self.dir.path()
     }
 
+    /// A copy of this warehouse's folder at another path, with an engine of its own on it.
+    pub async fn copy(&self) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        copy_folder(self.path(), dir.path());
+        let mut config = EngineConfig::new(dir.path().to_str().unwrap());
+        config
+            .settings
+            .insert("vitrine.model.clip".into(), clip_fixture("tiny-a"));
+        let session = Engine::open(config)
+            .await
+            .expect("open engine on the copy")
+            .session()
+            .expect("open session");
+        Self { dir, session }
+    }
+
     /// Runs one statement, panicking with the message on error.
     pub async fn sql(&self, sql: &str) -> StatementResult {
         self.session
@@ -115,6 +131,20 @@ impl TestWarehouse {
             .run_file(&path)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+/// Copies the folder `from` (files and subfolders) into `to`.
+pub fn copy_folder(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create folder");
+    for entry in std::fs::read_dir(from).expect("read folder") {
+        let entry = entry.expect("folder entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_folder(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
     }
 }
 

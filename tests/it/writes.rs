@@ -434,3 +434,54 @@ async fn a_scalar_index_is_built_kept_up_to_date_and_dropped() {
     wh.sql("DROP INDEX IF EXISTS by_id ON big").await;
     assert_eq!(wh.value("SELECT COUNT(*) FROM big").await, "20001");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copied_warehouse_folder_is_a_warehouse_of_its_own() {
+    let wh = TestWarehouse::new().await;
+    wh.sql("CREATE TABLE main.default.t AS SELECT value AS id FROM range(10)")
+        .await;
+    wh.sql("CREATE TABLE main.default.d USING DELTA AS SELECT value AS id FROM range(5)")
+        .await;
+    let outside = tempfile::tempdir().unwrap();
+    let external = outside.path().join("ext").display().to_string();
+    wh.sql(&format!(
+        "CREATE TABLE main.default.ext LOCATION '{external}' AS SELECT 1 AS x"
+    ))
+    .await;
+    // The catalog stores managed locations under the root relative to it, external ones whole.
+    let entry = |name: &str| -> serde_json::Value {
+        let path = wh.path().join(format!("_catalog/main/default/{name}.json"));
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+    };
+    assert_eq!(entry("t")["location"], "main/default/t");
+    assert_eq!(entry("d")["location"], "main/default/d");
+    assert_eq!(entry("ext")["location"], external.as_str());
+
+    let copy = wh.copy().await;
+    let location = copy
+        .rows("DESCRIBE TABLE EXTENDED main.default.t")
+        .await
+        .concat()
+        .join(" ");
+    assert!(
+        location.contains(&format!("{}/main/default/t", copy.path().display())),
+        "{location}"
+    );
+    copy.sql("INSERT INTO main.default.t SELECT value + 100 FROM range(5)")
+        .await;
+    copy.sql("DELETE FROM main.default.d WHERE id < 3").await;
+    assert_eq!(
+        copy.value("SELECT COUNT(*) FROM main.default.t").await,
+        "15"
+    );
+    assert_eq!(copy.value("SELECT COUNT(*) FROM main.default.d").await, "2");
+    // The original is untouched, by writes and by a DROP in the copy.
+    copy.sql("DROP TABLE main.default.t").await;
+    assert_eq!(wh.value("SELECT COUNT(*) FROM main.default.t").await, "10");
+    assert_eq!(wh.value("SELECT COUNT(*) FROM main.default.d").await, "5");
+    assert_eq!(
+        wh.rows("DESCRIBE HISTORY main.default.t").await.len(),
+        1,
+        "one version in the original"
+    );
+}
