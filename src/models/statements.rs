@@ -328,6 +328,7 @@ pub async fn describe(session: &dyn Session, name: &TableName) -> Result<Stateme
             ),
         ),
         ("train_rows", t.train_rows.to_string()),
+        ("grouped_rows", t.grouped_rows.to_string()),
         ("eval_rows", t.eval_rows.to_string()),
         ("skipped_rows", t.skipped_rows.to_string()),
         ("skipped", t.skipped.join("; ")),

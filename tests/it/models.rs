@@ -51,6 +51,11 @@ async fn create_model_fine_tunes_clip_into_a_model_object_used_by_name() {
     assert_eq!(shown[0][..2], ["main.fashion_demo.clip_ft", "clip"]);
     let described = wh.rows("DESCRIBE MODEL main.fashion_demo.clip_ft").await;
     let train_rows: usize = describe(&described, "train_rows").parse().unwrap();
+    assert_eq!(
+        describe(&described, "grouped_rows"),
+        "0",
+        "no batch_key column"
+    );
     let eval_rows: usize = describe(&described, "eval_rows").parse().unwrap();
     assert_eq!(train_rows + eval_rows, 48);
     assert!(eval_rows > 0 && eval_rows < 20, "{eval_rows} held out");
@@ -134,6 +139,23 @@ async fn create_model_fine_tunes_clip_into_a_model_object_used_by_name() {
         .await;
     let replaced = wh.rows("DESCRIBE MODEL main.fashion_demo.clip_ft").await;
     assert_ne!(describe(&replaced, "revision"), revision);
+    // Rows batched by a key: every training row with one (a NULL key would be batched apart).
+    wh.sql(
+        &create_sql("clip_keyed", "")
+            .replace(" AS text FROM", " AS text, article_type AS batch_key FROM"),
+    )
+    .await;
+    let keyed = wh.rows("DESCRIBE MODEL main.fashion_demo.clip_keyed").await;
+    assert_eq!(
+        describe(&keyed, "grouped_rows"),
+        describe(&keyed, "train_rows")
+    );
+    assert_ne!(
+        describe(&keyed, "loss curve"),
+        curve,
+        "other batches, other losses"
+    );
+    wh.sql("DROP MODEL main.fashion_demo.clip_keyed").await;
     assert!(
         !std::path::Path::new(&location).exists(),
         "old revision removed"
