@@ -1,7 +1,10 @@
 //! Query embeddings for the search service: concurrent text queries gathered into one model
 //! call (up to a batch, or until the first has waited a few milliseconds), repeated queries
-//! answered from a bounded cache, and photos embedded one upload at a time. The model runs on
-//! tokio's blocking threads, never on the threads that answer requests.
+//! answered from a bounded cache, and photos embedded one upload at a time. One text model call
+//! runs at a time: the queries arriving meanwhile wait for the next, so under load the batches
+//! grow to the number of waiting queries (the model's best rate is at large batches) instead of
+//! small calls competing for the cores. The model runs on tokio's blocking threads, never on the
+//! threads that answer requests.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,23 +108,32 @@ struct Gathering {
 }
 
 impl Gathering {
-    /// Takes texts off the queue in batches and answers each.
+    /// Takes texts off the queue in batches and answers each, one batch at a time: what queued
+    /// during a model call is taken at once (up to the batch) for the next.
     async fn run(self, mut waiting: mpsc::Receiver<Pending>) {
         while let Some(first) = waiting.recv().await {
             let deadline = tokio::time::Instant::now() + self.wait;
             let mut taken = vec![first];
             while taken.len() < self.batch {
+                match waiting.try_recv() {
+                    Ok(next) => {
+                        taken.push(next);
+                        continue;
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                    Err(mpsc::error::TryRecvError::Empty) => {}
+                }
                 match tokio::time::timeout_at(deadline, waiting.recv()).await {
                     Ok(Some(next)) => taken.push(next),
                     Ok(None) | Err(_) => break,
                 }
             }
-            self.embed(taken);
+            self.embed(taken).await;
         }
     }
 
-    /// Embeds the texts taken, one model call per function, and answers each.
-    fn embed(&self, mut taken: Vec<Pending>) {
+    /// Embeds the texts taken, one model call per function in turn, and answers each.
+    async fn embed(&self, mut taken: Vec<Pending>) {
         let mut functions: Vec<&'static str> = taken.iter().map(|p| p.function).collect();
         functions.sort_unstable();
         functions.dedup();
@@ -131,33 +143,31 @@ impl Gathering {
             taken = rest;
             self.batch_sizes.observe(these.len() as f64);
             let session = Arc::clone(&self.session);
-            tokio::spawn(async move {
-                let texts: ArrayRef = Arc::new(StringArray::from_iter_values(
-                    these.iter().map(|p| p.text.as_str()),
-                ));
-                let embedded = tokio::task::spawn_blocking(move || {
-                    vectors(session.call_function(function, texts)?)
-                })
-                .await
-                .map_err(|e| VitrineError::Plan(format!("embedding queries failed: {e}")))
-                .and_then(|r| r);
-                match embedded {
-                    Ok(vectors) => {
-                        for (pending, vector) in these.into_iter().zip(vectors) {
-                            let answer = vector.map(Arc::new).ok_or_else(|| {
-                                VitrineError::Plan("the query could not be embedded".into())
-                            });
-                            let _ = pending.reply.send(answer);
-                        }
-                    }
-                    Err(e) => {
-                        let message = e.to_string();
-                        for pending in these {
-                            let _ = pending.reply.send(Err(VitrineError::Plan(message.clone())));
-                        }
+            let texts: ArrayRef = Arc::new(StringArray::from_iter_values(
+                these.iter().map(|p| p.text.as_str()),
+            ));
+            let embedded = tokio::task::spawn_blocking(move || {
+                vectors(session.call_function(function, texts)?)
+            })
+            .await
+            .map_err(|e| VitrineError::Plan(format!("embedding queries failed: {e}")))
+            .and_then(|r| r);
+            match embedded {
+                Ok(vectors) => {
+                    for (pending, vector) in these.into_iter().zip(vectors) {
+                        let answer = vector.map(Arc::new).ok_or_else(|| {
+                            VitrineError::Plan("the query could not be embedded".into())
+                        });
+                        let _ = pending.reply.send(answer);
                     }
                 }
-            });
+                Err(e) => {
+                    let message = e.to_string();
+                    for pending in these {
+                        let _ = pending.reply.send(Err(VitrineError::Plan(message.clone())));
+                    }
+                }
+            }
         }
     }
 }
