@@ -7,12 +7,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use datafusion::arrow::datatypes::DataType;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::functions_window::expr_fn::dense_rank;
-use datafusion::logical_expr::{cast, ExprFunctionExt, ScalarUDF};
-use datafusion::prelude::{col, ident, SessionContext};
-use lance::datafusion::LanceTableProvider;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::StreamExt;
 use lance::dataset::builder::DatasetBuilder;
 use lance::dataset::optimize::{compact_files, CompactionOptions};
 use lance::dataset::transaction::{Operation, Transaction};
@@ -30,7 +27,7 @@ use lance_index::IndexType;
 
 use super::scalar_index::{ScalarIndex, ScalarIndexKind};
 use super::version::{CommitInfo, HistoryEntry, Mode, OptimizeMetrics, Upserted};
-use super::zorder::ZOrderKey;
+use super::zorder::clustered_order;
 use crate::error::{Result, ResultExt, VitrineError};
 
 /// The Lance session every table of the process shares: its metadata and index caches, and its
@@ -297,46 +294,40 @@ pub async fn compact(location: &str) -> Result<OptimizeMetrics> {
     })
 }
 
-/// Rewrites the dataset's rows ordered along a Z-order curve of `columns` (the dense rank of each
-/// column, bits interleaved by `zorder_key`) as one new version, so that rows close in every
-/// column share fragments; then builds its scalar indexes again over the rewritten rows (one
-/// version each).
+/// Rows of the Z-order rewrite taken from the old version at a time.
+const ZORDER_CHUNK: usize = 16_384;
+
+/// Rewrites the dataset's rows ordered along a Z-order curve of `columns`
+/// ([`super::zorder::clustered_order`]) as one new version, so that rows close in every column
+/// share fragments: the rows are taken from the version before in that order, a chunk at a
+/// time, never the whole table in memory. Then builds its scalar indexes again over the
+/// rewritten rows (one version each).
 pub async fn zorder(location: &str, columns: &[String]) -> Result<OptimizeMetrics> {
-    let before = open(location, None).await?;
+    let before = Arc::new(open(location, None).await?);
     let fragments_before = before.count_fragments() as u64;
     let files_before = data_files(&before);
     let kept = indexes(&before).await?;
-    let context = SessionContext::new();
-    let table = context.read_table(Arc::new(LanceTableProvider::new(
-        Arc::new(before),
-        false,
-        false,
-    )))?;
-    let names: Vec<_> = table
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| ident(f.name()))
-        .collect();
-    let ranks = columns
-        .iter()
-        .map(|c| {
-            let rank = dense_rank()
-                .order_by(vec![ident(c).sort(true, false)])
-                .build()?;
-            Ok(cast(rank, DataType::UInt64))
+    let order = clustered_order(&before, columns)
+        .await
+        .context(|| format!("ordering '{location}' by {}", columns.join(", ")))?;
+    let schema = Arc::new(datafusion::arrow::datatypes::Schema::from(before.schema()));
+    let projection = before.schema().clone();
+    let chunks: Vec<Vec<u64>> = order.chunks(ZORDER_CHUNK).map(<[u64]>::to_vec).collect();
+    let rows = futures::stream::iter(chunks)
+        .map(move |chunk| {
+            let (dataset, projection) = (Arc::clone(&before), projection.clone());
+            async move {
+                dataset
+                    .take(&chunk, projection)
+                    .await
+                    .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+            }
         })
-        .collect::<datafusion::error::Result<Vec<_>>>()?;
-    let key = ScalarUDF::new_from_impl(ZOrderKey::new())
-        .call(ranks)
-        .alias("__vitrine_z");
-    let ordered = table
-        .select(names.iter().cloned().chain([key]).collect::<Vec<_>>())?
-        .sort(vec![col("__vitrine_z").sort(true, false)])?
-        .select(names)?;
+        // The next chunk is read while the last is encoded.
+        .buffered(2);
     write(
         location,
-        ordered.execute_stream().await?,
+        Box::pin(RecordBatchStreamAdapter::new(schema, rows)),
         Mode::Overwrite,
         &CommitInfo::operation("OPTIMIZE ZORDER").with_parameter(
             "zOrderBy",

@@ -252,6 +252,37 @@ async fn zorder_clusters_rows_by_the_columns() {
         products.iter().map(|p| p.article_type().master).collect();
     assert_eq!(runs, distinct.len(), "categories are not clustered");
     assert_eq!(categories.len(), products.len());
+
+    // Two columns: the rows follow the Z-order curve of the two columns' dense ranks (bits
+    // interleaved, the first column's first), every row kept once.
+    wh.sql("OPTIMIZE main.fashion_demo.shuffled ZORDER BY (gender, article_type)")
+        .await;
+    let rows = wh
+        .rows("SELECT gender, article_type, product_id FROM main.fashion_demo.shuffled")
+        .await;
+    let rank = |i: usize| -> std::collections::BTreeMap<String, u64> {
+        let values: std::collections::BTreeSet<String> =
+            rows.iter().map(|r| r[i].clone()).collect();
+        values.into_iter().zip(1..).collect()
+    };
+    let (genders, articles) = (rank(0), rank(1));
+    let key = |r: &Vec<String>| {
+        let (g, a) = (genders[&r[0]], articles[&r[1]]);
+        (0..32).rev().fold(0u64, |key, bit| {
+            (key << 2) | (((g >> bit) & 1) << 1) | ((a >> bit) & 1)
+        })
+    };
+    let keys: Vec<u64> = rows.iter().map(key).collect();
+    assert!(
+        keys.windows(2).all(|w| w[0] <= w[1]),
+        "rows are not in Z-order"
+    );
+    let ids: std::collections::BTreeSet<&String> = rows.iter().map(|r| &r[2]).collect();
+    assert_eq!(ids.len(), products.len(), "every row once");
+    // Not simply sorted by the first column: the curve alternates between them.
+    let genders_in_order: Vec<&String> = rows.iter().map(|r| &r[0]).collect();
+    let runs = genders_in_order.windows(2).filter(|w| w[0] != w[1]).count() + 1;
+    assert!(runs > genders.len(), "{runs} runs of gender");
 }
 
 #[tokio::test(flavor = "multi_thread")]

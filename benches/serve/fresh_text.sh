@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Text searches whose every query is a model call, at the real ViT-B/32 text shape (12 layers,
+# 512 wide, 8 heads, 77 positions), against the same model's batch-32 rate from
+# `vitrine bench clip`: the issue's "throughput ≥ 0.8× the model's batch-32 embedding rate".
+#
+#   benches/serve/fresh_text.sh WAREHOUSE [SECONDS] [CONNECTIONS]
+#
+# WAREHOUSE is one where the main job ran (demo.sh). The script WRITES into it: a model
+# `main.fashion_demo.vit_text` (random-like weights: one epoch on 2,000 product names, the text
+# tower at the ViT-B/32 shape, a tiny image tower), a table `vit_shape_vectors` holding each
+# product's enriched hybrid vector repeated 8 times (512 wide, the same cosines) and its IVF
+# index `vs_vit_shape`, which a service config names for both variants. Then it times
+# `vitrine bench clip` on that model over the catalog's product names, and runs
+# `benches/serve/load.sh WAREHOUSE fresh-text` (20,000 distinct product names) with it.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+warehouse="${1:?usage: fresh_text.sh WAREHOUSE [SECONDS] [CONNECTIONS]}"
+seconds="${2:-15}"
+connections="${3:-32}"
+vitrine="${VITRINE:-${CARGO_TARGET_DIR:-$HOME/.cache/vitrine-target}/release/vitrine}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+"$vitrine" --warehouse "$warehouse" run -e "
+CREATE OR REPLACE MODEL main.fashion_demo.vit_text
+OPTIONS (model_type = 'clip', projection_dim = 512, hidden_size = 512, layers = 12, heads = 8,
+         max_text_length = 77, image_size = 32, patch_size = 32, vocab_size = 8000,
+         epochs = 1, batch_size = 8, eval_fraction = 0)
+AS SELECT image_path AS image, product_display_name AS text
+FROM main.fashion_demo.products ORDER BY product_id LIMIT 2000;
+
+CREATE OR REPLACE TABLE main.fashion_demo.vit_shape_vectors AS
+SELECT product_id, product_display_name, article_type, master_category, base_color, gender, price,
+       image_path, material, pattern, rich_text_description,
+       flatten(array_repeat(hybrid_embedding_enriched, 8)) AS v
+FROM main.fashion_demo.product_embeddings_multimodal_v2
+WHERE hybrid_embedding_enriched IS NOT NULL;
+
+CREATE OR REPLACE VECTOR INDEX main.fashion_demo.vs_vit_shape
+ON main.fashion_demo.vit_shape_vectors (v)
+WITH (primary_key = 'product_id', metric = 'cosine', embedding_model = 'clip',
+      text_column = 'rich_text_description',
+      columns = (product_display_name, article_type, master_category, base_color, gender, price,
+                 image_path, material, pattern, rich_text_description))"
+
+# The model's batch-1/8/32 rates over the product names the load sends.
+location=$("$vitrine" --warehouse "$warehouse" run --format csv -e \
+  "DESCRIBE MODEL main.fashion_demo.vit_text" | sed -n 's/^location,//p')
+mkdir -p "$work/bench"
+ln -s "$location" "$work/bench/model"
+"$vitrine" --warehouse "$warehouse" run --format csv -e \
+  "SELECT product_display_name FROM main.fashion_demo.products GROUP BY product_display_name
+   ORDER BY MIN(product_id) LIMIT 1024" | tail -n +2 >"$work/bench/texts.txt"
+"$vitrine" --warehouse "$warehouse" run --format csv -e \
+  "SELECT image_path FROM main.fashion_demo.products ORDER BY product_id LIMIT 64" \
+  | tail -n +2 >"$work/bench/images.txt"
+echo "== vitrine bench clip (the same model, the same texts)"
+"$vitrine" bench clip "$work/bench" --repeat 2
+
+printf '[search]\nbaseline_index = "main.fashion_demo.vs_vit_shape"\nenriched_index = "main.fashion_demo.vs_vit_shape"\n' \
+  >"$work/vit.toml"
+VITRINE="$vitrine" VITRINE_CLIP_MODEL=main.fashion_demo.vit_text SERVE_CONFIG="$work/vit.toml" \
+  bash benches/serve/load.sh "$warehouse" fresh-text "$seconds" "$connections"
