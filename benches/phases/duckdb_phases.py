@@ -6,7 +6,7 @@ database file, one step per process as Vitrine runs one script per process.
     python3 benches/phases/duckdb_phases.py RAW_DIR DB_FILE load|extract|phase2
 
 Dialect adaptations, done textually: DuckDB spells `ARRAY_JOIN` `array_to_string`, `SIZE` `len`,
-`pmod` `mod`; `main.fashion_demo.` becomes `fashion_demo.`; Delta's `ALTER … SET TBLPROPERTIES`
+`pmod` `mod`, `DISTRIBUTE BY c SORT BY RAND()` `ORDER BY random()`; `main.fashion_demo.` becomes `fashion_demo.`; Delta's `ALTER … SET TBLPROPERTIES`
 has no counterpart (skipped), `OPTIMIZE … ZORDER BY (a, b)` becomes a rewrite of the table
 ordered by (a, b) (DuckDB's way of clustering a table), `COMMENT ON TABLE` runs as it is.
 Prints one line per statement: seconds and the statement's first words; then the process's
@@ -33,6 +33,7 @@ def duck(s):
     s = s.replace("SIZE(", "len(").replace("pmod(", "mod(").replace("CURRENT_TIMESTAMP()", "current_timestamp")
     s = s.replace("CAST(array() AS ARRAY<STRING>)", "CAST([] AS VARCHAR[])").replace("array('", "list_value('")
     s = s.replace("CAST(NULL AS STRING)", "CAST(NULL AS VARCHAR)")
+    s = re.sub(r"DISTRIBUTE BY \w+ SORT BY RAND\(\)", "ORDER BY random()", s)
     return s
 
 

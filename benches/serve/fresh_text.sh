@@ -6,7 +6,7 @@
 #   benches/serve/fresh_text.sh WAREHOUSE [SECONDS] [CONNECTIONS]
 #
 # WAREHOUSE is one where the main job ran (demo.sh). The script WRITES into it: a model
-# `main.fashion_demo.vit_text` (random-like weights: one epoch on 2,000 product names, the text
+# `main.fashion_demo.vit_text` (kept when it exists; near-random weights: one epoch on 256 products, the text
 # tower at the ViT-B/32 shape, a tiny image tower), a table `vit_shape_vectors` holding each
 # product's enriched hybrid vector repeated 8 times (512 wide, the same cosines) and its IVF
 # index `vs_vit_shape`, which a service config names for both variants. Then it times
@@ -22,17 +22,18 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 "$vitrine" --warehouse "$warehouse" run -e "
-CREATE OR REPLACE MODEL main.fashion_demo.vit_text
+CREATE MODEL IF NOT EXISTS main.fashion_demo.vit_text
 OPTIONS (model_type = 'clip', projection_dim = 512, hidden_size = 512, layers = 12, heads = 8,
          max_text_length = 77, image_size = 32, patch_size = 32, vocab_size = 8000,
          epochs = 1, batch_size = 8, eval_fraction = 0)
 AS SELECT image_path AS image, product_display_name AS text
-FROM main.fashion_demo.products ORDER BY product_id LIMIT 2000;
+FROM main.fashion_demo.products ORDER BY product_id LIMIT 256;
 
 CREATE OR REPLACE TABLE main.fashion_demo.vit_shape_vectors AS
 SELECT product_id, product_display_name, article_type, master_category, base_color, gender, price,
        image_path, material, pattern, rich_text_description,
-       flatten(array_repeat(hybrid_embedding_enriched, 8)) AS v
+       arrow_cast(flatten(array_repeat(hybrid_embedding_enriched, 8)),
+                  'FixedSizeList(512, Float32)') AS v
 FROM main.fashion_demo.product_embeddings_multimodal_v2
 WHERE hybrid_embedding_enriched IS NOT NULL;
 

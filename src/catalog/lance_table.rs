@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use futures::StreamExt;
+use datafusion::prelude::{col, ident, SessionContext};
+use lance::datafusion::LanceTableProvider;
 use lance::dataset::builder::DatasetBuilder;
 use lance::dataset::optimize::{compact_files, CompactionOptions};
 use lance::dataset::transaction::{Operation, Transaction};
@@ -27,7 +27,7 @@ use lance_index::IndexType;
 
 use super::scalar_index::{ScalarIndex, ScalarIndexKind};
 use super::version::{CommitInfo, HistoryEntry, Mode, OptimizeMetrics, Upserted};
-use super::zorder::clustered_order;
+use super::zorder::cluster_key;
 use crate::error::{Result, ResultExt, VitrineError};
 
 /// The Lance session every table of the process shares: its metadata and index caches, and its
@@ -294,40 +294,34 @@ pub async fn compact(location: &str) -> Result<OptimizeMetrics> {
     })
 }
 
-/// Rows of the Z-order rewrite taken from the old version at a time.
-const ZORDER_CHUNK: usize = 16_384;
-
 /// Rewrites the dataset's rows ordered along a Z-order curve of `columns`
-/// ([`super::zorder::clustered_order`]) as one new version, so that rows close in every column
-/// share fragments: the rows are taken from the version before in that order, a chunk at a
-/// time, never the whole table in memory. Then builds its scalar indexes again over the
-/// rewritten rows (one version each).
+/// ([`super::zorder::cluster_key`]) as one new version, so that rows close in every column
+/// share fragments; then builds its scalar indexes again over the rewritten rows (one version
+/// each).
 pub async fn zorder(location: &str, columns: &[String]) -> Result<OptimizeMetrics> {
     let before = Arc::new(open(location, None).await?);
     let fragments_before = before.count_fragments() as u64;
     let files_before = data_files(&before);
     let kept = indexes(&before).await?;
-    let order = clustered_order(&before, columns)
+    let key = cluster_key(&before, columns)
         .await
-        .context(|| format!("ordering '{location}' by {}", columns.join(", ")))?;
-    let schema = Arc::new(datafusion::arrow::datatypes::Schema::from(before.schema()));
-    let projection = before.schema().clone();
-    let chunks: Vec<Vec<u64>> = order.chunks(ZORDER_CHUNK).map(<[u64]>::to_vec).collect();
-    let rows = futures::stream::iter(chunks)
-        .map(move |chunk| {
-            let (dataset, projection) = (Arc::clone(&before), projection.clone());
-            async move {
-                dataset
-                    .take(&chunk, projection)
-                    .await
-                    .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
-            }
-        })
-        // The next chunk is read while the last is encoded.
-        .buffered(2);
+        .context(|| format!("ordering '{location}' by {}", columns.join(", ")))?
+        .alias("__vitrine_z");
+    let context = SessionContext::new();
+    let table = context.read_table(Arc::new(LanceTableProvider::new(before, false, false)))?;
+    let names: Vec<_> = table
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| ident(f.name()))
+        .collect();
+    let ordered = table
+        .select(names.iter().cloned().chain([key]).collect::<Vec<_>>())?
+        .sort(vec![col("__vitrine_z").sort(true, false)])?
+        .select(names)?;
     write(
         location,
-        Box::pin(RecordBatchStreamAdapter::new(schema, rows)),
+        ordered.execute_stream().await?,
         Mode::Overwrite,
         &CommitInfo::operation("OPTIMIZE ZORDER").with_parameter(
             "zOrderBy",

@@ -2,18 +2,21 @@
 //! interleaves the bits of its dense rank in every column (nulls ranked last), so that sorting
 //! by it clusters rows along a Z-order curve.
 //!
-//! Computed without materialising the table: the distinct values of each column first (a
-//! grouped scan of that column alone), then one scan of the Z-order columns giving each row's
-//! key by binary search among them, then a sort of (key, position) pairs — 16 bytes a row. The
-//! rewrite then takes the rows in that order, a chunk at a time.
+//! The key is computed in one pass, with no window over the table: the distinct values of each
+//! column are read first (a grouped scan of that column alone), and each row's rank is its
+//! value's place among them (a binary search). The rewrite sorts by the key (DataFusion's sort,
+//! which spills under a memory limit).
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::array::{ArrayRef, UInt64Array};
 use datafusion::arrow::compute::{cast, SortOptions};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
 use datafusion::prelude::{ident, SessionContext};
-use futures::TryStreamExt;
 use lance::datafusion::LanceTableProvider;
 use lance::Dataset;
 
@@ -35,7 +38,9 @@ pub fn interleave(values: &[u64]) -> u64 {
 }
 
 /// The distinct values of one column in ascending order, nulls last, as comparable rows.
+#[derive(Debug)]
 struct Ranks {
+    data_type: DataType,
     converter: RowConverter,
     values: Rows,
 }
@@ -43,9 +48,8 @@ struct Ranks {
 impl Ranks {
     /// The dense rank (from 1) of each value of `array`, which holds values of the column.
     fn of(&self, array: &ArrayRef, out: &mut Vec<u64>) -> Result<()> {
-        let rows = self
-            .converter
-            .convert_columns(std::slice::from_ref(array))?;
+        let array = cast(array, &self.data_type)?;
+        let rows = self.converter.convert_columns(&[array])?;
         out.clear();
         for row in rows.iter() {
             let found = binary_search(&self.values, row);
@@ -102,40 +106,88 @@ async fn ranks(dataset: &Arc<Dataset>, column: &str) -> Result<Ranks> {
         ordered.push(row);
     }
     Ok(Ranks {
+        data_type: data_type.clone(),
         converter,
         values: ordered,
     })
 }
 
-/// The positions (0-based, in scan order) of `dataset`'s rows in Z-order of `columns`; rows of
-/// one key keep their order.
-pub async fn clustered_order(dataset: &Arc<Dataset>, columns: &[String]) -> Result<Vec<u64>> {
+/// `__vitrine_z(c1, c2, …)`: the Z-order key of each row of the columns a rewrite clusters by,
+/// from the ranks of their distinct values (read before, [`cluster_key`]).
+#[derive(Debug)]
+struct ClusterKey {
+    signature: Signature,
+    ranks: Vec<Ranks>,
+}
+
+impl PartialEq for ClusterKey {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+impl Eq for ClusterKey {}
+
+impl std::hash::Hash for ClusterKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::ptr::hash(self, state);
+    }
+}
+
+impl ScalarUDFImpl for ClusterKey {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn name(&self) -> &str {
+        "__vitrine_z"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::UInt64)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let mut column_ranks = vec![Vec::new(); arrays.len()];
+        for ((array, ranks), out) in arrays.iter().zip(&self.ranks).zip(&mut column_ranks) {
+            ranks
+                .of(array, out)
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        }
+        let mut values = vec![0u64; arrays.len()];
+        let keys: UInt64Array = (0..args.number_rows)
+            .map(|row| {
+                for (value, ranks) in values.iter_mut().zip(&column_ranks) {
+                    *value = ranks[row];
+                }
+                interleave(&values)
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(keys)))
+    }
+}
+
+/// The expression of each row's Z-order key over `columns` of `dataset`, for a rewrite to sort
+/// by: the distinct values of each column are read first (a grouped scan of that column alone),
+/// so the key is one pass with no window over the table.
+pub async fn cluster_key(dataset: &Arc<Dataset>, columns: &[String]) -> Result<Expr> {
     let mut all_ranks = Vec::with_capacity(columns.len());
     for column in columns {
         all_ranks.push(ranks(dataset, column).await?);
     }
-    // In the dataset's order: the positions `Dataset::take` reads by.
-    let mut scanner = dataset.scan();
-    scanner.project(columns)?.scan_in_order(true);
-    let mut stream = scanner.try_into_stream().await?;
-    let mut keyed: Vec<(u64, u64)> = Vec::new();
-    let mut column_ranks: Vec<Vec<u64>> = vec![Vec::new(); columns.len()];
-    let mut values = vec![0u64; columns.len()];
-    while let Some(batch) = stream.try_next().await? {
-        let batch: RecordBatch = batch;
-        for (i, ranks) in all_ranks.iter().enumerate() {
-            ranks.of(batch.column(i), &mut column_ranks[i])?;
-        }
-        for row in 0..batch.num_rows() {
-            for (value, ranks) in values.iter_mut().zip(&column_ranks) {
-                *value = ranks[row];
-            }
-            let position = keyed.len() as u64;
-            keyed.push((interleave(&values), position));
-        }
-    }
-    keyed.sort_unstable();
-    Ok(keyed.into_iter().map(|(_, position)| position).collect())
+    let function = ClusterKey {
+        signature: Signature::any(columns.len(), Volatility::Immutable),
+        ranks: all_ranks,
+    };
+    Ok(ScalarUDF::new_from_impl(function).call(columns.iter().map(|c| ident(c)).collect()))
 }
 
 #[cfg(test)]
