@@ -7,8 +7,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::prelude::{col, ident, SessionContext};
+use datafusion::prelude::{col, ident, SessionConfig, SessionContext};
 use lance::datafusion::LanceTableProvider;
 use lance::dataset::builder::DatasetBuilder;
 use lance::dataset::optimize::{compact_files, CompactionOptions};
@@ -296,9 +297,13 @@ pub async fn compact(location: &str) -> Result<OptimizeMetrics> {
 
 /// Rewrites the dataset's rows ordered along a Z-order curve of `columns`
 /// ([`super::zorder::cluster_key`]) as one new version, so that rows close in every column
-/// share fragments; then builds its scalar indexes again over the rewritten rows (one version
-/// each).
-pub async fn zorder(location: &str, columns: &[String]) -> Result<OptimizeMetrics> {
+/// share fragments, sorting within `runtime`'s memory pool; then builds its scalar indexes again
+/// over the rewritten rows (one version each).
+pub async fn zorder(
+    location: &str,
+    columns: &[String],
+    runtime: Arc<RuntimeEnv>,
+) -> Result<OptimizeMetrics> {
     let before = Arc::new(open(location, None).await?);
     let fragments_before = before.count_fragments() as u64;
     let files_before = data_files(&before);
@@ -307,7 +312,7 @@ pub async fn zorder(location: &str, columns: &[String]) -> Result<OptimizeMetric
         .await
         .context(|| format!("ordering '{location}' by {}", columns.join(", ")))?
         .alias("__vitrine_z");
-    let context = SessionContext::new();
+    let context = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
     let table = context.read_table(Arc::new(LanceTableProvider::new(before, false, false)))?;
     let names: Vec<_> = table
         .schema()

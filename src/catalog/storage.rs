@@ -8,9 +8,11 @@
 //! to store it; a distributed scan adds its own per-format code here.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::catalog::Session;
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::SendableRecordBatchStream;
 use futures::TryStreamExt;
 
@@ -82,9 +84,15 @@ pub trait TableStorage: Send + Sync {
     async fn restore(&self, location: &str, version: u64) -> Result<u64>;
 
     /// Compacts the table's files as a new version; with `zorder_by`, rewrites the rows
-    /// clustered along a Z-order curve of those columns. Scalar indexes are kept, brought up to
-    /// date with every row.
-    async fn optimize(&self, location: &str, zorder_by: &[String]) -> Result<OptimizeMetrics>;
+    /// clustered along a Z-order curve of those columns, sorting within `runtime`'s memory pool
+    /// (spilling to its disk when the session set a memory limit). Scalar indexes are kept,
+    /// brought up to date with every row.
+    async fn optimize(
+        &self,
+        location: &str,
+        zorder_by: &[String],
+        runtime: Arc<RuntimeEnv>,
+    ) -> Result<OptimizeMetrics>;
 
     /// Builds a scalar index `name` of `kind` on `column` as a new version recording `commit`;
     /// returns the version. Fails when the table has an index of that name.
@@ -246,11 +254,16 @@ impl TableStorage for LanceStorage {
         lance_table::indexes(&lance_table::open(location, None).await?).await
     }
 
-    async fn optimize(&self, location: &str, zorder_by: &[String]) -> Result<OptimizeMetrics> {
+    async fn optimize(
+        &self,
+        location: &str,
+        zorder_by: &[String],
+        runtime: Arc<RuntimeEnv>,
+    ) -> Result<OptimizeMetrics> {
         if zorder_by.is_empty() {
             lance_table::compact(location).await
         } else {
-            lance_table::zorder(location, zorder_by).await
+            lance_table::zorder(location, zorder_by, runtime).await
         }
     }
 }
@@ -298,7 +311,12 @@ impl TableStorage for DeltaStorage {
         delta_table::restore(location, version).await
     }
 
-    async fn optimize(&self, location: &str, zorder_by: &[String]) -> Result<OptimizeMetrics> {
+    async fn optimize(
+        &self,
+        location: &str,
+        zorder_by: &[String],
+        _runtime: Arc<RuntimeEnv>,
+    ) -> Result<OptimizeMetrics> {
         delta_table::optimize(location, zorder_by).await
     }
 }
@@ -360,7 +378,12 @@ impl TableStorage for FileStorage {
         Err(self.unversioned())
     }
 
-    async fn optimize(&self, _location: &str, _zorder_by: &[String]) -> Result<OptimizeMetrics> {
+    async fn optimize(
+        &self,
+        _location: &str,
+        _zorder_by: &[String],
+        _runtime: Arc<RuntimeEnv>,
+    ) -> Result<OptimizeMetrics> {
         Err(self.read_only())
     }
 }

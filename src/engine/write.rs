@@ -686,7 +686,11 @@ pub(super) async fn optimize(
     let storage = storage(entry.format)?;
     let before = storage.version(&entry.location).await?;
     let metrics = storage
-        .optimize(&entry.location, zorder_by)
+        .optimize(
+            &entry.location,
+            zorder_by,
+            session.datafusion().runtime_env(),
+        )
         .await
         .map_err(|e| e.context(format!("OPTIMIZE {name}")))?;
     let after = storage.version(&entry.location).await?;

@@ -18,7 +18,11 @@ impl TestWarehouse {
     /// An empty warehouse whose CLIP model is the small fixture model `tiny-a` (tests never
     /// download models).
     pub async fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Self::open(tempfile::tempdir().expect("temp dir")).await
+    }
+
+    /// A session of an engine (the fixture CLIP) over the warehouse in `dir`.
+    async fn open(dir: TempDir) -> Self {
         let mut config = EngineConfig::new(dir.path().to_str().unwrap());
         config
             .settings
@@ -63,16 +67,7 @@ impl TestWarehouse {
     pub async fn copy(&self) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         copy_folder(self.path(), dir.path());
-        let mut config = EngineConfig::new(dir.path().to_str().unwrap());
-        config
-            .settings
-            .insert("vitrine.model.clip".into(), clip_fixture("tiny-a"));
-        let session = Engine::open(config)
-            .await
-            .expect("open engine on the copy")
-            .session()
-            .expect("open session");
-        Self { dir, session }
+        Self::open(dir).await
     }
 
     /// Runs one statement, panicking with the message on error.
