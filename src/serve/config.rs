@@ -50,6 +50,8 @@ pub struct SearchConfig {
     pub products_table: String,
     /// Concurrent text queries embedded in one model call, at most.
     pub embed_batch: usize,
+    /// Text model calls running at once, at most (default: the cores).
+    pub embed_calls: usize,
     /// How long the first query of a batch waits for others, in milliseconds.
     pub embed_wait_ms: u64,
     /// Query embeddings kept for repeated queries.
@@ -109,6 +111,7 @@ impl Default for SearchConfig {
             image_index: "main.fashion_demo.vs_image_search".into(),
             products_table: "main.fashion_demo.products".into(),
             embed_batch: 32,
+            embed_calls: std::thread::available_parallelism().map_or(1, |n| n.get()),
             embed_wait_ms: 2,
             cached_queries: 10_000,
         }
@@ -175,6 +178,9 @@ impl ServeConfig {
             |key: &str, why: &str| Err(VitrineError::Plan(format!("serve config: {key} {why}")));
         if !(0.0..=100.0).contains(&self.search.enriched_percent) {
             return bad("search.enriched_percent", "must be from 0 to 100");
+        }
+        if self.search.embed_calls == 0 {
+            return bad("search.embed_calls", "must be at least 1");
         }
         if self.search.embed_batch == 0 {
             return bad("search.embed_batch", "must be at least 1");

@@ -1,10 +1,11 @@
 //! Query embeddings for the search service: concurrent text queries gathered into one model
 //! call (up to a batch, or until the first has waited a few milliseconds), repeated queries
-//! answered from a bounded cache, and photos embedded one upload at a time. One text model call
-//! runs at a time: the queries arriving meanwhile wait for the next, so under load the batches
-//! grow to the number of waiting queries (the model's best rate is at large batches) instead of
-//! small calls competing for the cores; and a batch waits for more texts up to an eighth of the
-//! last call's time, so that the clients the last call answered join the next one. The model runs on tokio's blocking threads, never on the
+//! answered from a bounded cache, and photos embedded one upload at a time. At most
+//! `embed_calls` text model calls run at once (one per core by default: a call of a small batch
+//! keeps about one core busy): the queries arriving while they run wait for the next, so under
+//! load the batches grow with the queries waiting (the model's best rate is at large batches)
+//! instead of many small calls competing for the cores; and a batch waits for more texts up to
+//! an eighth of the last call's time, so that the clients the last call answered join the next. The model runs on tokio's blocking threads, never on the
 //! threads that answer requests.
 
 use std::sync::Arc;
@@ -36,12 +37,14 @@ pub struct QueryEmbedder {
 }
 
 impl QueryEmbedder {
-    /// An embedder calling `session`'s functions with up to `batch` texts at once, the first
-    /// waiting at most `wait` for the others, and keeping `cached` recent query vectors;
-    /// counting into `metrics`.
+    /// An embedder calling `session`'s functions with up to `batch` texts at once in up to
+    /// `calls` calls at a time, the first text of a batch waiting at most `wait` for the others
+    /// (longer after long calls), and keeping `cached` recent query vectors; counting into
+    /// `metrics`.
     pub fn new(
         session: Arc<EngineSession>,
         batch: usize,
+        calls: usize,
         wait: Duration,
         cached: u64,
         metrics: EmbedderMetrics,
@@ -51,6 +54,7 @@ impl QueryEmbedder {
             session: Arc::clone(&session),
             batch: batch.max(1),
             wait,
+            calls: Arc::new(tokio::sync::Semaphore::new(calls.max(1))),
             batch_sizes: metrics.batch_sizes.clone(),
         };
         tokio::spawn(gathering.run(waiting));
@@ -105,6 +109,8 @@ struct Gathering {
     session: Arc<EngineSession>,
     batch: usize,
     wait: Duration,
+    /// One permit per model call that may run at once.
+    calls: Arc<tokio::sync::Semaphore>,
     batch_sizes: Histogram,
 }
 
@@ -115,12 +121,22 @@ struct Gathering {
 const WAIT_SHARE_OF_CALL: u32 = 8;
 
 impl Gathering {
-    /// Takes texts off the queue in batches and answers each, one batch at a time: what queued
-    /// during a model call is taken at once (up to the batch) for the next.
+    /// Takes texts off the queue in batches and answers each. A batch is gathered only when a
+    /// model call may start: what queued while every call was running is taken at once (up to
+    /// the batch) for the next.
     async fn run(self, mut waiting: mpsc::Receiver<Pending>) {
-        let mut last_call = Duration::ZERO;
-        while let Some(first) = waiting.recv().await {
-            let wait = self.wait.max(last_call / WAIT_SHARE_OF_CALL);
+        let last_call = Arc::new(std::sync::Mutex::new(Duration::ZERO));
+        loop {
+            let Ok(permit) = Arc::clone(&self.calls).acquire_owned().await else {
+                return;
+            };
+            let Some(first) = waiting.recv().await else {
+                return;
+            };
+            let wait = {
+                let last = *last_call.lock().expect("last call lock");
+                self.wait.max(last / WAIT_SHARE_OF_CALL)
+            };
             let deadline = tokio::time::Instant::now() + wait;
             let mut taken = vec![first];
             while taken.len() < self.batch {
@@ -137,46 +153,53 @@ impl Gathering {
                     Ok(None) | Err(_) => break,
                 }
             }
-            let started = std::time::Instant::now();
-            self.embed(taken).await;
-            last_call = started.elapsed();
+            let (session, sizes, last_call) = (
+                Arc::clone(&self.session),
+                self.batch_sizes.clone(),
+                Arc::clone(&last_call),
+            );
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                embed(&session, &sizes, taken).await;
+                *last_call.lock().expect("last call lock") = started.elapsed();
+                drop(permit);
+            });
         }
     }
+}
 
-    /// Embeds the texts taken, one model call per function in turn, and answers each.
-    async fn embed(&self, mut taken: Vec<Pending>) {
-        let mut functions: Vec<&'static str> = taken.iter().map(|p| p.function).collect();
-        functions.sort_unstable();
-        functions.dedup();
-        for function in functions {
-            let (these, rest): (Vec<Pending>, Vec<Pending>) =
-                taken.into_iter().partition(|p| p.function == function);
-            taken = rest;
-            self.batch_sizes.observe(these.len() as f64);
-            let session = Arc::clone(&self.session);
-            let texts: ArrayRef = Arc::new(StringArray::from_iter_values(
-                these.iter().map(|p| p.text.as_str()),
-            ));
-            let embedded = tokio::task::spawn_blocking(move || {
-                vectors(session.call_function(function, texts)?)
-            })
-            .await
-            .map_err(|e| VitrineError::Plan(format!("embedding queries failed: {e}")))
-            .and_then(|r| r);
-            match embedded {
-                Ok(vectors) => {
-                    for (pending, vector) in these.into_iter().zip(vectors) {
-                        let answer = vector.map(Arc::new).ok_or_else(|| {
-                            VitrineError::Plan("the query could not be embedded".into())
-                        });
-                        let _ = pending.reply.send(answer);
-                    }
+/// Embeds the texts taken, one model call per function in turn, and answers each.
+async fn embed(session: &Arc<EngineSession>, batch_sizes: &Histogram, mut taken: Vec<Pending>) {
+    let mut functions: Vec<&'static str> = taken.iter().map(|p| p.function).collect();
+    functions.sort_unstable();
+    functions.dedup();
+    for function in functions {
+        let (these, rest): (Vec<Pending>, Vec<Pending>) =
+            taken.into_iter().partition(|p| p.function == function);
+        taken = rest;
+        batch_sizes.observe(these.len() as f64);
+        let session = Arc::clone(session);
+        let texts: ArrayRef = Arc::new(StringArray::from_iter_values(
+            these.iter().map(|p| p.text.as_str()),
+        ));
+        let embedded =
+            tokio::task::spawn_blocking(move || vectors(session.call_function(function, texts)?))
+                .await
+                .map_err(|e| VitrineError::Plan(format!("embedding queries failed: {e}")))
+                .and_then(|r| r);
+        match embedded {
+            Ok(vectors) => {
+                for (pending, vector) in these.into_iter().zip(vectors) {
+                    let answer = vector.map(Arc::new).ok_or_else(|| {
+                        VitrineError::Plan("the query could not be embedded".into())
+                    });
+                    let _ = pending.reply.send(answer);
                 }
-                Err(e) => {
-                    let message = e.to_string();
-                    for pending in these {
-                        let _ = pending.reply.send(Err(VitrineError::Plan(message.clone())));
-                    }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for pending in these {
+                    let _ = pending.reply.send(Err(VitrineError::Plan(message.clone())));
                 }
             }
         }

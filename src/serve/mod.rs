@@ -124,6 +124,7 @@ impl Service {
         let embedder = QueryEmbedder::new(
             Arc::clone(&session),
             config.search.embed_batch,
+            config.search.embed_calls,
             Duration::from_millis(config.search.embed_wait_ms),
             config.search.cached_queries,
             metrics.embedder.clone(),
