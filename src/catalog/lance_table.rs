@@ -295,8 +295,8 @@ pub async fn compact(location: &str) -> Result<OptimizeMetrics> {
     })
 }
 
-/// Rewrites the dataset's rows ordered along a Z-order curve of `columns`
-/// ([`super::zorder::cluster_key`]) as one new version, so that rows close in every column
+/// Rewrites the dataset's rows ordered along a Z-order curve of `columns` (each row's key from
+/// the ranks of its values, `zorder.rs`) as one new version, so that rows close in every column
 /// share fragments, sorting within `runtime`'s memory pool; then builds its scalar indexes again
 /// over the rewritten rows (one version each).
 pub async fn zorder(

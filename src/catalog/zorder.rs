@@ -187,7 +187,7 @@ pub async fn cluster_key(dataset: &Arc<Dataset>, columns: &[String]) -> Result<E
         signature: Signature::any(columns.len(), Volatility::Immutable),
         ranks: all_ranks,
     };
-    Ok(ScalarUDF::new_from_impl(function).call(columns.iter().map(|c| ident(c)).collect()))
+    Ok(ScalarUDF::new_from_impl(function).call(columns.iter().map(ident).collect()))
 }
 
 #[cfg(test)]
