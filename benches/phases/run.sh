@@ -8,14 +8,16 @@
 #
 # The catalog is generated once into WORKDIR (default /tmp/phases-N) and kept: a later run
 # replaces the tables (CREATE OR REPLACE), as a user re-running the scripts does.
-# VITRINE names the binary (default: the release build); VITRINE_FLAGS adds flags to every
-# vitrine command (e.g. "--set vitrine.memory_limit=2GiB"). Needs GNU time and `pip install duckdb`.
+# VITRINE names the binary (default: the release build); MEMORY_LIMIT (e.g. 2G) runs every
+# vitrine script after `SET datafusion.runtime.memory_limit`. Needs GNU time and
+# `pip install duckdb`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 n="${1:?usage: run.sh N [WORKDIR]}"
 work="${2:-/tmp/phases-$n}"
 vitrine="${VITRINE:-${CARGO_TARGET_DIR:-$HOME/.cache/vitrine-target}/release/vitrine}"
-read -r -a flags <<<"${VITRINE_FLAGS:-}"
+limit=()
+[ -z "${MEMORY_LIMIT:-}" ] || limit=(-e "SET datafusion.runtime.memory_limit = '$MEMORY_LIMIT'")
 mkdir -p "$work"
 wh="$work/warehouse"
 
@@ -35,9 +37,9 @@ echo "== $n products, $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p')"
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 echo "| step | wall | peak memory |"
 echo "|---|---:|---:|"
-measure "vitrine phase 0" "$vitrine" "${flags[@]}" --warehouse "$wh" run sql/00_load_products.sql
-measure "vitrine phase 1 stand-in" "$vitrine" "${flags[@]}" --warehouse "$wh" run sql/demo/attributes_from_ground_truth.sql
-measure "vitrine phase 2" "$vitrine" "${flags[@]}" --warehouse "$wh" run sql/02_join_enriched_attributes.sql
+measure "vitrine phase 0" "$vitrine" --warehouse "$wh" run "${limit[@]}" sql/00_load_products.sql
+measure "vitrine phase 1 stand-in" "$vitrine" --warehouse "$wh" run "${limit[@]}" sql/demo/attributes_from_ground_truth.sql
+measure "vitrine phase 2" "$vitrine" --warehouse "$wh" run "${limit[@]}" sql/02_join_enriched_attributes.sql
 db="$work/duck.db"
 measure "duckdb phase 0" python3 benches/phases/duckdb_phases.py "$raw" "$db" load
 measure "duckdb phase 1 stand-in" python3 benches/phases/duckdb_phases.py "$raw" "$db" extract
