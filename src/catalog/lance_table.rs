@@ -308,11 +308,11 @@ pub async fn zorder(
     let fragments_before = before.count_fragments() as u64;
     let files_before = data_files(&before);
     let kept = indexes(&before).await?;
-    let key = cluster_key(&before, columns)
+    let context = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
+    let key = cluster_key(&context, &before, columns)
         .await
         .context(|| format!("ordering '{location}' by {}", columns.join(", ")))?
         .alias("__vitrine_z");
-    let context = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
     let table = context.read_table(Arc::new(LanceTableProvider::new(before, false, false)))?;
     let names: Vec<_> = table
         .schema()

@@ -73,14 +73,13 @@ fn binary_search(values: &Rows, row: datafusion::arrow::row::Row<'_>) -> usize {
     low
 }
 
-/// The distinct values of `column` in `dataset`, sorted as ranks count them.
-async fn ranks(dataset: &Arc<Dataset>, column: &str) -> Result<Ranks> {
+/// The distinct values of `column` in `dataset`, sorted as ranks count them, read in `context`.
+async fn ranks(context: &SessionContext, dataset: &Arc<Dataset>, column: &str) -> Result<Ranks> {
     let field = dataset
         .schema()
         .field(column)
         .ok_or_else(|| VitrineError::Plan(format!("no column '{column}' to Z-order by")))?;
     let data_type = field.data_type();
-    let context = SessionContext::new();
     let provider = LanceTableProvider::new(Arc::clone(dataset), false, false);
     let batches = context
         .read_table(Arc::new(provider))?
@@ -177,11 +176,16 @@ impl ScalarUDFImpl for ClusterKey {
 
 /// The expression of each row's Z-order key over `columns` of `dataset`, for a rewrite to sort
 /// by: the distinct values of each column are read first (a grouped scan of that column alone),
-/// so the key is one pass with no window over the table.
-pub async fn cluster_key(dataset: &Arc<Dataset>, columns: &[String]) -> Result<Expr> {
+/// so the key is one pass with no window over the table. The distinct values are read in
+/// `context` (the rewrite's, within its memory pool).
+pub async fn cluster_key(
+    context: &SessionContext,
+    dataset: &Arc<Dataset>,
+    columns: &[String],
+) -> Result<Expr> {
     let mut all_ranks = Vec::with_capacity(columns.len());
     for column in columns {
-        all_ranks.push(ranks(dataset, column).await?);
+        all_ranks.push(ranks(context, dataset, column).await?);
     }
     let function = ClusterKey {
         signature: Signature::any(columns.len(), Volatility::Immutable),
