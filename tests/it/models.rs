@@ -156,6 +156,42 @@ async fn create_model_fine_tunes_clip_into_a_model_object_used_by_name() {
         "other batches, other losses"
     );
     wh.sql("DROP MODEL main.fashion_demo.clip_keyed").await;
+    // Shoppers' queries that say what they ask for: every product of the batch whose labels
+    // hold it is a match, so the same rows train otherwise than with each query matching its
+    // own row only.
+    let with_query = |name: &str, columns: &str| {
+        create_sql(name, "").replace(
+            " AS text FROM",
+            &format!(" AS text, article_type AS query{columns} FROM"),
+        )
+    };
+    wh.sql(&with_query("clip_queried", "")).await;
+    wh.sql(&with_query(
+        "clip_asking",
+        ", array(article_type, base_color) AS labels, array(article_type) AS asks",
+    ))
+    .await;
+    let curve_of = |rows: &[Vec<String>]| describe(rows, "loss curve");
+    let queried = curve_of(
+        &wh.rows("DESCRIBE MODEL main.fashion_demo.clip_queried")
+            .await,
+    );
+    let asking = curve_of(
+        &wh.rows("DESCRIBE MODEL main.fashion_demo.clip_asking")
+            .await,
+    );
+    assert_ne!(queried, asking, "matches by label change the loss");
+    let error = wh
+        .error(&with_query("clip_bad_asks", ", article_type AS asks"))
+        .await;
+    assert!(
+        error.contains("column asks") && error.contains("expected an array of strings, got Utf8"),
+        "{error}"
+    );
+    for name in ["clip_queried", "clip_asking"] {
+        wh.sql(&format!("DROP MODEL main.fashion_demo.{name}"))
+            .await;
+    }
     assert!(
         !std::path::Path::new(&location).exists(),
         "old revision removed"

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Tensor};
 use vitrine_udfs::clip::config::ClipConfig;
-use vitrine_udfs::clip::train::{ClipTraining, ImageBatch, QueryBatch};
+use vitrine_udfs::clip::train::{
+    soft_symmetric_cross_entropy, ClipTraining, ImageBatch, QueryBatch,
+};
 
 mod common;
 
@@ -81,6 +83,7 @@ fn the_loss_with_queries_beside_the_texts_and_its_gradients_equal_pytorchs() {
             rows: (0..pool_at.len() as u32).collect(),
             input_ids: ids.to_device(&placement().device).unwrap(),
             pool_at,
+            matches: None,
         };
         let loss = training
             .paired_loss(&batch.input_ids, &batch.pool_at, &batch.pixels, &queries)
@@ -121,6 +124,7 @@ fn texts_without_a_photo_are_learnt_from_their_queries_alone() {
             input_ids: select(&query_ids, &asked),
             pool_at: asked.iter().map(|r| query_pool_at[*r as usize]).collect(),
             rows: asked.clone(),
+            matches: None,
         };
         let scalar = |t: Tensor| t.to_scalar::<f32>().unwrap();
         let mixed = scalar(
@@ -169,6 +173,77 @@ fn texts_without_a_photo_are_learnt_from_their_queries_alone() {
                 .mixed_loss(&batch.input_ids, &batch.pool_at, None, None)
                 .is_err(),
             "{model}: a batch with neither photos nor queries"
+        );
+    }
+}
+
+/// Soft targets, worked by hand: row 0's target is split between columns 0 and 1, row 1 has no
+/// match and is left out of the rows' mean; column 2 has none and is left out of the columns'.
+#[test]
+fn soft_targets_spread_over_every_match_and_skip_rows_without_one() {
+    let device = placement().device;
+    let logits = [[2.0f64, 0.5, -1.0], [0.25, 1.5, 3.0]];
+    let matches = [[1.0f64, 1.0, 0.0], [0.0, 0.0, 0.0]];
+    let log_softmax = |xs: &[f64]| -> Vec<f64> {
+        let total = xs.iter().map(|x| x.exp()).sum::<f64>().ln();
+        xs.iter().map(|x| x - total).collect()
+    };
+    let by_row = -(0.5 * log_softmax(&logits[0])[0] + 0.5 * log_softmax(&logits[0])[1]);
+    let column = |j: usize| log_softmax(&[logits[0][j], logits[1][j]])[0];
+    let by_column = -(column(0) + column(1)) / 2.0;
+    let want = (by_row + by_column) / 2.0;
+    let tensor =
+        |rows: [[f64; 3]; 2]| Tensor::new(&rows.map(|r| r.map(|x| x as f32)), &device).unwrap();
+    let got = soft_symmetric_cross_entropy(&tensor(logits), &tensor(matches))
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!((f64::from(got) - want).abs() < 1e-6, "{got} vs {want}");
+}
+
+/// With each query matching only its own row's text, the soft query–text loss is the hard one.
+#[test]
+fn queries_matching_their_own_rows_alone_give_clips_loss() {
+    let device = placement().device;
+    for model in MODELS {
+        let (training, batch) = training(model);
+        let expected = fixture_tensors(&format!("clip/expected-train-pairs-{model}.safetensors"));
+        let (query_ids, query_pool_at) = token_ids(&training, &expected["query_ids"]);
+        let rows = batch.pool_at.len();
+        let queries = |matches| QueryBatch {
+            input_ids: query_ids.to_device(&device).unwrap(),
+            pool_at: query_pool_at.clone(),
+            rows: (0..rows as u32).collect(),
+            matches,
+        };
+        let loss = |matches| {
+            training
+                .paired_loss(
+                    &batch.input_ids,
+                    &batch.pool_at,
+                    &batch.pixels,
+                    &queries(matches),
+                )
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        let eye = Tensor::eye(rows, DType::F32, &device).unwrap();
+        let (hard, soft) = (loss(None), loss(Some(eye)));
+        assert!((soft - hard).abs() < 1e-5, "{model}: {soft} vs {hard}");
+        // Rows 0 and 1 answering each other's queries: other targets, another loss.
+        let mut pairs = vec![0f32; rows * rows];
+        for i in 0..rows {
+            pairs[i * rows + i] = 1.0;
+        }
+        pairs[1] = 1.0;
+        pairs[rows] = 1.0;
+        let shared = loss(Some(
+            Tensor::from_vec(pairs, (rows, rows), &device).unwrap(),
+        ));
+        assert!(
+            (shared - hard).abs() > 1e-4,
+            "{model}: shared matches count"
         );
     }
 }

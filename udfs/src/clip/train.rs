@@ -24,6 +24,18 @@ use crate::ModelError;
 /// The optional column of a CLIP training query holding a shopper's query for each product.
 pub const QUERY_COLUMN: &str = "query";
 
+/// The optional column (an array of strings) of what each row's product is: its attribute
+/// values, e.g. `array('colour:' || base_color, 'article:' || article_type)`.
+pub const LABELS_COLUMN: &str = "labels";
+
+/// The optional column (an array of strings) of the labels each row's query asks for. With it,
+/// a query counts the text of every row of its batch whose [`LABELS_COLUMN`] holds all it asks
+/// for as a match, not only its own row's: a shopper's `red shirts` is answered by every red
+/// shirt's description, so the other red shirts of the batch are not pushed away as wrong
+/// answers (which matters when a `batch_key` fills batches with one kind of product). Photos
+/// are still learnt against their own row's text alone.
+pub const ASKS_COLUMN: &str = "asks";
+
 /// A CLIP network whose every weight is a variable, with the learnt temperature `logit_scale`.
 pub struct ClipTraining {
     variables: VarMap,
@@ -145,7 +157,11 @@ impl ClipTraining {
         if let Some(queries) = queries.filter(|q| !q.rows.is_empty()) {
             let asked = self.text_embeds(&queries.input_ids, &queries.pool_at)?;
             let described = beside(&queries.rows)?;
-            losses.push(self.symmetric_cross_entropy(&asked.matmul(&described.t()?)?)?);
+            let similarities = asked.matmul(&described.t()?)?;
+            losses.push(match &queries.matches {
+                None => self.symmetric_cross_entropy(&similarities)?,
+                Some(matches) => self.soft_cross_entropy(&similarities, matches)?,
+            });
         }
         match losses.len() {
             0 => candle_core::bail!("a CLIP batch needs texts beside photos or queries"),
@@ -172,6 +188,16 @@ impl ClipTraining {
         (by_row + by_column)? / 2.0
     }
 
+    /// [`soft_symmetric_cross_entropy`] of `similarities` at the learnt temperature.
+    fn soft_cross_entropy(
+        &self,
+        similarities: &Tensor,
+        matches: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        let logits = similarities.broadcast_mul(&self.logit_scale.exp()?)?;
+        soft_symmetric_cross_entropy(&logits, matches)
+    }
+
     /// Writes every weight to `path` (safetensors, transformers' names).
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {
         self.variables
@@ -196,14 +222,82 @@ pub struct QueryBatch {
     pub pool_at: Vec<u32>,
     /// The batch row whose text each query stands beside.
     pub rows: Vec<u32>,
+    /// Which of the texts beside queries answer each query (queries × queries, 1.0 or 0.0, in
+    /// the order of [`Self::rows`]), when the queries say what they ask for
+    /// ([`ASKS_COLUMN`]); without, each query matches its own row's text only.
+    pub matches: Option<Tensor>,
+}
+
+/// The cross-entropy of `logits` (queries × candidates) against soft targets, symmetrically:
+/// each row's target spreads evenly over the columns `matches` marks 1.0, each column's over the
+/// rows; the mean over rows and over columns of those with at least one match, halved. With one
+/// match per row and column on the diagonal it is transformers' `clip_loss`.
+pub fn soft_symmetric_cross_entropy(
+    logits: &Tensor,
+    matches: &Tensor,
+) -> candle_core::Result<Tensor> {
+    let one_way = |logits: &Tensor, matches: &Tensor| -> candle_core::Result<Option<Tensor>> {
+        let counts = matches.sum_keepdim(1)?;
+        let answered = counts.gt(0.0)?.to_dtype(logits.dtype())?;
+        let rows = answered.sum_all()?.to_scalar::<f32>()?;
+        if rows == 0.0 {
+            return Ok(None);
+        }
+        let targets = matches.broadcast_div(&counts.maximum(1.0)?)?;
+        let log_p = candle_nn::ops::log_softmax(logits, 1)?;
+        let total = (targets * log_p)?.sum_all()?;
+        Ok(Some((total.neg()? / f64::from(rows))?))
+    };
+    let by_row = one_way(logits, matches)?;
+    let by_column = one_way(&logits.t()?.contiguous()?, &matches.t()?.contiguous()?)?;
+    match (by_row, by_column) {
+        (Some(a), Some(b)) => (a + b)? / 2.0,
+        (Some(one), None) | (None, Some(one)) => Ok(one),
+        (None, None) => logits.zeros_like()?.sum_all(),
+    }
 }
 
 /// One training example: a text's token ids, with an image's pixel values, the token ids of a
-/// shopper's query for the product, or both.
+/// shopper's query for the product, or both; with what the product is and what the query asks.
 pub struct ClipExample {
     ids: Vec<u32>,
     pixels: Option<Vec<f32>>,
     query: Option<Vec<u32>>,
+    /// The product's labels, sorted ([`LABELS_COLUMN`]).
+    labels: Vec<String>,
+    /// What the query asks for, sorted ([`ASKS_COLUMN`]); none without the column.
+    asks: Option<Vec<String>>,
+}
+
+impl ClipExample {
+    /// Whether `other`'s product answers this example's query: it is this example's own, or
+    /// its labels hold every label the query asks for.
+    fn answered_by(&self, other: &ClipExample, same_row: bool) -> bool {
+        same_row
+            || self.asks.as_ref().is_some_and(|asks| {
+                asks.iter()
+                    .all(|label| other.labels.binary_search(label).is_ok())
+            })
+    }
+}
+
+/// The queries × queries matrix of which of the `asked` rows of `batch` answer the query of
+/// each.
+fn answers(batch: &[&ClipExample], asked: &[u32], device: &Device) -> candle_core::Result<Tensor> {
+    let values: Vec<f32> = asked
+        .iter()
+        .flat_map(|&q| {
+            asked.iter().map(move |&r| {
+                let hit = batch[q as usize].answered_by(batch[r as usize], q == r);
+                if hit {
+                    1.0
+                } else {
+                    0.0
+                }
+            })
+        })
+        .collect();
+    Tensor::from_vec(values, (asked.len(), asked.len()), device)
 }
 
 impl ClipTraining {
@@ -249,15 +343,21 @@ impl Trainable<ClipExample> for ClipTraining {
         if queries.is_empty() && image_rows.len() == batch.len() {
             return self.contrastive_loss(&ids, &pool_at, &pixels);
         }
+        let (input_ids, query_pool_at) = self.padded_ids(&queries)?;
+        let matches = batch
+            .iter()
+            .any(|e| e.asks.is_some())
+            .then(|| answers(batch, &rows, &self.device))
+            .transpose()?;
         let images = ImageBatch {
             pixels,
             rows: image_rows,
         };
-        let (input_ids, query_pool_at) = self.padded_ids(&queries)?;
         let queries = QueryBatch {
             input_ids,
             pool_at: query_pool_at,
             rows,
+            matches,
         };
         self.mixed_loss(&ids, &pool_at, Some(&images), Some(&queries))
     }
@@ -273,34 +373,72 @@ fn examples(
     job: &TrainingJob<'_>,
     embedder: &ClipEmbedder,
 ) -> Result<Prepared<ClipExample>, ModelError> {
-    type Row = (
-        String,
-        Option<String>,
-        Option<ImageArgument>,
-        Option<String>,
-    );
+    struct Row {
+        name: String,
+        text: Option<String>,
+        image: Option<ImageArgument>,
+        query: Option<String>,
+        labels: Option<Vec<String>>,
+        asks: Option<Vec<String>>,
+    }
     let mut rows: Vec<Row> = Vec::new();
     for batch in &job.rows {
         let column = |name| column(batch, name, "clip", "image and text");
-        let texts =
-            rows::strings(&column("text")?).map_err(|e| ModelError::Config(e.to_string()))?;
-        let images =
-            rows::images(&column("image")?).map_err(|e| ModelError::Config(e.to_string()))?;
-        let queries = match batch.column_by_name(QUERY_COLUMN) {
-            Some(queries) => {
-                rows::strings(queries).map_err(|e| ModelError::Config(e.to_string()))?
-            }
+        let config = |name: &str, e: datafusion::error::DataFusionError| {
+            ModelError::Config(format!("column {name}: {e}"))
+        };
+        let texts = rows::strings(&column("text")?).map_err(|e| config("text", e))?;
+        let images = rows::images(&column("image")?).map_err(|e| config("image", e))?;
+        let optional = |name: &str| {
+            batch
+                .schema()
+                .index_of(name)
+                .ok()
+                .map(|index| batch.column(index).clone())
+        };
+        let queries = match optional(QUERY_COLUMN) {
+            Some(queries) => rows::strings(&queries).map_err(|e| config(QUERY_COLUMN, e))?,
             None => vec![None; texts.len()],
         };
-        for ((text, image), query) in texts.into_iter().zip(images).zip(queries) {
+        let lists = |name: &str| -> Result<Vec<Option<Vec<String>>>, ModelError> {
+            match optional(name) {
+                Some(values) => rows::string_lists(&values).map_err(|e| config(name, e)),
+                None => Ok(vec![None; texts.len()]),
+            }
+        };
+        let (labels, asks) = (lists(LABELS_COLUMN)?, lists(ASKS_COLUMN)?);
+        let has_asks = optional(ASKS_COLUMN).is_some();
+        for (i, (text, image)) in texts.into_iter().zip(images).enumerate() {
             let name = match &image {
                 Some(ImageArgument::Location(path)) => format!("'{path}'"),
                 _ => format!("row {}", rows.len() + 1),
             };
-            rows.push((name, text, image, query));
+            rows.push(Row {
+                name,
+                text,
+                image,
+                query: queries[i].clone(),
+                labels: labels[i].clone(),
+                // With the column, a NULL asks for nothing beyond the row's own product.
+                asks: has_asks.then(|| asks[i].clone().unwrap_or_default()),
+            });
         }
     }
-    Ok(prepare(&rows, |(name, text, image, query)| {
+    let sorted = |values: &[String]| {
+        let mut values = values.to_vec();
+        values.sort();
+        values.dedup();
+        values
+    };
+    Ok(prepare(&rows, |row| {
+        let Row {
+            name,
+            text,
+            image,
+            query,
+            labels,
+            asks,
+        } = row;
         let Some(text) = text else {
             return Err(format!("{name}: NULL text"));
         };
@@ -325,6 +463,8 @@ fn examples(
             ids: tokenize(text)?,
             pixels,
             query: query.as_deref().map(tokenize).transpose()?,
+            labels: sorted(labels.as_deref().unwrap_or_default()),
+            asks: asks.as_deref().map(sorted),
         })
     }))
 }

@@ -80,6 +80,31 @@ pub fn strings(array: &ArrayRef) -> Result<Vec<Option<String>>> {
         .collect())
 }
 
+/// The values of an array-of-strings argument (any list and string types), NULL elements left
+/// out; a NULL array is none.
+pub fn string_lists(array: &ArrayRef) -> Result<Vec<Option<Vec<String>>>> {
+    let list = match array.data_type() {
+        DataType::List(_) => array.as_list::<i32>().clone(),
+        DataType::LargeList(_) | DataType::FixedSizeList(_, _) | DataType::ListView(_) => {
+            let field = Arc::new(Field::new_list_field(DataType::Utf8, true));
+            let cast = datafusion::arrow::compute::cast(array, &DataType::List(field))?;
+            cast.as_list::<i32>().clone()
+        }
+        other => {
+            return Err(exec_datafusion_err!(
+                "expected an array of strings, got {other}"
+            ))
+        }
+    };
+    list.iter()
+        .map(|values| {
+            values
+                .map(|values| Ok(strings(&values)?.into_iter().flatten().collect()))
+                .transpose()
+        })
+        .collect()
+}
+
 /// An image argument: where to read it, or its bytes.
 pub enum ImageArgument {
     /// A path or URL.
