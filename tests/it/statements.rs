@@ -84,6 +84,9 @@ async fn spark_semantics_for_division_size_and_friends() {
         wh.value("SELECT CONCAT_WS('-', 'a', NULL, 'b')").await,
         "a-b"
     );
+    // CONCAT, unlike CONCAT_WS, is NULL when any argument is.
+    assert_eq!(wh.value("SELECT CONCAT('a', NULL, 'b')").await, "NULL");
+    assert_eq!(wh.value("SELECT CONCAT('a', 1, 'b')").await, "a1b");
     assert_eq!(
         wh.value("SELECT GET_JSON_OBJECT('{\"a\": {\"b\": [1, 2]}}', '$.a.b[1]')")
             .await,

@@ -2,13 +2,15 @@
 //!
 //! - [`register`] adds the `datafusion-spark` functions DataFusion lacks (`collect_list`, …), Spark's
 //!   `size` (which returns -1 for NULL), JSON helpers from `datafusion-functions-json`, and
-//!   Vitrine's own `get_json_object`, `from_json`, `to_json`, `split` and `typeof`.
+//!   Vitrine's own `concat` (NULL when any argument is), `get_json_object`, `from_json`,
+//!   `to_json`, `split` and `typeof`.
 //! - [`statement_inputs`] gives the clock functions and `rand()` the running statement's start
 //!   time and seed.
 //! - [`SparkIntegerDivision`] makes `/` between integers return a double, as Spark does.
 //! - [`expand`] turns calls of Spark functions that DataFusion computes as another expression
 //!   (`isnull`, `month`, `count_if`, `regexp_extract`, …) into that expression.
 
+mod concat;
 mod division;
 mod expansions;
 mod json;
@@ -22,6 +24,7 @@ use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::SessionContext;
 
+pub use concat::Concat;
 pub use division::SparkIntegerDivision;
 pub use expansions::expand;
 pub use json::{FromJson, GetJsonObject, ToJson};
@@ -47,6 +50,7 @@ pub fn register(ctx: &mut SessionContext) -> Result<()> {
         }
     }
     datafusion_functions_json::register_all(ctx)?;
+    ctx.register_udf(Arc::new(ScalarUDF::new_from_impl(Concat::new())))?;
     ctx.register_udf(Arc::new(ScalarUDF::new_from_impl(GetJsonObject::new())))?;
     ctx.register_udf(Arc::new(ScalarUDF::new_from_impl(FromJson::new())))?;
     ctx.register_udf(Arc::new(ScalarUDF::new_from_impl(ToJson::new())))?;
