@@ -145,7 +145,9 @@ pub fn distribute(
         .with_distributed_user_codec(codec::TableScanCodec::new(Arc::clone(warehouse)))
         .with_distributed_task_estimator(TableScanTasks)
         .with_physical_optimizer_rule(Arc::new(DistributedPhysicalOptimizerRule))
-        .with_distributed_files_per_task(1)?;
+        .with_distributed_files_per_task(1)?
+        // Workers send each task's metrics back: they carry what its model functions did.
+        .with_distributed_metrics_collection(true)?;
     let mut builder = builder;
     // Joins partitioned by key on both sides: a join that collects one side whole (DataFusion's
     // choice for small inputs) runs in one task, on the coordinator, with every model function

@@ -23,6 +23,7 @@ mod session;
 mod table_indexes;
 mod views;
 mod worker;
+mod worker_reports;
 mod write;
 
 use std::sync::Arc;

@@ -20,6 +20,7 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -31,6 +32,8 @@ use datafusion_distributed::{TaskEstimation, TaskEstimator};
 use datafusion_proto::physical_plan::PhysicalExtensionCodec;
 use futures::StreamExt;
 use vitrine_udfs::FunctionContext;
+
+use super::worker_reports::{self, PartitionsLeft};
 
 /// The physical optimizer rule: a [`SliceBatchesExec`] under each projection calling a model
 /// function, sized by the session's `vitrine.udf.batch_size` when the statement is planned.
@@ -157,22 +160,29 @@ impl TaskEstimator for ModelInputTasks {
     }
 }
 
-/// Passes its input on in batches of at most `rows` rows (zero-copy slices), in order.
+/// Passes its input on in batches of at most `rows` rows (zero-copy slices), in order. On a
+/// worker, when its last partition ends, it writes the task's model-function report into its
+/// metrics for the coordinator ([`worker_reports`]).
 #[derive(Debug)]
 pub struct SliceBatchesExec {
     input: Arc<dyn ExecutionPlan>,
     rows: usize,
     properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+    left: Arc<PartitionsLeft>,
 }
 
 impl SliceBatchesExec {
     /// Slices `input`'s batches to `rows` rows.
     pub fn new(input: Arc<dyn ExecutionPlan>, rows: usize) -> Self {
         let properties = Arc::clone(input.properties());
+        let partitions = properties.partitioning.partition_count();
         Self {
             input,
             rows: rows.max(1),
             properties,
+            metrics: ExecutionPlanMetricsSet::new(),
+            left: Arc::new(PartitionsLeft::new(partitions)),
         }
     }
 }
@@ -216,9 +226,18 @@ impl ExecutionPlan for SliceBatchesExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let input = self.input.execute(partition, context)?;
+        let input = self.input.execute(partition, Arc::clone(&context))?;
         let schema = input.schema();
         let rows = self.rows;
+        let (left, metrics) = (Arc::clone(&self.left), self.metrics.clone());
+        // Ends after the input: by then the projection above has computed every row it gave.
+        let end = futures::stream::once(async move {
+            if left.end_one() {
+                worker_reports::record_task_report(&context, &metrics);
+            }
+            None
+        })
+        .filter_map(futures::future::ready);
         let sliced = input.flat_map(move |batch| {
             let pieces: Vec<Result<RecordBatch>> = match batch {
                 Ok(batch) => (0..batch.num_rows())
@@ -229,7 +248,14 @@ impl ExecutionPlan for SliceBatchesExec {
             };
             futures::stream::iter(pieces)
         });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, sliced)))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            sliced.chain(end),
+        )))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
     }
 }
 

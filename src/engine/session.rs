@@ -22,7 +22,8 @@ use vitrine_udfs::FunctionContext;
 
 use super::query_settings::QuerySettings;
 use super::{
-    catalog_ops, conform, model_batches, table_indexes, views, write, Engine, ModelProgress,
+    catalog_ops, conform, model_batches, table_indexes, views, worker_reports, write, Engine,
+    ModelProgress,
 };
 use crate::catalog::{
     storage, QualifiedName, TableEntry, TableFormat, Warehouse, WarehouseCatalogList,
@@ -135,7 +136,10 @@ impl EngineSession {
             let codecs: [Arc<dyn PhysicalExtensionCodec>; 1] =
                 [Arc::new(model_batches::SliceBatchesCodec)];
             state = cluster::distribute(state, workers, &engine.warehouse, &codecs)?
-                .with_distributed_task_estimator(model_batches::ModelInputTasks);
+                .with_distributed_task_estimator(model_batches::ModelInputTasks)
+                .with_physical_optimizer_rule(Arc::new(worker_reports::CollectWorkerReports::new(
+                    Arc::clone(&model_functions),
+                )));
             state = QuerySettings::default().send_from(state);
         }
         let state = state.build();

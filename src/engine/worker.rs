@@ -17,6 +17,7 @@ use vitrine_udfs::context::FunctionContext;
 
 use super::model_batches::SliceBatchesCodec;
 use super::query_settings::QuerySettings;
+use super::worker_reports::TaskFunctions;
 use super::Engine;
 use crate::cluster::codec::TableScanCodec;
 use crate::error::{Result, VitrineError};
@@ -34,12 +35,13 @@ struct WorkerSessions {
 }
 
 impl WorkerSessions {
-    /// The model functions and `random` of a task sent `sent`: they follow this worker's own
-    /// settings with the coordinator's over them (the device excepted).
+    /// The model functions and `random` of a task sent `sent`, and the context its model
+    /// functions report to: they follow this worker's own settings with the coordinator's over
+    /// them (the device excepted).
     fn task_functions(
         &self,
         sent: &QuerySettings,
-    ) -> std::result::Result<Vec<Arc<ScalarUDF>>, DataFusionError> {
+    ) -> std::result::Result<(Vec<Arc<ScalarUDF>>, Arc<FunctionContext>), DataFusionError> {
         let mut settings = self.engine.startup.clone();
         sent.apply_to(&mut settings).map_err(|e| {
             DataFusionError::Configuration(format!("the settings sent to this worker: {e}"))
@@ -56,7 +58,7 @@ impl WorkerSessions {
             .map(|f| Arc::new(f.udf))
             .collect();
         functions.push(Arc::new(statement_inputs::seeded_random(&inputs)));
-        Ok(functions)
+        Ok((functions, context))
     }
 }
 
@@ -67,12 +69,15 @@ impl WorkerSessionBuilder for WorkerSessions {
         ctx: WorkerQueryContext,
     ) -> std::result::Result<SessionState, DataFusionError> {
         let sent = QuerySettings::from_headers(&ctx.headers)?;
-        let task_functions = self.task_functions(&sent)?;
+        let (task_functions, reports_to) = self.task_functions(&sent)?;
         // Built on the context's builder, which carries the task's place in its stage.
         let mut builder = ctx
             .builder
             .with_distributed_user_codec(TableScanCodec::new(Arc::clone(&self.engine.warehouse)))
             .with_distributed_user_codec(SliceBatchesCodec);
+        if let Some(config) = builder.config() {
+            config.set_extension(Arc::new(TaskFunctions(reports_to)));
+        }
         // Later functions of one name replace earlier ones.
         builder
             .scalar_functions()

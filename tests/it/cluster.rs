@@ -337,6 +337,67 @@ async fn settings_and_seeds_travel_with_each_task() {
     assert_eq!(drawn, vec![vec!["55000".to_string(), "55000".to_string()]]);
 }
 
+/// Rows a model function fails on become NULL on the workers as on one node, and the
+/// statement's warning counts and names them there too; a table written by model functions on
+/// the workers records the model, as one written on one node does.
+#[tokio::test(flavor = "multi_thread")]
+async fn what_model_functions_did_on_workers_reaches_the_statements_report() {
+    let wh = TestWarehouse::new().await;
+    sales(&wh).await;
+    let (workers, worker_engines) = start_workers(&wh).await;
+    let local = engine(&wh, None).await.session().unwrap();
+    let distributed = engine(&wh, Some(workers)).await.session().unwrap();
+    let missing = "SELECT id, clip_image_embed(concat('/no/such/photo-', CAST(id AS STRING), \
+                   '.jpg')) IS NULL FROM main.default.sales WHERE id % 997 = 0 ORDER BY id";
+    let before = worker_engines.iter().map(|w| w.worker_plans()).sum::<u64>();
+    let (spread, alone) = (
+        distributed.execute(missing).await.unwrap(),
+        local.execute(missing).await.unwrap(),
+    );
+    assert!(
+        worker_engines.iter().map(|w| w.worker_plans()).sum::<u64>() > before,
+        "the workers ran nothing"
+    );
+    let all_null = rows(&alone.batches);
+    assert!(all_null.len() > 40 && all_null.iter().all(|r| r[1] == "true"));
+    assert_eq!(rows(&spread.batches), all_null);
+    let count = format!("{} row(s) could not be processed", all_null.len());
+    for (how, result) in [("one node", &alone), ("workers", &spread)] {
+        assert_eq!(result.warnings.len(), 1, "{how}: {:?}", result.warnings);
+        let warning = &result.warnings[0];
+        assert!(warning.starts_with(&count), "{how}: {warning}");
+        assert!(
+            warning.contains("clip_image_embed") && warning.contains("/no/such/photo-"),
+            "{how}: {warning}"
+        );
+    }
+    // The model a table's vectors come from, recorded from the workers' tasks.
+    for (session, table) in [(&local, "alone"), (&distributed, "spread")] {
+        query(
+            session,
+            &format!(
+                "CREATE TABLE main.default.{table} AS SELECT id, clip_text_embed(item) AS v \
+                 FROM main.default.sales WHERE id % 997 = 0"
+            ),
+        )
+        .await;
+    }
+    let models = |shown: Vec<Vec<String>>| {
+        let mut models: Vec<Vec<String>> = shown
+            .into_iter()
+            .filter(|r| r[0].starts_with("vitrine.model."))
+            .collect();
+        models.sort();
+        models
+    };
+    let recorded = models(query(&local, "SHOW TBLPROPERTIES main.default.alone").await);
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    assert_eq!(
+        models(query(&local, "SHOW TBLPROPERTIES main.default.spread").await),
+        recorded
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn phase_scripts_give_the_same_tables_across_workers_as_on_one_node() {
     const PHASES: [&str; 6] = [

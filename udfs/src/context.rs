@@ -207,6 +207,27 @@ impl FunctionContext {
         std::mem::take(&mut *self.report.lock().expect("report lock"))
     }
 
+    /// Adds what model functions elsewhere did for the running statement (a worker's tasks):
+    /// their rows and failed rows counted, their failures named while fewer than
+    /// [`FAILURES_NAMED`] are, their models listed once.
+    pub fn absorb(&self, other: StatementReport) {
+        let mut report = self.report.lock().expect("report lock");
+        for (function, rows) in other.rows {
+            *report.rows.entry(function).or_default() += rows;
+        }
+        report.failed_rows += other.failed_rows;
+        for failure in other.first_failures {
+            if report.first_failures.len() < FAILURES_NAMED {
+                report.first_failures.push(failure);
+            }
+        }
+        for model in other.models {
+            if !report.models.contains(&model) {
+                report.models.push(model);
+            }
+        }
+    }
+
     /// Reads an image argument's bytes.
     pub(crate) fn read(&self, location: &str) -> Result<Vec<u8>, ModelError> {
         self.blobs.read(location)
