@@ -88,6 +88,10 @@ async fn spark_semantics_for_division_size_and_friends() {
     assert_eq!(wh.value("SELECT CONCAT('a', NULL, 'b')").await, "NULL");
     assert_eq!(wh.value("SELECT CONCAT('a', 1, 'b')").await, "a1b");
     assert_eq!(
+        wh.value("SELECT CONCAT(ARRAY(1, 2), ARRAY(3))").await,
+        "[1, 2, 3]"
+    );
+    assert_eq!(
         wh.value("SELECT GET_JSON_OBJECT('{\"a\": {\"b\": [1, 2]}}', '$.a.b[1]')")
             .await,
         "2"

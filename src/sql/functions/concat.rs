@@ -1,11 +1,14 @@
-//! Spark's `concat(a, b, …)`: NULL when any argument is NULL (DataFusion's skips NULLs, as
-//! `concat_ws` does), and arguments of other types cast to strings first (`concat('a', 1)`).
-//! The NULL rule is `datafusion-spark`'s function; this adds Spark's implicit casts.
+//! Spark's `concat(a, b, …)`: of strings, NULL when any argument is NULL (DataFusion's skips
+//! NULLs, as `concat_ws` does), arguments of other types cast to strings first
+//! (`concat('a', 1)`); of arrays, their elements one after the other. The strings' NULL rule is
+//! `datafusion-spark`'s function, the arrays' DataFusion's `array_concat`; this adds Spark's
+//! implicit casts and the choice between the two.
 
 use std::any::Any;
 
 use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::error::Result;
+use datafusion::functions_nested::concat::ArrayConcat;
 use datafusion::logical_expr::{
     ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature,
 };
@@ -15,6 +18,17 @@ use datafusion_spark::function::string::concat::SparkConcat;
 #[derive(Debug, PartialEq, Eq, Hash, Default)]
 pub struct Concat {
     spark: SparkConcat,
+    arrays: ArrayConcat,
+}
+
+/// Whether the arguments are arrays (Spark concatenates arrays or strings, not a mix).
+fn of_arrays(types: &[DataType]) -> bool {
+    types.first().is_some_and(|t| {
+        matches!(
+            t,
+            DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _)
+        )
+    })
 }
 
 impl Concat {
@@ -38,6 +52,9 @@ impl ScalarUDFImpl for Concat {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        if of_arrays(arg_types) {
+            return self.arrays.coerce_types(arg_types);
+        }
         Ok(arg_types
             .iter()
             .map(|t| match t {
@@ -50,14 +67,33 @@ impl ScalarUDFImpl for Concat {
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        self.spark.return_type(arg_types)
+        match of_arrays(arg_types) {
+            true => self.arrays.return_type(arg_types),
+            false => self.spark.return_type(arg_types),
+        }
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs<'_>) -> Result<FieldRef> {
-        self.spark.return_field_from_args(args)
+        let types: Vec<DataType> = args
+            .arg_fields
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        match of_arrays(&types) {
+            true => self.arrays.return_field_from_args(args),
+            false => self.spark.return_field_from_args(args),
+        }
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        self.spark.invoke_with_args(args)
+        let types: Vec<DataType> = args
+            .arg_fields
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        match of_arrays(&types) {
+            true => self.arrays.invoke_with_args(args),
+            false => self.spark.invoke_with_args(args),
+        }
     }
 }
