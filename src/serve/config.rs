@@ -52,9 +52,6 @@ pub struct SearchConfig {
     pub embed_batch: usize,
     /// Text model calls running at once, at most (default: the cores).
     pub embed_calls: usize,
-    /// Threads each text model call computes on; 0 (the default) shares the cores out among
-    /// the calls (cores / `embed_calls`, at least 1).
-    pub embed_threads: usize,
     /// How long the first query of a batch waits for others, in milliseconds.
     pub embed_wait_ms: u64,
     /// Query embeddings kept for repeated queries.
@@ -115,7 +112,6 @@ impl Default for SearchConfig {
             products_table: "main.fashion_demo.products".into(),
             embed_batch: 32,
             embed_calls: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            embed_threads: 0,
             embed_wait_ms: 2,
             cached_queries: 10_000,
         }

@@ -5,11 +5,8 @@
 //! keeps about one core busy): the queries arriving while they run wait for the next, so under
 //! load the batches grow with the queries waiting (the model's best rate is at large batches)
 //! instead of many small calls competing for the cores; and a batch waits for more texts up to
-//! an eighth of the last call's time, so that the clients the last call answered join the next.
-//! Each call computes on a thread pool of its own (`embed_threads`, by default the cores shared
-//! out among the calls), never on the threads that answer requests: a call spread over every
-//! core waits, at each of its parallel steps, for whichever core the requests took, while calls
-//! on a core each do not wait for one another.
+//! an eighth of the last call's time, so that the clients the last call answered join the next. The model runs on tokio's blocking threads, never on the
+//! threads that answer requests.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,49 +38,32 @@ pub struct QueryEmbedder {
 
 impl QueryEmbedder {
     /// An embedder calling `session`'s functions with up to `batch` texts at once in up to
-    /// `calls` calls at a time, each on `threads` threads (0: the cores shared out among the
-    /// calls), the first text of a batch waiting at most `wait` for the others (longer after
-    /// long calls), and keeping `cached` recent query vectors; counting into `metrics`.
+    /// `calls` calls at a time, the first text of a batch waiting at most `wait` for the others
+    /// (longer after long calls), and keeping `cached` recent query vectors; counting into
+    /// `metrics`.
     pub fn new(
         session: Arc<EngineSession>,
         batch: usize,
         calls: usize,
-        threads: usize,
         wait: Duration,
         cached: u64,
         metrics: EmbedderMetrics,
-    ) -> Result<Self> {
-        let calls = calls.max(1);
-        let threads = match threads {
-            0 => (std::thread::available_parallelism().map_or(1, |n| n.get()) / calls).max(1),
-            n => n,
-        };
-        let pools = (0..calls)
-            .map(|i| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .thread_name(move |t| format!("embed-{i}-{t}"))
-                    .build()
-                    .map(Arc::new)
-                    .map_err(|e| VitrineError::Plan(format!("starting the query embedder: {e}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
+    ) -> Self {
         let (queue, waiting) = mpsc::channel(batch.max(1) * 64);
         let gathering = Gathering {
             session: Arc::clone(&session),
             batch: batch.max(1),
             wait,
-            calls: Arc::new(tokio::sync::Semaphore::new(calls)),
-            pools: Arc::new(std::sync::Mutex::new(pools)),
+            calls: Arc::new(tokio::sync::Semaphore::new(calls.max(1))),
             batch_sizes: metrics.batch_sizes.clone(),
         };
         tokio::spawn(gathering.run(waiting));
-        Ok(Self {
+        Self {
             session,
             queue,
             cache: moka::sync::Cache::new(cached),
             metrics,
-        })
+        }
     }
 
     /// The vector of `text` by `function` (e.g. `clip_text_embed`).
@@ -131,8 +111,6 @@ struct Gathering {
     wait: Duration,
     /// One permit per model call that may run at once.
     calls: Arc<tokio::sync::Semaphore>,
-    /// One thread pool per permit: a running call holds one.
-    pools: Arc<std::sync::Mutex<Vec<Arc<rayon::ThreadPool>>>>,
     batch_sizes: Histogram,
 }
 
@@ -175,35 +153,23 @@ impl Gathering {
                     Ok(None) | Err(_) => break,
                 }
             }
-            let (session, sizes, last_call, pools) = (
+            let (session, sizes, last_call) = (
                 Arc::clone(&self.session),
                 self.batch_sizes.clone(),
                 Arc::clone(&last_call),
-                Arc::clone(&self.pools),
             );
-            let pool = pools
-                .lock()
-                .expect("pools lock")
-                .pop()
-                .expect("a pool for every permit");
             tokio::spawn(async move {
                 let started = std::time::Instant::now();
-                embed(&session, &sizes, &pool, taken).await;
+                embed(&session, &sizes, taken).await;
                 *last_call.lock().expect("last call lock") = started.elapsed();
-                pools.lock().expect("pools lock").push(pool);
                 drop(permit);
             });
         }
     }
 }
 
-/// Embeds the texts taken, one model call per function in turn on `pool`, and answers each.
-async fn embed(
-    session: &Arc<EngineSession>,
-    batch_sizes: &Histogram,
-    pool: &Arc<rayon::ThreadPool>,
-    mut taken: Vec<Pending>,
-) {
+/// Embeds the texts taken, one model call per function in turn, and answers each.
+async fn embed(session: &Arc<EngineSession>, batch_sizes: &Histogram, mut taken: Vec<Pending>) {
     let mut functions: Vec<&'static str> = taken.iter().map(|p| p.function).collect();
     functions.sort_unstable();
     functions.dedup();
@@ -212,16 +178,15 @@ async fn embed(
             taken.into_iter().partition(|p| p.function == function);
         taken = rest;
         batch_sizes.observe(these.len() as f64);
-        let (session, pool) = (Arc::clone(session), Arc::clone(pool));
+        let session = Arc::clone(session);
         let texts: ArrayRef = Arc::new(StringArray::from_iter_values(
             these.iter().map(|p| p.text.as_str()),
         ));
-        let embedded = tokio::task::spawn_blocking(move || {
-            pool.install(|| vectors(session.call_function(function, texts)?))
-        })
-        .await
-        .map_err(|e| VitrineError::Plan(format!("embedding queries failed: {e}")))
-        .and_then(|r| r);
+        let embedded =
+            tokio::task::spawn_blocking(move || vectors(session.call_function(function, texts)?))
+                .await
+                .map_err(|e| VitrineError::Plan(format!("embedding queries failed: {e}")))
+                .and_then(|r| r);
         match embedded {
             Ok(vectors) => {
                 for (pending, vector) in these.into_iter().zip(vectors) {

@@ -125,11 +125,10 @@ impl Service {
             Arc::clone(&session),
             config.search.embed_batch,
             config.search.embed_calls,
-            config.search.embed_threads,
             Duration::from_millis(config.search.embed_wait_ms),
             config.search.cached_queries,
             metrics.embedder.clone(),
-        )?;
+        );
         let service = Arc::new(Self {
             engine,
             session,
