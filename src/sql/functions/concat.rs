@@ -21,6 +21,11 @@ pub struct Concat {
     arrays: ArrayConcat,
 }
 
+/// The types of the argument fields `fields`.
+fn types_of(fields: &[FieldRef]) -> Vec<DataType> {
+    fields.iter().map(|f| f.data_type().clone()).collect()
+}
+
 /// Whether the arguments are arrays (Spark concatenates arrays or strings, not a mix).
 fn of_arrays(types: &[DataType]) -> bool {
     types.first().is_some_and(|t| {
@@ -74,24 +79,14 @@ impl ScalarUDFImpl for Concat {
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs<'_>) -> Result<FieldRef> {
-        let types: Vec<DataType> = args
-            .arg_fields
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect();
-        match of_arrays(&types) {
+        match of_arrays(&types_of(args.arg_fields)) {
             true => self.arrays.return_field_from_args(args),
             false => self.spark.return_field_from_args(args),
         }
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let types: Vec<DataType> = args
-            .arg_fields
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect();
-        match of_arrays(&types) {
+        match of_arrays(&types_of(&args.arg_fields)) {
             true => self.arrays.invoke_with_args(args),
             false => self.spark.invoke_with_args(args),
         }
