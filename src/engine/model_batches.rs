@@ -229,15 +229,7 @@ impl ExecutionPlan for SliceBatchesExec {
         let input = self.input.execute(partition, Arc::clone(&context))?;
         let schema = input.schema();
         let rows = self.rows;
-        let (left, metrics) = (Arc::clone(&self.left), self.metrics.clone());
-        // Ends after the input: by then the projection above has computed every row it gave.
-        let end = futures::stream::once(async move {
-            if left.end_one() {
-                worker_reports::record_task_report(&context, &metrics);
-            }
-            None
-        })
-        .filter_map(futures::future::ready);
+        let metrics = self.metrics.clone();
         let sliced = input.flat_map(move |batch| {
             let pieces: Vec<Result<RecordBatch>> = match batch {
                 Ok(batch) => (0..batch.num_rows())
@@ -248,10 +240,11 @@ impl ExecutionPlan for SliceBatchesExec {
             };
             futures::stream::iter(pieces)
         });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            schema,
-            sliced.chain(end),
-        )))
+        // After the input's end the projection above has computed every row it was given.
+        let reported = self.left.then_after_last(sliced, move || {
+            worker_reports::record_task_report(&context, &metrics)
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, reported)))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {

@@ -53,9 +53,26 @@ impl PartitionsLeft {
         Self(AtomicUsize::new(partitions))
     }
 
-    /// One partition ended: whether it was the last.
-    pub fn end_one(&self) -> bool {
-        self.0.fetch_sub(1, Ordering::SeqCst) == 1
+    /// `stream`, one partition's, followed by a call of `last` when it ends if it is the last
+    /// partition of the node to end.
+    pub fn then_after_last<S>(
+        self: &Arc<Self>,
+        stream: S,
+        last: impl FnOnce() + Send + 'static,
+    ) -> impl futures::Stream<Item = S::Item> + Send
+    where
+        S: futures::Stream + Send,
+        S::Item: Send,
+    {
+        let left = Arc::clone(self);
+        let end = futures::stream::once(async move {
+            if left.0.fetch_sub(1, Ordering::SeqCst) == 1 {
+                last();
+            }
+            None
+        })
+        .filter_map(futures::future::ready);
+        stream.chain(end)
     }
 }
 
@@ -247,24 +264,13 @@ impl ExecutionPlan for WorkerReportsExec {
     ) -> Result<SendableRecordBatchStream> {
         let stream = self.input.execute(partition, context)?;
         let schema = stream.schema();
-        let (input, functions, left) = (
-            Arc::clone(&self.input),
-            Arc::clone(&self.functions),
-            Arc::clone(&self.left),
-        );
-        let end = futures::stream::once(async move {
-            if left.end_one() {
-                match reports_in(&input) {
-                    Ok(report) => functions.absorb(report),
-                    Err(e) => tracing::warn!("the workers' model reports could not be read: {e}"),
-                }
-            }
-            None
-        })
-        .filter_map(futures::future::ready);
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            schema,
-            stream.chain(end),
-        )))
+        let (input, functions) = (Arc::clone(&self.input), Arc::clone(&self.functions));
+        let reported = self
+            .left
+            .then_after_last(stream, move || match reports_in(&input) {
+                Ok(report) => functions.absorb(report),
+                Err(e) => tracing::warn!("the workers' model reports could not be read: {e}"),
+            });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, reported)))
     }
 }
