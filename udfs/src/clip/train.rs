@@ -289,11 +289,7 @@ fn answers(batch: &[&ClipExample], asked: &[u32], device: &Device) -> candle_cor
         .flat_map(|&q| {
             asked.iter().map(move |&r| {
                 let hit = batch[q as usize].answered_by(batch[r as usize], q == r);
-                if hit {
-                    1.0
-                } else {
-                    0.0
-                }
+                f32::from(u8::from(hit))
             })
         })
         .collect();
@@ -389,26 +385,32 @@ fn examples(
         };
         let texts = rows::strings(&column("text")?).map_err(|e| config("text", e))?;
         let images = rows::images(&column("image")?).map_err(|e| config("image", e))?;
-        let optional = |name: &str| {
-            batch
-                .schema()
-                .index_of(name)
-                .ok()
-                .map(|index| batch.column(index).clone())
-        };
-        let queries = match optional(QUERY_COLUMN) {
-            Some(queries) => rows::strings(&queries).map_err(|e| config(QUERY_COLUMN, e))?,
+        let queries = match batch.column_by_name(QUERY_COLUMN) {
+            Some(queries) => rows::strings(queries).map_err(|e| config(QUERY_COLUMN, e))?,
             None => vec![None; texts.len()],
         };
-        let lists = |name: &str| -> Result<Vec<Option<Vec<String>>>, ModelError> {
-            match optional(name) {
-                Some(values) => rows::string_lists(&values).map_err(|e| config(name, e)),
-                None => Ok(vec![None; texts.len()]),
-            }
+        let lists = |name: &str| {
+            batch
+                .column_by_name(name)
+                .map(|values| rows::string_lists(values).map_err(|e| config(name, e)))
+                .transpose()
         };
-        let (labels, asks) = (lists(LABELS_COLUMN)?, lists(ASKS_COLUMN)?);
-        let has_asks = optional(ASKS_COLUMN).is_some();
-        for (i, (text, image)) in texts.into_iter().zip(images).enumerate() {
+        let labels = lists(LABELS_COLUMN)?.unwrap_or_else(|| vec![None; texts.len()]);
+        // With the column, a NULL asks for nothing beyond the row's own product.
+        let asks: Vec<Option<Vec<String>>> = match lists(ASKS_COLUMN)? {
+            Some(asks) => asks
+                .into_iter()
+                .map(|a| Some(a.unwrap_or_default()))
+                .collect(),
+            None => vec![None; texts.len()],
+        };
+        let columns = texts
+            .into_iter()
+            .zip(images)
+            .zip(queries)
+            .zip(labels)
+            .zip(asks);
+        for ((((text, image), query), labels), asks) in columns {
             let name = match &image {
                 Some(ImageArgument::Location(path)) => format!("'{path}'"),
                 _ => format!("row {}", rows.len() + 1),
@@ -417,10 +419,9 @@ fn examples(
                 name,
                 text,
                 image,
-                query: queries[i].clone(),
-                labels: labels[i].clone(),
-                // With the column, a NULL asks for nothing beyond the row's own product.
-                asks: has_asks.then(|| asks[i].clone().unwrap_or_default()),
+                query,
+                labels,
+                asks,
             });
         }
     }
