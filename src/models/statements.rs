@@ -8,6 +8,10 @@
 
 use std::time::Instant;
 
+use datafusion::arrow::array::{RecordBatch, UInt32Array};
+use datafusion::arrow::compute::{concat_batches, take_record_batch};
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::error::Result as DataFusionResult;
 use datafusion::sql::sqlparser::ast::{visit_relations, Query};
 use vitrine_udfs::context::ProgressUpdate;
 use vitrine_udfs::runtime::source::digest_prefix;
@@ -65,6 +69,30 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// `batches`' rows sorted by all their columns, as one batch: the held-out rows and the seeded
+/// shuffle are drawn by position, and a query's rows may arrive in another order each run (a
+/// `UNION ALL`, a parallel scan), so the same rows must train the same model whatever order they
+/// come in. Rows of types arrow cannot compare keep the query's order.
+fn in_canonical_order(batches: Vec<RecordBatch>) -> DataFusionResult<Vec<RecordBatch>> {
+    let Some(first) = batches.first() else {
+        return Ok(batches);
+    };
+    let schema = first.schema();
+    let fields: Vec<SortField> = schema
+        .fields()
+        .iter()
+        .map(|f| SortField::new(f.data_type().clone()))
+        .collect();
+    if !RowConverter::supports_fields(&fields) {
+        return Ok(batches);
+    }
+    let all = concat_batches(&schema, &batches)?;
+    let rows = RowConverter::new(fields)?.convert_columns(all.columns())?;
+    let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
+    order.sort_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
+    Ok(vec![take_record_batch(&all, &UInt32Array::from(order))?])
+}
+
 /// `CREATE [OR REPLACE] MODEL [IF NOT EXISTS] name OPTIONS (model_type = …, …) AS query`.
 pub async fn create(session: &dyn Session, create: CreateModel) -> Result<StatementResult> {
     let started = Instant::now();
@@ -109,6 +137,7 @@ pub async fn create(session: &dyn Session, create: CreateModel) -> Result<Statem
         .await?
         .collect()
         .await
+        .and_then(in_canonical_order)
         .map_err(|e| {
             VitrineError::from(e).context(format!("CREATE MODEL {name}: the training query"))
         })?;

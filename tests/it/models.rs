@@ -410,6 +410,16 @@ async fn a_clip_trained_from_scratch_learns_its_tokenizer_and_repeats_with_its_s
         describe(&first, "revision"),
         "same seed, same weights"
     );
+    // The same rows in another order: the held-out rows and the shuffle are drawn from the rows
+    // in a canonical order, not the order the query happened to give them in.
+    wh.sql(&format!("{} ORDER BY product_id DESC", create(1)))
+        .await;
+    let reordered = wh.rows("DESCRIBE MODEL main.fashion_demo.scratch").await;
+    assert_eq!(
+        describe(&reordered, "revision"),
+        describe(&first, "revision"),
+        "same rows in another order, same weights"
+    );
     wh.sql(&create(2)).await;
     let other = wh.rows("DESCRIBE MODEL main.fashion_demo.scratch").await;
     assert_ne!(describe(&other, "revision"), describe(&first, "revision"));

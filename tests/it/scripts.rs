@@ -622,7 +622,7 @@ async fn phase_one_extracts_a_sample_resumes_and_reports() {
 async fn the_demo_trains_its_models_then_runs_the_phases_on_the_held_out_split() {
     let (wh, _) = TestWarehouse::with_demo_catalog(64, 11, true).await;
     wh.run_sql_file("00_load_products.sql").await;
-    // Shorter runs: 10 epochs of 32-px frames for the SmolVLM (enough to answer in JSON), one
+    // Shorter runs: 16 epochs of 32-px frames for the SmolVLM (enough to answer in JSON), one
     // epoch for the CLIP.
     let shorter = [
         (
@@ -634,7 +634,7 @@ async fn the_demo_trains_its_models_then_runs_the_phases_on_the_held_out_split()
                 ),
                 (
                     r"epochs = \d+, batch_size = \d+",
-                    "epochs = 10, batch_size = 8",
+                    "epochs = 16, batch_size = 8",
                 ),
             ],
         ),
@@ -657,7 +657,9 @@ async fn the_demo_trains_its_models_then_runs_the_phases_on_the_held_out_split()
         .await
         .parse()
         .unwrap();
-    for model in ["demo_smolvlm", "demo_clip"] {
+    // The SmolVLM learns from each product of the training split once; the CLIP from three rows
+    // of each (two shoppers' phrases, one look of the photo).
+    for (model, rows_per_product) in [("demo_smolvlm", 1), ("demo_clip", 3)] {
         let described = wh
             .rows(&format!("DESCRIBE MODEL main.fashion_demo.{model}"))
             .await;
@@ -668,8 +670,8 @@ async fn the_demo_trains_its_models_then_runs_the_phases_on_the_held_out_split()
         };
         assert_eq!(
             rows("train_rows") + rows("eval_rows"),
-            train,
-            "{model}: every product of the training split, once"
+            train * rows_per_product,
+            "{model}: every product of the training split, {rows_per_product} row(s) each"
         );
     }
 
