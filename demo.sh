@@ -31,7 +31,7 @@ step "loading" "$vitrine" --warehouse "$warehouse" run sql/00_load_products.sql 
 # openai/clip-vit-base-patch32 from the Hugging Face cache or the hub; $VITRINE_SMOLVLM_MODEL, else
 # HuggingFaceTB/SmolVLM-256M-Instruct, for the plan's 100-product sample of phase 1. Without one
 # (offline), the demo trains its own small model from scratch on the catalog's training split
-# (sql/demo/train_*.sql, about 7.5 minutes for both, kept for the next run); phase 1 then reads
+# (sql/demo/train_*.sql, about 11 minutes for both, kept for the next run); phase 1 then reads
 # every held-out photo (split = 'test', or the first $PHASE1_PRODUCTS of them by id) and the
 # quality benchmark is measured on those products alone.
 clip="${VITRINE_CLIP_MODEL:-openai/clip-vit-base-patch32}"
