@@ -31,14 +31,15 @@ step "loading" "$vitrine" --warehouse "$warehouse" run sql/00_load_products.sql 
 # openai/clip-vit-base-patch32 from the Hugging Face cache or the hub; $VITRINE_SMOLVLM_MODEL, else
 # HuggingFaceTB/SmolVLM-256M-Instruct, for the plan's 100-product sample of phase 1. Without one
 # (offline), the demo trains its own small model from scratch on the catalog's training split
-# (sql/demo/train_*.sql, about 11 minutes for both, kept for the next run); phase 1 then reads
-# every held-out photo (split = 'test', or the first $PHASE1_PRODUCTS of them by id) and the
-# quality benchmark is measured on those products alone.
+# (sql/demo/train_*.sql, kept for the next run); phase 1 then reads every held-out photo
+# (split = 'test', or the first $PHASE1_PRODUCTS of them by id) and the quality benchmark is
+# measured on those products alone.
+trainings=()
 clip="${VITRINE_CLIP_MODEL:-openai/clip-vit-base-patch32}"
 if ! "$vitrine" --warehouse "$warehouse" --model "clip=$clip" run -e "SELECT clip_text_embed('probe') IS NOT NULL" >/dev/null 2>&1; then
   echo "demo.sh: CLIP model '$clip' is not available here (offline?); training the demo's own" >&2
   echo "demo.sh: CLIP on the training split (sql/demo/train_clip.sql). Set VITRINE_CLIP_MODEL=/path/to/clip." >&2
-  step "training the demo CLIP" "$vitrine" --warehouse "$warehouse" run sql/demo/train_clip.sql
+  trainings+=(sql/demo/train_clip.sql)
   clip="main.fashion_demo.demo_clip"
 fi
 smolvlm="${VITRINE_SMOLVLM_MODEL:-HuggingFaceTB/SmolVLM-256M-Instruct}"
@@ -47,10 +48,26 @@ held_out=()
 if ! "$vitrine" --warehouse "$warehouse" --model "smolvlm=$smolvlm" run -e "SELECT smolvlm_extract(CAST(NULL AS STRING)) IS NULL" >/dev/null 2>&1; then
   echo "demo.sh: SmolVLM model '$smolvlm' is not available here (offline?); training the demo's own" >&2
   echo "demo.sh: SmolVLM on the training split (sql/demo/train_smolvlm.sql). Set VITRINE_SMOLVLM_MODEL=/path/to/smolvlm." >&2
-  step "training the demo SmolVLM" "$vitrine" --warehouse "$warehouse" run sql/demo/train_smolvlm.sql
+  trainings+=(sql/demo/train_smolvlm.sql)
   smolvlm="main.fashion_demo.demo_smolvlm"
   phase1=(-e "CREATE TEMPORARY VIEW phase1_products AS SELECT product_id FROM main.fashion_demo.products_ground_truth WHERE split = 'test' ORDER BY product_id ${PHASE1_PRODUCTS:+LIMIT $PHASE1_PRODUCTS}")
   held_out=(--where "g.split = 'test'")
+fi
+# The demo models are small: a second core speeds the training of either by about 5 %
+# (benches/RESULTS.md, 2026-12-02), so both train at once, one thread each.
+if [ ${#trainings[@]} -eq 1 ]; then
+  step "training ${trainings[0]}" "$vitrine" --warehouse "$warehouse" run "${trainings[0]}"
+elif [ ${#trainings[@]} -gt 1 ]; then
+  started=$SECONDS
+  pids=()
+  for script in "${trainings[@]}"; do
+    step "training $script" env RAYON_NUM_THREADS=1 "$vitrine" --warehouse "$warehouse" run "$script" &
+    pids+=($!)
+  done
+  failed=0
+  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+  [ "$failed" = 0 ] || { echo "demo.sh: training a demo model failed" >&2; exit 1; }
+  echo "demo.sh: training the demo models took $((SECONDS - started)) s" >&2
 fi
 models=(--warehouse "$warehouse" --model "clip=$clip" --model "smolvlm=$smolvlm")
 step "phase 1" "$vitrine" "${models[@]}" run "${phase1[@]}" sql/01_extract_attributes.sql sql/01_quality_report.sql
