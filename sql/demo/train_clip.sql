@@ -34,18 +34,27 @@ shoppers AS (
   SELECT l.*, s.shopper
   FROM labelled l CROSS JOIN (VALUES (0), (1)) AS s(shopper)
 ),
+draws AS (
+  SELECT *,
+    instr('0123456789abcdef', substr(md5(concat(CAST(product_id AS STRING), '/', CAST(shopper AS STRING), '/colour')), 1, 1))   AS colour_draw,
+    instr('0123456789abcdef', substr(md5(concat(CAST(product_id AS STRING), '/', CAST(shopper AS STRING), '/pattern')), 1, 1))  AS pattern_draw,
+    instr('0123456789abcdef', substr(md5(concat(CAST(product_id AS STRING), '/', CAST(shopper AS STRING), '/material')), 1, 1)) AS material_draw,
+    instr('0123456789abcdef', substr(md5(concat(CAST(product_id AS STRING), '/', CAST(shopper AS STRING), '/sleeve')), 1, 1))   AS sleeve_draw,
+    instr('0123456789abcdef', substr(md5(concat(CAST(product_id AS STRING), '/', CAST(shopper AS STRING), '/collar')), 1, 1))   AS collar_draw,
+    instr('0123456789abcdef', substr(md5(concat(CAST(product_id AS STRING), '/', CAST(shopper AS STRING), '/gender')), 1, 1))   AS gender_draw
+  FROM shoppers
+),
 asked AS (
   SELECT *,
     concat_ws(' ',
-      CASE WHEN instr('0123456789abcdef', substr(md5(concat(CAST(product_id AS STRING), '/', CAST(shopper AS STRING), '/colour')), 1, 1)) <= 8 THEN base_color END,
-      CASE WHEN instr('0123456789abcdef', substr(md5(concat(CAST(product_id AS STRING), '/', CAST(shopper AS STRING), '/pattern')), 1, 1)) <= 5 THEN pattern END,
-      CASE WHEN instr('0123456789abcdef', substr(md5(concat(CAST(product_id AS STRING), '/', CAST(shopper AS STRING), '/material')), 1, 1)) <= 5 THEN material END,
-      CASE WHEN instr('0123456789abcdef', substr(md5(concat(CAST(product_id AS STRING), '/', CAST(shopper AS STRING), '/sleeve')), 1, 1)) <= 4 THEN sleeve_length END,
-      CASE WHEN instr('0123456789abcdef', substr(md5(concat(CAST(product_id AS STRING), '/', CAST(shopper AS STRING), '/collar')), 1, 1)) <= 4 THEN collar_type END,
+      CASE WHEN colour_draw <= 8   THEN base_color END,     -- one shopper in two
+      CASE WHEN pattern_draw <= 5  THEN pattern END,        -- about one in three
+      CASE WHEN material_draw <= 5 THEN material END,
+      CASE WHEN sleeve_draw <= 4   THEN sleeve_length END,  -- one in four
+      CASE WHEN collar_draw <= 4   THEN collar_type END,
       article_type,
-      CASE WHEN instr('0123456789abcdef', substr(md5(concat(CAST(product_id AS STRING), '/', CAST(shopper AS STRING), '/gender')), 1, 1)) <= 4
-           THEN concat('for ', gender) END)                                AS phrase
-  FROM shoppers
+      CASE WHEN gender_draw <= 4   THEN concat('for ', gender) END)     AS phrase
+  FROM draws
 )
 -- Twice per product: the photo with a description worded as phase 2's rich descriptions are
 -- (text), and a shopper's phrase with that description (query): text search, what the quality
