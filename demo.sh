@@ -54,10 +54,8 @@ if ! "$vitrine" --warehouse "$warehouse" --model "smolvlm=$smolvlm" run -e "SELE
   held_out=(--where "g.split = 'test'")
 fi
 # The demo models are small: a second core speeds the training of either by 5-7 %
-# (benches/RESULTS.md, 2026-12-02), so both train at once, the cores shared out between them.
-if [ ${#trainings[@]} -eq 1 ]; then
-  step "training ${trainings[0]}" "$vitrine" --warehouse "$warehouse" run "${trainings[0]}"
-elif [ ${#trainings[@]} -gt 1 ]; then
+# (benches/RESULTS.md, 2026-12-02), so they train at once, the cores shared out between them.
+if [ ${#trainings[@]} -gt 0 ]; then
   started=$SECONDS
   threads=$(( $(nproc) / ${#trainings[@]} ))
   [ "$threads" -ge 1 ] || threads=1
