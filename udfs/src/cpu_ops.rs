@@ -88,6 +88,11 @@ struct Map<F, D> {
     derivative: D,
 }
 
+/// A function of one f32, as [`Map`] takes it (a function item, so that it inlines).
+trait ElementFn: Fn(f32) -> f32 + Copy + Send + Sync + 'static {}
+
+impl<T: Fn(f32) -> f32 + Copy + Send + Sync + 'static> ElementFn for T {}
+
 /// Softmax over the last dimension, one row per task group.
 struct SoftmaxLastDim;
 
@@ -100,8 +105,8 @@ fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f
 
 impl<F, D> CustomOp1 for Map<F, D>
 where
-    F: Fn(f32) -> f32 + Copy + Send + Sync + 'static,
-    D: Fn(f32) -> f32 + Copy + Send + Sync + 'static,
+    F: ElementFn,
+    D: ElementFn,
 {
     fn name(&self) -> &'static str {
         self.name
@@ -173,8 +178,8 @@ fn on_cpu_f32(xs: &Tensor) -> bool {
 
 fn map<F, D>(xs: &Tensor, name: &'static str, f: F, derivative: D) -> Result<Tensor>
 where
-    F: Fn(f32) -> f32 + Copy + Send + Sync + 'static,
-    D: Fn(f32) -> f32 + Copy + Send + Sync + 'static,
+    F: ElementFn,
+    D: ElementFn,
 {
     xs.contiguous()?.apply_op1(Map {
         name,
