@@ -117,6 +117,10 @@ struct SearchState {
     events: Vec<(EventKind, i64, i64)>,
     /// Changed since its row was last committed.
     dirty: bool,
+    /// The table may hold a row for it (a commit was tried, or it was replayed from a log a
+    /// crashed service may have committed): its row must be upserted. A search never tried is
+    /// certainly absent, so its row is simply appended, with no key lookup.
+    stored: bool,
     /// Bumped at each change, so a commit knows whether a row changed while it ran.
     version: u64,
 }
@@ -231,6 +235,7 @@ impl EventLog {
         }
         for state in ledger.searches.values_mut() {
             state.dirty = true;
+            state.stored = true;
         }
         ledger.current = numbers.last().map_or(1, |n| n + 1);
         let segment = open_segment(dir, ledger.current)?;
@@ -337,24 +342,19 @@ impl EventLog {
         ledger.searches.values().filter(|s| s.dirty).count()
     }
 
-    /// Commits every changed search's row into `table` (one MERGE through `session`), then
-    /// starts a new segment, forgets closed searches and removes the segments no longer needed.
-    /// Returns the rows committed.
+    /// Commits every changed search's row into `table` through `session`: searches never
+    /// committed are appended, the others upserted on `event_id`. Then starts a new segment,
+    /// forgets closed searches and removes the segments no longer needed. Returns the rows
+    /// committed.
     pub async fn commit(&self, session: &EngineSession, table: &str) -> Result<usize> {
-        let (rows, versions) = {
+        let (fresh, known) = {
             let ledger = self.ledger.lock().expect("ledger lock");
-            let changed: Vec<&SearchState> = ledger.searches.values().filter(|s| s.dirty).collect();
-            let versions: Vec<(String, u64)> = changed
-                .iter()
-                .map(|s| (s.search.search_id().to_string(), s.version))
-                .collect();
-            // Each slice its own batch: a zero-copy slice of one big batch would still count
-            // (and be accounted by the join) as the whole batch's buffers.
-            let slices = changed
-                .chunks(COMMIT_SLICE_ROWS)
-                .map(rows_of)
-                .collect::<Result<Vec<_>>>()?;
-            (slices, versions)
+            let (stored, absent): (Vec<&SearchState>, Vec<&SearchState>) = ledger
+                .searches
+                .values()
+                .filter(|s| s.dirty)
+                .partition(|s| s.stored);
+            (Pending::of(&absent)?, Pending::of(&stored)?)
         };
         // A new segment first: every record of the rows being committed is in the older ones.
         // An empty segment holds none, so it stays the current one.
@@ -369,22 +369,28 @@ impl EventLog {
             ledger.current = next;
             ledger.segments.entry(next).or_default();
         }
-        // In slices, so that a long backlog (a restart replaying hours of log) upserts in
+        // In slices, so that a long backlog (a restart replaying hours of log) writes in
         // bounded memory; a failed slice leaves its searches pending, and upserting the slices
-        // before it again changes nothing.
-        let committed = rows.iter().map(RecordBatch::num_rows).sum();
-        for slice in rows {
+        // before it again changes nothing. An append that fails may still have reached the
+        // table, so its searches are upserted from then on.
+        let committed = fresh.rows() + known.rows();
+        for (slice, versions) in fresh.slices {
+            let appended = append(session, table, slice).await;
+            self.ledger
+                .lock()
+                .expect("ledger lock")
+                .mark_stored(&versions, appended.is_ok());
+            appended?;
+        }
+        for (slice, versions) in known.slices {
             merge(session, table, slice).await?;
+            self.ledger
+                .lock()
+                .expect("ledger lock")
+                .mark_stored(&versions, true);
         }
         let closed_before = now_micros() - self.window_micros();
         let mut ledger = self.ledger.lock().expect("ledger lock");
-        for (id, version) in versions {
-            if let Some(state) = ledger.searches.get_mut(&id) {
-                if state.version == version {
-                    state.dirty = false;
-                }
-            }
-        }
         ledger
             .searches
             .retain(|_, s| s.dirty || s.search.at() >= closed_before);
@@ -412,7 +418,48 @@ impl EventLog {
     }
 }
 
+/// The rows of changed searches, in slices, each with the versions of the searches it holds.
+struct Pending {
+    slices: Vec<(RecordBatch, Vec<(String, u64)>)>,
+}
+
+impl Pending {
+    /// The rows of `searches`, as they are now, in slices of at most [`COMMIT_SLICE_ROWS`].
+    fn of(searches: &[&SearchState]) -> Result<Self> {
+        // Each slice its own batch: a zero-copy slice of one big batch would still count
+        // (and be accounted by the join) as the whole batch's buffers.
+        let slices = searches
+            .chunks(COMMIT_SLICE_ROWS)
+            .map(|chunk| {
+                let versions = chunk
+                    .iter()
+                    .map(|s| (s.search.search_id().to_string(), s.version))
+                    .collect();
+                Ok((rows_of(chunk)?, versions))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { slices })
+    }
+
+    fn rows(&self) -> usize {
+        self.slices.iter().map(|(rows, _)| rows.num_rows()).sum()
+    }
+}
+
 impl Ledger {
+    /// After a write of the searches at `versions`: each may now have a row in the table, and
+    /// is clean when the write `succeeded` and it has not changed since.
+    fn mark_stored(&mut self, versions: &[(String, u64)], succeeded: bool) {
+        for (id, version) in versions {
+            if let Some(state) = self.searches.get_mut(id) {
+                state.stored = true;
+                if succeeded && state.version == *version {
+                    state.dirty = false;
+                }
+            }
+        }
+    }
+
     /// Takes one record of segment `segment` into account.
     fn apply(&mut self, segment: u64, record: Record) {
         let id = record.search_id().to_string();
@@ -426,6 +473,7 @@ impl Ledger {
                     search: record.clone(),
                     events: Vec::new(),
                     dirty: true,
+                    stored: false,
                     version: 0,
                 });
                 state.search = record;
@@ -668,15 +716,33 @@ const PENDING: &str = "vitrine_serve_pending_events";
 
 /// Upserts `rows` into `table` by `event_id`.
 async fn merge(session: &EngineSession, table: &str, rows: RecordBatch) -> Result<()> {
+    write_pending(
+        session,
+        rows,
+        &format!(
+            "MERGE INTO {table} AS t USING {PENDING} AS s ON t.event_id = s.event_id \
+             WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
+        ),
+    )
+    .await
+}
+
+/// Appends `rows`, none of whose `event_id`s is in `table`.
+async fn append(session: &EngineSession, table: &str, rows: RecordBatch) -> Result<()> {
+    write_pending(
+        session,
+        rows,
+        &format!("INSERT INTO {table} SELECT * FROM {PENDING}"),
+    )
+    .await
+}
+
+/// Runs `statement` with `rows` registered as the pending rows, and unregisters them.
+async fn write_pending(session: &EngineSession, rows: RecordBatch, statement: &str) -> Result<()> {
     let context = session.datafusion();
     context.deregister_table(PENDING)?;
     context.register_batch(PENDING, rows)?;
-    let merged = session
-        .execute(&format!(
-            "MERGE INTO {table} AS t USING {PENDING} AS s ON t.event_id = s.event_id \
-             WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
-        ))
-        .await;
+    let written = session.execute(statement).await;
     context.deregister_table(PENDING)?;
-    merged.map(|_| ())
+    written.map(|_| ())
 }

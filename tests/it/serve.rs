@@ -1369,3 +1369,70 @@ async fn a_long_backlog_is_committed_in_slices_at_start() {
     assert_eq!(merges, 3);
     assert!(!dir.join("events-0000000001.wal").exists());
 }
+
+/// The operations of the events table's commits, oldest first.
+async fn events_table_operations(wh: &TestWarehouse) -> Vec<String> {
+    let mut operations: Vec<String> = wh
+        .rows("DESCRIBE HISTORY main.fashion_demo.search_events")
+        .await
+        .into_iter()
+        .map(|r| r[2].clone())
+        .collect();
+    operations.reverse();
+    operations
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_searches_are_appended_and_only_later_events_upserted() {
+    let wh = catalog().await;
+    let config = write_config(&wh, "");
+    let server = start(&wh, &config, "serve.log").await;
+    let answers = [
+        server.search("red shirt", Some("user-1"), 5).await,
+        server.search("blue jeans", Some("user-2"), 5).await,
+    ];
+    eventually(
+        &wh,
+        "SELECT COUNT(*) FROM main.fashion_demo.search_events",
+        "2",
+    )
+    .await;
+    let before = events_table_operations(&wh).await;
+    assert!(
+        !before.iter().any(|o| o == "MERGE"),
+        "searches never committed are appended, with no key lookup: {before:?}"
+    );
+
+    // A click on a committed search rewrites its row in place: an upsert.
+    let id = answers[0]["search_id"].as_str().unwrap();
+    let product = shown(&answers[0])[0];
+    let (status, answer) = server
+        .post(
+            "/api/v1/events",
+            json!({ "search_id": id, "type": "click", "product_id": product }),
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    eventually(
+        &wh,
+        &format!(
+            "SELECT CAST(clicked_product_ids AS STRING) FROM main.fashion_demo.search_events \
+             WHERE event_id = '{id}'"
+        ),
+        &format!("[{product}]"),
+    )
+    .await;
+    let after = events_table_operations(&wh).await;
+    assert!(
+        after[before.len()..].iter().any(|o| o == "MERGE"),
+        "{after:?}"
+    );
+    assert_eq!(
+        wh.value(
+            "SELECT concat(COUNT(*), '/', COUNT(DISTINCT event_id)) \
+             FROM main.fashion_demo.search_events"
+        )
+        .await,
+        "2/2"
+    );
+}
