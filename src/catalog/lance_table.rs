@@ -7,9 +7,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::{Int64Type, UInt64Type};
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::prelude::{col, ident, SessionConfig, SessionContext};
+use datafusion::functions_aggregate::expr_fn::count;
+use datafusion::prelude::{col, ident, lit, DataFrame, SessionConfig, SessionContext};
+use futures::TryStreamExt;
 use lance::datafusion::LanceTableProvider;
 use lance::dataset::builder::DatasetBuilder;
 use lance::dataset::optimize::{compact_files, CompactionOptions};
@@ -26,6 +30,7 @@ use lance_index::optimize::OptimizeOptions;
 use lance_index::scalar::{BuiltinIndexType, ScalarIndexParams};
 use lance_index::IndexType;
 
+use super::bucket_sort::{bucket_budget, sort_by_key, KeyBuckets};
 use super::scalar_index::{ScalarIndex, ScalarIndexKind};
 use super::version::{CommitInfo, HistoryEntry, Mode, OptimizeMetrics, Upserted};
 use super::zorder::cluster_key;
@@ -297,8 +302,9 @@ pub async fn compact(location: &str) -> Result<OptimizeMetrics> {
 
 /// Rewrites the dataset's rows ordered along a Z-order curve of `columns` (each row's key from
 /// the ranks of its values, `zorder.rs`) as one new version, so that rows close in every column
-/// share fragments, sorting within `runtime`'s memory pool; then builds its scalar indexes again
-/// over the rewritten rows (one version each).
+/// share fragments, sorted bucket by bucket in memory bounded by `runtime`'s limit
+/// (`bucket_sort.rs`); then builds its scalar indexes again over the rewritten rows (one version
+/// each).
 pub async fn zorder(
     location: &str,
     columns: &[String],
@@ -308,7 +314,7 @@ pub async fn zorder(
     let fragments_before = before.count_fragments() as u64;
     let files_before = data_files(&before);
     let kept = indexes(&before).await?;
-    let context = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
+    let context = SessionContext::new_with_config_rt(SessionConfig::new(), Arc::clone(&runtime));
     let key = cluster_key(&context, &before, columns)
         .await
         .context(|| format!("ordering '{location}' by {}", columns.join(", ")))?
@@ -320,13 +326,24 @@ pub async fn zorder(
         .iter()
         .map(|f| ident(f.name()))
         .collect();
-    let ordered = table
-        .select(names.iter().cloned().chain([key]).collect::<Vec<_>>())?
-        .sort(vec![col("__vitrine_z").sort(true, false)])?
-        .select(names)?;
+    let keyed = table
+        .clone()
+        .select(names.iter().cloned().chain([key]).collect::<Vec<_>>())?;
+    let buckets = KeyBuckets::from_histogram(
+        key_histogram(keyed.clone()).await?,
+        (bucket_budget(&runtime) / row_bytes(table).await?).max(1) as u64,
+    );
+    let ordered = sort_by_key(
+        keyed.execute_stream().await?,
+        names.len(),
+        &buckets,
+        &runtime,
+    )
+    .await
+    .context(|| format!("ordering '{location}' by {}", columns.join(", ")))?;
     write(
         location,
-        ordered.execute_stream().await?,
+        ordered,
         Mode::Overwrite,
         &CommitInfo::operation("OPTIMIZE ZORDER").with_parameter(
             "zOrderBy",
@@ -350,6 +367,37 @@ pub async fn zorder(
         files_removed: files_before,
         fragments_before,
         fragments_after: after.count_fragments() as u64,
+    })
+}
+
+/// Rows per value of the key column `__vitrine_z` of `keyed`.
+async fn key_histogram(keyed: DataFrame) -> Result<Vec<(u64, u64)>> {
+    let counts = keyed
+        .aggregate(vec![col("__vitrine_z")], vec![count(lit(1)).alias("rows")])?
+        .collect()
+        .await?;
+    let mut histogram = Vec::new();
+    for batch in counts {
+        let keys = batch.column(0).as_primitive::<UInt64Type>();
+        let rows = batch.column(1).as_primitive::<Int64Type>();
+        histogram.extend(
+            keys.values()
+                .iter()
+                .zip(rows.values())
+                .map(|(k, n)| (*k, *n as u64)),
+        );
+    }
+    Ok(histogram)
+}
+
+/// The memory a decoded row of `table` takes, from its first batch (1 for an empty table).
+async fn row_bytes(table: DataFrame) -> Result<usize> {
+    let mut rows = table.execute_stream().await?;
+    Ok(match rows.try_next().await? {
+        Some(batch) if batch.num_rows() > 0 => {
+            (batch.get_array_memory_size() / batch.num_rows()).max(1)
+        }
+        _ => 1,
     })
 }
 

@@ -8,6 +8,7 @@
 //! files behind image paths.
 
 pub mod blobs;
+mod bucket_sort;
 pub mod delta_scan;
 pub mod delta_table;
 pub mod entry;

@@ -4,8 +4,8 @@
 //!
 //! The key is computed in one pass, with no window over the table: the distinct values of each
 //! column are read first (a grouped scan of that column alone), and each row's rank is its
-//! value's place among them (a binary search). The rewrite sorts by the key (DataFusion's sort,
-//! which spills under a memory limit).
+//! value's place among them (a binary search). The rewrite sorts by the key bucket by bucket
+//! (`bucket_sort.rs`), in memory bounded by the session's limit.
 
 use std::sync::Arc;
 

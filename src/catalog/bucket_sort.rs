@@ -1,0 +1,290 @@
+//! Sorting a whole table's rows by a 64-bit key in bounded memory, for rewrites that reorder a
+//! table (`OPTIMIZE … ZORDER BY`).
+//!
+//! The key's histogram (rows per key, read before) splits the key range into buckets of at most
+//! a budget's worth of rows each. One pass over the rows sends each row to its bucket: the first
+//! bucket stays in memory, the others are spilled to Arrow IPC files of the runtime's disk
+//! manager. Then each bucket in turn is read back, sorted alone (a sort of `(key, batch, row)`
+//! triples, the rows gathered in output order) and streamed out. There is no merge, each row is
+//! copied twice at most, and memory holds one bucket, where a sort of the whole table holds the
+//! whole table (or spills it in runs and merges them back).
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{AsArray, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::{interleave_record_batch, take_record_batch};
+use datafusion::arrow::datatypes::{SchemaRef, UInt64Type};
+use datafusion::arrow::ipc::reader::StreamReader;
+use datafusion::arrow::ipc::writer::StreamWriter;
+use datafusion::execution::disk_manager::RefCountedTempFile;
+use datafusion::execution::memory_pool::MemoryLimit;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::{StreamExt, TryStreamExt};
+
+use crate::error::{Result, ResultExt, VitrineError};
+
+/// The memory a bucket may take when the session sets no memory limit.
+const UNBOUNDED_BUCKET_BYTES: usize = 256 << 20;
+
+/// The share of a memory limit one bucket may take (the rest: the scan, the writer, the sort's
+/// order and the output being gathered).
+const LIMIT_SHARE_PER_BUCKET: usize = 4;
+
+/// Rows per output batch.
+const OUTPUT_ROWS: usize = 8192;
+
+/// The bytes one bucket may hold in `runtime`: a share of its memory limit, or a fixed amount
+/// when it has none.
+pub fn bucket_budget(runtime: &RuntimeEnv) -> usize {
+    match runtime.memory_pool.memory_limit() {
+        MemoryLimit::Finite(limit) => (limit / LIMIT_SHARE_PER_BUCKET).max(64 << 10),
+        MemoryLimit::Infinite | MemoryLimit::Unknown => UNBOUNDED_BUCKET_BYTES,
+    }
+}
+
+/// Contiguous ranges of the key, each holding about a bucket's worth of rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyBuckets {
+    /// The first key of every bucket after the first, ascending.
+    starts: Vec<u64>,
+}
+
+impl KeyBuckets {
+    /// Splits the keys counted in `histogram` (key, rows; any order) into ranges of at most
+    /// `rows_per_bucket` rows, except where one key alone holds more.
+    pub fn from_histogram(mut histogram: Vec<(u64, u64)>, rows_per_bucket: u64) -> Self {
+        histogram.sort_unstable();
+        let mut starts = Vec::new();
+        let mut filled = 0u64;
+        for (key, rows) in histogram {
+            if filled > 0 && filled + rows > rows_per_bucket.max(1) {
+                starts.push(key);
+                filled = 0;
+            }
+            filled += rows;
+        }
+        Self { starts }
+    }
+
+    /// How many buckets there are.
+    pub fn len(&self) -> usize {
+        self.starts.len() + 1
+    }
+
+    /// The bucket `key` falls in.
+    fn of(&self, key: u64) -> usize {
+        self.starts.partition_point(|&start| start <= key)
+    }
+}
+
+/// Where a bucket's rows wait to be sorted.
+enum Bucket {
+    Memory(Vec<RecordBatch>),
+    Spilled(RefCountedTempFile),
+}
+
+/// A spill file being written.
+struct Spill {
+    file: RefCountedTempFile,
+    writer: StreamWriter<BufWriter<File>>,
+}
+
+/// Sorts `input` by its `UInt64` column `key` (ascending; rows with equal keys in input order),
+/// bucket by bucket as `buckets` split the keys, spilling every bucket but the first to files of
+/// `runtime`'s disk manager. Reads the whole input before it returns; the stream it returns
+/// yields the sorted rows without the key column.
+pub async fn sort_by_key(
+    mut input: SendableRecordBatchStream,
+    key: usize,
+    buckets: &KeyBuckets,
+    runtime: &Arc<RuntimeEnv>,
+) -> Result<SendableRecordBatchStream> {
+    let schema = input.schema();
+    let mut output_fields = schema.fields().to_vec();
+    output_fields.remove(key);
+    let output_schema: SchemaRef =
+        Arc::new(datafusion::arrow::datatypes::Schema::new_with_metadata(
+            output_fields,
+            schema.metadata().clone(),
+        ));
+    let mut first = Vec::new();
+    let mut spills: Vec<Option<Spill>> = (1..buckets.len()).map(|_| None).collect();
+    while let Some(batch) = input.try_next().await? {
+        let keys = batch.column(key).as_primitive::<UInt64Type>();
+        let mut rows_of: Vec<Vec<u32>> = vec![Vec::new(); buckets.len()];
+        for (row, k) in keys.values().iter().enumerate() {
+            rows_of[buckets.of(*k)].push(row as u32);
+        }
+        for (bucket, rows) in rows_of.into_iter().enumerate() {
+            if rows.is_empty() {
+                continue;
+            }
+            let part = if rows.len() == batch.num_rows() {
+                batch.clone()
+            } else {
+                take_record_batch(&batch, &UInt32Array::from(rows))?
+            };
+            if bucket == 0 {
+                first.push(part);
+                continue;
+            }
+            let slot = &mut spills[bucket - 1];
+            if slot.is_none() {
+                *slot = Some(start_spill(runtime, &schema)?);
+            }
+            let spill = slot.as_mut().expect("started above");
+            spill
+                .writer
+                .write(&part)
+                .context(|| format!("spilling rows to '{}'", spill.file.path().display()))?;
+        }
+    }
+    let mut queue = VecDeque::from([Bucket::Memory(first)]);
+    for spill in spills.into_iter().flatten() {
+        let Spill { file, mut writer } = spill;
+        writer
+            .finish()
+            .context(|| format!("spilling rows to '{}'", file.path().display()))?;
+        queue.push_back(Bucket::Spilled(file));
+    }
+    let sorted = futures::stream::iter(queue)
+        .then(move |bucket| async move {
+            tokio::task::spawn_blocking(move || sorted_bucket(bucket, key))
+                .await
+                .map_err(|e| VitrineError::Plan(format!("sorting a bucket of rows: {e}")))?
+        })
+        .map_ok(|batches| futures::stream::iter(batches.into_iter().map(Ok)))
+        .try_flatten()
+        .map(
+            move |batch: Result<RecordBatch>| -> datafusion::error::Result<RecordBatch> {
+                let mut batch = batch?;
+                batch.remove_column(key);
+                Ok(batch)
+            },
+        );
+    Ok(Box::pin(RecordBatchStreamAdapter::new(
+        output_schema,
+        sorted,
+    )))
+}
+
+fn start_spill(runtime: &RuntimeEnv, schema: &SchemaRef) -> Result<Spill> {
+    let file = runtime.disk_manager.create_tmp_file("Z-order bucket")?;
+    let handle = File::create(file.path())
+        .context(|| format!("creating the spill file '{}'", file.path().display()))?;
+    let writer = StreamWriter::try_new(BufWriter::new(handle), schema)?;
+    Ok(Spill { file, writer })
+}
+
+/// A bucket's rows sorted by their key, in output batches (still with the key column).
+fn sorted_bucket(bucket: Bucket, key: usize) -> Result<Vec<RecordBatch>> {
+    let batches = match bucket {
+        Bucket::Memory(batches) => batches,
+        Bucket::Spilled(file) => {
+            let path = file.path().to_path_buf();
+            let handle = File::open(&path)
+                .context(|| format!("reading the spill file '{}'", path.display()))?;
+            StreamReader::try_new(BufReader::new(handle), None)?
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .context(|| format!("reading the spill file '{}'", path.display()))?
+        }
+    };
+    let mut order: Vec<(u64, u32, u32)> =
+        Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
+    for (b, batch) in batches.iter().enumerate() {
+        let keys = batch.column(key).as_primitive::<UInt64Type>();
+        order.extend(
+            keys.values()
+                .iter()
+                .enumerate()
+                .map(|(row, k)| (*k, b as u32, row as u32)),
+        );
+    }
+    order.sort_unstable();
+    let sources: Vec<&RecordBatch> = batches.iter().collect();
+    order
+        .chunks(OUTPUT_ROWS)
+        .map(|chunk| {
+            let rows: Vec<(usize, usize)> = chunk
+                .iter()
+                .map(|&(_, b, row)| (b as usize, row as usize))
+                .collect();
+            Ok(interleave_record_batch(&sources, &rows)?)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, UInt64Array};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+
+    #[test]
+    fn buckets_split_the_histogram_into_ranges_of_at_most_the_rows_asked() {
+        let buckets = KeyBuckets::from_histogram(vec![(9, 3), (1, 2), (4, 2), (7, 1)], 4);
+        // Keys 1 and 4 fill the first bucket (4 rows), 7 and 9 the second.
+        assert_eq!(buckets.starts, vec![7]);
+        assert_eq!(
+            (buckets.of(0), buckets.of(4), buckets.of(7), buckets.of(99)),
+            (0, 0, 1, 1)
+        );
+        // A key holding more rows than a bucket gets a bucket of its own.
+        let big = KeyBuckets::from_histogram(vec![(1, 1), (2, 10), (3, 1)], 4);
+        assert_eq!(big.starts, vec![2, 3]);
+        assert_eq!(KeyBuckets::from_histogram(vec![], 4).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn rows_come_out_sorted_by_key_across_spilled_buckets_in_input_order_for_ties() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("v", DataType::Int64, false),
+            Field::new("k", DataType::UInt64, false),
+        ]));
+        // 3 batches of 100 rows; keys 0..10 repeating, so ties span batches.
+        let batches: Vec<RecordBatch> = (0..3)
+            .map(|b| {
+                let v: Int64Array = (0..100).map(|r| b * 100 + r).collect();
+                let k: UInt64Array = (0..100).map(|r| ((b * 100 + r) * 7 % 10) as u64).collect();
+                RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(v), Arc::new(k)]).unwrap()
+            })
+            .collect();
+        let histogram = (0..10).map(|k| (k, 30)).collect();
+        let buckets = KeyBuckets::from_histogram(histogram, 70);
+        assert_eq!(buckets.len(), 5, "{buckets:?}");
+        let input = Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&schema),
+            futures::stream::iter(batches.clone().into_iter().map(Ok)),
+        ));
+        let runtime = Arc::new(RuntimeEnvBuilder::new().build().unwrap());
+        let sorted: Vec<RecordBatch> = sort_by_key(input, 1, &buckets, &runtime)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(
+            sorted[0].schema().fields().len(),
+            1,
+            "the key column is dropped"
+        );
+        let got: Vec<i64> = sorted
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        let mut want: Vec<i64> = (0..300).collect();
+        want.sort_by_key(|v| (v * 7 % 10, *v));
+        assert_eq!(got, want);
+    }
+}
