@@ -5,9 +5,9 @@
 //! a budget's worth of rows each. One pass over the rows sends each row to its bucket: the first
 //! bucket stays in memory, the others are spilled to Arrow IPC files of the runtime's disk
 //! manager. Then each bucket in turn is read back, sorted alone (a sort of `(key, batch, row)`
-//! triples, the rows gathered in output order) and streamed out. There is no merge, each row is
-//! copied twice at most, and memory holds one bucket, where a sort of the whole table holds the
-//! whole table (or spills it in runs and merges them back).
+//! triples, each output batch gathered as the writer asks for it). There is no merge, each row
+//! is copied twice at most, and memory holds one bucket and one output batch, where a sort of the
+//! whole table holds the whole table (or spills it in runs and merges them back).
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -154,11 +154,11 @@ pub async fn sort_by_key(
     }
     let sorted = futures::stream::iter(queue)
         .then(move |bucket| async move {
-            tokio::task::spawn_blocking(move || sorted_bucket(bucket, key))
+            tokio::task::spawn_blocking(move || SortedBucket::of(bucket, key))
                 .await
                 .map_err(|e| VitrineError::Plan(format!("sorting a bucket of rows: {e}")))?
         })
-        .map_ok(|batches| futures::stream::iter(batches.into_iter().map(Ok)))
+        .map_ok(|sorted| futures::stream::iter(sorted.into_batches()))
         .try_flatten()
         .map(
             move |batch: Result<RecordBatch>| -> datafusion::error::Result<RecordBatch> {
@@ -181,42 +181,55 @@ fn start_spill(runtime: &RuntimeEnv, schema: &SchemaRef) -> Result<Spill> {
     Ok(Spill { file, writer })
 }
 
-/// A bucket's rows sorted by their key, in output batches (still with the key column).
-fn sorted_bucket(bucket: Bucket, key: usize) -> Result<Vec<RecordBatch>> {
-    let batches = match bucket {
-        Bucket::Memory(batches) => batches,
-        Bucket::Spilled(file) => {
-            let path = file.path().to_path_buf();
-            let handle = File::open(&path)
-                .context(|| format!("reading the spill file '{}'", path.display()))?;
-            StreamReader::try_new(BufReader::new(handle), None)?
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .context(|| format!("reading the spill file '{}'", path.display()))?
+/// A bucket's rows and the order that sorts them by their key.
+struct SortedBucket {
+    batches: Vec<RecordBatch>,
+    /// (key, batch, row) of every row, in output order.
+    order: Vec<(u64, u32, u32)>,
+}
+
+impl SortedBucket {
+    /// Reads `bucket` back (from its spill file if it has one) and sorts its rows by `key`.
+    fn of(bucket: Bucket, key: usize) -> Result<Self> {
+        let batches = match bucket {
+            Bucket::Memory(batches) => batches,
+            Bucket::Spilled(file) => {
+                let path = file.path().to_path_buf();
+                let handle = File::open(&path)
+                    .context(|| format!("reading the spill file '{}'", path.display()))?;
+                StreamReader::try_new(BufReader::new(handle), None)?
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .context(|| format!("reading the spill file '{}'", path.display()))?
+            }
+        };
+        let mut order: Vec<(u64, u32, u32)> =
+            Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
+        for (b, batch) in batches.iter().enumerate() {
+            let keys = batch.column(key).as_primitive::<UInt64Type>();
+            order.extend(
+                keys.values()
+                    .iter()
+                    .enumerate()
+                    .map(|(row, k)| (*k, b as u32, row as u32)),
+            );
         }
-    };
-    let mut order: Vec<(u64, u32, u32)> =
-        Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
-    for (b, batch) in batches.iter().enumerate() {
-        let keys = batch.column(key).as_primitive::<UInt64Type>();
-        order.extend(
-            keys.values()
-                .iter()
-                .enumerate()
-                .map(|(row, k)| (*k, b as u32, row as u32)),
-        );
+        order.sort_unstable();
+        Ok(Self { batches, order })
     }
-    order.sort_unstable();
-    let sources: Vec<&RecordBatch> = batches.iter().collect();
-    order
-        .chunks(OUTPUT_ROWS)
-        .map(|chunk| {
-            let rows: Vec<(usize, usize)> = chunk
+
+    /// The rows in order, in output batches (still with the key column), each gathered only
+    /// when it is asked for, so the bucket is held once, not twice.
+    fn into_batches(self) -> impl Iterator<Item = Result<RecordBatch>> {
+        let Self { batches, order } = self;
+        (0..order.len()).step_by(OUTPUT_ROWS).map(move |start| {
+            let sources: Vec<&RecordBatch> = batches.iter().collect();
+            let rows: Vec<(usize, usize)> = order[start..(start + OUTPUT_ROWS).min(order.len())]
                 .iter()
                 .map(|&(_, b, row)| (b as usize, row as usize))
                 .collect();
             Ok(interleave_record_batch(&sources, &rows)?)
         })
-        .collect()
+    }
 }
 
 #[cfg(test)]
