@@ -12,5 +12,18 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    lance_threads_per_core();
     cli::main()
+}
+
+/// Lance encodes and decodes pages on a pool of `cores − 2` threads, keeping two cores for I/O:
+/// one thread on a 2-core machine, where a table write then leaves a core idle (a 1M-row copy
+/// 3.7 s with one thread, 3.15 s with two; `benches/RESULTS.md`). Unless `LANCE_CPU_THREADS`
+/// says otherwise, the pool gets one thread per core. Runs before any other thread exists, as
+/// setting the environment must.
+fn lance_threads_per_core() {
+    if std::env::var_os("LANCE_CPU_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        std::env::set_var("LANCE_CPU_THREADS", cores.to_string());
+    }
 }
