@@ -123,7 +123,24 @@ pub fn router(service: Arc<Service>) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs_f64(limits.request_timeout_s),
         ))
+        .layer(middleware::map_response(close_after_unread_body))
         .with_state(service)
+}
+
+/// Marks the answers given before a request's body was read to its end (too large, out of
+/// time) `Connection: close`: the server drops such a connection, and without the header a
+/// client would put it back in its pool and lose its next request on it.
+async fn close_after_unread_body(mut response: Response) -> Response {
+    if matches!(
+        response.status(),
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+    ) {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 /// Counts and times every request by route, status and variant.
