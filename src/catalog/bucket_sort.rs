@@ -7,9 +7,10 @@
 //! manager. Then each bucket in turn is read back, sorted alone (a sort of `(key, batch, row)`
 //! triples, each output batch gathered as the writer asks for it). There is no merge, each row
 //! is copied twice at most, and memory holds one bucket and one output batch, where a sort of the
-//! whole table holds the whole table (or spills it in runs and merges them back).
+//! whole table holds the whole table (or spills it in runs and merges them back). The sorted
+//! buckets come back as a few contiguous runs, one per writer, sorted at once (each bucket a
+//! share of the budget).
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::sync::Arc;
@@ -71,6 +72,16 @@ impl KeyBuckets {
         Self { starts }
     }
 
+    /// Splits the keys counted in `histogram` into ranges of at most `budget` bytes of rows,
+    /// each row taking what a row of `sample` (a batch of the rows to sort) takes in memory.
+    pub fn for_budget(histogram: Vec<(u64, u64)>, budget: usize, sample: &RecordBatch) -> Self {
+        let row_bytes = match sample.num_rows() {
+            0 => 1,
+            rows => (sample.get_array_memory_size() / rows).max(1),
+        };
+        Self::from_histogram(histogram, (budget / row_bytes).max(1) as u64)
+    }
+
     /// How many buckets there are.
     pub fn len(&self) -> usize {
         self.starts.len() + 1
@@ -95,15 +106,20 @@ struct Spill {
 }
 
 /// Sorts `input` by its `UInt64` column `key` (ascending; rows with equal keys in input order),
-/// bucket by bucket as `buckets` split the keys, spilling every bucket but the first to files of
-/// `runtime`'s disk manager. Reads the whole input before it returns; the stream it returns
-/// yields the sorted rows without the key column.
+/// bucket by bucket: `histogram` (rows per key) is split into buckets of at most `budget` bytes
+/// of rows in all (`budget / streams` each: the streams sort at once), sized by the input's
+/// first batch (`KeyBuckets::for_budget`), and every bucket but the first is spilled to files
+/// of `runtime`'s disk manager. Reads the whole input before it returns. The rows come back
+/// without the key column, in at most `streams` streams, each a contiguous run of buckets of
+/// about equal rows: the first stream's rows, then the second's, … are the sorted rows.
 pub async fn sort_by_key(
     mut input: SendableRecordBatchStream,
     key: usize,
-    buckets: &KeyBuckets,
+    histogram: Vec<(u64, u64)>,
+    budget: usize,
+    streams: usize,
     runtime: &Arc<RuntimeEnv>,
-) -> Result<SendableRecordBatchStream> {
+) -> Result<Vec<SendableRecordBatchStream>> {
     let schema = input.schema();
     let mut output_fields = schema.fields().to_vec();
     output_fields.remove(key);
@@ -112,9 +128,19 @@ pub async fn sort_by_key(
             output_fields,
             schema.metadata().clone(),
         ));
+    let Some(sample) = input.try_next().await? else {
+        return Ok(vec![Box::pin(RecordBatchStreamAdapter::new(
+            output_schema,
+            futures::stream::empty(),
+        ))]);
+    };
+    let streams = streams.max(1);
+    let buckets = KeyBuckets::for_budget(histogram, budget / streams, &sample);
     let mut first = Vec::new();
     let mut spills: Vec<Option<Spill>> = (1..buckets.len()).map(|_| None).collect();
-    while let Some(batch) = input.try_next().await? {
+    let mut bucket_rows = vec![0; buckets.len()];
+    let mut batches = futures::stream::iter([Ok(sample)]).chain(input);
+    while let Some(batch) = batches.try_next().await? {
         let keys = batch.column(key).as_primitive::<UInt64Type>();
         let mut rows_of: Vec<Vec<u32>> = vec![Vec::new(); buckets.len()];
         for (row, k) in keys.values().iter().enumerate() {
@@ -124,6 +150,7 @@ pub async fn sort_by_key(
             if rows.is_empty() {
                 continue;
             }
+            bucket_rows[bucket] += rows.len();
             let part = if rows.len() == batch.num_rows() {
                 batch.clone()
             } else {
@@ -144,15 +171,32 @@ pub async fn sort_by_key(
                 .context(|| format!("spilling rows to '{}'", spill.file.path().display()))?;
         }
     }
-    let mut queue = VecDeque::from([Bucket::Memory(first)]);
-    for spill in spills.into_iter().flatten() {
-        let Spill { file, mut writer } = spill;
+    // Each bucket with its rows, in key order; buckets no row fell into have no file.
+    let mut queue = vec![(Bucket::Memory(first), bucket_rows[0])];
+    for (spill, rows) in spills.into_iter().zip(&bucket_rows[1..]) {
+        let Some(Spill { file, mut writer }) = spill else {
+            continue;
+        };
         writer
             .finish()
             .context(|| format!("spilling rows to '{}'", file.path().display()))?;
-        queue.push_back(Bucket::Spilled(file));
+        queue.push((Bucket::Spilled(file), *rows));
     }
-    let sorted = futures::stream::iter(queue)
+    let rows: Vec<usize> = queue.iter().map(|(_, rows)| *rows).collect();
+    let mut queue = queue.into_iter().map(|(bucket, _)| bucket);
+    Ok(runs(&rows, streams)
+        .into_iter()
+        .map(|run| {
+            let run: Vec<Bucket> = queue.by_ref().take(run).collect();
+            sorted_stream(run, key, Arc::clone(&output_schema))
+        })
+        .collect())
+}
+
+/// The rows of `buckets` (in key order) sorted by their column `key`, without it: each bucket
+/// is read back and sorted as the one before has been yielded.
+fn sorted_stream(buckets: Vec<Bucket>, key: usize, schema: SchemaRef) -> SendableRecordBatchStream {
+    let sorted = futures::stream::iter(buckets)
         .then(move |bucket| async move {
             tokio::task::spawn_blocking(move || SortedBucket::of(bucket, key))
                 .await
@@ -167,10 +211,27 @@ pub async fn sort_by_key(
                 Ok(batch)
             },
         );
-    Ok(Box::pin(RecordBatchStreamAdapter::new(
-        output_schema,
-        sorted,
-    )))
+    Box::pin(RecordBatchStreamAdapter::new(schema, sorted))
+}
+
+/// Cuts buckets holding `rows` rows each (in key order) into at most `streams` contiguous runs
+/// of about equal rows; returns each run's number of buckets. A bucket goes to the run its
+/// first row would fall in if the rows were cut evenly.
+fn runs(rows: &[usize], streams: usize) -> Vec<usize> {
+    let total = rows.iter().sum::<usize>().max(1);
+    let mut runs: Vec<usize> = Vec::new();
+    let (mut before, mut last) = (0, None);
+    for bucket_rows in rows {
+        let run = before * streams / total;
+        if last == Some(run) {
+            *runs.last_mut().expect("a run was started") += 1;
+        } else {
+            runs.push(1);
+            last = Some(run);
+        }
+        before += bucket_rows;
+    }
+    runs
 }
 
 fn start_spill(runtime: &RuntimeEnv, schema: &SchemaRef) -> Result<Spill> {
@@ -254,6 +315,15 @@ mod tests {
         assert_eq!(KeyBuckets::from_histogram(vec![], 4).len(), 1);
     }
 
+    #[test]
+    fn runs_cut_buckets_into_contiguous_runs_of_about_equal_rows() {
+        assert_eq!(runs(&[60, 60, 60, 60, 60], 2), vec![3, 2]);
+        assert_eq!(runs(&[10, 10, 100, 10], 2), vec![3, 1]);
+        assert_eq!(runs(&[5], 4), vec![1]);
+        assert_eq!(runs(&[1, 1, 1, 1], 4), vec![1, 1, 1, 1]);
+        assert_eq!(runs(&[0], 2), vec![1]);
+    }
+
     #[tokio::test]
     async fn rows_come_out_sorted_by_key_across_spilled_buckets_in_input_order_for_ties() {
         let schema = Arc::new(Schema::new(vec![
@@ -268,20 +338,25 @@ mod tests {
                 RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(v), Arc::new(k)]).unwrap()
             })
             .collect();
-        let histogram = (0..10).map(|k| (k, 30)).collect();
-        let buckets = KeyBuckets::from_histogram(histogram, 70);
+        let histogram: Vec<(u64, u64)> = (0..10).map(|k| (k, 30)).collect();
+        // A budget of 140 rows' worth, as the first batch sizes a row, for two streams: 70 rows
+        // each, so two keys (60 rows) to a bucket.
+        let budget = batches[0].get_array_memory_size() / 100 * 140;
+        let buckets = KeyBuckets::for_budget(histogram.clone(), budget / 2, &batches[0]);
         assert_eq!(buckets.len(), 5, "{buckets:?}");
         let input = Box::pin(RecordBatchStreamAdapter::new(
             Arc::clone(&schema),
             futures::stream::iter(batches.clone().into_iter().map(Ok)),
         ));
         let runtime = Arc::new(RuntimeEnvBuilder::new().build().unwrap());
-        let sorted: Vec<RecordBatch> = sort_by_key(input, 1, &buckets, &runtime)
-            .await
-            .unwrap()
-            .try_collect()
+        let streams = sort_by_key(input, 1, histogram, budget, 2, &runtime)
             .await
             .unwrap();
+        assert_eq!(streams.len(), 2);
+        let mut sorted: Vec<RecordBatch> = Vec::new();
+        for stream in streams {
+            sorted.extend(stream.try_collect::<Vec<_>>().await.unwrap());
+        }
         assert_eq!(
             sorted[0].schema().fields().len(),
             1,

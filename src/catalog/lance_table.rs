@@ -13,24 +13,24 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::prelude::{col, ident, lit, DataFrame, SessionConfig, SessionContext};
-use futures::TryStreamExt;
 use lance::datafusion::LanceTableProvider;
 use lance::dataset::builder::DatasetBuilder;
 use lance::dataset::optimize::{compact_files, CompactionOptions};
 use lance::dataset::transaction::{Operation, Transaction};
 use lance::dataset::{
-    CommitBuilder, InsertBuilder, MergeInsertBuilder, WhenMatched, WhenNotMatched, WriteMode,
-    WriteParams,
+    CommitBuilder, InsertBuilder, MergeInsertBuilder, WhenMatched, WhenNotMatched,
+    WriteDestination, WriteMode, WriteParams,
 };
 use lance::index::DatasetIndexExt;
 use lance::session::Session;
+use lance::table::format::Fragment;
 use lance::Dataset;
 use lance_file::version::LanceFileVersion;
 use lance_index::optimize::OptimizeOptions;
 use lance_index::scalar::{BuiltinIndexType, ScalarIndexParams};
 use lance_index::IndexType;
 
-use super::bucket_sort::{bucket_budget, sort_by_key, KeyBuckets};
+use super::bucket_sort::{bucket_budget, sort_by_key};
 use super::scalar_index::{ScalarIndex, ScalarIndexKind};
 use super::version::{CommitInfo, HistoryEntry, Mode, OptimizeMetrics, Upserted};
 use super::zorder::cluster_key;
@@ -43,14 +43,21 @@ fn session() -> Arc<Session> {
     Arc::clone(SESSION.get_or_init(|| Arc::new(Session::default())))
 }
 
-/// Keeps the object store of a `memory://` dataset alive for the rest of the process: Lance's
-/// store registry holds stores weakly, and an in-memory store that is dropped loses its data.
-async fn keep_memory_store(location: &str, dataset: &Dataset) {
+/// Keeps the object store of a `memory://` location alive for the rest of the process: Lance's
+/// store registry holds stores weakly, and an in-memory store that is dropped loses its data
+/// (even between the writers' files and the commit that adds them).
+async fn keep_memory_store(location: &str) {
     static MEMORY_STORES: OnceLock<Mutex<Vec<Arc<lance::io::ObjectStore>>>> = OnceLock::new();
     if !location.starts_with("memory:") {
         return;
     }
-    if let Ok(store) = dataset.object_store(None).await {
+    let resolved = lance::io::ObjectStore::from_uri_and_params(
+        session().store_registry(),
+        location,
+        &lance::io::ObjectStoreParams::default(),
+    )
+    .await;
+    if let Ok((store, _)) = resolved {
         let mut stores = MEMORY_STORES
             .get_or_init(Default::default)
             .lock()
@@ -72,7 +79,7 @@ pub async fn open(location: &str, version: Option<u64>) -> Result<Dataset> {
         None => format!("opening Lance dataset '{location}'"),
         Some(v) => format!("reading version {v} of '{location}'"),
     })?;
-    keep_memory_store(location, &dataset).await;
+    keep_memory_store(location).await;
     Ok(dataset)
 }
 
@@ -89,12 +96,26 @@ pub async fn write(
     mode: Mode,
     commit: &CommitInfo,
 ) -> Result<u64> {
+    write_partitions(location, vec![data], mode, commit).await
+}
+
+/// Writes the rows of `partitions` into the dataset as one new version, each partition by a
+/// file writer of its own, all at once; returns that version. The new fragments follow the
+/// partitions' order. Lance's writer encodes a batch's pages before it takes the next batch,
+/// so one writer keeps about one core busy: a plan's partitions written side by side use them
+/// all. `commit` is recorded in the transaction's properties and shown by `DESCRIBE HISTORY`.
+pub async fn write_partitions(
+    location: &str,
+    mut partitions: Vec<SendableRecordBatchStream>,
+    mode: Mode,
+    commit: &CommitInfo,
+) -> Result<u64> {
     let mode = match mode {
         Mode::Create => WriteMode::Create,
         Mode::Overwrite => WriteMode::Overwrite,
         Mode::Append => WriteMode::Append,
         Mode::Replace { read_version } => {
-            return replace(location, data, read_version, commit).await;
+            return replace(location, partitions, read_version, commit).await;
         }
     };
     let params = WriteParams {
@@ -105,22 +126,101 @@ pub async fn write(
         transaction_properties: Some(transaction_properties(commit)),
         ..Default::default()
     };
-    let dataset = InsertBuilder::new(location)
-        .with_params(&params)
-        .execute_stream(data)
+    let context = || format!("writing Lance dataset '{location}'");
+    keep_memory_store(location).await;
+    if partitions.len() == 1 {
+        let data = partitions.pop().expect("one partition");
+        let dataset = InsertBuilder::new(location)
+            .with_params(&params)
+            .execute_stream(data)
+            .await
+            .context(context)?;
+        return Ok(dataset.version().version);
+    }
+    // Every writer writes against the same version (none for a new dataset).
+    let existing = match mode {
+        WriteMode::Create => None,
+        WriteMode::Append | WriteMode::Overwrite => open(location, None).await.ok().map(Arc::new),
+    };
+    let destination = || match &existing {
+        Some(dataset) => WriteDestination::Dataset(Arc::clone(dataset)),
+        None => WriteDestination::Uri(location),
+    };
+    let written = write_uncommitted(location, existing.clone(), &params, partitions)
         .await
-        .context(|| format!("writing Lance dataset '{location}'"))?;
-    keep_memory_store(location, &dataset).await;
+        .map_err(|e| e.context(context()))?;
+    let dataset = CommitBuilder::new(destination())
+        .with_session(session())
+        .with_storage_format(LanceFileVersion::V2_2)
+        .execute(concatenated(written))
+        .await
+        .context(context)?;
     Ok(dataset.version().version)
 }
 
-/// Replaces the rows of version `read_version` with `data`, as one new version: Lance's update
-/// transaction removing every fragment that version had and adding the new ones. Lance checks
-/// it against the commits made since: one that changed or removed those fragments (another
-/// rewrite, a delete, a compaction) makes it fail; fragments appended since are kept.
+/// Writes each of `partitions` into uncommitted data files with a writer of its own (a task
+/// each, so that they run at once), against `existing` (or a new dataset at `location`);
+/// returns their transactions in the partitions' order. One writer failing stops the others.
+async fn write_uncommitted(
+    location: &str,
+    existing: Option<Arc<Dataset>>,
+    params: &WriteParams,
+    partitions: Vec<SendableRecordBatchStream>,
+) -> std::result::Result<Vec<Transaction>, VitrineError> {
+    let mut writers = tokio::task::JoinSet::new();
+    for (index, rows) in partitions.into_iter().enumerate() {
+        let (location, existing, params) = (location.to_string(), existing.clone(), params.clone());
+        writers.spawn(async move {
+            let destination = match existing {
+                Some(dataset) => WriteDestination::Dataset(dataset),
+                None => WriteDestination::Uri(&location),
+            };
+            let written = InsertBuilder::new(destination)
+                .with_params(&params)
+                .execute_uncommitted_stream(rows)
+                .await;
+            (index, written)
+        });
+    }
+    let mut written = Vec::new();
+    while let Some(finished) = writers.join_next().await {
+        let (index, transaction) =
+            finished.map_err(|e| VitrineError::Plan(format!("a writer task stopped: {e}")))?;
+        written.push((index, transaction?));
+    }
+    written.sort_by_key(|(index, _)| *index);
+    Ok(written.into_iter().map(|(_, t)| t).collect())
+}
+
+/// The new fragments of an uncommitted append or overwrite.
+fn new_fragments(operation: &mut Operation) -> &mut Vec<Fragment> {
+    match operation {
+        Operation::Append { fragments } | Operation::Overwrite { fragments, .. } => fragments,
+        other => unreachable!("an insert writes an append or an overwrite, not {other}"),
+    }
+}
+
+/// One transaction adding the fragments of every one of `written` (uncommitted writes of the
+/// same kind against the same version), in their order. Lance numbers new fragments in list
+/// order as it commits.
+fn concatenated(written: Vec<Transaction>) -> Transaction {
+    let mut written = written.into_iter();
+    let mut first = written.next().expect("at least one writer");
+    for mut next in written {
+        let more = std::mem::take(new_fragments(&mut next.operation));
+        new_fragments(&mut first.operation).extend(more);
+    }
+    first
+}
+
+/// Replaces the rows of version `read_version` with the rows of `partitions` (written side by
+/// side, as [`write_partitions`] does), as one new version: Lance's update transaction removing
+/// every fragment that version had and adding the new ones. Lance checks it against the commits
+/// made since: one that changed or removed those fragments (another rewrite, a delete, a
+/// compaction) makes it fail; fragments appended since are kept.
 async fn replace(
     location: &str,
-    data: SendableRecordBatchStream,
+    partitions: Vec<SendableRecordBatchStream>,
     read_version: u64,
     commit: &CommitInfo,
 ) -> Result<u64> {
@@ -131,14 +231,12 @@ async fn replace(
         session: Some(session()),
         ..Default::default()
     };
-    let appended = InsertBuilder::new(Arc::clone(&read))
-        .with_params(&params)
-        .execute_uncommitted_stream(data)
+    let fragments = write_uncommitted(location, Some(Arc::clone(&read)), &params, partitions)
         .await
-        .context(context)?;
-    let Operation::Append { fragments } = appended.operation else {
-        unreachable!("an append writes an Append transaction");
-    };
+        .map_err(|e| e.context(context()))?
+        .into_iter()
+        .flat_map(|mut appended| std::mem::take(new_fragments(&mut appended.operation)))
+        .collect();
     let removed_fragment_ids = read.get_fragments().iter().map(|f| f.id() as u64).collect();
     let mut transaction = Transaction::new(
         read_version,
@@ -303,8 +401,8 @@ pub async fn compact(location: &str) -> Result<OptimizeMetrics> {
 /// Rewrites the dataset's rows ordered along a Z-order curve of `columns` (each row's key from
 /// the ranks of its values, `zorder.rs`) as one new version, so that rows close in every column
 /// share fragments, sorted bucket by bucket in memory bounded by `runtime`'s limit
-/// (`bucket_sort.rs`); then builds its scalar indexes again over the rewritten rows (one version
-/// each).
+/// (`bucket_sort.rs`) and written as one contiguous run of buckets per core, side by side;
+/// then builds its scalar indexes again over the rewritten rows (one version each).
 pub async fn zorder(
     location: &str,
     columns: &[String],
@@ -326,22 +424,21 @@ pub async fn zorder(
         .iter()
         .map(|f| ident(f.name()))
         .collect();
-    let keyed = table
-        .clone()
-        .select(names.iter().cloned().chain([key]).collect::<Vec<_>>())?;
-    let buckets = KeyBuckets::from_histogram(
-        key_histogram(keyed.clone()).await?,
-        (bucket_budget(&runtime) / row_bytes(table).await?).max(1) as u64,
-    );
+    let keyed = table.select(names.iter().cloned().chain([key]).collect::<Vec<_>>())?;
+    let histogram = key_histogram(keyed.clone()).await?;
+    // One run of the sorted rows per core, each written by its own writer.
+    let writers = context.copied_config().target_partitions();
     let ordered = sort_by_key(
         keyed.execute_stream().await?,
         names.len(),
-        &buckets,
+        histogram,
+        bucket_budget(&runtime),
+        writers,
         &runtime,
     )
     .await
     .context(|| format!("ordering '{location}' by {}", columns.join(", ")))?;
-    write(
+    write_partitions(
         location,
         ordered,
         Mode::Overwrite,
@@ -388,17 +485,6 @@ async fn key_histogram(keyed: DataFrame) -> Result<Vec<(u64, u64)>> {
         );
     }
     Ok(histogram)
-}
-
-/// The memory a decoded row of `table` takes, from its first batch (1 for an empty table).
-async fn row_bytes(table: DataFrame) -> Result<usize> {
-    let mut rows = table.execute_stream().await?;
-    Ok(match rows.try_next().await? {
-        Some(batch) if batch.num_rows() > 0 => {
-            (batch.get_array_memory_size() / batch.num_rows()).max(1)
-        }
-        _ => 1,
-    })
 }
 
 fn data_files(dataset: &Dataset) -> u64 {

@@ -41,12 +41,14 @@ pub trait TableStorage: Send + Sync {
         reader: &dyn Session,
     ) -> Result<OpenedTable>;
 
-    /// Writes `rows` as one new version, committed only once all are written; returns the
-    /// version. `commit` is recorded in the commit and shown by `DESCRIBE HISTORY`.
+    /// Writes the rows of `partitions` (a plan's output partitions: their rows keep their order
+    /// within a partition, and have none across partitions) as one new version, committed only
+    /// once all are written; returns the version. A format that can writes the partitions side
+    /// by side. `commit` is recorded in the commit and shown by `DESCRIBE HISTORY`.
     async fn write(
         &self,
         location: &str,
-        rows: SendableRecordBatchStream,
+        partitions: Vec<SendableRecordBatchStream>,
         mode: Mode,
         commit: &CommitInfo,
     ) -> Result<u64>;
@@ -200,11 +202,11 @@ impl TableStorage for LanceStorage {
     async fn write(
         &self,
         location: &str,
-        rows: SendableRecordBatchStream,
+        partitions: Vec<SendableRecordBatchStream>,
         mode: Mode,
         commit: &CommitInfo,
     ) -> Result<u64> {
-        lance_table::write(location, rows, mode, commit).await
+        lance_table::write_partitions(location, partitions, mode, commit).await
     }
 
     fn upserts_in_place(&self) -> bool {
@@ -290,11 +292,13 @@ impl TableStorage for DeltaStorage {
     async fn write(
         &self,
         location: &str,
-        rows: SendableRecordBatchStream,
+        partitions: Vec<SendableRecordBatchStream>,
         mode: Mode,
         commit: &CommitInfo,
     ) -> Result<u64> {
-        let batches = rows.try_collect().await?;
+        let batches = futures::stream::select_all(partitions)
+            .try_collect()
+            .await?;
         delta_table::write(location, batches, mode, commit).await
     }
 
@@ -359,7 +363,7 @@ impl TableStorage for FileStorage {
     async fn write(
         &self,
         _location: &str,
-        _rows: SendableRecordBatchStream,
+        _partitions: Vec<SendableRecordBatchStream>,
         _mode: Mode,
         _commit: &CommitInfo,
     ) -> Result<u64> {

@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::Schema;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{execute_stream, ExecutionPlan};
+use datafusion::physical_plan::{execute_stream, execute_stream_partitioned, ExecutionPlan};
 use datafusion::prelude::DataFrame;
 use datafusion::sql::sqlparser::ast::{self, Expr, Query};
 use futures::{StreamExt, TryStreamExt};
@@ -56,41 +57,39 @@ async fn commit(
     let task = Arc::new(df.task_ctx());
     let plan = df.create_physical_plan().await?;
     session.model_functions().expect_rows(input_rows(&plan));
-    let mut stream = execute_stream(Arc::clone(&plan), task)?;
-    if options.nullable {
-        let fields = stream
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| Arc::new(f.as_ref().clone().with_nullable(true)))
-            .collect::<Vec<_>>();
-        let schema = Arc::new(Schema::new(fields));
-        let relabel = Arc::clone(&schema);
-        let batches = stream.map(move |batch| {
-            Ok(RecordBatch::try_new(
-                Arc::clone(&relabel),
-                batch?.columns().to_vec(),
-            )?)
-        });
-        stream = Box::pin(RecordBatchStreamAdapter::new(schema, batches));
-    }
-    let schema = stream.schema();
-    let counter = Arc::clone(&rows);
+    // An append committed in chunks takes the rows as one stream; any other write takes the
+    // plan's partitions, which a format may write side by side.
+    let chunked = options.chunk_rows.filter(|_| mode == Mode::Append);
+    let partitions = match chunked {
+        Some(_) => vec![execute_stream(Arc::clone(&plan), task)?],
+        None => execute_stream_partitioned(Arc::clone(&plan), task)?,
+    };
     let progress = session.write_progress();
-    let counted = stream.inspect_ok(move |b| {
-        let total = counter.fetch_add(b.num_rows(), Ordering::Relaxed) + b.num_rows();
-        if let Some(report) = &progress {
-            report(total);
+    let partitions: Vec<_> = partitions
+        .into_iter()
+        .map(|partition| {
+            let stream = if options.nullable {
+                all_nullable(partition)
+            } else {
+                partition
+            };
+            let schema = stream.schema();
+            let (counter, progress) = (Arc::clone(&rows), progress.clone());
+            let counted = stream.inspect_ok(move |b| {
+                let total = counter.fetch_add(b.num_rows(), Ordering::Relaxed) + b.num_rows();
+                if let Some(report) = &progress {
+                    report(total);
+                }
+            });
+            Box::pin(RecordBatchStreamAdapter::new(schema, counted)) as SendableRecordBatchStream
+        })
+        .collect();
+    let version = match chunked {
+        Some(chunk) => {
+            let stream = partitions.into_iter().next().expect("one stream");
+            append_in_chunks(storage, &entry.location, stream, chunk, info).await
         }
-    });
-    let version = match options.chunk_rows {
-        Some(chunk) if mode == Mode::Append => {
-            append_in_chunks(storage, &entry.location, schema, counted, chunk, info).await
-        }
-        _ => {
-            let stream = Box::pin(RecordBatchStreamAdapter::new(schema, counted));
-            storage.write(&entry.location, stream, mode, info).await
-        }
+        None => storage.write(&entry.location, partitions, mode, info).await,
     }
     .map_err(|e| e.context(format!("writing {name}")))?;
     if let Some(read) = scanned_rows(&plan) {
@@ -107,18 +106,36 @@ async fn commit(
     Ok((version, rows))
 }
 
+/// `stream` with every column relabelled nullable.
+fn all_nullable(stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
+    let fields = stream
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| Arc::new(f.as_ref().clone().with_nullable(true)))
+        .collect::<Vec<_>>();
+    let schema = Arc::new(Schema::new(fields));
+    let relabel = Arc::clone(&schema);
+    let batches = stream.map(move |batch| {
+        Ok(RecordBatch::try_new(
+            Arc::clone(&relabel),
+            batch?.columns().to_vec(),
+        )?)
+    });
+    Box::pin(RecordBatchStreamAdapter::new(schema, batches))
+}
+
 /// Appends `batches` to the table at `location`, committing a version each time at least
 /// `chunk` rows have arrived, and the rest at the end. A failure keeps the versions committed
 /// before it and says how many rows they hold.
 async fn append_in_chunks(
     storage: &dyn TableStorage,
     location: &str,
-    schema: Arc<Schema>,
-    batches: impl futures::Stream<Item = datafusion::error::Result<RecordBatch>>,
+    mut batches: SendableRecordBatchStream,
     chunk: usize,
     info: &CommitInfo,
 ) -> Result<u64> {
-    let mut batches = std::pin::pin!(batches);
+    let schema = batches.schema();
     let (mut pending, mut pending_rows, mut committed) = (Vec::new(), 0, 0);
     let mut version = None;
     let stopped = |e: VitrineError, committed: usize| {
@@ -143,7 +160,7 @@ async fn append_in_chunks(
             let stream = Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&schema), data));
             version = Some(
                 storage
-                    .write(location, stream, Mode::Append, info)
+                    .write(location, vec![stream], Mode::Append, info)
                     .await
                     .map_err(|e| stopped(e, committed))?,
             );
