@@ -12,6 +12,7 @@ use datafusion::arrow::datatypes::{Int64Type, UInt64Type};
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::functions_aggregate::expr_fn::count;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{col, ident, lit, DataFrame, SessionConfig, SessionContext};
 use lance::datafusion::LanceTableProvider;
 use lance::dataset::builder::DatasetBuilder;
@@ -99,17 +100,25 @@ pub async fn write(
     write_partitions(location, vec![data], mode, commit).await
 }
 
+/// How many file writers one write runs at once: one per core. Lance's writer encodes a
+/// batch's pages before it takes the next batch, so one writer keeps about one core busy; each
+/// buffers up to 8 MiB per column.
+fn writer_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Writes the rows of `partitions` into the dataset as one new version, each partition by a
 /// file writer of its own, all at once; returns that version. The new fragments follow the
-/// partitions' order. Lance's writer encodes a batch's pages before it takes the next batch,
-/// so one writer keeps about one core busy: a plan's partitions written side by side use them
-/// all. `commit` is recorded in the transaction's properties and shown by `DESCRIBE HISTORY`.
+/// partitions' order. Beyond [`writer_count`] partitions, several share a writer, their rows
+/// interleaved. `commit` is recorded in the transaction's properties and shown by `DESCRIBE
+/// HISTORY`.
 pub async fn write_partitions(
     location: &str,
-    mut partitions: Vec<SendableRecordBatchStream>,
+    partitions: Vec<SendableRecordBatchStream>,
     mode: Mode,
     commit: &CommitInfo,
 ) -> Result<u64> {
+    let mut partitions = at_most(partitions, writer_count());
     let mode = match mode {
         Mode::Create => WriteMode::Create,
         Mode::Overwrite => WriteMode::Overwrite,
@@ -156,6 +165,32 @@ pub async fn write_partitions(
         .await
         .context(context)?;
     Ok(dataset.version().version)
+}
+
+/// `partitions` as at most `count` streams, the extra partitions dealt round the first ones and
+/// read as their batches come.
+fn at_most(
+    partitions: Vec<SendableRecordBatchStream>,
+    count: usize,
+) -> Vec<SendableRecordBatchStream> {
+    let count = count.max(1);
+    if partitions.len() <= count {
+        return partitions;
+    }
+    let schema = partitions[0].schema();
+    let mut groups: Vec<Vec<SendableRecordBatchStream>> = (0..count).map(|_| Vec::new()).collect();
+    for (index, partition) in partitions.into_iter().enumerate() {
+        groups[index % count].push(partition);
+    }
+    groups
+        .into_iter()
+        .map(|group| {
+            Box::pin(RecordBatchStreamAdapter::new(
+                Arc::clone(&schema),
+                futures::stream::select_all(group),
+            )) as SendableRecordBatchStream
+        })
+        .collect()
 }
 
 /// Writes each of `partitions` into uncommitted data files with a writer of its own (a task
@@ -426,14 +461,17 @@ pub async fn zorder(
         .collect();
     let keyed = table.select(names.iter().cloned().chain([key]).collect::<Vec<_>>())?;
     let histogram = key_histogram(keyed.clone()).await?;
-    // One run of the sorted rows per core, each written by its own writer.
-    let writers = context.copied_config().target_partitions();
+    // One run of the sorted rows per writer, written side by side.
+    let runs = context
+        .copied_config()
+        .target_partitions()
+        .min(writer_count());
     let ordered = sort_by_key(
         keyed.execute_stream().await?,
         names.len(),
         histogram,
         bucket_budget(&runtime),
-        writers,
+        runs,
         &runtime,
     )
     .await
@@ -569,4 +607,51 @@ pub async fn indexes(dataset: &Dataset) -> Result<Vec<ScalarIndex>> {
     }
     found.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, RecordBatch};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    #[tokio::test]
+    async fn partitions_beyond_the_writers_share_them_and_keep_every_row() {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        let partition = |values: Vec<i64>| -> SendableRecordBatchStream {
+            let batch = RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![Arc::new(Int64Array::from(values))],
+            )
+            .unwrap();
+            Box::pin(RecordBatchStreamAdapter::new(
+                Arc::clone(&schema),
+                futures::stream::iter([Ok(batch)]),
+            ))
+        };
+        let partitions = (0..5)
+            .map(|p| partition(vec![p * 10, p * 10 + 1]))
+            .collect();
+        let streams = at_most(partitions, 2);
+        assert_eq!(streams.len(), 2);
+        let mut seen = Vec::new();
+        for stream in streams {
+            for batch in futures::TryStreamExt::try_collect::<Vec<_>>(stream)
+                .await
+                .unwrap()
+            {
+                seen.extend(
+                    batch
+                        .column(0)
+                        .as_primitive::<Int64Type>()
+                        .values()
+                        .to_vec(),
+                );
+            }
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, vec![0, 1, 10, 11, 20, 21, 30, 31, 40, 41]);
+        // No more partitions than writers: each is its own stream, in order.
+        assert_eq!(at_most(vec![partition(vec![1])], 2).len(), 1);
+    }
 }
