@@ -10,8 +10,14 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::Schema;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{execute_stream, execute_stream_partitioned, ExecutionPlan};
+use datafusion::physical_plan::{
+    execute_stream, execute_stream_partitioned, ExecutionPlan, ExecutionPlanProperties,
+    Partitioning,
+};
 use datafusion::prelude::DataFrame;
 use datafusion::sql::sqlparser::ast::{self, Expr, Query};
 use futures::{StreamExt, TryStreamExt};
@@ -35,6 +41,34 @@ struct WriteOptions {
     nullable: bool,
 }
 
+/// `plan` without the round-robin repartition that DataFusion may put between a query's
+/// `ORDER BY` (one sorted stream) and the per-row operators above it (the columns' last
+/// conversions), which would deal the sorted rows out to several writers: the table keeps the
+/// order the query asked for, written by one writer.
+fn in_its_order(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    if let Some(repartition) = plan.as_any().downcast_ref::<RepartitionExec>() {
+        let input = repartition.input();
+        let sorted_stream =
+            input.output_partitioning().partition_count() == 1 && input.output_ordering().is_some();
+        if matches!(repartition.partitioning(), Partitioning::RoundRobinBatch(_)) && sorted_stream {
+            return Ok(Arc::clone(input));
+        }
+        return Ok(plan);
+    }
+    let per_row = plan.as_any().is::<ProjectionExec>() || plan.as_any().is::<FilterExec>();
+    match plan.children().as_slice() {
+        [child] if per_row => {
+            let kept = in_its_order(Arc::clone(child))?;
+            if Arc::ptr_eq(&kept, child) {
+                Ok(plan)
+            } else {
+                Ok(plan.with_new_children(vec![kept])?)
+            }
+        }
+        _ => Ok(plan),
+    }
+}
+
 /// Writes `df` into the table as one new version, or, for an append with `chunk_rows`, as one
 /// version per `chunk_rows` rows, recording `info` in each commit and the write in the
 /// statement's lineage; returns the (last) version and the rows written.
@@ -55,7 +89,11 @@ async fn commit(
     };
     let rows = Arc::new(AtomicUsize::new(0));
     let task = Arc::new(df.task_ctx());
-    let plan = df.create_physical_plan().await?;
+    let plan = in_its_order(df.create_physical_plan().await?)?;
+    tracing::debug!(
+        "writing {name}:\n{}",
+        datafusion::physical_plan::displayable(plan.as_ref()).indent(true)
+    );
     session.model_functions().expect_rows(input_rows(&plan));
     // An append committed in chunks takes the rows as one stream; any other write takes the
     // plan's partitions, which a format may write side by side.

@@ -45,14 +45,15 @@ async fn sales(wh: &TestWarehouse) {
     wh.sql(
         "CREATE TABLE main.default.sales AS SELECT CAST(value AS INT) AS id, \
          concat('item ', CAST(value % 37 AS STRING)) AS item, CAST(value % 7 AS DOUBLE) AS price \
-         FROM range(20000)",
+         FROM range(20000) ORDER BY id",
     )
     .await;
-    // More fragments: each append is one.
+    // Each ORDER BY makes its query one stream, so each write adds one fragment whatever the
+    // number of cores (a write's partitions are written side by side, one fragment each).
     for i in 1..8 {
         wh.sql(&format!(
             "INSERT INTO main.default.sales SELECT CAST(value AS INT) + {base}, \
-             concat('item ', CAST(value % 11 AS STRING)), CAST(value % 5 AS DOUBLE) FROM range(5000)",
+             concat('item ', CAST(value % 11 AS STRING)), CAST(value % 5 AS DOUBLE) FROM range(5000) ORDER BY 1",
             base = i * 100_000
         ))
         .await;

@@ -318,6 +318,48 @@ async fn writes_report_rows_as_they_go() {
     assert_eq!(*seen.last().unwrap(), 5000);
 }
 
+/// A write of a query that ends in `ORDER BY` stores the rows in that order, although the plan
+/// deals the sorted rows out to several partitions for the columns' last conversions.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_written_order_by_is_the_tables_order() {
+    use futures::TryStreamExt;
+    let wh = TestWarehouse::new().await;
+    wh.sql("SET datafusion.execution.target_partitions = 4")
+        .await;
+    wh.sql(
+        "CREATE TABLE t AS SELECT CAST(value AS INT) AS id, concat('row ', CAST(value AS STRING)) \
+         AS label FROM range(30000) ORDER BY value % 1000, value DESC",
+    )
+    .await;
+    let dataset = lance::Dataset::open(wh.path().join("main/default/t").to_str().unwrap())
+        .await
+        .unwrap();
+    let batches: Vec<_> = dataset
+        .scan()
+        .project(&["id"])
+        .unwrap()
+        .try_into_stream()
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let ids: Vec<i32> = batches
+        .iter()
+        .flat_map(|b| {
+            let ids = b.column(0).as_any();
+            let ids = ids
+                .downcast_ref::<datafusion::arrow::array::Int32Array>()
+                .unwrap();
+            ids.values().to_vec()
+        })
+        .collect();
+    let mut expected: Vec<i32> = (0..30000).collect();
+    expected.sort_by_key(|v| (v % 1000, std::cmp::Reverse(*v)));
+    assert_eq!(ids.len(), expected.len());
+    assert!(ids == expected, "the rows are not in the query's order");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn commit_rows_commits_an_insert_in_chunks_in_every_writable_format() {
     for format in ["LANCE", "DELTA"] {
