@@ -2,17 +2,18 @@
 //! table (`OPTIMIZE … ZORDER BY`).
 //!
 //! The key's histogram (rows per key, read before) splits the key range into buckets of at most
-//! a budget's worth of rows each. One pass over the rows sends each row to its bucket: the first
-//! bucket stays in memory, the others are spilled to Arrow IPC files of the runtime's disk
-//! manager. Then each bucket in turn is read back, sorted alone (a sort of `(key, batch, row)`
-//! triples, each output batch gathered as the writer asks for it). There is no merge, each row
-//! is copied twice at most, and memory holds one bucket and one output batch, where a sort of the
+//! a budget's worth of rows each. One pass over the rows sends each row to its bucket (the
+//! input's partitions dealt side by side): the first bucket stays in memory, the others are
+//! spilled to Arrow IPC files of the runtime's disk manager. Then each bucket in turn is read
+//! back, sorted alone (a sort of `(key, batch, row)` triples, each output batch gathered as the
+//! writer asks for it). There is no merge, each row is copied twice at most, and memory holds one bucket and one output batch, where a sort of the
 //! whole table holds the whole table (or spills it in runs and merges them back). The sorted
 //! buckets come back as a few contiguous runs, one per writer, sorted at once (each bucket a
 //! share of the budget).
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
+use std::pin::Pin;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{AsArray, RecordBatch, UInt32Array};
@@ -25,7 +26,7 @@ use datafusion::execution::memory_pool::MemoryLimit;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use futures::{StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 
 use crate::error::{Result, ResultExt, VitrineError};
 
@@ -93,10 +94,12 @@ impl KeyBuckets {
     }
 }
 
-/// Where a bucket's rows wait to be sorted.
-enum Bucket {
-    Memory(Vec<RecordBatch>),
-    Spilled(RefCountedTempFile),
+/// Where a bucket's rows wait to be sorted: in memory, or in spill files (one per input
+/// stream that sent it rows), in input order.
+#[derive(Default)]
+struct Bucket {
+    batches: Vec<RecordBatch>,
+    files: Vec<RefCountedTempFile>,
 }
 
 /// A spill file being written.
@@ -105,22 +108,33 @@ struct Spill {
     writer: StreamWriter<BufWriter<File>>,
 }
 
-/// Sorts `input` by its `UInt64` column `key` (ascending; rows with equal keys in input order),
-/// bucket by bucket: `histogram` (rows per key) is split into buckets of at most `budget` bytes
-/// of rows in all (`budget / streams` each: the streams sort at once), sized by the input's
-/// first batch (`KeyBuckets::for_budget`), and every bucket but the first is spilled to files
-/// of `runtime`'s disk manager. Reads the whole input before it returns. The rows come back
-/// without the key column, in at most `streams` streams, each a contiguous run of buckets of
-/// about equal rows: the first stream's rows, then the second's, … are the sorted rows.
+/// What one input stream sent to each bucket: the first bucket's rows in memory, every other
+/// bucket's in a spill file of its own.
+struct Dealt {
+    first: Vec<RecordBatch>,
+    spills: Vec<Option<RefCountedTempFile>>,
+    rows: Vec<usize>,
+}
+
+/// Sorts the rows of `inputs` by their `UInt64` column `key` (ascending; rows with equal keys
+/// in input order, the first input's before the second's), bucket by bucket: `histogram` (rows
+/// per key) is split into buckets of at most `budget` bytes of rows in all (`budget / streams`
+/// each: the streams sort at once), sized by the first batch (`KeyBuckets::for_budget`). The
+/// inputs are dealt into buckets side by side, every bucket but the first spilled to files of
+/// `runtime`'s disk manager. Reads every input before it returns. The rows come back without
+/// the key column, in at most `streams` streams, each a contiguous run of buckets of about
+/// equal rows: the first stream's rows, then the second's, … are the sorted rows.
 pub async fn sort_by_key(
-    mut input: SendableRecordBatchStream,
+    inputs: Vec<SendableRecordBatchStream>,
     key: usize,
     histogram: Vec<(u64, u64)>,
     budget: usize,
     streams: usize,
     runtime: &Arc<RuntimeEnv>,
 ) -> Result<Vec<SendableRecordBatchStream>> {
-    let schema = input.schema();
+    let Some(schema) = inputs.first().map(|input| input.schema()) else {
+        return Err(VitrineError::Plan("nothing to sort".into()));
+    };
     let mut output_fields = schema.fields().to_vec();
     output_fields.remove(key);
     let output_schema: SchemaRef =
@@ -128,19 +142,86 @@ pub async fn sort_by_key(
             output_fields,
             schema.metadata().clone(),
         ));
-    let Some(sample) = input.try_next().await? else {
+    // The first batch of any input sizes a row; it goes back in front of its input.
+    let mut inputs: Vec<_> = inputs.into_iter().map(|input| (None, input)).collect();
+    let mut sample = None;
+    for (first, input) in &mut inputs {
+        if let Some(batch) = input.try_next().await? {
+            sample = Some(batch.clone());
+            *first = Some(batch);
+            break;
+        }
+    }
+    let Some(sample) = sample else {
         return Ok(vec![Box::pin(RecordBatchStreamAdapter::new(
             output_schema,
             futures::stream::empty(),
         ))]);
     };
     let streams = streams.max(1);
-    let buckets = KeyBuckets::for_budget(histogram, budget / streams, &sample);
+    let buckets = Arc::new(KeyBuckets::for_budget(histogram, budget / streams, &sample));
+    drop(sample);
+    let dealers = inputs.into_iter().map(|(first, input)| {
+        let batches = futures::stream::iter(first.map(Ok)).chain(input);
+        tokio::spawn(deal(
+            Box::pin(batches),
+            key,
+            Arc::clone(&buckets),
+            Arc::clone(&schema),
+            Arc::clone(runtime),
+        ))
+    });
+    let mut queue: Vec<Bucket> = (0..buckets.len()).map(|_| Bucket::default()).collect();
+    let mut rows = vec![0; buckets.len()];
+    for dealt in futures::future::try_join_all(dealers)
+        .await
+        .map_err(|e| VitrineError::Plan(format!("dealing rows into buckets: {e}")))?
+    {
+        let dealt = dealt?;
+        queue[0].batches.extend(dealt.first);
+        for (bucket, file) in queue[1..].iter_mut().zip(dealt.spills) {
+            bucket.files.extend(file);
+        }
+        for (total, dealt) in rows.iter_mut().zip(dealt.rows) {
+            *total += dealt;
+        }
+    }
+    tracing::debug!(
+        buckets = buckets.len(),
+        spill_files = queue.iter().map(|b| b.files.len()).sum::<usize>(),
+        rows_in_memory = rows[0],
+        rows = rows.iter().sum::<usize>(),
+        "rows dealt into buckets"
+    );
+    // Buckets no row fell into are left out.
+    let (queue, rows): (Vec<Bucket>, Vec<usize>) = queue
+        .into_iter()
+        .zip(rows)
+        .filter(|(_, rows)| *rows > 0)
+        .unzip();
+    let mut queue = queue.into_iter();
+    Ok(runs(&rows, streams)
+        .into_iter()
+        .map(|run| {
+            let run: Vec<Bucket> = queue.by_ref().take(run).collect();
+            sorted_stream(run, key, Arc::clone(&output_schema))
+        })
+        .collect())
+}
+
+/// Sends each row of `input` to its bucket of `buckets`: the first bucket's rows are kept,
+/// the others' written to spill files of `runtime` (opened as a bucket gets its first row).
+async fn deal(
+    mut input: Pin<Box<dyn Stream<Item = datafusion::error::Result<RecordBatch>> + Send>>,
+    key: usize,
+    buckets: Arc<KeyBuckets>,
+    schema: SchemaRef,
+    runtime: Arc<RuntimeEnv>,
+) -> Result<Dealt> {
     let mut first = Vec::new();
     let mut spills: Vec<Option<Spill>> = (1..buckets.len()).map(|_| None).collect();
     let mut bucket_rows = vec![0; buckets.len()];
-    let mut batches = futures::stream::iter([Ok(sample)]).chain(input);
-    while let Some(batch) = batches.try_next().await? {
+    while let Some(batch) = input.try_next().await? {
         let keys = batch.column(key).as_primitive::<UInt64Type>();
         let mut rows_of: Vec<Vec<u32>> = vec![Vec::new(); buckets.len()];
         for (row, k) in keys.values().iter().enumerate() {
@@ -162,7 +243,7 @@ pub async fn sort_by_key(
             }
             let slot = &mut spills[bucket - 1];
             if slot.is_none() {
-                *slot = Some(start_spill(runtime, &schema)?);
+                *slot = Some(start_spill(&runtime, &schema)?);
             }
             let spill = slot.as_mut().expect("started above");
             spill
@@ -171,26 +252,23 @@ pub async fn sort_by_key(
                 .context(|| format!("spilling rows to '{}'", spill.file.path().display()))?;
         }
     }
-    // Each bucket with its rows, in key order; buckets no row fell into have no file.
-    let mut queue = vec![(Bucket::Memory(first), bucket_rows[0])];
-    for (spill, rows) in spills.into_iter().zip(&bucket_rows[1..]) {
-        let Some(Spill { file, mut writer }) = spill else {
-            continue;
-        };
-        writer
-            .finish()
-            .context(|| format!("spilling rows to '{}'", file.path().display()))?;
-        queue.push((Bucket::Spilled(file), *rows));
+    let mut files = Vec::with_capacity(spills.len());
+    for spill in spills {
+        files.push(match spill {
+            Some(Spill { file, mut writer }) => {
+                writer
+                    .finish()
+                    .context(|| format!("spilling rows to '{}'", file.path().display()))?;
+                Some(file)
+            }
+            None => None,
+        });
     }
-    let rows: Vec<usize> = queue.iter().map(|(_, rows)| *rows).collect();
-    let mut queue = queue.into_iter().map(|(bucket, _)| bucket);
-    Ok(runs(&rows, streams)
-        .into_iter()
-        .map(|run| {
-            let run: Vec<Bucket> = queue.by_ref().take(run).collect();
-            sorted_stream(run, key, Arc::clone(&output_schema))
-        })
-        .collect())
+    Ok(Dealt {
+        first,
+        spills: files,
+        rows: bucket_rows,
+    })
 }
 
 /// The rows of `buckets` (in key order) sorted by their column `key`, without it: each bucket
@@ -250,19 +328,19 @@ struct SortedBucket {
 }
 
 impl SortedBucket {
-    /// Reads `bucket` back (from its spill file if it has one) and sorts its rows by `key`.
+    /// Reads `bucket` back (from its spill files if it has any) and sorts its rows by `key`.
     fn of(bucket: Bucket, key: usize) -> Result<Self> {
-        let batches = match bucket {
-            Bucket::Memory(batches) => batches,
-            Bucket::Spilled(file) => {
-                let path = file.path().to_path_buf();
-                let handle = File::open(&path)
-                    .context(|| format!("reading the spill file '{}'", path.display()))?;
-                StreamReader::try_new(BufReader::new(handle), None)?
-                    .collect::<std::result::Result<Vec<_>, _>>()
-                    .context(|| format!("reading the spill file '{}'", path.display()))?
+        let Bucket { mut batches, files } = bucket;
+        for file in files {
+            let path = file.path().to_path_buf();
+            let handle = File::open(&path)
+                .context(|| format!("reading the spill file '{}'", path.display()))?;
+            for batch in StreamReader::try_new(BufReader::new(handle), None)? {
+                batches.push(
+                    batch.context(|| format!("reading the spill file '{}'", path.display()))?,
+                );
             }
-        };
+        }
         let mut order: Vec<(u64, u32, u32)> =
             Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
         for (b, batch) in batches.iter().enumerate() {
@@ -344,12 +422,16 @@ mod tests {
         let budget = batches[0].get_array_memory_size() / 100 * 140;
         let buckets = KeyBuckets::for_budget(histogram.clone(), budget / 2, &batches[0]);
         assert_eq!(buckets.len(), 5, "{buckets:?}");
-        let input = Box::pin(RecordBatchStreamAdapter::new(
-            Arc::clone(&schema),
-            futures::stream::iter(batches.clone().into_iter().map(Ok)),
-        ));
+        // Two inputs dealt side by side: the first two batches, then the third.
+        let input = |batches: &[RecordBatch]| -> SendableRecordBatchStream {
+            Box::pin(RecordBatchStreamAdapter::new(
+                Arc::clone(&schema),
+                futures::stream::iter(batches.to_vec().into_iter().map(Ok)),
+            ))
+        };
+        let inputs = vec![input(&batches[..2]), input(&batches[2..])];
         let runtime = Arc::new(RuntimeEnvBuilder::new().build().unwrap());
-        let streams = sort_by_key(input, 1, histogram, budget, 2, &runtime)
+        let streams = sort_by_key(inputs, 1, histogram, budget, 2, &runtime)
             .await
             .unwrap();
         assert_eq!(streams.len(), 2);

@@ -7,13 +7,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use datafusion::arrow::array::AsArray;
-use datafusion::arrow::datatypes::{Int64Type, UInt64Type};
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::prelude::{col, ident, lit, DataFrame, SessionConfig, SessionContext};
+use datafusion::prelude::{ident, SessionConfig, SessionContext};
 use lance::datafusion::LanceTableProvider;
 use lance::dataset::builder::DatasetBuilder;
 use lance::dataset::optimize::{compact_files, CompactionOptions};
@@ -34,7 +31,7 @@ use lance_index::IndexType;
 use super::bucket_sort::{bucket_budget, sort_by_key};
 use super::scalar_index::{ScalarIndex, ScalarIndexKind};
 use super::version::{CommitInfo, HistoryEntry, Mode, OptimizeMetrics, Upserted};
-use super::zorder::cluster_key;
+use super::zorder::ZOrder;
 use crate::error::{Result, ResultExt, VitrineError};
 
 /// The Lance session every table of the process shares: its metadata and index caches, and its
@@ -448,10 +445,10 @@ pub async fn zorder(
     let files_before = data_files(&before);
     let kept = indexes(&before).await?;
     let context = SessionContext::new_with_config_rt(SessionConfig::new(), Arc::clone(&runtime));
-    let key = cluster_key(&context, &before, columns)
+    let started = std::time::Instant::now();
+    let ZOrder { key, histogram } = ZOrder::of(&context, &before, columns)
         .await
-        .context(|| format!("ordering '{location}' by {}", columns.join(", ")))?
-        .alias("__vitrine_z");
+        .context(|| format!("ordering '{location}' by {}", columns.join(", ")))?;
     let table = context.read_table(Arc::new(LanceTableProvider::new(before, false, false)))?;
     let names: Vec<_> = table
         .schema()
@@ -460,14 +457,14 @@ pub async fn zorder(
         .map(|f| ident(f.name()))
         .collect();
     let keyed = table.select(names.iter().cloned().chain([key]).collect::<Vec<_>>())?;
-    let histogram = key_histogram(keyed.clone()).await?;
+    let counted = started.elapsed();
     // One run of the sorted rows per writer, written side by side.
     let runs = context
         .copied_config()
         .target_partitions()
         .min(writer_count());
     let ordered = sort_by_key(
-        keyed.execute_stream().await?,
+        keyed.execute_stream_partitioned().await?,
         names.len(),
         histogram,
         bucket_budget(&runtime),
@@ -476,6 +473,7 @@ pub async fn zorder(
     )
     .await
     .context(|| format!("ordering '{location}' by {}", columns.join(", ")))?;
+    let bucketed = started.elapsed();
     write_partitions(
         location,
         ordered,
@@ -487,6 +485,12 @@ pub async fn zorder(
     )
     .await
     .context(|| format!("clustering '{location}' by {}", columns.join(", ")))?;
+    tracing::debug!(
+        ?counted,
+        ?bucketed,
+        written = ?started.elapsed(),
+        "Z-order rewrite of '{location}': time at the end of each pass"
+    );
     for index in kept {
         if let Ok(kind) = index.kind.parse() {
             let commit = CommitInfo::operation("CREATE INDEX")
@@ -503,26 +507,6 @@ pub async fn zorder(
         fragments_before,
         fragments_after: after.count_fragments() as u64,
     })
-}
-
-/// Rows per value of the key column `__vitrine_z` of `keyed`.
-async fn key_histogram(keyed: DataFrame) -> Result<Vec<(u64, u64)>> {
-    let counts = keyed
-        .aggregate(vec![col("__vitrine_z")], vec![count(lit(1)).alias("rows")])?
-        .collect()
-        .await?;
-    let mut histogram = Vec::new();
-    for batch in counts {
-        let keys = batch.column(0).as_primitive::<UInt64Type>();
-        let rows = batch.column(1).as_primitive::<Int64Type>();
-        histogram.extend(
-            keys.values()
-                .iter()
-                .zip(rows.values())
-                .map(|(k, n)| (*k, *n as u64)),
-        );
-    }
-    Ok(histogram)
 }
 
 fn data_files(dataset: &Dataset) -> u64 {
@@ -612,8 +596,8 @@ pub async fn indexes(dataset: &Dataset) -> Result<Vec<ScalarIndex>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{Int64Array, RecordBatch};
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::array::{AsArray, Int64Array, RecordBatch};
+    use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
 
     #[tokio::test]
     async fn partitions_beyond_the_writers_share_them_and_keep_every_row() {

@@ -2,21 +2,24 @@
 //! interleaves the bits of its dense rank in every column (nulls ranked last), so that sorting
 //! by it clusters rows along a Z-order curve.
 //!
-//! The key is computed in one pass, with no window over the table: the distinct values of each
-//! column are read first (a grouped scan of that column alone), and each row's rank is its
-//! value's place among them (a binary search). The rewrite sorts by the key bucket by bucket
-//! (`bucket_sort.rs`), in memory bounded by the session's limit.
+//! The key is computed in one pass, with no window over the table: one grouped scan of the
+//! clustering columns alone reads their distinct combinations first, which give each column's
+//! distinct values (a row's rank is its value's place among them, a binary search) and the rows
+//! of each key (the histogram the rewrite's buckets are cut from). The rewrite sorts by the key
+//! bucket by bucket (`bucket_sort.rs`), in memory bounded by the session's limit.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, UInt64Array};
+use datafusion::arrow::array::{ArrayRef, AsArray, UInt64Array};
 use datafusion::arrow::compute::{cast, SortOptions};
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
+use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
-use datafusion::prelude::{ident, SessionContext};
+use datafusion::prelude::{ident, lit, SessionContext};
 use lance::datafusion::LanceTableProvider;
 use lance::Dataset;
 
@@ -73,42 +76,34 @@ fn binary_search(values: &Rows, row: datafusion::arrow::row::Row<'_>) -> usize {
     low
 }
 
-/// The distinct values of `column` in `dataset`, sorted as ranks count them, read in `context`.
-async fn ranks(context: &SessionContext, dataset: &Arc<Dataset>, column: &str) -> Result<Ranks> {
-    let field = dataset
-        .schema()
-        .field(column)
-        .ok_or_else(|| VitrineError::Plan(format!("no column '{column}' to Z-order by")))?;
-    let data_type = field.data_type();
-    let provider = LanceTableProvider::new(Arc::clone(dataset), false, false);
-    let batches = context
-        .read_table(Arc::new(provider))?
-        .aggregate(vec![ident(column)], vec![])?
-        .collect()
-        .await?;
-    let converter = RowConverter::new(vec![SortField::new_with_options(
-        data_type.clone(),
-        SortOptions {
-            descending: false,
-            nulls_first: false,
-        },
-    )])?;
-    let mut values = converter.empty_rows(0, 0);
-    for batch in &batches {
-        let array = cast(batch.column(0), &data_type)?;
-        converter.append(&mut values, &[array])?;
+impl Ranks {
+    /// The ranks of the distinct values among `values` (one column of the distinct combinations
+    /// of the clustering columns: any order, repeats allowed).
+    fn from_values(values: &[ArrayRef], data_type: &DataType) -> Result<Self> {
+        let converter = RowConverter::new(vec![SortField::new_with_options(
+            data_type.clone(),
+            SortOptions {
+                descending: false,
+                nulls_first: false,
+            },
+        )])?;
+        let mut rows = converter.empty_rows(0, 0);
+        for array in values {
+            converter.append(&mut rows, &[cast(array, data_type)?])?;
+        }
+        let mut sorted: Vec<_> = rows.iter().collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut ordered = converter.empty_rows(sorted.len(), 0);
+        for row in sorted {
+            ordered.push(row);
+        }
+        Ok(Ranks {
+            data_type: data_type.clone(),
+            converter,
+            values: ordered,
+        })
     }
-    let mut sorted: Vec<_> = values.iter().collect();
-    sorted.sort_unstable();
-    let mut ordered = converter.empty_rows(sorted.len(), 0);
-    for row in sorted {
-        ordered.push(row);
-    }
-    Ok(Ranks {
-        data_type: data_type.clone(),
-        converter,
-        values: ordered,
-    })
 }
 
 /// `__vitrine_z(c1, c2, …)`: the Z-order key of each row of the columns a rewrite clusters by,
@@ -130,6 +125,25 @@ impl Eq for ClusterKey {}
 impl std::hash::Hash for ClusterKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         std::ptr::hash(self, state);
+    }
+}
+
+impl ClusterKey {
+    /// The key of each of the `rows` rows whose clustering columns are `arrays`.
+    fn keys(&self, arrays: &[ArrayRef], rows: usize) -> Result<UInt64Array> {
+        let mut column_ranks = vec![Vec::new(); arrays.len()];
+        for ((array, ranks), out) in arrays.iter().zip(&self.ranks).zip(&mut column_ranks) {
+            ranks.of(array, out)?;
+        }
+        let mut values = vec![0u64; arrays.len()];
+        Ok((0..rows)
+            .map(|row| {
+                for (value, ranks) in values.iter_mut().zip(&column_ranks) {
+                    *value = ranks[row];
+                }
+                interleave(&values)
+            })
+            .collect())
     }
 }
 
@@ -155,43 +169,77 @@ impl ScalarUDFImpl for ClusterKey {
         args: ScalarFunctionArgs,
     ) -> datafusion::error::Result<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let mut column_ranks = vec![Vec::new(); arrays.len()];
-        for ((array, ranks), out) in arrays.iter().zip(&self.ranks).zip(&mut column_ranks) {
-            ranks
-                .of(array, out)
-                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
-        }
-        let mut values = vec![0u64; arrays.len()];
-        let keys: UInt64Array = (0..args.number_rows)
-            .map(|row| {
-                for (value, ranks) in values.iter_mut().zip(&column_ranks) {
-                    *value = ranks[row];
-                }
-                interleave(&values)
-            })
-            .collect();
+        let keys = self
+            .keys(&arrays, args.number_rows)
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
         Ok(ColumnarValue::Array(Arc::new(keys)))
     }
 }
 
-/// The expression of each row's Z-order key over `columns` of `dataset`, for a rewrite to sort
-/// by: the distinct values of each column are read first (a grouped scan of that column alone),
-/// so the key is one pass with no window over the table. The distinct values are read in
-/// `context` (the rewrite's, within its memory pool).
-pub async fn cluster_key(
-    context: &SessionContext,
-    dataset: &Arc<Dataset>,
-    columns: &[String],
-) -> Result<Expr> {
-    let mut all_ranks = Vec::with_capacity(columns.len());
-    for column in columns {
-        all_ranks.push(ranks(context, dataset, column).await?);
+/// How a rewrite clusters a table along a Z-order curve: each row's key, and how many rows
+/// hold each key.
+#[derive(Debug)]
+pub struct ZOrder {
+    /// The expression of each row's key, `__vitrine_z(c1, c2, …)`.
+    pub key: Expr,
+    /// (key, rows) for every key some row holds, in no particular order.
+    pub histogram: Vec<(u64, u64)>,
+}
+
+impl ZOrder {
+    /// The Z-order over `columns` of `dataset`, from one grouped scan of those columns alone
+    /// (read in `context`, the rewrite's, within its memory pool): their distinct combinations
+    /// give each column's distinct values (so its ranks) and the rows of each key, so the key
+    /// of a row is computed with no window over the table.
+    pub async fn of(
+        context: &SessionContext,
+        dataset: &Arc<Dataset>,
+        columns: &[String],
+    ) -> Result<Self> {
+        let mut data_types = Vec::with_capacity(columns.len());
+        for column in columns {
+            let field = dataset
+                .schema()
+                .field(column)
+                .ok_or_else(|| VitrineError::Plan(format!("no column '{column}' to Z-order by")))?;
+            data_types.push(field.data_type());
+        }
+        let provider = LanceTableProvider::new(Arc::clone(dataset), false, false);
+        let combinations = context
+            .read_table(Arc::new(provider))?
+            .aggregate(
+                columns.iter().map(ident).collect(),
+                vec![count(lit(1)).alias("rows")],
+            )?
+            .collect()
+            .await?;
+        let mut ranks = Vec::with_capacity(columns.len());
+        for (i, data_type) in data_types.iter().enumerate() {
+            let values: Vec<ArrayRef> = combinations
+                .iter()
+                .map(|b| Arc::clone(b.column(i)))
+                .collect();
+            ranks.push(Ranks::from_values(&values, data_type)?);
+        }
+        let function = ClusterKey {
+            signature: Signature::any(columns.len(), Volatility::Immutable),
+            ranks,
+        };
+        let mut rows_per_key: HashMap<u64, u64> = HashMap::new();
+        for batch in &combinations {
+            let keys = function.keys(&batch.columns()[..columns.len()], batch.num_rows())?;
+            let rows = batch.column(columns.len()).as_primitive::<Int64Type>();
+            for (key, rows) in keys.values().iter().zip(rows.values()) {
+                *rows_per_key.entry(*key).or_default() += *rows as u64;
+            }
+        }
+        Ok(Self {
+            key: ScalarUDF::new_from_impl(function)
+                .call(columns.iter().map(ident).collect())
+                .alias("__vitrine_z"),
+            histogram: rows_per_key.into_iter().collect(),
+        })
     }
-    let function = ClusterKey {
-        signature: Signature::any(columns.len(), Volatility::Immutable),
-        ranks: all_ranks,
-    };
-    Ok(ScalarUDF::new_from_impl(function).call(columns.iter().map(ident).collect()))
 }
 
 #[cfg(test)]
