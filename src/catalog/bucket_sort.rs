@@ -426,7 +426,7 @@ mod tests {
         let input = |batches: &[RecordBatch]| -> SendableRecordBatchStream {
             Box::pin(RecordBatchStreamAdapter::new(
                 Arc::clone(&schema),
-                futures::stream::iter(batches.to_vec().into_iter().map(Ok)),
+                futures::stream::iter(batches.iter().cloned().map(Ok).collect::<Vec<_>>()),
             ))
         };
         let inputs = vec![input(&batches[..2]), input(&batches[2..])];
