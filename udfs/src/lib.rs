@@ -13,6 +13,7 @@
 
 #![warn(missing_docs)]
 
+pub mod attention;
 pub mod clip;
 pub mod context;
 pub mod cpu_ops;

@@ -5,7 +5,7 @@
 //! where the fast one has no backward pass (candle's fused layer norm) or would not see the
 //! variables change (the fused attention projection).
 
-use crate::cpu_ops;
+use crate::{attention, cpu_ops};
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{linear, Linear, VarBuilder};
 use serde::Deserialize;
@@ -194,18 +194,22 @@ impl Attention {
                 .contiguous()
         };
         let (q, k, v) = (split(0)?, split(1)?, split(2)?);
-        let scores = (q.matmul(&k.t()?)? * self.scale)?;
-        let scores = match mask {
-            Some(mask) => scores.broadcast_add(mask)?,
-            None => scores,
+        let context = match attention::attend(&q, &k, &v, self.scale, mask)? {
+            Some(context) => context,
+            None => {
+                let scores = (q.matmul(&k.t()?)? * self.scale)?;
+                let scores = match mask {
+                    Some(mask) => scores.broadcast_add(mask)?,
+                    None => scores,
+                };
+                // Softmax in f32 whatever the weights' precision.
+                let dtype = scores.dtype();
+                cpu_ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?
+                    .to_dtype(dtype)?
+                    .matmul(&v)?
+            }
         };
-        // Softmax in f32 whatever the weights' precision.
-        let dtype = scores.dtype();
-        let weights = cpu_ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(dtype)?;
-        let context = weights
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .reshape((batch, len, width))?;
+        let context = context.transpose(1, 2)?.reshape((batch, len, width))?;
         self.out.forward(&context)
     }
 }

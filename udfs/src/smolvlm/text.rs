@@ -6,9 +6,9 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{embedding, linear_no_bias, Embedding, Linear, VarBuilder};
 use serde::Deserialize;
 
-use crate::cpu_ops;
 use crate::nn::{rms_norm, RmsNorm};
 use crate::train::lora::{Lora, Projection};
+use crate::{attention, cpu_ops};
 
 /// `rope_parameters` (transformers 5) of a text config.
 #[derive(Debug, Clone, Deserialize)]
@@ -140,15 +140,21 @@ impl Attention {
         };
         let (k, v) = (repeat(&k)?, repeat(&v)?);
         let scale = (self.head_dim as f64).powf(-0.5);
-        let dtype = xs.dtype();
-        let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
-        let scores = match mask {
-            Some(m) => scores.broadcast_add(m)?,
-            None => scores,
+        let out = match attention::attend(&q, &k, &v, scale, mask)? {
+            Some(out) => out,
+            None => {
+                let dtype = xs.dtype();
+                let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
+                let scores = match mask {
+                    Some(m) => scores.broadcast_add(m)?,
+                    None => scores,
+                };
+                cpu_ops::softmax_last_dim(&scores)?
+                    .to_dtype(dtype)?
+                    .matmul(&v.contiguous()?)?
+            }
         };
-        let weights = cpu_ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
-        let out = weights
-            .matmul(&v.contiguous()?)?
+        let out = out
             .transpose(1, 2)?
             .reshape((b, t, self.heads * self.head_dim))?;
         self.o.forward(&out)

@@ -1,0 +1,275 @@
+//! Scaled dot-product attention on the CPU, head by head: `softmax(q·kᵀ·scale + mask)·v`.
+//!
+//! candle multiplies a batch of matrices one after another, each product spread over the
+//! thread pool: for attention's head-sized products (a 1,024 × 64 by 64 × 1,024 product per
+//! head in SmolVLM's vision tower) the threads meet after every head, and the scores of every
+//! head are written out in full before the softmax reads them back. Here each (batch, head) pair
+//! is one task of the thread pool, which computes its scores with a one-thread product, adds the
+//! mask, takes the softmax and multiplies by `v` while the scores are still in cache, in a
+//! buffer the task's thread reuses. Only f32 tensors on the CPU that no gradient is tracked
+//! through take this path ([`attend`] answers `None` for the others, which keep candle's
+//! composed operations).
+
+use candle_core::{DType, Device, Result, Storage, Tensor};
+use gemm::{gemm, Parallelism};
+use rayon::prelude::*;
+
+use crate::cpu_ops::exp;
+
+/// `softmax(q·kᵀ·scale + mask)·v` for `q` (batch × heads × queries × head size) and `k`, `v`
+/// (batch × heads × keys × head size), the softmax over the keys; `mask` (batch or 1 × heads
+/// or 1 × queries or 1 × keys) is added to the scores. The result is batch × heads × queries
+/// × head size. `None` when the inputs are not f32 on the CPU, when a gradient is tracked
+/// through them, or when their shapes are not these: the caller composes the operation itself.
+pub fn attend(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    mask: Option<&Tensor>,
+) -> Result<Option<Tensor>> {
+    let tensors = [Some(q), Some(k), Some(v), mask];
+    let fast = tensors
+        .iter()
+        .flatten()
+        .all(|t| matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32 && !t.track_op());
+    if !fast || q.rank() != 4 || k.rank() != 4 || v.rank() != 4 {
+        return Ok(None);
+    }
+    let (batch, heads, queries, size) = q.dims4()?;
+    let (kb, kh, keys, ks) = k.dims4()?;
+    if (kb, kh, ks) != (batch, heads, size) || v.dims4()? != (batch, heads, keys, size) {
+        return Ok(None);
+    }
+    let mask = match mask {
+        Some(mask) => match MaskLayout::of(mask, batch, heads, queries, keys)? {
+            Some(layout) => Some((layout, mask.contiguous()?)),
+            None => return Ok(None),
+        },
+        None => None,
+    };
+    let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
+    let (q_storage, q_layout) = q.storage_and_layout();
+    let (k_storage, k_layout) = k.storage_and_layout();
+    let (v_storage, v_layout) = v.storage_and_layout();
+    let mask_storage = mask.as_ref().map(|(_, m)| m.storage_and_layout());
+    fn slice<'a>(storage: &'a Storage, layout: &candle_core::Layout) -> Result<&'a [f32]> {
+        let Storage::Cpu(cpu) = storage else {
+            candle_core::bail!("attention: a CPU tensor was expected")
+        };
+        let (start, end) = layout
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::Msg("attention: not contiguous".into()))?;
+        Ok(&cpu.as_slice::<f32>()?[start..end])
+    }
+    let (qs, kv, vs) = (
+        slice(&q_storage, q_layout)?,
+        slice(&k_storage, k_layout)?,
+        slice(&v_storage, v_layout)?,
+    );
+    let ms = match &mask_storage {
+        Some((storage, layout)) => Some(slice(storage, layout)?),
+        None => None,
+    };
+    let mut out = vec![0f32; batch * heads * queries * size];
+    let scale = scale as f32;
+    out.par_chunks_mut(queries * size)
+        .enumerate()
+        .for_each_init(Vec::new, |scores, (pair, out)| {
+            let (b, h) = (pair / heads, pair % heads);
+            let q = &qs[pair * queries * size..][..queries * size];
+            let k = &kv[pair * keys * size..][..keys * size];
+            let v = &vs[pair * keys * size..][..keys * size];
+            scores.resize(queries * keys, 0f32);
+            // scores = scale · q · kᵀ (kᵀ read through k's strides).
+            // SAFETY: every pointer covers the extent its strides and sizes reach: q is
+            // queries × size, k keys × size, scores queries × keys, all row-major.
+            unsafe {
+                gemm(
+                    queries,
+                    keys,
+                    size,
+                    scores.as_mut_ptr(),
+                    1,
+                    keys as isize,
+                    false,
+                    q.as_ptr(),
+                    1,
+                    size as isize,
+                    k.as_ptr(),
+                    size as isize,
+                    1,
+                    0f32,
+                    scale,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+            }
+            for (i, row) in scores.chunks_exact_mut(keys).enumerate() {
+                if let (Some((layout, _)), Some(ms)) = (&mask, &ms) {
+                    let at = layout.row(b, h, i);
+                    for (s, m) in row.iter_mut().zip(&ms[at..at + keys]) {
+                        *s += m;
+                    }
+                }
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0f32;
+                for s in row.iter_mut() {
+                    *s = exp(*s - max);
+                    sum += *s;
+                }
+                let inverse = 1.0 / sum;
+                for s in row.iter_mut() {
+                    *s *= inverse;
+                }
+            }
+            // out = weights · v.
+            // SAFETY: scores is queries × keys, v keys × size, out queries × size, row-major.
+            unsafe {
+                gemm(
+                    queries,
+                    size,
+                    keys,
+                    out.as_mut_ptr(),
+                    1,
+                    size as isize,
+                    false,
+                    scores.as_ptr(),
+                    1,
+                    keys as isize,
+                    v.as_ptr(),
+                    1,
+                    size as isize,
+                    0f32,
+                    1f32,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+            }
+        });
+    Tensor::from_vec(out, (batch, heads, queries, size), &Device::Cpu).map(Some)
+}
+
+/// Where a mask's row for a (batch, head, query) starts, the mask being broadcast over the
+/// dimensions it holds once.
+#[derive(Debug, Clone, Copy)]
+struct MaskLayout {
+    batch_stride: usize,
+    head_stride: usize,
+    row_stride: usize,
+}
+
+impl MaskLayout {
+    /// The layout of `mask` (rank 4, each of its first three dimensions either 1 or the
+    /// scores', its last the keys) over scores of `batch × heads × queries × keys`; `None`
+    /// for any other shape.
+    fn of(
+        mask: &Tensor,
+        batch: usize,
+        heads: usize,
+        queries: usize,
+        keys: usize,
+    ) -> Result<Option<Self>> {
+        if mask.rank() != 4 {
+            return Ok(None);
+        }
+        let (mb, mh, mq, mk) = mask.dims4()?;
+        let fits = |m: usize, n: usize| m == 1 || m == n;
+        if !(fits(mb, batch) && fits(mh, heads) && fits(mq, queries) && mk == keys) {
+            return Ok(None);
+        }
+        let stride = |m: usize, step: usize| if m == 1 { 0 } else { step };
+        Ok(Some(Self {
+            batch_stride: stride(mb, mh * mq * mk),
+            head_stride: stride(mh, mq * mk),
+            row_stride: stride(mq, mk),
+        }))
+    }
+
+    fn row(&self, batch: usize, head: usize, query: usize) -> usize {
+        batch * self.batch_stride + head * self.head_stride + query * self.row_stride
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The operation composed of candle's steps, as the layers computed it before.
+    fn composed(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, mask: Option<&Tensor>) -> Tensor {
+        let scores = (q.matmul(&k.t().unwrap()).unwrap() * scale).unwrap();
+        let scores = match mask {
+            Some(m) => scores.broadcast_add(m).unwrap(),
+            None => scores,
+        };
+        candle_nn::ops::softmax_last_dim(&scores)
+            .unwrap()
+            .matmul(v)
+            .unwrap()
+    }
+
+    fn max_difference(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn head_by_head_attention_equals_the_composed_operation() {
+        let device = Device::Cpu;
+        let (b, h, l, s, d) = (2, 3, 5, 7, 8);
+        let q = Tensor::randn(0f32, 1.0, (b, h, l, d), &device).unwrap();
+        let k = Tensor::randn(0f32, 1.0, (b, h, s, d), &device).unwrap();
+        let v = Tensor::randn(0f32, 1.0, (b, h, s, d), &device).unwrap();
+        let scale = (d as f64).powf(-0.5);
+        let fused = attend(&q, &k, &v, scale, None).unwrap().unwrap();
+        assert_eq!(fused.dims4().unwrap(), (b, h, l, d));
+        assert!(max_difference(&fused, &composed(&q, &k, &v, scale, None)) < 1e-5);
+        // A causal-style mask per batch, broadcast over heads; and one over batch and heads.
+        let per_batch = Tensor::randn(0f32, 3.0, (b, 1, l, s), &device).unwrap();
+        let fused = attend(&q, &k, &v, scale, Some(&per_batch))
+            .unwrap()
+            .unwrap();
+        let want = composed(&q, &k, &v, scale, Some(&per_batch));
+        assert!(max_difference(&fused, &want) < 1e-5);
+        let shared = Tensor::randn(0f32, 3.0, (1, 1, l, s), &device).unwrap();
+        let fused = attend(&q, &k, &v, scale, Some(&shared)).unwrap().unwrap();
+        let want = composed(&q, &k, &v, scale, Some(&shared));
+        assert!(max_difference(&fused, &want) < 1e-5);
+        // Keys masked by a large negative value get no weight: only the first key is seen.
+        let only_first: Vec<f32> = (0..s).map(|j| if j == 0 { 0.0 } else { -1e9 }).collect();
+        let masked = Tensor::from_vec(only_first, (1, 1, 1, s), &device).unwrap();
+        let fused = attend(&q, &k, &v, scale, Some(&masked)).unwrap().unwrap();
+        let first_value = v
+            .narrow(2, 0, 1)
+            .unwrap()
+            .broadcast_as((b, h, l, d))
+            .unwrap();
+        assert!(max_difference(&fused, &first_value.contiguous().unwrap()) < 1e-5);
+    }
+
+    #[test]
+    fn other_inputs_are_left_to_the_composed_operation() {
+        let device = Device::Cpu;
+        let q = Tensor::randn(0f32, 1.0, (1, 2, 3, 4), &device).unwrap();
+        let half = q.to_dtype(DType::F16).unwrap();
+        assert!(attend(&half, &half, &half, 1.0, None).unwrap().is_none());
+        let tracked = candle_core::Var::from_tensor(&q).unwrap();
+        assert!(attend(tracked.as_tensor(), &q, &q, 1.0, None)
+            .unwrap()
+            .is_none());
+        let odd_mask = Tensor::zeros((3, 4), DType::F32, &device).unwrap();
+        assert!(attend(&q, &q, &q, 1.0, Some(&odd_mask)).unwrap().is_none());
+    }
+}
