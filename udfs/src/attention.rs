@@ -198,6 +198,7 @@ impl MaskLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu_ops::max_difference;
 
     /// The operation composed of candle's steps, as the layers computed it before.
     fn composed(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, mask: Option<&Tensor>) -> Tensor {
@@ -209,19 +210,6 @@ mod tests {
         candle_nn::ops::softmax_last_dim(&scores)
             .unwrap()
             .matmul(v)
-            .unwrap()
-    }
-
-    fn max_difference(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
             .unwrap()
     }
 

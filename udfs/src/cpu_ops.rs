@@ -227,6 +227,18 @@ pub fn quick_gelu_of(xs: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// The largest absolute difference between two tensors of one shape, for tests comparing a
+/// kernel with candle's own operations.
+#[cfg(test)]
+pub(crate) fn max_difference(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.flatten_all())
+        .and_then(|d| d.max(0))
+        .and_then(|d| d.to_scalar::<f32>())
+        .expect("tensors of one shape")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,16 +261,7 @@ mod tests {
     fn the_cpu_path_matches_candle() {
         let xs = Tensor::randn(0f32, 3.0, (3, 7, 50), &Device::Cpu).unwrap();
         let close = |a: Tensor, b: Tensor| {
-            let d = (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let d = max_difference(&a, &b);
             assert!(d < 2e-6, "{d}");
         };
         close(
