@@ -20,7 +20,8 @@ use crate::cpu_ops::exp;
 /// (batch × heads × keys × head size), the softmax over the keys; `mask` (batch or 1 × heads
 /// or 1 × queries or 1 × keys) is added to the scores. The result is batch × heads × queries
 /// × head size. `None` when the inputs are not f32 on the CPU, when a gradient is tracked
-/// through them, or when their shapes are not these: the caller composes the operation itself.
+/// through them, when their shapes are not these or when one is empty: the caller composes the
+/// operation itself.
 pub fn attend(
     q: &Tensor,
     k: &Tensor,
@@ -39,6 +40,9 @@ pub fn attend(
     let (batch, heads, queries, size) = q.dims4()?;
     let (kb, kh, keys, ks) = k.dims4()?;
     if (kb, kh, ks) != (batch, heads, size) || v.dims4()? != (batch, heads, keys, size) {
+        return Ok(None);
+    }
+    if batch * heads * queries * size * keys == 0 {
         return Ok(None);
     }
     let mask = match mask {
@@ -257,6 +261,8 @@ mod tests {
         assert!(attend(tracked.as_tensor(), &q, &q, 1.0, None)
             .unwrap()
             .is_none());
+        let no_keys = Tensor::zeros((1, 2, 0, 4), DType::F32, &device).unwrap();
+        assert!(attend(&q, &no_keys, &no_keys, 1.0, None).unwrap().is_none());
         let odd_mask = Tensor::zeros((3, 4), DType::F32, &device).unwrap();
         assert!(attend(&q, &q, &q, 1.0, Some(&odd_mask)).unwrap().is_none());
     }
