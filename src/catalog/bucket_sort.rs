@@ -6,10 +6,10 @@
 //! input's partitions dealt side by side): the first bucket stays in memory, the others are
 //! spilled to Arrow IPC files of the runtime's disk manager. Then each bucket in turn is read
 //! back, sorted alone (a sort of `(key, batch, row)` triples, each output batch gathered as the
-//! writer asks for it). There is no merge, each row is copied twice at most, and memory holds one bucket and one output batch, where a sort of the
-//! whole table holds the whole table (or spills it in runs and merges them back). The sorted
-//! buckets come back as a few contiguous runs, one per writer, sorted at once (each bucket a
-//! share of the budget).
+//! writer asks for it). There is no merge, each row is copied twice at most, and memory holds
+//! one bucket and one output batch, where a sort of the whole table holds the whole table (or
+//! spills it in runs and merges them back). The sorted buckets come back as a few contiguous
+//! runs, one per writer, sorted at once (each bucket a share of the budget).
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
