@@ -12,6 +12,9 @@
 # index `vs_vit_shape`, which a service config names for both variants. Then it times
 # `vitrine bench clip` on that model over the catalog's product names, and runs
 # `benches/serve/load.sh WAREHOUSE fresh-text` (20,000 distinct product names) with it.
+# SEARCH_OPTIONS adds lines to the service config's `[search]` table (e.g. `embed_calls = 1`),
+# EVENTS_OPTIONS to its `[events]` table (e.g. `commit_interval_ms = 60000`);
+# BENCH_BATCHES sets the batch sizes `bench clip` times (default 1,8,32; the bar needs 32).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 warehouse="${1:?usage: fresh_text.sh WAREHOUSE [SECONDS] [CONNECTIONS]}"
@@ -56,9 +59,10 @@ ln -s "$location" "$work/bench/model"
   "SELECT image_path FROM main.fashion_demo.products ORDER BY product_id LIMIT 64" \
   | tail -n +2 >"$work/bench/images.txt"
 echo "== vitrine bench clip (the same model, the same texts)"
-"$vitrine" bench clip "$work/bench" --repeat 2
+"$vitrine" bench clip "$work/bench" --repeat 2 --batch-sizes "${BENCH_BATCHES:-1,8,32}"
 
-printf '[search]\nbaseline_index = "main.fashion_demo.vs_vit_shape"\nenriched_index = "main.fashion_demo.vs_vit_shape"\n' \
-  >"$work/vit.toml"
+printf '[search]\nbaseline_index = "main.fashion_demo.vs_vit_shape"\nenriched_index = "main.fashion_demo.vs_vit_shape"\n%s\n' \
+  "${SEARCH_OPTIONS:-}" >"$work/vit.toml"
+[ -z "${EVENTS_OPTIONS:-}" ] || printf '[events]\n%s\n' "$EVENTS_OPTIONS" >>"$work/vit.toml"
 VITRINE="$vitrine" VITRINE_CLIP_MODEL=main.fashion_demo.vit_text SERVE_CONFIG="$work/vit.toml" \
   bash benches/serve/load.sh "$warehouse" fresh-text "$seconds" "$connections"

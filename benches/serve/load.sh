@@ -66,9 +66,25 @@ before=$("$vitrine" --warehouse "$warehouse" run --format csv -e "SELECT COUNT(*
 # Warm-up, then the measured run.
 answered() { sed -n 's/^searches \([0-9]*\), errors 0 .*/\1/p'; }
 warm=$(wrk -t 2 -c "$connections" -d 3s -s "$work/bodies.lua" "$url" | answered)
+# The query embedder's model calls (texts, seconds) as the service counts them.
+embedding() {
+  curl -s "$url/metrics" | sed -n 's/^vitrine_serve_query_embedding_\(batch_size\|call_duration_seconds\)_\(sum\|count\) //p' | tr '\n' ' '
+}
+calls_before=$(embedding)
 echo "== $kind searches, $connections connections, ${seconds}s, $(nproc) cores"
 wrk -t 2 -c "$connections" -d "${seconds}s" --latency -s "$work/bodies.lua" "$url" | tee "$work/run.txt"
 run=$(answered <"$work/run.txt")
+calls_after=$(embedding)
+python3 - "$seconds" $calls_before $calls_after <<'PY'
+import sys
+seconds = float(sys.argv[1])
+values = [float(v) for v in sys.argv[2:]]
+if len(values) == 8:
+    texts, calls, busy, _ = (a - b for a, b in zip(values[4:], values[:4]))
+    if calls:
+        print(f"model calls in the run: {calls:.0f}, {texts / calls:.1f} texts each, "
+              f"{busy / calls * 1000:.0f} ms each, {busy / seconds:.2f} calls running on average")
+PY
 kill -TERM "$serve_pid"
 wait "$serve_pid" || true
 after=$("$vitrine" --warehouse "$warehouse" run --format csv -e "SELECT COUNT(*) FROM main.fashion_demo.search_events" | tail -1)

@@ -54,6 +54,9 @@ pub struct SearchConfig {
     pub embed_calls: usize,
     /// How long the first query of a batch waits for others, in milliseconds.
     pub embed_wait_ms: u64,
+    /// A batch waits longer after long calls: up to the last call's time divided by this (the
+    /// clients the last call answered then join the next); 0 keeps the wait at `embed_wait_ms`.
+    pub embed_wait_share: u32,
     /// Query embeddings kept for repeated queries.
     pub cached_queries: u64,
 }
@@ -113,6 +116,7 @@ impl Default for SearchConfig {
             embed_batch: 32,
             embed_calls: std::thread::available_parallelism().map_or(1, |n| n.get()),
             embed_wait_ms: 2,
+            embed_wait_share: 8,
             cached_queries: 10_000,
         }
     }

@@ -5,7 +5,8 @@
 //! keeps about one core busy): the queries arriving while they run wait for the next, so under
 //! load the batches grow with the queries waiting (the model's best rate is at large batches)
 //! instead of many small calls competing for the cores; and a batch waits for more texts up to
-//! an eighth of the last call's time, so that the clients the last call answered join the next. The model runs on tokio's blocking threads, never on the
+//! a share of the last call's time (an eighth by default), so that the clients the last call answered
+//! join the next. The model runs on tokio's blocking threads, never on the
 //! threads that answer requests.
 
 use std::sync::Arc;
@@ -14,8 +15,6 @@ use std::time::Duration;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, StringArray};
 use datafusion::arrow::datatypes::Float32Type;
 use tokio::sync::{mpsc, oneshot};
-
-use prometheus_client::metrics::histogram::Histogram;
 
 use super::metrics::EmbedderMetrics;
 use crate::engine::EngineSession;
@@ -39,13 +38,14 @@ pub struct QueryEmbedder {
 impl QueryEmbedder {
     /// An embedder calling `session`'s functions with up to `batch` texts at once in up to
     /// `calls` calls at a time, the first text of a batch waiting at most `wait` for the others
-    /// (longer after long calls), and keeping `cached` recent query vectors; counting into
-    /// `metrics`.
+    /// or, when longer, the last call's time divided by `wait_share` (unless 0), and keeping
+    /// `cached` recent query vectors; counting into `metrics`.
     pub fn new(
         session: Arc<EngineSession>,
         batch: usize,
         calls: usize,
         wait: Duration,
+        wait_share: u32,
         cached: u64,
         metrics: EmbedderMetrics,
     ) -> Self {
@@ -54,8 +54,9 @@ impl QueryEmbedder {
             session: Arc::clone(&session),
             batch: batch.max(1),
             wait,
+            wait_share,
             calls: Arc::new(tokio::sync::Semaphore::new(calls.max(1))),
-            batch_sizes: metrics.batch_sizes.clone(),
+            metrics: metrics.clone(),
         };
         tokio::spawn(gathering.run(waiting));
         Self {
@@ -109,16 +110,12 @@ struct Gathering {
     session: Arc<EngineSession>,
     batch: usize,
     wait: Duration,
+    /// The last call's time divided by this is the longest a batch waits (0: `wait` only).
+    wait_share: u32,
     /// One permit per model call that may run at once.
     calls: Arc<tokio::sync::Semaphore>,
-    batch_sizes: Histogram,
+    metrics: EmbedderMetrics,
 }
-
-/// The share of the last model call's time a batch waits for more texts (when it is longer than
-/// the configured wait): the clients just answered send their next queries within a few
-/// milliseconds, and a model call of a few hundred milliseconds is cheaper per text when they
-/// join it.
-const WAIT_SHARE_OF_CALL: u32 = 8;
 
 impl Gathering {
     /// Takes texts off the queue in batches and answers each. A batch is gathered only when a
@@ -135,7 +132,10 @@ impl Gathering {
             };
             let wait = {
                 let last = *last_call.lock().expect("last call lock");
-                self.wait.max(last / WAIT_SHARE_OF_CALL)
+                match self.wait_share {
+                    0 => self.wait,
+                    share => self.wait.max(last / share),
+                }
             };
             let deadline = tokio::time::Instant::now() + wait;
             let mut taken = vec![first];
@@ -153,14 +153,14 @@ impl Gathering {
                     Ok(None) | Err(_) => break,
                 }
             }
-            let (session, sizes, last_call) = (
+            let (session, metrics, last_call) = (
                 Arc::clone(&self.session),
-                self.batch_sizes.clone(),
+                self.metrics.clone(),
                 Arc::clone(&last_call),
             );
             tokio::spawn(async move {
                 let started = std::time::Instant::now();
-                embed(&session, &sizes, taken).await;
+                embed(&session, &metrics, taken).await;
                 *last_call.lock().expect("last call lock") = started.elapsed();
                 drop(permit);
             });
@@ -169,7 +169,7 @@ impl Gathering {
 }
 
 /// Embeds the texts taken, one model call per function in turn, and answers each.
-async fn embed(session: &Arc<EngineSession>, batch_sizes: &Histogram, mut taken: Vec<Pending>) {
+async fn embed(session: &Arc<EngineSession>, metrics: &EmbedderMetrics, mut taken: Vec<Pending>) {
     let mut functions: Vec<&'static str> = taken.iter().map(|p| p.function).collect();
     functions.sort_unstable();
     functions.dedup();
@@ -177,16 +177,20 @@ async fn embed(session: &Arc<EngineSession>, batch_sizes: &Histogram, mut taken:
         let (these, rest): (Vec<Pending>, Vec<Pending>) =
             taken.into_iter().partition(|p| p.function == function);
         taken = rest;
-        batch_sizes.observe(these.len() as f64);
+        metrics.batch_sizes.observe(these.len() as f64);
         let session = Arc::clone(session);
         let texts: ArrayRef = Arc::new(StringArray::from_iter_values(
             these.iter().map(|p| p.text.as_str()),
         ));
+        let started = std::time::Instant::now();
         let embedded =
             tokio::task::spawn_blocking(move || vectors(session.call_function(function, texts)?))
                 .await
                 .map_err(|e| VitrineError::Plan(format!("embedding queries failed: {e}")))
                 .and_then(|r| r);
+        metrics
+            .call_seconds
+            .observe(started.elapsed().as_secs_f64());
         match embedded {
             Ok(vectors) => {
                 for (pending, vector) in these.into_iter().zip(vectors) {

@@ -1,6 +1,6 @@
 //! The search service's Prometheus metrics (`GET /metrics`): requests and their latency by
 //! route, status and variant, the events logged but not yet committed to the table, and how
-//! query texts were embedded (texts per model call, cache hits).
+//! query texts were embedded (texts and time per model call, cache hits).
 
 use std::sync::atomic::AtomicI64;
 
@@ -22,12 +22,15 @@ pub struct RequestLabels {
     pub variant: String,
 }
 
-/// What the query embedder counts: the texts of each model call, and the queries answered from
-/// its cache.
+/// What the query embedder counts: the texts and time of each model call, and the queries
+/// answered from its cache.
 #[derive(Clone)]
 pub struct EmbedderMetrics {
     /// Texts per model call.
     pub batch_sizes: Histogram,
+    /// Seconds per model call: over a run, their sum against the run's time says how busy the
+    /// model was kept.
+    pub call_seconds: Histogram,
     /// Queries whose vector came from the cache.
     pub cache_hits: Counter,
 }
@@ -64,12 +67,19 @@ impl Default for Metrics {
         );
         let embedder = EmbedderMetrics {
             batch_sizes: Histogram::new(exponential_buckets(1.0, 2.0, 8)),
+            // 1 ms to about 8 s.
+            call_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             cache_hits: Counter::default(),
         };
         registry.register(
             "query_embedding_batch_size",
             "Query texts embedded by one model call",
             embedder.batch_sizes.clone(),
+        );
+        registry.register(
+            "query_embedding_call_duration_seconds",
+            "Time of one model call embedding query texts",
+            embedder.call_seconds.clone(),
         );
         registry.register(
             "query_embedding_cache_hits",

@@ -126,6 +126,7 @@ impl Service {
             config.search.embed_batch,
             config.search.embed_calls,
             Duration::from_millis(config.search.embed_wait_ms),
+            config.search.embed_wait_share,
             config.search.cached_queries,
             metrics.embedder.clone(),
         );

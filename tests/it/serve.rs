@@ -1320,6 +1320,21 @@ async fn concurrent_queries_share_model_calls_and_repeats_come_from_the_cache() 
         calls < 12.0,
         "{calls} model calls for 24 concurrent queries"
     );
+    // Each call is timed.
+    let timed = metric(
+        &server,
+        "vitrine_serve_query_embedding_call_duration_seconds_count",
+    )
+    .await;
+    assert_eq!(timed, calls);
+    assert!(
+        metric(
+            &server,
+            "vitrine_serve_query_embedding_call_duration_seconds_sum"
+        )
+        .await
+            > 0.0
+    );
     assert_eq!(
         metric(&server, "vitrine_serve_query_embedding_cache_hits_total").await,
         0.0

@@ -17,11 +17,14 @@ use rayon::prelude::*;
 use crate::cpu_ops::exp;
 
 /// `softmax(q·kᵀ·scale + mask)·v` for `q` (batch × heads × queries × head size) and `k`, `v`
-/// (batch × heads × keys × head size), the softmax over the keys; `mask` (batch or 1 × heads
-/// or 1 × queries or 1 × keys) is added to the scores. The result is batch × heads × queries
-/// × head size. `None` when the inputs are not f32 on the CPU, when a gradient is tracked
-/// through them, when their shapes are not these or when one is empty: the caller composes the
-/// operation itself.
+/// (batch × key heads × keys × head size), the softmax over the keys; with fewer key heads than
+/// query heads (grouped-query attention) each key head serves `heads / key heads` query heads
+/// in turn, read in place. `mask` (batch or 1 × heads or 1 × queries or 1 × keys) is added to
+/// the scores. `k` and `v` may be views whose heads lie apart in a larger buffer (a key/value
+/// cache with room to grow) as long as each head's keys × head size are contiguous. The result
+/// is batch × heads × queries × head size. `None` when the inputs are not f32 on the CPU, when
+/// a gradient is tracked through them, when their shapes are not these or when one is empty:
+/// the caller composes the operation itself.
 pub fn attend(
     q: &Tensor,
     k: &Tensor,
@@ -38,13 +41,18 @@ pub fn attend(
         return Ok(None);
     }
     let (batch, heads, queries, size) = q.dims4()?;
-    let (kb, kh, keys, ks) = k.dims4()?;
-    if (kb, kh, ks) != (batch, heads, size) || v.dims4()? != (batch, heads, keys, size) {
+    let (kb, key_heads, keys, ks) = k.dims4()?;
+    if (kb, ks) != (batch, size)
+        || key_heads == 0
+        || heads % key_heads != 0
+        || v.dims4()? != (batch, key_heads, keys, size)
+    {
         return Ok(None);
     }
     if batch * heads * queries * size * keys == 0 {
         return Ok(None);
     }
+    let group = heads / key_heads;
     let mask = match mask {
         Some(mask) => match MaskLayout::of(mask, batch, heads, queries, keys)? {
             Some(layout) => Some((layout, mask.contiguous()?)),
@@ -52,7 +60,7 @@ pub fn attend(
         },
         None => None,
     };
-    let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
+    let (q, k, v) = (q.contiguous()?, head_blocks(k)?, head_blocks(v)?);
     let (q_storage, q_layout) = q.storage_and_layout();
     let (k_storage, k_layout) = k.storage_and_layout();
     let (v_storage, v_layout) = v.storage_and_layout();
@@ -66,10 +74,10 @@ pub fn attend(
             .ok_or_else(|| candle_core::Error::Msg("attention: not contiguous".into()))?;
         Ok(&cpu.as_slice::<f32>()?[start..end])
     }
-    let (qs, kv, vs) = (
-        slice(&q_storage, q_layout)?,
-        slice(&k_storage, k_layout)?,
-        slice(&v_storage, v_layout)?,
+    let qs = slice(&q_storage, q_layout)?;
+    let (ks, vs) = (
+        Heads::of(&k_storage, k_layout)?,
+        Heads::of(&v_storage, v_layout)?,
     );
     let ms = match &mask_storage {
         Some((storage, layout)) => Some(slice(storage, layout)?),
@@ -82,8 +90,8 @@ pub fn attend(
         .for_each_init(Vec::new, |scores, (pair, out)| {
             let (b, h) = (pair / heads, pair % heads);
             let q = &qs[pair * queries * size..][..queries * size];
-            let k = &kv[pair * keys * size..][..keys * size];
-            let v = &vs[pair * keys * size..][..keys * size];
+            let k = ks.block(b, h / group, keys * size);
+            let v = vs.block(b, h / group, keys * size);
             scores.resize(queries * keys, 0f32);
             // scores = scale · q · kᵀ (kᵀ read through k's strides).
             // SAFETY: every pointer covers the extent its strides and sizes reach: q is
@@ -156,6 +164,46 @@ pub fn attend(
             }
         });
     Tensor::from_vec(out, (batch, heads, queries, size), &Device::Cpu).map(Some)
+}
+
+/// `t` (rank 4) as a tensor whose every (batch, head) block of rows is contiguous: `t` itself
+/// when it already is (a view into a larger buffer along the rows), a contiguous copy if not.
+fn head_blocks(t: &Tensor) -> Result<Tensor> {
+    let (_, _, rows, size) = t.dims4()?;
+    let stride = t.stride();
+    if stride[3] == 1 && (stride[2] == size || rows == 1) {
+        Ok(t.clone())
+    } else {
+        t.contiguous()
+    }
+}
+
+/// The (batch, head) blocks of a rank-4 f32 tensor on the CPU whose blocks are contiguous
+/// (see [`head_blocks`]), read in place.
+struct Heads<'a> {
+    values: &'a [f32],
+    start: usize,
+    batch_stride: usize,
+    head_stride: usize,
+}
+
+impl<'a> Heads<'a> {
+    fn of(storage: &'a Storage, layout: &candle_core::Layout) -> Result<Self> {
+        let Storage::Cpu(cpu) = storage else {
+            candle_core::bail!("attention: a CPU tensor was expected")
+        };
+        Ok(Self {
+            values: cpu.as_slice::<f32>()?,
+            start: layout.start_offset(),
+            batch_stride: layout.stride()[0],
+            head_stride: layout.stride()[1],
+        })
+    }
+
+    /// The `len` values of the block of `batch` and `head`.
+    fn block(&self, batch: usize, head: usize, len: usize) -> &'a [f32] {
+        &self.values[self.start + batch * self.batch_stride + head * self.head_stride..][..len]
+    }
 }
 
 /// Where a mask's row for a (batch, head, query) starts, the mask being broadcast over the
@@ -249,6 +297,39 @@ mod tests {
             .broadcast_as((b, h, l, d))
             .unwrap();
         assert!(max_difference(&fused, &first_value.contiguous().unwrap()) < 1e-5);
+    }
+
+    #[test]
+    fn grouped_key_heads_in_a_larger_buffer_are_read_in_place() {
+        let device = Device::Cpu;
+        let (b, h, key_heads, l, s, d) = (2, 6, 2, 3, 5, 4);
+        let q = Tensor::randn(0f32, 1.0, (b, h, l, d), &device).unwrap();
+        // Keys and values in buffers with room for 4 more slots, seen through views.
+        let buffer = |seed: f32| {
+            Tensor::randn(seed, 1.0, (b, key_heads, s + 4, d), &device)
+                .unwrap()
+                .narrow(2, 0, s)
+                .unwrap()
+        };
+        let (k, v) = (buffer(0.0), buffer(0.5));
+        // Each key head repeated for the query heads it serves, as the layers did by a copy.
+        let repeated = |x: &Tensor| {
+            x.unsqueeze(2)
+                .unwrap()
+                .expand((b, key_heads, h / key_heads, s, d))
+                .unwrap()
+                .reshape((b, h, s, d))
+                .unwrap()
+        };
+        let scale = (d as f64).powf(-0.5);
+        let mask = Tensor::randn(0f32, 3.0, (b, 1, l, s), &device).unwrap();
+        let fused = attend(&q, &k, &v, scale, Some(&mask)).unwrap().unwrap();
+        let want = composed(&q, &repeated(&k), &repeated(&v), scale, Some(&mask));
+        assert_eq!(fused.dims4().unwrap(), (b, h, l, d));
+        assert!(max_difference(&fused, &want) < 1e-5);
+        // Query heads that key heads do not divide are left to the composed operation.
+        let five = Tensor::randn(0f32, 1.0, (b, 5, l, d), &device).unwrap();
+        assert!(attend(&five, &k, &v, scale, None).unwrap().is_none());
     }
 
     #[test]

@@ -267,7 +267,8 @@ impl SmolVlm {
                 Tensor::cat(&[&zeros, &embeds], 1)?
             });
         }
-        let mut cache = KvCache::padded(padding);
+        let room = requests.iter().map(|r| r.max_new_tokens).max().unwrap_or(0);
+        let mut cache = KvCache::padded(padding, room);
         let mut logits = self
             .text
             .forward_last(&Tensor::cat(&rows, 0)?, &mut cache)?;

@@ -112,7 +112,8 @@ impl Attention {
         xs: &Tensor,
         positions: &Positions,
         mask: Option<&Tensor>,
-        cache: &mut Option<(Tensor, Tensor)>,
+        cache: &mut Option<LayerCache>,
+        room: usize,
     ) -> Result<Tensor> {
         let (b, t, _) = xs.dims3()?;
         let split = |x: Tensor, heads: usize| {
@@ -123,26 +124,24 @@ impl Attention {
         let q = positions.rotate(&split(self.q.forward(xs)?, self.heads)?)?;
         let k = positions.rotate(&split(self.k.forward(xs)?, self.kv_heads)?)?;
         let v = split(self.v.forward(xs)?, self.kv_heads)?;
-        let (k, v) = match cache.take() {
-            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
-            None => (k, v),
-        };
-        *cache = Some((k.clone(), v.clone()));
-        let groups = self.heads / self.kv_heads;
-        let repeat = |x: &Tensor| -> Result<Tensor> {
-            if groups == 1 {
-                return Ok(x.clone());
-            }
-            let (b, kvh, s, d) = x.dims4()?;
-            x.unsqueeze(2)?
-                .expand((b, kvh, groups, s, d))?
-                .reshape((b, kvh * groups, s, d))
-        };
-        let (k, v) = (repeat(&k)?, repeat(&v)?);
+        let (k, v) = LayerCache::append(cache, &k, &v, room)?;
         let scale = (self.head_dim as f64).powf(-0.5);
+        // The kernel reads each key head in place for the query heads it serves.
         let out = match attention::attend(&q, &k, &v, scale, mask)? {
             Some(out) => out,
             None => {
+                let groups = self.heads / self.kv_heads;
+                let repeat = |x: &Tensor| -> Result<Tensor> {
+                    let x = x.contiguous()?;
+                    if groups == 1 {
+                        return Ok(x);
+                    }
+                    let (b, kvh, s, d) = x.dims4()?;
+                    x.unsqueeze(2)?
+                        .expand((b, kvh, groups, s, d))?
+                        .reshape((b, kvh * groups, s, d))
+                };
+                let (k, v) = (repeat(&k)?, repeat(&v)?);
                 let dtype = xs.dtype();
                 let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
                 let scores = match mask {
@@ -151,7 +150,7 @@ impl Attention {
                 };
                 cpu_ops::softmax_last_dim(&scores)?
                     .to_dtype(dtype)?
-                    .matmul(&v.contiguous()?)?
+                    .matmul(&v)?
             }
         };
         let out = out
@@ -249,21 +248,78 @@ pub struct TextModel {
     rotary: Rotary,
 }
 
+/// One layer's keys and values (batch × key heads × slots × head size) in buffers that may
+/// have room for more slots than they hold: a decoding step writes its slot in place instead
+/// of copying the whole cache into a new tensor.
+pub struct LayerCache {
+    keys: Tensor,
+    values: Tensor,
+    /// Slots filled; the buffers' third dimension is their capacity.
+    len: usize,
+}
+
+impl LayerCache {
+    /// Appends `k` and `v` (batch × key heads × new slots × head size) to `slot`'s cache and
+    /// answers views of every slot filled. The first append keeps the tensors given (no copy,
+    /// and the gradient of a training step flows through them); an append that does not fit
+    /// moves the cache into buffers with `room` more slots, written into in place from then on.
+    fn append(
+        slot: &mut Option<Self>,
+        k: &Tensor,
+        v: &Tensor,
+        room: usize,
+    ) -> Result<(Tensor, Tensor)> {
+        let t = k.dim(2)?;
+        let Some(cache) = slot.as_mut() else {
+            *slot = Some(Self {
+                keys: k.clone(),
+                values: v.clone(),
+                len: t,
+            });
+            return Ok((k.clone(), v.clone()));
+        };
+        let filled = cache.len + t;
+        if filled > cache.keys.dim(2)? {
+            // One copy into a new buffer, which only this cache holds and may write into.
+            let grown = |old: &Tensor, new: &Tensor| -> Result<Tensor> {
+                let (b, h, _, d) = new.dims4()?;
+                let spare = Tensor::zeros((b, h, room, d), new.dtype(), new.device())?;
+                Tensor::cat(&[&old.narrow(2, 0, cache.len)?, new, &spare], 2)
+            };
+            cache.keys = grown(&cache.keys, k)?;
+            cache.values = grown(&cache.values, v)?;
+        } else {
+            cache.keys.slice_set(&k.contiguous()?, 2, cache.len)?;
+            cache.values.slice_set(&v.contiguous()?, 2, cache.len)?;
+        }
+        cache.len = filled;
+        Ok((
+            cache.keys.narrow(2, 0, filled)?,
+            cache.values.narrow(2, 0, filled)?,
+        ))
+    }
+}
+
 /// The key/value cache of a batch of sequences: one entry per layer, and each sequence's left
 /// padding (slots before its first token, which no query attends to).
 #[derive(Default)]
 pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    layers: Vec<Option<LayerCache>>,
     padding: Vec<usize>,
+    /// Slots a layer's buffers are grown by beyond what they must hold: the tokens still to
+    /// come, so that decoding writes them in place.
+    room: usize,
     /// Slots already in the cache (padding included).
     pub len: usize,
 }
 
 impl KvCache {
-    /// An empty cache for sequences left-padded by `padding` slots each.
-    pub fn padded(padding: Vec<usize>) -> Self {
+    /// An empty cache for sequences left-padded by `padding` slots each, which will grow by up
+    /// to `room` slots after the prompt (the tokens to generate).
+    pub fn padded(padding: Vec<usize>, room: usize) -> Self {
         Self {
             padding,
+            room,
             ..Self::default()
         }
     }
@@ -278,7 +334,7 @@ impl KvCache {
             .iter()
             .flatten()
             .next()
-            .map(|(k, _)| k.device().clone())
+            .map(|layer| layer.keys.device().clone())
         else {
             self.padding = padding;
             return Ok(());
@@ -288,16 +344,17 @@ impl KvCache {
             rows.len(),
             &device,
         )?;
-        let keep = |x: &Tensor| -> Result<Tensor> {
-            let x = x.index_select(&index, 0)?;
-            if trim == 0 {
-                return Ok(x);
-            }
-            let slots = x.dim(2)?;
-            x.narrow(2, trim, slots - trim)?.contiguous()
-        };
-        for (k, v) in self.layers.iter_mut().flatten() {
-            (*k, *v) = (keep(k)?, keep(v)?);
+        for layer in self.layers.iter_mut().flatten() {
+            // The whole buffers are selected (room included), then the common padding cut.
+            let keep = |x: &Tensor| -> Result<Tensor> {
+                let x = x.contiguous()?.index_select(&index, 0)?;
+                if trim == 0 {
+                    return Ok(x);
+                }
+                x.narrow(2, trim, layer.len - trim)?.contiguous()
+            };
+            (layer.keys, layer.values) = (keep(&layer.keys)?, keep(&layer.values)?);
+            layer.len -= trim;
         }
         self.padding = padding.into_iter().map(|p| p - trim).collect();
         self.len -= trim;
@@ -424,6 +481,7 @@ impl TextModel {
                 &positions,
                 mask.as_ref(),
                 slot,
+                cache.room,
             )?;
             xs = (xs + attended)?;
             let h = layer.post_norm.forward(&xs)?;
