@@ -5,9 +5,9 @@
 //! keeps about one core busy): the queries arriving while they run wait for the next, so under
 //! load the batches grow with the queries waiting (the model's best rate is at large batches)
 //! instead of many small calls competing for the cores; and a batch waits for more texts up to
-//! a share of the last call's time (an eighth by default), so that the clients the last call answered
-//! join the next. The model runs on tokio's blocking threads, never on the
-//! threads that answer requests.
+//! a share of the last call's time (an eighth by default), so that the clients the last call
+//! answered join the next. The model runs on tokio's blocking threads, never on the threads
+//! that answer requests.
 
 use std::sync::Arc;
 use std::time::Duration;

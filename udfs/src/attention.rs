@@ -305,8 +305,8 @@ mod tests {
         let (b, h, key_heads, l, s, d) = (2, 6, 2, 3, 5, 4);
         let q = Tensor::randn(0f32, 1.0, (b, h, l, d), &device).unwrap();
         // Keys and values in buffers with room for 4 more slots, seen through views.
-        let buffer = |seed: f32| {
-            Tensor::randn(seed, 1.0, (b, key_heads, s + 4, d), &device)
+        let buffer = |mean: f32| {
+            Tensor::randn(mean, 1.0, (b, key_heads, s + 4, d), &device)
                 .unwrap()
                 .narrow(2, 0, s)
                 .unwrap()
