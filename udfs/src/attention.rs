@@ -9,6 +9,9 @@
 //! buffer the task's thread reuses. Only f32 tensors on the CPU that no gradient is tracked
 //! through take this path ([`attend`] answers `None` for the others, which keep candle's
 //! composed operations).
+//!
+//! [`attend_packed_causal`] does the same for causal attention over sequences of different
+//! lengths packed one after another (CLIP's text tower): no padding token is computed.
 
 use candle_core::{DType, Device, Result, Storage, Tensor};
 use gemm::{gemm, Parallelism};
@@ -33,10 +36,7 @@ pub fn attend(
     mask: Option<&Tensor>,
 ) -> Result<Option<Tensor>> {
     let tensors = [Some(q), Some(k), Some(v), mask];
-    let fast = tensors
-        .iter()
-        .flatten()
-        .all(|t| matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32 && !t.track_op());
+    let fast = tensors.iter().flatten().all(|t| kernel_takes(t));
     if !fast || q.rank() != 4 || k.rank() != 4 || v.rank() != 4 {
         return Ok(None);
     }
@@ -126,16 +126,7 @@ pub fn attend(
                         *s += m;
                     }
                 }
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0f32;
-                for s in row.iter_mut() {
-                    *s = exp(*s - max);
-                    sum += *s;
-                }
-                let inverse = 1.0 / sum;
-                for s in row.iter_mut() {
-                    *s *= inverse;
-                }
+                softmax_in_place(row);
             }
             // out = weights · v.
             // SAFETY: scores is queries × keys, v keys × size, out queries × size, row-major.
@@ -164,6 +155,151 @@ pub fn attend(
             }
         });
     Tensor::from_vec(out, (batch, heads, queries, size), &Device::Cpu).map(Some)
+}
+
+/// Whether this module's kernels take `xs`: f32 on the CPU with no gradient tracked through it.
+pub fn kernel_takes(xs: &Tensor) -> bool {
+    matches!(xs.device(), Device::Cpu) && xs.dtype() == DType::F32 && !xs.track_op()
+}
+
+/// Causal self-attention over sequences packed one after another with no padding. `qkv`
+/// (tokens × 3·width) is the fused projection's output, queries, keys and values side by side,
+/// each `heads` heads wide; its rows are the sequences of `lengths` in turn, and each token
+/// attends to the tokens of its own sequence up to itself. Queries, keys and values are read in
+/// place through their strides; each (head, sequence) pair is one task of the thread pool. The
+/// result is tokens × width with the heads side by side, as the padded path's context. An error
+/// when [`kernel_takes`] refuses `qkv` or the shapes disagree.
+pub fn attend_packed_causal(
+    qkv: &Tensor,
+    heads: usize,
+    lengths: &[usize],
+    scale: f64,
+) -> Result<Tensor> {
+    if !kernel_takes(qkv) {
+        candle_core::bail!("packed attention: f32 on the CPU without gradients is needed");
+    }
+    let (tokens, row) = qkv.dims2()?;
+    let width = row / 3;
+    if row % 3 != 0 || heads == 0 || width % heads != 0 || lengths.iter().sum::<usize>() != tokens {
+        candle_core::bail!(
+            "packed attention: {tokens} × {row} projections do not hold {heads} heads of \
+             queries, keys and values for sequences of {lengths:?}"
+        );
+    }
+    let size = width / heads;
+    let qkv = qkv.contiguous()?;
+    let (storage, layout) = qkv.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("packed attention: a CPU tensor was expected")
+    };
+    let values = &cpu.as_slice::<f32>()?[layout.start_offset()..][..tokens * row];
+    let starts: Vec<usize> = lengths
+        .iter()
+        .scan(0, |next, &len| {
+            let start = *next;
+            *next += len;
+            Some(start)
+        })
+        .collect();
+    // Head-major output, so that each (head, sequence) block is one contiguous slice.
+    let mut out = vec![0f32; heads * tokens * size];
+    let mut blocks = Vec::with_capacity(heads * lengths.len());
+    let mut rest = out.as_mut_slice();
+    for head in 0..heads {
+        for (sequence, &len) in lengths.iter().enumerate() {
+            let (block, tail) = rest.split_at_mut(len * size);
+            blocks.push((head, sequence, block));
+            rest = tail;
+        }
+    }
+    let scale = scale as f32;
+    blocks
+        .into_par_iter()
+        .filter(|(_, sequence, _)| lengths[*sequence] > 0)
+        .for_each_init(Vec::new, |scores, (head, sequence, out)| {
+            let (start, len) = (starts[sequence], lengths[sequence]);
+            let at = start * row + head * size;
+            let (q, k, v) = (
+                &values[at..],
+                &values[at + width..],
+                &values[at + 2 * width..],
+            );
+            scores.resize(len * len, 0f32);
+            // scores = scale · q · kᵀ, q and k read row by row `row` apart.
+            // SAFETY: q, k and v start at this sequence's first row and reach
+            // (len - 1) · row + size values further, inside the tokens × row buffer; scores
+            // is len × len and out len × size, both row-major.
+            unsafe {
+                gemm(
+                    len,
+                    len,
+                    size,
+                    scores.as_mut_ptr(),
+                    1,
+                    len as isize,
+                    false,
+                    q.as_ptr(),
+                    1,
+                    row as isize,
+                    k.as_ptr(),
+                    row as isize,
+                    1,
+                    0f32,
+                    scale,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+            }
+            for (i, scores) in scores.chunks_exact_mut(len).enumerate() {
+                let (seen, unseen) = scores.split_at_mut(i + 1);
+                softmax_in_place(seen);
+                unseen.fill(0.0);
+            }
+            // out = weights · v.
+            // SAFETY: as above.
+            unsafe {
+                gemm(
+                    len,
+                    size,
+                    len,
+                    out.as_mut_ptr(),
+                    1,
+                    size as isize,
+                    false,
+                    scores.as_ptr(),
+                    1,
+                    len as isize,
+                    v.as_ptr(),
+                    1,
+                    row as isize,
+                    0f32,
+                    1f32,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+            }
+        });
+    Tensor::from_vec(out, (heads, tokens, size), &Device::Cpu)?
+        .transpose(0, 1)?
+        .reshape((tokens, width))
+}
+
+/// `row` replaced by its softmax.
+fn softmax_in_place(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f32;
+    for s in row.iter_mut() {
+        *s = exp(*s - max);
+        sum += *s;
+    }
+    let inverse = 1.0 / sum;
+    for s in row.iter_mut() {
+        *s *= inverse;
+    }
 }
 
 /// `t` (rank 4) as a tensor whose every (batch, head) block of rows is contiguous: `t` itself
@@ -330,6 +466,56 @@ mod tests {
         // Query heads that key heads do not divide are left to the composed operation.
         let five = Tensor::randn(0f32, 1.0, (b, 5, l, d), &device).unwrap();
         assert!(attend(&five, &k, &v, scale, None).unwrap().is_none());
+    }
+
+    #[test]
+    fn packed_sequences_attend_as_each_one_alone_under_a_causal_mask() {
+        let device = Device::Cpu;
+        let (heads, size, lengths) = (3, 4, [3, 1, 5]);
+        let width = heads * size;
+        let tokens: usize = lengths.iter().sum();
+        let qkv = Tensor::randn(0f32, 1.0, (tokens, 3 * width), &device).unwrap();
+        let scale = (size as f64).powf(-0.5);
+        let packed = attend_packed_causal(&qkv, heads, &lengths, scale).unwrap();
+        assert_eq!(packed.dims2().unwrap(), (tokens, width));
+        let mut start = 0;
+        for len in lengths {
+            // This sequence alone, as the padded path lays it out (1 × heads × len × size).
+            let part = |i: usize| {
+                qkv.narrow(0, start, len)
+                    .unwrap()
+                    .narrow(1, i * width, width)
+                    .unwrap()
+                    .reshape((1, len, heads, size))
+                    .unwrap()
+                    .transpose(1, 2)
+                    .unwrap()
+                    .contiguous()
+                    .unwrap()
+            };
+            let causal: Vec<f32> = (0..len * len)
+                .map(|at| {
+                    if at % len > at / len {
+                        f32::NEG_INFINITY
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            let mask = Tensor::from_vec(causal, (1, 1, len, len), &device).unwrap();
+            let alone = composed(&part(0), &part(1), &part(2), scale, Some(&mask))
+                .transpose(1, 2)
+                .unwrap()
+                .reshape((len, width))
+                .unwrap();
+            let got = packed.narrow(0, start, len).unwrap();
+            assert!(max_difference(&got, &alone) < 1e-5, "sequence at {start}");
+            start += len;
+        }
+        // Lengths that do not cover the rows, or a tracked input, are refused.
+        assert!(attend_packed_causal(&qkv, heads, &[3, 1], scale).is_err());
+        let tracked = candle_core::Var::from_tensor(&qkv).unwrap();
+        assert!(attend_packed_causal(tracked.as_tensor(), heads, &lengths, scale).is_err());
     }
 
     #[test]

@@ -147,6 +147,15 @@ impl Projections {
     }
 }
 
+/// How the rows of an encoder's input form sequences, as its attention sees them.
+#[derive(Clone, Copy)]
+enum Sequences<'a> {
+    /// batch × length × width, with an additive mask over the scores or none.
+    Padded(Option<&'a Tensor>),
+    /// tokens × width: sequences of these lengths one after another, causal within each.
+    PackedCausal(&'a [usize]),
+}
+
 struct Attention {
     qkv: Projections,
     out: Linear,
@@ -184,7 +193,16 @@ impl Attention {
         })
     }
 
-    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    fn forward(&self, xs: &Tensor, sequences: Sequences) -> Result<Tensor> {
+        let mask = match sequences {
+            Sequences::Padded(mask) => mask,
+            Sequences::PackedCausal(lengths) => {
+                let qkv = self.qkv.forward(xs)?;
+                let context =
+                    attention::attend_packed_causal(&qkv, self.heads, lengths, self.scale)?;
+                return self.out.forward(&context);
+            }
+        };
         let (batch, len, width) = xs.dims3()?;
         let qkv = self.qkv.forward(xs)?;
         let split = |i: usize| {
@@ -235,8 +253,10 @@ impl EncoderLayer {
         })
     }
 
-    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let attended = self.attention.forward(&self.norm1.forward(xs)?, mask)?;
+    fn forward(&self, xs: &Tensor, sequences: Sequences) -> Result<Tensor> {
+        let attended = self
+            .attention
+            .forward(&self.norm1.forward(xs)?, sequences)?;
         let xs = (xs + attended)?;
         let hidden = activate(
             self.activation,
@@ -260,9 +280,31 @@ impl Encoder {
         Ok(Self { layers })
     }
 
-    pub(crate) fn forward(&self, mut xs: Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    /// The encoder over a batch × length × width input, `mask` (batch or 1 × 1 × length ×
+    /// length) added to every attention score.
+    pub(crate) fn forward(&self, xs: Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        self.run(xs, Sequences::Padded(mask))
+    }
+
+    /// The encoder over sequences of `lengths` packed one after another (tokens × width), each
+    /// token attending to its own sequence up to itself: as [`Encoder::forward`] with a causal
+    /// mask over the sequences padded to the longest, without computing the padding. `None` when
+    /// the packed attention does not take `xs` (see [`attention::kernel_takes`]): the caller
+    /// pads.
+    pub(crate) fn forward_packed_causal(
+        &self,
+        xs: Tensor,
+        lengths: &[usize],
+    ) -> Result<Option<Tensor>> {
+        if !attention::kernel_takes(&xs) {
+            return Ok(None);
+        }
+        self.run(xs, Sequences::PackedCausal(lengths)).map(Some)
+    }
+
+    fn run(&self, mut xs: Tensor, sequences: Sequences) -> Result<Tensor> {
         for layer in &self.layers {
-            xs = layer.forward(&xs, mask)?;
+            xs = layer.forward(&xs, sequences)?;
         }
         Ok(xs)
     }

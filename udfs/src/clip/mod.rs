@@ -194,13 +194,18 @@ impl ClipEmbedder {
             .collect()
     }
 
-    /// `get_text_features` for token sequences run as one padded batch (not normalised).
+    /// `get_text_features` for token sequences run as one batch (not normalised): packed one
+    /// after another where the model runs in f32 on the CPU, so that a batch costs its tokens
+    /// and not its size times its longest text (`benches/RESULTS.md`); padded elsewhere.
     pub fn text_features(&self, sequences: &[Vec<u32>]) -> Result<Tensor, ModelError> {
-        let len = sequences.iter().map(Vec::len).max().unwrap_or(0).max(1);
         let pool_at: Vec<u32> = sequences
             .iter()
             .map(|s| self.config.text_config.pool_position(s))
             .collect();
+        if let Some(features) = self.network.packed_text_features(sequences, &pool_at)? {
+            return Ok(features);
+        }
+        let len = sequences.iter().map(Vec::len).max().unwrap_or(0).max(1);
         // Padding after the pooled token is never attended to (the text mask is causal).
         let ids: Vec<u32> = sequences
             .iter()

@@ -62,6 +62,40 @@ impl TextTower {
         let rows = Tensor::from_vec(rows, batch, device)?;
         xs.reshape((batch * len, ()))?.index_select(&rows, 0)
     }
+
+    /// As [`TextTower::forward`] for `sequences` packed one after another, no padding computed;
+    /// `None` when the packed encoder does not run on this model's device or precision.
+    fn forward_packed(&self, sequences: &[Vec<u32>], pool_at: &[u32]) -> Result<Option<Tensor>> {
+        let device = self.token_embedding.embeddings().device();
+        let ids: Vec<u32> = sequences.iter().flatten().copied().collect();
+        let positions: Vec<u32> = sequences.iter().flat_map(|s| 0..s.len() as u32).collect();
+        let tokens = ids.len();
+        let xs = self
+            .token_embedding
+            .forward(&Tensor::from_vec(ids, tokens, device)?)?
+            .add(
+                &self
+                    .position_embedding
+                    .forward(&Tensor::from_vec(positions, tokens, device)?)?,
+            )?;
+        let lengths: Vec<usize> = sequences.iter().map(Vec::len).collect();
+        let Some(xs) = self.encoder.forward_packed_causal(xs, &lengths)? else {
+            return Ok(None);
+        };
+        let xs = self.final_norm.forward(&xs)?;
+        let mut start = 0;
+        let rows: Vec<u32> = lengths
+            .iter()
+            .zip(pool_at)
+            .map(|(&len, &p)| {
+                let row = start as u32 + p;
+                start += len;
+                row
+            })
+            .collect();
+        let rows = Tensor::from_vec(rows, sequences.len(), device)?;
+        xs.index_select(&rows, 0).map(Some)
+    }
 }
 
 struct VisionTower {
@@ -149,6 +183,23 @@ impl ClipNetwork {
     pub fn text_features(&self, input_ids: &Tensor, pool_at: &[u32]) -> Result<Tensor> {
         self.text_projection
             .forward(&self.text.forward(input_ids, pool_at)?)
+    }
+
+    /// [`ClipNetwork::text_features`] for token sequences of any lengths packed one after
+    /// another, so that no padding is computed; `None` when the packed encoder does not run on
+    /// this model's device or precision (the caller pads) or a sequence is empty.
+    pub fn packed_text_features(
+        &self,
+        sequences: &[Vec<u32>],
+        pool_at: &[u32],
+    ) -> Result<Option<Tensor>> {
+        if sequences.is_empty() || sequences.iter().any(Vec::is_empty) {
+            return Ok(None);
+        }
+        self.text
+            .forward_packed(sequences, pool_at)?
+            .map(|pooled| self.text_projection.forward(&pooled))
+            .transpose()
     }
 
     /// `get_image_features` (not normalised).
