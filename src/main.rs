@@ -21,8 +21,8 @@ fn main() -> ExitCode {
 /// that serves one caller at a time, the others waiting, and spin-waits for its threads.
 /// Vitrine runs model calls side by side (a query's partitions, the service's query batches),
 /// and the models' large element-wise steps already run on rayon (`vitrine-udfs`'s `cpu_ops`),
-/// so the pool only made concurrent calls queue for it: with it, fresh-text searches ran 10–47 %
-/// slower and `bench clip` 4–26 % (`benches/RESULTS.md`). Unless `CANDLE_NUM_THREADS` says
+/// so the pool only made concurrent calls queue for it: without it, fresh-text searches ran
+/// 10–47 % faster and `bench clip` 4–26 % (`benches/RESULTS.md`). Unless `CANDLE_NUM_THREADS` says
 /// otherwise, the pool gets no thread of its own and each caller does its steps itself. Runs
 /// before any other thread exists, as setting the environment must.
 fn model_calls_side_by_side() {

@@ -7,8 +7,9 @@
 #
 # WAREHOUSE is one where the main job ran (demo.sh). The script WRITES into it: a model
 # `main.fashion_demo.vit_text` (kept when it exists; near-random weights: one epoch on 256 products, the text
-# tower at the ViT-B/32 shape, a tiny image tower), a table `vit_shape_vectors` holding each
-# product's enriched hybrid vector repeated 8 times (512 wide, the same cosines) and its IVF
+# tower at the ViT-B/32 shape, a tiny image tower), a table `vit_shape_vectors` holding every
+# product of the catalog (44,424 in the demo's) with its enriched hybrid vector, or its image
+# embedding where phase 3 made none, repeated 8 times (512 wide, the same cosines), and its IVF
 # index `vs_vit_shape`, which a service config names for both variants. Then it times
 # `vitrine bench clip` on that model over the catalog's product names, and runs
 # `benches/serve/load.sh WAREHOUSE fresh-text` (20,000 distinct product names) with it.
@@ -33,12 +34,13 @@ AS SELECT image_path AS image, product_display_name AS text
 FROM main.fashion_demo.products ORDER BY product_id LIMIT 256;
 
 CREATE OR REPLACE TABLE main.fashion_demo.vit_shape_vectors AS
-SELECT product_id, product_display_name, article_type, master_category, base_color, gender, price,
-       image_path, material, pattern, rich_text_description,
-       arrow_cast(flatten(array_repeat(hybrid_embedding_enriched, 8)),
+SELECT p.product_id, p.product_display_name, p.article_type, p.master_category, p.base_color,
+       p.gender, p.price, p.image_path, e.material, e.pattern, e.rich_text_description,
+       arrow_cast(flatten(array_repeat(COALESCE(e.hybrid_embedding_enriched, i.image_embedding), 8)),
                   'FixedSizeList(512, Float32)') AS v
-FROM main.fashion_demo.product_embeddings_multimodal_v2
-WHERE hybrid_embedding_enriched IS NOT NULL;
+FROM main.fashion_demo.products p
+JOIN main.fashion_demo.product_image_embeddings i ON i.product_id = p.product_id
+LEFT JOIN main.fashion_demo.product_embeddings_multimodal_v2 e ON e.product_id = p.product_id;
 
 CREATE OR REPLACE VECTOR INDEX main.fashion_demo.vs_vit_shape
 ON main.fashion_demo.vit_shape_vectors (v)
