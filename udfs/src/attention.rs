@@ -92,67 +92,27 @@ pub fn attend(
             let q = &qs[pair * queries * size..][..queries * size];
             let k = ks.block(b, h / group, keys * size);
             let v = vs.block(b, h / group, keys * size);
-            scores.resize(queries * keys, 0f32);
-            // scores = scale · q · kᵀ (kᵀ read through k's strides).
-            // SAFETY: every pointer covers the extent its strides and sizes reach: q is
-            // queries × size, k keys × size, scores queries × keys, all row-major.
-            unsafe {
-                gemm(
-                    queries,
-                    keys,
-                    size,
-                    scores.as_mut_ptr(),
-                    1,
-                    keys as isize,
-                    false,
-                    q.as_ptr(),
-                    1,
-                    size as isize,
-                    k.as_ptr(),
-                    size as isize,
-                    1,
-                    0f32,
-                    scale,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
-                );
-            }
-            for (i, row) in scores.chunks_exact_mut(keys).enumerate() {
-                if let (Some((layout, _)), Some(ms)) = (&mask, &ms) {
-                    let at = layout.row(b, h, i);
-                    for (s, m) in row.iter_mut().zip(&ms[at..at + keys]) {
-                        *s += m;
+            let (q, k, v) = (
+                Strided::rows(q, size),
+                Strided::columns(k, size),
+                Strided::rows(v, size),
+            );
+            attend_block(
+                out,
+                scores,
+                (q, k, v),
+                (queries, keys, size),
+                scale,
+                |i, row| {
+                    if let (Some((layout, _)), Some(ms)) = (&mask, &ms) {
+                        let at = layout.row(b, h, i);
+                        for (s, m) in row.iter_mut().zip(&ms[at..at + keys]) {
+                            *s += m;
+                        }
                     }
-                }
-                softmax_in_place(row);
-            }
-            // out = weights · v.
-            // SAFETY: scores is queries × keys, v keys × size, out queries × size, row-major.
-            unsafe {
-                gemm(
-                    queries,
-                    size,
-                    keys,
-                    out.as_mut_ptr(),
-                    1,
-                    size as isize,
-                    false,
-                    scores.as_ptr(),
-                    1,
-                    keys as isize,
-                    v.as_ptr(),
-                    1,
-                    size as isize,
-                    0f32,
-                    1f32,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
-                );
-            }
+                    softmax_in_place(row);
+                },
+            );
         });
     Tensor::from_vec(out, (batch, heads, queries, size), &Device::Cpu).map(Some)
 }
@@ -220,72 +180,115 @@ pub fn attend_packed_causal(
             let (start, len) = (starts[sequence], lengths[sequence]);
             let at = start * row + head * size;
             let (q, k, v) = (
-                &values[at..],
-                &values[at + width..],
-                &values[at + 2 * width..],
+                Strided::rows(&values[at..], row),
+                Strided::columns(&values[at + width..], row),
+                Strided::rows(&values[at + 2 * width..], row),
             );
-            scores.resize(len * len, 0f32);
-            // scores = scale · q · kᵀ, q and k read row by row `row` apart.
-            // SAFETY: q, k and v start at this sequence's first row and reach
-            // (len - 1) · row + size values further, inside the tokens × row buffer; scores
-            // is len × len and out len × size, both row-major.
-            unsafe {
-                gemm(
-                    len,
-                    len,
-                    size,
-                    scores.as_mut_ptr(),
-                    1,
-                    len as isize,
-                    false,
-                    q.as_ptr(),
-                    1,
-                    row as isize,
-                    k.as_ptr(),
-                    row as isize,
-                    1,
-                    0f32,
-                    scale,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
-                );
-            }
-            for (i, scores) in scores.chunks_exact_mut(len).enumerate() {
-                let (seen, unseen) = scores.split_at_mut(i + 1);
+            attend_block(out, scores, (q, k, v), (len, len, size), scale, |i, row| {
+                let (seen, unseen) = row.split_at_mut(i + 1);
                 softmax_in_place(seen);
                 unseen.fill(0.0);
-            }
-            // out = weights · v.
-            // SAFETY: as above.
-            unsafe {
-                gemm(
-                    len,
-                    size,
-                    len,
-                    out.as_mut_ptr(),
-                    1,
-                    size as isize,
-                    false,
-                    scores.as_ptr(),
-                    1,
-                    len as isize,
-                    v.as_ptr(),
-                    1,
-                    row as isize,
-                    0f32,
-                    1f32,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
-                );
-            }
+            });
         });
     Tensor::from_vec(out, (heads, tokens, size), &Device::Cpu)?
         .transpose(0, 1)?
         .reshape((tokens, width))
+}
+
+/// A matrix read in place from a slice of f32: its first value and the steps between rows and
+/// between columns.
+#[derive(Clone, Copy)]
+struct Strided<'a> {
+    values: &'a [f32],
+    row_step: usize,
+    column_step: usize,
+}
+
+impl<'a> Strided<'a> {
+    /// Rows `row_step` apart, each row's values side by side.
+    fn rows(values: &'a [f32], row_step: usize) -> Self {
+        Self {
+            values,
+            row_step,
+            column_step: 1,
+        }
+    }
+
+    /// The transpose of [`Strided::rows`]: each column's values side by side, columns
+    /// `column_step` apart (`kᵀ` read from `k`).
+    fn columns(values: &'a [f32], column_step: usize) -> Self {
+        Self {
+            values,
+            row_step: 1,
+            column_step,
+        }
+    }
+
+    /// Whether a `rows × columns` matrix lies inside the slice.
+    fn holds(&self, rows: usize, columns: usize) -> bool {
+        rows == 0
+            || columns == 0
+            || (rows - 1) * self.row_step + (columns - 1) * self.column_step < self.values.len()
+    }
+}
+
+/// `dst = scale · a · b` on the calling thread, for `(m, n, k)`: `a` m × k, `b` k × n, `dst` the
+/// first m × n values of a row-major buffer.
+fn product(dst: &mut [f32], (m, n, k): (usize, usize, usize), a: Strided, b: Strided, scale: f32) {
+    assert!(
+        dst.len() >= m * n && a.holds(m, k) && b.holds(k, n),
+        "attention: a {m} × {k} by {k} × {n} product outside its buffers"
+    );
+    // SAFETY: the assertion above keeps every value the strides and sizes reach inside the
+    // slices; dst is written only, a and b read only, and they do not alias (dst is `&mut`).
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.values.as_ptr(),
+            a.column_step as isize,
+            a.row_step as isize,
+            b.values.as_ptr(),
+            b.column_step as isize,
+            b.row_step as isize,
+            0f32,
+            scale,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
+    }
+}
+
+/// One (batch or sequence, head) block of attention on the calling thread: `out` (queries ×
+/// size) = `weigh`(scale · q · kᵀ) · v, where `weigh(i, row)` turns query `i`'s row of scores into
+/// weights (mask and softmax) in `scores`, a buffer the thread reuses.
+fn attend_block(
+    out: &mut [f32],
+    scores: &mut Vec<f32>,
+    (q, k, v): (Strided, Strided, Strided),
+    (queries, keys, size): (usize, usize, usize),
+    scale: f32,
+    mut weigh: impl FnMut(usize, &mut [f32]),
+) {
+    scores.resize(queries * keys, 0f32);
+    product(scores, (queries, keys, size), q, k, scale);
+    for (i, row) in scores.chunks_exact_mut(keys).enumerate() {
+        weigh(i, row);
+    }
+    product(
+        out,
+        (queries, size, keys),
+        Strided::rows(scores, keys),
+        v,
+        1.0,
+    );
 }
 
 /// `row` replaced by its softmax.
