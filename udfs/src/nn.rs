@@ -194,17 +194,16 @@ impl Attention {
     }
 
     fn forward(&self, xs: &Tensor, sequences: Sequences) -> Result<Tensor> {
+        let qkv = self.qkv.forward(xs)?;
         let mask = match sequences {
             Sequences::Padded(mask) => mask,
             Sequences::PackedCausal(lengths) => {
-                let qkv = self.qkv.forward(xs)?;
                 let context =
                     attention::attend_packed_causal(&qkv, self.heads, lengths, self.scale)?;
                 return self.out.forward(&context);
             }
         };
         let (batch, len, width) = xs.dims3()?;
-        let qkv = self.qkv.forward(xs)?;
         let split = |i: usize| {
             qkv.narrow(D::Minus1, i * width, width)?
                 .reshape((batch, len, self.heads, width / self.heads))?
