@@ -11,16 +11,12 @@
 //! spills it in runs and merges them back). The sorted buckets come back as a few contiguous
 //! runs, one per writer, sorted at once (each bucket a share of the budget).
 
-use std::fs::File;
-use std::io::{BufReader, BufWriter};
 use std::pin::Pin;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{AsArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{interleave_record_batch, take_record_batch};
 use datafusion::arrow::datatypes::{SchemaRef, UInt64Type};
-use datafusion::arrow::ipc::reader::StreamReader;
-use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::execution::disk_manager::RefCountedTempFile;
 use datafusion::execution::memory_pool::MemoryLimit;
 use datafusion::execution::runtime_env::RuntimeEnv;
@@ -28,7 +24,8 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::{Stream, StreamExt, TryStreamExt};
 
-use crate::error::{Result, ResultExt, VitrineError};
+use super::spill::{self, SpillWriter};
+use crate::error::{Result, VitrineError};
 
 /// The memory a bucket may take when the session sets no memory limit.
 const UNBOUNDED_BUCKET_BYTES: usize = 256 << 20;
@@ -54,6 +51,8 @@ pub fn bucket_budget(runtime: &RuntimeEnv) -> usize {
 pub struct KeyBuckets {
     /// The first key of every bucket after the first, ascending.
     starts: Vec<u64>,
+    /// Whether each bucket holds rows of one key only (already in order as they come).
+    one_key: Vec<bool>,
 }
 
 impl KeyBuckets {
@@ -62,15 +61,19 @@ impl KeyBuckets {
     pub fn from_histogram(mut histogram: Vec<(u64, u64)>, rows_per_bucket: u64) -> Self {
         histogram.sort_unstable();
         let mut starts = Vec::new();
+        let mut keys_in_bucket = vec![0usize];
         let mut filled = 0u64;
         for (key, rows) in histogram {
             if filled > 0 && filled + rows > rows_per_bucket.max(1) {
                 starts.push(key);
+                keys_in_bucket.push(0);
                 filled = 0;
             }
             filled += rows;
+            *keys_in_bucket.last_mut().expect("one bucket at least") += 1;
         }
-        Self { starts }
+        let one_key = keys_in_bucket.into_iter().map(|keys| keys == 1).collect();
+        Self { starts, one_key }
     }
 
     /// Splits the keys counted in `histogram` into ranges of at most `budget` bytes of rows,
@@ -100,12 +103,9 @@ impl KeyBuckets {
 struct Bucket {
     batches: Vec<RecordBatch>,
     files: Vec<RefCountedTempFile>,
-}
-
-/// A spill file being written.
-struct Spill {
-    file: RefCountedTempFile,
-    writer: StreamWriter<BufWriter<File>>,
+    /// All its rows share one key: they need no sort, and are streamed as they were dealt
+    /// (however many: one key may hold more rows than a bucket's budget).
+    one_key: bool,
 }
 
 /// What one input stream sent to each bucket: the first bucket's rows in memory, every other
@@ -171,7 +171,14 @@ pub async fn sort_by_key(
             Arc::clone(runtime),
         ))
     });
-    let mut queue: Vec<Bucket> = (0..buckets.len()).map(|_| Bucket::default()).collect();
+    let mut queue: Vec<Bucket> = buckets
+        .one_key
+        .iter()
+        .map(|&one_key| Bucket {
+            one_key,
+            ..Bucket::default()
+        })
+        .collect();
     let mut rows = vec![0; buckets.len()];
     for dealt in futures::future::try_join_all(dealers)
         .await
@@ -204,7 +211,7 @@ pub async fn sort_by_key(
         .into_iter()
         .map(|run| {
             let run: Vec<Bucket> = queue.by_ref().take(run).collect();
-            sorted_stream(run, key, Arc::clone(&output_schema))
+            sorted_stream(run, key, Arc::clone(&schema), Arc::clone(&output_schema))
         })
         .collect())
 }
@@ -219,7 +226,7 @@ async fn deal(
     runtime: Arc<RuntimeEnv>,
 ) -> Result<Dealt> {
     let mut first = Vec::new();
-    let mut spills: Vec<Option<Spill>> = (1..buckets.len()).map(|_| None).collect();
+    let mut spills: Vec<Option<SpillWriter>> = (1..buckets.len()).map(|_| None).collect();
     let mut bucket_rows = vec![0; buckets.len()];
     while let Some(batch) = input.try_next().await? {
         let keys = batch.column(key).as_primitive::<UInt64Type>();
@@ -241,28 +248,16 @@ async fn deal(
                 first.push(part);
                 continue;
             }
-            let slot = &mut spills[bucket - 1];
-            if slot.is_none() {
-                *slot = Some(start_spill(&runtime, &schema)?);
-            }
-            let spill = slot.as_mut().expect("started above");
-            spill
-                .writer
-                .write(&part)
-                .context(|| format!("spilling rows to '{}'", spill.file.path().display()))?;
+            let spill = match &mut spills[bucket - 1] {
+                Some(spill) => spill,
+                slot => slot.insert(SpillWriter::create(&runtime, &schema, "Z-order bucket")?),
+            };
+            spill.write(&part)?;
         }
     }
     let mut files = Vec::with_capacity(spills.len());
     for spill in spills {
-        files.push(match spill {
-            Some(Spill { file, mut writer }) => {
-                writer
-                    .finish()
-                    .context(|| format!("spilling rows to '{}'", file.path().display()))?;
-                Some(file)
-            }
-            None => None,
-        });
+        files.push(spill.map(SpillWriter::finish).transpose()?);
     }
     Ok(Dealt {
         first,
@@ -272,15 +267,30 @@ async fn deal(
 }
 
 /// The rows of `buckets` (in key order) sorted by their column `key`, without it: each bucket
-/// is read back and sorted as the one before has been yielded.
-fn sorted_stream(buckets: Vec<Bucket>, key: usize, schema: SchemaRef) -> SendableRecordBatchStream {
+/// is read back and sorted as the one before has been yielded; a bucket of one key is streamed
+/// from its files as it was dealt.
+fn sorted_stream(
+    buckets: Vec<Bucket>,
+    key: usize,
+    input_schema: SchemaRef,
+    schema: SchemaRef,
+) -> SendableRecordBatchStream {
     let sorted = futures::stream::iter(buckets)
-        .then(move |bucket| async move {
-            tokio::task::spawn_blocking(move || SortedBucket::of(bucket, key))
-                .await
-                .map_err(|e| VitrineError::Plan(format!("sorting a bucket of rows: {e}")))?
+        .then(move |bucket| {
+            let input_schema = Arc::clone(&input_schema);
+            async move {
+                if bucket.one_key {
+                    let Bucket { batches, files, .. } = bucket;
+                    let in_memory = futures::stream::iter(batches.into_iter().map(Ok));
+                    let spilled = spill::stream(files, input_schema).map_err(VitrineError::from);
+                    return Ok::<_, VitrineError>(in_memory.chain(spilled).boxed());
+                }
+                let sorted = tokio::task::spawn_blocking(move || SortedBucket::of(bucket, key))
+                    .await
+                    .map_err(|e| VitrineError::Plan(format!("sorting a bucket of rows: {e}")))??;
+                Ok(futures::stream::iter(sorted.into_batches()).boxed())
+            }
         })
-        .map_ok(|sorted| futures::stream::iter(sorted.into_batches()))
         .try_flatten()
         .map(
             move |batch: Result<RecordBatch>| -> datafusion::error::Result<RecordBatch> {
@@ -312,14 +322,6 @@ fn runs(rows: &[usize], streams: usize) -> Vec<usize> {
     runs
 }
 
-fn start_spill(runtime: &RuntimeEnv, schema: &SchemaRef) -> Result<Spill> {
-    let file = runtime.disk_manager.create_tmp_file("Z-order bucket")?;
-    let handle = File::create(file.path())
-        .context(|| format!("creating the spill file '{}'", file.path().display()))?;
-    let writer = StreamWriter::try_new(BufWriter::new(handle), schema)?;
-    Ok(Spill { file, writer })
-}
-
 /// A bucket's rows and the order that sorts them by their key.
 struct SortedBucket {
     batches: Vec<RecordBatch>,
@@ -330,16 +332,11 @@ struct SortedBucket {
 impl SortedBucket {
     /// Reads `bucket` back (from its spill files if it has any) and sorts its rows by `key`.
     fn of(bucket: Bucket, key: usize) -> Result<Self> {
-        let Bucket { mut batches, files } = bucket;
+        let Bucket {
+            mut batches, files, ..
+        } = bucket;
         for file in files {
-            let path = file.path().to_path_buf();
-            let handle = File::open(&path)
-                .context(|| format!("reading the spill file '{}'", path.display()))?;
-            for batch in StreamReader::try_new(BufReader::new(handle), None)? {
-                batches.push(
-                    batch.context(|| format!("reading the spill file '{}'", path.display()))?,
-                );
-            }
+            batches.extend(spill::read(&file)?);
         }
         let mut order: Vec<(u64, u32, u32)> =
             Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
@@ -390,6 +387,8 @@ mod tests {
         // A key holding more rows than a bucket gets a bucket of its own.
         let big = KeyBuckets::from_histogram(vec![(1, 1), (2, 10), (3, 1)], 4);
         assert_eq!(big.starts, vec![2, 3]);
+        assert_eq!(big.one_key, vec![true, true, true]);
+        assert_eq!(buckets.one_key, vec![false, false]);
         assert_eq!(KeyBuckets::from_histogram(vec![], 4).len(), 1);
     }
 
@@ -455,6 +454,53 @@ mod tests {
             .collect();
         let mut want: Vec<i64> = (0..300).collect();
         want.sort_by_key(|v| (v * 7 % 10, *v));
+        assert_eq!(got, want);
+    }
+
+    #[tokio::test]
+    async fn a_key_holding_more_rows_than_a_bucket_streams_in_input_order() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("v", DataType::Int64, false),
+            Field::new("k", DataType::UInt64, false),
+        ]));
+        // Key 1 holds 270 of the 300 rows; keys 0 and 2 hold 15 each.
+        let key = |v: i64| match v % 20 {
+            0 => 0,
+            10 => 2,
+            _ => 1,
+        };
+        let batches: Vec<RecordBatch> = (0..3)
+            .map(|b| {
+                let v: Int64Array = (0..100).map(|r| b * 100 + r).collect();
+                let k: UInt64Array = (0..100).map(|r| key(b * 100 + r)).collect();
+                RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(v), Arc::new(k)]).unwrap()
+            })
+            .collect();
+        let histogram = vec![(0, 15), (1, 270), (2, 15)];
+        // A bucket of 20 rows' worth: key 1 gets a bucket of its own, spilled and streamed.
+        let budget = batches[0].get_array_memory_size() / 100 * 20;
+        let input = Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&schema),
+            futures::stream::iter(batches.into_iter().map(Ok).collect::<Vec<_>>()),
+        ));
+        let runtime = Arc::new(RuntimeEnvBuilder::new().build().unwrap());
+        let streams = sort_by_key(vec![input], 1, histogram, budget, 1, &runtime)
+            .await
+            .unwrap();
+        let mut got: Vec<i64> = Vec::new();
+        for stream in streams {
+            for batch in stream.try_collect::<Vec<_>>().await.unwrap() {
+                got.extend(
+                    batch
+                        .column(0)
+                        .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                        .values()
+                        .iter(),
+                );
+            }
+        }
+        let mut want: Vec<i64> = (0..300).collect();
+        want.sort_by_key(|v| (key(*v), *v));
         assert_eq!(got, want);
     }
 }

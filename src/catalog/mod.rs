@@ -17,6 +17,7 @@ pub mod lance_scan;
 pub mod lance_table;
 pub mod provider;
 pub mod scalar_index;
+pub mod spill;
 pub mod storage;
 pub mod version;
 pub mod warehouse;

@@ -15,6 +15,7 @@
 
 mod catalog_ops;
 mod conform;
+mod grace_join;
 mod model_batches;
 mod query_settings;
 mod recorder;

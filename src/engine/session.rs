@@ -22,8 +22,8 @@ use vitrine_udfs::FunctionContext;
 
 use super::query_settings::QuerySettings;
 use super::{
-    catalog_ops, conform, model_batches, table_indexes, views, worker_reports, write, Engine,
-    ModelProgress,
+    catalog_ops, conform, grace_join, model_batches, table_indexes, views, worker_reports, write,
+    Engine, ModelProgress,
 };
 use crate::catalog::{
     storage, QualifiedName, TableEntry, TableFormat, Warehouse, WarehouseCatalogList,
@@ -131,6 +131,11 @@ impl EngineSession {
                 Arc::clone(&model_functions),
                 batched,
             )));
+        if engine.workers.is_none() {
+            // Joins that spill under a memory limit (one node: a distributed plan's joins run
+            // on the workers as they are planned).
+            state = state.with_physical_optimizer_rule(Arc::new(grace_join::SpillLargeJoins));
+        }
         if let Some(workers) = &engine.workers {
             // Added last: the plan is cut into stages once every other rule has run.
             let codecs: [Arc<dyn PhysicalExtensionCodec>; 1] =
