@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{AsArray, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::{interleave_record_batch, take_record_batch};
+use datafusion::arrow::compute::{interleave_record_batch, take_record_batch, BatchCoalescer};
 use datafusion::arrow::datatypes::{SchemaRef, UInt64Type};
 use datafusion::execution::disk_manager::RefCountedTempFile;
 use datafusion::execution::memory_pool::MemoryLimit;
@@ -32,7 +32,7 @@ const UNBOUNDED_BUCKET_BYTES: usize = 256 << 20;
 
 /// The share of a memory limit one bucket may take (the rest: the scan, the writer, the sort's
 /// order and the output being gathered).
-const LIMIT_SHARE_PER_BUCKET: usize = 4;
+const LIMIT_SHARE_PER_BUCKET: usize = 8;
 
 /// Rows per output batch.
 const OUTPUT_ROWS: usize = 8192;
@@ -282,8 +282,10 @@ fn sorted_stream(
                 if bucket.one_key {
                     let Bucket { batches, files, .. } = bucket;
                     let in_memory = futures::stream::iter(batches.into_iter().map(Ok));
-                    let spilled = spill::stream(files, input_schema).map_err(VitrineError::from);
-                    return Ok::<_, VitrineError>(in_memory.chain(spilled).boxed());
+                    let spilled =
+                        spill::stream(files, Arc::clone(&input_schema)).map_err(VitrineError::from);
+                    let rows = gathered(in_memory.chain(spilled).boxed(), input_schema);
+                    return Ok::<_, VitrineError>(rows.boxed());
                 }
                 let sorted = tokio::task::spawn_blocking(move || SortedBucket::of(bucket, key))
                     .await
@@ -300,6 +302,37 @@ fn sorted_stream(
             },
         );
     Box::pin(RecordBatchStreamAdapter::new(schema, sorted))
+}
+
+/// The rows of `input` in batches of [`OUTPUT_ROWS`] (the batches dealt into a bucket are a
+/// bucket's share of each input batch, a few hundred rows).
+fn gathered(
+    input: futures::stream::BoxStream<'static, Result<RecordBatch>>,
+    schema: SchemaRef,
+) -> impl Stream<Item = Result<RecordBatch>> + Send {
+    let gathering = BatchCoalescer::new(schema, OUTPUT_ROWS);
+    futures::stream::unfold(Some((input, gathering)), |state| async move {
+        let (mut input, mut gathering) = state?;
+        loop {
+            if let Some(batch) = gathering.next_completed_batch() {
+                return Some((Ok(batch), Some((input, gathering))));
+            }
+            match input.next().await {
+                Some(Ok(batch)) => {
+                    if let Err(e) = gathering.push_batch(batch) {
+                        return Some((Err(e.into()), None));
+                    }
+                }
+                Some(Err(e)) => return Some((Err(e), None)),
+                None => {
+                    if let Err(e) = gathering.finish_buffered_batch() {
+                        return Some((Err(e.into()), None));
+                    }
+                    return gathering.next_completed_batch().map(|b| (Ok(b), None));
+                }
+            }
+        }
+    })
 }
 
 /// Cuts buckets holding `rows` rows each (in key order) into at most `streams` contiguous runs

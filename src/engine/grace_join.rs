@@ -58,7 +58,7 @@ use crate::catalog::spill::{self, SpillWriter};
 /// The share of the memory limit the build side may take in memory: the join's hash table, its
 /// concatenated copy of the build side, the probe side's batches and the operators above the
 /// join (a table writer's column buffers) need the rest.
-pub const BUILD_SHARE: usize = 4;
+pub const BUILD_SHARE: usize = 8;
 
 /// Buckets the rows are dealt into when they spill (rounded up to a multiple of the join's
 /// output partitions); a group joins one or more of them.
