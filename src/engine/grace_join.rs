@@ -971,7 +971,7 @@ mod tests {
         for partitioned in [true, false] {
             for sql in [LEFT_JOIN, GROUPED, FULL_JOIN] {
                 let (want, _) = run(&session(None, partitioned), sql).await;
-                let (got, spilled) = run(&session(Some(4 << 20), partitioned), sql).await;
+                let (got, spilled) = run(&session(Some(8 << 20), partitioned), sql).await;
                 // The build side is the smaller: the attributes' 15,240 rows, or the products'.
                 assert!(
                     spilled == 15_240 || spilled == 20_000,
@@ -984,7 +984,7 @@ mod tests {
                 );
             }
         }
-        let (rows, _) = run(&session(Some(4 << 20), true), LEFT_JOIN).await;
+        let (rows, _) = run(&session(Some(8 << 20), true), LEFT_JOIN).await;
         // 20,000 products, one more row for each of the 1,905 ids not divisible by 3 but by 7.
         assert_eq!(rows.len(), 20_000 + 1_905);
     }
