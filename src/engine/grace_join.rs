@@ -247,7 +247,7 @@ enum Prepared {
     /// Both sides dealt into buckets: each output partition's groups of buckets (taken by the
     /// partition that joins them), and the join each group runs.
     Spilled {
-        groups: Mutex<Vec<Vec<Group>>>,
+        groups: Mutex<Vec<Option<Vec<Group>>>>,
         join: Arc<dyn ExecutionPlan>,
     },
 }
@@ -291,8 +291,12 @@ impl Prepared {
                     .lock()
                     .expect("groups lock")
                     .get_mut(partition)
-                    .map(std::mem::take)
-                    .unwrap_or_default();
+                    .and_then(Option::take)
+                    .ok_or_else(|| {
+                        DataFusionError::Internal(format!(
+                            "partition {partition} of a grace hash join ran twice"
+                        ))
+                    })?;
                 let join = Arc::clone(join);
                 let joined = futures::stream::iter(groups)
                     .map(move |group| group.execute(hash_join(&join)?, Arc::clone(&context)))
@@ -448,7 +452,7 @@ async fn prepare(
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        plans.push(groups);
+        plans.push(Some(groups));
     }
     Ok(Prepared::Spilled {
         groups: Mutex::new(plans),
