@@ -9,7 +9,8 @@
 //! writer asks for it). There is no merge, each row is copied twice at most, and memory holds
 //! one bucket and one output batch, where a sort of the whole table holds the whole table (or
 //! spills it in runs and merges them back). The sorted buckets come back as a few contiguous
-//! runs, one per writer, sorted at once (each bucket a share of the budget).
+//! runs, one per writer, sorted at once (each bucket a share of the budget). A bucket of one key
+//! needs no sort: it streams from its files in input order, however many rows the key holds.
 
 use std::pin::Pin;
 use std::sync::Arc;

@@ -53,13 +53,16 @@ impl SpillWriter {
 
 /// Every batch of `file`, in the order written.
 pub fn read(file: &RefCountedTempFile) -> Result<Vec<RecordBatch>> {
+    batches(file)?.collect()
+}
+
+/// The batches of `file` as they are read, each error naming the file.
+fn batches(file: &RefCountedTempFile) -> Result<impl Iterator<Item = Result<RecordBatch>> + '_> {
     let path = file.path();
-    let handle =
-        File::open(path).context(|| format!("reading the spill file '{}'", path.display()))?;
-    StreamReader::try_new(BufReader::new(handle), None)
-        .context(|| format!("reading the spill file '{}'", path.display()))?
-        .map(|batch| batch.context(|| format!("reading the spill file '{}'", path.display())))
-        .collect()
+    let reading = move || format!("reading the spill file '{}'", path.display());
+    let handle = File::open(path).context(reading)?;
+    let reader = StreamReader::try_new(BufReader::new(handle), None).context(reading)?;
+    Ok(reader.map(move |batch| batch.context(reading)))
 }
 
 /// The batches of `files` (rows of `schema`), one file after another, read on a blocking
@@ -84,12 +87,7 @@ fn send_batches(
     sender: &tokio::sync::mpsc::Sender<datafusion::error::Result<RecordBatch>>,
 ) {
     for file in files {
-        let path = file.path();
-        let batches = File::open(path)
-            .map_err(crate::error::VitrineError::from)
-            .and_then(|handle| Ok(StreamReader::try_new(BufReader::new(handle), None)?))
-            .context(|| format!("reading the spill file '{}'", path.display()));
-        let batches = match batches {
+        let batches = match batches(file) {
             Ok(batches) => batches,
             Err(e) => {
                 let _ = sender.blocking_send(Err(e.into()));
@@ -97,9 +95,7 @@ fn send_batches(
             }
         };
         for batch in batches {
-            let batch = batch
-                .context(|| format!("reading the spill file '{}'", path.display()))
-                .map_err(Into::into);
+            let batch = batch.map_err(Into::into);
             let failed = batch.is_err();
             if sender.blocking_send(batch).is_err() || failed {
                 return;
