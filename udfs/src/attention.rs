@@ -3,12 +3,14 @@
 //! candle multiplies a batch of matrices one after another, each product spread over the
 //! thread pool: for attention's head-sized products (a 1,024 × 64 by 64 × 1,024 product per
 //! head in SmolVLM's vision tower) the threads meet after every head, and the scores of every
-//! head are written out in full before the softmax reads them back. Here each (batch, head) pair
-//! is one task of the thread pool, which computes its scores with a one-thread product, adds the
-//! mask, takes the softmax and multiplies by `v` while the scores are still in cache, in a
-//! buffer the task's thread reuses. Only f32 tensors on the CPU that no gradient is tracked
-//! through take this path ([`attend`] answers `None` for the others, which keep candle's
-//! composed operations).
+//! head are written out in full before the softmax reads them back. Here each block of up to 64
+//! queries of a (batch, head) pair is one task of the thread pool, which computes its scores
+//! with a one-thread product, adds the mask, takes the softmax and multiplies by `v` while the
+//! scores are still in the core's cache, in a buffer the task's thread reuses; keys that the
+//! mask hides from every query of the block (the future under a causal mask, left padding) are
+//! not computed at all. Only f32 tensors on the CPU that no gradient is tracked through take
+//! this path ([`attend`] answers `None` for the others, which keep candle's composed
+//! operations).
 //!
 //! [`attend_packed_causal`] does the same for causal attention over sequences of different
 //! lengths packed one after another (CLIP's text tower): no padding token is computed.
@@ -18,6 +20,14 @@ use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 use crate::cpu_ops::exp;
+
+/// Query rows per task of [`attend`]: a block's scores (rows × keys) stay in the core's cache
+/// between the two products, and the blocks of one head share the thread pool among them.
+const QUERY_BLOCK: usize = 64;
+
+/// A mask value at or below this hides its key (transformers and the layers here mask with
+/// f32's lowest value; −∞ also counts).
+const HIDDEN: f32 = -1e30;
 
 /// `softmax(q·kᵀ·scale + mask)·v` for `q` (batch × heads × queries × head size) and `k`, `v`
 /// (batch × key heads × keys × head size), the softmax over the keys; with fewer key heads than
@@ -87,11 +97,24 @@ pub fn attend(
     let scale = scale as f32;
     out.par_chunks_mut(queries * size)
         .enumerate()
-        .for_each_init(Vec::new, |scores, (pair, out)| {
+        .flat_map(|(pair, out)| {
+            out.par_chunks_mut(QUERY_BLOCK * size)
+                .enumerate()
+                .map(move |(block, out)| (pair, block * QUERY_BLOCK, out))
+        })
+        .for_each_init(Vec::new, |scores, (pair, first, out)| {
             let (b, h) = (pair / heads, pair % heads);
-            let q = &qs[pair * queries * size..][..queries * size];
-            let k = ks.block(b, h / group, keys * size);
-            let v = vs.block(b, h / group, keys * size);
+            let rows = out.len() / size;
+            let q = &qs[(pair * queries + first) * size..][..rows * size];
+            let mask_rows = |i: usize| {
+                mask.as_ref()
+                    .zip(ms)
+                    .map(|((layout, _), ms)| &ms[layout.row(b, h, first + i)..][..keys])
+            };
+            let (lo, hi) = seen_keys((0..rows).filter_map(mask_rows), keys);
+            let seen = hi - lo;
+            let k = &ks.block(b, h / group, keys * size)[lo * size..hi * size];
+            let v = &vs.block(b, h / group, keys * size)[lo * size..hi * size];
             let (q, k, v) = (
                 Strided::rows(q, size),
                 Strided::columns(k, size),
@@ -101,12 +124,11 @@ pub fn attend(
                 out,
                 scores,
                 (q, k, v),
-                (queries, keys, size),
+                (rows, seen, size),
                 scale,
                 |i, row| {
-                    if let (Some((layout, _)), Some(ms)) = (&mask, &ms) {
-                        let at = layout.row(b, h, i);
-                        for (s, m) in row.iter_mut().zip(&ms[at..at + keys]) {
+                    if let Some(m) = mask_rows(i) {
+                        for (s, m) in row.iter_mut().zip(&m[lo..hi]) {
                             *s += m;
                         }
                     }
@@ -115,6 +137,27 @@ pub fn attend(
             );
         });
     Tensor::from_vec(out, (batch, heads, queries, size), &Device::Cpu).map(Some)
+}
+
+/// The keys `lo..hi` that some row of a block's mask leaves visible (a causal mask hides the
+/// keys after the block's last query, left padding the keys before a sequence's first token):
+/// the keys outside are skipped, their weights being zero to f32's precision. Every key when
+/// there is no mask, or when the mask hides every key from every row (such rows average the
+/// values, as the composed softmax does).
+fn seen_keys<'a>(mask_rows: impl Iterator<Item = &'a [f32]>, keys: usize) -> (usize, usize) {
+    let (mut lo, mut hi) = (keys, 0);
+    for row in mask_rows {
+        if let Some(first) = row.iter().position(|&m| m > HIDDEN) {
+            let last = row.iter().rposition(|&m| m > HIDDEN).unwrap_or(first);
+            lo = lo.min(first);
+            hi = hi.max(last + 1);
+        }
+    }
+    if lo < hi {
+        (lo, hi)
+    } else {
+        (0, keys)
+    }
 }
 
 /// Whether this module's kernels take `xs`: f32 on the CPU with no gradient tracked through it.
@@ -436,6 +479,46 @@ mod tests {
             .broadcast_as((b, h, l, d))
             .unwrap();
         assert!(max_difference(&fused, &first_value.contiguous().unwrap()) < 1e-5);
+    }
+
+    #[test]
+    fn query_blocks_skip_the_keys_a_causal_mask_with_left_padding_hides() {
+        let device = Device::Cpu;
+        // More queries than one block, keys after a cache of 7 slots, sequences padded by 0 and 30.
+        let (b, h, l, cached, d) = (2, 2, 2 * QUERY_BLOCK + 9, 7, 8);
+        let s = cached + l;
+        let q = Tensor::randn(0f32, 1.0, (b, h, l, d), &device).unwrap();
+        let k = Tensor::randn(0f32, 1.0, (b, h, s, d), &device).unwrap();
+        let v = Tensor::randn(0f32, 1.0, (b, h, s, d), &device).unwrap();
+        let padding = [0, 30];
+        let values: Vec<f32> = (0..b)
+            .flat_map(|r| {
+                (0..l).flat_map(move |i| {
+                    (0..s).map(move |j| {
+                        if j < padding[r] || j > cached + i {
+                            f32::MIN
+                        } else {
+                            0.0
+                        }
+                    })
+                })
+            })
+            .collect();
+        let mask = Tensor::from_vec(values, (b, 1, l, s), &device).unwrap();
+        let scale = (d as f64).powf(-0.5);
+        let fused = attend(&q, &k, &v, scale, Some(&mask)).unwrap().unwrap();
+        let want = composed(&q, &k, &v, scale, Some(&mask));
+        // Rows whose every key is hidden (the padded sequence's first queries) average whatever
+        // keys their block computes; every other row matches.
+        let seen = |r: usize| fused.get(r).unwrap().narrow(1, 30, l - 30).unwrap();
+        let wanted = |r: usize| want.get(r).unwrap().narrow(1, 30, l - 30).unwrap();
+        assert!(max_difference(&fused.get(0).unwrap(), &want.get(0).unwrap()) < 1e-5);
+        assert!(max_difference(&seen(1), &wanted(1)) < 1e-5);
+        assert_eq!(
+            seen_keys([&[f32::MIN, 0.0, 0.0, f32::MIN][..]].into_iter(), 4),
+            (1, 3)
+        );
+        assert_eq!(seen_keys([&[f32::MIN; 3][..]].into_iter(), 3), (0, 3));
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub fn exp(x: f32) -> f32 {
 
 /// The tanh approximation of GELU (`gelu_pytorch_tanh`), as candle's `gelu` computes it.
 #[inline(always)]
-fn gelu_tanh(v: f32) -> f32 {
+pub(crate) fn gelu_tanh(v: f32) -> f32 {
     const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
     let y = SQRT_TWO_OVER_PI * v * (1.0 + 0.044_715 * v * v);
     // tanh(y) = 1 - 2 / (e^{2y} + 1)
@@ -54,8 +54,9 @@ fn sigmoid(v: f32) -> f32 {
     1.0 / (1.0 + exp(-v))
 }
 
+/// SiLU, `v · σ(v)`.
 #[inline(always)]
-fn silu(v: f32) -> f32 {
+pub(crate) fn silu(v: f32) -> f32 {
     v * sigmoid(v)
 }
 
@@ -66,8 +67,9 @@ fn silu_derivative(v: f32) -> f32 {
     s + v * s * (1.0 - s)
 }
 
+/// OpenAI's quick GELU, `v · σ(1.702 v)`.
 #[inline(always)]
-fn quick_gelu(v: f32) -> f32 {
+pub(crate) fn quick_gelu(v: f32) -> f32 {
     v * sigmoid(1.702 * v)
 }
 

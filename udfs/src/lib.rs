@@ -5,7 +5,8 @@
 //! session's settings, file access and progress. The crate holds the model registry
 //! ([`models`]: the kinds, [`kind`]: what a kind is), the settings it owns ([`settings`]),
 //! the model runtime every model shares ([`runtime`]: finding files, device and precision, one
-//! load per process), the layers the models share ([`nn`], [`cpu_ops`]), images ([`image`]), the
+//! load per process), the layers the models share ([`nn`], [`attention`], [`cpu_ops`] and the
+//! fused linear layers of `dense`), images ([`image`]), the
 //! functions that need no model and the row plumbing of those that do ([`mod@functions`]), and one
 //! folder per model kind: CLIP ([`clip`]), SmolVLM ([`smolvlm`]) and the weightless hashed bag of
 //! words ([`hashing`]). Its errors are
@@ -17,6 +18,7 @@ pub mod attention;
 pub mod clip;
 pub mod context;
 pub mod cpu_ops;
+mod dense;
 mod error;
 pub mod functions;
 pub mod hashing;

@@ -5,6 +5,7 @@
 //! where the fast one has no backward pass (candle's fused layer norm) or would not see the
 //! variables change (the fused attention projection).
 
+use crate::dense::{self, Parts, Then};
 use crate::{attention, cpu_ops};
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{linear, Linear, VarBuilder};
@@ -123,30 +124,6 @@ macro_rules! encoder_shape {
 }
 pub(crate) use encoder_shape;
 
-/// The query, key and value projections.
-enum Projections {
-    /// Fused into one (3·width × width) matrix: one large matrix product runs faster than three
-    /// small ones.
-    Fused(Linear),
-    /// Kept apart while trained: a fused copy would not follow the variables as they change.
-    Trained([Linear; 3]),
-}
-
-impl Projections {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        match self {
-            Projections::Fused(qkv) => qkv.forward(xs),
-            Projections::Trained(parts) => Tensor::cat(
-                &parts
-                    .iter()
-                    .map(|p| p.forward(xs))
-                    .collect::<Result<Vec<_>>>()?,
-                D::Minus1,
-            ),
-        }
-    }
-}
-
 /// How the rows of an encoder's input form sequences, as its attention sees them.
 #[derive(Clone, Copy)]
 enum Sequences<'a> {
@@ -157,7 +134,8 @@ enum Sequences<'a> {
 }
 
 struct Attention {
-    qkv: Projections,
+    /// The query, key and value projections.
+    qkv: Parts<Linear>,
     out: Linear,
     heads: usize,
     scale: f64,
@@ -166,25 +144,11 @@ struct Attention {
 impl Attention {
     fn new(vb: VarBuilder, s: &EncoderShape) -> Result<Self> {
         let h = s.hidden;
-        let [q, k, v]: [Linear; 3] = ["q_proj", "k_proj", "v_proj"]
+        let parts = ["q_proj", "k_proj", "v_proj"]
             .iter()
             .map(|name| linear(h, h, vb.pp(name)))
-            .collect::<Result<Vec<_>>>()?
-            .try_into()
-            .map_err(|_| candle_core::Error::Msg("three projections".into()))?;
-        let qkv = if q.weight().track_op() {
-            Projections::Trained([q, k, v])
-        } else {
-            let parts = [q, k, v];
-            let weight = Tensor::cat(&parts.iter().map(Linear::weight).collect::<Vec<_>>(), 0)?;
-            let bias = parts
-                .iter()
-                .map(|p| p.bias().cloned())
-                .collect::<Option<Vec<_>>>()
-                .map(|b| Tensor::cat(&b, 0))
-                .transpose()?;
-            Projections::Fused(Linear::new(weight, bias))
-        };
+            .collect::<Result<Vec<_>>>()?;
+        let qkv = Parts::new(parts)?;
         Ok(Self {
             qkv,
             out: linear(h, h, vb.pp("out_proj"))?,
@@ -193,14 +157,15 @@ impl Attention {
         })
     }
 
-    fn forward(&self, xs: &Tensor, sequences: Sequences) -> Result<Tensor> {
+    /// `residual` plus the attention over `xs` (the normalised residual).
+    fn forward(&self, xs: &Tensor, residual: &Tensor, sequences: Sequences) -> Result<Tensor> {
         let qkv = self.qkv.forward(xs)?;
         let mask = match sequences {
             Sequences::Padded(mask) => mask,
             Sequences::PackedCausal(lengths) => {
                 let context =
                     attention::attend_packed_causal(&qkv, self.heads, lengths, self.scale)?;
-                return self.out.forward(&context);
+                return dense::forward_add(&self.out, &context, residual);
             }
         };
         let (batch, len, width) = xs.dims3()?;
@@ -227,7 +192,7 @@ impl Attention {
             }
         };
         let context = context.transpose(1, 2)?.reshape((batch, len, width))?;
-        self.out.forward(&context)
+        dense::forward_add(&self.out, &context, residual)
     }
 }
 
@@ -253,15 +218,15 @@ impl EncoderLayer {
     }
 
     fn forward(&self, xs: &Tensor, sequences: Sequences) -> Result<Tensor> {
-        let attended = self
+        let xs = self
             .attention
-            .forward(&self.norm1.forward(xs)?, sequences)?;
-        let xs = (xs + attended)?;
-        let hidden = activate(
-            self.activation,
-            &self.fc1.forward(&self.norm2.forward(&xs)?)?,
+            .forward(&self.norm1.forward(xs)?, xs, sequences)?;
+        let hidden = dense::forward_then(
+            &self.fc1,
+            &self.norm2.forward(&xs)?,
+            Then::Activate(self.activation),
         )?;
-        xs + self.fc2.forward(&hidden)?
+        dense::forward_add(&self.fc2, &hidden, &xs)
     }
 }
 

@@ -6,6 +6,7 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{embedding, linear_no_bias, Embedding, Linear, VarBuilder};
 use serde::Deserialize;
 
+use crate::dense::{self, Parts};
 use crate::nn::{rms_norm, RmsNorm};
 use crate::train::lora::{Lora, Projection};
 use crate::{attention, cpu_ops};
@@ -67,9 +68,8 @@ impl LlamaConfig {
 }
 
 struct Attention {
-    q: Projection,
-    k: Projection,
-    v: Projection,
+    /// The query, key and value projections, outputs side by side.
+    qkv: Parts<Projection>,
     o: Projection,
     heads: usize,
     kv_heads: usize,
@@ -97,9 +97,11 @@ impl Attention {
         let (h, hd) = (c.hidden_size, c.head_dim());
         let projection = |name: &str, input, output| projection(&vb, name, input, output, lora);
         Ok(Self {
-            q: projection("q_proj", h, c.num_attention_heads * hd)?,
-            k: projection("k_proj", h, c.kv_heads() * hd)?,
-            v: projection("v_proj", h, c.kv_heads() * hd)?,
+            qkv: Parts::new(vec![
+                projection("q_proj", h, c.num_attention_heads * hd)?,
+                projection("k_proj", h, c.kv_heads() * hd)?,
+                projection("v_proj", h, c.kv_heads() * hd)?,
+            ])?,
             o: projection("o_proj", c.num_attention_heads * hd, h)?,
             heads: c.num_attention_heads,
             kv_heads: c.kv_heads(),
@@ -107,23 +109,28 @@ impl Attention {
         })
     }
 
+    /// `residual` plus the attention over `xs` (the normalised residual).
     fn forward(
         &self,
         xs: &Tensor,
+        residual: &Tensor,
         positions: &Positions,
         mask: Option<&Tensor>,
         cache: &mut Option<LayerCache>,
         room: usize,
     ) -> Result<Tensor> {
         let (b, t, _) = xs.dims3()?;
-        let split = |x: Tensor, heads: usize| {
-            x.reshape((b, t, heads, self.head_dim))?
+        let qkv = self.qkv.forward(xs)?;
+        let (q_width, kv_width) = (self.heads * self.head_dim, self.kv_heads * self.head_dim);
+        let split = |start: usize, heads: usize| {
+            qkv.narrow(2, start, heads * self.head_dim)?
+                .reshape((b, t, heads, self.head_dim))?
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let q = positions.rotate(&split(self.q.forward(xs)?, self.heads)?)?;
-        let k = positions.rotate(&split(self.k.forward(xs)?, self.kv_heads)?)?;
-        let v = split(self.v.forward(xs)?, self.kv_heads)?;
+        let q = positions.rotate(&split(0, self.heads)?)?;
+        let k = positions.rotate(&split(q_width, self.kv_heads)?)?;
+        let v = split(q_width + kv_width, self.kv_heads)?;
         let (k, v) = LayerCache::append(cache, &k, &v, room)?;
         let scale = (self.head_dim as f64).powf(-0.5);
         // The kernel reads each key head in place for the query heads it serves.
@@ -156,7 +163,7 @@ impl Attention {
         let out = out
             .transpose(1, 2)?
             .reshape((b, t, self.heads * self.head_dim))?;
-        self.o.forward(&out)
+        dense::forward_add(&self.o, &out, residual)
     }
 }
 
@@ -218,8 +225,8 @@ struct DecoderLayer {
     input_norm: RmsNorm,
     attention: Attention,
     post_norm: RmsNorm,
-    gate: Projection,
-    up: Projection,
+    /// SwiGLU's gate and up projections.
+    gate_up: Parts<Projection>,
     down: Projection,
 }
 
@@ -231,8 +238,10 @@ impl DecoderLayer {
             input_norm: rms_norm(h, c.rms_norm_eps, vb.pp("input_layernorm"))?,
             attention: Attention::new(vb.pp("self_attn"), c, lora)?,
             post_norm: rms_norm(h, c.rms_norm_eps, vb.pp("post_attention_layernorm"))?,
-            gate: projection("mlp.gate_proj", h, i)?,
-            up: projection("mlp.up_proj", h, i)?,
+            gate_up: Parts::new(vec![
+                projection("mlp.gate_proj", h, i)?,
+                projection("mlp.up_proj", h, i)?,
+            ])?,
             down: projection("mlp.down_proj", i, h)?,
         })
     }
@@ -476,19 +485,16 @@ impl TextModel {
         };
         let mut xs = embeds.clone();
         for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            let attended = layer.attention.forward(
+            xs = layer.attention.forward(
                 &layer.input_norm.forward(&xs)?,
+                &xs,
                 &positions,
                 mask.as_ref(),
                 slot,
                 cache.room,
             )?;
-            xs = (xs + attended)?;
             let h = layer.post_norm.forward(&xs)?;
-            let mlp = layer
-                .down
-                .forward(&(cpu_ops::silu_of(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?)?;
-            xs = (xs + mlp)?;
+            xs = dense::forward_add(&layer.down, &layer.gate_up.swiglu(&h)?, &xs)?;
         }
         cache.len += t;
         Ok(xs)

@@ -134,6 +134,15 @@ impl Projection {
     }
 }
 
+impl crate::dense::MaybePlain for Projection {
+    fn plain(&self) -> Option<&Linear> {
+        match self {
+            Projection::Plain(linear) => Some(linear),
+            Projection::Adapted { .. } => None,
+        }
+    }
+}
+
 impl Module for Projection {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         match self {
