@@ -19,7 +19,7 @@ use candle_core::{DType, Device, Result, Storage, Tensor};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-use crate::cpu_ops::exp;
+use crate::cpu_ops::softmax_in_place;
 
 /// Query rows per task of [`attend`]: a block's scores (rows × keys) stay in the core's cache
 /// between the two products, and the blocks of one head share the thread pool among them.
@@ -332,20 +332,6 @@ fn attend_block(
         v,
         1.0,
     );
-}
-
-/// `row` replaced by its softmax.
-fn softmax_in_place(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0f32;
-    for s in row.iter_mut() {
-        *s = exp(*s - max);
-        sum += *s;
-    }
-    let inverse = 1.0 / sum;
-    for s in row.iter_mut() {
-        *s *= inverse;
-    }
 }
 
 /// `t` (rank 4) as a tensor whose every (batch, head) block of rows is contiguous: `t` itself

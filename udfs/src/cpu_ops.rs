@@ -30,6 +30,38 @@ pub fn exp(x: f32) -> f32 {
     f32::from_bits(((n as i32 + 127) << 23) as u32) * p
 }
 
+/// Values side by side in a reduction, so that the compiler keeps that many partial results in
+/// one SIMD register instead of adding (or comparing) one value at a time.
+const LANES: usize = 8;
+
+/// `f` folded over `values` from `start`, [`LANES`] partial results at a time, which `f` then
+/// folds into one. `f` must be associative and commutative up to rounding (a sum, a maximum).
+#[inline(always)]
+fn fold_lanes(values: &[f32], start: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut lanes = [start; LANES];
+    let mut chunks = values.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane = f(*lane, v);
+        }
+    }
+    let tail = chunks.remainder().iter().fold(start, |a, &v| f(a, v));
+    lanes.into_iter().fold(tail, f)
+}
+
+/// `row` replaced by its softmax, every step vectorised: the maximum and the sum in lanes,
+/// the exponentials by [`exp`].
+pub(crate) fn softmax_in_place(row: &mut [f32]) {
+    let max = fold_lanes(row, f32::NEG_INFINITY, f32::max);
+    for v in row.iter_mut() {
+        *v = exp(*v - max);
+    }
+    let inverse = 1.0 / fold_lanes(row, 0.0, |a, b| a + b);
+    for v in row.iter_mut() {
+        *v *= inverse;
+    }
+}
+
 /// The tanh approximation of GELU (`gelu_pytorch_tanh`), as candle's `gelu` computes it.
 #[inline(always)]
 pub(crate) fn gelu_tanh(v: f32) -> f32 {
@@ -153,14 +185,8 @@ impl CustomOp1 for SoftmaxLastDim {
             .zip(src.par_chunks(rows_per_task))
             .for_each(|(d, s)| {
                 for (d, s) in d.chunks_mut(width).zip(s.chunks(width)) {
-                    let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    for (o, &v) in d.iter_mut().zip(s) {
-                        *o = exp(v - max);
-                    }
-                    let sum: f32 = d.iter().sum();
-                    for o in d.iter_mut() {
-                        *o /= sum;
-                    }
+                    d.copy_from_slice(s);
+                    softmax_in_place(d);
                 }
             });
         Ok((CpuStorage::F32(dst), layout.shape().clone()))

@@ -247,19 +247,9 @@ fn fused(
     }
     let out = match then {
         Then::Nothing => out,
-        Then::Activate(activation) => {
-            let f = match activation {
-                Activation::QuickGelu => cpu_ops::quick_gelu,
-                Activation::GeluTanh => cpu_ops::gelu_tanh,
-                Activation::Gelu => unreachable!("refused above"),
-            };
-            out.par_chunks_mut(CHUNK).for_each(|chunk| {
-                for v in chunk {
-                    *v = f(*v);
-                }
-            });
-            out
-        }
+        Then::Activate(Activation::QuickGelu) => map_in_place(out, cpu_ops::quick_gelu),
+        Then::Activate(Activation::GeluTanh) => map_in_place(out, cpu_ops::gelu_tanh),
+        Then::Activate(Activation::Gelu) => unreachable!("refused above"),
         Then::SwiGlu => {
             let half = outputs / 2;
             *dims.last_mut().expect("a last dimension") = half;
@@ -282,6 +272,17 @@ fn fused(
         }
     };
     Tensor::from_vec(out, dims, &Device::Cpu).map(Some)
+}
+
+/// `values` with `f` applied to each on the thread pool. Generic over `f` (a function item, not
+/// a pointer) so that the loop is compiled with it inlined and vectorised.
+fn map_in_place(mut values: Vec<f32>, f: impl Fn(f32) -> f32 + Copy + Sync) -> Vec<f32> {
+    values.par_chunks_mut(CHUNK).for_each(|chunk| {
+        for v in chunk {
+            *v = f(*v);
+        }
+    });
+    values
 }
 
 /// The f32 values of a contiguous CPU tensor's storage.
