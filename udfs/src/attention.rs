@@ -19,7 +19,7 @@ use candle_core::{DType, Device, Result, Storage, Tensor};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-use crate::cpu_ops::softmax_in_place;
+use crate::cpu_ops::exp_in_place;
 
 /// Query rows per task of [`attend`]: a block's scores (rows × keys) stay in the core's cache
 /// between the two products, and the blocks of one head share the thread pool among them.
@@ -132,7 +132,7 @@ pub fn attend(
                             *s += m;
                         }
                     }
-                    softmax_in_place(row);
+                    exp_in_place(row)
                 },
             );
         });
@@ -229,8 +229,8 @@ pub fn attend_packed_causal(
             );
             attend_block(out, scores, (q, k, v), (len, len, size), scale, |i, row| {
                 let (seen, unseen) = row.split_at_mut(i + 1);
-                softmax_in_place(seen);
                 unseen.fill(0.0);
+                exp_in_place(seen)
             });
         });
     Tensor::from_vec(out, (heads, tokens, size), &Device::Cpu)?
@@ -309,29 +309,41 @@ fn product(dst: &mut [f32], (m, n, k): (usize, usize, usize), a: Strided, b: Str
     }
 }
 
-/// One (batch or sequence, head) block of attention on the calling thread: `out` (queries ×
-/// size) = `weigh`(scale · q · kᵀ) · v, where `weigh(i, row)` turns query `i`'s row of scores into
-/// weights (mask and softmax) in `scores`, a buffer the thread reuses.
+/// One block of queries of a (batch or sequence, head) pair on the calling thread: `out`
+/// (queries × size) = softmax(`weigh`(scale · q · kᵀ)) · v. `weigh(i, row)` turns query `i`'s
+/// row of scores into unnormalised weights in place (mask, then [`exp_in_place`]) and answers
+/// their sum; the division by it is left to `out`'s rows (size values each) instead of the
+/// weights (keys values each). `scores` is a buffer the thread reuses.
 fn attend_block(
     out: &mut [f32],
     scores: &mut Vec<f32>,
     (q, k, v): (Strided, Strided, Strided),
     (queries, keys, size): (usize, usize, usize),
     scale: f32,
-    mut weigh: impl FnMut(usize, &mut [f32]),
+    mut weigh: impl FnMut(usize, &mut [f32]) -> f32,
 ) {
-    scores.resize(queries * keys, 0f32);
-    product(scores, (queries, keys, size), q, k, scale);
-    for (i, row) in scores.chunks_exact_mut(keys).enumerate() {
-        weigh(i, row);
+    scores.resize(queries * keys + queries, 0f32);
+    let (weights, inverses) = scores.split_at_mut(queries * keys);
+    product(weights, (queries, keys, size), q, k, scale);
+    for (i, (row, inverse)) in weights
+        .chunks_exact_mut(keys)
+        .zip(inverses.iter_mut())
+        .enumerate()
+    {
+        *inverse = 1.0 / weigh(i, row);
     }
     product(
         out,
         (queries, size, keys),
-        Strided::rows(scores, keys),
+        Strided::rows(weights, keys),
         v,
         1.0,
     );
+    for (row, inverse) in out.chunks_exact_mut(size).zip(inverses.iter()) {
+        for o in row {
+            *o *= inverse;
+        }
+    }
 }
 
 /// `t` (rank 4) as a tensor whose every (batch, head) block of rows is contiguous: `t` itself

@@ -49,14 +49,30 @@ fn fold_lanes(values: &[f32], start: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
     lanes.into_iter().fold(tail, f)
 }
 
-/// `row` replaced by its softmax, every step vectorised: the maximum and the sum in lanes,
-/// the exponentials by [`exp`].
-pub(crate) fn softmax_in_place(row: &mut [f32]) {
+/// `row` replaced by `e^(x − max)` of each value, the softmax before its division; answers the
+/// sum of the new values. Every step is vectorised: the maximum and the sum in lanes (the sum as
+/// the exponentials are written), the exponentials by [`exp`].
+pub(crate) fn exp_in_place(row: &mut [f32]) -> f32 {
     let max = fold_lanes(row, f32::NEG_INFINITY, f32::max);
-    for v in row.iter_mut() {
-        *v = exp(*v - max);
+    let mut lanes = [0f32; LANES];
+    let mut chunks = row.chunks_exact_mut(LANES);
+    for chunk in &mut chunks {
+        for (lane, v) in lanes.iter_mut().zip(chunk) {
+            *v = exp(*v - max);
+            *lane += *v;
+        }
     }
-    let inverse = 1.0 / fold_lanes(row, 0.0, |a, b| a + b);
+    let mut sum = 0f32;
+    for v in chunks.into_remainder() {
+        *v = exp(*v - max);
+        sum += *v;
+    }
+    lanes.into_iter().fold(sum, |a, b| a + b)
+}
+
+/// `row` replaced by its softmax.
+pub(crate) fn softmax_in_place(row: &mut [f32]) {
+    let inverse = 1.0 / exp_in_place(row);
     for v in row.iter_mut() {
         *v *= inverse;
     }

@@ -221,12 +221,13 @@ impl EncoderLayer {
         let xs = self
             .attention
             .forward(&self.norm1.forward(xs)?, xs, sequences)?;
-        let hidden = dense::forward_then(
+        dense::mlp_add(
             &self.fc1,
-            &self.norm2.forward(&xs)?,
             Then::Activate(self.activation),
-        )?;
-        dense::forward_add(&self.fc2, &hidden, &xs)
+            &self.fc2,
+            &self.norm2.forward(&xs)?,
+            &xs,
+        )
     }
 }
 

@@ -494,7 +494,7 @@ impl TextModel {
                 cache.room,
             )?;
             let h = layer.post_norm.forward(&xs)?;
-            xs = dense::forward_add(&layer.down, &layer.gate_up.swiglu(&h)?, &xs)?;
+            xs = layer.gate_up.swiglu_add(&layer.down, &h, &xs)?;
         }
         cache.len += t;
         Ok(xs)
