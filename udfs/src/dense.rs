@@ -185,7 +185,7 @@ fn fused(
 
 /// Rows of a [`mlp_add`] block: the block's hidden values (rows × the MLP's width) stay in the
 /// processor's cache between the two products instead of going out to memory.
-const BLOCK_ROWS: usize = 256;
+const BLOCK_ROWS: usize = 1024;
 
 /// `residual + second(then(first(x)))`: a transformer's MLP inside its residual connection, as
 /// [`forward_add`]`(second, &`[`forward_then`]`(first, x, then)?, residual)` computes it, but
