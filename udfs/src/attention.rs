@@ -19,7 +19,7 @@ use candle_core::{DType, Device, Result, Storage, Tensor};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-use crate::cpu_ops::exp_in_place;
+use crate::cpu_ops::{exp_in_place, widest_simd};
 
 /// Query rows per task of [`attend`]: a block's scores (rows × keys) stay in the core's cache
 /// between the two products, and the blocks of one head share the thread pool among them.
@@ -325,13 +325,18 @@ fn attend_block(
     scores.resize(queries * keys + queries, 0f32);
     let (weights, inverses) = scores.split_at_mut(queries * keys);
     product(weights, (queries, keys, size), q, k, scale);
-    for (i, (row, inverse)) in weights
-        .chunks_exact_mut(keys)
-        .zip(inverses.iter_mut())
-        .enumerate()
-    {
-        *inverse = 1.0 / weigh(i, row);
-    }
+    widest_simd(
+        #[inline(always)]
+        || {
+            for (i, (row, inverse)) in weights
+                .chunks_exact_mut(keys)
+                .zip(inverses.iter_mut())
+                .enumerate()
+            {
+                *inverse = 1.0 / weigh(i, row);
+            }
+        },
+    );
     product(
         out,
         (queries, size, keys),
@@ -339,11 +344,16 @@ fn attend_block(
         v,
         1.0,
     );
-    for (row, inverse) in out.chunks_exact_mut(size).zip(inverses.iter()) {
-        for o in row {
-            *o *= inverse;
-        }
-    }
+    widest_simd(
+        #[inline(always)]
+        || {
+            for (row, inverse) in out.chunks_exact_mut(size).zip(inverses.iter()) {
+                for o in row {
+                    *o *= inverse;
+                }
+            }
+        },
+    );
 }
 
 /// `t` (rank 4) as a tensor whose every (batch, head) block of rows is contiguous: `t` itself

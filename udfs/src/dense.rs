@@ -431,27 +431,38 @@ fn finish(then: Then, product: &mut [f32], width: usize, gated: &mut [f32]) {
                 .par_chunks_mut(rows_per_task * half)
                 .zip(product.par_chunks(rows_per_task * width))
                 .for_each(|(gated, product)| {
-                    for (g, row) in gated
-                        .chunks_exact_mut(half)
-                        .zip(product.chunks_exact(width))
-                    {
-                        let (gate, up) = row.split_at(half);
-                        for ((g, &a), &u) in g.iter_mut().zip(gate).zip(up) {
-                            *g = cpu_ops::silu(a) * u;
-                        }
-                    }
+                    cpu_ops::widest_simd(
+                        #[inline(always)]
+                        || {
+                            for (g, row) in gated
+                                .chunks_exact_mut(half)
+                                .zip(product.chunks_exact(width))
+                            {
+                                let (gate, up) = row.split_at(half);
+                                for ((g, &a), &u) in g.iter_mut().zip(gate).zip(up) {
+                                    *g = cpu_ops::silu(a) * u;
+                                }
+                            }
+                        },
+                    )
                 });
         }
     }
 }
 
 /// `f` applied to each of `values` on the thread pool. Generic over `f` (a function item, not
-/// a pointer) so that the loop is compiled with it inlined and vectorised.
+/// a pointer) so that the loop is compiled with it inlined and vectorised, for the widest SIMD
+/// the processor has ([`cpu_ops::widest_simd`]).
 fn map_in_place(values: &mut [f32], f: impl Fn(f32) -> f32 + Copy + Sync) {
     values.par_chunks_mut(CHUNK).for_each(|chunk| {
-        for v in chunk {
-            *v = f(*v);
-        }
+        cpu_ops::widest_simd(
+            #[inline(always)]
+            || {
+                for v in chunk {
+                    *v = f(*v);
+                }
+            },
+        )
     });
 }
 
