@@ -126,6 +126,7 @@ pub fn attend(
                 (q, k, v),
                 (rows, seen, size),
                 scale,
+                #[inline(always)]
                 |i, row| {
                     if let Some(m) = mask_rows(i) {
                         for (s, m) in row.iter_mut().zip(&m[lo..hi]) {
@@ -227,11 +228,19 @@ pub fn attend_packed_causal(
                 Strided::columns(&values[at + width..], row),
                 Strided::rows(&values[at + 2 * width..], row),
             );
-            attend_block(out, scores, (q, k, v), (len, len, size), scale, |i, row| {
-                let (seen, unseen) = row.split_at_mut(i + 1);
-                unseen.fill(0.0);
-                exp_in_place(seen)
-            });
+            attend_block(
+                out,
+                scores,
+                (q, k, v),
+                (len, len, size),
+                scale,
+                #[inline(always)]
+                |i, row| {
+                    let (seen, unseen) = row.split_at_mut(i + 1);
+                    unseen.fill(0.0);
+                    exp_in_place(seen)
+                },
+            );
         });
     Tensor::from_vec(out, (heads, tokens, size), &Device::Cpu)?
         .transpose(0, 1)?
@@ -312,8 +321,9 @@ fn product(dst: &mut [f32], (m, n, k): (usize, usize, usize), a: Strided, b: Str
 /// One block of queries of a (batch or sequence, head) pair on the calling thread: `out`
 /// (queries × size) = softmax(`weigh`(scale · q · kᵀ)) · v. `weigh(i, row)` turns query `i`'s
 /// row of scores into unnormalised weights in place (mask, then [`exp_in_place`]) and answers
-/// their sum; the division by it is left to `out`'s rows (size values each) instead of the
-/// weights (keys values each). `scores` is a buffer the thread reuses.
+/// their sum (a closure marked `#[inline(always)]`, so that [`widest_simd`] covers it); the
+/// division by it is left to `out`'s rows (size values each) instead of the weights (keys values
+/// each). `scores` is a buffer the thread reuses.
 fn attend_block(
     out: &mut [f32],
     scores: &mut Vec<f32>,
