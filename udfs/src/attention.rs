@@ -19,7 +19,7 @@ use candle_core::{DType, Device, Result, Storage, Tensor};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-use crate::cpu_ops::{exp_in_place, widest_simd};
+use crate::cpu_ops::{cpu_f32, exp_in_place, widest_simd};
 
 /// Query rows per task of [`attend`]: a block's scores (rows × keys) stay in the core's cache
 /// between the two products, and the blocks of one head share the thread pool among them.
@@ -75,22 +75,13 @@ pub fn attend(
     let (k_storage, k_layout) = k.storage_and_layout();
     let (v_storage, v_layout) = v.storage_and_layout();
     let mask_storage = mask.as_ref().map(|(_, m)| m.storage_and_layout());
-    fn slice<'a>(storage: &'a Storage, layout: &candle_core::Layout) -> Result<&'a [f32]> {
-        let Storage::Cpu(cpu) = storage else {
-            candle_core::bail!("attention: a CPU tensor was expected")
-        };
-        let (start, end) = layout
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("attention: not contiguous".into()))?;
-        Ok(&cpu.as_slice::<f32>()?[start..end])
-    }
-    let qs = slice(&q_storage, q_layout)?;
+    let qs = cpu_f32(&q_storage, q_layout, "attention")?;
     let (ks, vs) = (
         Heads::of(&k_storage, k_layout)?,
         Heads::of(&v_storage, v_layout)?,
     );
     let ms = match &mask_storage {
-        Some((storage, layout)) => Some(slice(storage, layout)?),
+        Some((storage, layout)) => Some(cpu_f32(storage, layout, "attention")?),
         None => None,
     };
     let mut out = vec![0f32; batch * heads * queries * size];

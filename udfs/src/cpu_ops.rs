@@ -172,6 +172,19 @@ impl<T: Fn(f32) -> f32 + Copy + Send + Sync + 'static> ElementFn for T {}
 /// Softmax over the last dimension, one row per task group.
 struct SoftmaxLastDim;
 
+/// The f32 values of a contiguous tensor's storage on the CPU; `what` (the calling kernel)
+/// names the error when the storage is on another device.
+pub(crate) fn cpu_f32<'a>(
+    storage: &'a candle_core::Storage,
+    layout: &Layout,
+    what: &str,
+) -> Result<&'a [f32]> {
+    let candle_core::Storage::Cpu(cpu) = storage else {
+        candle_core::bail!("{what}: a CPU tensor was expected")
+    };
+    contiguous_f32(cpu, layout)
+}
+
 fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
     let (start, end) = layout
         .contiguous_offsets()

@@ -9,7 +9,7 @@
 //! path ([`attention::kernel_takes`]); [`forward_then`] and [`forward_add`] compose candle's
 //! steps for the others (a GPU, half precision, training), so a layer calls them either way.
 
-use candle_core::{Device, Module, Result, Storage, Tensor, D};
+use candle_core::{Device, Module, Result, Tensor, D};
 use candle_nn::Linear;
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
@@ -312,7 +312,7 @@ fn with_values<const N: usize, R>(
     let mut slices = [None; N];
     for (slot, guard) in slices.iter_mut().zip(&guards) {
         *slot = match guard {
-            Some((storage, layout)) => Some(values(storage, layout)?),
+            Some((storage, layout)) => Some(cpu_ops::cpu_f32(storage, layout, "dense")?),
             None => None,
         };
     }
@@ -464,17 +464,6 @@ fn map_in_place(values: &mut [f32], f: impl Fn(f32) -> f32 + Copy + Sync) {
             },
         )
     });
-}
-
-/// The f32 values of a contiguous CPU tensor's storage.
-fn values<'a>(storage: &'a Storage, layout: &candle_core::Layout) -> Result<&'a [f32]> {
-    let Storage::Cpu(cpu) = storage else {
-        candle_core::bail!("dense: a CPU tensor was expected")
-    };
-    let (start, end) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("dense: not contiguous".into()))?;
-    Ok(&cpu.as_slice::<f32>()?[start..end])
 }
 
 #[cfg(test)]
