@@ -8,6 +8,7 @@
 //! the rows are fresh. Only f32 tensors on the CPU that no gradient is tracked through take this
 //! path ([`attention::kernel_takes`]); [`forward_then`] and [`forward_add`] compose candle's
 //! steps for the others (a GPU, half precision, training), so a layer calls them either way.
+//! The activations the models' MLPs name ([`Activation`]) are defined here with them.
 
 use candle_core::{Device, Module, Result, Tensor, D};
 use candle_nn::Linear;
@@ -16,7 +17,7 @@ use rayon::prelude::*;
 
 use crate::attention::kernel_takes;
 use crate::cpu_ops;
-use crate::nn::Activation;
+use serde::Deserialize;
 
 /// Output values per task of the thread pool in the passes over the output.
 const CHUNK: usize = 1 << 14;
@@ -41,7 +42,7 @@ pub(crate) fn forward_then(linear: &Linear, x: &Tensor, then: Then) -> Result<Te
     let product = linear.forward(x)?;
     match then {
         Then::Nothing => Ok(product),
-        Then::Activate(activation) => crate::nn::activate(activation, &product),
+        Then::Activate(activation) => activate(activation, &product),
         Then::SwiGlu => {
             let half = product.dim(D::Minus1)? / 2;
             cpu_ops::silu_of(&product.narrow(D::Minus1, 0, half)?)?
@@ -447,6 +448,29 @@ fn finish(then: Then, product: &mut [f32], width: usize, gated: &mut [f32]) {
                     )
                 });
         }
+    }
+}
+
+/// The activation between the two MLP layers (`hidden_act`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Activation {
+    /// `x · σ(1.702 x)`, OpenAI's CLIP.
+    #[serde(rename = "quick_gelu")]
+    QuickGelu,
+    /// The exact (erf) GELU.
+    #[serde(rename = "gelu")]
+    Gelu,
+    /// The tanh approximation of GELU.
+    #[serde(rename = "gelu_new", alias = "gelu_pytorch_tanh", alias = "gelu_fast")]
+    GeluTanh,
+}
+
+/// Applies `activation`.
+pub(crate) fn activate(activation: Activation, xs: &Tensor) -> Result<Tensor> {
+    match activation {
+        Activation::QuickGelu => cpu_ops::quick_gelu_of(xs),
+        Activation::Gelu => xs.gelu_erf(),
+        Activation::GeluTanh => cpu_ops::gelu_tanh_of(xs),
     }
 }
 

@@ -1,38 +1,14 @@
 //! Building blocks shared by the models: the pre-norm transformer encoder of CLIP's and SigLIP's
-//! towers, its activations and layer normalisation.
+//! towers and its layer normalisation.
 //!
 //! Every block also trains: built from variables (a `VarMap`), it takes the differentiable path
 //! where the fast one has no backward pass (candle's fused layer norm) or would not see the
 //! variables change (the fused attention projection).
 
-use crate::dense::{self, Parts, Then};
+use crate::dense::{self, Activation, Parts, Then};
 use crate::{attention, cpu_ops};
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{linear, Linear, VarBuilder};
-use serde::Deserialize;
-
-/// The activation between the two MLP layers (`hidden_act`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum Activation {
-    /// `x · σ(1.702 x)`, OpenAI's CLIP.
-    #[serde(rename = "quick_gelu")]
-    QuickGelu,
-    /// The exact (erf) GELU.
-    #[serde(rename = "gelu")]
-    Gelu,
-    /// The tanh approximation of GELU.
-    #[serde(rename = "gelu_new", alias = "gelu_pytorch_tanh", alias = "gelu_fast")]
-    GeluTanh,
-}
-
-/// Applies `activation`.
-pub(crate) fn activate(activation: Activation, xs: &Tensor) -> Result<Tensor> {
-    match activation {
-        Activation::QuickGelu => cpu_ops::quick_gelu_of(xs),
-        Activation::Gelu => xs.gelu_erf(),
-        Activation::GeluTanh => cpu_ops::gelu_tanh_of(xs),
-    }
-}
 
 /// Layer normalisation with weight and bias, as `nn.LayerNorm`.
 pub(crate) struct LayerNorm {

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-pub use crate::nn::Activation;
+pub use crate::dense::Activation;
 
 /// `text_config`.
 #[derive(Debug, Clone, Deserialize)]

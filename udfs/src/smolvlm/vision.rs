@@ -8,7 +8,8 @@ use candle_nn::{
 };
 use serde::Deserialize;
 
-use crate::nn::{encoder_shape, layer_norm, Activation, Encoder, LayerNorm};
+use crate::dense::Activation;
+use crate::nn::{encoder_shape, layer_norm, Encoder, LayerNorm};
 
 /// `vision_config` of an `Idefics3Config`.
 #[derive(Debug, Clone, Deserialize)]
