@@ -383,6 +383,10 @@ fn product_into(out: &mut [f32], x: &[f32], layer: Weights, residual: Option<&[f
                 }
             });
     }
+    if rows <= SKINNY_ROWS {
+        skinny_product(out, x, weight, inputs, read_out);
+        return;
+    }
     let threads = rayon::current_num_threads();
     // SAFETY: the assertion above fixed every length: `out` holds rows × outputs values written
     // with row step `outputs`; `x` holds rows × inputs read with row step `inputs`; `weight`
@@ -415,6 +419,71 @@ fn product_into(out: &mut [f32], x: &[f32], layer: Weights, residual: Option<&[f
             },
         );
     }
+}
+
+/// Rows up to which [`product_into`] takes [`skinny_product`]: a decoding step's batch. Above
+/// it the gemm crate's packed microkernels win; below it they spend most of the step copying
+/// each weight matrix into their packed layout (or, for one row, run its one-thread product).
+const SKINNY_ROWS: usize = 16;
+
+/// Weight rows (outputs) per task of [`skinny_product`].
+const SKINNY_OUTPUTS: usize = 64;
+
+/// Lanes of the partial sums of one dot product in [`dot`]: one AVX-512 register, two AVX2 ones.
+const DOT_LANES: usize = 16;
+
+/// `out` (rows × outputs) = `x` (rows × inputs) · weightᵀ, added to `out`'s values when `add`:
+/// the product of a few rows, as a decoding step has, bound by reading the weights. Each weight
+/// row is read from memory once, on one of the pool's threads, and its dot products with every
+/// row of `x` taken while it is in cache; no copy of the weights is made.
+fn skinny_product(out: &mut [f32], x: &[f32], weight: &[f32], inputs: usize, add: bool) {
+    let rows = x.len() / inputs;
+    let outputs = weight.len() / inputs;
+    // The products come out output by output (outputs × rows) and are then put in place.
+    let mut by_output = vec![0f32; outputs * rows];
+    by_output
+        .par_chunks_mut(SKINNY_OUTPUTS * rows)
+        .zip(weight.par_chunks(SKINNY_OUTPUTS * inputs))
+        .for_each(|(sums, weights)| {
+            cpu_ops::widest_simd(
+                #[inline(always)]
+                || {
+                    for (sums, w) in sums
+                        .chunks_exact_mut(rows)
+                        .zip(weights.chunks_exact(inputs))
+                    {
+                        for (sum, x) in sums.iter_mut().zip(x.chunks_exact(inputs)) {
+                            *sum = dot(x, w);
+                        }
+                    }
+                },
+            )
+        });
+    for (r, row) in out.chunks_exact_mut(outputs).enumerate() {
+        for (o, sums) in row.iter_mut().zip(by_output.chunks_exact(rows)) {
+            *o = if add { *o + sums[r] } else { sums[r] };
+        }
+    }
+}
+
+/// The dot product of `a` and `b` (one length), summed in [`DOT_LANES`] lanes so that the loop
+/// vectorises. Inlined, so that the caller's [`cpu_ops::widest_simd`] covers it.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; DOT_LANES];
+    let (a, b) = (a.chunks_exact(DOT_LANES), b.chunks_exact(DOT_LANES));
+    let tail: f32 = a
+        .remainder()
+        .iter()
+        .zip(b.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (a, b) in a.zip(b) {
+        for ((lane, x), y) in lanes.iter_mut().zip(a).zip(b) {
+            *lane += x * y;
+        }
+    }
+    lanes.into_iter().fold(tail, |s, l| s + l)
 }
 
 /// `then` over `product` (rows × `width`) on the thread pool: in place, or for SwiGLU into
@@ -570,6 +639,24 @@ mod tests {
         // A width that does not chain is refused by the CPU path and fails in candle's.
         let (first, second) = (layer(20, 12, true), layer(12, 16, true));
         assert!(mlp_add(&first, Then::Nothing, &second, &x, &residual).is_err());
+    }
+
+    #[test]
+    fn every_row_count_takes_a_path_that_equals_candles() {
+        // Row counts on both sides of SKINNY_ROWS; an input width with a tail after its 16-lane
+        // blocks; outputs over several tasks, the last short.
+        let linear = layer(2 * SKINNY_OUTPUTS + 5, 2 * DOT_LANES + 5, true);
+        for rows in [1, 3, 4, 7, SKINNY_ROWS, SKINNY_ROWS + 1, 40] {
+            let x = Tensor::randn(0f32, 1.0, (rows, 2 * DOT_LANES + 5), &Device::Cpu).unwrap();
+            let residual =
+                Tensor::randn(0f32, 1.0, (rows, 2 * SKINNY_OUTPUTS + 5), &Device::Cpu).unwrap();
+            let want = linear.forward(&x).unwrap();
+            let got = forward_then(&linear, &x, Then::Nothing).unwrap();
+            assert!(max_difference(&got, &want) < 1e-5, "{rows} rows");
+            let got = forward_add(&linear, &x, &residual).unwrap();
+            let want = (&residual + &want).unwrap();
+            assert!(max_difference(&got, &want) < 1e-5, "{rows} rows, residual");
+        }
     }
 
     #[test]

@@ -463,7 +463,11 @@ impl TextModel {
     /// also holds.
     pub fn forward(&self, embeds: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
         let hidden = self.hidden(embeds, cache)?;
-        self.lm_head.forward(&self.norm.forward(&hidden)?)
+        dense::forward_then(
+            &self.lm_head,
+            &self.norm.forward(&hidden)?,
+            dense::Then::Nothing,
+        )
     }
 
     /// The last decoder layer's output for `embeds`, extending `cache`.
@@ -505,9 +509,8 @@ impl TextModel {
     pub fn forward_last(&self, embeds: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
         let t = embeds.dim(1)?;
         let hidden = self.hidden(embeds, cache)?;
-        self.lm_head
-            .forward(&self.norm.forward(&hidden.narrow(1, t - 1, 1)?)?)?
-            .squeeze(1)
+        let last = self.norm.forward(&hidden.narrow(1, t - 1, 1)?)?;
+        dense::forward_then(&self.lm_head, &last, dense::Then::Nothing)?.squeeze(1)
     }
 }
 
