@@ -33,9 +33,8 @@ pub fn exp(x: f32) -> f32 {
 /// `f()`, compiled for AVX-512 when the processor has it (16 lanes per instruction), else for
 /// AVX2 and FMA when it has them (8 lanes), where the crate's baseline target (x86-64, SSE2)
 /// gives 4. The build targets every x86-64, so the element-wise loops are otherwise vectorised
-/// for SSE2 only; `f` (a closure marked
-/// `#[inline(always)]`, with the loops inside it) is inlined into a function compiled with the
-/// wider instruction set and its loops vectorised again. The results are the same bits: no
+/// for SSE2 only; `f` (a closure marked `#[inline(always)]`, with the loops inside it) is inlined
+/// into a function compiled with the wider instruction set and its loops vectorised again. The results are the same bits: no
 /// multiplication and addition are fused, since Rust never contracts them.
 #[inline(always)]
 pub(crate) fn widest_simd<R>(f: impl FnOnce() -> R) -> R {
