@@ -19,7 +19,7 @@ use candle_core::{DType, Device, Result, Storage, Tensor};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-use crate::cpu_ops::{cpu_f32, exp_in_place, widest_simd};
+use crate::cpu_ops::{cpu_f32, exp_in_place, softmax_last_dim, widest_simd};
 
 /// Query rows per task of [`attend`]: a block's scores (rows × keys) stay in the core's cache
 /// between the two products, and the blocks of one head share the thread pool among them.
@@ -129,6 +129,42 @@ pub fn attend(
             );
         });
     Tensor::from_vec(out, (batch, heads, queries, size), &Device::Cpu).map(Some)
+}
+
+/// The same operation as [`attend`], on any device and dtype and differentiable, composed of
+/// candle's operations (the scores and softmax in f32): the path of GPU tensors and trained
+/// layers. With grouped-query attention the query heads that share a key head are stacked as
+/// the rows of one product against it, so `k` and `v` (views into a key/value cache included,
+/// each head's keys contiguous) are read in place, never copied once per query head. `mask` is
+/// batch or 1 × 1 × queries × keys.
+pub fn attend_composed(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    mask: Option<&Tensor>,
+) -> Result<Tensor> {
+    let (batch, heads, queries, size) = q.dims4()?;
+    let (_, key_heads, keys, _) = k.dims4()?;
+    if key_heads == 0 || heads % key_heads != 0 {
+        candle_core::bail!("{heads} query heads cannot share {key_heads} key heads evenly");
+    }
+    let group = heads / key_heads;
+    let stacked = q
+        .contiguous()?
+        .reshape((batch, key_heads, group * queries, size))?;
+    let scores = (stacked.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
+    let scores = match mask {
+        Some(mask) => scores
+            .reshape((batch, key_heads, group, queries, keys))?
+            .broadcast_add(&mask.unsqueeze(2)?)?
+            .reshape((batch, key_heads, group * queries, keys))?,
+        None => scores,
+    };
+    softmax_last_dim(&scores)?
+        .to_dtype(q.dtype())?
+        .matmul(v)?
+        .reshape((batch, heads, queries, size))
 }
 
 /// The keys `lo..hi` that some row of a block's mask leaves visible (a causal mask hides the
@@ -561,6 +597,40 @@ mod tests {
         // Query heads that key heads do not divide are left to the composed operation.
         let five = Tensor::randn(0f32, 1.0, (b, 5, l, d), &device).unwrap();
         assert!(attend(&five, &k, &v, scale, None).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_composed_path_reads_grouped_heads_in_place_as_the_kernel_does() {
+        let device = Device::Cpu;
+        let (b, h, key_heads, s, d) = (3, 6, 2, 9, 8);
+        // Keys and values in a cache with room for 5 more slots, seen through views.
+        let buffer = |mean: f32| {
+            Tensor::randn(mean, 1.0, (b, key_heads, s + 5, d), &device)
+                .unwrap()
+                .narrow(2, 0, s)
+                .unwrap()
+        };
+        let (k, v) = (buffer(0.0), buffer(0.5));
+        let scale = (d as f64).powf(-0.5);
+        // A prefill (several queries, a mask per batch), a decoding step (one query, no mask).
+        for (l, masked) in [(4, true), (1, false)] {
+            let q = Tensor::randn(0f32, 1.0, (b, h, l, d), &device).unwrap();
+            let mask = Tensor::randn(0f32, 3.0, (b, 1, l, s), &device).unwrap();
+            let mask = masked.then_some(&mask);
+            let want = attend(&q, &k, &v, scale, mask).unwrap().unwrap();
+            let got = attend_composed(&q, &k, &v, scale, mask).unwrap();
+            assert_eq!(got.dims4().unwrap(), (b, h, l, d));
+            assert!(max_difference(&got, &want) < 1e-5, "{l} queries");
+            // In bf16, where only the composed path goes, within bf16's precision.
+            let half = |x: &Tensor| x.to_dtype(DType::BF16).unwrap();
+            let got = attend_composed(&half(&q), &half(&k), &half(&v), scale, mask)
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap();
+            assert!(max_difference(&got, &want) < 5e-2, "{l} queries in bf16");
+        }
+        let five = Tensor::randn(0f32, 1.0, (b, 5, 1, d), &device).unwrap();
+        assert!(attend_composed(&five, &k, &v, scale, None).is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use datafusion::arrow::array::{
@@ -25,6 +26,7 @@ use datafusion::logical_expr::{
 
 use crate::context::{FunctionContext, ModelUse};
 use crate::functions::rows;
+use crate::runtime::overlap::overlapped;
 use crate::smolvlm::extract::{parse_reply, vocabulary, Extraction, VOCABULARIES};
 use crate::smolvlm::model::{GenerationRequest, SmolVlm};
 use crate::smolvlm::prompt::chat_prompt;
@@ -96,8 +98,9 @@ fn row_seed(seed: u64, image: &rows::ImageArgument, prompt: &str) -> u64 {
 }
 
 /// Generates the answer to each row's prompt about its image, `vitrine.udf.batch_size` rows per
-/// batched generation; each batch's photos are read and processed just before it, so memory holds
-/// one batch of frames whatever the table's size. Without `prompts`, every row asks the model's
+/// batched generation. Each batch's photos are read and processed (in parallel) on a helper
+/// thread while the model answers the batch before, so memory holds at most two batches of frames
+/// whatever the table's size. Without `prompts`, every row asks the model's
 /// [`SmolVlm::extraction_prompt`]. Also says which model answered.
 fn answer_rows(
     context: &FunctionContext,
@@ -124,65 +127,85 @@ fn answer_rows(
     let first_row = context.rows_done(name);
     let mut out: Vec<Answer> = (0..images.len()).map(|_| Answer::Null).collect();
     let rows: Vec<usize> = (0..images.len()).collect();
-    for chunk in rows.chunks(settings.batch_size.max(1)) {
-        // (row, processed photo, chat prompt, token limit, seed) of the chunk's usable rows.
-        let mut pending = Vec::with_capacity(chunk.len());
-        for &i in chunk {
-            let (Some(image), Some(prompt)) = (&images[i], &prompts[i]) else {
-                continue;
-            };
-            let limit = match &limits {
-                Some(l) if !l.is_null(i) => l.as_primitive::<Int64Type>().value(i),
-                _ => DEFAULT_MAX_NEW_TOKENS as i64,
-            };
-            if !(1..=8192).contains(&limit) {
-                return Err(exec_datafusion_err!(
-                    "{name}: max_new_tokens must be from 1 to 8192, got {limit}"
-                ));
-            }
-            match rows::read_image(context, image) {
-                Ok(rgb) => pending.push((
-                    i,
-                    processor.process(&rgb),
-                    chat_prompt(prompt),
-                    limit,
-                    row_seed(settings.smolvlm_seed, image, prompt),
-                )),
-                Err(error) => {
-                    let message = error.to_string();
-                    let row = rows::row_name(&images, i, first_row);
-                    rows::row_failed(
-                        context,
-                        settings.on_error,
-                        name,
-                        row.clone(),
-                        message.clone(),
-                    )?;
-                    out[i] = Answer::Failed(format!("{row}: {message}"));
-                }
-            }
-        }
-        let requests: Vec<GenerationRequest> = pending
-            .iter()
-            .map(|(_, image, prompt, limit, seed)| GenerationRequest {
-                image,
-                prompt,
-                max_new_tokens: *limit as usize,
-                seed: *seed,
+    // On the helper thread: the chunk and, for each of its rows with an image and a prompt, the
+    // processed photo or why it could not be read.
+    let prepare = |chunk: &[usize]| {
+        let photos: Vec<_> = chunk
+            .par_iter()
+            .filter_map(|&i| {
+                let (Some(image), Some(_)) = (&images[i], &prompts[i]) else {
+                    return None;
+                };
+                let photo = rows::read_image(context, image).map(|rgb| processor.process(&rgb));
+                Some((i, photo))
             })
             .collect();
-        let generated = model
-            .generate_batch(&requests, decoding, true)
-            .map_err(|e| rows::model_error(name, e))?;
-        for ((i, ..), tokens) in pending.iter().zip(generated) {
-            out[*i] = Answer::Text(
-                model
-                    .decode(&tokens)
-                    .map_err(|e| rows::model_error(name, e))?,
-            );
-        }
-        context.count_rows(name, chunk.len() as u64);
-    }
+        (chunk.len(), photos)
+    };
+    overlapped(
+        rows.chunks(settings.batch_size.max(1)),
+        prepare,
+        |(chunk_len, photos)| {
+            // (row, processed photo, chat prompt, token limit, seed) of the chunk's usable rows.
+            let mut pending = Vec::with_capacity(photos.len());
+            for (i, photo) in photos {
+                let (Some(image), Some(prompt)) = (&images[i], &prompts[i]) else {
+                    continue;
+                };
+                let limit = match &limits {
+                    Some(l) if !l.is_null(i) => l.as_primitive::<Int64Type>().value(i),
+                    _ => DEFAULT_MAX_NEW_TOKENS as i64,
+                };
+                if !(1..=8192).contains(&limit) {
+                    return Err(exec_datafusion_err!(
+                        "{name}: max_new_tokens must be from 1 to 8192, got {limit}"
+                    ));
+                }
+                match photo {
+                    Ok(photo) => pending.push((
+                        i,
+                        photo,
+                        chat_prompt(prompt),
+                        limit,
+                        row_seed(settings.smolvlm_seed, image, prompt),
+                    )),
+                    Err(error) => {
+                        let message = error.to_string();
+                        let row = rows::row_name(&images, i, first_row);
+                        rows::row_failed(
+                            context,
+                            settings.on_error,
+                            name,
+                            row.clone(),
+                            message.clone(),
+                        )?;
+                        out[i] = Answer::Failed(format!("{row}: {message}"));
+                    }
+                }
+            }
+            let requests: Vec<GenerationRequest> = pending
+                .iter()
+                .map(|(_, image, prompt, limit, seed)| GenerationRequest {
+                    image,
+                    prompt,
+                    max_new_tokens: *limit as usize,
+                    seed: *seed,
+                })
+                .collect();
+            let generated = model
+                .generate_batch(&requests, decoding, true)
+                .map_err(|e| rows::model_error(name, e))?;
+            for ((i, ..), tokens) in pending.iter().zip(generated) {
+                out[*i] = Answer::Text(
+                    model
+                        .decode(&tokens)
+                        .map_err(|e| rows::model_error(name, e))?,
+                );
+            }
+            context.count_rows(name, chunk_len as u64);
+            Ok(())
+        },
+    )?;
     Ok((out, used))
 }
 

@@ -6,10 +6,10 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{embedding, linear_no_bias, Embedding, Linear, VarBuilder};
 use serde::Deserialize;
 
+use crate::attention;
 use crate::dense::{self, Parts};
 use crate::nn::{rms_norm, RmsNorm};
 use crate::train::lora::{Lora, Projection};
-use crate::{attention, cpu_ops};
 
 /// `rope_parameters` (transformers 5) of a text config.
 #[derive(Debug, Clone, Deserialize)]
@@ -133,32 +133,10 @@ impl Attention {
         let v = split(q_width + kv_width, self.kv_heads)?;
         let (k, v) = LayerCache::append(cache, &k, &v, room)?;
         let scale = (self.head_dim as f64).powf(-0.5);
-        // The kernel reads each key head in place for the query heads it serves.
+        // Both read each key head in place for the query heads it serves.
         let out = match attention::attend(&q, &k, &v, scale, mask)? {
             Some(out) => out,
-            None => {
-                let groups = self.heads / self.kv_heads;
-                let repeat = |x: &Tensor| -> Result<Tensor> {
-                    let x = x.contiguous()?;
-                    if groups == 1 {
-                        return Ok(x);
-                    }
-                    let (b, kvh, s, d) = x.dims4()?;
-                    x.unsqueeze(2)?
-                        .expand((b, kvh, groups, s, d))?
-                        .reshape((b, kvh * groups, s, d))
-                };
-                let (k, v) = (repeat(&k)?, repeat(&v)?);
-                let dtype = xs.dtype();
-                let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
-                let scores = match mask {
-                    Some(m) => scores.broadcast_add(m)?,
-                    None => scores,
-                };
-                cpu_ops::softmax_last_dim(&scores)?
-                    .to_dtype(dtype)?
-                    .matmul(&v)?
-            }
+            None => attention::attend_composed(&q, &k, &v, scale, mask)?,
         };
         let out = out
             .transpose(1, 2)?
