@@ -2,6 +2,7 @@
 
     pip install torch transformers pillow
     python3 benches/peers/clip_peers.py BENCH_DIR WAREHOUSE [--batch-sizes 1,8,32] [--texts 64] [--images 32]
+        [--device cpu|cuda] [--dtype f32|bf16]
 
 Prepares BENCH_DIR once (both sides then read the same files):
 - model/      a random-weight CLIP ViT-B/32 (transformers' default CLIPConfig: text 512 wide,
@@ -9,9 +10,11 @@ Prepares BENCH_DIR once (both sides then read the same files):
               projection 512), with the fixture tokenizer and CLIP's image processor;
 - texts.txt   product descriptions from WAREHOUSE's demo catalog, each 18-22 tokens;
 - images.txt  paths of the catalog's first photos.
-Then times transformers on them: tokenizer + get_text_features, and PIL decoding + the
-processor (Pillow backend) + get_image_features, per batch size, best of --repeat runs, with
-torch using every core. Prints the Markdown table `vitrine bench clip BENCH_DIR` also prints.
+WAREHOUSE `-` keeps the texts and photos BENCH_DIR already lists (prepared on another machine)
+and repeats them up to --texts and --images. Then times transformers on them: tokenizer +
+get_text_features, and PIL decoding + the processor (Pillow backend) + get_image_features, per
+batch size, best of --repeat runs, with torch using every core (or on the GPU). Prints the
+Markdown table `vitrine bench clip BENCH_DIR` (and, on the GPU, the `clip_embed` bench) also prints.
 """
 
 import argparse
@@ -21,7 +24,12 @@ import time
 
 import torch
 from PIL import Image
-from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, PreTrainedTokenizerFast
+from transformers import CLIPConfig, CLIPModel, PreTrainedTokenizerFast
+
+try:
+    from transformers import CLIPImageProcessorPil
+except ImportError:  # transformers before the Pillow and torchvision processors were split
+    from transformers import CLIPImageProcessor as CLIPImageProcessorPil
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -38,6 +46,12 @@ def prepare(bench_dir, warehouse, n_texts, n_images):
         CLIPModel(config).save_pretrained(model_dir)
         tokenizer.save_pretrained(model_dir)
         CLIPImageProcessorPil().save_pretrained(model_dir)
+    if warehouse == "-":
+        def listed(name, count):
+            with open(os.path.join(bench_dir, name)) as f:
+                rows = [line for line in f.read().splitlines() if line]
+            return [rows[i % len(rows)] for i in range(count or len(rows))]
+        return model_dir, listed("texts.txt", n_texts), listed("images.txt", n_images)
     raw = os.path.join(warehouse, "Volumes/main/fashion_demo/raw_data")
     texts = []
     with open(os.path.join(raw, "styles.csv")) as f:
@@ -72,30 +86,41 @@ def main():
     parser.add_argument("--texts", type=int, default=64)
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
     args = parser.parse_args()
     os.makedirs(args.bench_dir, exist_ok=True)
     model_dir, texts, images = prepare(args.bench_dir, args.warehouse, args.texts, args.images)
 
     torch.set_num_threads(os.cpu_count())
-    model = CLIPModel.from_pretrained(model_dir).eval()
+    dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
+    model = CLIPModel.from_pretrained(model_dir, dtype=dtype).to(args.device).eval()
     tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir)
     processor = CLIPImageProcessorPil.from_pretrained(model_dir)
 
-    def embed_texts(batch):
+    def fetched(features):
+        # The projected features (transformers 5 wraps them in an output object), brought to the
+        # host as f32, as Vitrine's functions return them.
+        if not torch.is_tensor(features):
+            features = features.pooler_output
+        return features.float().cpu()
+
+    def embed_texts(batch, texts=texts):
         with torch.inference_mode():
             for i in range(0, len(texts), batch):
                 inputs = tokenizer(texts[i:i + batch], padding=True, truncation=True, return_tensors="pt")
-                model.get_text_features(**inputs)
+                fetched(model.get_text_features(**inputs.to(args.device)))
 
-    def embed_images(batch):
+    def embed_images(batch, images=images):
         with torch.inference_mode():
             for i in range(0, len(images), batch):
                 pixels = processor(images=[Image.open(p) for p in images[i:i + batch]], return_tensors="pt")
-                model.get_image_features(**pixels)
+                fetched(model.get_image_features(pixel_values=pixels["pixel_values"].to(args.device, dtype)))
 
-    embed_texts(1)
+    embed_texts(1, texts[:1])
+    embed_images(1, images[:1])
     print(f"transformers {__import__('transformers').__version__}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, {len(texts)} texts, {len(images)} images")
+          f"{torch.get_num_threads()} threads, {args.device} {args.dtype}, {len(texts)} texts, {len(images)} images")
     print("| batch | texts/s | images/s |")
     print("|---:|---:|---:|")
     for batch in [int(b) for b in args.batch_sizes.split(",")]:

@@ -9,7 +9,6 @@
 //! `vitrine.udf.on_error`.
 
 use std::any::Any;
-use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 
 use datafusion::arrow::array::ArrayRef;
@@ -24,6 +23,7 @@ use rayon::prelude::*;
 use crate::clip::ClipEmbedder;
 use crate::context::FunctionContext;
 use crate::functions::rows::{self, ImageArgument};
+use crate::runtime::overlap::overlapped;
 use crate::ModelError;
 
 fn return_type(context: &FunctionContext, function: &str) -> Result<DataType> {
@@ -153,27 +153,20 @@ impl ClipImageEmbed {
         let mut out: Vec<Option<Vec<f32>>> = vec![None; images.len()];
         let row_name = |i: usize| rows::row_name(&images, i, first_row);
 
-        std::thread::scope(|scope| -> Result<()> {
-            // Preprocessing runs one chunk ahead of the model.
-            let (sender, receiver) = sync_channel::<Vec<Prepared>>(1);
-            let model_ref = &model;
-            let images_ref = &images;
-            let present_ref = &present;
-            scope.spawn(move || {
-                for chunk in present_ref.chunks(settings.batch_size) {
-                    let prepared: Vec<Prepared> = chunk
-                        .par_iter()
-                        .map(|&i| {
-                            let image = images_ref[i].as_ref().expect("present rows are not NULL");
-                            (i, self.prepare(model_ref, image))
-                        })
-                        .collect();
-                    if sender.send(prepared).is_err() {
-                        break;
-                    }
-                }
-            });
-            for prepared in receiver {
+        // Preprocessing runs one chunk ahead of the model.
+        let prepare = |chunk: &[usize]| -> Vec<Prepared> {
+            chunk
+                .par_iter()
+                .map(|&i| {
+                    let image = images[i].as_ref().expect("present rows are not NULL");
+                    (i, self.prepare(&model, image))
+                })
+                .collect()
+        };
+        overlapped(
+            present.chunks(settings.batch_size),
+            prepare,
+            |prepared| -> Result<()> {
                 let chunk_rows = prepared.len() as u64;
                 let mut ready = Vec::with_capacity(prepared.len());
                 let mut pixels = Vec::with_capacity(prepared.len());
@@ -201,9 +194,9 @@ impl ClipImageEmbed {
                     }
                 }
                 self.context.count_rows(NAME, chunk_rows);
-            }
-            Ok(())
-        })?;
+                Ok(())
+            },
+        )?;
         self.context
             .count_rows(NAME, (images.len() - present.len()) as u64);
         rows::vectors(model.dimension(), &out)

@@ -77,6 +77,7 @@ impl Placement {
 fn auto_device() -> Device {
     if candle_core::utils::cuda_is_available() {
         if let Ok(device) = Device::new_cuda(0) {
+            without_event_tracking(&device);
             return device;
         }
     }
@@ -89,9 +90,28 @@ fn cuda_device(ordinal: usize) -> Result<Device, ModelError> {
             "device cuda: this build has no CUDA support (rebuild with `--features cuda`)".into(),
         ));
     }
-    Device::new_cuda(ordinal)
-        .map_err(|e| ModelError::Setting(format!("device cuda:{ordinal}: {e}")))
+    let device = Device::new_cuda(ordinal)
+        .map_err(|e| ModelError::Setting(format!("device cuda:{ordinal}: {e}")))?;
+    without_event_tracking(&device);
+    Ok(device)
 }
+
+/// Stops cudarc from creating (and destroying) two CUDA events with every buffer of `device`:
+/// it consults them only to order work between streams once a context has created a stream of
+/// its own, which `Device::new_cuda` does not (candle issues the device's work on the thread's
+/// default stream), so they were never consulted and only cost four driver calls per tensor
+/// operation, of which a decoding step makes hundreds.
+#[cfg(feature = "cuda")]
+fn without_event_tracking(device: &Device) {
+    if let Ok(cuda) = device.as_cuda_device() {
+        // SAFETY: the device was just made, so no buffer exists yet, and its context never
+        // enters cudarc's multi-stream mode, the only one in which the events are consulted.
+        unsafe { cuda.disable_event_tracking() }
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn without_event_tracking(_: &Device) {}
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,150 @@
+//! CLIP embedding throughput of the model crate alone, without the SQL engine: the GPU half of
+//! `vitrine bench clip` (the engine is not built for the GPU machine, see `benches/gpu/`); its
+//! peer is `benches/peers/clip_peers.py`, which prepares the folder and times transformers on
+//! the same files.
+//!
+//! ```text
+//! cargo bench -p vitrine-udfs --bench clip_embed -- DIR [--batch-sizes 1,8,32] [--texts N]
+//!     [--images N] [--repeat 2] [--device auto|cpu|cuda] [--dtype auto|f32|bf16|f16]
+//! ```
+//!
+//! `DIR` holds `model/` (a CLIP folder), `texts.txt` (one text per line) and `images.txt` (one
+//! photo path per line). For each batch size, `N` texts and `N` photos (default: as many as the
+//! files list; fewer are repeated) are embedded in batches: texts tokenized then embedded; photos
+//! read, decoded and preprocessed in parallel one batch ahead of the model, as
+//! `clip_image_embed` does. The best of `--repeat` runs is printed as rows per second in the
+//! Markdown table the peer also prints.
+
+mod args;
+
+use std::path::Path;
+use std::time::Instant;
+
+use args::{arguments, positive};
+use rayon::prelude::*;
+use vitrine_udfs::clip::{ClipEmbedder, CLIP_FILES};
+use vitrine_udfs::image::decode::decode_rgb;
+use vitrine_udfs::runtime::overlap::overlapped;
+use vitrine_udfs::runtime::placement::Placement;
+use vitrine_udfs::runtime::source::Hub;
+
+/// As in the `vitrine` binary: freed tensor buffers are reused instead of returned to the system.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const USAGE: &str = "usage: clip_embed DIR [--batch-sizes 1,8,32] [--texts N] [--images N] \
+                     [--repeat R] [--device D] [--dtype T]";
+
+/// `path`'s non-empty lines, repeated in order up to `count` when given.
+fn lines(path: &Path, count: Option<usize>) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    if lines.is_empty() {
+        return Err(format!("{}: no lines", path.display()));
+    }
+    let count = count.unwrap_or(lines.len());
+    Ok(lines.iter().cycle().take(count).cloned().collect())
+}
+
+/// Best seconds of `repeat` calls of `work`.
+fn best_of(repeat: usize, mut work: impl FnMut() -> Result<(), String>) -> Result<f64, String> {
+    let mut best = f64::INFINITY;
+    for _ in 0..repeat {
+        let started = Instant::now();
+        work()?;
+        best = best.min(started.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
+fn embed_texts(model: &ClipEmbedder, texts: &[String], batch: usize) -> Result<(), String> {
+    for chunk in texts.chunks(batch) {
+        let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let ids = model.tokenize(&chunk).map_err(|e| e.to_string())?;
+        let vectors = model.embed_texts(&ids).map_err(|e| e.to_string())?;
+        assert_eq!(vectors.len(), chunk.len());
+    }
+    Ok(())
+}
+
+fn embed_images(model: &ClipEmbedder, photos: &[String], batch: usize) -> Result<(), String> {
+    let prepare = |chunk: &[String]| -> Result<Vec<Vec<f32>>, String> {
+        chunk
+            .par_iter()
+            .map(|p| {
+                let bytes = std::fs::read(p).map_err(|e| format!("{p}: {e}"))?;
+                let rgb = decode_rgb(&bytes).map_err(|e| format!("{p}: {e}"))?;
+                Ok(model.pixel_values(&rgb))
+            })
+            .collect()
+    };
+    overlapped(photos.chunks(batch), prepare, |pixels| {
+        let pixels = pixels?;
+        let vectors = model.embed_images(&pixels).map_err(|e| e.to_string())?;
+        assert_eq!(vectors.len(), pixels.len());
+        Ok(())
+    })
+}
+
+fn main() -> Result<(), String> {
+    let mut args = arguments();
+    let (mut dir, mut batch_sizes, mut repeat) = (None, vec![1, 8, 32], 2);
+    let (mut n_texts, mut n_images) = (None, None);
+    let (mut device, mut dtype) = ("auto".to_string(), "auto".to_string());
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--batch-sizes" => {
+                batch_sizes = args
+                    .next()
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(|b| positive(Some(b.to_string()), "--batch-sizes"))
+                    .collect::<Result<_, _>>()?
+            }
+            "--texts" => n_texts = Some(positive(args.next(), "--texts")?),
+            "--images" => n_images = Some(positive(args.next(), "--images")?),
+            "--repeat" => repeat = positive(args.next(), "--repeat")?,
+            "--device" => device = args.next().ok_or("--device takes a value")?,
+            "--dtype" => dtype = args.next().ok_or("--dtype takes a value")?,
+            flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
+            path => dir = Some(std::path::PathBuf::from(path)),
+        }
+    }
+    let dir = dir.ok_or(USAGE)?;
+    let placement = Placement::parse(&device, &dtype).map_err(|e| e.to_string())?;
+    let source = Hub::new("/nonexistent", true)
+        .locate(
+            dir.join("model").to_str().ok_or("non-UTF-8 path")?,
+            CLIP_FILES,
+        )
+        .map_err(|e| e.to_string())?;
+    let loading = Instant::now();
+    let model = ClipEmbedder::load(&source, placement.clone()).map_err(|e| e.to_string())?;
+    let load_seconds = loading.elapsed().as_secs_f64();
+    let texts = lines(&dir.join("texts.txt"), n_texts)?;
+    let photos = lines(&dir.join("images.txt"), n_images)?;
+    embed_texts(&model, &texts[..1], 1)?;
+    embed_images(&model, &photos[..1], 1)?;
+    println!(
+        "vitrine (candle) on {}: model loaded in {load_seconds:.1} s; {} texts, {} images",
+        placement.describe(),
+        texts.len(),
+        photos.len()
+    );
+    println!("| batch | texts/s | images/s |");
+    println!("|---:|---:|---:|");
+    for &batch in &batch_sizes {
+        let text_seconds = best_of(repeat, || embed_texts(&model, &texts, batch))?;
+        let image_seconds = best_of(repeat, || embed_images(&model, &photos, batch))?;
+        println!(
+            "| {batch} | {:.1} | {:.1} |",
+            texts.len() as f64 / text_seconds,
+            photos.len() as f64 / image_seconds
+        );
+    }
+    Ok(())
+}
