@@ -3,11 +3,11 @@
 # against the committed fixtures.   bash OUT_DIR/fidelity.sh
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/cuda_env.sh"
+unpack smolvlm_fidelity && unpack clip_fidelity
 # The test binaries look for the fixtures in the checkout they were built in.
-built=$(gunzip -c "$here/smolvlm_fidelity.gz" | strings | grep -oE -m1 '/[^ ]*/udfs\.\./tests/fixtures' | sed 's#/udfs\.\./tests/fixtures##')
+built=$(strings /tmp/smolvlm_fidelity | grep -oE -m1 '/[^ ]*/udfs\.\./tests/fixtures' | sed 's#/udfs\.\./tests/fixtures##')
 [ -n "$built" ] && [ ! -e "$built" ] && mkdir -p "$(dirname "$built")" && ln -s "$PWD" "$built"
 for t in smolvlm_fidelity clip_fidelity; do
-  gunzip -c "$here/$t.gz" > /tmp/$t && chmod +x /tmp/$t
   echo "=== $t on cuda"
   VITRINE_TEST_DEVICE=cuda timeout 240 /tmp/$t --test-threads 1 --nocapture 2>&1 | grep -v '^$' | tail -40
 done

@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # On the GPU machine, from the repository root, with build_cuda.sh's OUT_DIR beside the scripts:
-#   bash OUT_DIR/run_clip.sh LISTS_DIR     (BATCHES=32,256,1024, TEXTS=16384, IMAGES=4096 by default)
+#   bash OUT_DIR/run_clip.sh LISTS_DIR     (BATCHES=32,256,1024, TEXTS=16384, IMAGES=2048 by default)
 # LISTS_DIR holds texts.txt and images.txt, written on the CPU machine by clip_peers.py from a
 # demo warehouse, with the photos' paths relative to the repository root (the photos travel
 # with the working tree). The peer writes the random-weight ViT-B/32 there, then Vitrine's
 # clip_embed bench and transformers each embed the texts and photos (repeated up to the counts)
 # in bf16 on the GPU, one after the other (benches/RESULTS.md).
 here=$(cd "$(dirname "$0")" && pwd)
-lists=${1:?usage: run_clip.sh LISTS_DIR}
+lists=$(realpath "${1:?usage: run_clip.sh LISTS_DIR}")
 export PYTHONUNBUFFERED=1
 . "$here/cuda_env.sh"
-gunzip -c "$here/clip_embed.gz" > /tmp/clip_embed && chmod +x /tmp/clip_embed
-counts="--texts ${TEXTS:-16384} --images ${IMAGES:-4096}"
+unpack clip_embed
+counts="--texts ${TEXTS:-16384} --images ${IMAGES:-2048} --repeat ${REPEAT:-1}"
 # The peer writes the weights first (its first step), then measures.
 timeout 300 python3 benches/peers/clip_peers.py "$lists" - --device cuda --dtype bf16 \
-  --batch-sizes "${BATCHES:-32,256,1024}" $counts --repeat 2 2>&1 | grep -v -i warn | tail -8
+  --batch-sizes "${BATCHES:-32,256,1024}" $counts 2>&1 | grep -v -i warn | tail -8
 timeout 300 /tmp/clip_embed "$lists" --device cuda --dtype bf16 --batch-sizes "${BATCHES:-32,256,1024}" \
-  $counts --repeat 2 2>&1 | tail -8
+  $counts 2>&1 | tail -8

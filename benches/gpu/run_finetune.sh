@@ -9,7 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 export PYTHONUNBUFFERED=1
 python3 -c "import torch, transformers, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__)"
 . "$here/cuda_env.sh"
-gunzip -c "$here/smolvlm_finetune.gz" > /tmp/smolvlm_finetune && chmod +x /tmp/smolvlm_finetune
+unpack smolvlm_finetune
 b=/tmp/finetune-256m
 timeout 240 python3 benches/peers/smolvlm_peers.py prepare "$b" --shape 256m --images 32 2>&1 | grep -v -i warn | tail -2
 cp "$here/256m/processor_config.json" "$b/model/"

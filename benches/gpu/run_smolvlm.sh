@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 export PYTHONUNBUFFERED=1
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 . "$here/cuda_env.sh"
-[ -x /tmp/smolvlm_generate ] || { gunzip -c "$here/smolvlm_generate.gz" > /tmp/smolvlm_generate && chmod +x /tmp/smolvlm_generate; }
+[ -x /tmp/smolvlm_generate ] || unpack smolvlm_generate
 images=${IMAGES:+--images $IMAGES}
 for shape in ${SHAPES:-256m 2.2b}; do
   b=/tmp/bench-$shape
