@@ -20,14 +20,19 @@ const CHUNK: usize = 1 << 14;
 pub fn exp(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding and subtracting it rounds to an integer
     let x = x.clamp(-87.336_54, 88.3);
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let shifted = x * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
     let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (0.166_666_67
                     + r * (0.041_666_668 + r * (0.008_333_334 + r * 0.001_388_889)))));
-    f32::from_bits(((n as i32 + 127) << 23) as u32) * p
+    // The integer n sits in `shifted`'s low mantissa bits (its exponent is ROUND's for every
+    // |n| < 2^22): integer steps the loops vectorise, where `n as i32` (a saturating conversion)
+    // compiles to one scalar conversion per lane.
+    let n = (shifted.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
+    f32::from_bits(((n + 127) << 23) as u32) * p
 }
 
 /// `f()`, compiled for AVX-512 when the processor has it (16 lanes per instruction), else for
