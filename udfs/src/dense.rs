@@ -438,9 +438,10 @@ const SKINNY_OUTPUTS: usize = 64;
 const DOT_LANES: usize = 16;
 
 /// `out` (rows × outputs) = `x` (rows × inputs) · weightᵀ, added to `out`'s values when `add`:
-/// the product of a few rows, as a decoding step has, bound by reading the weights. Each weight
-/// row is read from memory once, on one of the pool's threads, and its dot products with every
-/// row of `x` taken while it is in cache; no copy of the weights is made.
+/// the product of a few rows (a decoding step, one CLIP text or photo). Each weight row is read
+/// from memory once, on one of the pool's threads, and its dot products with every row of `x`
+/// taken while it is in cache, four weight rows by four rows at a time where the processor has
+/// AVX-512 ([`blocks_avx512`]), one by one ([`dot`]) elsewhere; no copy of the weights is made.
 fn skinny_product(out: &mut [f32], x: &[f32], weight: &[f32], inputs: usize, add: bool) {
     let rows = x.len() / inputs;
     let outputs = weight.len() / inputs;
