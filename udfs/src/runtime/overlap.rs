@@ -41,7 +41,7 @@ where
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     #[test]
     fn items_arrive_in_order_prepared_ahead_of_the_consumer() {
@@ -55,8 +55,15 @@ mod tests {
                 i * 10
             },
             |value| {
-                // While this item is consumed, the helper prepares the next one.
-                std::thread::sleep(Duration::from_millis(30));
+                // While this item is consumed, the helper prepares the next one: wait for it (a
+                // loaded machine may be slow to run the helper), at most two seconds.
+                let next = (seen.len() + 2).min(6);
+                let started = Instant::now();
+                while prepared.load(Ordering::SeqCst) < next
+                    && started.elapsed() < Duration::from_secs(2)
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
                 ahead.push(prepared.load(Ordering::SeqCst));
                 seen.push(value);
                 Ok::<_, String>(())

@@ -150,7 +150,7 @@ fn answer_rows(
             let mut pending = Vec::with_capacity(photos.len());
             for (i, photo) in photos {
                 let (Some(image), Some(prompt)) = (&images[i], &prompts[i]) else {
-                    continue;
+                    unreachable!("prepared rows have an image and a prompt");
                 };
                 let limit = match &limits {
                     Some(l) if !l.is_null(i) => l.as_primitive::<Int64Type>().value(i),
