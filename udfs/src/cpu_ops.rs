@@ -336,15 +336,23 @@ pub fn quick_gelu_of(xs: &Tensor) -> Result<Tensor> {
 }
 
 /// The largest absolute difference between two tensors of one shape, for tests comparing a
-/// kernel with candle's own operations.
+/// kernel with candle's own operations; NaN when either holds a NaN at any place (so that
+/// `difference < bound` fails for a value never written), where a maximum would skip it.
 #[cfg(test)]
 pub(crate) fn max_difference(a: &Tensor, b: &Tensor) -> f32 {
     (a - b)
-        .and_then(|d| d.abs())
         .and_then(|d| d.flatten_all())
-        .and_then(|d| d.max(0))
-        .and_then(|d| d.to_scalar::<f32>())
+        .and_then(|d| d.to_dtype(candle_core::DType::F32))
+        .and_then(|d| d.to_vec1::<f32>())
         .expect("tensors of one shape")
+        .into_iter()
+        .fold(0f32, |worst, d| {
+            if worst.is_nan() || d.is_nan() {
+                f32::NAN
+            } else {
+                worst.max(d.abs())
+            }
+        })
 }
 
 #[cfg(test)]

@@ -124,10 +124,10 @@ impl Attention {
             .iter()
             .map(|name| linear(h, h, vb.pp(name)))
             .collect::<Result<Vec<_>>>()?;
-        let qkv = Parts::new(parts)?;
+        let qkv = Parts::new(parts)?.column_major()?;
         Ok(Self {
             qkv,
-            out: linear(h, h, vb.pp("out_proj"))?,
+            out: dense::column_major(linear(h, h, vb.pp("out_proj"))?)?,
             heads: s.heads,
             scale: ((h / s.heads) as f64).powf(-0.5),
         })
@@ -187,8 +187,8 @@ impl EncoderLayer {
             norm1: layer_norm(s.hidden, s.eps, vb.pp("layer_norm1"))?,
             attention: Attention::new(vb.pp("self_attn"), s)?,
             norm2: layer_norm(s.hidden, s.eps, vb.pp("layer_norm2"))?,
-            fc1: linear(s.hidden, s.intermediate, vb.pp("mlp.fc1"))?,
-            fc2: linear(s.intermediate, s.hidden, vb.pp("mlp.fc2"))?,
+            fc1: dense::column_major(linear(s.hidden, s.intermediate, vb.pp("mlp.fc1"))?)?,
+            fc2: dense::column_major(linear(s.intermediate, s.hidden, vb.pp("mlp.fc2"))?)?,
             activation: s.activation,
         })
     }

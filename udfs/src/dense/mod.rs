@@ -14,12 +14,14 @@
 
 use candle_core::{Device, Module, Result, Tensor, D};
 use candle_nn::Linear;
-use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
+use serde::Deserialize;
 
 use crate::attention::kernel_takes;
 use crate::cpu_ops;
-use serde::Deserialize;
+use product::{product_into, Layout, Weights};
+
+mod product;
 
 /// Output values per task of the thread pool in the passes over the output.
 const CHUNK: usize = 1 << 14;
@@ -81,6 +83,20 @@ pub(crate) fn stack(parts: &[&Linear]) -> Result<Linear> {
     Ok(Linear::new(weight, bias))
 }
 
+/// `linear` with its weight stored column-major (the transpose, row-major) when the CPU path
+/// takes it ([`kernel_takes`]): for layers that see tens of rows or more per product, an
+/// encoder's, whose products gemm then runs without repacking an operand (see [`product`]).
+/// Anything else is returned as it is: a GPU's weights, half precision, variables being trained.
+/// The layer computes the same values either way, by candle's path too.
+pub(crate) fn column_major(linear: Linear) -> Result<Linear> {
+    let weight = linear.weight();
+    if !kernel_takes(weight) || weight.rank() != 2 {
+        return Ok(linear);
+    }
+    let stored = weight.t()?.contiguous()?.t()?;
+    Ok(Linear::new(stored, linear.bias().cloned()))
+}
+
 /// A layer that may stand in a [`Parts`]: one that is a plain [`Linear`] (as loaded) answers it.
 pub(crate) trait MaybePlain: Module {
     /// The plain layer, or `None` (one with an adapter, say).
@@ -117,6 +133,14 @@ impl<P: MaybePlain> Parts<P> {
             }
             _ => Ok(Parts::Apart(parts)),
         }
+    }
+
+    /// The parts with a stacked layer's weight stored [`column_major`].
+    pub(crate) fn column_major(self) -> Result<Self> {
+        Ok(match self {
+            Parts::Stacked(linear, widths) => Parts::Stacked(column_major(linear)?, widths),
+            apart => apart,
+        })
     }
 
     /// The parts' outputs for `xs` side by side, in order, along the last dimension.
@@ -165,7 +189,12 @@ fn fused(
         return Ok(None);
     };
     let out = with_values(
-        [Some(x), Some(linear.weight()), linear.bias(), residual],
+        [
+            Operand::Values(x),
+            Operand::Weight(linear.weight()),
+            Operand::values(linear.bias()),
+            Operand::values(residual),
+        ],
         |[xs, weight, bias, residual]| {
             let (xs, weight) = (xs.expect("held"), weight.expect("held"));
             let layer = Weights::of(weight, bias, linear)?;
@@ -223,15 +252,15 @@ fn mlp_fused(
     else {
         return Ok(None);
     };
-    let tensors = [
-        Some(x),
-        Some(first.weight()),
-        first.bias(),
-        Some(second.weight()),
-        second.bias(),
-        Some(residual),
+    let operands = [
+        Operand::Values(x),
+        Operand::Weight(first.weight()),
+        Operand::values(first.bias()),
+        Operand::Weight(second.weight()),
+        Operand::values(second.bias()),
+        Operand::Values(residual),
     ];
-    let out = with_values(tensors, |[xs, w1, b1, w2, b2, residual]| {
+    let out = with_values(operands, |[xs, w1, b1, w2, b2, residual]| {
         let (xs, residual) = (xs.expect("held"), residual.expect("held"));
         let one = Weights::of(w1.expect("held"), b1, first)?;
         let two = Weights::of(w2.expect("held"), b2, second)?;
@@ -299,14 +328,37 @@ fn output_dims(
     Ok((residual.is_none_or(|r| r.dims() == dims.as_slice())).then_some(dims))
 }
 
-/// `f` of the values of `tensors`, each made contiguous and borrowed for the call.
+/// A tensor [`with_values`] lends its values of.
+#[derive(Clone, Copy)]
+enum Operand<'a> {
+    /// None: an absent bias or residual.
+    Absent,
+    /// Values read row-major: made contiguous first when they are not.
+    Values(&'a Tensor),
+    /// A layer's weight: lent as it lies when stored column-major ([`Layout::of`]), as the
+    /// values of its transpose; otherwise as [`Operand::Values`].
+    Weight(&'a Tensor),
+}
+
+impl<'a> Operand<'a> {
+    /// [`Operand::Values`] of a tensor that may be absent.
+    fn values(tensor: Option<&'a Tensor>) -> Self {
+        tensor.map_or(Operand::Absent, Operand::Values)
+    }
+}
+
+/// `f` of the values of `operands`, each borrowed for the call as [`Operand`] says.
 fn with_values<const N: usize, R>(
-    tensors: [Option<&Tensor>; N],
+    operands: [Operand; N],
     f: impl FnOnce([Option<&[f32]>; N]) -> Result<R>,
 ) -> Result<R> {
     let mut held = [const { None }; N];
-    for (slot, tensor) in held.iter_mut().zip(tensors) {
-        *slot = tensor.map(Tensor::contiguous).transpose()?;
+    for (slot, operand) in held.iter_mut().zip(operands) {
+        *slot = match operand {
+            Operand::Absent => None,
+            Operand::Weight(w) if Layout::of(w) == Layout::ColumnMajor => Some(w.t()?),
+            Operand::Weight(t) | Operand::Values(t) => Some(t.contiguous()?),
+        };
     }
     let guards: Vec<_> = held
         .iter()
@@ -320,286 +372,6 @@ fn with_values<const N: usize, R>(
         };
     }
     f(slices)
-}
-
-/// A layer's weight (outputs × inputs, row-major) and bias as slices.
-#[derive(Clone, Copy)]
-struct Weights<'a> {
-    weight: &'a [f32],
-    bias: Option<&'a [f32]>,
-    outputs: usize,
-    inputs: usize,
-}
-
-impl<'a> Weights<'a> {
-    fn of(weight: &'a [f32], bias: Option<&'a [f32]>, linear: &Linear) -> Result<Self> {
-        let (outputs, inputs) = linear.weight().dims2()?;
-        Ok(Self {
-            weight,
-            bias,
-            outputs,
-            inputs,
-        })
-    }
-}
-
-/// `out` (rows × outputs) = `residual` (when given) + bias (when the layer has one) + `x` (rows ×
-/// inputs) · weightᵀ: the starting values written on the thread pool, then one product that
-/// accumulates onto them (or writes, when there are none).
-fn product_into(out: &mut [f32], x: &[f32], layer: Weights, residual: Option<&[f32]>) {
-    let Weights {
-        weight,
-        bias,
-        outputs,
-        inputs,
-    } = layer;
-    let rows = out.len() / outputs;
-    assert!(
-        out.len() == rows * outputs
-            && x.len() == rows * inputs
-            && weight.len() == outputs * inputs
-            && bias.is_none_or(|b| b.len() == outputs)
-            && residual.is_none_or(|r| r.len() == out.len()),
-        "dense: a {rows} × {inputs} by {inputs} × {outputs} product outside its buffers"
-    );
-    let rows_per_task = (CHUNK / outputs).max(1);
-    let read_out = bias.is_some() || residual.is_some();
-    if read_out {
-        out.par_chunks_mut(rows_per_task * outputs)
-            .enumerate()
-            .for_each(|(task, chunk)| {
-                let first = task * rows_per_task * outputs;
-                let residual = residual.map(|r| &r[first..][..chunk.len()]);
-                for (i, row) in chunk.chunks_exact_mut(outputs).enumerate() {
-                    let residual = residual.map(|r| &r[i * outputs..][..outputs]);
-                    match (residual, bias) {
-                        (Some(r), Some(b)) => {
-                            for ((o, r), b) in row.iter_mut().zip(r).zip(b) {
-                                *o = r + b;
-                            }
-                        }
-                        (Some(r), None) => row.copy_from_slice(r),
-                        (None, Some(b)) => row.copy_from_slice(b),
-                        (None, None) => {}
-                    }
-                }
-            });
-    }
-    if rows <= SKINNY_ROWS {
-        skinny_product(out, x, weight, inputs, read_out);
-        return;
-    }
-    let threads = rayon::current_num_threads();
-    // SAFETY: the assertion above fixed every length: `out` holds rows × outputs values written
-    // with row step `outputs`; `x` holds rows × inputs read with row step `inputs`; `weight`
-    // holds outputs × inputs, read as its transpose (inputs × outputs: row step 1, column step
-    // `inputs`). `out` is `&mut`, so it aliases neither input.
-    unsafe {
-        gemm(
-            rows,
-            outputs,
-            inputs,
-            out.as_mut_ptr(),
-            1,
-            outputs as isize,
-            read_out,
-            x.as_ptr(),
-            1,
-            inputs as isize,
-            weight.as_ptr(),
-            inputs as isize,
-            1,
-            1f32,
-            1f32,
-            false,
-            false,
-            false,
-            if threads > 1 {
-                Parallelism::Rayon(threads)
-            } else {
-                Parallelism::None
-            },
-        );
-    }
-}
-
-/// Rows up to which [`product_into`] takes [`skinny_product`]: a decoding step's batch, one CLIP
-/// text (about 20 tokens) or photo (50 patches). Above it the gemm crate's packed microkernels
-/// win; below it they spend most of the time copying each weight matrix into their packed layout
-/// (or, for one row, run a one-thread product). At one CLIP text per batch on the 2-core Xeon:
-/// 22–24 texts/s through gemm, 32–33 through the dot products (one partial sum), 38–39 with four,
-/// 54 in AVX-512 blocks. Up to 512 rows, eight photos a batch fell from 22–23 to 15–16 images/s.
-const SKINNY_ROWS: usize = 64;
-
-/// Weight rows (outputs) per task of [`skinny_product`].
-const SKINNY_OUTPUTS: usize = 64;
-
-/// Lanes of one partial sum of [`dot`]: one AVX-512 register, two AVX2 ones.
-const DOT_LANES: usize = 16;
-
-/// `out` (rows × outputs) = `x` (rows × inputs) · weightᵀ, added to `out`'s values when `add`:
-/// the product of a few rows (a decoding step, one CLIP text or photo). Each weight row is read
-/// from memory once, on one of the pool's threads, and its dot products with every row of `x`
-/// taken while it is in cache, four weight rows by four rows at a time where the processor has
-/// AVX-512 ([`blocks_avx512`]), one by one ([`dot`]) elsewhere; no copy of the weights is made.
-fn skinny_product(out: &mut [f32], x: &[f32], weight: &[f32], inputs: usize, add: bool) {
-    let rows = x.len() / inputs;
-    let outputs = weight.len() / inputs;
-    // The products come out output by output (outputs × rows) and are then put in place.
-    let mut by_output = vec![0f32; outputs * rows];
-    by_output
-        .par_chunks_mut(SKINNY_OUTPUTS * rows)
-        .zip(weight.par_chunks(SKINNY_OUTPUTS * inputs))
-        .for_each(|(sums, weights)| {
-            cpu_ops::widest_simd(
-                #[inline(always)]
-                || {
-                    let blocked = has_avx512();
-                    #[cfg(target_arch = "x86_64")]
-                    if blocked {
-                        // SAFETY: the processor has AVX-512F; the slices are `rows` × `inputs`
-                        // and `SKINNY_OUTPUTS`-or-fewer × `inputs`, as `blocks_avx512` takes.
-                        unsafe { blocks_avx512(sums, x, weights, inputs) };
-                    }
-                    // What the blocks left: the last weight rows, or every row without AVX-512.
-                    let (done_rows, done_outputs) =
-                        done_block(blocked, rows, weights.len() / inputs);
-                    for (o, (sums, w)) in sums
-                        .chunks_exact_mut(rows)
-                        .zip(weights.chunks_exact(inputs))
-                        .enumerate()
-                    {
-                        let from = if o < done_outputs { done_rows } else { 0 };
-                        for (sum, x) in sums[from..]
-                            .iter_mut()
-                            .zip(x[from * inputs..].chunks_exact(inputs))
-                        {
-                            *sum = dot(x, w);
-                        }
-                    }
-                },
-            )
-        });
-    for (r, row) in out.chunks_exact_mut(outputs).enumerate() {
-        for (o, sums) in row.iter_mut().zip(by_output.chunks_exact(rows)) {
-            *o = if add { *o + sums[r] } else { sums[r] };
-        }
-    }
-}
-
-/// Weight rows and rows of `x` in one block of [`blocks_avx512`].
-const BLOCK: usize = 4;
-
-/// Whether [`blocks_avx512`] can run here.
-fn has_avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return std::arch::is_x86_feature_detected!("avx512f");
-    #[cfg(not(target_arch = "x86_64"))]
-    return false;
-}
-
-/// Which products [`blocks_avx512`] took when it ran (`blocked`): every row of `x` in whole
-/// blocks for the weight rows in whole blocks, as (rows, weight rows).
-fn done_block(blocked: bool, rows: usize, outputs: usize) -> (usize, usize) {
-    if blocked {
-        (rows - rows % BLOCK, outputs - outputs % BLOCK)
-    } else {
-        (0, 0)
-    }
-}
-
-/// The products of [`skinny_product`]'s task (`sums`: outputs × rows, the weight rows'
-/// dot products with each row of `x`) for whole blocks of [`BLOCK`] weight rows × [`BLOCK`] rows of
-/// `x`: sixteen AVX-512 registers of partial sums, each step loading eight vectors for sixteen
-/// fused multiply-adds (one dot product at a time loads two for one, and bounds a core at half
-/// its rate; the compiler does not keep such blocks in registers by itself).
-///
-/// # Safety
-/// The processor must have AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn blocks_avx512(sums: &mut [f32], x: &[f32], weights: &[f32], inputs: usize) {
-    use std::arch::x86_64::{
-        __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_reduce_add_ps, _mm512_setzero_ps,
-    };
-    const LANES: usize = 16;
-    let rows = x.len() / inputs;
-    let whole = inputs - inputs % LANES;
-    let row_start = |r: usize| r * inputs;
-    for w0 in (0..weights.len() / inputs / BLOCK).map(|b| b * BLOCK) {
-        for r0 in (0..rows / BLOCK).map(|b| b * BLOCK) {
-            let mut acc: [[__m512; BLOCK]; BLOCK] = [[_mm512_setzero_ps(); BLOCK]; BLOCK];
-            let mut i = 0;
-            while i < whole {
-                // SAFETY: i + 16 ≤ whole ≤ inputs: within each row of `x` and of the weights.
-                let (xp, wp) = (x.as_ptr(), weights.as_ptr());
-                let xs: [__m512; BLOCK] = unsafe {
-                    [
-                        _mm512_loadu_ps(xp.add(row_start(r0) + i)),
-                        _mm512_loadu_ps(xp.add(row_start(r0 + 1) + i)),
-                        _mm512_loadu_ps(xp.add(row_start(r0 + 2) + i)),
-                        _mm512_loadu_ps(xp.add(row_start(r0 + 3) + i)),
-                    ]
-                };
-                for (a, acc) in acc.iter_mut().enumerate() {
-                    // SAFETY: as above.
-                    let w = unsafe { _mm512_loadu_ps(wp.add(row_start(w0 + a) + i)) };
-                    for (acc, xv) in acc.iter_mut().zip(xs) {
-                        *acc = _mm512_fmadd_ps(w, xv, *acc);
-                    }
-                }
-                i += LANES;
-            }
-            for (a, acc) in acc.into_iter().enumerate() {
-                let w = &weights[row_start(w0 + a)..][..inputs];
-                for (b, acc) in acc.into_iter().enumerate() {
-                    let xr = &x[row_start(r0 + b)..][..inputs];
-                    let tail: f32 = w[whole..]
-                        .iter()
-                        .zip(&xr[whole..])
-                        .map(|(p, q)| p * q)
-                        .sum();
-                    sums[(w0 + a) * rows + r0 + b] = _mm512_reduce_add_ps(acc) + tail;
-                }
-            }
-        }
-    }
-}
-
-/// The dot product of `a` and `b` (one length), in four partial sums of [`DOT_LANES`] lanes
-/// each: the loop vectorises, and the four chains of additions run side by side, where one would
-/// make each addition wait for the one before (four cycles: a sixteenth of what a core can do).
-/// Each partial sum is its own array: one array of all the lanes compiles to scalar code.
-/// Inlined, so that the caller's [`cpu_ops::widest_simd`] covers it.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const STEP: usize = 4 * DOT_LANES;
-    let (mut s0, mut s1, mut s2, mut s3) = (
-        [0f32; DOT_LANES],
-        [0f32; DOT_LANES],
-        [0f32; DOT_LANES],
-        [0f32; DOT_LANES],
-    );
-    let (a, b) = (a.chunks_exact(STEP), b.chunks_exact(STEP));
-    let tail: f32 = a
-        .remainder()
-        .iter()
-        .zip(b.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (a, b) in a.zip(b) {
-        for (sum, part) in [&mut s0, &mut s1, &mut s2, &mut s3].into_iter().zip(0..4) {
-            let range = part * DOT_LANES..(part + 1) * DOT_LANES;
-            for ((lane, x), y) in sum.iter_mut().zip(&a[range.clone()]).zip(&b[range]) {
-                *lane += x * y;
-            }
-        }
-    }
-    let mut lanes = [0f32; DOT_LANES];
-    for (i, lane) in lanes.iter_mut().enumerate() {
-        *lane = (s0[i] + s1[i]) + (s2[i] + s3[i]);
-    }
-    lanes.into_iter().fold(tail, |s, l| s + l)
 }
 
 /// `then` over `product` (rows × `width`) on the thread pool: in place, or for SwiGLU into
@@ -758,21 +530,27 @@ mod tests {
     }
 
     #[test]
-    fn every_row_count_takes_a_path_that_equals_candles() {
-        // Row counts on both sides of SKINNY_ROWS; an input width with a tail after two steps of
-        // four partial sums; outputs over several tasks, the last short.
-        let inputs = 2 * 4 * DOT_LANES + 5;
-        let linear = layer(2 * SKINNY_OUTPUTS + 5, inputs, true);
-        for rows in [1, 3, 4, 7, 20, SKINNY_ROWS, SKINNY_ROWS + 1, 90] {
+    fn every_row_count_takes_a_path_that_equals_candles_in_both_layouts() {
+        // Row counts around each path's bounds (see `product`); widths with tails after whole
+        // vectors and tasks.
+        let (outputs, inputs) = (2 * 64 + 5, 2 * 64 + 5);
+        let row_major = layer(outputs, inputs, true);
+        let stored = column_major(row_major.clone()).unwrap();
+        assert!(!stored.weight().is_contiguous(), "stored transposed");
+        for rows in [1, 3, 4, 7, 20, 32, 33, 64, 65, 90] {
             let x = Tensor::randn(0f32, 1.0, (rows, inputs), &Device::Cpu).unwrap();
-            let residual =
-                Tensor::randn(0f32, 1.0, (rows, 2 * SKINNY_OUTPUTS + 5), &Device::Cpu).unwrap();
-            let want = linear.forward(&x).unwrap();
-            let got = forward_then(&linear, &x, Then::Nothing).unwrap();
-            assert!(max_difference(&got, &want) < 1e-5, "{rows} rows");
-            let got = forward_add(&linear, &x, &residual).unwrap();
-            let want = (&residual + &want).unwrap();
-            assert!(max_difference(&got, &want) < 1e-5, "{rows} rows, residual");
+            let residual = Tensor::randn(0f32, 1.0, (rows, outputs), &Device::Cpu).unwrap();
+            let want = row_major.forward(&x).unwrap();
+            for linear in [&row_major, &stored] {
+                let got = forward_then(linear, &x, Then::Nothing).unwrap();
+                assert!(max_difference(&got, &want) < 1e-5, "{rows} rows");
+                let got = forward_add(linear, &x, &residual).unwrap();
+                let want = (&residual + &want).unwrap();
+                assert!(max_difference(&got, &want) < 1e-5, "{rows} rows, residual");
+            }
+            // candle's path (erf GELU is not fused) reads the stored transpose as well.
+            let erf = forward_then(&stored, &x, Then::Activate(Activation::Gelu)).unwrap();
+            assert!(max_difference(&erf, &want.gelu_erf().unwrap()) < 1e-5);
         }
     }
 
