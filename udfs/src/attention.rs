@@ -86,26 +86,45 @@ pub fn attend(
     };
     let mut out = vec![0f32; batch * heads * queries * size];
     let scale = scale as f32;
-    out.par_chunks_mut(queries * size)
+    // When one block holds all of a head's queries (a decoding step, a short prompt), the
+    // query heads that share a key head are stacked into one block, contiguous in `q` and
+    // `out`: their key head is read once for all of them. Not when that leaves too few blocks
+    // to share among the threads (one sequence's three key heads on two threads).
+    let enough_blocks = batch * key_heads >= 4 * rayon::current_num_threads();
+    let stacked = if queries <= QUERY_BLOCK && enough_blocks {
+        group
+    } else {
+        1
+    };
+    let block_rows = if stacked > 1 {
+        stacked * queries
+    } else {
+        QUERY_BLOCK
+    };
+    out.par_chunks_mut(stacked * queries * size)
         .enumerate()
-        .flat_map(|(pair, out)| {
-            out.par_chunks_mut(QUERY_BLOCK * size)
+        .flat_map(|(unit, out)| {
+            out.par_chunks_mut(block_rows * size)
                 .enumerate()
-                .map(move |(block, out)| (pair, block * QUERY_BLOCK, out))
+                .map(move |(block, out)| (unit, block * block_rows, out))
         })
-        .for_each_init(Vec::new, |scores, (pair, first, out)| {
-            let (b, h) = (pair / heads, pair % heads);
+        .for_each_init(Vec::new, |scores, (unit, first, out)| {
+            // The unit's first query head; row `first + i` of the unit is query
+            // `(first + i) % queries` of head `head + (first + i) / queries`.
+            let (b, head) = (unit * stacked / heads, unit * stacked % heads);
+            let at = |i: usize| (head + (first + i) / queries, (first + i) % queries);
             let rows = out.len() / size;
-            let q = &qs[(pair * queries + first) * size..][..rows * size];
+            let q = &qs[(unit * stacked * queries + first) * size..][..rows * size];
             let mask_rows = |i: usize| {
-                mask.as_ref()
-                    .zip(ms)
-                    .map(|((layout, _), ms)| &ms[layout.row(b, h, first + i)..][..keys])
+                mask.as_ref().zip(ms).map(|((layout, _), ms)| {
+                    let (h, query) = at(i);
+                    &ms[layout.row(b, h, query)..][..keys]
+                })
             };
             let (lo, hi) = seen_keys((0..rows).filter_map(mask_rows), keys);
             let seen = hi - lo;
-            let k = &ks.block(b, h / group, keys * size)[lo * size..hi * size];
-            let v = &vs.block(b, h / group, keys * size)[lo * size..hi * size];
+            let k = &ks.block(b, head / group, keys * size)[lo * size..hi * size];
+            let v = &vs.block(b, head / group, keys * size)[lo * size..hi * size];
             let (q, k, v) = (
                 Strided::rows(q, size),
                 Strided::columns(k, size),
@@ -589,11 +608,34 @@ mod tests {
                 .unwrap()
         };
         let scale = (d as f64).powf(-0.5);
-        let mask = Tensor::randn(0f32, 3.0, (b, 1, l, s), &device).unwrap();
-        let fused = attend(&q, &k, &v, scale, Some(&mask)).unwrap().unwrap();
-        let want = composed(&q, &repeated(&k), &repeated(&v), scale, Some(&mask));
-        assert_eq!(fused.dims4().unwrap(), (b, h, l, d));
-        assert!(max_difference(&fused, &want) < 1e-5);
+        // The heads sharing a key head go in one block when there are blocks enough for the
+        // threads (one thread here), one head a block otherwise (64 threads): masks per batch
+        // and per head (each stacked row must find its own head's), several queries and one
+        // (a decoding step).
+        for threads in [1, 64] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            for queries in [l, 1] {
+                let q = q.narrow(2, 0, queries).unwrap().contiguous().unwrap();
+                for mask_heads in [1, h] {
+                    let shape = (b, mask_heads, queries, s);
+                    let mask = Tensor::randn(0f32, 3.0, shape, &device).unwrap();
+                    let fused = pool
+                        .install(|| attend(&q, &k, &v, scale, Some(&mask)))
+                        .unwrap()
+                        .unwrap();
+                    let want = composed(&q, &repeated(&k), &repeated(&v), scale, Some(&mask));
+                    assert_eq!(fused.dims4().unwrap(), (b, h, queries, d));
+                    let off = max_difference(&fused, &want);
+                    assert!(
+                        off < 1e-5,
+                        "{threads} threads, {queries} queries, mask of {mask_heads} heads: {off}"
+                    );
+                }
+            }
+        }
         // Query heads that key heads do not divide are left to the composed operation.
         let five = Tensor::randn(0f32, 1.0, (b, 5, l, d), &device).unwrap();
         assert!(attend(&five, &k, &v, scale, None).unwrap().is_none());
