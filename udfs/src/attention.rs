@@ -322,6 +322,15 @@ impl<'a> Strided<'a> {
         }
     }
 
+    /// The transpose: the same values, rows and columns swapped.
+    fn transpose(self) -> Self {
+        Self {
+            values: self.values,
+            row_step: self.column_step,
+            column_step: self.row_step,
+        }
+    }
+
     /// Whether a `rows × columns` matrix lies inside the slice.
     fn holds(&self, rows: usize, columns: usize) -> bool {
         rows == 0
@@ -331,29 +340,42 @@ impl<'a> Strided<'a> {
 }
 
 /// `dst = scale · a · b` on the calling thread, for `(m, n, k)`: `a` m × k, `b` k × n, `dst` the
-/// first m × n values of a row-major buffer.
+/// first m × n values of a row-major buffer. gemm reads a left operand in place only when it is
+/// column-major with rows a multiple of 16, a right one only when its row step is 1, and copies
+/// them into its packed layout otherwise: the values (keys × head size, row-major) on the right
+/// would be copied for every block of queries. For them the transposed product dstᵀ = bᵀ · aᵀ
+/// is taken, which reads both operands as they lie.
 fn product(dst: &mut [f32], (m, n, k): (usize, usize, usize), a: Strided, b: Strided, scale: f32) {
     assert!(
         dst.len() >= m * n && a.holds(m, k) && b.holds(k, n),
         "attention: a {m} × {k} by {k} × {n} product outside its buffers"
     );
+    let transposed = b.column_step == 1 && b.row_step != 1 && a.column_step == 1 && n % 16 == 0;
+    // (rows, columns, destination column and row steps, left and right operands): dst = a·b
+    // as written, or dstᵀ (n × m: column step n, row step 1) = bᵀ·aᵀ.
+    let (rows, columns, dst_steps, left, right) = if transposed {
+        (n, m, (n, 1), b.transpose(), a.transpose())
+    } else {
+        (m, n, (1, n), a, b)
+    };
     // SAFETY: the assertion above keeps every value the strides and sizes reach inside the
-    // slices; dst is written only, a and b read only, and they do not alias (dst is `&mut`).
+    // slices (a transposed operand reaches the same values); dst is written only, a and b read
+    // only, and they do not alias (dst is `&mut`).
     unsafe {
         gemm(
-            m,
-            n,
+            rows,
+            columns,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            dst_steps.0 as isize,
+            dst_steps.1 as isize,
             false,
-            a.values.as_ptr(),
-            a.column_step as isize,
-            a.row_step as isize,
-            b.values.as_ptr(),
-            b.column_step as isize,
-            b.row_step as isize,
+            left.values.as_ptr(),
+            left.column_step as isize,
+            left.row_step as isize,
+            right.values.as_ptr(),
+            right.column_step as isize,
+            right.row_step as isize,
             0f32,
             scale,
             false,
@@ -543,6 +565,26 @@ mod tests {
             .broadcast_as((b, h, l, d))
             .unwrap();
         assert!(max_difference(&fused, &first_value.contiguous().unwrap()) < 1e-5);
+    }
+
+    #[test]
+    fn head_sizes_of_whole_vectors_take_the_values_in_place_and_agree() {
+        // A head size that is a multiple of 16 sends the weighted sum of the values through
+        // the transposed product; one block of queries and several.
+        let device = Device::Cpu;
+        let (b, h, d) = (2, 2, 32);
+        for (l, s) in [(5, 7), (QUERY_BLOCK + 6, 90)] {
+            let q = Tensor::randn(0f32, 1.0, (b, h, l, d), &device).unwrap();
+            let k = Tensor::randn(0f32, 1.0, (b, h, s, d), &device).unwrap();
+            let v = Tensor::randn(0f32, 1.0, (b, h, s, d), &device).unwrap();
+            let mask = Tensor::randn(0f32, 3.0, (b, 1, l, s), &device).unwrap();
+            let scale = (d as f64).powf(-0.5);
+            for mask in [None, Some(&mask)] {
+                let fused = attend(&q, &k, &v, scale, mask).unwrap().unwrap();
+                let off = max_difference(&fused, &composed(&q, &k, &v, scale, mask));
+                assert!(off < 1e-5, "{l} queries, {s} keys: {off}");
+            }
+        }
     }
 
     #[test]
