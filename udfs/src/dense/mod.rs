@@ -93,7 +93,11 @@ pub(crate) fn column_major(linear: Linear) -> Result<Linear> {
     if !kernel_takes(weight) || weight.rank() != 2 {
         return Ok(linear);
     }
-    let stored = weight.t()?.contiguous()?.t()?;
+    let (outputs, inputs) = weight.dims2()?;
+    let transpose = with_values([Operand::Values(weight)], |[values]| {
+        Ok(product::transposed(values.expect("held"), outputs, inputs))
+    })?;
+    let stored = Tensor::from_vec(transpose, (inputs, outputs), &Device::Cpu)?.t()?;
     Ok(Linear::new(stored, linear.bias().cloned()))
 }
 

@@ -39,6 +39,36 @@ impl Layout {
     }
 }
 
+/// Rows and columns of one tile of [`transposed`]: a tile's rows and its transpose's stay in
+/// the first-level cache while it is copied.
+const TILE: usize = 32;
+
+/// The transpose of `values` (`rows` × `columns`, row-major), row-major: tile by tile on the
+/// thread pool, each task writing [`TILE`] rows of the transpose. candle's strided copy takes
+/// one index computation per value, which made CLIP's load four times as long.
+pub(super) fn transposed(values: &[f32], rows: usize, columns: usize) -> Vec<f32> {
+    assert_eq!(
+        values.len(),
+        rows * columns,
+        "dense: a matrix of another size"
+    );
+    let mut out = vec![0f32; values.len()];
+    out.par_chunks_mut(TILE * rows.max(1))
+        .enumerate()
+        .for_each(|(task, out)| {
+            let first = task * TILE;
+            let width = out.len() / rows.max(1);
+            for r0 in (0..rows).step_by(TILE) {
+                for c in 0..width {
+                    for r in r0..(r0 + TILE).min(rows) {
+                        out[c * rows + r] = values[r * columns + first + c];
+                    }
+                }
+            }
+        });
+    out
+}
+
 /// A layer's weight and bias as slices.
 #[derive(Clone, Copy)]
 pub(super) struct Weights<'a> {
@@ -614,6 +644,30 @@ mod tests {
                 (state >> 8) as f32 / (1u32 << 23) as f32 - 1.0
             })
             .collect()
+    }
+
+    #[test]
+    fn the_transpose_has_every_value_in_its_place() {
+        // Sizes around whole tiles, and a single row and column.
+        for (rows, columns) in [
+            (1, 1),
+            (1, 5),
+            (5, 1),
+            (TILE, TILE),
+            (TILE + 3, 2 * TILE - 1),
+        ] {
+            let values = values(rows * columns, 5);
+            let t = transposed(&values, rows, columns);
+            for r in 0..rows {
+                for c in 0..columns {
+                    assert_eq!(
+                        t[c * rows + r],
+                        values[r * columns + c],
+                        "{rows} × {columns}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
