@@ -147,6 +147,63 @@ pub(super) fn product_into(out: &mut [f32], x: &[f32], layer: Weights, residual:
     }
 }
 
+/// A matrix as gemm reads it: its first value, and the steps between its columns and between
+/// its rows.
+#[derive(Clone, Copy)]
+struct Steps {
+    first: *const f32,
+    column_step: usize,
+    row_step: usize,
+}
+
+/// The matrix from `first` with these steps.
+fn steps(first: *const f32, column_step: usize, row_step: usize) -> Steps {
+    Steps {
+        first,
+        column_step,
+        row_step,
+    }
+}
+
+/// `dst` (m × n) = `a` (m × k) · `b` (k × n), added to `dst`'s values when `add`, by gemm.
+///
+/// # Safety
+/// Every value that `m`, `n`, `k` and the steps reach must lie inside the buffers of `dst`,
+/// `a` and `b`; `dst` must alias neither input, nor be written by anything else meanwhile.
+unsafe fn gemm_into(
+    (m, n, k): (usize, usize, usize),
+    dst: Steps,
+    add: bool,
+    a: Steps,
+    b: Steps,
+    parallelism: Parallelism,
+) {
+    // SAFETY: as the caller promised.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.first.cast_mut(),
+            dst.column_step as isize,
+            dst.row_step as isize,
+            add,
+            a.first,
+            a.column_step as isize,
+            a.row_step as isize,
+            b.first,
+            b.column_step as isize,
+            b.row_step as isize,
+            1f32,
+            1f32,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
 /// `out` (rows × outputs) = `x` (rows × inputs) · weightᵀ (weight: outputs × inputs, row-major),
 /// added to `out`'s values when `add`, by the gemm crate on the whole pool.
 fn gemm_row_major(out: &mut [f32], x: &[f32], weight: &[f32], inputs: usize, add: bool) {
@@ -156,35 +213,23 @@ fn gemm_row_major(out: &mut [f32], x: &[f32], weight: &[f32], inputs: usize, add
         "dense: an output of another size"
     );
     let threads = rayon::current_num_threads();
+    let parallelism = if threads > 1 {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    };
     // SAFETY: `out` holds rows × outputs values written with row step `outputs`; `x` holds
     // rows × inputs read with row step `inputs`; `weight` holds outputs × inputs, read as its
     // transpose (inputs × outputs: row step 1, column step `inputs`). `out` is `&mut`, so it
     // aliases neither input.
     unsafe {
-        gemm(
-            rows,
-            outputs,
-            inputs,
-            out.as_mut_ptr(),
-            1,
-            outputs as isize,
+        gemm_into(
+            (rows, outputs, inputs),
+            steps(out.as_mut_ptr(), 1, outputs),
             add,
-            x.as_ptr(),
-            1,
-            inputs as isize,
-            weight.as_ptr(),
-            inputs as isize,
-            1,
-            1f32,
-            1f32,
-            false,
-            false,
-            false,
-            if threads > 1 {
-                Parallelism::Rayon(threads)
-            } else {
-                Parallelism::None
-            },
+            steps(x.as_ptr(), 1, inputs),
+            steps(weight.as_ptr(), inputs, 1),
+            parallelism,
         );
     }
 }
@@ -217,25 +262,12 @@ fn gemm_column_major(out: &mut [f32], x: &[f32], weight_t: &[f32], inputs: usize
             // `outputs`); `x` holds rows × inputs, the right operand inputs × rows (row step 1,
             // column step `inputs`).
             unsafe {
-                gemm(
-                    width,
-                    rows,
-                    inputs,
-                    out_at.get().add(first),
-                    outputs as isize,
-                    1,
+                gemm_into(
+                    (width, rows, inputs),
+                    steps(out_at.get().add(first), outputs, 1),
                     add,
-                    weight_t.as_ptr().add(first),
-                    outputs as isize,
-                    1,
-                    x.as_ptr(),
-                    inputs as isize,
-                    1,
-                    1f32,
-                    1f32,
-                    false,
-                    false,
-                    false,
+                    steps(weight_t.as_ptr().add(first), outputs, 1),
+                    steps(x.as_ptr(), inputs, 1),
                     Parallelism::None,
                 );
             }
