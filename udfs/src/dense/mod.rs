@@ -5,11 +5,12 @@
 //! write one more. Here the output buffer starts as the bias (or the residual plus the bias), the
 //! product accumulates onto it (`gemm` reads the destination), and an activation, or SwiGLU's
 //! `silu(gate) · up` over a fused gate and up projection, runs over it on the thread pool while
-//! the rows are fresh. A decoding step's few rows skip `gemm`, which would copy every weight
-//! matrix into its packed layout per step, for dot products over the weights as they lie
-//! ([`skinny_product`]). Only f32 tensors on the CPU that no gradient is tracked through take this
-//! path ([`attention::kernel_takes`]); [`forward_then`] and [`forward_add`] compose candle's
-//! steps for the others (a GPU, half precision, training), so a layer calls them either way.
+//! the rows are fresh. The products themselves ([`product`]) read a decoder's weights as loaded
+//! (a decoding step's few rows as dot products over them) and an encoder's stored transposed
+//! at load ([`column_major`]). Only f32 tensors on the CPU that no gradient is tracked through
+//! take this path ([`attention::kernel_takes`]); [`forward_then`] and [`forward_add`] compose
+//! candle's steps for the others (a GPU, half precision, training), so a layer calls them
+//! either way.
 //! The activations the models' MLPs name ([`Activation`]) are defined here with them.
 
 use candle_core::{Device, Module, Result, Tensor, D};
