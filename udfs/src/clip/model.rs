@@ -9,8 +9,7 @@ use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{embedding, linear_no_bias, Embedding, Linear, VarBuilder};
 
 use super::config::{ClipConfig, TextConfig, VisionConfig};
-use crate::dense::{self, Then};
-use crate::nn::{encoder_shape, layer_norm, Encoder, LayerNorm};
+use crate::nn::{encoder_shape, layer_norm, Encoder, LayerNorm, PatchEmbedding};
 
 struct TextTower {
     token_embedding: Embedding,
@@ -98,12 +97,7 @@ impl TextTower {
 }
 
 struct VisionTower {
-    /// The patch embedding, a convolution whose stride is its kernel's side, as the product of
-    /// each patch (channels × side × side values, flattened as the kernel is) with the kernel
-    /// flattened to hidden × that many: an encoder layer's product, where candle's convolution
-    /// ran at 40–150 GFLOP/s.
-    patch_embedding: Linear,
-    patch_size: usize,
+    patch_embedding: PatchEmbedding,
     class_embedding: Tensor,
     position_embedding: Tensor,
     pre_norm: LayerNorm,
@@ -116,14 +110,14 @@ impl VisionTower {
         let shape = encoder_shape!(c);
         let positions = (c.image_size / c.patch_size).pow(2) + 1;
         let emb = vb.pp("embeddings");
-        let kernel = emb.get(
-            (c.hidden_size, c.num_channels, c.patch_size, c.patch_size),
-            "patch_embedding.weight",
-        )?;
-        let flat = kernel.reshape((c.hidden_size, ()))?;
         Ok(Self {
-            patch_embedding: dense::column_major(Linear::new(flat, None))?,
-            patch_size: c.patch_size,
+            patch_embedding: PatchEmbedding::new(
+                emb.pp("patch_embedding"),
+                c.num_channels,
+                c.hidden_size,
+                c.patch_size,
+                false,
+            )?,
             class_embedding: emb.get(c.hidden_size, "class_embedding")?,
             position_embedding: emb.get((positions, c.hidden_size), "position_embedding.weight")?,
             pre_norm: layer_norm(c.hidden_size, c.layer_norm_eps, vb.pp("pre_layrnorm"))?,
@@ -134,18 +128,8 @@ impl VisionTower {
 
     /// The pooled (class-token) state of each image in `pixels` (batch × 3 × side × side).
     fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
-        let (batch, channels, height, width) = pixels.dims4()?;
-        let side = self.patch_size;
-        let (rows, columns) = (height / side, width / side);
-        if rows * side != height || columns * side != width {
-            candle_core::bail!("a {height} × {width} image is not whole {side}-pixel patches");
-        }
-        // batch × patch rows × patch columns × channels × side × side, flattened per patch.
-        let patches = pixels
-            .reshape((batch, channels, rows, side, columns, side))?
-            .permute((0, 2, 4, 1, 3, 5))?
-            .reshape((batch, rows * columns, channels * side * side))?;
-        let patches = dense::forward_then(&self.patch_embedding, &patches, Then::Nothing)?;
+        let batch = pixels.dim(0)?;
+        let patches = self.patch_embedding.forward(pixels)?;
         let width = self.class_embedding.dim(0)?;
         let class = self
             .class_embedding

@@ -3,13 +3,11 @@
 //! processor never pads a frame), so every patch is attended and positions run 0‥n−1.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{
-    conv2d, embedding, linear_no_bias, Conv2d, Conv2dConfig, Embedding, Linear, VarBuilder,
-};
+use candle_nn::{embedding, linear_no_bias, Embedding, Linear, VarBuilder};
 use serde::Deserialize;
 
 use crate::dense::Activation;
-use crate::nn::{encoder_shape, layer_norm, Encoder, LayerNorm};
+use crate::nn::{encoder_shape, layer_norm, Encoder, LayerNorm, PatchEmbedding};
 
 /// `vision_config` of an `Idefics3Config`.
 #[derive(Debug, Clone, Deserialize)]
@@ -53,7 +51,7 @@ impl Default for SiglipConfig {
 
 /// The SigLIP tower: patch embedding with positions, encoder, final layer norm.
 pub struct SiglipVision {
-    patch_embedding: Conv2d,
+    patch_embedding: PatchEmbedding,
     position_embedding: Embedding,
     encoder: Encoder,
     post_norm: LayerNorm,
@@ -65,17 +63,13 @@ impl SiglipVision {
     pub fn new(vb: VarBuilder, c: &SiglipConfig) -> Result<Self> {
         let patches = (c.image_size / c.patch_size).pow(2);
         let shape = encoder_shape!(c);
-        let conv = Conv2dConfig {
-            stride: c.patch_size,
-            ..Default::default()
-        };
         Ok(Self {
-            patch_embedding: conv2d(
+            patch_embedding: PatchEmbedding::new(
+                vb.pp("embeddings.patch_embedding"),
                 c.num_channels,
                 c.hidden_size,
                 c.patch_size,
-                conv,
-                vb.pp("embeddings.patch_embedding"),
+                true,
             )?,
             position_embedding: embedding(
                 patches,
@@ -90,11 +84,7 @@ impl SiglipVision {
 
     /// The last hidden states of `frames` (n × 3 × side × side): n × patches × width.
     pub fn forward(&self, frames: &Tensor) -> Result<Tensor> {
-        let patches = self
-            .patch_embedding
-            .forward(frames)?
-            .flatten_from(2)?
-            .transpose(1, 2)?;
+        let patches = self.patch_embedding.forward(frames)?;
         let positions = Tensor::arange(0u32, self.patches as u32, frames.device())?;
         let xs = patches.broadcast_add(&self.position_embedding.forward(&positions)?)?;
         let xs = self.encoder.forward(xs, None)?;
