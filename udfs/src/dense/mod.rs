@@ -8,7 +8,7 @@
 //! the rows are fresh. The products themselves ([`product`]) read a decoder's weights as loaded
 //! (a decoding step's few rows as dot products over them) and an encoder's stored transposed
 //! at load ([`column_major`]). Only f32 tensors on the CPU that no gradient is tracked through
-//! take this path ([`attention::kernel_takes`]); [`forward_then`] and [`forward_add`] compose
+//! take this path ([`kernel_takes`]); [`forward_then`] and [`forward_add`] compose
 //! candle's steps for the others (a GPU, half precision, training), so a layer calls them
 //! either way.
 //! The activations the models' MLPs name ([`Activation`]) are defined here with them.

@@ -6,7 +6,7 @@
 //! 20 tokens, a photo 50 patches, a SigLIP tile 1024), and for it the weights are stored
 //! transposed once at load ([`super::column_major`]): gemm then takes both operands as they lie
 //! (it repacks a left operand that is not column-major, and `x` as the left operand is
-//! row-major), and a few rows go to [`panels_avx512`], which streams weight columns.
+//! row-major), and a few rows go to [`panel_product`], which streams weight columns.
 
 use candle_core::{Result, Tensor};
 use candle_nn::Linear;
@@ -304,7 +304,7 @@ const PANEL_OUTPUTS: usize = 64;
 /// every block of rows takes them.
 const PANEL_DEPTH: usize = 128;
 
-/// Most rows of `x` in one block of [`panel_avx512`]: its sums take `PANEL_BLOCK` × 4 registers
+/// Most rows of `x` in one block of [`Pass::panel`]: its sums take `PANEL_BLOCK` × 4 registers
 /// of the 32, the weights 4 more.
 const PANEL_BLOCK: usize = 6;
 
@@ -483,12 +483,12 @@ impl Pass<'_> {
     }
 }
 
-/// Rows up to which [`product_into`] takes [`skinny_product`]: a decoding step's batch, one CLIP
-/// text (about 20 tokens) or photo (50 patches). Above it the gemm crate's packed microkernels
-/// win; below it they spend most of the time copying each weight matrix into their packed layout
-/// (or, for one row, run a one-thread product). At one CLIP text per batch on the 2-core Xeon:
-/// 22–24 texts/s through gemm, 32–33 through the dot products (one partial sum), 38–39 with four,
-/// 54 in AVX-512 blocks. Up to 512 rows, eight photos a batch fell from 22–23 to 15–16 images/s.
+/// Rows up to which [`product_into`] takes [`skinny_product`] for row-major weights: a decoding
+/// step's batch. Above it the gemm crate's packed microkernels win; below it they spend most of
+/// the time setting up and packing (or, for one row, run a one-thread product). Measured while
+/// CLIP's towers still took this path, one text per batch on the 2-core Xeon: 22–24 texts/s
+/// through gemm, 32–33 through the dot products (one partial sum), 38–39 with four, 54 in
+/// AVX-512 blocks; up to 512 rows, eight photos a batch fell from 22–23 to 15–16 images/s.
 const SKINNY_ROWS: usize = 64;
 
 /// Weight rows (outputs) per task of [`skinny_product`].
@@ -498,7 +498,7 @@ const SKINNY_OUTPUTS: usize = 64;
 const DOT_LANES: usize = 16;
 
 /// `out` (rows × outputs) = `x` (rows × inputs) · weightᵀ, added to `out`'s values when `add`:
-/// the product of a few rows (a decoding step, one CLIP text or photo). Each weight row is read
+/// the product of a few rows (a decoding step) over row-major weights. Each weight row is read
 /// from memory once, on one of the pool's threads, and its dot products with every row of `x`
 /// taken while it is in cache, four weight rows by four rows at a time where the processor has
 /// AVX-512 ([`blocks_avx512`]), one by one ([`dot`]) elsewhere; no copy of the weights is made.
