@@ -23,6 +23,7 @@ use self::preprocess::ImageProcessor;
 use crate::context::{FunctionContext, LoadedModel};
 use crate::kind::{ModelKind, SqlFunction};
 use crate::runtime::placement::Placement;
+use crate::runtime::pool::on_pool;
 use crate::runtime::source::ModelSource;
 use crate::train::{TrainingJob, TrainingSummary};
 use crate::ModelError;
@@ -198,6 +199,11 @@ impl ClipEmbedder {
     /// after another where the model runs in f32 on the CPU, so that a batch costs its tokens
     /// and not its size times its longest text (`benches/RESULTS.md`); padded elsewhere.
     pub fn text_features(&self, sequences: &[Vec<u32>]) -> Result<Tensor, ModelError> {
+        on_pool(|| self.text_features_here(sequences))
+    }
+
+    /// [`ClipEmbedder::text_features`] on the calling thread.
+    fn text_features_here(&self, sequences: &[Vec<u32>]) -> Result<Tensor, ModelError> {
         let pool_at: Vec<u32> = sequences
             .iter()
             .map(|s| self.config.text_config.pool_position(s))
@@ -226,7 +232,7 @@ impl ClipEmbedder {
         let flat: Vec<f32> = pixels.iter().flatten().copied().collect();
         let batch = Tensor::from_vec(flat, (pixels.len(), 3, side, side), &self.placement.device)?
             .to_dtype(self.placement.dtype)?;
-        Ok(self.network.image_features(&batch)?)
+        Ok(on_pool(|| self.network.image_features(&batch))?)
     }
 
     /// L2-normalised text embeddings, one batch.

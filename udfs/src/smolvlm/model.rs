@@ -13,6 +13,7 @@ use super::sampling::{Decoding, Sampler};
 use super::text::{merge_image_features, KvCache, LlamaConfig, TextModel};
 use super::vision::{Connector, SiglipConfig, SiglipVision};
 use crate::runtime::placement::Placement;
+use crate::runtime::pool::on_pool;
 use crate::runtime::source::ModelSource;
 use crate::train::lora::Lora;
 use crate::ModelError;
@@ -234,6 +235,16 @@ impl SmolVlm {
     /// cache) when it ends, at `<end_of_utterance>` if `stop_at_end` or at its
     /// `max_new_tokens`; the others go on.
     pub fn generate_batch(
+        &self,
+        requests: &[GenerationRequest],
+        decoding: Decoding,
+        stop_at_end: bool,
+    ) -> Result<Vec<Vec<u32>>, ModelError> {
+        on_pool(|| self.generate_batch_here(requests, decoding, stop_at_end))
+    }
+
+    /// [`SmolVlm::generate_batch`] on the calling thread.
+    fn generate_batch_here(
         &self,
         requests: &[GenerationRequest],
         decoding: Decoding,
