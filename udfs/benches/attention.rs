@@ -17,7 +17,7 @@ mod args;
 
 use std::time::Instant;
 
-use args::{arguments, positive};
+use args::{arguments, positive, positive_list};
 use candle_core::{Device, Tensor};
 use vitrine_udfs::attention::attend;
 
@@ -73,14 +73,7 @@ fn main() -> Result<(), String> {
     let mut args = arguments();
     while let Some(flag) = args.next() {
         match flag.as_str() {
-            "--batch-sizes" => {
-                batch_sizes = args
-                    .next()
-                    .unwrap_or_default()
-                    .split(',')
-                    .map(|b| positive(Some(b.to_string()), "--batch-sizes"))
-                    .collect::<Result<_, _>>()?
-            }
+            "--batch-sizes" => batch_sizes = positive_list(args.next(), "--batch-sizes")?,
             "--repeat" => repeat = positive(args.next(), "--repeat")?,
             _ => return Err(USAGE.into()),
         }

@@ -20,7 +20,7 @@ mod args;
 use std::path::Path;
 use std::time::Instant;
 
-use args::{arguments, positive};
+use args::{arguments, positive, positive_list};
 use rayon::prelude::*;
 use vitrine_udfs::clip::{ClipEmbedder, CLIP_FILES};
 use vitrine_udfs::image::decode::decode_rgb;
@@ -97,14 +97,7 @@ fn main() -> Result<(), String> {
     let (mut device, mut dtype) = ("auto".to_string(), "auto".to_string());
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--batch-sizes" => {
-                batch_sizes = args
-                    .next()
-                    .unwrap_or_default()
-                    .split(',')
-                    .map(|b| positive(Some(b.to_string()), "--batch-sizes"))
-                    .collect::<Result<_, _>>()?
-            }
+            "--batch-sizes" => batch_sizes = positive_list(args.next(), "--batch-sizes")?,
             "--texts" => n_texts = Some(positive(args.next(), "--texts")?),
             "--images" => n_images = Some(positive(args.next(), "--images")?),
             "--repeat" => repeat = positive(args.next(), "--repeat")?,

@@ -22,7 +22,7 @@ mod args;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use args::{arguments, positive};
+use args::{arguments, positive, positive_list};
 use rayon::prelude::*;
 use vitrine_udfs::image::decode::decode_rgb;
 use vitrine_udfs::runtime::overlap::overlapped;
@@ -61,14 +61,7 @@ fn options() -> Result<Options, String> {
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--batch-sizes" => {
-                options.batch_sizes = args
-                    .next()
-                    .unwrap_or_default()
-                    .split(',')
-                    .map(|b| positive(Some(b.to_string()), "--batch-sizes"))
-                    .collect::<Result<_, _>>()?
-            }
+            "--batch-sizes" => options.batch_sizes = positive_list(args.next(), "--batch-sizes")?,
             "--new-tokens" => options.new_tokens = positive(args.next(), "--new-tokens")?,
             "--images" => options.images = Some(positive(args.next(), "--images")?),
             "--repeat" => options.repeat = positive(args.next(), "--repeat")?,

@@ -1,5 +1,8 @@
 //! Command-line reading shared by the benches.
 
+// Each bench compiles this module into its own binary and uses only some of it.
+#![allow(dead_code)]
+
 /// The bench's arguments, without the `--bench` flag cargo adds.
 pub fn arguments() -> impl Iterator<Item = String> {
     std::env::args().skip(1).filter(|a| a != "--bench")
@@ -11,4 +14,13 @@ pub fn positive(value: Option<String>, flag: &str) -> Result<usize, String> {
         .and_then(|v| v.parse().ok())
         .filter(|&n| n > 0)
         .ok_or(format!("{flag} takes a positive number"))
+}
+
+/// `value` as comma-separated whole numbers above 0 (`1,8,32`), or an error naming `flag`.
+pub fn positive_list(value: Option<String>, flag: &str) -> Result<Vec<usize>, String> {
+    value
+        .unwrap_or_default()
+        .split(',')
+        .map(|n| positive(Some(n.to_string()), flag))
+        .collect()
 }
