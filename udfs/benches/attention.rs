@@ -14,11 +14,11 @@
 //! mask's hidden half too, as the peer counts it), in the Markdown table the peer also prints.
 
 mod args;
-
-use std::time::Instant;
+mod timing;
 
 use args::{arguments, positive, positive_list};
 use candle_core::{Device, Tensor};
+use timing::best_of;
 use vitrine_udfs::attention::attend;
 
 /// As in the `vitrine` binary: freed tensor buffers are reused instead of returned to the system.
@@ -132,11 +132,5 @@ fn time(case: &Case, batch: usize, repeat: usize) -> candle_core::Result<f64> {
             .ok_or_else(|| candle_core::Error::Msg("attend refused the inputs".into()))
     };
     run()?;
-    let mut best = f64::INFINITY;
-    for _ in 0..repeat {
-        let started = Instant::now();
-        run()?;
-        best = best.min(started.elapsed().as_secs_f64());
-    }
-    Ok(best)
+    best_of(repeat, run)
 }

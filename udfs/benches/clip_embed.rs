@@ -16,12 +16,14 @@
 //! Markdown table the peer also prints.
 
 mod args;
+mod timing;
 
 use std::path::Path;
 use std::time::Instant;
 
 use args::{arguments, positive, positive_list};
 use rayon::prelude::*;
+use timing::best_of;
 use vitrine_udfs::clip::{ClipEmbedder, CLIP_FILES};
 use vitrine_udfs::image::decode::decode_rgb;
 use vitrine_udfs::runtime::overlap::overlapped;
@@ -48,17 +50,6 @@ fn lines(path: &Path, count: Option<usize>) -> Result<Vec<String>, String> {
     }
     let count = count.unwrap_or(lines.len());
     Ok(lines.iter().cycle().take(count).cloned().collect())
-}
-
-/// Best seconds of `repeat` calls of `work`.
-fn best_of(repeat: usize, mut work: impl FnMut() -> Result<(), String>) -> Result<f64, String> {
-    let mut best = f64::INFINITY;
-    for _ in 0..repeat {
-        let started = Instant::now();
-        work()?;
-        best = best.min(started.elapsed().as_secs_f64());
-    }
-    Ok(best)
 }
 
 fn embed_texts(model: &ClipEmbedder, texts: &[String], batch: usize) -> Result<(), String> {
