@@ -8,16 +8,12 @@
 //! thread, a loop's first part runs at once on that thread and only the rest is offered to the
 //! others.
 
-/// `work()` on a thread of rayon's pool: on the calling thread when it is one, else handed to
-/// the pool once, the caller waiting for its result. `work` must not block on anything but
-/// rayon's own loops and joins (a channel fed by another pool task could wait forever while
-/// every pool thread runs such work).
+/// `work()` on a thread of rayon's pool: on the calling thread when it is one (rayon's scope
+/// runs there), else handed to the pool once, the caller waiting for its result. `work` must not
+/// block on anything but rayon's own loops and joins (a channel fed by another pool task could
+/// wait forever while every pool thread runs such work).
 pub fn on_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
-    if rayon::current_thread_index().is_some() {
-        work()
-    } else {
-        rayon::scope(|_| work())
-    }
+    rayon::scope(|_| work())
 }
 
 #[cfg(test)]
