@@ -491,8 +491,11 @@ impl Pass<'_> {
 /// AVX-512 blocks; up to 512 rows, eight photos a batch fell from 22–23 to 15–16 images/s.
 const SKINNY_ROWS: usize = 64;
 
-/// Weight rows (outputs) per task of [`skinny_product`].
-const SKINNY_OUTPUTS: usize = 64;
+/// Weights read per task of [`skinny_product`] (in whole blocks of [`BLOCK`] weight rows): 64 KB.
+/// With 64 weight rows a task, SmolVLM-256M's attention output (576 × 576) and MLP down
+/// projection (576 × 1,536) made 9 tasks for two threads, and one thread read while the other
+/// waited: 1,536 inputs took 176 µs a call on the 2-core Xeon, 112 µs in tasks of this size.
+const SKINNY_TASK_WEIGHTS: usize = 16 * 1024;
 
 /// Lanes of one partial sum of [`dot`]: one AVX-512 register, two AVX2 ones.
 const DOT_LANES: usize = 16;
@@ -500,16 +503,17 @@ const DOT_LANES: usize = 16;
 /// `out` (rows × outputs) = `x` (rows × inputs) · weightᵀ, added to `out`'s values when `add`:
 /// the product of a few rows (a decoding step) over row-major weights. Each weight row is read
 /// from memory once, on one of the pool's threads, and its dot products with every row of `x`
-/// taken while it is in cache, four weight rows by four rows at a time where the processor has
-/// AVX-512 ([`blocks_avx512`]), one by one ([`dot`]) elsewhere; no copy of the weights is made.
+/// taken while it is in cache, four weight rows at a time by up to four rows where the processor
+/// has AVX-512 ([`blocks_avx512`]), one by one ([`dot`]) elsewhere; no copy of the weights is made.
 fn skinny_product(out: &mut [f32], x: &[f32], weight: &[f32], inputs: usize, add: bool) {
     let rows = x.len() / inputs;
     let outputs = weight.len() / inputs;
     // The products come out output by output (outputs × rows) and are then put in place.
     let mut by_output = vec![0f32; outputs * rows];
+    let per_task = (SKINNY_TASK_WEIGHTS / inputs / BLOCK).max(1) * BLOCK;
     by_output
-        .par_chunks_mut(SKINNY_OUTPUTS * rows)
-        .zip(weight.par_chunks(SKINNY_OUTPUTS * inputs))
+        .par_chunks_mut(per_task * rows)
+        .zip(weight.par_chunks(per_task * inputs))
         .for_each(|(sums, weights)| {
             cpu_ops::widest_simd(
                 #[inline(always)]
@@ -518,22 +522,22 @@ fn skinny_product(out: &mut [f32], x: &[f32], weight: &[f32], inputs: usize, add
                     #[cfg(target_arch = "x86_64")]
                     if blocked {
                         // SAFETY: the processor has AVX-512F; the slices are `rows` × `inputs`
-                        // and `SKINNY_OUTPUTS`-or-fewer × `inputs`, as `blocks_avx512` takes.
+                        // and a whole number of weight rows, as `blocks_avx512` takes.
                         unsafe { blocks_avx512(sums, x, weights, inputs) };
                     }
                     // What the blocks left: the last weight rows, or every row without AVX-512.
-                    let (done_rows, done_outputs) =
-                        done_block(blocked, rows, weights.len() / inputs);
-                    for (o, (sums, w)) in sums
+                    let task_outputs = weights.len() / inputs;
+                    let done = if blocked {
+                        task_outputs - task_outputs % BLOCK
+                    } else {
+                        0
+                    };
+                    for (sums, w) in sums
                         .chunks_exact_mut(rows)
                         .zip(weights.chunks_exact(inputs))
-                        .enumerate()
+                        .skip(done)
                     {
-                        let from = if o < done_outputs { done_rows } else { 0 };
-                        for (sum, x) in sums[from..]
-                            .iter_mut()
-                            .zip(x[from * inputs..].chunks_exact(inputs))
-                        {
+                        for (sum, x) in sums.iter_mut().zip(x.chunks_exact(inputs)) {
                             *sum = dot(x, w);
                         }
                     }
@@ -558,70 +562,85 @@ fn has_avx512() -> bool {
     return false;
 }
 
-/// Which products [`blocks_avx512`] took when it ran (`blocked`): every row of `x` in whole
-/// blocks for the weight rows in whole blocks, as (rows, weight rows).
-fn done_block(blocked: bool, rows: usize, outputs: usize) -> (usize, usize) {
-    if blocked {
-        (rows - rows % BLOCK, outputs - outputs % BLOCK)
-    } else {
-        (0, 0)
-    }
-}
-
 /// The products of [`skinny_product`]'s task (`sums`: outputs × rows, the weight rows'
-/// dot products with each row of `x`) for whole blocks of [`BLOCK`] weight rows × [`BLOCK`] rows of
-/// `x`: sixteen AVX-512 registers of partial sums, each step loading eight vectors for sixteen
-/// fused multiply-adds (one dot product at a time loads two for one, and bounds a core at half
-/// its rate; the compiler does not keep such blocks in registers by itself).
+/// dot products with each row of `x`) for whole blocks of [`BLOCK`] weight rows, with every row
+/// of `x`: [`BLOCK`] rows of `x` at a time ([`block_avx512`]), then the one to three left.
 ///
 /// # Safety
 /// The processor must have AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn blocks_avx512(sums: &mut [f32], x: &[f32], weights: &[f32], inputs: usize) {
+    let rows = x.len() / inputs;
+    let whole_rows = rows - rows % BLOCK;
+    for w0 in (0..weights.len() / inputs / BLOCK).map(|b| b * BLOCK) {
+        // SAFETY: AVX-512F, as the caller promised; each block's rows lie within `x`.
+        unsafe {
+            for r0 in (0..whole_rows).step_by(BLOCK) {
+                block_avx512::<BLOCK>(sums, x, weights, inputs, (w0, r0));
+            }
+            match rows - whole_rows {
+                1 => block_avx512::<1>(sums, x, weights, inputs, (w0, whole_rows)),
+                2 => block_avx512::<2>(sums, x, weights, inputs, (w0, whole_rows)),
+                3 => block_avx512::<3>(sums, x, weights, inputs, (w0, whole_rows)),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// One block of [`blocks_avx512`]: the [`BLOCK`] weight rows from `w0` by the `R` rows of `x`
+/// from `r0`, in BLOCK × R AVX-512 registers of partial sums; each step loads BLOCK + R vectors
+/// for BLOCK × R fused multiply-adds (one dot product at a time loads two for one, and bounds a
+/// core at half its rate; the compiler does not keep such blocks in registers by itself).
+///
+/// # Safety
+/// The processor must have AVX-512F; `r0 + R` rows of `x` and `w0 + BLOCK` weight rows must exist.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn block_avx512<const R: usize>(
+    sums: &mut [f32],
+    x: &[f32],
+    weights: &[f32],
+    inputs: usize,
+    (w0, r0): (usize, usize),
+) {
     use std::arch::x86_64::{
         __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_reduce_add_ps, _mm512_setzero_ps,
     };
     const LANES: usize = 16;
     let rows = x.len() / inputs;
+    assert!(r0 + R <= rows && (w0 + BLOCK) * inputs <= weights.len());
     let whole = inputs - inputs % LANES;
     let row_start = |r: usize| r * inputs;
-    for w0 in (0..weights.len() / inputs / BLOCK).map(|b| b * BLOCK) {
-        for r0 in (0..rows / BLOCK).map(|b| b * BLOCK) {
-            let mut acc: [[__m512; BLOCK]; BLOCK] = [[_mm512_setzero_ps(); BLOCK]; BLOCK];
-            let mut i = 0;
-            while i < whole {
-                // SAFETY: i + 16 ≤ whole ≤ inputs: within each row of `x` and of the weights.
-                let (xp, wp) = (x.as_ptr(), weights.as_ptr());
-                let xs: [__m512; BLOCK] = unsafe {
-                    [
-                        _mm512_loadu_ps(xp.add(row_start(r0) + i)),
-                        _mm512_loadu_ps(xp.add(row_start(r0 + 1) + i)),
-                        _mm512_loadu_ps(xp.add(row_start(r0 + 2) + i)),
-                        _mm512_loadu_ps(xp.add(row_start(r0 + 3) + i)),
-                    ]
-                };
-                for (a, acc) in acc.iter_mut().enumerate() {
-                    // SAFETY: as above.
-                    let w = unsafe { _mm512_loadu_ps(wp.add(row_start(w0 + a) + i)) };
-                    for (acc, xv) in acc.iter_mut().zip(xs) {
-                        *acc = _mm512_fmadd_ps(w, xv, *acc);
-                    }
-                }
-                i += LANES;
+    let mut acc: [[__m512; R]; BLOCK] = [[_mm512_setzero_ps(); R]; BLOCK];
+    let (xp, wp) = (x.as_ptr(), weights.as_ptr());
+    let mut i = 0;
+    while i < whole {
+        let mut xs: [__m512; R] = [_mm512_setzero_ps(); R];
+        for (b, xv) in xs.iter_mut().enumerate() {
+            // SAFETY: i + 16 ≤ whole ≤ inputs and r0 + b < rows (asserted): within `x`.
+            *xv = unsafe { _mm512_loadu_ps(xp.add(row_start(r0 + b) + i)) };
+        }
+        for (a, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: i + 16 ≤ inputs and w0 + a < the weight rows (asserted).
+            let w = unsafe { _mm512_loadu_ps(wp.add(row_start(w0 + a) + i)) };
+            for (acc, xv) in acc.iter_mut().zip(xs) {
+                *acc = _mm512_fmadd_ps(w, xv, *acc);
             }
-            for (a, acc) in acc.into_iter().enumerate() {
-                let w = &weights[row_start(w0 + a)..][..inputs];
-                for (b, acc) in acc.into_iter().enumerate() {
-                    let xr = &x[row_start(r0 + b)..][..inputs];
-                    let tail: f32 = w[whole..]
-                        .iter()
-                        .zip(&xr[whole..])
-                        .map(|(p, q)| p * q)
-                        .sum();
-                    sums[(w0 + a) * rows + r0 + b] = _mm512_reduce_add_ps(acc) + tail;
-                }
-            }
+        }
+        i += LANES;
+    }
+    for (a, acc) in acc.into_iter().enumerate() {
+        let w = &weights[row_start(w0 + a)..][..inputs];
+        for (b, acc) in acc.into_iter().enumerate() {
+            let xr = &x[row_start(r0 + b)..][..inputs];
+            let tail: f32 = w[whole..]
+                .iter()
+                .zip(&xr[whole..])
+                .map(|(p, q)| p * q)
+                .sum();
+            sums[(w0 + a) * rows + r0 + b] = _mm512_reduce_add_ps(acc) + tail;
         }
     }
 }
@@ -704,9 +723,10 @@ mod tests {
 
     #[test]
     fn both_layouts_give_the_product_on_every_path() {
-        // Outputs in whole 64-wide tasks, a 16-wide step and a last few one by one; inputs over
-        // two panel passes and a short third; rows on both sides of PANEL_ROWS and SKINNY_ROWS,
-        // in blocks of every size up to PANEL_BLOCK.
+        // Outputs in whole 64-wide panel tasks, a 16-wide step and a last few one by one, and
+        // over three skinny tasks, the last ending outside a whole block; inputs over two panel
+        // passes and a short third; rows on both sides of PANEL_ROWS and SKINNY_ROWS, in blocks
+        // of every size up to PANEL_BLOCK and with one to three rows after whole skinny blocks.
         let (outputs, inputs) = (2 * PANEL_OUTPUTS + 16 + 5, 2 * PANEL_DEPTH + 7);
         let weight = values(outputs * inputs, 1);
         let mut weight_t = vec![0f32; weight.len()];
