@@ -140,7 +140,7 @@ pub(super) fn product_into(out: &mut [f32], x: &[f32], layer: Weights, residual:
         Layout::RowMajor if rows <= SKINNY_ROWS => skinny_product(out, x, weight, inputs, read_out),
         Layout::RowMajor => gemm_row_major(out, x, weight, inputs, read_out),
         #[cfg(target_arch = "x86_64")]
-        Layout::ColumnMajor if rows <= PANEL_ROWS && has_avx512() => {
+        Layout::ColumnMajor if rows <= PANEL_ROWS && cpu_ops::has_avx512() => {
             panel_product(out, x, weight, inputs, read_out)
         }
         Layout::ColumnMajor => gemm_column_major(out, x, weight, inputs, read_out),
@@ -312,12 +312,12 @@ const PANEL_BLOCK: usize = 6;
 /// for a weight stored column-major (`weight_t`: inputs × outputs, row-major) and a few rows:
 /// each task of the pool takes [`PANEL_OUTPUTS`] outputs and sums over the inputs
 /// [`PANEL_DEPTH`] at a time, every block of rows reading the same weights from cache.
-/// The processor must have AVX-512F ([`has_avx512`]).
+/// The processor must have AVX-512F ([`cpu_ops::has_avx512`]).
 #[cfg(target_arch = "x86_64")]
 fn panel_product(out: &mut [f32], x: &[f32], weight_t: &[f32], inputs: usize, add: bool) {
     let (rows, outputs) = (x.len() / inputs, weight_t.len() / inputs);
     assert!(
-        out.len() == rows * outputs && has_avx512(),
+        out.len() == rows * outputs && cpu_ops::has_avx512(),
         "dense: panels of another size, or without AVX-512"
     );
     let out_at = SharedOut(out.as_mut_ptr());
@@ -497,14 +497,11 @@ const SKINNY_ROWS: usize = 64;
 /// waited: 1,536 inputs took 176 µs a call on the 2-core Xeon, 112 µs in tasks of this size.
 const SKINNY_TASK_WEIGHTS: usize = 16 * 1024;
 
-/// Lanes of one partial sum of [`dot`]: one AVX-512 register, two AVX2 ones.
-const DOT_LANES: usize = 16;
-
 /// `out` (rows × outputs) = `x` (rows × inputs) · weightᵀ, added to `out`'s values when `add`:
 /// the product of a few rows (a decoding step) over row-major weights. Each weight row is read
 /// from memory once, on one of the pool's threads, and its dot products with every row of `x`
 /// taken while it is in cache, four weight rows at a time by up to four rows where the processor
-/// has AVX-512 ([`blocks_avx512`]), one by one ([`dot`]) elsewhere; no copy of the weights is made.
+/// has AVX-512 ([`blocks_avx512`]), one by one ([`cpu_ops::dot`]) elsewhere; no copy of the weights is made.
 fn skinny_product(out: &mut [f32], x: &[f32], weight: &[f32], inputs: usize, add: bool) {
     let rows = x.len() / inputs;
     let outputs = weight.len() / inputs;
@@ -518,7 +515,7 @@ fn skinny_product(out: &mut [f32], x: &[f32], weight: &[f32], inputs: usize, add
             cpu_ops::widest_simd(
                 #[inline(always)]
                 || {
-                    let blocked = has_avx512();
+                    let blocked = cpu_ops::has_avx512();
                     #[cfg(target_arch = "x86_64")]
                     if blocked {
                         // SAFETY: the processor has AVX-512F; the slices are `rows` × `inputs`
@@ -538,7 +535,7 @@ fn skinny_product(out: &mut [f32], x: &[f32], weight: &[f32], inputs: usize, add
                         .skip(done)
                     {
                         for (sum, x) in sums.iter_mut().zip(x.chunks_exact(inputs)) {
-                            *sum = dot(x, w);
+                            *sum = cpu_ops::dot(x, w);
                         }
                     }
                 },
@@ -553,14 +550,6 @@ fn skinny_product(out: &mut [f32], x: &[f32], weight: &[f32], inputs: usize, add
 
 /// Weight rows and rows of `x` in one block of [`blocks_avx512`].
 const BLOCK: usize = 4;
-
-/// Whether [`blocks_avx512`] can run here.
-fn has_avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return std::arch::is_x86_feature_detected!("avx512f");
-    #[cfg(not(target_arch = "x86_64"))]
-    return false;
-}
 
 /// The products of [`skinny_product`]'s task (`sums`: outputs × rows, the weight rows'
 /// dot products with each row of `x`) for whole blocks of [`BLOCK`] weight rows, with every row
@@ -643,42 +632,6 @@ unsafe fn block_avx512<const R: usize>(
             sums[(w0 + a) * rows + r0 + b] = _mm512_reduce_add_ps(acc) + tail;
         }
     }
-}
-
-/// The dot product of `a` and `b` (one length), in four partial sums of [`DOT_LANES`] lanes
-/// each: the loop vectorises, and the four chains of additions run side by side, where one would
-/// make each addition wait for the one before (four cycles: a sixteenth of what a core can do).
-/// Each partial sum is its own array: one array of all the lanes compiles to scalar code.
-/// Inlined, so that the caller's [`cpu_ops::widest_simd`] covers it.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const STEP: usize = 4 * DOT_LANES;
-    let (mut s0, mut s1, mut s2, mut s3) = (
-        [0f32; DOT_LANES],
-        [0f32; DOT_LANES],
-        [0f32; DOT_LANES],
-        [0f32; DOT_LANES],
-    );
-    let (a, b) = (a.chunks_exact(STEP), b.chunks_exact(STEP));
-    let tail: f32 = a
-        .remainder()
-        .iter()
-        .zip(b.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (a, b) in a.zip(b) {
-        for (sum, part) in [&mut s0, &mut s1, &mut s2, &mut s3].into_iter().zip(0..4) {
-            let range = part * DOT_LANES..(part + 1) * DOT_LANES;
-            for ((lane, x), y) in sum.iter_mut().zip(&a[range.clone()]).zip(&b[range]) {
-                *lane += x * y;
-            }
-        }
-    }
-    let mut lanes = [0f32; DOT_LANES];
-    for (i, lane) in lanes.iter_mut().enumerate() {
-        *lane = (s0[i] + s1[i]) + (s2[i] + s3[i]);
-    }
-    lanes.into_iter().fold(tail, |s, l| s + l)
 }
 
 #[cfg(test)]

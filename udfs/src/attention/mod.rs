@@ -19,6 +19,8 @@ use candle_core::{DType, Device, Result, Storage, Tensor};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
+mod few_rows;
+
 use crate::cpu_ops::{cpu_f32, exp_in_place, softmax_last_dim, widest_simd};
 
 /// Query rows per task of [`attend`]: a block's scores (rows × keys) stay in the core's cache
@@ -344,12 +346,17 @@ impl<'a> Strided<'a> {
 /// column-major with rows a multiple of 16, a right one only when its row step is 1, and copies
 /// them into its packed layout otherwise: the values (keys × head size, row-major) on the right
 /// would be copied for every block of queries. For them the transposed product dstᵀ = bᵀ · aᵀ
-/// is taken, which reads both operands as they lie.
+/// is taken, which reads both operands as they lie. A few rows (a decoding step's) go to
+/// [`few_rows`] instead.
 fn product(dst: &mut [f32], (m, n, k): (usize, usize, usize), a: Strided, b: Strided, scale: f32) {
     assert!(
         dst.len() >= m * n && a.holds(m, k) && b.holds(k, n),
         "attention: a {m} × {k} by {k} × {n} product outside its buffers"
     );
+    if few_rows::takes(m, &a, &b) {
+        few_rows::product(dst, (m, n, k), a, b, scale);
+        return;
+    }
     let transposed = b.column_step == 1 && b.row_step != 1 && a.column_step == 1 && n % 16 == 0;
     // (rows, columns, destination column and row steps, left and right operands): dst = a·b
     // as written, or dstᵀ (n × m: column step n, row step 1) = bᵀ·aᵀ.
