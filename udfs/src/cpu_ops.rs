@@ -376,6 +376,19 @@ pub fn quick_gelu_of(xs: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// Values in [-1, 1) from a small linear congruential sequence, for the kernels' tests:
+/// reproducible, no zeros in patterns that could hide a missed term.
+#[cfg(test)]
+pub(crate) fn sequence_values(n: usize, seed: u32) -> Vec<f32> {
+    let mut state = seed;
+    (0..n)
+        .map(|_| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (state >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
 /// The largest absolute difference between two tensors of one shape, for tests comparing a
 /// kernel with candle's own operations; NaN when either holds a NaN at any place (so that
 /// `difference < bound` fails for a value never written), where a maximum would skip it.

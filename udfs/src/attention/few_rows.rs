@@ -224,16 +224,26 @@ unsafe fn values_avx512<const R: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu_ops::sequence_values as values;
 
-    /// Values in [-1, 1) from a small linear congruential sequence.
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        let mut state = seed;
-        (0..n)
-            .map(|_| {
-                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (state >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-            })
-            .collect()
+    /// Asserts that each of the rows × columns values of `got` is within `tolerance` of
+    /// `want(row, column)`.
+    fn assert_near(
+        got: &[f32],
+        (rows, columns): (usize, usize),
+        want: impl Fn(usize, usize) -> f64,
+        tolerance: f64,
+        what: &str,
+    ) {
+        for i in 0..rows {
+            for j in 0..columns {
+                let (got, want) = (got[i * columns + j] as f64, want(i, j));
+                assert!(
+                    (got - want).abs() < tolerance,
+                    "{what}: ({i}, {j}) is {got}, not {want}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -252,38 +262,28 @@ mod tests {
                 assert!(takes(m, &a, &b));
                 let mut scores = vec![f32::NAN; m * keys];
                 product(&mut scores, (m, keys, k_size), a, b, 0.5);
-                for i in 0..m {
-                    for j in 0..keys {
-                        let want: f64 = (0..k_size)
-                            .map(|d| q[i * row_step + d] as f64 * cache[j * k_size + d] as f64)
-                            .sum::<f64>()
-                            * 0.5;
-                        let got = scores[i * keys + j] as f64;
-                        assert!(
-                            (got - want).abs() < 1e-5,
-                            "scores, size {k_size}, {m} rows: ({i}, {j}) is {got}, not {want}"
-                        );
-                    }
-                }
+                let score = |i: usize, j: usize| -> f64 {
+                    (0..k_size)
+                        .map(|d| q[i * row_step + d] as f64 * cache[j * k_size + d] as f64)
+                        .sum::<f64>()
+                        * 0.5
+                };
+                let what = format!("scores, size {k_size}, {m} rows");
+                assert_near(&scores, (m, keys), score, 1e-5, &what);
                 // The weighted values: scores (m × keys) by the values (keys × k_size).
                 let a = Strided::rows(&scores, keys);
                 let b = Strided::rows(&cache, k_size);
                 assert!(takes(m, &a, &b));
                 let mut out = vec![f32::NAN; m * k_size];
                 product(&mut out, (m, k_size, keys), a, b, 2.0);
-                for i in 0..m {
-                    for c in 0..k_size {
-                        let want: f64 = (0..keys)
-                            .map(|j| scores[i * keys + j] as f64 * cache[j * k_size + c] as f64)
-                            .sum::<f64>()
-                            * 2.0;
-                        let got = out[i * k_size + c] as f64;
-                        assert!(
-                            (got - want).abs() < 1e-4,
-                            "values, size {k_size}, {m} rows: ({i}, {c}) is {got}, not {want}"
-                        );
-                    }
-                }
+                let value = |i: usize, c: usize| -> f64 {
+                    (0..keys)
+                        .map(|j| scores[i * keys + j] as f64 * cache[j * k_size + c] as f64)
+                        .sum::<f64>()
+                        * 2.0
+                };
+                let what = format!("values, size {k_size}, {m} rows");
+                assert_near(&out, (m, k_size), value, 1e-4, &what);
             }
         }
         // More rows than FEW_ROWS, or a left operand read down its columns, go to gemm.

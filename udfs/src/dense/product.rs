@@ -637,18 +637,7 @@ unsafe fn block_avx512<const R: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Values in [-1, 1) from a small linear congruential sequence: reproducible, no zeros in
-    /// patterns that could hide a missed term.
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        let mut state = seed;
-        (0..n)
-            .map(|_| {
-                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (state >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-            })
-            .collect()
-    }
+    use crate::cpu_ops::sequence_values as values;
 
     #[test]
     fn the_transpose_has_every_value_in_its_place() {
