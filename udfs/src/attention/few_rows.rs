@@ -7,7 +7,9 @@
 //! ([`sum_sixteen`]) and the weighted values are summed in registers; elsewhere, plain loops.
 
 use super::Strided;
-use crate::cpu_ops::{dot, has_avx512, widest_simd};
+#[cfg(target_arch = "x86_64")]
+use crate::cpu_ops::has_avx512;
+use crate::cpu_ops::{dot, widest_simd};
 
 /// Rows of a left operand up to which [`super::product`] takes [`product`] instead of gemm.
 pub(super) const FEW_ROWS: usize = 4;
@@ -87,10 +89,12 @@ pub(super) fn product(
 }
 
 /// f32 lanes of an AVX-512 register.
+#[cfg(target_arch = "x86_64")]
 const LANES: usize = 16;
 
 /// Registers of one row of weighted values summed at a time (64 columns): with [`FEW_ROWS`]
 /// rows, sixteen registers of sums.
+#[cfg(target_arch = "x86_64")]
 const VALUE_VECTORS: usize = 4;
 
 /// `out[j]` = `scale` · `q` · key `j` for every key of `keys` (each `q.len()` values, `q.len()` a
