@@ -501,7 +501,8 @@ const SKINNY_TASK_WEIGHTS: usize = 16 * 1024;
 /// the product of a few rows (a decoding step) over row-major weights. Each weight row is read
 /// from memory once, on one of the pool's threads, and its dot products with every row of `x`
 /// taken while it is in cache, four weight rows at a time by up to four rows where the processor
-/// has AVX-512 ([`blocks_avx512`]), one by one ([`cpu_ops::dot`]) elsewhere; no copy of the weights is made.
+/// has AVX-512 ([`blocks_avx512`]), one by one ([`cpu_ops::dot`]) elsewhere; no copy of the
+/// weights is made.
 fn skinny_product(out: &mut [f32], x: &[f32], weight: &[f32], inputs: usize, add: bool) {
     let rows = x.len() / inputs;
     let outputs = weight.len() / inputs;
@@ -515,20 +516,18 @@ fn skinny_product(out: &mut [f32], x: &[f32], weight: &[f32], inputs: usize, add
             cpu_ops::widest_simd(
                 #[inline(always)]
                 || {
-                    let blocked = cpu_ops::has_avx512();
+                    // The weight rows the AVX-512 blocks took (none without AVX-512); the
+                    // rest one by one.
                     #[cfg(target_arch = "x86_64")]
-                    if blocked {
+                    let done = if cpu_ops::has_avx512() {
                         // SAFETY: the processor has AVX-512F; the slices are `rows` × `inputs`
                         // and a whole number of weight rows, as `blocks_avx512` takes.
-                        unsafe { blocks_avx512(sums, x, weights, inputs) };
-                    }
-                    // What the blocks left: the last weight rows, or every row without AVX-512.
-                    let task_outputs = weights.len() / inputs;
-                    let done = if blocked {
-                        task_outputs - task_outputs % BLOCK
+                        unsafe { blocks_avx512(sums, x, weights, inputs) }
                     } else {
                         0
                     };
+                    #[cfg(not(target_arch = "x86_64"))]
+                    let done = 0;
                     for (sums, w) in sums
                         .chunks_exact_mut(rows)
                         .zip(weights.chunks_exact(inputs))
@@ -554,15 +553,18 @@ const BLOCK: usize = 4;
 /// The products of [`skinny_product`]'s task (`sums`: outputs × rows, the weight rows'
 /// dot products with each row of `x`) for whole blocks of [`BLOCK`] weight rows, with every row
 /// of `x`: [`BLOCK`] rows of `x` at a time ([`block_avx512`]), then the one to three left.
+/// Answers how many weight rows that was (the task's, less the last few).
 ///
 /// # Safety
 /// The processor must have AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn blocks_avx512(sums: &mut [f32], x: &[f32], weights: &[f32], inputs: usize) {
+unsafe fn blocks_avx512(sums: &mut [f32], x: &[f32], weights: &[f32], inputs: usize) -> usize {
     let rows = x.len() / inputs;
     let whole_rows = rows - rows % BLOCK;
-    for w0 in (0..weights.len() / inputs / BLOCK).map(|b| b * BLOCK) {
+    let outputs = weights.len() / inputs;
+    let done = outputs - outputs % BLOCK;
+    for w0 in (0..done).step_by(BLOCK) {
         // SAFETY: AVX-512F, as the caller promised; each block's rows lie within `x`.
         unsafe {
             for r0 in (0..whole_rows).step_by(BLOCK) {
@@ -576,6 +578,7 @@ unsafe fn blocks_avx512(sums: &mut [f32], x: &[f32], weights: &[f32], inputs: us
             }
         }
     }
+    done
 }
 
 /// One block of [`blocks_avx512`]: the [`BLOCK`] weight rows from `w0` by the `R` rows of `x`
