@@ -195,7 +195,7 @@ fn image_features_match_transformers_within_1e_4() {
 /// identical to `generate(do_sample=False)`, for a 1-frame and a 4-frame image.
 #[test]
 fn logits_and_greedy_tokens_match_transformers() {
-    use vitrine_udfs::smolvlm::text::{merge_image_features, KvCache, LlamaConfig, TextModel};
+    use vitrine_udfs::smolvlm::text::{KvCache, LlamaConfig, PadSide, TextModel};
 
     let TinyParts {
         config,
@@ -214,17 +214,14 @@ fn logits_and_greedy_tokens_match_transformers() {
             .forward(&tower.forward(&frames[key]).unwrap())
             .unwrap();
         let features = features.reshape(((), text_config.hidden_size)).unwrap();
-        let id_tensor = Tensor::new(ids.as_slice(), &Device::Cpu)
-            .unwrap()
-            .unsqueeze(0)
+        let embeds = text
+            .embed_with_images(
+                &[ids.as_slice()],
+                image_token,
+                std::slice::from_ref(&features),
+                PadSide::Left,
+            )
             .unwrap();
-        let embeds = merge_image_features(
-            &text.embed(&id_tensor).unwrap(),
-            &ids,
-            image_token,
-            &features,
-        )
-        .unwrap();
         let mut cache = KvCache::default();
         let logits = text.forward(&embeds, &mut cache).unwrap();
         let want = &expected[&format!("logits/{key}")];

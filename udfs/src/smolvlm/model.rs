@@ -10,7 +10,7 @@ use super::extract::default_prompt;
 use super::processor::{Idefics3ImageProcessor, Idefics3ProcessorConfig, ProcessedImage};
 use super::prompt::ImageTokens;
 use super::sampling::{Decoding, Sampler};
-use super::text::{merge_image_features, KvCache, LlamaConfig, TextModel};
+use super::text::{KvCache, LlamaConfig, PadSide, TextModel};
 use super::vision::{Connector, SiglipConfig, SiglipVision};
 use crate::runtime::placement::Placement;
 use crate::runtime::pool::on_pool;
@@ -254,7 +254,6 @@ impl SmolVlm {
             return Ok(Vec::new());
         }
         let device = &self.placement.device;
-        let width = self.config.text_config.hidden_size;
         let ids = requests
             .iter()
             .map(|r| self.prompt_ids(r.prompt, (r.image.rows, r.image.cols)))
@@ -262,27 +261,16 @@ impl SmolVlm {
         let features = self.image_features(requests.iter().map(|r| r.image))?;
         let longest = ids.iter().map(Vec::len).max().unwrap_or(0);
         let padding: Vec<usize> = ids.iter().map(|ids| longest - ids.len()).collect();
-        let mut rows = Vec::with_capacity(requests.len());
-        for ((ids, features), &pad) in ids.iter().zip(&features).zip(&padding) {
-            let id_tensor = Tensor::new(ids.as_slice(), device)?.unsqueeze(0)?;
-            let embeds = merge_image_features(
-                &self.text.embed(&id_tensor)?,
-                ids,
-                self.config.image_token_id,
-                features,
-            )?;
-            rows.push(if pad == 0 {
-                embeds
-            } else {
-                let zeros = Tensor::zeros((1, pad, width), embeds.dtype(), device)?;
-                Tensor::cat(&[&zeros, &embeds], 1)?
-            });
-        }
+        let prompts: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+        let embeds = self.text.embed_with_images(
+            &prompts,
+            self.config.image_token_id,
+            &features,
+            PadSide::Left,
+        )?;
         let room = requests.iter().map(|r| r.max_new_tokens).max().unwrap_or(0);
         let mut cache = KvCache::padded(padding, room);
-        let mut logits = self
-            .text
-            .forward_last(&Tensor::cat(&rows, 0)?, &mut cache)?;
+        let mut logits = self.text.forward_last(&embeds, &mut cache)?;
         let mut active: Vec<usize> = (0..requests.len()).collect();
         let mut generated = vec![Vec::new(); requests.len()];
         let mut samplers: Vec<Sampler> = requests
@@ -329,29 +317,12 @@ impl SmolVlm {
     /// everything before it (image and prompt included), over all the batch's answer tokens.
     pub fn answer_loss(&self, batch: &[&AnswerExample]) -> candle_core::Result<Tensor> {
         let device = &self.placement.device;
-        let width = self.config.text_config.hidden_size;
         let features = self
             .image_features(batch.iter().map(|e| &e.image))
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let longest = batch.iter().map(|e| e.ids.len()).max().unwrap_or(0);
-        let mut rows = Vec::with_capacity(batch.len());
         let (mut picked, mut targets) = (Vec::new(), Vec::new());
-        for (r, (example, features)) in batch.iter().zip(&features).enumerate() {
-            let ids = Tensor::new(example.ids.as_slice(), device)?.unsqueeze(0)?;
-            let embeds = merge_image_features(
-                &self.text.embed(&ids)?,
-                &example.ids,
-                self.config.image_token_id,
-                features,
-            )?;
-            // Padding after the end: the causal mask keeps it from every real position.
-            let pad = longest - example.ids.len();
-            rows.push(if pad == 0 {
-                embeds
-            } else {
-                let zeros = Tensor::zeros((1, pad, width), embeds.dtype(), device)?;
-                Tensor::cat(&[&embeds, &zeros], 1)?
-            });
+        for (r, example) in batch.iter().enumerate() {
             for p in example.answer_from.max(1)..example.ids.len() {
                 picked.push((r * longest + p - 1) as u32);
                 targets.push(example.ids[p]);
@@ -360,9 +331,15 @@ impl SmolVlm {
         if targets.is_empty() {
             candle_core::bail!("no answer token to learn in the batch");
         }
-        let logits = self
-            .text
-            .forward(&Tensor::cat(&rows, 0)?, &mut KvCache::default())?;
+        // Padding after the end: the causal mask keeps it from every real position.
+        let prompts: Vec<&[u32]> = batch.iter().map(|e| e.ids.as_slice()).collect();
+        let embeds = self.text.embed_with_images(
+            &prompts,
+            self.config.image_token_id,
+            &features,
+            PadSide::Right,
+        )?;
+        let logits = self.text.forward(&embeds, &mut KvCache::default())?;
         let vocabulary = logits.dim(2)?;
         let picked = Tensor::from_vec(picked, targets.len(), device)?;
         let logits = logits
