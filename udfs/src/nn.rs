@@ -5,8 +5,8 @@
 //! where the fast one has no backward pass (candle's fused layer norm) or would not see the
 //! variables change (the fused attention projection).
 
+use crate::attention::{self, softmax::Seen};
 use crate::dense::{self, Activation, Parts, Then};
-use crate::{attention, cpu_ops};
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{linear, Linear, VarBuilder};
 
@@ -191,27 +191,17 @@ impl Attention {
             }
         };
         let (batch, len, width) = xs.dims3()?;
+        // Heads apart first (free), so that each of q, k, v is one copy.
+        let qkv = qkv.reshape((batch, len, 3 * self.heads, width / self.heads))?;
         let split = |i: usize| {
-            qkv.narrow(D::Minus1, i * width, width)?
-                .reshape((batch, len, self.heads, width / self.heads))?
+            qkv.narrow(2, i * self.heads, self.heads)?
                 .transpose(1, 2)?
                 .contiguous()
         };
         let (q, k, v) = (split(0)?, split(1)?, split(2)?);
         let context = match attention::attend(&q, &k, &v, self.scale, mask)? {
             Some(context) => context,
-            None => {
-                let scores = (q.matmul(&k.t()?)? * self.scale)?;
-                let scores = match mask {
-                    Some(mask) => scores.broadcast_add(mask)?,
-                    None => scores,
-                };
-                // Softmax in f32 whatever the weights' precision.
-                let dtype = scores.dtype();
-                cpu_ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?
-                    .to_dtype(dtype)?
-                    .matmul(&v)?
-            }
+            None => attention::attend_composed(&q, &k, &v, self.scale, mask, Seen::All)?,
         };
         let context = context.transpose(1, 2)?.reshape((batch, len, width))?;
         dense::forward_add(&self.out, &context, residual)

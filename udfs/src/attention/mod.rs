@@ -14,14 +14,19 @@
 //!
 //! [`attend_packed_causal`] does the same for causal attention over sequences of different
 //! lengths packed one after another (CLIP's text tower): no padding token is computed.
+//!
+//! Other devices and types compose the operation ([`attend_composed`]), its softmax one
+//! operation with the scaling and the mask ([`softmax`]).
 
 use candle_core::{DType, Device, Result, Storage, Tensor};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 mod few_rows;
+pub mod softmax;
 
 use crate::cpu_ops::{cpu_f32, exp_in_place, softmax_last_dim, widest_simd};
+use softmax::{scaled_softmax, Seen};
 
 /// Query rows per task of [`attend`]: a block's scores (rows × keys) stay in the core's cache
 /// between the two products, and the blocks of one head share the thread pool among them.
@@ -153,17 +158,21 @@ pub fn attend(
 }
 
 /// The same operation as [`attend`], on any device and dtype and differentiable, composed of
-/// candle's operations (the scores and softmax in f32): the path of GPU tensors and trained
-/// layers. With grouped-query attention the query heads that share a key head are stacked as
-/// the rows of one product against it, so `k` and `v` (views into a key/value cache included,
-/// each head's keys contiguous) are read in place, never copied once per query head. `mask` is
-/// batch or 1 × 1 × queries × keys.
+/// candle's operations: the path of GPU tensors and trained layers. With grouped-query
+/// attention the query heads that share a key head are stacked as the rows of one product
+/// against it, so `k` and `v` (views into a key/value cache included, each head's keys
+/// contiguous) are read in place, never copied once per query head. When no gradient is
+/// tracked, the scores' scaling, masking and softmax are one [`scaled_softmax`] over the keys
+/// `seen` names; otherwise they are composed (in f32) with the additive `mask` (batch or 1 × 1
+/// × queries × keys). `seen` and `mask` must hide the same keys: `Seen::All` with no mask, or
+/// the causal rule the mask was built by.
 pub fn attend_composed(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
     scale: f64,
     mask: Option<&Tensor>,
+    seen: Seen,
 ) -> Result<Tensor> {
     let (batch, heads, queries, size) = q.dims4()?;
     let (_, key_heads, keys, _) = k.dims4()?;
@@ -174,16 +183,29 @@ pub fn attend_composed(
     let stacked = q
         .contiguous()?
         .reshape((batch, key_heads, group * queries, size))?;
-    let scores = (stacked.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
-    let scores = match mask {
-        Some(mask) => scores
-            .reshape((batch, key_heads, group, queries, keys))?
-            .broadcast_add(&mask.unsqueeze(2)?)?
-            .reshape((batch, key_heads, group * queries, keys))?,
-        None => scores,
+    let scores = stacked.matmul(&k.t()?)?;
+    let fused = !scores.track_op()
+        && matches!(scores.dtype(), DType::F32 | DType::BF16 | DType::F16)
+        && (mask.is_none() || matches!(seen, Seen::Causal { .. }));
+    let probabilities = if fused {
+        scaled_softmax(
+            &scores.reshape((batch, key_heads, group, queries, keys))?,
+            scale,
+            seen,
+        )?
+        .reshape((batch, key_heads, group * queries, keys))?
+    } else {
+        let scores = (scores * scale)?.to_dtype(DType::F32)?;
+        let scores = match mask {
+            Some(mask) => scores
+                .reshape((batch, key_heads, group, queries, keys))?
+                .broadcast_add(&mask.unsqueeze(2)?)?
+                .reshape((batch, key_heads, group * queries, keys))?,
+            None => scores,
+        };
+        softmax_last_dim(&scores)?.to_dtype(q.dtype())?
     };
-    softmax_last_dim(&scores)?
-        .to_dtype(q.dtype())?
+    probabilities
         .matmul(v)?
         .reshape((batch, heads, queries, size))
 }
@@ -709,19 +731,63 @@ mod tests {
             let mask = Tensor::randn(0f32, 3.0, (b, 1, l, s), &device).unwrap();
             let mask = masked.then_some(&mask);
             let want = attend(&q, &k, &v, scale, mask).unwrap().unwrap();
-            let got = attend_composed(&q, &k, &v, scale, mask).unwrap();
+            let got = attend_composed(&q, &k, &v, scale, mask, Seen::All).unwrap();
             assert_eq!(got.dims4().unwrap(), (b, h, l, d));
             assert!(max_difference(&got, &want) < 1e-5, "{l} queries");
             // In bf16, where only the composed path goes, within bf16's precision.
             let half = |x: &Tensor| x.to_dtype(DType::BF16).unwrap();
-            let got = attend_composed(&half(&q), &half(&k), &half(&v), scale, mask)
+            let got = attend_composed(&half(&q), &half(&k), &half(&v), scale, mask, Seen::All)
                 .unwrap()
                 .to_dtype(DType::F32)
                 .unwrap();
             assert!(max_difference(&got, &want) < 5e-2, "{l} queries in bf16");
         }
         let five = Tensor::randn(0f32, 1.0, (b, 5, 1, d), &device).unwrap();
-        assert!(attend_composed(&five, &k, &v, scale, None).is_err());
+        assert!(attend_composed(&five, &k, &v, scale, None, Seen::All).is_err());
+    }
+
+    #[test]
+    fn a_causal_rule_hides_in_the_composed_path_what_its_mask_hides_in_the_kernel() {
+        let device = Device::Cpu;
+        let (b, h, key_heads, s, l, d) = (3, 6, 2, 11, 4, 8);
+        let first: [u32; 3] = [0, 3, 6];
+        let offset = s - l;
+        let mask: Vec<f32> = first
+            .iter()
+            .flat_map(|&f| {
+                (0..l).flat_map(move |i| {
+                    (0..s).map(move |j| {
+                        if j < f as usize || j > offset + i {
+                            f32::MIN
+                        } else {
+                            0.0
+                        }
+                    })
+                })
+            })
+            .collect();
+        let mask = Tensor::from_vec(mask, (b, 1, l, s), &device).unwrap();
+        let first_slot = Tensor::new(&first, &device).unwrap();
+        let seen = Seen::Causal {
+            offset,
+            first_slot: &first_slot,
+        };
+        let q = Tensor::randn(0f32, 1.0, (b, h, l, d), &device).unwrap();
+        let k = Tensor::randn(0f32, 1.0, (b, key_heads, s, d), &device).unwrap();
+        let v = Tensor::randn(0.5f32, 1.0, (b, key_heads, s, d), &device).unwrap();
+        let scale = (d as f64).powf(-0.5);
+        let want = attend(&q, &k, &v, scale, Some(&mask)).unwrap().unwrap();
+        let got = attend_composed(&q, &k, &v, scale, Some(&mask), seen).unwrap();
+        assert!(max_difference(&got, &want) < 1e-5);
+        // The rule alone, without the mask, gives the same.
+        let got = attend_composed(&q, &k, &v, scale, None, seen).unwrap();
+        assert!(max_difference(&got, &want) < 1e-5);
+        let half = |x: &Tensor| x.to_dtype(DType::BF16).unwrap();
+        let got = attend_composed(&half(&q), &half(&k), &half(&v), scale, None, seen)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
+        assert!(max_difference(&got, &want) < 5e-2);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{embedding, linear_no_bias, Embedding, Linear, VarBuilder};
 use serde::Deserialize;
 
-use crate::attention;
+use crate::attention::{self, softmax::Seen};
 use crate::dense::{self, Parts};
 use crate::nn::{rms_norm, RmsNorm};
 use crate::train::lora::{Lora, Projection};
@@ -114,29 +114,26 @@ impl Attention {
         &self,
         xs: &Tensor,
         residual: &Tensor,
-        positions: &Positions,
-        mask: Option<&Tensor>,
+        pass: &Pass,
         cache: &mut Option<LayerCache>,
         room: usize,
     ) -> Result<Tensor> {
         let (b, t, _) = xs.dims3()?;
         let qkv = self.qkv.forward(xs)?;
-        let (q_width, kv_width) = (self.heads * self.head_dim, self.kv_heads * self.head_dim);
-        let split = |start: usize, heads: usize| {
-            qkv.narrow(2, start, heads * self.head_dim)?
-                .reshape((b, t, heads, self.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-        let q = positions.rotate(&split(0, self.heads)?)?;
-        let k = positions.rotate(&split(q_width, self.kv_heads)?)?;
-        let v = split(q_width + kv_width, self.kv_heads)?;
+        // Heads apart first (free), so that each of q, k, v is one copy.
+        let qkv = qkv.reshape((b, t, self.heads + 2 * self.kv_heads, self.head_dim))?;
+        let split =
+            |first: usize, heads: usize| qkv.narrow(2, first, heads)?.transpose(1, 2)?.contiguous();
+        let q = pass.positions.rotate(&split(0, self.heads)?)?;
+        let k = pass.positions.rotate(&split(self.heads, self.kv_heads)?)?;
+        let v = split(self.heads + self.kv_heads, self.kv_heads)?;
         let (k, v) = LayerCache::append(cache, &k, &v, room)?;
         let scale = (self.head_dim as f64).powf(-0.5);
         // Both read each key head in place for the query heads it serves.
+        let (mask, seen) = (pass.mask.as_ref(), pass.seen());
         let out = match attention::attend(&q, &k, &v, scale, mask)? {
             Some(out) => out,
-            None => attention::attend_composed(&q, &k, &v, scale, mask)?,
+            None => attention::attend_composed(&q, &k, &v, scale, mask, seen)?,
         };
         let out = out
             .transpose(1, 2)?
@@ -196,6 +193,28 @@ impl Positions {
             return candle_nn::rotary_emb::rope_slow(x, &self.cos, &self.sin);
         }
         candle_nn::rotary_emb::rope(&x.contiguous()?, &self.cos, &self.sin)
+    }
+}
+
+/// What every layer's attention needs to know about one forward pass: the rotary tables at its
+/// tokens' positions and which slots each token sees, as an additive mask (for the paths that
+/// add one; `None` when every token sees every slot) and as the rule the mask was built by.
+struct Pass {
+    positions: Positions,
+    mask: Option<Tensor>,
+    /// Slots in the cache before this pass's tokens.
+    offset: usize,
+    /// Each sequence's first slot after its left padding (u32, on the model's device).
+    first_slot: Tensor,
+}
+
+impl Pass {
+    /// The mask's rule: causal from each sequence's first slot.
+    fn seen(&self) -> Seen<'_> {
+        Seen::Causal {
+            offset: self.offset,
+            first_slot: &self.first_slot,
+        }
     }
 }
 
@@ -454,7 +473,6 @@ impl TextModel {
         let device = embeds.device();
         cache.layers.resize_with(self.layers.len(), || None);
         cache.padding.resize(b, 0);
-        let mask = cache.mask(b, t, device)?;
         let positions = match cache.positions(b, t) {
             Some(per_sequence) => {
                 let (cos, sin) = self.rotary.at(&per_sequence, device)?;
@@ -465,13 +483,19 @@ impl TextModel {
                 sin: self.rotary.sin.narrow(0, cache.len, t)?,
             },
         };
+        let first_slot: Vec<u32> = cache.padding.iter().map(|&p| p as u32).collect();
+        let pass = Pass {
+            positions,
+            mask: cache.mask(b, t, device)?,
+            offset: cache.len,
+            first_slot: Tensor::from_vec(first_slot, b, device)?,
+        };
         let mut xs = embeds.clone();
         for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
             xs = layer.attention.forward(
                 &layer.input_norm.forward(&xs)?,
                 &xs,
-                &positions,
-                mask.as_ref(),
+                &pass,
                 slot,
                 cache.room,
             )?;
