@@ -4,7 +4,7 @@
 #   bash benches/gpu/build_cuda.sh OUT_DIR
 # Gets nvcc 13.0 and its headers from NVIDIA's pip wheels and links against stand-in CUDA
 # libraries (each exports the functions cudarc declares; the real ones are loaded on the GPU
-# machine), then writes OUT_DIR/{smolvlm_generate,smolvlm_finetune,clip_embed,smolvlm_fidelity,clip_fidelity}.xz
+# machine), then writes OUT_DIR/{smolvlm_generate,smolvlm_finetune,clip_embed,smolvlm_fidelity,clip_fidelity,device_kernels}.xz
 # (xz halves gzip's size, which matters: what travels to the GPU machine is capped at 64 MiB),
 # the processor configs the peer must use there, and the scripts that run them.
 set -euo pipefail
@@ -37,9 +37,9 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/vitrine-cuda}
 cd "$repo"
 cargo bench -p vitrine-udfs --features cuda --bench smolvlm_generate --bench smolvlm_finetune --bench clip_embed --no-run --locked \
   --message-format=short 2>&1 | tee "$work/build.log"
-cargo test --release -p vitrine-udfs --features cuda --test smolvlm_fidelity --test clip_fidelity --no-run --locked \
+cargo test --release -p vitrine-udfs --features cuda --test smolvlm_fidelity --test clip_fidelity --test device_kernels --no-run --locked \
   --message-format=short 2>&1 | tee -a "$work/build.log"
-for name in smolvlm_generate smolvlm_finetune clip_embed smolvlm_fidelity clip_fidelity; do
+for name in smolvlm_generate smolvlm_finetune clip_embed smolvlm_fidelity clip_fidelity device_kernels; do
   binary=$(grep -oE "\(/[^)]*/deps/$name-[0-9a-f]+\)" "$work/build.log" | tail -1 | tr -d '()')
   xz -9 -T0 -c "$binary" > "$out/$name.xz"
 done
