@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// The kernels, each compiled to `OUT_DIR/<stem>.ptx`.
-const KERNELS: &[&str] = &["src/attention/softmax.cu"];
+const KERNELS: &[&str] = &["src/attention/softmax.cu", "src/dense/epilogue.cu"];
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");

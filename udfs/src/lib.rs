@@ -18,9 +18,11 @@ pub mod attention;
 pub mod clip;
 pub mod context;
 pub mod cpu_ops;
-mod dense;
+pub mod dense;
 mod error;
 pub mod functions;
+#[cfg(feature = "cuda")]
+mod gpu;
 pub mod hashing;
 pub mod image;
 pub mod kind;

@@ -1,6 +1,7 @@
 //! The crate's own kernels on the device the tests run on (the CPU, or `$VITRINE_TEST_DEVICE`
 //! with a build of feature `cuda`: `benches/gpu/fidelity.sh` runs this binary there), against
-//! the same operations composed of candle's on the CPU in f32.
+//! the same operations composed of candle's on the CPU in f32: the attention's fused softmax
+//! and the layers' epilogues (bias and activation, SwiGLU).
 
 mod common;
 
@@ -8,6 +9,8 @@ use candle_core::{DType, Device, Tensor};
 use common::{max_abs_diff, placement};
 use vitrine_udfs::attention::softmax::{scaled_softmax, Seen};
 use vitrine_udfs::attention::{attend, attend_composed};
+use vitrine_udfs::dense::epilogue::{bias_then, swiglu};
+use vitrine_udfs::dense::Activation;
 
 /// The additive mask that hides, for query `i` at slot `offset + i`, the slots after its own
 /// and those before its sequence's first slot (batch × 1 × queries × keys).
@@ -109,4 +112,65 @@ fn composed_attention_under_a_causal_rule_equals_the_cpu_kernel_under_its_mask()
     let diff = max_abs_diff(&got, &want);
     println!("attention on {device:?}: max |Δ| {diff:.2e}");
     assert!(diff < 1e-4, "{diff}");
+}
+
+/// `activation(x + bias)` composed on the CPU in f32.
+fn composed_bias_then(x: &Tensor, bias: &Tensor, activation: Option<Activation>) -> Tensor {
+    let x = x.to_dtype(DType::F32).unwrap();
+    let sum = x
+        .broadcast_add(&bias.to_dtype(DType::F32).unwrap())
+        .unwrap();
+    match activation {
+        None => sum,
+        Some(Activation::GeluTanh) => sum.gelu().unwrap(),
+        Some(Activation::Gelu) => sum.gelu_erf().unwrap(),
+        Some(Activation::QuickGelu) => {
+            (&sum * candle_nn::ops::sigmoid(&(&sum * 1.702).unwrap()).unwrap()).unwrap()
+        }
+    }
+}
+
+/// The largest difference relative to `1 + |want|`.
+fn relative_difference(got: &Tensor, want: &Tensor) -> f32 {
+    let got = got
+        .to_device(&Device::Cpu)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+    let scale = (want.abs().unwrap() + 1.0).unwrap();
+    common::max_abs(&((got - want).unwrap() / scale).unwrap())
+}
+
+#[test]
+fn a_bias_and_activation_in_one_pass_equal_them_composed_on_the_test_device() {
+    let device = placement().device;
+    let x = Tensor::randn(0f32, 2.0, (3, 37, 300), &Device::Cpu).unwrap();
+    let bias = Tensor::randn(0f32, 1.0, 300, &Device::Cpu).unwrap();
+    let activations = [
+        None,
+        Some(Activation::GeluTanh),
+        Some(Activation::Gelu),
+        Some(Activation::QuickGelu),
+    ];
+    for (dtype, tolerance) in [(DType::F32, 1e-5), (DType::BF16, 1e-2)] {
+        let there = |t: &Tensor| t.to_dtype(dtype).unwrap().to_device(&device).unwrap();
+        let back = |t: &Tensor| t.to_device(&Device::Cpu).unwrap();
+        for activation in activations {
+            let got = bias_then(&there(&x), &there(&bias), activation).unwrap();
+            assert_eq!((got.dims(), got.dtype()), (x.dims(), dtype));
+            let want = composed_bias_then(&back(&there(&x)), &back(&there(&bias)), activation);
+            let diff = relative_difference(&got, &want);
+            println!("bias then {activation:?}, {dtype:?}: max relative |Δ| {diff:.2e}");
+            assert!(diff < tolerance, "{activation:?} {dtype:?}: {diff}");
+        }
+        let got = swiglu(&there(&x)).unwrap();
+        assert_eq!(got.dims(), &[3, 37, 150]);
+        let input = back(&there(&x)).to_dtype(DType::F32).unwrap();
+        let gate = input.narrow(2, 0, 150).unwrap();
+        let want =
+            (candle_nn::ops::silu(&gate).unwrap() * input.narrow(2, 150, 150).unwrap()).unwrap();
+        let diff = relative_difference(&got, &want);
+        println!("swiglu, {dtype:?}: max relative |Δ| {diff:.2e}");
+        assert!(diff < tolerance, "swiglu {dtype:?}: {diff}");
+    }
 }

@@ -161,99 +161,83 @@ impl ScaledSoftmax {
         layout: &Layout,
         first_slot: Option<&candle_core::cuda_backend::cudarc::driver::CudaView<u32>>,
     ) -> Result<candle_core::CudaStorage> {
-        use candle_core::cuda_backend::cudarc::driver::{
-            CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg,
-        };
-        use candle_core::cuda_backend::{CudaDevice, CudaStorageSlice, WrapErr};
+        crate::gpu::run(
+            &SoftmaxLaunch {
+                op: self,
+                first_slot,
+            },
+            storage,
+            layout,
+        )
+    }
+}
+
+/// [`ScaledSoftmax`] with its first slots on the GPU, ready to launch.
+#[cfg(feature = "cuda")]
+struct SoftmaxLaunch<'a> {
+    op: &'a ScaledSoftmax,
+    first_slot: Option<&'a candle_core::cuda_backend::cudarc::driver::CudaView<'a, u32>>,
+}
+
+#[cfg(feature = "cuda")]
+impl crate::gpu::FloatKernel for SoftmaxLaunch<'_> {
+    fn launch<
+        T: candle_core::cuda_backend::CudaDType
+            + candle_core::cuda_backend::cudarc::driver::DeviceRepr,
+    >(
+        &self,
+        device: &candle_core::cuda_backend::CudaDevice,
+        suffix: &str,
+        scores: &candle_core::cuda_backend::cudarc::driver::CudaView<T>,
+    ) -> Result<candle_core::cuda_backend::cudarc::driver::CudaSlice<T>> {
+        use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+        use candle_core::cuda_backend::WrapErr;
 
         const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/softmax.ptx"));
-
-        /// One block of 256 threads per row of `scores` (the `THREADS` of `softmax.cu`).
-        fn launch<T: DeviceRepr>(
-            op: &ScaledSoftmax,
-            device: &CudaDevice,
-            name: &str,
-            scores: &CudaView<T>,
-            first_slot: Option<&CudaView<u32>>,
-        ) -> Result<CudaSlice<T>> {
-            let elements = scores.len();
-            // SAFETY: the kernel writes every element.
-            let out = unsafe { device.alloc::<T>(elements)? };
-            let rows = elements / op.keys.max(1);
-            if rows == 0 {
-                return Ok(out);
-            }
-            let causal = op.causal.unwrap_or(Causal {
-                queries: 1,
-                offset: 0,
-                rows_per_sequence: 1,
-            });
-            let (keys, queries, per_sequence, offset) = (
-                op.keys as u32,
-                causal.queries as u32,
-                causal.rows_per_sequence as u32,
-                causal.offset as u32,
-            );
-            let flag = i32::from(op.causal.is_some());
-            let null: u64 = 0;
-            let func = device.get_or_load_custom_func(name, "vitrine_scaled_softmax", PTX)?;
-            let mut builder = func.builder();
-            builder.arg(scores);
-            builder.arg(&out);
-            match first_slot {
-                Some(slots) => builder.arg(slots),
-                None => builder.arg(&null),
-            };
-            builder
-                .arg(&keys)
-                .arg(&op.scale)
-                .arg(&flag)
-                .arg(&queries)
-                .arg(&per_sequence)
-                .arg(&offset);
-            let config = LaunchConfig {
-                grid_dim: (rows as u32, 1, 1),
-                block_dim: (256, 1, 1),
-                shared_mem_bytes: 0,
-            };
-            // SAFETY: the kernel reads rows × keys scores and, when causal, one first slot per
-            // sequence (their count checked by `scaled_softmax`), and writes rows × keys values.
-            unsafe { builder.launch(config) }.w()?;
-            Ok(out)
+        let op = self.op;
+        // SAFETY: the kernel writes every element.
+        let out = unsafe { device.alloc::<T>(scores.len())? };
+        let rows = scores.len() / op.keys.max(1);
+        if rows == 0 {
+            return Ok(out);
         }
-
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("scaled_softmax: the scores must be contiguous");
+        let causal = op.causal.unwrap_or(Causal {
+            queries: 1,
+            offset: 0,
+            rows_per_sequence: 1,
+        });
+        let (keys, queries, per_sequence, offset) = (
+            op.keys as u32,
+            causal.queries as u32,
+            causal.rows_per_sequence as u32,
+            causal.offset as u32,
+        );
+        let flag = i32::from(op.causal.is_some());
+        let null: u64 = 0;
+        let name = format!("scaled_softmax_{suffix}");
+        let func = device.get_or_load_custom_func(&name, "vitrine_scaled_softmax", PTX)?;
+        let mut builder = func.builder();
+        builder.arg(scores).arg(&out);
+        match self.first_slot {
+            Some(slots) => builder.arg(slots),
+            None => builder.arg(&null),
         };
-        let device = &storage.device;
-        let slice = match &storage.slice {
-            CudaStorageSlice::F32(s) => CudaStorageSlice::F32(launch(
-                self,
-                device,
-                "scaled_softmax_f32",
-                &s.slice(start..end),
-                first_slot,
-            )?),
-            CudaStorageSlice::BF16(s) => CudaStorageSlice::BF16(launch(
-                self,
-                device,
-                "scaled_softmax_bf16",
-                &s.slice(start..end),
-                first_slot,
-            )?),
-            CudaStorageSlice::F16(s) => CudaStorageSlice::F16(launch(
-                self,
-                device,
-                "scaled_softmax_f16",
-                &s.slice(start..end),
-                first_slot,
-            )?),
-            _ => candle_core::bail!("scaled_softmax: f32, bf16 or f16 scores are needed"),
+        builder
+            .arg(&keys)
+            .arg(&op.scale)
+            .arg(&flag)
+            .arg(&queries)
+            .arg(&per_sequence)
+            .arg(&offset);
+        let config = LaunchConfig {
+            grid_dim: (rows as u32, 1, 1),
+            block_dim: (crate::gpu::THREADS, 1, 1),
+            shared_mem_bytes: 0,
         };
-        Ok(candle_core::CudaStorage {
-            slice,
-            device: device.clone(),
-        })
+        // SAFETY: the kernel reads rows × keys scores and, when causal, one first slot per
+        // sequence (their count checked by `scaled_softmax`), and writes rows × keys values.
+        unsafe { builder.launch(config) }.w()?;
+        Ok(out)
     }
 }
 

@@ -13,7 +13,7 @@
 //! either way.
 //! The activations the models' MLPs name ([`Activation`]) are defined here with them.
 
-use candle_core::{Device, Module, Result, Tensor, D};
+use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::Linear;
 use rayon::prelude::*;
 use serde::Deserialize;
@@ -22,6 +22,7 @@ use crate::attention::kernel_takes;
 use crate::cpu_ops;
 use product::{product_into, Layout, Weights};
 
+pub mod epilogue;
 mod product;
 
 /// Output values per task of the thread pool in the passes over the output.
@@ -41,8 +42,35 @@ pub(crate) enum Then {
 
 /// `then(x · linearᵀ + bias)` over the last dimension of `x`.
 pub(crate) fn forward_then(linear: &Linear, x: &Tensor, then: Then) -> Result<Tensor> {
-    if let Some(out) = fused(x, linear, None, then)? {
-        return Ok(out);
+    match fused(x, linear, None, then)? {
+        Some(out) => Ok(out),
+        None => composed_then(linear, x, then),
+    }
+}
+
+/// [`forward_then`] off the CPU path: candle's product, then the bias and what follows it in
+/// one pass ([`epilogue`]) when no gradient is tracked, else composed of candle's operations.
+fn composed_then(linear: &Linear, x: &Tensor, then: Then) -> Result<Tensor> {
+    let tracked =
+        x.track_op() || linear.weight().track_op() || linear.bias().is_some_and(Tensor::track_op);
+    let float = matches!(x.dtype(), DType::F32 | DType::BF16 | DType::F16);
+    if !tracked && float {
+        let product = Linear::new(linear.weight().clone(), None).forward(x)?;
+        let bias = linear.bias();
+        return match then {
+            Then::Nothing => match bias {
+                Some(bias) => epilogue::bias_then(&product, bias, None),
+                None => Ok(product),
+            },
+            Then::Activate(activation) => match bias {
+                Some(bias) => epilogue::bias_then(&product, bias, Some(activation)),
+                None => activate(activation, &product),
+            },
+            Then::SwiGlu => match bias {
+                Some(bias) => epilogue::swiglu(&epilogue::bias_then(&product, bias, None)?),
+                None => epilogue::swiglu(&product),
+            },
+        };
     }
     let product = linear.forward(x)?;
     match then {
@@ -62,12 +90,13 @@ pub(crate) fn forward_add<P: MaybePlain>(
     x: &Tensor,
     residual: &Tensor,
 ) -> Result<Tensor> {
-    if let Some(linear) = layer.plain() {
-        if let Some(out) = fused(x, linear, Some(residual), Then::Nothing)? {
-            return Ok(out);
-        }
+    let Some(linear) = layer.plain() else {
+        return residual + layer.forward(x)?;
+    };
+    match fused(x, linear, Some(residual), Then::Nothing)? {
+        Some(out) => Ok(out),
+        None => residual + composed_then(linear, x, Then::Nothing)?,
     }
-    residual + layer.forward(x)?
 }
 
 /// The layers `parts` (one input width) as one whose output is theirs side by side, in order:
