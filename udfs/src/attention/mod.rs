@@ -184,9 +184,7 @@ pub fn attend_composed(
         .contiguous()?
         .reshape((batch, key_heads, group * queries, size))?;
     let scores = stacked.matmul(&k.t()?)?;
-    let fused = !scores.track_op()
-        && matches!(scores.dtype(), DType::F32 | DType::BF16 | DType::F16)
-        && (mask.is_none() || matches!(seen, Seen::Causal { .. }));
+    let fused = fuses_softmax(q, k) && (mask.is_none() || matches!(seen, Seen::Causal { .. }));
     let probabilities = if fused {
         scaled_softmax(
             &scores.reshape((batch, key_heads, group, queries, keys))?,
@@ -208,6 +206,13 @@ pub fn attend_composed(
     probabilities
         .matmul(v)?
         .reshape((batch, heads, queries, size))
+}
+
+/// Whether [`attend_composed`] takes the softmax of these queries' scores against these keys
+/// in one operation (no gradient tracked, f32, bf16 or f16), applying a [`Seen`] rule itself:
+/// then a causal rule needs no additive mask built for it.
+pub fn fuses_softmax(q: &Tensor, k: &Tensor) -> bool {
+    !(q.track_op() || k.track_op()) && matches!(q.dtype(), DType::F32 | DType::BF16 | DType::F16)
 }
 
 /// The keys `lo..hi` that some row of a block's mask leaves visible (a causal mask hides the

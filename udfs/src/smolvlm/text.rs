@@ -2,6 +2,8 @@
 //! transformers' `LlamaModel`: RMS norms, rotary positions (rotate-half), grouped-query
 //! attention, SwiGLU MLP.
 
+use std::cell::OnceCell;
+
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{embedding, linear_no_bias, Embedding, Linear, VarBuilder};
 use serde::Deserialize;
@@ -130,10 +132,14 @@ impl Attention {
         let (k, v) = LayerCache::append(cache, &k, &v, room)?;
         let scale = (self.head_dim as f64).powf(-0.5);
         // Both read each key head in place for the query heads it serves.
-        let (mask, seen) = (pass.mask.as_ref(), pass.seen());
-        let out = match attention::attend(&q, &k, &v, scale, mask)? {
-            Some(out) => out,
-            None => attention::attend_composed(&q, &k, &v, scale, mask, seen)?,
+        let out = if attention::fuses_softmax(&q, &k) && !attention::kernel_takes(&q) {
+            attention::attend_composed(&q, &k, &v, scale, None, pass.seen()?)?
+        } else {
+            let mask = pass.mask()?;
+            match attention::attend(&q, &k, &v, scale, mask)? {
+                Some(out) => out,
+                None => attention::attend_composed(&q, &k, &v, scale, mask, pass.seen()?)?,
+            }
         };
         let out = out
             .transpose(1, 2)?
@@ -197,24 +203,73 @@ impl Positions {
 }
 
 /// What every layer's attention needs to know about one forward pass: the rotary tables at its
-/// tokens' positions and which slots each token sees, as an additive mask (for the paths that
-/// add one; `None` when every token sees every slot) and as the rule the mask was built by.
+/// tokens' positions and which slots each token sees (causally, from each sequence's first slot
+/// after its left padding), as an additive mask or as the rule itself, each built on first use:
+/// the mask for the paths that add one (the CPU kernel, training), the rule for the fused
+/// softmax, which then spares building a mask as large as the scores.
 struct Pass {
     positions: Positions,
-    mask: Option<Tensor>,
+    /// Left padding of each sequence (its first slot).
+    padding: Vec<usize>,
     /// Slots in the cache before this pass's tokens.
     offset: usize,
-    /// Each sequence's first slot after its left padding (u32, on the model's device).
-    first_slot: Tensor,
+    /// This pass's tokens per sequence.
+    tokens: usize,
+    device: Device,
+    mask: OnceCell<Option<Tensor>>,
+    first_slot: OnceCell<Tensor>,
 }
 
 impl Pass {
-    /// The mask's rule: causal from each sequence's first slot.
-    fn seen(&self) -> Seen<'_> {
-        Seen::Causal {
-            offset: self.offset,
-            first_slot: &self.first_slot,
+    /// The attention mask of the pass (batch or 1 × 1 × tokens × slots, added to the scores in
+    /// f32): causal, and blind to padding. `None` when one new token per sequence sees every
+    /// slot.
+    fn mask(&self) -> Result<Option<&Tensor>> {
+        if let Some(mask) = self.mask.get() {
+            return Ok(mask.as_ref());
         }
+        let (t, offset) = (self.tokens, self.offset);
+        let padded = self.padding.iter().any(|&p| p > 0);
+        let mask = if t == 1 && !padded {
+            None
+        } else {
+            let total = offset + t;
+            let rows = if padded { self.padding.len() } else { 1 };
+            let values: Vec<f32> = (0..rows)
+                .flat_map(|r| {
+                    let padding = self.padding.get(r).copied().unwrap_or(0);
+                    (0..t).flat_map(move |i| {
+                        (0..total).map(move |j| {
+                            if j < padding || j > offset + i {
+                                // Finite, so that a padding slot's own (fully masked) query
+                                // row averages instead of turning NaN and poisoning the cache.
+                                f32::MIN
+                            } else {
+                                0.0
+                            }
+                        })
+                    })
+                })
+                .collect();
+            Some(Tensor::from_vec(values, (rows, 1, t, total), &self.device)?)
+        };
+        Ok(self.mask.get_or_init(|| mask).as_ref())
+    }
+
+    /// The mask's rule, for the softmax that applies it itself.
+    fn seen(&self) -> Result<Seen<'_>> {
+        let first_slot = match self.first_slot.get() {
+            Some(first_slot) => first_slot,
+            None => {
+                let slots: Vec<u32> = self.padding.iter().map(|&p| p as u32).collect();
+                let tensor = Tensor::from_vec(slots, self.padding.len(), &self.device)?;
+                self.first_slot.get_or_init(|| tensor)
+            }
+        };
+        Ok(Seen::Causal {
+            offset: self.offset,
+            first_slot,
+        })
     }
 }
 
@@ -383,35 +438,6 @@ impl KvCache {
                 .collect(),
         )
     }
-
-    /// The attention mask of `t` new tokens (batch × 1 × t × slots, added to the scores in f32):
-    /// causal, and blind to padding. `None` when one new token per sequence sees every slot.
-    fn mask(&self, batch: usize, t: usize, device: &Device) -> Result<Option<Tensor>> {
-        let padded = self.padding.iter().any(|&p| p > 0);
-        if t == 1 && !padded {
-            return Ok(None);
-        }
-        let total = self.len + t;
-        let rows = if padded { batch } else { 1 };
-        let values: Vec<f32> = (0..rows)
-            .flat_map(|r| {
-                let padding = self.padding.get(r).copied().unwrap_or(0);
-                let offset = self.len;
-                (0..t).flat_map(move |i| {
-                    (0..total).map(move |j| {
-                        if j < padding || j > offset + i {
-                            // Finite, so that a padding slot's own (fully masked) query row
-                            // averages instead of turning NaN and poisoning the cache.
-                            f32::MIN
-                        } else {
-                            0.0
-                        }
-                    })
-                })
-            })
-            .collect();
-        Tensor::from_vec(values, (rows, 1, t, total), device).map(Some)
-    }
 }
 
 impl TextModel {
@@ -483,12 +509,14 @@ impl TextModel {
                 sin: self.rotary.sin.narrow(0, cache.len, t)?,
             },
         };
-        let first_slot: Vec<u32> = cache.padding.iter().map(|&p| p as u32).collect();
         let pass = Pass {
             positions,
-            mask: cache.mask(b, t, device)?,
+            padding: cache.padding.clone(),
             offset: cache.len,
-            first_slot: Tensor::from_vec(first_slot, b, device)?,
+            tokens: t,
+            device: device.clone(),
+            mask: OnceCell::new(),
+            first_slot: OnceCell::new(),
         };
         let mut xs = embeds.clone();
         for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
@@ -607,15 +635,100 @@ mod tests {
 
     /// A one-layer decoder of random weights, 8 wide, 16 tokens.
     fn tiny_text_model() -> TextModel {
+        tiny_text_models(&[DType::F32]).remove(0)
+    }
+
+    /// Decoders of the same random weights (two layers, 64 wide, grouped-query attention) in
+    /// each of `dtypes`; the values' and output projections scaled up from their initial
+    /// values so that what each token attends to moves its logits far more than rounding does.
+    fn tiny_text_models(dtypes: &[DType]) -> Vec<TextModel> {
         let config: LlamaConfig = serde_json::from_value(serde_json::json!({
-            "vocab_size": 16, "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1,
-            "num_attention_heads": 2, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
-            "pad_token_id": null
+            "vocab_size": 16, "hidden_size": 64, "intermediate_size": 32, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-5,
+            "rope_theta": 10000.0, "pad_token_id": null
         }))
         .unwrap();
         let weights = VarMap::new();
         let vb = VarBuilder::from_varmap(&weights, DType::F32, &Device::Cpu);
-        TextModel::new(vb, &config, 32, None).unwrap()
+        TextModel::new(vb, &config, 32, None).unwrap();
+        let tensors: std::collections::HashMap<String, Tensor> = weights
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(name, var)| {
+                let scale = if name.contains("v_proj") || name.contains("o_proj") {
+                    4.0
+                } else {
+                    1.0
+                };
+                (name.clone(), (var.as_tensor() * scale).unwrap().detach())
+            })
+            .collect();
+        dtypes
+            .iter()
+            .map(|&dtype| {
+                let vb = VarBuilder::from_tensors(tensors.clone(), dtype, &Device::Cpu);
+                TextModel::new(vb, &config, 32, None).unwrap()
+            })
+            .collect()
+    }
+
+    /// A left-padded batch through the prefill and two decoding steps, in f32 (the CPU kernel,
+    /// under the additive mask) and in bf16 (the fused softmax, under the causal rule alone):
+    /// the same logits within bf16's precision at every real position. A rule that let a
+    /// query see one slot too many or too few would move them by far more.
+    #[test]
+    fn the_causal_rule_and_the_mask_give_one_padded_batch_the_same_logits() {
+        let models = tiny_text_models(&[DType::F32, DType::BF16]);
+        let padding = vec![0usize, 3, 5];
+        let embeds = Tensor::randn(0f32, 1.0, (3, 7, 64), &Device::Cpu).unwrap();
+        let steps = Tensor::randn(0f32, 1.0, (2, 3, 1, 64), &Device::Cpu).unwrap();
+        let mut logits = Vec::new();
+        for (model, dtype) in models.iter().zip([DType::F32, DType::BF16]) {
+            let mut cache = KvCache::padded(padding.clone(), 2);
+            let mut all = vec![model
+                .forward(&embeds.to_dtype(dtype).unwrap(), &mut cache)
+                .unwrap()];
+            for step in 0..2 {
+                let x = steps.get(step).unwrap().to_dtype(dtype).unwrap();
+                all.push(model.forward(&x, &mut cache).unwrap());
+            }
+            let all = Tensor::cat(&all, 1).unwrap().to_dtype(DType::F32).unwrap();
+            eprintln!(
+                "{dtype:?}: {:?}",
+                all.flatten_all()
+                    .unwrap()
+                    .narrow(0, 40, 4)
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            );
+            logits.push(all);
+        }
+        for (r, &pad) in padding.iter().enumerate() {
+            let real = |t: &Tensor| t.get(r).unwrap().narrow(0, pad, 9 - pad).unwrap();
+            let (f32_logits, bf16_logits) = (real(&logits[0]), real(&logits[1]));
+            let diff: f32 = (&f32_logits - &bf16_logits)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            let size: f32 = f32_logits
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert!(
+                diff < 0.03 * size.max(1.0),
+                "sequence {r}: {diff} of {size}"
+            );
+        }
     }
 
     #[test]
@@ -624,8 +737,8 @@ mod tests {
         let image = 9u32;
         let prompts: [&[u32]; 2] = [&[1, 9, 9, 2], &[3, 9, 4, 9, 9, 5]];
         let features = [
-            Tensor::randn(0f32, 1.0, (2, 8), &Device::Cpu).unwrap(),
-            Tensor::randn(0f32, 1.0, (3, 8), &Device::Cpu).unwrap(),
+            Tensor::randn(0f32, 1.0, (2, 64), &Device::Cpu).unwrap(),
+            Tensor::randn(0f32, 1.0, (3, 64), &Device::Cpu).unwrap(),
         ];
         let row_of = |id: u32| -> Vec<f32> {
             let ids = Tensor::new(&[[id]], &Device::Cpu).unwrap();
@@ -640,7 +753,7 @@ mod tests {
             let merged = text
                 .embed_with_images(&prompts, image, &features, side)
                 .unwrap();
-            assert_eq!(merged.dims(), &[2, 6, 8]);
+            assert_eq!(merged.dims(), &[2, 6, 64]);
             for (r, prompt) in prompts.iter().enumerate() {
                 let pad = 6 - prompt.len();
                 let start = if side == PadSide::Left { pad } else { 0 };
@@ -648,7 +761,7 @@ mod tests {
                 let mut next_feature = 0;
                 for (slot, row) in rows.iter().enumerate() {
                     let want = match slot.checked_sub(start).and_then(|j| prompt.get(j)) {
-                        None => vec![0.0; 8],
+                        None => vec![0.0; 64],
                         Some(&id) if id == image => {
                             next_feature += 1;
                             features[r]
@@ -670,8 +783,8 @@ mod tests {
     fn a_prompt_whose_image_tokens_and_features_disagree_is_named() {
         let text = tiny_text_model();
         let features = [
-            Tensor::zeros((1, 8), DType::F32, &Device::Cpu).unwrap(),
-            Tensor::zeros((1, 8), DType::F32, &Device::Cpu).unwrap(),
+            Tensor::zeros((1, 64), DType::F32, &Device::Cpu).unwrap(),
+            Tensor::zeros((1, 64), DType::F32, &Device::Cpu).unwrap(),
         ];
         let prompts: [&[u32]; 2] = [&[1, 9], &[9, 9]];
         let err = text
