@@ -7,30 +7,10 @@ mod common;
 
 use candle_core::{DType, Device, Tensor};
 use common::{max_abs_diff, placement};
-use vitrine_udfs::attention::softmax::{scaled_softmax, Seen};
+use vitrine_udfs::attention::softmax::{causal_mask, scaled_softmax, Seen};
 use vitrine_udfs::attention::{attend, attend_composed};
 use vitrine_udfs::dense::epilogue::{bias_then, swiglu};
 use vitrine_udfs::dense::Activation;
-
-/// The additive mask that hides, for query `i` at slot `offset + i`, the slots after its own
-/// and those before its sequence's first slot (batch × 1 × queries × keys).
-fn causal_mask(first_slot: &[u32], queries: usize, keys: usize, offset: usize) -> Tensor {
-    let values: Vec<f32> = first_slot
-        .iter()
-        .flat_map(|&first| {
-            (0..queries).flat_map(move |i| {
-                (0..keys).map(move |j| {
-                    if j < first as usize || j > offset + i {
-                        f32::MIN
-                    } else {
-                        0.0
-                    }
-                })
-            })
-        })
-        .collect();
-    Tensor::from_vec(values, (first_slot.len(), 1, queries, keys), &Device::Cpu).unwrap()
-}
 
 /// `softmax(scores · scale + mask)` composed on the CPU in f32.
 fn composed_softmax(scores: &Tensor, scale: f64, mask: Option<&Tensor>) -> Tensor {
@@ -57,7 +37,7 @@ fn the_fused_softmax_equals_the_composed_one_on_the_test_device() {
     ];
     for (heads, queries, keys, offset) in cases {
         let scores = Tensor::randn(0f32, 4.0, (3, heads, queries, keys), &Device::Cpu).unwrap();
-        let mask = causal_mask(&first, queries, keys, offset);
+        let mask = causal_mask(&first, queries, keys, offset, &Device::Cpu).unwrap();
         let first_slot = Tensor::new(&first, &device).unwrap();
         let seen = Seen::Causal {
             offset,
@@ -96,7 +76,7 @@ fn composed_attention_under_a_causal_rule_equals_the_cpu_kernel_under_its_mask()
     let (b, heads, key_heads, keys, queries, size) = (3, 9, 3, 260, 5, 64);
     let first = [0u32, 17, 100];
     let offset = keys - queries;
-    let mask = causal_mask(&first, queries, keys, offset);
+    let mask = causal_mask(&first, queries, keys, offset, &Device::Cpu).unwrap();
     let q = Tensor::randn(0f32, 1.0, (b, heads, queries, size), &Device::Cpu).unwrap();
     let k = Tensor::randn(0f32, 1.0, (b, key_heads, keys, size), &Device::Cpu).unwrap();
     let v = Tensor::randn(0f32, 1.0, (b, key_heads, keys, size), &Device::Cpu).unwrap();

@@ -757,21 +757,7 @@ mod tests {
         let (b, h, key_heads, s, l, d) = (3, 6, 2, 11, 4, 8);
         let first: [u32; 3] = [0, 3, 6];
         let offset = s - l;
-        let mask: Vec<f32> = first
-            .iter()
-            .flat_map(|&f| {
-                (0..l).flat_map(move |i| {
-                    (0..s).map(move |j| {
-                        if j < f as usize || j > offset + i {
-                            f32::MIN
-                        } else {
-                            0.0
-                        }
-                    })
-                })
-            })
-            .collect();
-        let mask = Tensor::from_vec(mask, (b, 1, l, s), &device).unwrap();
+        let mask = softmax::causal_mask(&first, l, s, offset, &device).unwrap();
         let first_slot = Tensor::new(&first, &device).unwrap();
         let seen = Seen::Causal {
             offset,

@@ -29,6 +29,34 @@ pub enum Seen<'a> {
     },
 }
 
+/// The additive mask that hides what [`Seen::Causal`] hides, for the paths that add one
+/// (sequences × 1 × queries × keys): for query `i` of a sequence whose first slot is `first`,
+/// f32's lowest value at the slots before `first` and after its own (`offset + i`), 0 at the
+/// others. Finite, so that a row that sees no slot averages them all instead of turning NaN.
+pub fn causal_mask(
+    first_slot: &[u32],
+    queries: usize,
+    keys: usize,
+    offset: usize,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
+    let values: Vec<f32> = first_slot
+        .iter()
+        .flat_map(|&first| {
+            (0..queries).flat_map(move |i| {
+                (0..keys).map(move |j| {
+                    if j < first as usize || j > offset + i {
+                        f32::MIN
+                    } else {
+                        0.0
+                    }
+                })
+            })
+        })
+        .collect();
+    Tensor::from_vec(values, (first_slot.len(), 1, queries, keys), device)
+}
+
 /// `softmax(scores · scale)` over the last dimension of `scores` (…, queries × keys), only
 /// over the keys each row sees ([`Seen`]); the others get 0, and a row that sees none averages
 /// every key (as adding f32's lowest value to all of its scores would). The result has the
@@ -303,27 +331,8 @@ impl CustomOp2 for ScaledSoftmax {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu_ops::max_difference;
     use candle_core::{Device, Var};
-
-    /// The additive mask the text model builds: f32's lowest value before a sequence's first
-    /// slot and after each query's own slot (`offset + i`).
-    fn causal_mask(first_slot: &[u32], queries: usize, keys: usize, offset: usize) -> Tensor {
-        let values: Vec<f32> = first_slot
-            .iter()
-            .flat_map(|&first| {
-                (0..queries).flat_map(move |i| {
-                    (0..keys).map(move |j| {
-                        if j < first as usize || j > offset + i {
-                            f32::MIN
-                        } else {
-                            0.0
-                        }
-                    })
-                })
-            })
-            .collect();
-        Tensor::from_vec(values, (first_slot.len(), 1, queries, keys), &Device::Cpu).unwrap()
-    }
 
     fn composed(scores: &Tensor, scale: f64, mask: Option<&Tensor>) -> Tensor {
         let scaled = (scores * scale).unwrap();
@@ -332,19 +341,6 @@ mod tests {
             None => scaled,
         };
         candle_nn::ops::softmax_last_dim(&scaled).unwrap()
-    }
-
-    fn max_difference(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
     }
 
     #[test]
@@ -356,7 +352,7 @@ mod tests {
         let first: [u32; 3] = [0, 2, 7];
         let first_slot = Tensor::new(&first, &device).unwrap();
         let scores = Tensor::randn(0f32, 3.0, (3, heads, queries, keys), &device).unwrap();
-        let mask = causal_mask(&first, queries, keys, offset);
+        let mask = causal_mask(&first, queries, keys, offset, &device).unwrap();
         let want = composed(&scores, scale, Some(&mask));
         let seen = Seen::Causal {
             offset,

@@ -8,7 +8,8 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{embedding, linear_no_bias, Embedding, Linear, VarBuilder};
 use serde::Deserialize;
 
-use crate::attention::{self, softmax::Seen};
+use crate::attention;
+use crate::attention::softmax::{causal_mask, Seen};
 use crate::dense::{self, Parts};
 use crate::nn::{rms_norm, RmsNorm};
 use crate::train::lora::{Lora, Projection};
@@ -233,25 +234,19 @@ impl Pass {
         let mask = if t == 1 && !padded {
             None
         } else {
-            let total = offset + t;
-            let rows = if padded { self.padding.len() } else { 1 };
-            let values: Vec<f32> = (0..rows)
-                .flat_map(|r| {
-                    let padding = self.padding.get(r).copied().unwrap_or(0);
-                    (0..t).flat_map(move |i| {
-                        (0..total).map(move |j| {
-                            if j < padding || j > offset + i {
-                                // Finite, so that a padding slot's own (fully masked) query
-                                // row averages instead of turning NaN and poisoning the cache.
-                                f32::MIN
-                            } else {
-                                0.0
-                            }
-                        })
-                    })
-                })
-                .collect();
-            Some(Tensor::from_vec(values, (rows, 1, t, total), &self.device)?)
+            // One row for every sequence when none is padded.
+            let first_slot: Vec<u32> = if padded {
+                self.padding.iter().map(|&p| p as u32).collect()
+            } else {
+                vec![0]
+            };
+            Some(causal_mask(
+                &first_slot,
+                t,
+                offset + t,
+                offset,
+                &self.device,
+            )?)
         };
         Ok(self.mask.get_or_init(|| mask).as_ref())
     }
@@ -631,6 +626,7 @@ impl TextModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu_ops::max_difference;
     use candle_nn::VarMap;
 
     /// A one-layer decoder of random weights, 8 wide, 16 tokens.
@@ -709,21 +705,8 @@ mod tests {
         for (r, &pad) in padding.iter().enumerate() {
             let real = |t: &Tensor| t.get(r).unwrap().narrow(0, pad, 9 - pad).unwrap();
             let (f32_logits, bf16_logits) = (real(&logits[0]), real(&logits[1]));
-            let diff: f32 = (&f32_logits - &bf16_logits)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
-            let size: f32 = f32_logits
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
+            let diff = max_difference(&f32_logits, &bf16_logits);
+            let size = max_difference(&f32_logits, &f32_logits.zeros_like().unwrap());
             assert!(
                 diff < 0.03 * size.max(1.0),
                 "sequence {r}: {diff} of {size}"
