@@ -5,7 +5,8 @@
 //! where the fast one has no backward pass (candle's fused layer norm) or would not see the
 //! variables change (the fused attention projection).
 
-use crate::attention::{self, softmax::Seen};
+use crate::attention;
+use crate::attention::softmax::{causal_mask, Seen};
 use crate::dense::{self, Activation, Parts, Then};
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{linear, Linear, VarBuilder};
@@ -149,8 +150,15 @@ pub(crate) use encoder_shape;
 /// How the rows of an encoder's input form sequences, as its attention sees them.
 #[derive(Clone, Copy)]
 enum Sequences<'a> {
-    /// batch × length × width, with an additive mask over the scores or none.
-    Padded(Option<&'a Tensor>),
+    /// batch × length × width, every token attending to every token.
+    All,
+    /// batch × length × width, each token attending to the tokens up to itself: the rule of
+    /// [`Seen::Causal`] (`first_slot`: a zero per sequence), and `mask` (1 × 1 × length ×
+    /// length, [`causal_mask`]) for the paths that add one.
+    Causal {
+        mask: &'a Tensor,
+        first_slot: &'a Tensor,
+    },
     /// tokens × width: sequences of these lengths one after another, causal within each.
     PackedCausal(&'a [usize]),
 }
@@ -182,8 +190,15 @@ impl Attention {
     /// `residual` plus the attention over `xs` (the normalised residual).
     fn forward(&self, xs: &Tensor, residual: &Tensor, sequences: Sequences) -> Result<Tensor> {
         let qkv = self.qkv.forward(xs)?;
-        let mask = match sequences {
-            Sequences::Padded(mask) => mask,
+        let (mask, seen) = match sequences {
+            Sequences::All => (None, Seen::All),
+            Sequences::Causal { mask, first_slot } => (
+                Some(mask),
+                Seen::Causal {
+                    offset: 0,
+                    first_slot,
+                },
+            ),
             Sequences::PackedCausal(lengths) => {
                 let context =
                     attention::attend_packed_causal(&qkv, self.heads, lengths, self.scale)?;
@@ -201,7 +216,7 @@ impl Attention {
         let (q, k, v) = (split(0)?, split(1)?, split(2)?);
         let context = match attention::attend(&q, &k, &v, self.scale, mask)? {
             Some(context) => context,
-            None => attention::attend_composed(&q, &k, &v, self.scale, mask, Seen::All)?,
+            None => attention::attend_composed(&q, &k, &v, self.scale, mask, seen)?,
         };
         let context = context.transpose(1, 2)?.reshape((batch, len, width))?;
         dense::forward_add(&self.out, &context, residual)
@@ -257,15 +272,28 @@ impl Encoder {
         Ok(Self { layers })
     }
 
-    /// The encoder over a batch × length × width input, `mask` (batch or 1 × 1 × length ×
-    /// length) added to every attention score.
-    pub(crate) fn forward(&self, xs: Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        self.run(xs, Sequences::Padded(mask))
+    /// The encoder over a batch × length × width input, every token attending to every token.
+    pub(crate) fn forward(&self, xs: Tensor) -> Result<Tensor> {
+        self.run(xs, Sequences::All)
+    }
+
+    /// The encoder over a batch × length × width input, each token attending to the tokens up
+    /// to itself (a text tower; padding after a sequence's end changes none of its tokens).
+    pub(crate) fn forward_causal(&self, xs: Tensor) -> Result<Tensor> {
+        let (batch, len, _) = xs.dims3()?;
+        let device = xs.device();
+        let mask = causal_mask(&[0], len, len, 0, device)?;
+        let first_slot = Tensor::zeros(batch, DType::U32, device)?;
+        let sequences = Sequences::Causal {
+            mask: &mask,
+            first_slot: &first_slot,
+        };
+        self.run(xs, sequences)
     }
 
     /// The encoder over sequences of `lengths` packed one after another (tokens × width), each
-    /// token attending to its own sequence up to itself: as [`Encoder::forward`] with a causal
-    /// mask over the sequences padded to the longest, without computing the padding. `None` when
+    /// token attending to its own sequence up to itself: as [`Encoder::forward_causal`] over the
+    /// sequences padded to the longest, without computing the padding. `None` when
     /// the packed attention does not take `xs` (see [`attention::kernel_takes`]): the caller
     /// pads.
     pub(crate) fn forward_packed_causal(

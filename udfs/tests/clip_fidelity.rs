@@ -5,27 +5,32 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use vitrine_udfs::clip::{ClipEmbedder, CLIP_FILES};
 use vitrine_udfs::image::decode::decode_rgb;
+use vitrine_udfs::runtime::placement::Placement;
 use vitrine_udfs::runtime::source::Hub;
 
 const MODELS: &[&str] = &["tiny-a", "tiny-b"];
 
 mod common;
 
-use common::{fixture_tensors, max_abs, max_abs_diff, mean_abs_diff, placement};
+use common::{fixture_tensors, max_abs, max_abs_diff, mean_abs_diff, placement, placement_in};
 
 fn fixtures() -> PathBuf {
     common::fixtures().join("clip")
 }
 
 fn load(model: &str) -> ClipEmbedder {
+    load_in(model, placement())
+}
+
+fn load_in(model: &str, placement: Placement) -> ClipEmbedder {
     let dir = fixtures().join(model);
     let source = Hub::new("/nonexistent", true)
         .locate(dir.to_str().unwrap(), CLIP_FILES)
         .unwrap();
-    ClipEmbedder::load(&source, placement()).unwrap()
+    ClipEmbedder::load(&source, placement).unwrap()
 }
 
 fn expected(model: &str) -> HashMap<String, Tensor> {
@@ -101,6 +106,48 @@ fn text_features_match_transformers_within_1e_4() {
             spread > 0.1,
             "{model}: features too small to compare ({spread})"
         );
+    }
+}
+
+/// In bf16 (the GPU's precision; here on the test device, the CPU by default) the encoders take
+/// the composed path with its fused softmax and epilogues: their text and image features stay
+/// within bf16's rounding of transformers' f32 ones.
+#[test]
+fn bf16_features_stay_within_its_precision_of_transformers() {
+    for model in MODELS {
+        let clip = load_in(model, placement_in(DType::BF16));
+        let texts = texts();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let ids = clip.tokenize(&refs).unwrap();
+        let want = expected(model);
+        let got = clip
+            .text_features(&ids)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
+        let diff = max_abs_diff(&got, &want["text_features"]) / max_abs(&want["text_features"]);
+        println!("{model} bf16: text features max |Δ| {diff:.2e} of their largest");
+        assert!(diff < 0.05, "{model}: bf16 text features differ by {diff}");
+
+        let pixels: Vec<Vec<f32>> = image_names()
+            .iter()
+            .map(|n| {
+                want[&format!("pixel_values/{n}")]
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            })
+            .collect();
+        let got = clip
+            .image_features(&pixels)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
+        let want = &want["image_features"];
+        let diff = max_abs_diff(&got, want) / max_abs(want);
+        println!("{model} bf16: image features max |Δ| {diff:.2e} of their largest");
+        assert!(diff < 0.05, "{model}: bf16 image features differ by {diff}");
     }
 }
 

@@ -197,7 +197,7 @@ pub fn attend_composed(
         let scores = match mask {
             Some(mask) => scores
                 .reshape((batch, key_heads, group, queries, keys))?
-                .broadcast_add(&mask.unsqueeze(2)?)?
+                .broadcast_add(&mask.to_dtype(DType::F32)?.unsqueeze(2)?)?
                 .reshape((batch, key_heads, group * queries, keys))?,
             None => scores,
         };

@@ -46,11 +46,7 @@ impl TextTower {
             .token_embedding
             .forward(input_ids)?
             .broadcast_add(&self.position_embedding.forward(&positions)?)?;
-        let causal: Vec<f32> = (0..len)
-            .flat_map(|i| (0..len).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
-            .collect();
-        let mask = Tensor::from_vec(causal, (1, 1, len, len), device)?.to_dtype(xs.dtype())?;
-        let xs = self.encoder.forward(xs, Some(&mask))?;
+        let xs = self.encoder.forward_causal(xs)?;
         let xs = self.final_norm.forward(&xs)?;
         let rows: Vec<u32> = pool_at
             .iter()
@@ -137,7 +133,7 @@ impl VisionTower {
             .expand((batch, 1, width))?;
         let xs = Tensor::cat(&[&class, &patches], 1)?.broadcast_add(&self.position_embedding)?;
         let xs = self.pre_norm.forward(&xs)?;
-        let xs = self.encoder.forward(xs, None)?;
+        let xs = self.encoder.forward(xs)?;
         self.post_norm.forward(&xs.narrow(1, 0, 1)?.squeeze(1)?)
     }
 }

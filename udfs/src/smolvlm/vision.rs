@@ -87,7 +87,7 @@ impl SiglipVision {
         let patches = self.patch_embedding.forward(frames)?;
         let positions = Tensor::arange(0u32, self.patches as u32, frames.device())?;
         let xs = patches.broadcast_add(&self.position_embedding.forward(&positions)?)?;
-        let xs = self.encoder.forward(xs, None)?;
+        let xs = self.encoder.forward(xs)?;
         self.post_norm.forward(&xs)
     }
 }

@@ -27,6 +27,15 @@ pub fn placement() -> Placement {
     }
 }
 
+/// [`placement`]'s device in `dtype`: the half-precision path a GPU takes, also on the CPU
+/// (where the functions offer f32 only, the layers run in any precision).
+pub fn placement_in(dtype: DType) -> Placement {
+    Placement {
+        dtype,
+        ..placement()
+    }
+}
+
 /// The repository's `tests/fixtures` folder.
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
