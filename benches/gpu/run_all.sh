@@ -3,6 +3,7 @@
 # issue-19 section in one call (5 minutes on an H200), each part's output also written to
 # LOG_DIR (default /tmp/gpu-logs):
 #   bash OUT_DIR/run_all.sh [CLIP_LISTS_DIR]
+# (benches/gpu/carry.sh prepares OUT_DIR and CLIP's lists as .gpu/bin and .gpu/clip here.)
 # 1. The crate's own kernels and the whole-model fidelity tests on the GPU in f32 (fidelity.sh),
 #    first: a kernel that computes wrongly shows before any time goes to benchmarks.
 # 2. SmolVLM-256M shape, bf16, 64 new tokens: Vitrine then transformers at batch 1, 8, 32 (8 or
