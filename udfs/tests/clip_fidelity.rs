@@ -60,6 +60,20 @@ fn image_names() -> Vec<String> {
         .collect()
 }
 
+/// transformers' pixel values of the fixture photos, each flattened, in `image_names` order.
+fn expected_pixels(want: &HashMap<String, Tensor>) -> Vec<Vec<f32>> {
+    image_names()
+        .iter()
+        .map(|n| {
+            want[&format!("pixel_values/{n}")]
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        })
+        .collect()
+}
+
 #[test]
 fn token_ids_are_transformers_ids_truncated_to_the_context() {
     for model in MODELS {
@@ -129,16 +143,7 @@ fn bf16_features_stay_within_its_precision_of_transformers() {
         println!("{model} bf16: text features max |Δ| {diff:.2e} of their largest");
         assert!(diff < 0.05, "{model}: bf16 text features differ by {diff}");
 
-        let pixels: Vec<Vec<f32>> = image_names()
-            .iter()
-            .map(|n| {
-                want[&format!("pixel_values/{n}")]
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap()
-            })
-            .collect();
+        let pixels = expected_pixels(&want);
         let got = clip
             .image_features(&pixels)
             .unwrap()
@@ -238,16 +243,7 @@ fn image_features_match_transformers_within_1e_4() {
     for model in MODELS {
         let clip = load(model);
         let want = expected(model);
-        let pixels: Vec<Vec<f32>> = image_names()
-            .iter()
-            .map(|n| {
-                want[&format!("pixel_values/{n}")]
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap()
-            })
-            .collect();
+        let pixels = expected_pixels(&want);
         let got = clip.image_features(&pixels).unwrap();
         let diff = max_abs_diff(&got, &want["image_features"]);
         println!("{model}: image features max |Δ| {diff:.2e}");
