@@ -130,6 +130,11 @@ struct TinyParts {
 }
 
 fn tiny_parts() -> TinyParts {
+    tiny_parts_in(&Device::Cpu, candle_core::DType::F32)
+}
+
+/// [`tiny_parts`] on `device` in `dtype`.
+fn tiny_parts_in(device: &Device, dtype: candle_core::DType) -> TinyParts {
     use vitrine_udfs::smolvlm::vision::{Connector, SiglipConfig, SiglipVision};
 
     let dir = fixtures().join("smolvlm/tiny");
@@ -143,8 +148,8 @@ fn tiny_parts() -> TinyParts {
     let weights = unsafe {
         candle_nn::VarBuilder::from_mmaped_safetensors(
             &[dir.join("model.safetensors")],
-            candle_core::DType::F32,
-            &Device::Cpu,
+            dtype,
+            device,
         )
         .unwrap()
     };
@@ -187,6 +192,52 @@ fn image_features_match_transformers_within_1e_4() {
             spread > 0.1,
             "{key}: features too small to compare ({spread})"
         );
+    }
+}
+
+/// In bf16 (the GPU's precision; on the test device, the CPU by default) the tower, the
+/// connector and the decoder take the composed path with its fused softmax and epilogues: the
+/// logits stay within bf16's rounding of transformers' f32 ones.
+#[test]
+fn bf16_logits_stay_within_its_precision_of_transformers() {
+    use candle_core::DType;
+    use vitrine_udfs::smolvlm::text::{KvCache, LlamaConfig, PadSide, TextModel};
+
+    let placement = common::placement_in(DType::BF16);
+    let TinyParts {
+        config,
+        weights,
+        tower,
+        connector,
+    } = tiny_parts_in(&placement.device, DType::BF16);
+    let text_config: LlamaConfig = serde_json::from_value(config["text_config"].clone()).unwrap();
+    let image_token = config["image_token_id"].as_u64().unwrap() as u32;
+    let text = TextModel::new(weights, &text_config, 256, None).unwrap();
+    let frames = fixture_tensors("smolvlm/expected-processor.safetensors");
+    let expected = fixture_tensors("smolvlm/expected-model.safetensors");
+    for key in ["one-tile/square-40.jpg", "tiled/wide-97x31.png"] {
+        let ids: Vec<u32> = token_ids(&expected[&format!("input_ids/{key}")]);
+        let pixels = frames[key]
+            .to_device(&placement.device)
+            .unwrap()
+            .to_dtype(DType::BF16)
+            .unwrap();
+        let features = connector.forward(&tower.forward(&pixels).unwrap()).unwrap();
+        let features = features.reshape(((), text_config.hidden_size)).unwrap();
+        let embeds = text
+            .embed_with_images(
+                &[ids.as_slice()],
+                image_token,
+                std::slice::from_ref(&features),
+                PadSide::Left,
+            )
+            .unwrap();
+        let logits = text.forward(&embeds, &mut KvCache::default()).unwrap();
+        let logits = logits.squeeze(0).unwrap().to_dtype(DType::F32).unwrap();
+        let want = &expected[&format!("logits/{key}")];
+        let diff = max_abs_diff(&logits, want) / max_abs(want);
+        println!("{key} bf16: logits max |Δ| {diff:.2e} of their largest");
+        assert!(diff < 0.05, "{key}: bf16 logits differ by {diff}");
     }
 }
 
