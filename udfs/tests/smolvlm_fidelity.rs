@@ -119,9 +119,7 @@ fn image_tokens_expand_as_transformers_expands_them() {
     );
 }
 
-/// The SigLIP tower and the pixel-shuffle connector of a tiny random-weight Idefics3 give
-/// transformers' `get_image_features` for the processor fixture's frames within 1e-4.
-/// The tiny fixture model's parts, built from its folder on the CPU in f32.
+/// The tiny fixture model's parts, built from its folder.
 struct TinyParts {
     config: serde_json::Value,
     weights: candle_nn::VarBuilder<'static>,
@@ -129,6 +127,7 @@ struct TinyParts {
     connector: vitrine_udfs::smolvlm::vision::Connector,
 }
 
+/// The parts on the CPU in f32.
 fn tiny_parts() -> TinyParts {
     tiny_parts_in(&Device::Cpu, candle_core::DType::F32)
 }
@@ -169,6 +168,8 @@ fn tiny_parts_in(device: &Device, dtype: candle_core::DType) -> TinyParts {
     }
 }
 
+/// The SigLIP tower and the pixel-shuffle connector of a tiny random-weight Idefics3 give
+/// transformers' `get_image_features` for the processor fixture's frames within 1e-4.
 #[test]
 fn image_features_match_transformers_within_1e_4() {
     let TinyParts {
@@ -195,45 +196,90 @@ fn image_features_match_transformers_within_1e_4() {
     }
 }
 
+/// The tiny model whole: its parts and its decoder, on one device in one type.
+struct TinyModel {
+    tower: vitrine_udfs::smolvlm::vision::SiglipVision,
+    connector: vitrine_udfs::smolvlm::vision::Connector,
+    text: vitrine_udfs::smolvlm::text::TextModel,
+    width: usize,
+    image_token: u32,
+    device: Device,
+    dtype: candle_core::DType,
+}
+
+impl TinyModel {
+    /// The tiny model on `device` in `dtype`.
+    fn new(device: &Device, dtype: candle_core::DType) -> Self {
+        use vitrine_udfs::smolvlm::text::{LlamaConfig, TextModel};
+
+        let TinyParts {
+            config,
+            weights,
+            tower,
+            connector,
+        } = tiny_parts_in(device, dtype);
+        let text_config: LlamaConfig =
+            serde_json::from_value(config["text_config"].clone()).unwrap();
+        Self {
+            tower,
+            connector,
+            text: TextModel::new(weights, &text_config, 256, None).unwrap(),
+            width: text_config.hidden_size,
+            image_token: config["image_token_id"].as_u64().unwrap() as u32,
+            device: device.clone(),
+            dtype,
+        }
+    }
+
+    /// The logits (prompt × vocabulary) of the prompt `ids` about an image of `frames` (on the
+    /// CPU in f32; moved to the model's device and type), and the cache they leave.
+    fn prefill(
+        &self,
+        ids: &[u32],
+        frames: &Tensor,
+    ) -> (Tensor, vitrine_udfs::smolvlm::text::KvCache) {
+        use vitrine_udfs::smolvlm::text::{KvCache, PadSide};
+
+        let pixels = frames
+            .to_device(&self.device)
+            .unwrap()
+            .to_dtype(self.dtype)
+            .unwrap();
+        let features = self
+            .connector
+            .forward(&self.tower.forward(&pixels).unwrap())
+            .unwrap()
+            .reshape(((), self.width))
+            .unwrap();
+        let embeds = self
+            .text
+            .embed_with_images(
+                &[ids],
+                self.image_token,
+                std::slice::from_ref(&features),
+                PadSide::Left,
+            )
+            .unwrap();
+        let mut cache = KvCache::default();
+        let logits = self.text.forward(&embeds, &mut cache).unwrap();
+        (logits.squeeze(0).unwrap(), cache)
+    }
+}
+
 /// In bf16 (the GPU's precision; on the test device, the CPU by default) the tower, the
 /// connector and the decoder take the composed path with its fused softmax and epilogues: the
 /// logits stay within bf16's rounding of transformers' f32 ones.
 #[test]
 fn bf16_logits_stay_within_its_precision_of_transformers() {
     use candle_core::DType;
-    use vitrine_udfs::smolvlm::text::{KvCache, LlamaConfig, PadSide, TextModel};
 
-    let placement = common::placement_in(DType::BF16);
-    let TinyParts {
-        config,
-        weights,
-        tower,
-        connector,
-    } = tiny_parts_in(&placement.device, DType::BF16);
-    let text_config: LlamaConfig = serde_json::from_value(config["text_config"].clone()).unwrap();
-    let image_token = config["image_token_id"].as_u64().unwrap() as u32;
-    let text = TextModel::new(weights, &text_config, 256, None).unwrap();
+    let model = TinyModel::new(&common::placement_in(DType::BF16).device, DType::BF16);
     let frames = fixture_tensors("smolvlm/expected-processor.safetensors");
     let expected = fixture_tensors("smolvlm/expected-model.safetensors");
     for key in ["one-tile/square-40.jpg", "tiled/wide-97x31.png"] {
         let ids: Vec<u32> = token_ids(&expected[&format!("input_ids/{key}")]);
-        let pixels = frames[key]
-            .to_device(&placement.device)
-            .unwrap()
-            .to_dtype(DType::BF16)
-            .unwrap();
-        let features = connector.forward(&tower.forward(&pixels).unwrap()).unwrap();
-        let features = features.reshape(((), text_config.hidden_size)).unwrap();
-        let embeds = text
-            .embed_with_images(
-                &[ids.as_slice()],
-                image_token,
-                std::slice::from_ref(&features),
-                PadSide::Left,
-            )
-            .unwrap();
-        let logits = text.forward(&embeds, &mut KvCache::default()).unwrap();
-        let logits = logits.squeeze(0).unwrap().to_dtype(DType::F32).unwrap();
+        let (logits, _) = model.prefill(&ids, &frames[key]);
+        let logits = logits.to_dtype(DType::F32).unwrap();
         let want = &expected[&format!("logits/{key}")];
         let diff = max_abs_diff(&logits, want) / max_abs(want);
         println!("{key} bf16: logits max |Δ| {diff:.2e} of their largest");
@@ -246,46 +292,23 @@ fn bf16_logits_stay_within_its_precision_of_transformers() {
 /// identical to `generate(do_sample=False)`, for a 1-frame and a 4-frame image.
 #[test]
 fn logits_and_greedy_tokens_match_transformers() {
-    use vitrine_udfs::smolvlm::text::{KvCache, LlamaConfig, PadSide, TextModel};
-
-    let TinyParts {
-        config,
-        weights,
-        tower,
-        connector,
-    } = tiny_parts();
-    let text_config: LlamaConfig = serde_json::from_value(config["text_config"].clone()).unwrap();
-    let image_token = config["image_token_id"].as_u64().unwrap() as u32;
-    let text = TextModel::new(weights, &text_config, 256, None).unwrap();
+    let model = TinyModel::new(&Device::Cpu, candle_core::DType::F32);
     let frames = fixture_tensors("smolvlm/expected-processor.safetensors");
     let expected = fixture_tensors("smolvlm/expected-model.safetensors");
     for key in ["one-tile/square-40.jpg", "tiled/wide-97x31.png"] {
         let ids: Vec<u32> = token_ids(&expected[&format!("input_ids/{key}")]);
-        let features = connector
-            .forward(&tower.forward(&frames[key]).unwrap())
-            .unwrap();
-        let features = features.reshape(((), text_config.hidden_size)).unwrap();
-        let embeds = text
-            .embed_with_images(
-                &[ids.as_slice()],
-                image_token,
-                std::slice::from_ref(&features),
-                PadSide::Left,
-            )
-            .unwrap();
-        let mut cache = KvCache::default();
-        let logits = text.forward(&embeds, &mut cache).unwrap();
+        let (logits, mut cache) = model.prefill(&ids, &frames[key]);
         let want = &expected[&format!("logits/{key}")];
-        let diff = max_abs_diff(&logits.squeeze(0).unwrap(), want);
+        let diff = max_abs_diff(&logits, want);
         println!("{key}: logits max |Δ| {diff:.2e}");
         assert!(diff < 1e-4, "{key}: logits differ by {diff}");
 
+        // The id of the largest logit at the last position.
         let argmax = |logits: &Tensor| -> u32 {
-            let last = logits.dim(1).unwrap() - 1;
-            logits
-                .narrow(1, last, 1)
-                .unwrap()
-                .flatten_all()
+            let vocabulary = logits.dim(candle_core::D::Minus1).unwrap();
+            let rows = logits.reshape(((), vocabulary)).unwrap();
+            let last = rows.dim(0).unwrap() - 1;
+            rows.get(last)
                 .unwrap()
                 .argmax(0)
                 .unwrap()
@@ -298,8 +321,9 @@ fn logits_and_greedy_tokens_match_transformers() {
                 .unwrap()
                 .unsqueeze(0)
                 .unwrap();
-            let logits = text
-                .forward(&text.embed(&last).unwrap(), &mut cache)
+            let logits = model
+                .text
+                .forward(&model.text.embed(&last).unwrap(), &mut cache)
                 .unwrap();
             generated.push(argmax(&logits));
         }
