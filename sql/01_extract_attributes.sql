@@ -13,7 +13,8 @@ SELECT product_id FROM main.fashion_demo.products ORDER BY product_id LIMIT 100;
 
 -- Resumable: products already in the table are skipped, and rows are committed every 64, so a run
 -- stopped half-way (Ctrl-C, a lost machine) keeps what it extracted and a re-run does the rest,
--- with no product twice. Rows reach the model `vitrine.udf.batch_size` (32) at a time.
+-- with no product twice. Rows reach the model `vitrine.udf.batch_size` at a time
+-- (`auto`: 32 on the CPU, as many as fit on a GPU).
 SET vitrine.write.commit_rows = 64;
 
 -- The notebook's shape: the product's own columns, then the attributes, then how the extraction

@@ -266,6 +266,7 @@ fn unknown(key: &str) -> VitrineError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vitrine_udfs::runtime::batching::BatchSize;
 
     #[test]
     fn each_key_is_checked_by_its_owner_and_a_typo_fails() {
@@ -274,7 +275,7 @@ mod tests {
         settings.set("vitrine.udf.batch_size", "8").unwrap();
         settings.set("spark.sql.shuffle.partitions", "4").unwrap();
         assert_eq!(settings.core.commit_rows, Some(64));
-        assert_eq!(settings.models.batch_size, 8);
+        assert_eq!(settings.models.batch_size, BatchSize::Rows(8));
         assert!(settings.set("vitrine.write.commit_rows", "0").is_err());
         let typo = settings.set("vitrine.udf.batchsize", "8").unwrap_err();
         assert!(
@@ -293,7 +294,7 @@ mod tests {
         settings
             .reset(Some("vitrine.udf.batch_size"), &startup)
             .unwrap();
-        assert_eq!(settings.models.batch_size, 4);
+        assert_eq!(settings.models.batch_size, BatchSize::Rows(4));
         assert_eq!(settings.core.commit_rows, Some(2));
         settings.reset(None, &startup).unwrap();
         assert_eq!(settings.core.commit_rows, None);

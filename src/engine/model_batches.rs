@@ -2,7 +2,9 @@
 //! input makes: up to 8,192 rows from a scan, or every unmatched row of an anti-join at once. A
 //! model function then works for hours inside one call, so that progress, Ctrl-C and
 //! `vitrine.write.commit_rows` only see its end. [`SliceModelInputs`] cuts the input of every
-//! projection that calls a model function into batches of `vitrine.udf.batch_size` rows;
+//! projection that calls a model function into batches of `vitrine.udf.batch_size` rows (with
+//! `auto`, the CPU's batch, or on a GPU as many rows as any model's batch, which the function
+//! cuts into its own batches);
 //! [`SliceBatchesCodec`] sends the slicer to workers, so that it keeps working there. Across
 //! workers, the slicer's input is shuffled first and [`ModelInputTasks`] gives its stage a task
 //! on every worker: model work is what a cluster is for.
@@ -36,7 +38,8 @@ use vitrine_udfs::FunctionContext;
 use super::worker_reports::{self, PartitionsLeft};
 
 /// The physical optimizer rule: a [`SliceBatchesExec`] under each projection calling a model
-/// function, sized by the session's `vitrine.udf.batch_size` when the statement is planned.
+/// function, sized by the session's `vitrine.udf.batch_size` (and device) when the statement is
+/// planned.
 #[derive(Debug)]
 pub struct SliceModelInputs {
     functions: Arc<FunctionContext>,
@@ -69,7 +72,7 @@ impl PhysicalOptimizerRule for SliceModelInputs {
         plan: Arc<dyn ExecutionPlan>,
         config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let rows = self.functions.settings().batch_size.max(1);
+        let rows = self.functions.settings().slice_rows();
         let spread = config
             .extensions
             .get::<datafusion_distributed::DistributedConfig>()

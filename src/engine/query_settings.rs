@@ -149,6 +149,7 @@ impl ExtensionOptions for QuerySettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vitrine_udfs::runtime::batching::BatchSize;
 
     #[test]
     fn settings_travel_without_the_device_and_come_back_as_they_were() {
@@ -177,7 +178,7 @@ mod tests {
         assert_eq!(received.seed(), Some(42));
         let mut on_worker = SessionSettings::default();
         received.apply_to(&mut on_worker).unwrap();
-        assert_eq!(on_worker.models.batch_size, 7);
+        assert_eq!(on_worker.models.batch_size, BatchSize::Rows(7));
         assert_eq!(on_worker.models.device, "auto");
         assert_eq!(on_worker.core.time_zone(), "Europe/Paris");
         assert_eq!(

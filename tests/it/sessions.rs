@@ -114,7 +114,10 @@ async fn sixteen_sessions_interleaved_equal_one_at_a_time_and_keep_their_setting
             session.setting("vitrine.udf.batch_size"),
             Some((i + 1).to_string())
         );
-        assert_eq!(session.model_functions().settings().batch_size, i + 1);
+        assert_eq!(
+            session.model_functions().settings().batch_size,
+            vitrine_udfs::runtime::batching::BatchSize::Rows(i + 1)
+        );
         assert_eq!(
             session.settings().core.commit_rows,
             None,

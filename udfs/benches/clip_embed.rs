@@ -4,12 +4,13 @@
 //! the same files.
 //!
 //! ```text
-//! cargo bench -p vitrine-udfs --bench clip_embed -- DIR [--batch-sizes 1,8,32] [--texts N]
+//! cargo bench -p vitrine-udfs --bench clip_embed -- DIR [--batch-sizes 1,8,32,auto] [--texts N]
 //!     [--images N] [--repeat 2] [--device auto|cpu|cuda] [--dtype auto|f32|bf16|f16]
 //! ```
 //!
 //! `DIR` holds `model/` (a CLIP folder), `texts.txt` (one text per line) and `images.txt` (one
-//! photo path per line). For each batch size, `N` texts and `N` photos (default: as many as the
+//! photo path per line); `auto` is the batch `vitrine.udf.batch_size = auto` chooses on the
+//! device for texts and for photos. For each batch size, `N` texts and `N` photos (default: as many as the
 //! files list; fewer are repeated) are embedded in batches: texts tokenized then embedded; photos
 //! read, decoded and preprocessed in parallel one batch ahead of the model, as
 //! `clip_image_embed` does. The best of `--repeat` runs is printed as rows per second in the
@@ -21,11 +22,12 @@ mod timing;
 use std::path::Path;
 use std::time::Instant;
 
-use args::{arguments, positive, positive_list};
+use args::{arguments, batch_sizes, positive};
 use rayon::prelude::*;
 use timing::best_of;
 use vitrine_udfs::clip::{ClipEmbedder, CLIP_FILES};
 use vitrine_udfs::image::decode::decode_rgb;
+use vitrine_udfs::runtime::batching::BatchSize;
 use vitrine_udfs::runtime::overlap::overlapped;
 use vitrine_udfs::runtime::placement::Placement;
 use vitrine_udfs::runtime::source::Hub;
@@ -34,7 +36,7 @@ use vitrine_udfs::runtime::source::Hub;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USAGE: &str = "usage: clip_embed DIR [--batch-sizes 1,8,32] [--texts N] [--images N] \
+const USAGE: &str = "usage: clip_embed DIR [--batch-sizes 1,8,32,auto] [--texts N] [--images N] \
                      [--repeat R] [--device D] [--dtype T]";
 
 /// `path`'s non-empty lines, repeated in order up to `count` when given.
@@ -83,12 +85,13 @@ fn embed_images(model: &ClipEmbedder, photos: &[String], batch: usize) -> Result
 
 fn main() -> Result<(), String> {
     let mut args = arguments();
-    let (mut dir, mut batch_sizes, mut repeat) = (None, vec![1, 8, 32], 2);
+    let mut sizes = vec![BatchSize::Rows(1), BatchSize::Rows(8), BatchSize::Rows(32)];
+    let (mut dir, mut repeat) = (None, 2);
     let (mut n_texts, mut n_images) = (None, None);
     let (mut device, mut dtype) = ("auto".to_string(), "auto".to_string());
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--batch-sizes" => batch_sizes = positive_list(args.next(), "--batch-sizes")?,
+            "--batch-sizes" => sizes = batch_sizes(args.next(), "--batch-sizes")?,
             "--texts" => n_texts = Some(positive(args.next(), "--texts")?),
             "--images" => n_images = Some(positive(args.next(), "--images")?),
             "--repeat" => repeat = positive(args.next(), "--repeat")?,
@@ -121,9 +124,16 @@ fn main() -> Result<(), String> {
     );
     println!("| batch | texts/s | images/s |");
     println!("|---:|---:|---:|");
-    for &batch in &batch_sizes {
-        let text_seconds = best_of(repeat, || embed_texts(&model, &texts, batch))?;
-        let image_seconds = best_of(repeat, || embed_images(&model, &photos, batch))?;
+    let device = &model.placement().device;
+    for &setting in &sizes {
+        let text_batch = setting.model_rows(device, model.text_row_cost());
+        let image_batch = setting.model_rows(device, model.image_row_cost());
+        let text_seconds = best_of(repeat, || embed_texts(&model, &texts, text_batch))?;
+        let image_seconds = best_of(repeat, || embed_images(&model, &photos, image_batch))?;
+        let batch = match setting {
+            BatchSize::Rows(rows) => rows.to_string(),
+            BatchSize::Auto => format!("auto: {text_batch} texts, {image_batch} photos"),
+        };
         println!(
             "| {batch} | {:.1} | {:.1} |",
             texts.len() as f64 / text_seconds,

@@ -3,14 +3,15 @@
 //! files.
 //!
 //! ```text
-//! cargo bench -p vitrine-udfs --bench smolvlm_generate -- DIR [--batch-sizes 1,8,32]
+//! cargo bench -p vitrine-udfs --bench smolvlm_generate -- DIR [--batch-sizes 1,8,32,auto]
 //!     [--new-tokens 64] [--images N] [--repeat 1] [--device auto|cpu|cuda]
 //!     [--dtype auto|f32|bf16|f16]
 //! ```
 //!
 //! `DIR` holds `model/` (an Idefics3 folder), `images.txt` (photo paths, one per line) and
 //! `prompt.txt` (the question; written here with `smolvlm_extract`'s default prompt when absent,
-//! so that the peer asks the same). For each batch size, `N` photos (default: the batch size,
+//! so that the peer asks the same). `auto` is the batch `vitrine.udf.batch_size = auto` chooses
+//! on the device (printed with the memory it counted). For each batch size, `N` photos (default: the batch size,
 //! at least 8) are read, decoded, processed and answered in batches with exactly `--new-tokens`
 //! greedy tokens each (no early stop), after one warm-up batch; the best of `--repeat` runs is
 //! printed as images/s and generated tokens/s in the Markdown table the peer also prints, with
@@ -22,9 +23,10 @@ mod args;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use args::{arguments, positive, positive_list};
+use args::{arguments, batch_sizes, positive};
 use rayon::prelude::*;
 use vitrine_udfs::image::decode::decode_rgb;
+use vitrine_udfs::runtime::batching::{free_memory, BatchSize};
 use vitrine_udfs::runtime::overlap::overlapped;
 use vitrine_udfs::runtime::placement::Placement;
 use vitrine_udfs::runtime::source::Hub;
@@ -40,7 +42,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Options {
     dir: PathBuf,
-    batch_sizes: Vec<usize>,
+    batch_sizes: Vec<BatchSize>,
     new_tokens: usize,
     images: Option<usize>,
     device: String,
@@ -52,7 +54,7 @@ fn options() -> Result<Options, String> {
     let mut args = arguments();
     let mut options = Options {
         dir: PathBuf::new(),
-        batch_sizes: vec![1, 8, 32],
+        batch_sizes: vec![BatchSize::Rows(1), BatchSize::Rows(8), BatchSize::Rows(32)],
         new_tokens: 64,
         images: None,
         device: "auto".into(),
@@ -61,7 +63,7 @@ fn options() -> Result<Options, String> {
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--batch-sizes" => options.batch_sizes = positive_list(args.next(), "--batch-sizes")?,
+            "--batch-sizes" => options.batch_sizes = batch_sizes(args.next(), "--batch-sizes")?,
             "--new-tokens" => options.new_tokens = positive(args.next(), "--new-tokens")?,
             "--images" => options.images = Some(positive(args.next(), "--images")?),
             "--repeat" => options.repeat = positive(args.next(), "--repeat")?,
@@ -73,7 +75,7 @@ fn options() -> Result<Options, String> {
     }
     if options.dir.as_os_str().is_empty() {
         return Err(
-            "usage: smolvlm_generate DIR [--batch-sizes 1,8,32] [--new-tokens 64] \
+            "usage: smolvlm_generate DIR [--batch-sizes 1,8,32,auto] [--new-tokens 64] \
                     [--images N] [--repeat R] [--device D] [--dtype T]"
                 .into(),
         );
@@ -155,7 +157,8 @@ fn main() -> Result<(), String> {
     if !prompt_path.exists() {
         std::fs::write(&prompt_path, default_prompt()).map_err(|e| e.to_string())?;
     }
-    let question = chat_prompt(&read(&prompt_path)?);
+    let asked = read(&prompt_path)?;
+    let question = chat_prompt(&asked);
     let photos: Vec<String> = read(&options.dir.join("images.txt"))?
         .lines()
         .filter(|l| !l.is_empty())
@@ -176,10 +179,27 @@ fn main() -> Result<(), String> {
         first.frames.len(),
         options.new_tokens
     );
+    let cost = model.row_cost(
+        processor,
+        model.question_tokens(&asked).map_err(|e| e.to_string())?,
+        options.new_tokens,
+    );
+    let device = &placement.device;
+    println!(
+        "auto: {} rows a batch (a row {:.1} MB, every batch {:.1} MB; {} free)",
+        BatchSize::Auto.model_rows(device, cost),
+        cost.bytes as f64 / 1e6,
+        cost.fixed as f64 / 1e6,
+        free_memory(device).map_or("no device memory".into(), |f| format!(
+            "{:.1} GB",
+            f as f64 / 1e9
+        )),
+    );
     run(&model, processor, &photos[..1], &question, 1, 4)?;
     println!("| batch | images | images/s | new tokens/s | waited for photos |");
     println!("|---|---|---|---|---|");
-    for &batch in &options.batch_sizes {
+    for &setting in &options.batch_sizes {
+        let batch = setting.model_rows(device, cost);
         let n = options.images.unwrap_or(batch.max(8)).div_ceil(batch) * batch;
         let chosen: Vec<String> = photos.iter().cycle().take(n).cloned().collect();
         let (mut best, mut waited) = (f64::INFINITY, 0.0);

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::runtime::batching::BatchSize;
 use crate::runtime::placement::Placement;
 use crate::smolvlm::sampling::Decoding;
 use crate::ModelError;
@@ -78,8 +79,8 @@ pub struct ModelSettings {
     pub device: String,
     /// `auto`, `f32`, `bf16`, `f16`.
     pub dtype: String,
-    /// Rows per model batch.
-    pub batch_size: usize,
+    /// Rows per model batch, or `auto` (chosen for the device and the model).
+    pub batch_size: BatchSize,
     /// What a failing row does.
     pub on_error: OnError,
     /// SmolVLM's first resize (fewer tiles when smaller), or the model's own setting.
@@ -97,7 +98,7 @@ impl Default for ModelSettings {
         Self {
             device: "auto".into(),
             dtype: "auto".into(),
-            batch_size: 32,
+            batch_size: BatchSize::Auto,
             on_error: OnError::Null,
             smolvlm_longest_edge: None,
             smolvlm_temperature: 0.0,
@@ -125,8 +126,8 @@ const MODEL_SETTINGS: &[SettingSpec] = &[
     },
     SettingSpec {
         key: "vitrine.udf.batch_size",
-        default: "32",
-        doc: "rows per model batch",
+        default: "auto",
+        doc: "rows per model batch: 'auto' (32 on the CPU; on a GPU as many as 80 % of its free memory holds, up to the model's best measured batch) or a positive integer",
     },
     SettingSpec {
         key: "vitrine.smolvlm.longest_edge",
@@ -178,7 +179,7 @@ impl SettingGroup for ModelSettings {
                 Placement::parse(&self.device, value)?;
                 self.dtype = value.to_string();
             }
-            "vitrine.udf.batch_size" => self.batch_size = positive(key, value)?,
+            "vitrine.udf.batch_size" => self.batch_size = BatchSize::parse(key, value)?,
             "vitrine.smolvlm.longest_edge" => {
                 self.smolvlm_longest_edge = Some(positive(key, value)?);
             }
@@ -224,6 +225,14 @@ impl SettingGroup for ModelSettings {
 }
 
 impl ModelSettings {
+    /// Rows the engine hands a model function at once: [`BatchSize::slice_rows`] on the device
+    /// these settings choose.
+    pub fn slice_rows(&self) -> usize {
+        let device = Placement::parse(&self.device, &self.dtype)
+            .map_or(candle_core::Device::Cpu, |p| p.device);
+        self.batch_size.slice_rows(&device)
+    }
+
     /// SmolVLM's decoding rule (the values were checked when set).
     pub fn smolvlm_decoding(&self) -> Decoding {
         Decoding::new(self.smolvlm_temperature, self.smolvlm_top_p).unwrap_or(Decoding::Greedy)
@@ -240,7 +249,7 @@ mod tests {
         settings.apply("vitrine.udf.batch_size", "8").unwrap();
         assert!(settings.apply("vitrine.udf.batch_size", "0").is_err());
         assert!(settings.apply("vitrine.smolvlm.top_p", "1.5").is_err());
-        assert_eq!(settings.batch_size, 8);
+        assert_eq!(settings.batch_size, BatchSize::Rows(8));
         assert_eq!(settings.smolvlm_decoding(), Decoding::Greedy);
     }
 

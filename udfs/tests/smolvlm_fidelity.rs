@@ -363,6 +363,53 @@ fn a_model_folder_generates_what_transformers_generates() {
     assert!(!model.decode(&generated).unwrap().is_empty());
 }
 
+/// What sizes a batch under `vitrine.udf.batch_size = auto`: no prompt is longer than the
+/// estimate counts, and a photo cut into more tiles costs more memory a row.
+#[test]
+fn a_batch_cost_counts_every_prompt_token() {
+    use vitrine_udfs::runtime::source::Hub;
+    use vitrine_udfs::smolvlm::model::{SmolVlm, SMOLVLM_FILES};
+    use vitrine_udfs::smolvlm::prompt::chat_prompt;
+
+    let dir = fixtures().join("smolvlm/tiny");
+    let source = Hub::new("/nonexistent", true)
+        .locate(dir.to_str().unwrap(), SMOLVLM_FILES)
+        .unwrap();
+    let model = SmolVlm::load(&source, placement()).unwrap();
+    let processor = model.processor();
+    assert!(
+        processor.most_frames() > 1,
+        "the fixture cuts photos into tiles"
+    );
+    for photo in ["wide-97x31.png", "square-40.jpg", "grey-200x150.jpg"] {
+        let path = fixtures().join("clip/images").join(photo);
+        let image = processor.process(&decode_rgb(&std::fs::read(path).unwrap()).unwrap());
+        for question in [
+            "Colour?",
+            "Describe the garment, its material and pattern, briefly.",
+        ] {
+            let ids = model
+                .prompt_ids(&chat_prompt(question), (image.rows, image.cols))
+                .unwrap();
+            let counted = model.question_tokens(question).unwrap();
+            assert!(
+                ids.len() <= model.most_prompt_tokens(processor, counted),
+                "{photo}, {question:?}: {} tokens, {} counted",
+                ids.len(),
+                model.most_prompt_tokens(processor, counted)
+            );
+        }
+    }
+    let one_frame = processor.with_longest_edge(processor.tile());
+    assert_eq!(one_frame.most_frames(), 1);
+    let (tiled, whole) = (
+        model.row_cost(processor, 10, 32),
+        model.row_cost(&one_frame, 10, 32),
+    );
+    assert!(tiled.bytes > whole.bytes, "{tiled:?} against {whole:?}");
+    assert!(model.row_cost(processor, 10, 512).bytes > tiled.bytes);
+}
+
 /// Batched generation against transformers' (`make_batch_fixtures.py`): three chat prompts of
 /// different lengths about photos of different tile counts, for two model shapes (tiled, and
 /// no splitting with tied embeddings). Each row's input ids are the processor's, each row alone

@@ -24,3 +24,18 @@ pub fn positive_list(value: Option<String>, flag: &str) -> Result<Vec<usize>, St
         .map(|n| positive(Some(n.to_string()), flag))
         .collect()
 }
+
+/// `value` as comma-separated batch sizes, each a whole number above 0 or `auto` (`1,8,auto`),
+/// or an error naming `flag`.
+pub fn batch_sizes(
+    value: Option<String>,
+    flag: &str,
+) -> Result<Vec<vitrine_udfs::runtime::batching::BatchSize>, String> {
+    value
+        .unwrap_or_default()
+        .split(',')
+        .map(|b| {
+            vitrine_udfs::runtime::batching::BatchSize::parse(flag, b).map_err(|e| e.to_string())
+        })
+        .collect()
+}

@@ -57,7 +57,11 @@ impl ClipTextEmbed {
             .model::<ClipEmbedder>()
             .map(|(model, _)| model)
             .map_err(|e| rows::model_error(NAME, e))?;
-        let batch_size = self.context.settings().batch_size;
+        let batch_size = self
+            .context
+            .settings()
+            .batch_size
+            .model_rows(&model.placement().device, model.text_row_cost());
         let texts = rows::strings(texts)?;
         let present: Vec<usize> = (0..texts.len()).filter(|&i| texts[i].is_some()).collect();
         let refs: Vec<&str> = present
@@ -164,7 +168,11 @@ impl ClipImageEmbed {
                 .collect()
         };
         overlapped(
-            present.chunks(settings.batch_size),
+            present.chunks(
+                settings
+                    .batch_size
+                    .model_rows(&model.placement().device, model.image_row_cost()),
+            ),
             prepare,
             |prepared| -> Result<()> {
                 let chunk_rows = prepared.len() as u64;

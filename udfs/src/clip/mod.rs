@@ -22,11 +22,18 @@ use self::model::{l2_normalise, ClipNetwork};
 use self::preprocess::ImageProcessor;
 use crate::context::{FunctionContext, LoadedModel};
 use crate::kind::{ModelKind, SqlFunction};
+use crate::runtime::batching::{layer_peak_bytes, one_batch_at_a_time, RowCost};
 use crate::runtime::placement::Placement;
 use crate::runtime::pool::on_pool;
 use crate::runtime::source::ModelSource;
 use crate::train::{TrainingJob, TrainingSummary};
 use crate::ModelError;
+
+/// The batches beyond which CLIP ViT-B/32 stopped gaining on an H200 in bf16: texts a second
+/// rose to 1,024 rows (20,663), photos a second peaked at 256 (1,834, then 1,483 at 1,024;
+/// `benches/RESULTS.md`).
+const BEST_GPU_TEXT_ROWS: usize = 1024;
+const BEST_GPU_IMAGE_ROWS: usize = 256;
 
 /// The files a CLIP folder must hold besides its weights.
 pub const CLIP_FILES: &[&str] = &["config.json", "tokenizer.json", "preprocessor_config.json"];
@@ -182,6 +189,42 @@ impl ClipEmbedder {
         &self.processor
     }
 
+    /// What a batch of texts costs on the device by its rows (each up to the model's context).
+    pub fn text_row_cost(&self) -> RowCost {
+        let t = &self.config.text_config;
+        RowCost {
+            bytes: layer_peak_bytes(
+                t.max_position_embeddings,
+                t.num_attention_heads,
+                t.hidden_size,
+                t.intermediate_size,
+                self.placement.dtype.size_in_bytes(),
+            ),
+            fixed: 0,
+            best_rows: BEST_GPU_TEXT_ROWS,
+        }
+    }
+
+    /// What a batch of photos costs on the device by its rows.
+    pub fn image_row_cost(&self) -> RowCost {
+        let v = &self.config.vision_config;
+        let element = self.placement.dtype.size_in_bytes();
+        // The photo's pixels as handed over (f32) and in the model's precision.
+        let pixels = 3 * v.image_size * v.image_size * (4 + element);
+        let encoder = layer_peak_bytes(
+            (v.image_size / v.patch_size).pow(2) + 1,
+            v.num_attention_heads,
+            v.hidden_size,
+            v.intermediate_size,
+            element,
+        );
+        RowCost {
+            bytes: encoder + pixels as u64,
+            fixed: 0,
+            best_rows: BEST_GPU_IMAGE_ROWS,
+        }
+    }
+
     /// Token ids of each text, with the special tokens, truncated to the model's context.
     pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, ModelError> {
         texts
@@ -199,7 +242,9 @@ impl ClipEmbedder {
     /// after another where the model runs in f32 on the CPU, so that a batch costs its tokens
     /// and not its size times its longest text (`benches/RESULTS.md`); padded elsewhere.
     pub fn text_features(&self, sequences: &[Vec<u32>]) -> Result<Tensor, ModelError> {
-        on_pool(|| self.text_features_here(sequences))
+        one_batch_at_a_time(&self.placement.device, || {
+            on_pool(|| self.text_features_here(sequences))
+        })
     }
 
     /// [`ClipEmbedder::text_features`] on the calling thread.
@@ -232,7 +277,9 @@ impl ClipEmbedder {
         let flat: Vec<f32> = pixels.iter().flatten().copied().collect();
         let batch = Tensor::from_vec(flat, (pixels.len(), 3, side, side), &self.placement.device)?
             .to_dtype(self.placement.dtype)?;
-        Ok(on_pool(|| self.network.image_features(&batch))?)
+        Ok(one_batch_at_a_time(&self.placement.device, || {
+            on_pool(|| self.network.image_features(&batch))
+        })?)
     }
 
     /// L2-normalised text embeddings, one batch.

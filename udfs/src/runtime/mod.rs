@@ -1,8 +1,10 @@
 //! What every model function shares: finding a model's files ([`source`]), choosing the device
-//! and precision ([`placement`]), loading each model once per process ([`registry`]),
+//! and precision ([`placement`]), loading each model once per process ([`registry`]), sizing
+//! batches for the device and letting one batch at a time run on a GPU ([`batching`]),
 //! preparing the next batch's inputs while the model works on this one ([`overlap`]), and
 //! running the forward passes on the CPU kernels' thread pool ([`pool`]).
 
+pub mod batching;
 pub mod overlap;
 pub mod placement;
 pub mod pool;

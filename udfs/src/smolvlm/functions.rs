@@ -97,6 +97,34 @@ fn row_seed(seed: u64, image: &rows::ImageArgument, prompt: &str) -> u64 {
     u64::from_le_bytes(hash.finalize()[..8].try_into().expect("8 bytes"))
 }
 
+/// Tokens of the longest of `prompts` (by its text: an estimate that sizes batches, not a bound
+/// any row relies on).
+fn longest_question_tokens(
+    model: &SmolVlm,
+    prompts: &[Option<String>],
+) -> std::result::Result<usize, crate::ModelError> {
+    match prompts.iter().flatten().max_by_key(|p| p.len()) {
+        Some(prompt) => model.question_tokens(prompt),
+        None => Ok(0),
+    }
+}
+
+/// The most new tokens any row may generate: its `max_new_tokens` (the allowed ones), else the
+/// default.
+fn most_new_tokens(limits: Option<&ArrayRef>) -> usize {
+    let Some(limits) = limits else {
+        return DEFAULT_MAX_NEW_TOKENS;
+    };
+    let limits = limits.as_primitive::<Int64Type>();
+    let given = limits.iter().flatten().filter(|n| (1..=8192).contains(n));
+    let most = given.max().map_or(0, |n| n as usize);
+    if limits.null_count() > 0 {
+        most.max(DEFAULT_MAX_NEW_TOKENS)
+    } else {
+        most
+    }
+}
+
 /// Generates the answer to each row's prompt about its image, `vitrine.udf.batch_size` rows per
 /// batched generation. Each batch's photos are read and processed (in parallel) on a helper
 /// thread while the model answers the batch before, so memory holds at most two batches of frames
@@ -124,6 +152,14 @@ fn answer_rows(
         Some(a) => Some(datafusion::arrow::compute::cast(a, &DataType::Int64)?),
         None => None,
     };
+    let rows_per_batch = settings.batch_size.model_rows(
+        &model.placement().device,
+        model.row_cost(
+            &processor,
+            longest_question_tokens(&model, &prompts).map_err(|e| rows::model_error(name, e))?,
+            most_new_tokens(limits.as_ref()),
+        ),
+    );
     let first_row = context.rows_done(name);
     let mut out: Vec<Answer> = (0..images.len()).map(|_| Answer::Null).collect();
     let rows: Vec<usize> = (0..images.len()).collect();
@@ -143,7 +179,7 @@ fn answer_rows(
         (chunk.len(), photos)
     };
     overlapped(
-        rows.chunks(settings.batch_size.max(1)),
+        rows.chunks(rows_per_batch),
         prepare,
         |(chunk_len, photos)| {
             // (row, processed photo, chat prompt, token limit, seed) of the chunk's usable rows.

@@ -12,6 +12,7 @@ use super::prompt::ImageTokens;
 use super::sampling::{Decoding, Sampler};
 use super::text::{KvCache, LlamaConfig, PadSide, TextModel};
 use super::vision::{Connector, SiglipConfig, SiglipVision};
+use crate::runtime::batching::{layer_peak_bytes, one_batch_at_a_time, RowCost};
 use crate::runtime::placement::Placement;
 use crate::runtime::pool::on_pool;
 use crate::runtime::source::ModelSource;
@@ -28,6 +29,10 @@ const MAX_POSITIONS: usize = 16_384;
 /// Frames the vision tower takes in one pass: bounds its attention's memory when a batch brings
 /// many tiles (a full-size SmolVLM photo is up to 17 frames of 512 px).
 const FRAMES_PER_VISION_PASS: usize = 16;
+
+/// The batch beyond which SmolVLM-256M stopped gaining on an H200 in bf16 (photos a second at
+/// 64 new tokens: 49.9 at 128 rows, 52.4 at 256; `benches/RESULTS.md`).
+const BEST_GPU_ROWS: usize = 256;
 
 /// One prompt about one image, and how many tokens may answer it (at least one).
 pub struct GenerationRequest<'a> {
@@ -180,6 +185,66 @@ impl SmolVlm {
         &self.processor
     }
 
+    /// Where the model runs.
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    /// What a batch of generations costs on the device by its rows: photos processed by
+    /// `processor`, questions of up to `question_tokens` tokens, answers of up to `new_tokens`.
+    /// Each row holds its prompt's prefill (the largest layer's peak) and its cache; the vision
+    /// tower takes a fixed number of frames at a time whatever the batch.
+    pub fn row_cost(
+        &self,
+        processor: &Idefics3ImageProcessor,
+        question_tokens: usize,
+        new_tokens: usize,
+    ) -> RowCost {
+        let element = self.placement.dtype.size_in_bytes();
+        let (v, t) = (&self.config.vision_config, &self.config.text_config);
+        let patches = (v.image_size / v.patch_size).pow(2);
+        let per_frame = layer_peak_bytes(
+            patches,
+            v.num_attention_heads,
+            v.hidden_size,
+            v.intermediate_size,
+            element,
+        );
+        let prompt = self.most_prompt_tokens(processor, question_tokens);
+        let prefill = layer_peak_bytes(
+            prompt,
+            t.num_attention_heads,
+            t.hidden_size,
+            t.intermediate_size,
+            element,
+        );
+        let cache = t.num_hidden_layers * 2 * t.kv_heads() * t.head_dim() * (prompt + new_tokens);
+        RowCost {
+            bytes: prefill + (cache * element) as u64 + 8 * t.vocab_size as u64,
+            fixed: FRAMES_PER_VISION_PASS as u64 * per_frame,
+            best_rows: BEST_GPU_ROWS,
+        }
+    }
+
+    /// The most tokens a chat prompt can hold for a question of `question_tokens` tokens about a
+    /// photo processed by `processor`: each frame's image tokens with the few around them, and
+    /// the chat form's.
+    pub fn most_prompt_tokens(
+        &self,
+        processor: &Idefics3ImageProcessor,
+        question_tokens: usize,
+    ) -> usize {
+        processor.most_frames() * (self.tokens.seq_len + 3) + question_tokens + 16
+    }
+
+    /// Tokens of `question` as a prompt holds it (without the image's).
+    pub fn question_tokens(&self, question: &str) -> Result<usize, ModelError> {
+        self.tokenizer
+            .encode(question, false)
+            .map(|e| e.len())
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))
+    }
+
     /// Token ids of `prompt` (holding one `<image>`) for an image cut into `grid` tiles.
     pub fn prompt_ids(&self, prompt: &str, grid: (usize, usize)) -> Result<Vec<u32>, ModelError> {
         let text = self.tokens.expand_prompt(prompt, &[grid])?;
@@ -240,7 +305,9 @@ impl SmolVlm {
         decoding: Decoding,
         stop_at_end: bool,
     ) -> Result<Vec<Vec<u32>>, ModelError> {
-        on_pool(|| self.generate_batch_here(requests, decoding, stop_at_end))
+        one_batch_at_a_time(&self.placement.device, || {
+            on_pool(|| self.generate_batch_here(requests, decoding, stop_at_end))
+        })
     }
 
     /// [`SmolVlm::generate_batch`] on the calling thread.

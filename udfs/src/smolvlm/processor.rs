@@ -160,6 +160,22 @@ impl Idefics3ImageProcessor {
         self.config.max_image_size.longest_edge
     }
 
+    /// The most frames one photo becomes: one when photos are not cut into tiles, else the
+    /// tiles of a square photo at the first resize's longest edge, and the whole photo.
+    pub fn most_frames(&self) -> usize {
+        if !self.config.do_image_splitting {
+            return 1;
+        }
+        let edge = match self.config.do_resize {
+            true => self.config.size.longest_edge.min(MAX_IMAGE_SIZE),
+            false => MAX_IMAGE_SIZE,
+        };
+        match edge.div_ceil(self.tile()) as usize {
+            0 | 1 => 1,
+            side => side * side + 1,
+        }
+    }
+
     fn resized(&self, image: &RgbImage, height: u32, width: u32) -> RgbImage {
         resize(image, width, height, self.filter)
     }
@@ -242,5 +258,37 @@ mod tests {
         assert_eq!(rescale_to_max_len(97, 31 * 4, 100), (78, 100));
         assert_eq!(round_up_to_tiles(72, 96, 32), (96, 96));
         assert_eq!(scale_below(5000, 100, 4096), (4096, 81));
+    }
+
+    #[test]
+    fn no_photo_becomes_more_frames_than_the_most() {
+        let processor = Idefics3ImageProcessor::new(Idefics3ProcessorConfig {
+            size: LongestEdge { longest_edge: 96 },
+            max_image_size: LongestEdge { longest_edge: 32 },
+            ..Default::default()
+        })
+        .unwrap();
+        // 96 px in tiles of 32: 3 × 3 tiles and the whole photo.
+        assert_eq!(processor.most_frames(), 10);
+        let frames = |w, h| processor.process(&RgbImage::new(w, h)).frames.len();
+        assert_eq!(frames(300, 300), 10, "a square photo reaches the most");
+        assert_eq!(
+            frames(300, 120),
+            7,
+            "a wide one takes 3 × 2 tiles and the whole"
+        );
+        assert_eq!(
+            frames(20, 20),
+            10,
+            "a small one is enlarged to the longest edge"
+        );
+        assert_eq!(processor.with_longest_edge(32).most_frames(), 1);
+        let unsplit = Idefics3ImageProcessor::new(Idefics3ProcessorConfig {
+            do_image_splitting: false,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(unsplit.most_frames(), 1);
+        assert_eq!(unsplit.process(&RgbImage::new(900, 900)).frames.len(), 1);
     }
 }

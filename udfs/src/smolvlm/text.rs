@@ -52,12 +52,14 @@ pub struct LlamaConfig {
 }
 
 impl LlamaConfig {
-    fn head_dim(&self) -> usize {
+    /// The width of each attention head.
+    pub(crate) fn head_dim(&self) -> usize {
         self.head_dim
             .unwrap_or(self.hidden_size / self.num_attention_heads)
     }
 
-    fn kv_heads(&self) -> usize {
+    /// Key and value heads (fewer than the query heads when they are grouped).
+    pub(crate) fn kv_heads(&self) -> usize {
         self.num_key_value_heads.unwrap_or(self.num_attention_heads)
     }
 
