@@ -5,6 +5,7 @@
 use image::RgbImage;
 
 use super::config::{ProcessorConfig, SizeSpec};
+use crate::image::levels::Levels;
 use crate::image::resample::{resize, Filter};
 use crate::ModelError;
 
@@ -21,8 +22,7 @@ pub struct ImageProcessor {
     resize: Option<Resize>,
     filter: Filter,
     crop: Option<(u32, u32)>,
-    rescale: Option<f64>,
-    normalise: Option<([f32; 3], [f32; 3])>,
+    levels: Levels,
 }
 
 impl ImageProcessor {
@@ -79,13 +79,12 @@ impl ImageProcessor {
             resize,
             filter,
             crop,
-            rescale: config.do_rescale.then_some(config.rescale_factor),
-            normalise: config.do_normalize.then(|| {
-                (
-                    config.image_mean.map(|m| m as f32),
-                    config.image_std.map(|s| s as f32),
-                )
-            }),
+            levels: Levels::new(
+                config.do_rescale.then_some(config.rescale_factor),
+                config
+                    .do_normalize
+                    .then_some((config.image_mean, config.image_std)),
+            ),
         })
     }
 
@@ -139,23 +138,19 @@ impl ImageProcessor {
         };
         let plane = (height * width) as usize;
         let mut out = vec![0f32; 3 * plane];
+        let raw = image.as_raw();
         for y in 0..i64::from(height) {
             for x in 0..i64::from(width) {
                 let (sy, sx) = (y + top, x + left);
                 let pixel = if (0..in_h).contains(&sy) && (0..in_w).contains(&sx) {
-                    image.get_pixel(sx as u32, sy as u32).0
+                    let at = ((sy * in_w + sx) * 3) as usize;
+                    [raw[at], raw[at + 1], raw[at + 2]]
                 } else {
                     [0, 0, 0]
                 };
-                for c in 0..3 {
-                    let mut value = f32::from(pixel[c]);
-                    if let Some(scale) = self.rescale {
-                        value = (f64::from(pixel[c]) * scale) as f32;
-                    }
-                    if let Some((mean, std)) = &self.normalise {
-                        value = (value - mean[c]) / std[c];
-                    }
-                    out[c * plane + (y as usize) * width as usize + x as usize] = value;
+                let at = (y as usize) * width as usize + x as usize;
+                for (c, &level) in pixel.iter().enumerate() {
+                    out[c * plane + at] = self.levels.value(c, level);
                 }
             }
         }

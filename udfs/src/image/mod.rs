@@ -1,5 +1,6 @@
-//! Images for the vision models: decoding to RGB ([`decode`]) and Pillow-exact resizing
-//! ([`resample`]).
+//! Images for the vision models: decoding to RGB ([`decode`]), Pillow-exact resizing
+//! ([`resample`]) and 8-bit levels to model inputs ([`levels`]).
 
 pub mod decode;
+pub mod levels;
 pub mod resample;

@@ -4,10 +4,12 @@
 //! model was validated with come from those pixels. The `image` crate's filters are close but not
 //! equal (different kernel windows and float rounding), so this module follows Pillow's
 //! `Resample.c` instead: separable convolution, horizontal pass first, coefficients normalised to
-//! 22-bit fixed point, each pass rounded and clamped to 8 bits. The result is byte-identical to
-//! Pillow's for the filters here.
+//! 22-bit fixed point, sums in 32-bit integers, each pass rounded and clamped to 8 bits. The
+//! result is byte-identical to Pillow's for the filters here.
 
 use image::RgbImage;
+
+use crate::cpu_ops::widest_simd;
 
 /// A resampling filter, numbered as Pillow numbers them (`PIL.Image.Resampling`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,11 +124,16 @@ impl Coefficients {
     }
 }
 
-fn clip8(sum: i64) -> u8 {
+fn clip8(sum: i32) -> u8 {
     (sum >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
 /// Resizes `image` to `width` × `height` as Pillow's `Image.resize(…, resample=filter)` does.
+///
+/// Pillow sums in 32-bit integers (its coefficients are scaled so that no sum of 8-bit values
+/// overflows), and so does this: the horizontal pass keeps a pixel's three channels in registers
+/// over its window; the vertical pass adds each input row, weighted, to a row of sums, a loop
+/// compiled for the widest SIMD the processor has.
 pub fn resize(image: &RgbImage, width: u32, height: u32, filter: Filter) -> RgbImage {
     let (in_w, in_h) = image.dimensions();
     if (in_w, in_h) == (width, height) {
@@ -134,7 +141,6 @@ pub fn resize(image: &RgbImage, width: u32, height: u32, filter: Filter) -> RgbI
     }
     let horizontal = Coefficients::new(in_w as usize, width as usize, filter);
     let vertical = Coefficients::new(in_h as usize, height as usize, filter);
-    let half = 1i64 << (PRECISION_BITS - 1);
 
     // Horizontal pass, over the rows the vertical pass will read.
     let first_row = vertical.bounds.first().map_or(0, |b| b.0);
@@ -142,21 +148,13 @@ pub fn resize(image: &RgbImage, width: u32, height: u32, filter: Filter) -> RgbI
     let temp = if in_w == width {
         image.clone()
     } else {
-        let src = image.as_raw();
-        let mut out = vec![0u8; width as usize * (last_row - first_row) * 3];
-        for y in first_row..last_row {
-            let src_row = &src[y * in_w as usize * 3..(y + 1) * in_w as usize * 3];
-            let dst_row = &mut out[(y - first_row) * width as usize * 3..][..width as usize * 3];
-            for xx in 0..width as usize {
-                let (min, weights) = horizontal.of(xx);
-                for c in 0..3 {
-                    let mut sum = half;
-                    for (k, w) in weights.iter().enumerate() {
-                        sum += i64::from(src_row[(min + k) * 3 + c]) * i64::from(*w);
-                    }
-                    dst_row[xx * 3 + c] = clip8(sum);
-                }
-            }
+        let in_stride = in_w as usize * 3;
+        let out_stride = width as usize * 3;
+        let mut out = vec![0u8; out_stride * (last_row - first_row)];
+        let rows =
+            image.as_raw()[first_row * in_stride..last_row * in_stride].chunks_exact(in_stride);
+        for (src_row, dst_row) in rows.zip(out.chunks_exact_mut(out_stride)) {
+            resize_row(src_row, dst_row, &horizontal);
         }
         RgbImage::from_raw(width, (last_row - first_row) as u32, out)
             .expect("buffer sized for the image")
@@ -170,18 +168,50 @@ pub fn resize(image: &RgbImage, width: u32, height: u32, filter: Filter) -> RgbI
     let src = temp.as_raw();
     let stride = width as usize * 3;
     let mut out = vec![0u8; stride * height as usize];
-    for yy in 0..height as usize {
+    let mut sums = vec![0i32; stride];
+    for (yy, dst_row) in out.chunks_exact_mut(stride).enumerate() {
         let (min, weights) = vertical.of(yy);
-        let dst_row = &mut out[yy * stride..(yy + 1) * stride];
-        for (x, dst) in dst_row.iter_mut().enumerate() {
-            let mut sum = half;
-            for (k, w) in weights.iter().enumerate() {
-                sum += i64::from(src[(min - row_offset + k) * stride + x]) * i64::from(*w);
-            }
-            *dst = clip8(sum);
-        }
+        let first = (min - row_offset) * stride;
+        let window = &src[first..first + weights.len() * stride];
+        weighted_rows(window, weights, &mut sums, dst_row);
     }
     RgbImage::from_raw(width, height, out).expect("buffer sized for the image")
+}
+
+/// One row of RGB pixels resampled across: each output pixel the weighted sum of its window.
+fn resize_row(src: &[u8], dst: &mut [u8], coefficients: &Coefficients) {
+    const HALF: i32 = 1 << (PRECISION_BITS - 1);
+    for (xx, pixel) in dst.chunks_exact_mut(3).enumerate() {
+        let (min, weights) = coefficients.of(xx);
+        let window = &src[min * 3..(min + weights.len()) * 3];
+        let (mut r, mut g, mut b) = (HALF, HALF, HALF);
+        for (p, &w) in window.chunks_exact(3).zip(weights) {
+            r += i32::from(p[0]) * w;
+            g += i32::from(p[1]) * w;
+            b += i32::from(p[2]) * w;
+        }
+        pixel.copy_from_slice(&[clip8(r), clip8(g), clip8(b)]);
+    }
+}
+
+/// `dst` = the rows of `window` (each `dst.len()` values) weighted by `weights` and summed, in
+/// `sums`.
+fn weighted_rows(window: &[u8], weights: &[i32], sums: &mut [i32], dst: &mut [u8]) {
+    const HALF: i32 = 1 << (PRECISION_BITS - 1);
+    widest_simd(
+        #[inline(always)]
+        || {
+            sums.fill(HALF);
+            for (row, &w) in window.chunks_exact(dst.len()).zip(weights) {
+                for (sum, &p) in sums.iter_mut().zip(row) {
+                    *sum += i32::from(p) * w;
+                }
+            }
+            for (d, &sum) in dst.iter_mut().zip(sums.iter()) {
+                *d = clip8(sum);
+            }
+        },
+    )
 }
 
 #[cfg(test)]
@@ -198,6 +228,65 @@ mod tests {
                 assert!(
                     (sum - (1 << PRECISION_BITS)).abs() <= w.len() as i64,
                     "{from}->{to} at {out}: {sum}"
+                );
+            }
+        }
+    }
+
+    /// Pillow's two passes written plainly, in 64-bit sums: what the fast passes must equal.
+    fn plain_resize(image: &RgbImage, width: u32, height: u32, filter: Filter) -> RgbImage {
+        let (in_w, in_h) = image.dimensions();
+        let horizontal = Coefficients::new(in_w as usize, width as usize, filter);
+        let vertical = Coefficients::new(in_h as usize, height as usize, filter);
+        let half = 1i64 << (PRECISION_BITS - 1);
+        let clip = |sum: i64| (sum >> PRECISION_BITS).clamp(0, 255) as u8;
+        let across = RgbImage::from_fn(width, in_h, |x, y| {
+            let (min, weights) = horizontal.of(x as usize);
+            image::Rgb(std::array::from_fn(|c| {
+                let terms = weights.iter().enumerate().map(|(k, &w)| {
+                    i64::from(image.get_pixel((min + k) as u32, y).0[c]) * i64::from(w)
+                });
+                clip(half + terms.sum::<i64>())
+            }))
+        });
+        let across = if in_w == width { image.clone() } else { across };
+        RgbImage::from_fn(width, height, |x, y| {
+            if in_h == height {
+                return *across.get_pixel(x, y);
+            }
+            let (min, weights) = vertical.of(y as usize);
+            image::Rgb(std::array::from_fn(|c| {
+                let terms = weights.iter().enumerate().map(|(k, &w)| {
+                    i64::from(across.get_pixel(x, (min + k) as u32).0[c]) * i64::from(w)
+                });
+                clip(half + terms.sum::<i64>())
+            }))
+        })
+    }
+
+    #[test]
+    fn the_fast_passes_give_the_plain_passes_bytes() {
+        // Noise with hard edges: sums reach both ends of the clamp with every filter.
+        let mut state = 0x2545_f491_u32;
+        let image = RgbImage::from_fn(123, 77, |x, y| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let noise = (state >> 24) as u8;
+            let edge = if (x / 9 + y / 7) % 2 == 0 { 255 } else { 0 };
+            image::Rgb([noise, edge, noise.wrapping_add(edge)])
+        });
+        for filter in [Filter::Lanczos, Filter::Bilinear, Filter::Bicubic] {
+            for (w, h) in [
+                (224, 224),
+                (50, 31),
+                (123, 40),
+                (61, 77),
+                (300, 101),
+                (1, 1),
+            ] {
+                assert_eq!(
+                    resize(&image, w, h, filter),
+                    plain_resize(&image, w, h, filter),
+                    "{filter:?} to {w}×{h}"
                 );
             }
         }

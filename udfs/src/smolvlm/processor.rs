@@ -8,6 +8,7 @@
 use image::RgbImage;
 use serde::Deserialize;
 
+use crate::image::levels::Levels;
 use crate::image::resample::{resize, Filter};
 use crate::ModelError;
 
@@ -83,6 +84,7 @@ pub struct ProcessedImage {
 pub struct Idefics3ImageProcessor {
     config: Idefics3ProcessorConfig,
     filter: Filter,
+    levels: Levels,
 }
 
 /// transformers' `_resize_output_size_rescale_to_max_len`: the longest edge becomes `max_len`,
@@ -142,7 +144,17 @@ impl Idefics3ImageProcessor {
                 "size and max_image_size must be positive".into(),
             ));
         }
-        Ok(Self { config, filter })
+        let levels = Levels::new(
+            config.do_rescale.then_some(config.rescale_factor),
+            config
+                .do_normalize
+                .then_some((config.image_mean, config.image_std)),
+        );
+        Ok(Self {
+            config,
+            filter,
+            levels,
+        })
     }
 
     /// A copy with another longest edge for the first resize (fewer tiles: faster, less detail).
@@ -152,6 +164,7 @@ impl Idefics3ImageProcessor {
         Self {
             config,
             filter: self.filter,
+            levels: self.levels.clone(),
         }
     }
 
@@ -181,24 +194,7 @@ impl Idefics3ImageProcessor {
     }
 
     fn pixel_values(&self, image: &RgbImage) -> Vec<f32> {
-        let (width, height) = image.dimensions();
-        let plane = (width * height) as usize;
-        let mut out = vec![0f32; 3 * plane];
-        let mean = self.config.image_mean.map(|m| m as f32);
-        let std = self.config.image_std.map(|s| s as f32);
-        for (i, pixel) in image.pixels().enumerate() {
-            for c in 0..3 {
-                let mut value = f32::from(pixel.0[c]);
-                if self.config.do_rescale {
-                    value = (f64::from(pixel.0[c]) * self.config.rescale_factor) as f32;
-                }
-                if self.config.do_normalize {
-                    value = (value - mean[c]) / std[c];
-                }
-                out[c * plane + i] = value;
-            }
-        }
-        out
+        self.levels.channels_first(image.as_raw())
     }
 
     /// Processes one decoded image.
