@@ -8,9 +8,11 @@
 #    first: a kernel that computes wrongly shows before any time goes to benchmarks.
 # 2. SmolVLM-256M shape, bf16, 64 new tokens: Vitrine then transformers at batch 1, 8, 32 (8 or
 #    32 photos) and at 64, 128, 256 (256 photos).
-# 3. CLIP ViT-B/32 (run_clip.sh), when CLIP_LISTS_DIR is given.
-# 4. Vitrine alone at batch 256 over 1,024 photos (the steady state, later batches' photos
-#    prepared while the GPU works) and at 1 new token (the vision tower and prefill alone).
+# 3. CLIP ViT-B/32 (run_clip.sh), when CLIP_LISTS_DIR is given, with the photos' preparation
+#    alone on every core.
+# 4. Vitrine alone at batch 256 and at the batch `auto` chooses over 1,024 photos (the steady
+#    state, later batches' photos prepared while the GPU works) and at 1 new token (the vision
+#    tower and prefill alone).
 # On an H200 at 501286e the whole ran in 299 s, with 23 CLIP texts and 32 photos from a demo
 # catalog copied into the carried folder (benches/RESULTS.md).
 # SHAPES=2.2b adds nothing here: run_smolvlm.sh measures that shape on its own.
@@ -28,6 +30,6 @@ part fidelity bash "$here/fidelity.sh"
 part smolvlm-small env BATCHES=1,8,32 bash "$here/run_smolvlm.sh"
 part smolvlm-large env BATCHES=64,128,256 IMAGES=256 bash "$here/run_smolvlm.sh"
 [ -n "$1" ] && part clip bash "$here/run_clip.sh" "$1"
-part smolvlm-steady env BATCHES=256 IMAGES=1024 PEER=0 bash "$here/run_smolvlm.sh"
+part smolvlm-steady env BATCHES=256,auto IMAGES=1024 PEER=0 bash "$here/run_smolvlm.sh"
 part smolvlm-prefill env BATCHES=32,256 IMAGES=256 NEW_TOKENS=1 PEER=0 bash "$here/run_smolvlm.sh"
 echo "##### done ($(date +%T))"

@@ -1,9 +1,9 @@
 """Preparing photos with Pillow and transformers' processors, the peer of the `image_prep` bench.
 
     pip install torch transformers pillow
-    python3 benches/peers/image_prep_peers.py IMAGES_TXT [--smolvlm MODEL_DIR] [--repeat 3]
+    python3 benches/peers/image_prep_peers.py IMAGES_TXT [--images N] [--smolvlm MODEL_DIR] [--repeat 3]
 
-Times, on the photos IMAGES_TXT lists and one thread: Pillow's decoding (`Image.open` then
+Times, on the photos IMAGES_TXT lists (repeated up to N when given) and one thread: Pillow's decoding (`Image.open` then
 `convert("RGB")`, as the processors' `convert_to_rgb` does), CLIP's processor
 (`CLIPImageProcessorPil` defaults: 224 px) on the decoded photos, and when MODEL_DIR is given
 SmolVLM's (`Idefics3ImageProcessor` from its folder); then decoding and CLIP's processor on every
@@ -53,9 +53,11 @@ def main():
     parser.add_argument("images_txt")
     parser.add_argument("--smolvlm")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--images", type=int)
     args = parser.parse_args()
     with open(args.images_txt) as f:
         paths = [line for line in f.read().splitlines() if line]
+    paths = [paths[i % len(paths)] for i in range(args.images or len(paths))]
     files = []
     for path in paths:
         with open(path, "rb") as f:

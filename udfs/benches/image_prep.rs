@@ -6,10 +6,11 @@
 //! processors on the same files).
 //!
 //! ```text
-//! cargo bench -p vitrine-udfs --bench image_prep -- IMAGES_TXT [--smolvlm MODEL_DIR] [--repeat 3]
+//! cargo bench -p vitrine-udfs --bench image_prep -- IMAGES_TXT [--images N] [--smolvlm MODEL_DIR]
+//!     [--repeat 3]
 //! ```
 //!
-//! `IMAGES_TXT` lists photo paths, one per line; CLIP's processor is `CLIPImageProcessor`'s
+//! `IMAGES_TXT` lists photo paths, one per line (repeated up to `N` photos when given); CLIP's processor is `CLIPImageProcessor`'s
 //! defaults (224 px), SmolVLM's is read from `MODEL_DIR` when given. Prints milliseconds a photo
 //! (the best of `--repeat` passes over the list) in a Markdown table the peer also prints.
 
@@ -27,15 +28,16 @@ use vitrine_udfs::image::decode::decode_rgb;
 use vitrine_udfs::runtime::source::Hub;
 use vitrine_udfs::smolvlm::model::{SmolVlm, SMOLVLM_FILES};
 
-const USAGE: &str = "usage: image_prep IMAGES_TXT [--smolvlm MODEL_DIR] [--repeat R]";
+const USAGE: &str = "usage: image_prep IMAGES_TXT [--images N] [--smolvlm MODEL_DIR] [--repeat R]";
 
 fn main() -> Result<(), String> {
     let mut args = arguments();
-    let (mut list, mut smolvlm, mut repeat) = (None, None, 3);
+    let (mut list, mut smolvlm, mut repeat, mut count) = (None, None, 3, None);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--smolvlm" => smolvlm = Some(args.next().ok_or("--smolvlm takes a folder")?),
             "--repeat" => repeat = positive(args.next(), "--repeat")?,
+            "--images" => count = Some(positive(args.next(), "--images")?),
             flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
             path => list = Some(PathBuf::from(path)),
         }
@@ -47,6 +49,8 @@ fn main() -> Result<(), String> {
         .filter(|l| !l.is_empty())
         .map(str::to_string)
         .collect();
+    let count = count.unwrap_or(photos.len());
+    let photos: Vec<String> = photos.into_iter().cycle().take(count).collect();
     let files: Vec<Vec<u8>> = photos
         .iter()
         .map(|p| std::fs::read(p).map_err(|e| format!("{p}: {e}")))
