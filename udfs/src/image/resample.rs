@@ -69,6 +69,10 @@ impl Filter {
     }
 }
 
+/// Rows the horizontal pass transposes at a time: 48 values a column, three AVX-512 registers
+/// of sums.
+const BLOCK_ROWS: usize = 16;
+
 /// Fixed-point precision of the coefficients, as Pillow's `PRECISION_BITS` for 8-bit images.
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 
@@ -131,9 +135,9 @@ fn clip8(sum: i32) -> u8 {
 /// Resizes `image` to `width` × `height` as Pillow's `Image.resize(…, resample=filter)` does.
 ///
 /// Pillow sums in 32-bit integers (its coefficients are scaled so that no sum of 8-bit values
-/// overflows), and so does this: the horizontal pass keeps a pixel's three channels in registers
-/// over its window; the vertical pass adds each input row, weighted, to a row of sums, a loop
-/// compiled for the widest SIMD the processor has.
+/// overflows), and so does this: each pass adds whole rows of values, weighted, to a row of
+/// sums, a loop compiled for the widest SIMD the processor has (the horizontal pass on blocks
+/// of rows transposed).
 pub fn resize(image: &RgbImage, width: u32, height: u32, filter: Filter) -> RgbImage {
     let (in_w, in_h) = image.dimensions();
     if (in_w, in_h) == (width, height) {
@@ -149,13 +153,8 @@ pub fn resize(image: &RgbImage, width: u32, height: u32, filter: Filter) -> RgbI
         image.clone()
     } else {
         let in_stride = in_w as usize * 3;
-        let out_stride = width as usize * 3;
-        let mut out = vec![0u8; out_stride * (last_row - first_row)];
-        let rows =
-            image.as_raw()[first_row * in_stride..last_row * in_stride].chunks_exact(in_stride);
-        for (src_row, dst_row) in rows.zip(out.chunks_exact_mut(out_stride)) {
-            resize_row(src_row, dst_row, &horizontal);
-        }
+        let rows = &image.as_raw()[first_row * in_stride..last_row * in_stride];
+        let out = resize_across(rows, in_w as usize, width as usize, &horizontal);
         RgbImage::from_raw(width, (last_row - first_row) as u32, out)
             .expect("buffer sized for the image")
     };
@@ -178,20 +177,42 @@ pub fn resize(image: &RgbImage, width: u32, height: u32, filter: Filter) -> RgbI
     RgbImage::from_raw(width, height, out).expect("buffer sized for the image")
 }
 
-/// One row of RGB pixels resampled across: each output pixel the weighted sum of its window.
-fn resize_row(src: &[u8], dst: &mut [u8], coefficients: &Coefficients) {
-    const HALF: i32 = 1 << (PRECISION_BITS - 1);
-    for (xx, pixel) in dst.chunks_exact_mut(3).enumerate() {
-        let (min, weights) = coefficients.of(xx);
-        let window = &src[min * 3..(min + weights.len()) * 3];
-        let (mut r, mut g, mut b) = (HALF, HALF, HALF);
-        for (p, &w) in window.chunks_exact(3).zip(weights) {
-            r += i32::from(p[0]) * w;
-            g += i32::from(p[1]) * w;
-            b += i32::from(p[2]) * w;
+/// Rows of RGB pixels `in_w` wide resampled across to `width`, in blocks of [`BLOCK_ROWS`] rows:
+/// each block's pixels transposed into columns (a column holds the block's rows, three values
+/// a row), so that each output column is the weighted sum of a window of whole input columns,
+/// the vertical pass's SIMD loop, and then transposed back.
+fn resize_across(rows: &[u8], in_w: usize, width: usize, coefficients: &Coefficients) -> Vec<u8> {
+    let (in_stride, out_stride) = (in_w * 3, width * 3);
+    let mut out = vec![0u8; rows.len() / in_stride * out_stride];
+    let mut columns = vec![0u8; in_w * BLOCK_ROWS * 3];
+    let mut resized = vec![0u8; width * BLOCK_ROWS * 3];
+    let mut sums = vec![0i32; BLOCK_ROWS * 3];
+    for (block, out_block) in rows
+        .chunks(in_stride * BLOCK_ROWS)
+        .zip(out.chunks_mut(out_stride * BLOCK_ROWS))
+    {
+        let column = block.len() / in_stride * 3;
+        for (y, row) in block.chunks_exact(in_stride).enumerate() {
+            for (x, pixel) in row.chunks_exact(3).enumerate() {
+                columns[x * column + y * 3..][..3].copy_from_slice(pixel);
+            }
         }
-        pixel.copy_from_slice(&[clip8(r), clip8(g), clip8(b)]);
+        let sums = &mut sums[..column];
+        for (xx, dst) in resized[..width * column]
+            .chunks_exact_mut(column)
+            .enumerate()
+        {
+            let (min, weights) = coefficients.of(xx);
+            let window = &columns[min * column..(min + weights.len()) * column];
+            weighted_rows(window, weights, sums, dst);
+        }
+        for (xx, dst) in resized[..width * column].chunks_exact(column).enumerate() {
+            for (y, pixel) in dst.chunks_exact(3).enumerate() {
+                out_block[y * out_stride + xx * 3..][..3].copy_from_slice(pixel);
+            }
+        }
     }
+    out
 }
 
 /// `dst` = the rows of `window` (each `dst.len()` values) weighted by `weights` and summed, in
