@@ -126,8 +126,8 @@ fn main() -> Result<(), String> {
     println!("|---:|---:|---:|");
     let device = &model.placement().device;
     for &setting in &sizes {
-        let text_batch = setting.model_rows(device, model.text_row_cost());
-        let image_batch = setting.model_rows(device, model.image_row_cost());
+        let text_batch = setting.model_rows(device, || model.text_row_cost());
+        let image_batch = setting.model_rows(device, || model.image_row_cost());
         let text_seconds = best_of(repeat, || embed_texts(&model, &texts, text_batch))?;
         let image_seconds = best_of(repeat, || embed_images(&model, &photos, image_batch))?;
         let batch = match setting {

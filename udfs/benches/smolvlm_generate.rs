@@ -187,7 +187,7 @@ fn main() -> Result<(), String> {
     let device = &placement.device;
     println!(
         "auto: {} rows a batch (a row {:.1} MB, every batch {:.1} MB; {} free)",
-        BatchSize::Auto.model_rows(device, cost),
+        BatchSize::Auto.model_rows(device, || cost),
         cost.bytes as f64 / 1e6,
         cost.fixed as f64 / 1e6,
         free_memory(device).map_or("no device memory".into(), |f| format!(
@@ -199,7 +199,7 @@ fn main() -> Result<(), String> {
     println!("| batch | images | images/s | new tokens/s | waited for photos |");
     println!("|---|---|---|---|---|");
     for &setting in &options.batch_sizes {
-        let batch = setting.model_rows(device, cost);
+        let batch = setting.model_rows(device, || cost);
         let n = options.images.unwrap_or(batch.max(8)).div_ceil(batch) * batch;
         let chosen: Vec<String> = photos.iter().cycle().take(n).cloned().collect();
         let (mut best, mut waited) = (f64::INFINITY, 0.0);

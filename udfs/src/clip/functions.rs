@@ -61,7 +61,7 @@ impl ClipTextEmbed {
             .context
             .settings()
             .batch_size
-            .model_rows(&model.placement().device, model.text_row_cost());
+            .model_rows(&model.placement().device, || model.text_row_cost());
         let texts = rows::strings(texts)?;
         let present: Vec<usize> = (0..texts.len()).filter(|&i| texts[i].is_some()).collect();
         let refs: Vec<&str> = present
@@ -171,7 +171,7 @@ impl ClipImageEmbed {
             present.chunks(
                 settings
                     .batch_size
-                    .model_rows(&model.placement().device, model.image_row_cost()),
+                    .model_rows(&model.placement().device, || model.image_row_cost()),
             ),
             prepare,
             |prepared| -> Result<()> {

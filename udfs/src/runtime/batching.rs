@@ -76,14 +76,14 @@ impl BatchSize {
         }
     }
 
-    /// Rows of one batch of a model whose rows cost `cost` on `device` (its free memory read
-    /// now).
-    pub fn model_rows(self, device: &Device, cost: RowCost) -> usize {
+    /// Rows of one batch of a model whose rows cost `cost()` on `device` (worked out, and the
+    /// device's free memory read, only for `auto` on a GPU).
+    pub fn model_rows(self, device: &Device, cost: impl FnOnce() -> RowCost) -> usize {
         match self {
             Self::Rows(rows) => rows,
             Self::Auto => match free_memory(device) {
                 None => CPU_ROWS,
-                Some(free) => rows_in_memory(free, cost),
+                Some(free) => rows_in_memory(free, cost()),
             },
         }
     }
@@ -193,9 +193,9 @@ mod tests {
             best_rows: 4096,
         };
         assert_eq!(BatchSize::Auto.slice_rows(&Device::Cpu), CPU_ROWS);
-        assert_eq!(BatchSize::Auto.model_rows(&Device::Cpu, cost), CPU_ROWS);
+        assert_eq!(BatchSize::Auto.model_rows(&Device::Cpu, || cost), CPU_ROWS);
         assert_eq!(BatchSize::Rows(5).slice_rows(&Device::Cpu), 5);
-        assert_eq!(BatchSize::Rows(5).model_rows(&Device::Cpu, cost), 5);
+        assert_eq!(BatchSize::Rows(5).model_rows(&Device::Cpu, || cost), 5);
     }
 
     #[test]

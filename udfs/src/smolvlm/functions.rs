@@ -97,16 +97,12 @@ fn row_seed(seed: u64, image: &rows::ImageArgument, prompt: &str) -> u64 {
     u64::from_le_bytes(hash.finalize()[..8].try_into().expect("8 bytes"))
 }
 
-/// Tokens of the longest of `prompts` (by its text: an estimate that sizes batches, not a bound
-/// any row relies on).
-fn longest_question_tokens(
-    model: &SmolVlm,
-    prompts: &[Option<String>],
-) -> std::result::Result<usize, crate::ModelError> {
-    match prompts.iter().flatten().max_by_key(|p| p.len()) {
-        Some(prompt) => model.question_tokens(prompt),
-        None => Ok(0),
-    }
+/// Tokens of the longest of `prompts` (by its text), or its length in bytes where it cannot be
+/// tokenised (its row fails later, naming it): an estimate that sizes batches, not a bound any row
+/// relies on.
+fn longest_question_tokens(model: &SmolVlm, prompts: &[Option<String>]) -> usize {
+    let longest = prompts.iter().flatten().max_by_key(|p| p.len());
+    longest.map_or(0, |p| model.question_tokens(p).unwrap_or(p.len()))
 }
 
 /// The most new tokens any row may generate: its `max_new_tokens` (the allowed ones), else the
@@ -152,14 +148,15 @@ fn answer_rows(
         Some(a) => Some(datafusion::arrow::compute::cast(a, &DataType::Int64)?),
         None => None,
     };
-    let rows_per_batch = settings.batch_size.model_rows(
-        &model.placement().device,
-        model.row_cost(
-            &processor,
-            longest_question_tokens(&model, &prompts).map_err(|e| rows::model_error(name, e))?,
-            most_new_tokens(limits.as_ref()),
-        ),
-    );
+    let rows_per_batch = settings
+        .batch_size
+        .model_rows(&model.placement().device, || {
+            model.row_cost(
+                &processor,
+                longest_question_tokens(&model, &prompts),
+                most_new_tokens(limits.as_ref()),
+            )
+        });
     let first_row = context.rows_done(name);
     let mut out: Vec<Answer> = (0..images.len()).map(|_| Answer::Null).collect();
     let rows: Vec<usize> = (0..images.len()).collect();
