@@ -186,7 +186,7 @@ fn resize_across(rows: &[u8], in_w: usize, width: usize, coefficients: &Coeffici
     let mut out = vec![0u8; rows.len() / in_stride * out_stride];
     let mut columns = vec![0u8; in_w * BLOCK_ROWS * 3];
     let mut resized = vec![0u8; width * BLOCK_ROWS * 3];
-    let mut sums = vec![0i32; BLOCK_ROWS * 3];
+    let mut sums = [0i32; BLOCK_ROWS * 3];
     for (block, out_block) in rows
         .chunks(in_stride * BLOCK_ROWS)
         .zip(out.chunks_mut(out_stride * BLOCK_ROWS))
