@@ -332,18 +332,23 @@ fn logits_and_greedy_tokens_match_transformers() {
     }
 }
 
+/// The fixture model folder `smolvlm/<name>`, loaded as a user's folder is.
+fn tiny_model(name: &str) -> vitrine_udfs::smolvlm::model::SmolVlm {
+    use vitrine_udfs::runtime::source::Hub;
+    use vitrine_udfs::smolvlm::model::{SmolVlm, SMOLVLM_FILES};
+
+    let dir = fixtures().join("smolvlm").join(name);
+    let source = Hub::new("/nonexistent", true)
+        .locate(dir.to_str().unwrap(), SMOLVLM_FILES)
+        .unwrap();
+    SmolVlm::load(&source, placement()).unwrap()
+}
+
 /// The whole pipeline from a model folder: transformers' `Idefics3Processor` + `generate` on a
 /// chat prompt and a 4-frame photo give the same input ids and the same 32 greedy tokens.
 #[test]
 fn a_model_folder_generates_what_transformers_generates() {
-    use vitrine_udfs::runtime::source::Hub;
-    use vitrine_udfs::smolvlm::model::{SmolVlm, SMOLVLM_FILES};
-
-    let dir = fixtures().join("smolvlm/tiny");
-    let source = Hub::new("/nonexistent", true)
-        .locate(dir.to_str().unwrap(), SMOLVLM_FILES)
-        .unwrap();
-    let model = SmolVlm::load(&source, placement()).unwrap();
+    let model = tiny_model("tiny");
     let expected = fixture_tensors("smolvlm/expected-model.safetensors");
     let photo =
         decode_rgb(&std::fs::read(fixtures().join("clip/images/wide-97x31.png")).unwrap()).unwrap();
@@ -367,15 +372,9 @@ fn a_model_folder_generates_what_transformers_generates() {
 /// estimate counts, and a photo cut into more tiles costs more memory a row.
 #[test]
 fn a_batch_cost_counts_every_prompt_token() {
-    use vitrine_udfs::runtime::source::Hub;
-    use vitrine_udfs::smolvlm::model::{SmolVlm, SMOLVLM_FILES};
     use vitrine_udfs::smolvlm::prompt::chat_prompt;
 
-    let dir = fixtures().join("smolvlm/tiny");
-    let source = Hub::new("/nonexistent", true)
-        .locate(dir.to_str().unwrap(), SMOLVLM_FILES)
-        .unwrap();
-    let model = SmolVlm::load(&source, placement()).unwrap();
+    let model = tiny_model("tiny");
     let processor = model.processor();
     assert!(
         processor.most_frames() > 1,
@@ -417,8 +416,7 @@ fn a_batch_cost_counts_every_prompt_token() {
 /// tokens again; a batch whose rows stop at different lengths gives each row its own prefix.
 #[test]
 fn a_mixed_batch_generates_what_transformers_generates() {
-    use vitrine_udfs::runtime::source::Hub;
-    use vitrine_udfs::smolvlm::model::{GenerationRequest, SmolVlm, SMOLVLM_FILES};
+    use vitrine_udfs::smolvlm::model::GenerationRequest;
     use vitrine_udfs::smolvlm::prompt::chat_prompt;
     use vitrine_udfs::smolvlm::sampling::Decoding;
 
@@ -432,11 +430,7 @@ fn a_mixed_batch_generates_what_transformers_generates() {
     ];
     let expected = fixture_tensors("smolvlm/expected-batch.safetensors");
     for name in ["tiny", "tiny-b"] {
-        let dir = fixtures().join("smolvlm").join(name);
-        let source = Hub::new("/nonexistent", true)
-            .locate(dir.to_str().unwrap(), SMOLVLM_FILES)
-            .unwrap();
-        let model = SmolVlm::load(&source, placement()).unwrap();
+        let model = tiny_model(name);
         let images: Vec<_> = ROWS
             .iter()
             .map(|(photo, _)| {
