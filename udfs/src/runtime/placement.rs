@@ -1,5 +1,8 @@
 //! Where a model runs: `--device auto|cpu|cuda[:N]` and `--dtype auto|f32|bf16|f16`.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
 use candle_core::{DType, Device};
 
 use crate::ModelError;
@@ -76,8 +79,7 @@ impl Placement {
 
 fn auto_device() -> Device {
     if candle_core::utils::cuda_is_available() {
-        if let Ok(device) = Device::new_cuda(0) {
-            without_event_tracking(&device);
+        if let Ok(device) = opened_cuda(0) {
             return device;
         }
     }
@@ -90,9 +92,21 @@ fn cuda_device(ordinal: usize) -> Result<Device, ModelError> {
             "device cuda: this build has no CUDA support (rebuild with `--features cuda`)".into(),
         ));
     }
-    let device = Device::new_cuda(ordinal)
-        .map_err(|e| ModelError::Setting(format!("device cuda:{ordinal}: {e}")))?;
+    opened_cuda(ordinal).map_err(|e| ModelError::Setting(format!("device cuda:{ordinal}: {e}")))
+}
+
+/// The process's one device for CUDA `ordinal`, opened on first use. Settings are parsed for
+/// every model call and every planned statement; opening a device each time would make a stream
+/// and library handles each time, and a model's calls would not share its stream.
+fn opened_cuda(ordinal: usize) -> candle_core::Result<Device> {
+    static OPENED: Mutex<BTreeMap<usize, Device>> = Mutex::new(BTreeMap::new());
+    let mut opened = OPENED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(device) = opened.get(&ordinal) {
+        return Ok(device.clone());
+    }
+    let device = Device::new_cuda(ordinal)?;
     without_event_tracking(&device);
+    opened.insert(ordinal, device.clone());
     Ok(device)
 }
 
