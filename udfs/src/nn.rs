@@ -163,6 +163,19 @@ enum Sequences<'a> {
     PackedCausal(&'a [usize]),
 }
 
+/// The rows of an encoder's output that its caller keeps: the last layer computes only those
+/// (its keys and values still come from every row), the rest of its work being thrown away.
+#[derive(Clone, Copy)]
+enum Kept<'a> {
+    /// Every row.
+    Every,
+    /// Each sequence's first token, with [`Sequences::All`] (a vision tower's class token).
+    FirstToken,
+    /// One token a sequence, at these positions within each, with
+    /// [`Sequences::PackedCausal`] (a text tower's pooled token).
+    At(&'a [usize]),
+}
+
 struct Attention {
     /// The query, key and value projections.
     qkv: Parts<Linear>,
@@ -187,39 +200,72 @@ impl Attention {
         })
     }
 
-    /// `residual` plus the attention over `xs` (the normalised residual).
-    fn forward(&self, xs: &Tensor, residual: &Tensor, sequences: Sequences) -> Result<Tensor> {
+    /// `residual` plus the attention over `xs` (the normalised residual), at the `kept` rows.
+    fn forward(
+        &self,
+        xs: &Tensor,
+        residual: &Tensor,
+        sequences: Sequences,
+        kept: Kept,
+    ) -> Result<Tensor> {
         let qkv = self.qkv.forward(xs)?;
-        let (mask, seen) = match sequences {
-            Sequences::All => (None, Seen::All),
-            Sequences::Causal { mask, first_slot } => (
+        let (mask, seen) = match (sequences, kept) {
+            (Sequences::All, Kept::Every | Kept::FirstToken) => (None, Seen::All),
+            (Sequences::Causal { mask, first_slot }, Kept::Every) => (
                 Some(mask),
                 Seen::Causal {
                     offset: 0,
                     first_slot,
                 },
             ),
-            Sequences::PackedCausal(lengths) => {
-                let context =
-                    attention::attend_packed_causal(&qkv, self.heads, lengths, self.scale)?;
+            (Sequences::PackedCausal(lengths), Kept::Every) => {
+                let queries = attention::Queries::Every;
+                let context = attention::attend_packed_causal(
+                    &qkv, self.heads, lengths, queries, self.scale,
+                )?;
                 return dense::forward_add(&self.out, &context, residual);
             }
+            (Sequences::PackedCausal(lengths), Kept::At(positions)) => {
+                let queries = attention::Queries::At(positions);
+                let context = attention::attend_packed_causal(
+                    &qkv, self.heads, lengths, queries, self.scale,
+                )?;
+                let mut start = 0;
+                let rows: Vec<u32> = lengths
+                    .iter()
+                    .zip(positions)
+                    .map(|(&len, &p)| {
+                        let row = (start + p) as u32;
+                        start += len;
+                        row
+                    })
+                    .collect();
+                let rows = Tensor::from_vec(rows, positions.len(), residual.device())?;
+                return dense::forward_add(&self.out, &context, &residual.index_select(&rows, 0)?);
+            }
+            _ => candle_core::bail!("encoder: kept rows that these sequences do not have"),
         };
         let (batch, len, width) = xs.dims3()?;
         // Heads apart first (free), so that each of q, k, v is one copy.
         let qkv = qkv.reshape((batch, len, 3 * self.heads, width / self.heads))?;
-        let split = |i: usize| {
-            qkv.narrow(2, i * self.heads, self.heads)?
+        let split = |i: usize, rows: usize| {
+            qkv.narrow(1, 0, rows)?
+                .narrow(2, i * self.heads, self.heads)?
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+        let queries = match kept {
+            Kept::FirstToken => 1,
+            _ => len,
+        };
+        let (q, k, v) = (split(0, queries)?, split(1, len)?, split(2, len)?);
         let context = match attention::attend(&q, &k, &v, self.scale, mask)? {
             Some(context) => context,
             None => attention::attend_composed(&q, &k, &v, self.scale, mask, seen)?,
         };
-        let context = context.transpose(1, 2)?.reshape((batch, len, width))?;
-        dense::forward_add(&self.out, &context, residual)
+        let context = context.transpose(1, 2)?.reshape((batch, queries, width))?;
+        let residual = residual.narrow(1, 0, queries)?;
+        dense::forward_add(&self.out, &context, &residual)
     }
 }
 
@@ -244,10 +290,11 @@ impl EncoderLayer {
         })
     }
 
-    fn forward(&self, xs: &Tensor, sequences: Sequences) -> Result<Tensor> {
+    /// The layer's output at the `kept` rows of `xs`.
+    fn forward(&self, xs: &Tensor, sequences: Sequences, kept: Kept) -> Result<Tensor> {
         let xs = self
             .attention
-            .forward(&self.norm1.forward(xs)?, xs, sequences)?;
+            .forward(&self.norm1.forward(xs)?, xs, sequences, kept)?;
         dense::mlp_add(
             &self.fc1,
             Then::Activate(self.activation),
@@ -265,7 +312,12 @@ pub(crate) struct Encoder {
 }
 
 impl Encoder {
+    /// The encoder's layers from `vb`; an error for none, since an encoder's callers keep some
+    /// rows of its last layer.
     pub(crate) fn new(vb: VarBuilder, s: &EncoderShape) -> Result<Self> {
+        if s.layers == 0 {
+            candle_core::bail!("an encoder needs at least one layer");
+        }
         let layers = (0..s.layers)
             .map(|i| EncoderLayer::new(vb.pp(format!("layers.{i}")), s))
             .collect::<Result<_>>()?;
@@ -274,7 +326,14 @@ impl Encoder {
 
     /// The encoder over a batch × length × width input, every token attending to every token.
     pub(crate) fn forward(&self, xs: Tensor) -> Result<Tensor> {
-        self.run(xs, Sequences::All)
+        self.run(xs, Sequences::All, Kept::Every)
+    }
+
+    /// [`Encoder::forward`]'s output at each sequence's first token only (batch × width): the
+    /// last layer's other rows are not computed (a vision tower's class-token pooling, which
+    /// skips nearly a layer's work).
+    pub(crate) fn forward_first_token(&self, xs: Tensor) -> Result<Tensor> {
+        self.run(xs, Sequences::All, Kept::FirstToken)?.squeeze(1)
     }
 
     /// The encoder over a batch × length × width input, each token attending to the tokens up
@@ -288,28 +347,34 @@ impl Encoder {
             mask: &mask,
             first_slot: &first_slot,
         };
-        self.run(xs, sequences)
+        self.run(xs, sequences, Kept::Every)
     }
 
     /// The encoder over sequences of `lengths` packed one after another (tokens × width), each
-    /// token attending to its own sequence up to itself: as [`Encoder::forward_causal`] over the
-    /// sequences padded to the longest, without computing the padding. `None` when
-    /// the packed attention does not take `xs` (see [`attention::kernel_takes`]): the caller
-    /// pads.
-    pub(crate) fn forward_packed_causal(
+    /// token attending to its own sequence up to itself, at one token a sequence (`positions`
+    /// within each): as [`Encoder::forward_causal`] over the sequences padded to the longest,
+    /// without computing the padding nor the last layer's other rows (sequences × width).
+    /// `None` when the packed attention does not take `xs` (see [`attention::kernel_takes`]):
+    /// the caller pads.
+    pub(crate) fn forward_packed_causal_at(
         &self,
         xs: Tensor,
         lengths: &[usize],
+        positions: &[usize],
     ) -> Result<Option<Tensor>> {
         if !attention::kernel_takes(&xs) {
             return Ok(None);
         }
-        self.run(xs, Sequences::PackedCausal(lengths)).map(Some)
+        let sequences = Sequences::PackedCausal(lengths);
+        self.run(xs, sequences, Kept::At(positions)).map(Some)
     }
 
-    fn run(&self, mut xs: Tensor, sequences: Sequences) -> Result<Tensor> {
-        for layer in &self.layers {
-            xs = layer.forward(&xs, sequences)?;
+    /// Every layer over `xs`, the last one at the `kept` rows only.
+    fn run(&self, mut xs: Tensor, sequences: Sequences, kept: Kept) -> Result<Tensor> {
+        let last = self.layers.len() - 1;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let kept = if i == last { kept } else { Kept::Every };
+            xs = layer.forward(&xs, sequences, kept)?;
         }
         Ok(xs)
     }

@@ -241,17 +241,29 @@ pub fn kernel_takes(xs: &Tensor) -> bool {
     matches!(xs.device(), Device::Cpu) && xs.dtype() == DType::F32 && !xs.track_op()
 }
 
+/// The queries of each packed sequence that [`attend_packed_causal`] answers.
+#[derive(Debug, Clone, Copy)]
+pub enum Queries<'a> {
+    /// Every token's: the result has a row per token.
+    Every,
+    /// One token's a sequence, at these positions within each (an encoder's last layer, when
+    /// only the pooled token's state is kept): the result has a row per sequence.
+    At(&'a [usize]),
+}
+
 /// Causal self-attention over sequences packed one after another with no padding. `qkv`
 /// (tokens × 3·width) is the fused projection's output, queries, keys and values side by side,
 /// each `heads` heads wide; its rows are the sequences of `lengths` in turn, and each token
 /// attends to the tokens of its own sequence up to itself. Queries, keys and values are read in
 /// place through their strides; each (head, sequence) pair is one task of the thread pool. The
-/// result is tokens × width with the heads side by side, as the padded path's context. An error
-/// when [`kernel_takes`] refuses `qkv` or the shapes disagree.
+/// result has the heads side by side, as the padded path's context: a row for each query that
+/// `queries` names, in order. An error when [`kernel_takes`] refuses `qkv` or the shapes
+/// disagree.
 pub fn attend_packed_causal(
     qkv: &Tensor,
     heads: usize,
     lengths: &[usize],
+    queries: Queries,
     scale: f64,
 ) -> Result<Tensor> {
     if !kernel_takes(qkv) {
@@ -265,6 +277,22 @@ pub fn attend_packed_causal(
              queries, keys and values for sequences of {lengths:?}"
         );
     }
+    // Each sequence's queries: the first one's position within it, and how many.
+    let asked: Vec<(usize, usize)> = match queries {
+        Queries::Every => lengths.iter().map(|&len| (0, len)).collect(),
+        Queries::At(positions) => {
+            if positions.len() != lengths.len()
+                || positions.iter().zip(lengths).any(|(&p, &len)| p >= len)
+            {
+                candle_core::bail!(
+                    "packed attention: query positions {positions:?} outside sequences of \
+                     {lengths:?}"
+                );
+            }
+            positions.iter().map(|&p| (p, 1)).collect()
+        }
+    };
+    let rows: usize = asked.iter().map(|&(_, count)| count).sum();
     let size = width / heads;
     let qkv = qkv.contiguous()?;
     let (storage, layout) = qkv.storage_and_layout();
@@ -281,12 +309,12 @@ pub fn attend_packed_causal(
         })
         .collect();
     // Head-major output, so that each (head, sequence) block is one contiguous slice.
-    let mut out = vec![0f32; heads * tokens * size];
+    let mut out = vec![0f32; heads * rows * size];
     let mut blocks = Vec::with_capacity(heads * lengths.len());
     let mut rest = out.as_mut_slice();
     for head in 0..heads {
-        for (sequence, &len) in lengths.iter().enumerate() {
-            let (block, tail) = rest.split_at_mut(len * size);
+        for (sequence, &(_, count)) in asked.iter().enumerate() {
+            let (block, tail) = rest.split_at_mut(count * size);
             blocks.push((head, sequence, block));
             rest = tail;
         }
@@ -294,12 +322,14 @@ pub fn attend_packed_causal(
     let scale = scale as f32;
     blocks
         .into_par_iter()
-        .filter(|(_, sequence, _)| lengths[*sequence] > 0)
+        .filter(|(_, sequence, _)| asked[*sequence].1 > 0)
         .for_each_init(Vec::new, |scores, (head, sequence, out)| {
-            let (start, len) = (starts[sequence], lengths[sequence]);
-            let at = start * row + head * size;
+            let (first, count) = asked[sequence];
+            // The keys up to the last query's own token.
+            let keys = first + count;
+            let at = starts[sequence] * row + head * size;
             let (q, k, v) = (
-                Strided::rows(&values[at..], row),
+                Strided::rows(&values[at + first * row..], row),
                 Strided::columns(&values[at + width..], row),
                 Strided::rows(&values[at + 2 * width..], row),
             );
@@ -307,19 +337,19 @@ pub fn attend_packed_causal(
                 out,
                 scores,
                 (q, k, v),
-                (len, len, size),
+                (count, keys, size),
                 scale,
                 #[inline(always)]
                 |i, row| {
-                    let (seen, unseen) = row.split_at_mut(i + 1);
+                    let (seen, unseen) = row.split_at_mut(first + i + 1);
                     unseen.fill(0.0);
                     exp_in_place(seen)
                 },
             );
         });
-    Tensor::from_vec(out, (heads, tokens, size), &Device::Cpu)?
+    Tensor::from_vec(out, (heads, rows, size), &Device::Cpu)?
         .transpose(0, 1)?
-        .reshape((tokens, width))
+        .reshape((rows, width))
 }
 
 /// A matrix read in place from a slice of f32: its first value and the steps between rows and
@@ -789,7 +819,7 @@ mod tests {
         let tokens: usize = lengths.iter().sum();
         let qkv = Tensor::randn(0f32, 1.0, (tokens, 3 * width), &device).unwrap();
         let scale = (size as f64).powf(-0.5);
-        let packed = attend_packed_causal(&qkv, heads, &lengths, scale).unwrap();
+        let packed = attend_packed_causal(&qkv, heads, &lengths, Queries::Every, scale).unwrap();
         assert_eq!(packed.dims2().unwrap(), (tokens, width));
         let mut start = 0;
         for len in lengths {
@@ -825,10 +855,23 @@ mod tests {
             assert!(max_difference(&got, &alone) < 1e-5, "sequence at {start}");
             start += len;
         }
-        // Lengths that do not cover the rows, or a tracked input, are refused.
-        assert!(attend_packed_causal(&qkv, heads, &[3, 1], scale).is_err());
+        // One query a sequence: the rows of every query's result at those positions.
+        let positions = [1, 0, 4];
+        let pooled =
+            attend_packed_causal(&qkv, heads, &lengths, Queries::At(&positions), scale).unwrap();
+        let rows = Tensor::new(&[1u32, 3, 8], &device).unwrap();
+        let want = packed.index_select(&rows, 0).unwrap();
+        assert!(max_difference(&pooled, &want) < 1e-6);
+        // Lengths that do not cover the rows, positions outside their sequences, or a tracked
+        // input, are refused.
+        let every = Queries::Every;
+        assert!(attend_packed_causal(&qkv, heads, &[3, 1], every, scale).is_err());
+        for positions in [&[1, 1, 4][..], &[0, 0]] {
+            let at = Queries::At(positions);
+            assert!(attend_packed_causal(&qkv, heads, &lengths, at, scale).is_err());
+        }
         let tracked = candle_core::Var::from_tensor(&qkv).unwrap();
-        assert!(attend_packed_causal(tracked.as_tensor(), heads, &lengths, scale).is_err());
+        assert!(attend_packed_causal(tracked.as_tensor(), heads, &lengths, every, scale).is_err());
     }
 
     #[test]

@@ -57,8 +57,9 @@ impl TextTower {
         xs.reshape((batch * len, ()))?.index_select(&rows, 0)
     }
 
-    /// As [`TextTower::forward`] for `sequences` packed one after another, no padding computed;
-    /// `None` when the packed encoder does not run on this model's device or precision.
+    /// As [`TextTower::forward`] for `sequences` packed one after another, computing neither
+    /// padding nor the last layer's rows other than the pooled ones; `None` when the packed
+    /// encoder does not run on this model's device or precision.
     fn forward_packed(&self, sequences: &[Vec<u32>], pool_at: &[u32]) -> Result<Option<Tensor>> {
         let device = self.token_embedding.embeddings().device();
         let ids: Vec<u32> = sequences.iter().flatten().copied().collect();
@@ -73,22 +74,14 @@ impl TextTower {
                     .forward(&Tensor::from_vec(positions, tokens, device)?)?,
             )?;
         let lengths: Vec<usize> = sequences.iter().map(Vec::len).collect();
-        let Some(xs) = self.encoder.forward_packed_causal(xs, &lengths)? else {
+        let positions: Vec<usize> = pool_at.iter().map(|&p| p as usize).collect();
+        let Some(xs) = self
+            .encoder
+            .forward_packed_causal_at(xs, &lengths, &positions)?
+        else {
             return Ok(None);
         };
-        let xs = self.final_norm.forward(&xs)?;
-        let mut start = 0;
-        let rows: Vec<u32> = lengths
-            .iter()
-            .zip(pool_at)
-            .map(|(&len, &p)| {
-                let row = start as u32 + p;
-                start += len;
-                row
-            })
-            .collect();
-        let rows = Tensor::from_vec(rows, sequences.len(), device)?;
-        xs.index_select(&rows, 0).map(Some)
+        self.final_norm.forward(&xs).map(Some)
     }
 }
 
@@ -133,8 +126,8 @@ impl VisionTower {
             .expand((batch, 1, width))?;
         let xs = Tensor::cat(&[&class, &patches], 1)?.broadcast_add(&self.position_embedding)?;
         let xs = self.pre_norm.forward(&xs)?;
-        let xs = self.encoder.forward(xs)?;
-        self.post_norm.forward(&xs.narrow(1, 0, 1)?.squeeze(1)?)
+        self.post_norm
+            .forward(&self.encoder.forward_first_token(xs)?)
     }
 }
 
