@@ -6,7 +6,8 @@
 //! 20 tokens, a photo 50 patches, a SigLIP tile 1024), and for it the weights are stored
 //! transposed once at load ([`super::column_major`]): gemm then takes both operands as they lie
 //! (it repacks a left operand that is not column-major, and `x` as the left operand is
-//! row-major), and a few rows go to [`panel_product`], which streams weight columns.
+//! row-major); where the processor has AVX-512, [`panel_product`] takes them instead, reading
+//! the weights' columns in panels of 64 as they lie.
 
 use candle_core::{Result, Tensor};
 use candle_nn::Linear;
@@ -140,7 +141,7 @@ pub(super) fn product_into(out: &mut [f32], x: &[f32], layer: Weights, residual:
         Layout::RowMajor if rows <= SKINNY_ROWS => skinny_product(out, x, weight, inputs, read_out),
         Layout::RowMajor => gemm_row_major(out, x, weight, inputs, read_out),
         #[cfg(target_arch = "x86_64")]
-        Layout::ColumnMajor if rows <= PANEL_ROWS && cpu_ops::has_avx512() => {
+        Layout::ColumnMajor if cpu_ops::has_avx512() => {
             panel_product(out, x, weight, inputs, read_out)
         }
         Layout::ColumnMajor => gemm_column_major(out, x, weight, inputs, read_out),
@@ -291,10 +292,26 @@ impl SharedOut {
     }
 }
 
-/// Rows up to which a column-major layer's product takes [`panel_product`] (where the processor
-/// has AVX-512): on the 2-core Xeon, 20 rows into 2048 outputs ran at 151 GFLOP/s in panels and
-/// 99 by gemm (split by outputs), 32 into 3072 at 165 and 108, 50 into 3072 at 176 and 204.
+/// Rows up to which [`panel_product`] sums over the inputs [`PANEL_DEPTH`] at a time, every
+/// block of rows reading the pass's weights from the first-level cache; above it each block of
+/// rows sums over [`PANEL_DEEP_DEPTH`] inputs at once, its sums staying in the registers, and
+/// the weights come from the second-level cache. On the 2-core Xeon, 20 rows into 2048 outputs
+/// ran at 151 GFLOP/s in passes and 99 by gemm.
 const PANEL_ROWS: usize = 32;
+
+/// Inputs per pass of [`panel_product`] above [`PANEL_ROWS`]: a task's weights for a pass (768
+/// × 64 values, 192 KiB, their rows a layer's outputs apart) stay in the second-level cache
+/// while every block of rows takes them. On the 2-core EPYC (2026-12-04; 225 GFLOP/s of f32
+/// multiply-adds at most), 400 to 1,600 rows into CLIP's and SmolVLM's layers ran at 203–212
+/// GFLOP/s in passes of 768, 181–195 in passes of 256 or 512, and at 186–207 for 3,072 inputs
+/// in one pass (whose 64 weight columns, 768 KiB, 3 KiB apart, no longer stay in the cache);
+/// gemm (split by outputs) ran them at 135–186.
+const PANEL_DEEP_DEPTH: usize = 768;
+
+/// Rows per task of [`panel_product`] above [`PANEL_ROWS`]: a task is one panel of outputs for
+/// this many rows, so that two threads share nine panels (SmolVLM's 576 outputs) evenly; a
+/// thread's consecutive tasks take the same panel, whose weights stay in its cache.
+const PANEL_TASK_ROWS: usize = 32 * PANEL_BLOCK;
 
 /// Outputs per task of [`panel_product`]: four AVX-512 registers.
 const PANEL_OUTPUTS: usize = 64;
@@ -309,10 +326,11 @@ const PANEL_DEPTH: usize = 128;
 const PANEL_BLOCK: usize = 6;
 
 /// `out` (rows × outputs) = `x` (rows × inputs) · weightᵀ, added to `out`'s values when `add`,
-/// for a weight stored column-major (`weight_t`: inputs × outputs, row-major) and a few rows:
-/// each task of the pool takes [`PANEL_OUTPUTS`] outputs and sums over the inputs
-/// [`PANEL_DEPTH`] at a time, every block of rows reading the same weights from cache.
-/// The processor must have AVX-512F ([`cpu_ops::has_avx512`]).
+/// for a weight stored column-major (`weight_t`: inputs × outputs, row-major): each task of the
+/// pool takes [`PANEL_OUTPUTS`] outputs of up to [`PANEL_TASK_ROWS`] rows and sums over the
+/// inputs in blocks of up to [`PANEL_BLOCK`] rows, [`PANEL_DEEP_DEPTH`] inputs at a time or,
+/// for a few rows, [`PANEL_DEPTH`] (see [`PANEL_ROWS`]). The processor must have AVX-512F
+/// ([`cpu_ops::has_avx512`]).
 #[cfg(target_arch = "x86_64")]
 fn panel_product(out: &mut [f32], x: &[f32], weight_t: &[f32], inputs: usize, add: bool) {
     let (rows, outputs) = (x.len() / inputs, weight_t.len() / inputs);
@@ -320,20 +338,32 @@ fn panel_product(out: &mut [f32], x: &[f32], weight_t: &[f32], inputs: usize, ad
         out.len() == rows * outputs && cpu_ops::has_avx512(),
         "dense: panels of another size, or without AVX-512"
     );
+    let (depth, task_rows) = if rows <= PANEL_ROWS {
+        (PANEL_DEPTH, rows.max(1))
+    } else {
+        (PANEL_DEEP_DEPTH, PANEL_TASK_ROWS)
+    };
+    let parts = rows.div_ceil(task_rows).max(1);
     let out_at = SharedOut(out.as_mut_ptr());
-    (0..outputs.div_ceil(PANEL_OUTPUTS))
+    (0..outputs.div_ceil(PANEL_OUTPUTS) * parts)
         .into_par_iter()
         .for_each(|task| {
-            let first = task * PANEL_OUTPUTS;
+            let (panel, part) = (task / parts, task % parts);
+            let first = panel * PANEL_OUTPUTS;
             let width = PANEL_OUTPUTS.min(outputs - first);
-            for start in (0..inputs).step_by(PANEL_DEPTH) {
-                let depth = start..(start + PANEL_DEPTH).min(inputs);
+            let part_rows = part * task_rows..((part + 1) * task_rows).min(rows);
+            let x = &x[part_rows.start * inputs..part_rows.end * inputs];
+            for start in (0..inputs).step_by(depth) {
+                let depth = start..(start + depth).min(inputs);
                 let onto = add || start > 0;
                 // SAFETY: the processor has AVX-512F (asserted); this task writes only the
-                // columns first..first + width of `out`'s rows, which no other task writes;
-                // every read stays within `x` (rows × inputs) and `weight_t` (inputs × outputs).
+                // columns first..first + width of the rows `part_rows` of `out`, which no other
+                // task writes (from the first of them on, `out` holds the rest of its rows);
+                // every read stays within `x` (those rows × inputs) and `weight_t` (inputs ×
+                // outputs).
                 unsafe {
-                    panel_columns(out_at.get(), x, weight_t, inputs, first, width, depth, onto);
+                    let out = out_at.get().add(part_rows.start * outputs);
+                    panel_columns(out, x, weight_t, inputs, first, width, depth, onto);
                 }
             }
         });
@@ -666,13 +696,29 @@ mod tests {
         }
     }
 
+    /// Asserts that `got` is within 1e-4 of `want` everywhere: a NaN (a value never written
+    /// over) fails too.
+    fn assert_near(got: &[f32], want: &[f64], path: &str) {
+        let off = got.iter().zip(want).position(|(got, want)| {
+            let d = (*got as f64 - want).abs();
+            d.is_nan() || d >= 1e-4
+        });
+        assert!(
+            off.is_none(),
+            "{path}: value {off:?} is {} for {}",
+            got[off.unwrap_or(0)],
+            want[off.unwrap_or(0)]
+        );
+    }
+
     #[test]
     fn both_layouts_give_the_product_on_every_path() {
         // Outputs in whole 64-wide panel tasks, a 16-wide step and a last few one by one, and
-        // over three skinny tasks, the last ending outside a whole block; inputs over two panel
-        // passes and a short third; rows on both sides of PANEL_ROWS and SKINNY_ROWS, in blocks
-        // of every size up to PANEL_BLOCK and with one to three rows after whole skinny blocks.
-        let (outputs, inputs) = (2 * PANEL_OUTPUTS + 16 + 5, 2 * PANEL_DEPTH + 7);
+        // over three skinny tasks, the last ending outside a whole block; inputs over whole
+        // panel passes and a short last one, both deep and shallow; rows on both sides of
+        // PANEL_ROWS and SKINNY_ROWS, in blocks of every size up to PANEL_BLOCK, with one to
+        // three rows after whole skinny blocks, and over three tasks of rows.
+        let (outputs, inputs) = (2 * PANEL_OUTPUTS + 16 + 5, PANEL_DEEP_DEPTH + 7);
         let weight = values(outputs * inputs, 1);
         let mut weight_t = vec![0f32; weight.len()];
         for (o, row) in weight.chunks_exact(inputs).enumerate() {
@@ -692,6 +738,7 @@ mod tests {
             PANEL_ROWS,
             PANEL_ROWS + 1,
             SKINNY_ROWS + 1,
+            2 * PANEL_TASK_ROWS + 7,
         ];
         for rows in rows_cases {
             let x = values(rows * inputs, 3);
@@ -726,18 +773,14 @@ mod tests {
                     let mut out = vec![f32::NAN; rows * outputs];
                     let residual = with_residual.then_some(&residual[..]);
                     product_into(&mut out, &x, layer, residual);
-                    // Written so that a NaN (a value never written over) fails too.
-                    let off = out.iter().zip(&want).position(|(got, want)| {
-                        let d = (*got as f64 - want).abs();
-                        d.is_nan() || d >= 1e-4
-                    });
-                    assert!(
-                        off.is_none(),
-                        "{layout:?}, {rows} rows, residual {with_residual}: value {off:?} is \
-                         {} for {}",
-                        out[off.unwrap_or(0)],
-                        want[off.unwrap_or(0)]
-                    );
+                    let path = format!("{layout:?}, {rows} rows, residual {with_residual}");
+                    assert_near(&out, &want, &path);
+                    if layout == Layout::ColumnMajor && !with_residual {
+                        // The path of processors without AVX-512, taken here too.
+                        let mut out = vec![f32::NAN; rows * outputs];
+                        gemm_column_major(&mut out, &x, stored, inputs, false);
+                        assert_near(&out, &want, &format!("gemm, {rows} rows"));
+                    }
                 }
             }
         }
