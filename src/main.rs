@@ -6,12 +6,14 @@ mod repl;
 
 use std::process::ExitCode;
 
-/// mimalloc keeps freed tensor buffers for reuse; the system allocator returns large ones to the
-/// kernel and page-faults them back in on every model batch.
+/// mimalloc keeps freed tensor buffers for reuse (told never to return them to the kernel, see
+/// `vitrine_udfs::runtime::allocator`); the system allocator returns large ones to the kernel
+/// and page-faults them back in on every model batch.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    vitrine_udfs::runtime::allocator::keep_freed_memory();
     lance_threads_per_core();
     model_calls_side_by_side();
     cli::main()

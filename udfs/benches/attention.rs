@@ -69,6 +69,7 @@ const CASES: [Case; 3] = [
 ];
 
 fn main() -> Result<(), String> {
+    vitrine_udfs::runtime::allocator::keep_freed_memory();
     let (mut batch_sizes, mut repeat) = (vec![1, 8], 5);
     let mut args = arguments();
     while let Some(flag) = args.next() {

@@ -91,6 +91,7 @@ fn embed_images(model: &ClipEmbedder, photos: &[String], batch: usize) -> Result
 }
 
 fn main() -> Result<(), String> {
+    vitrine_udfs::runtime::allocator::keep_freed_memory();
     let mut args = arguments();
     let mut sizes = vec![BatchSize::Rows(1), BatchSize::Rows(8), BatchSize::Rows(32)];
     let (mut dir, mut repeat) = (None, 2);

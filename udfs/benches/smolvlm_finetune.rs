@@ -124,6 +124,7 @@ fn answer(i: usize) -> String {
 }
 
 fn main() -> Result<(), String> {
+    vitrine_udfs::runtime::allocator::keep_freed_memory();
     let options = options()?;
     let placement = Placement::parse(&options.device, "f32").map_err(|e| e.to_string())?;
     let source = Hub::new("/nonexistent", true)

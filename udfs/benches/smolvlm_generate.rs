@@ -142,6 +142,7 @@ fn run(
 }
 
 fn main() -> Result<(), String> {
+    vitrine_udfs::runtime::allocator::keep_freed_memory();
     let options = options()?;
     let placement = Placement::parse(&options.device, &options.dtype).map_err(|e| e.to_string())?;
     let source = Hub::new("/nonexistent", true)

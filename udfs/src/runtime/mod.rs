@@ -2,8 +2,10 @@
 //! and precision ([`placement`]), loading each model once per process ([`registry`]), sizing
 //! batches for the device and letting one batch at a time run on a GPU ([`batching`]),
 //! preparing the next batch's inputs while the model works on this one ([`overlap`]), and
-//! running the forward passes on the CPU kernels' thread pool ([`pool`]).
+//! running the forward passes on the CPU kernels' thread pool ([`pool`]); and the allocator
+//! setting its binaries take ([`allocator`]).
 
+pub mod allocator;
 pub mod batching;
 pub mod overlap;
 pub mod placement;
