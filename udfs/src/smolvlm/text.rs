@@ -114,14 +114,15 @@ impl Attention {
         })
     }
 
-    /// `residual` plus the attention over `xs` (the normalised residual).
+    /// `residual` plus the attention over `xs` (the normalised residual), at the positions
+    /// `rows` names; the keys and values of every position join the cache either way.
     fn forward(
         &self,
         xs: &Tensor,
         residual: &Tensor,
         pass: &Pass,
         cache: &mut Option<LayerCache>,
-        room: usize,
+        (room, rows): (usize, Rows),
     ) -> Result<Tensor> {
         let (b, t, _) = xs.dims3()?;
         let qkv = self.qkv.forward(xs)?;
@@ -133,21 +134,57 @@ impl Attention {
         let k = pass.positions.rotate(&split(self.heads, self.kv_heads)?)?;
         let v = split(self.heads + self.kv_heads, self.kv_heads)?;
         let (k, v) = LayerCache::append(cache, &k, &v, room)?;
+        // The queries kept: every position's, or the last one's (`first` of them skipped).
+        let first = rows.first(t);
+        let (q, residual) = if first > 0 {
+            (
+                q.narrow(2, first, t - first)?.contiguous()?,
+                residual.narrow(1, first, t - first)?,
+            )
+        } else {
+            (q, residual.clone())
+        };
         let scale = (self.head_dim as f64).powf(-0.5);
         // Both read each key head in place for the query heads it serves.
         let out = if attention::fuses_softmax(&q, &k) && !attention::kernel_takes(&q) {
-            attention::attend_composed(&q, &k, &v, scale, None, pass.seen()?)?
+            attention::attend_composed(&q, &k, &v, scale, None, pass.seen(first)?)?
         } else {
-            let mask = pass.mask()?;
-            match attention::attend(&q, &k, &v, scale, mask)? {
+            let mask = pass
+                .mask()?
+                .map(|m| m.narrow(2, first, t - first))
+                .transpose()?;
+            match attention::attend(&q, &k, &v, scale, mask.as_ref())? {
                 Some(out) => out,
-                None => attention::attend_composed(&q, &k, &v, scale, mask, pass.seen()?)?,
+                None => {
+                    attention::attend_composed(&q, &k, &v, scale, mask.as_ref(), pass.seen(first)?)?
+                }
             }
         };
         let out = out
             .transpose(1, 2)?
-            .reshape((b, t, self.heads * self.head_dim))?;
-        dense::forward_add(&self.o, &out, residual)
+            .reshape((b, t - first, self.heads * self.head_dim))?;
+        dense::forward_add(&self.o, &out, &residual)
+    }
+}
+
+/// The positions of a pass whose outputs a decoder layer computes past its keys and values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rows {
+    /// Every position (every layer but the last; the last when every position's logits are
+    /// wanted).
+    Every,
+    /// Each sequence's last position (the last layer of a pass whose next token alone is
+    /// wanted: generation pads on the left, so that position is each sequence's last token).
+    Last,
+}
+
+impl Rows {
+    /// How many of a pass's `t` positions come before the first one computed.
+    fn first(self, t: usize) -> usize {
+        match self {
+            Rows::Every => 0,
+            Rows::Last => t.saturating_sub(1),
+        }
     }
 }
 
@@ -253,8 +290,9 @@ impl Pass {
         Ok(self.mask.get_or_init(|| mask).as_ref())
     }
 
-    /// The mask's rule, for the softmax that applies it itself.
-    fn seen(&self) -> Result<Seen<'_>> {
+    /// The mask's rule for the pass's queries from its `first` on, for the softmax that
+    /// applies it itself.
+    fn seen(&self, first: usize) -> Result<Seen<'_>> {
         let first_slot = match self.first_slot.get() {
             Some(first_slot) => first_slot,
             None => {
@@ -264,7 +302,7 @@ impl Pass {
             }
         };
         Ok(Seen::Causal {
-            offset: self.offset,
+            offset: self.offset + first,
             first_slot,
         })
     }
@@ -439,13 +477,17 @@ impl KvCache {
 
 impl TextModel {
     /// Builds the decoder from `model.text_model.*` and the projection from `lm_head`
-    /// (`vb` is the checkpoint's root), with `lora`'s adapters on the layers it targets.
+    /// (`vb` is the checkpoint's root), with `lora`'s adapters on the layers it targets. A
+    /// config with no decoder layers is an error.
     pub fn new(
         vb: VarBuilder,
         c: &LlamaConfig,
         max_positions: usize,
         lora: Option<&Lora>,
     ) -> Result<Self> {
+        if c.num_hidden_layers == 0 {
+            candle_core::bail!("text_config: num_hidden_layers is 0; a decoder needs a layer");
+        }
         let text = vb.pp("model.text_model");
         let embed = embedding(c.vocab_size, c.hidden_size, text.pp("embed_tokens"))?;
         let lm_head = if c.tie_word_embeddings {
@@ -482,7 +524,7 @@ impl TextModel {
     /// Logits for `embeds` (batch × length × width) following what `cache` holds, which it then
     /// also holds.
     pub fn forward(&self, embeds: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
-        let hidden = self.hidden(embeds, cache)?;
+        let hidden = self.hidden(embeds, cache, Rows::Every)?;
         dense::forward_then(
             &self.lm_head,
             &self.norm.forward(&hidden)?,
@@ -490,8 +532,10 @@ impl TextModel {
         )
     }
 
-    /// The last decoder layer's output for `embeds`, extending `cache`.
-    fn hidden(&self, embeds: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+    /// The last decoder layer's output for `embeds` at the positions `rows` names (batch ×
+    /// those positions × width), extending `cache` by every position: the last layer's
+    /// queries, attention, output projection and MLP run at those positions only.
+    fn hidden(&self, embeds: &Tensor, cache: &mut KvCache, rows: Rows) -> Result<Tensor> {
         let (b, t, _) = embeds.dims3()?;
         let device = embeds.device();
         cache.layers.resize_with(self.layers.len(), || None);
@@ -516,13 +560,15 @@ impl TextModel {
             first_slot: OnceCell::new(),
         };
         let mut xs = embeds.clone();
-        for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
+        let last = self.layers.len() - 1;
+        for (i, (layer, slot)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
+            let rows = if i == last { rows } else { Rows::Every };
             xs = layer.attention.forward(
                 &layer.input_norm.forward(&xs)?,
                 &xs,
                 &pass,
                 slot,
-                cache.room,
+                (cache.room, rows),
             )?;
             let h = layer.post_norm.forward(&xs)?;
             xs = layer.gate_up.swiglu_add(&layer.down, &h, &xs)?;
@@ -534,9 +580,8 @@ impl TextModel {
     /// Logits of the last position of each sequence only (batch × vocabulary): what decoding
     /// needs, without projecting the whole prompt onto the vocabulary.
     pub fn forward_last(&self, embeds: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
-        let t = embeds.dim(1)?;
-        let hidden = self.hidden(embeds, cache)?;
-        let last = self.norm.forward(&hidden.narrow(1, t - 1, 1)?)?;
+        let hidden = self.hidden(embeds, cache, Rows::Last)?;
+        let last = self.norm.forward(&hidden)?;
         dense::forward_then(&self.lm_head, &last, dense::Then::Nothing)?.squeeze(1)
     }
 }
@@ -709,10 +754,64 @@ mod tests {
             let (f32_logits, bf16_logits) = (real(&logits[0]), real(&logits[1]));
             let diff = max_difference(&f32_logits, &bf16_logits);
             let size = max_difference(&f32_logits, &f32_logits.zeros_like().unwrap());
+            // bf16 against f32 through two layers: up to ~3.3 % of the largest logit seen in
+            // a hundred runs; one slot too many seen moved them by ~40 %.
             assert!(
-                diff < 0.03 * size.max(1.0),
+                diff < 0.06 * size.max(1.0),
                 "sequence {r}: {diff} of {size}"
             );
+        }
+    }
+
+    /// `forward_last`, whose last layer computes only each sequence's last position, gives the
+    /// logits `forward` gives there and leaves the same cache: a left-padded prefill and two
+    /// decoding steps, in f32 (the CPU kernel) and bf16 (the composed path under the causal
+    /// rule). A last-layer query at the wrong position, or a cache missing a key, would move
+    /// them by far more than the tolerance.
+    #[test]
+    fn the_last_position_alone_gives_the_logits_of_the_whole_pass() {
+        let models = tiny_text_models(&[DType::F32, DType::BF16]);
+        let padding = vec![0usize, 2, 4];
+        let embeds = Tensor::randn(0f32, 1.0, (3, 7, 64), &Device::Cpu).unwrap();
+        let steps = Tensor::randn(0f32, 1.0, (2, 3, 1, 64), &Device::Cpu).unwrap();
+        for (model, (dtype, tolerance)) in
+            models.iter().zip([(DType::F32, 1e-5), (DType::BF16, 0.02)])
+        {
+            let (mut whole, mut last) = (
+                KvCache::padded(padding.clone(), 2),
+                KvCache::padded(padding.clone(), 2),
+            );
+            let x = embeds.to_dtype(dtype).unwrap();
+            let mut pairs = vec![(
+                model
+                    .forward(&x, &mut whole)
+                    .unwrap()
+                    .narrow(1, 6, 1)
+                    .unwrap()
+                    .squeeze(1)
+                    .unwrap(),
+                model.forward_last(&x, &mut last).unwrap(),
+            )];
+            for step in 0..2 {
+                let x = steps.get(step).unwrap().to_dtype(dtype).unwrap();
+                pairs.push((
+                    model.forward(&x, &mut whole).unwrap().squeeze(1).unwrap(),
+                    model.forward_last(&x, &mut last).unwrap(),
+                ));
+            }
+            for (i, (whole, last)) in pairs.iter().enumerate() {
+                let (whole, last) = (
+                    whole.to_dtype(DType::F32).unwrap(),
+                    last.to_dtype(DType::F32).unwrap(),
+                );
+                assert_eq!(last.dims(), &[3, whole.dim(1).unwrap()]);
+                let diff = max_difference(&whole, &last);
+                let size = max_difference(&whole, &whole.zeros_like().unwrap());
+                assert!(
+                    diff <= tolerance * size.max(1.0),
+                    "{dtype:?}, pass {i}: {diff} of {size}"
+                );
+            }
         }
     }
 
