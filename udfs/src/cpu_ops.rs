@@ -76,6 +76,20 @@ pub(crate) fn has_avx512() -> bool {
     return false;
 }
 
+/// Whether the processor is AMD's (its CPUID vendor string is "AuthenticAMD").
+pub(crate) fn is_amd() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let vendor = std::arch::x86_64::__cpuid(0);
+        [vendor.ebx, vendor.edx, vendor.ecx]
+            .iter()
+            .flat_map(|word| word.to_le_bytes())
+            .eq(*b"AuthenticAMD")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// Values side by side in a reduction, so that the compiler keeps that many partial results in
 /// SIMD registers instead of adding (or comparing) one value at a time: one AVX-512 register
 /// (two of AVX2). With 8 the loops that [`widest_simd`] compiles for AVX-512 ran half as wide.
@@ -412,6 +426,19 @@ pub(crate) fn max_difference(a: &Tensor, b: &Tensor) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    #[test]
+    fn the_vendor_is_the_one_the_kernel_names() {
+        let info = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+        let vendor = info
+            .lines()
+            .find_map(|line| line.strip_prefix("vendor_id"))
+            .and_then(|rest| rest.split(':').nth(1))
+            .map(str::trim)
+            .expect("/proc/cpuinfo names a vendor_id");
+        assert_eq!(is_amd(), vendor == "AuthenticAMD", "{vendor}");
+    }
     use candle_core::Device;
 
     #[test]

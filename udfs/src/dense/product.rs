@@ -140,11 +140,44 @@ pub(super) fn product_into(out: &mut [f32], x: &[f32], layer: Weights, residual:
     match layout {
         Layout::RowMajor if rows <= SKINNY_ROWS => skinny_product(out, x, weight, inputs, read_out),
         Layout::RowMajor => gemm_row_major(out, x, weight, inputs, read_out),
-        #[cfg(target_arch = "x86_64")]
-        Layout::ColumnMajor if cpu_ops::has_avx512() => {
-            panel_product(out, x, weight, inputs, read_out)
+        Layout::ColumnMajor => ColumnMajor::for_rows(rows).run(out, x, weight, inputs, read_out),
+    }
+}
+
+/// The two kernels for a product over a column-major weight (an encoder's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ColumnMajor {
+    /// [`panel_product`]: AVX-512 registers over panels of the weights read in place.
+    Panels,
+    /// [`gemm_column_major`]: gemm's microkernels, the work split by outputs.
+    Gemm,
+}
+
+impl ColumnMajor {
+    /// The kernel for `rows` rows where the processor has AVX-512: the panels up to
+    /// [`PANEL_ROWS`] (gemm spends most of such a product setting up); above it, the panels on
+    /// AMD's processors and gemm on the others. On the 2-core AMD EPYC (Zen 4, whose 512-bit
+    /// multiply-adds take two passes) the panels ran CLIP's products at 197–217 GFLOP/s
+    /// against gemm's 135–198 (`benches/RESULTS.md`, 2026-12-04); on a 2-vCPU Xeon the same day,
+    /// alternating builds, CLIP's photos at batch 8 went through them at 19–23 a second against
+    /// 24–31 through gemm, and texts at 102–108 against 114–153. Timed on one warm 384 × 768 →
+    /// 768 product there, both ran at ~310 GFLOP/s, so a race at load picked either at random:
+    /// the vendor is the better guide. Gemm without AVX-512.
+    fn for_rows(rows: usize) -> Self {
+        if cpu_ops::has_avx512() && (rows <= PANEL_ROWS || cpu_ops::is_amd()) {
+            ColumnMajor::Panels
+        } else {
+            ColumnMajor::Gemm
         }
-        Layout::ColumnMajor => gemm_column_major(out, x, weight, inputs, read_out),
+    }
+
+    /// `out` = (`out` when `add` +) `x` · weight, for `weight_t` (inputs × outputs, row-major).
+    fn run(self, out: &mut [f32], x: &[f32], weight_t: &[f32], inputs: usize, add: bool) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            ColumnMajor::Panels => panel_product(out, x, weight_t, inputs, add),
+            _ => gemm_column_major(out, x, weight_t, inputs, add),
+        }
     }
 }
 
@@ -776,10 +809,15 @@ mod tests {
                     let path = format!("{layout:?}, {rows} rows, residual {with_residual}");
                     assert_near(&out, &want, &path);
                     if layout == Layout::ColumnMajor && !with_residual {
-                        // The path of processors without AVX-512, taken here too.
-                        let mut out = vec![f32::NAN; rows * outputs];
-                        gemm_column_major(&mut out, &x, stored, inputs, false);
-                        assert_near(&out, &want, &format!("gemm, {rows} rows"));
+                        // Both kernels, whichever the processor takes.
+                        for kernel in [ColumnMajor::Panels, ColumnMajor::Gemm] {
+                            if kernel == ColumnMajor::Panels && !cpu_ops::has_avx512() {
+                                continue;
+                            }
+                            let mut out = vec![f32::NAN; rows * outputs];
+                            kernel.run(&mut out, &x, stored, inputs, false);
+                            assert_near(&out, &want, &format!("{kernel:?}, {rows} rows"));
+                        }
                     }
                 }
             }
