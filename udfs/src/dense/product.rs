@@ -7,7 +7,8 @@
 //! transposed once at load ([`super::column_major`]): gemm then takes both operands as they lie
 //! (it repacks a left operand that is not column-major, and `x` as the left operand is
 //! row-major); where the processor has AVX-512, [`panel_product`] takes them instead, reading
-//! the weights' columns in panels of 64 as they lie.
+//! the weights' columns in panels of 64 as they lie, for a few rows everywhere and for any
+//! number on AMD's processors (see [`ColumnMajor::for_rows`]).
 
 use candle_core::{Result, Tensor};
 use candle_nn::Linear;
