@@ -7,8 +7,8 @@
 //! transposed once at load ([`super::column_major`]): gemm then takes both operands as they lie
 //! (it repacks a left operand that is not column-major, and `x` as the left operand is
 //! row-major); where the processor has AVX-512, [`panel_product`] takes them instead, reading
-//! the weights' columns in panels of 64 as they lie, for a few rows everywhere and for any
-//! number on AMD's processors (see [`ColumnMajor::for_rows`]).
+//! the weights' columns in panels of 64 (copied side by side first for many rows), for a few
+//! rows everywhere and for any number on AMD's processors (see [`ColumnMajor::for_rows`]).
 
 use candle_core::{Result, Tensor};
 use candle_nn::Linear;
@@ -148,7 +148,7 @@ pub(super) fn product_into(out: &mut [f32], x: &[f32], layer: Weights, residual:
 /// The two kernels for a product over a column-major weight (an encoder's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ColumnMajor {
-    /// [`panel_product`]: AVX-512 registers over panels of the weights read in place.
+    /// [`panel_product`]: AVX-512 registers over panels of 64 weight columns.
     Panels,
     /// [`gemm_column_major`]: gemm's microkernels, the work split by outputs.
     Gemm,
@@ -334,8 +334,8 @@ impl SharedOut {
 const PANEL_ROWS: usize = 32;
 
 /// Inputs per pass of [`panel_product`] above [`PANEL_ROWS`]: a task's weights for a pass (768
-/// × 64 values, 192 KiB, their rows a layer's outputs apart) stay in the second-level cache
-/// while every block of rows takes them. On the 2-core EPYC (2026-12-04; 225 GFLOP/s of f32
+/// × 64 values, 192 KiB, side by side) stay in the second-level cache while every block of rows
+/// takes them. On the 2-core EPYC (2026-12-04; 225 GFLOP/s of f32
 /// multiply-adds at most), 400 to 1,600 rows into CLIP's and SmolVLM's layers ran at 203–212
 /// GFLOP/s in passes of 768, 181–195 in passes of 256 or 512, and at 186–207 for 3,072 inputs
 /// in one pass (whose 64 weight columns, 768 KiB, 3 KiB apart, no longer stay in the cache);
@@ -381,103 +381,114 @@ fn panel_product(out: &mut [f32], x: &[f32], weight_t: &[f32], inputs: usize, ad
     let out_at = SharedOut(out.as_mut_ptr());
     (0..outputs.div_ceil(PANEL_OUTPUTS) * parts)
         .into_par_iter()
-        .for_each(|task| {
+        .for_each_init(Vec::new, |packed, task| {
             let (panel, part) = (task / parts, task % parts);
             let first = panel * PANEL_OUTPUTS;
             let width = PANEL_OUTPUTS.min(outputs - first);
             let part_rows = part * task_rows..((part + 1) * task_rows).min(rows);
             let x = &x[part_rows.start * inputs..part_rows.end * inputs];
+            // Above PANEL_ROWS the task's weight columns are first copied side by side (a
+            // 192th of the task's work): read in place, each input's 64 weights lie a layer's
+            // outputs apart (12 KiB for 3,072 outputs). On the 2-vCPU Xeon (2026-12-05) the
+            // copy took CLIP's 768 → 3,072 products from 103–166 GFLOP/s to 234–250, and its
+            // 3,072 → 768 ones from 209–282 to 234–256.
+            let (weights, weight_step) = if rows > PANEL_ROWS {
+                packed.clear();
+                for row in weight_t.chunks_exact(outputs) {
+                    packed.extend_from_slice(&row[first..first + width]);
+                }
+                (&packed[..], width)
+            } else {
+                (&weight_t[first..], outputs)
+            };
             for start in (0..inputs).step_by(depth) {
                 let depth = start..(start + depth).min(inputs);
                 let onto = add || start > 0;
                 // SAFETY: the processor has AVX-512F (asserted); this task writes only the
                 // columns first..first + width of the rows `part_rows` of `out`, which no other
-                // task writes (from the first of them on, `out` holds the rest of its rows);
-                // every read stays within `x` (those rows × inputs) and `weight_t` (inputs ×
-                // outputs).
+                // task writes (from the first of them on, `out` holds the rest of its rows,
+                // `outputs` apart, and `first + width` ≤ `outputs`); `weights` holds inputs
+                // rows of at least `width` values, `weight_step` apart, the last one's `width`
+                // included; every read of `x` stays within those rows × inputs.
                 unsafe {
-                    let out = out_at.get().add(part_rows.start * outputs);
-                    panel_columns(out, x, weight_t, inputs, first, width, depth, onto);
+                    let out = out_at.get().add(part_rows.start * outputs + first);
+                    let pass = Pass {
+                        out,
+                        out_step: outputs,
+                        x,
+                        inputs,
+                        weights,
+                        weight_step,
+                        depth,
+                        onto,
+                    };
+                    pass.columns(width);
                 }
             }
         });
 }
 
-/// One pass of [`panel_product`]: the sums over the inputs `depth` for the outputs from `first`
-/// (`width` of them) of every row, added to `out`'s values when `onto`, written over them
-/// otherwise: 64 outputs at a time, then 16, then the last few one by one.
-///
-/// # Safety
-/// The processor must have AVX-512F; `out` must hold rows × outputs values of which no other
-/// thread touches the columns `first..first + width` while this runs; `depth` must lie within
-/// `0..inputs` and `first + width` within `0..outputs`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn panel_columns(
-    out: *mut f32,
-    x: &[f32],
-    weight_t: &[f32],
-    inputs: usize,
-    first: usize,
-    width: usize,
-    depth: std::ops::Range<usize>,
-    onto: bool,
-) {
-    let (rows, outputs) = (x.len() / inputs, weight_t.len() / inputs);
-    let end = first + width;
-    let mut column = first;
-    let pass = Pass {
-        out,
-        x,
-        weight_t,
-        inputs,
-        depth: depth.clone(),
-        onto,
-    };
-    // SAFETY (all three loops): the processor has AVX-512F and the columns lie within
-    // first..end, as the caller promised.
-    while column + 64 <= end {
-        unsafe { pass.row_blocks::<4>(column) };
-        column += 64;
-    }
-    while column + 16 <= end {
-        unsafe { pass.row_blocks::<1>(column) };
-        column += 16;
-    }
-    for column in column..end {
-        for row in 0..rows {
-            let x = &x[row * inputs..][..inputs];
-            // SAFETY: row < rows and column < outputs: within `out`.
-            let value = unsafe { &mut *out.add(row * outputs + column) };
-            let sum = depth
-                .clone()
-                .map(|k| x[k] * weight_t[k * outputs + column])
-                .sum::<f32>();
-            *value = if onto { *value + sum } else { sum };
-        }
-    }
-}
-
-/// What one pass of [`panel_columns`] reads and writes.
+/// One pass of [`panel_product`] over a task's columns: the sums over the inputs `depth` of
+/// every row of `x`, added to `out`'s values when `onto`, written over them otherwise.
+/// Column `c` of the task is `out`'s column `c` (rows `out_step` apart) and the weights of input
+/// `k` for it are `weights[k · weight_step + c]`.
 #[cfg(target_arch = "x86_64")]
 struct Pass<'a> {
     out: *mut f32,
+    out_step: usize,
     x: &'a [f32],
-    weight_t: &'a [f32],
     inputs: usize,
+    weights: &'a [f32],
+    weight_step: usize,
     depth: std::ops::Range<usize>,
     onto: bool,
 }
 
 #[cfg(target_arch = "x86_64")]
 impl Pass<'_> {
+    /// The pass over the columns `0..width`: 64 at a time, then 16, then the last few one by
+    /// one.
+    ///
+    /// # Safety
+    /// The processor must have AVX-512F; `out` must hold rows × `out_step` values from its
+    /// first of which no other thread touches the columns `0..width` while this runs, `width`
+    /// ≤ `out_step`; `weights` must hold `weight_step` values for every input before the
+    /// last and `width` for the last; `depth` must lie within `0..inputs`.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn columns(&self, width: usize) {
+        let rows = self.x.len() / self.inputs;
+        let mut column = 0;
+        // SAFETY (both loops): the processor has AVX-512F and the columns lie within
+        // 0..width, as the caller promised.
+        while column + 64 <= width {
+            unsafe { self.row_blocks::<4>(column) };
+            column += 64;
+        }
+        while column + 16 <= width {
+            unsafe { self.row_blocks::<1>(column) };
+            column += 16;
+        }
+        for column in column..width {
+            for row in 0..rows {
+                let x = &self.x[row * self.inputs..][..self.inputs];
+                // SAFETY: row < rows and column < width ≤ out_step: within `out`.
+                let value = unsafe { &mut *self.out.add(row * self.out_step + column) };
+                let sum = self
+                    .depth
+                    .clone()
+                    .map(|k| x[k] * self.weights[k * self.weight_step + column])
+                    .sum::<f32>();
+                *value = if self.onto { *value + sum } else { sum };
+            }
+        }
+    }
+
     /// The pass over `J` × 16 outputs from `column`, for every row in blocks of at most
     /// [`PANEL_BLOCK`] rows of sizes that differ by one at most (8 rows are two blocks of 4,
     /// not one of 6 and one of 2).
     ///
     /// # Safety
-    /// As [`panel_columns`], for the columns `column..column + 16·J`.
+    /// As [`Pass::columns`], for the columns `column..column + 16·J`.
     #[target_feature(enable = "avx512f")]
     unsafe fn row_blocks<const J: usize>(&self, column: usize) {
         let rows = self.x.len() / self.inputs;
@@ -512,23 +523,23 @@ impl Pass<'_> {
             __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
             _mm512_storeu_ps,
         };
-        let outputs = self.weight_t.len() / self.inputs;
-        let at = |r: usize, j: usize| (row + r) * outputs + column + 16 * j;
+        let at = |r: usize, j: usize| (row + r) * self.out_step + column + 16 * j;
         let mut sums: [[__m512; J]; R] = [[_mm512_setzero_ps(); J]; R];
         if self.onto {
             for (r, sums) in sums.iter_mut().enumerate() {
                 for (j, sum) in sums.iter_mut().enumerate() {
-                    // SAFETY: row + r < rows and column + 16·j + 16 ≤ outputs: within `out`.
+                    // SAFETY: row + r < rows and column + 16·j + 16 ≤ width ≤ out_step:
+                    // within `out`.
                     *sum = unsafe { _mm512_loadu_ps(self.out.add(at(r, j))) };
                 }
             }
         }
-        let (x, weight_t) = (self.x.as_ptr(), self.weight_t.as_ptr());
+        let (x, stored) = (self.x.as_ptr(), self.weights.as_ptr());
         for k in self.depth.clone() {
             let mut weights: [__m512; J] = [_mm512_setzero_ps(); J];
             for (j, w) in weights.iter_mut().enumerate() {
-                // SAFETY: k < inputs and column + 16·j + 16 ≤ outputs: within `weight_t`.
-                *w = unsafe { _mm512_loadu_ps(weight_t.add(k * outputs + column + 16 * j)) };
+                // SAFETY: k < inputs and column + 16·j + 16 ≤ width: within `weights`.
+                *w = unsafe { _mm512_loadu_ps(stored.add(k * self.weight_step + column + 16 * j)) };
             }
             for (r, sums) in sums.iter_mut().enumerate() {
                 // SAFETY: row + r < rows and k < inputs: within `x`.
