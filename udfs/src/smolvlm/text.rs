@@ -717,6 +717,15 @@ mod tests {
             .collect()
     }
 
+    /// Random input embeddings for [`tiny_text_models`]: three prompts of seven positions (3 ×
+    /// 7 × 64) and two decoding steps' tokens for them (2 × 3 × 1 × 64).
+    fn three_prompts_and_two_steps() -> (Tensor, Tensor) {
+        (
+            Tensor::randn(0f32, 1.0, (3, 7, 64), &Device::Cpu).unwrap(),
+            Tensor::randn(0f32, 1.0, (2, 3, 1, 64), &Device::Cpu).unwrap(),
+        )
+    }
+
     /// A left-padded batch through the prefill and two decoding steps, in f32 (the CPU kernel,
     /// under the additive mask) and in bf16 (the fused softmax, under the causal rule alone):
     /// the same logits within bf16's precision at every real position. A rule that let a
@@ -725,8 +734,7 @@ mod tests {
     fn the_causal_rule_and_the_mask_give_one_padded_batch_the_same_logits() {
         let models = tiny_text_models(&[DType::F32, DType::BF16]);
         let padding = vec![0usize, 3, 5];
-        let embeds = Tensor::randn(0f32, 1.0, (3, 7, 64), &Device::Cpu).unwrap();
-        let steps = Tensor::randn(0f32, 1.0, (2, 3, 1, 64), &Device::Cpu).unwrap();
+        let (embeds, steps) = three_prompts_and_two_steps();
         let mut logits = Vec::new();
         for (model, dtype) in models.iter().zip([DType::F32, DType::BF16]) {
             let mut cache = KvCache::padded(padding.clone(), 2);
@@ -772,8 +780,7 @@ mod tests {
     fn the_last_position_alone_gives_the_logits_of_the_whole_pass() {
         let models = tiny_text_models(&[DType::F32, DType::BF16]);
         let padding = vec![0usize, 2, 4];
-        let embeds = Tensor::randn(0f32, 1.0, (3, 7, 64), &Device::Cpu).unwrap();
-        let steps = Tensor::randn(0f32, 1.0, (2, 3, 1, 64), &Device::Cpu).unwrap();
+        let (embeds, steps) = three_prompts_and_two_steps();
         for (model, (dtype, tolerance)) in
             models.iter().zip([(DType::F32, 1e-5), (DType::BF16, 0.02)])
         {
