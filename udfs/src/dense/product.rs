@@ -381,51 +381,58 @@ fn panel_product(out: &mut [f32], x: &[f32], weight_t: &[f32], inputs: usize, ad
     let out_at = SharedOut(out.as_mut_ptr());
     (0..outputs.div_ceil(PANEL_OUTPUTS) * parts)
         .into_par_iter()
-        .for_each_init(Vec::new, |packed, task| {
-            let (panel, part) = (task / parts, task % parts);
-            let first = panel * PANEL_OUTPUTS;
-            let width = PANEL_OUTPUTS.min(outputs - first);
-            let part_rows = part * task_rows..((part + 1) * task_rows).min(rows);
-            let x = &x[part_rows.start * inputs..part_rows.end * inputs];
-            // Above PANEL_ROWS the task's weight columns are first copied side by side (a
-            // 192th of the task's work): read in place, each input's 64 weights lie a layer's
-            // outputs apart (12 KiB for 3,072 outputs). On the 2-vCPU Xeon (2026-12-05) the
-            // copy took CLIP's 768 → 3,072 products from 103–166 GFLOP/s to 234–250, and its
-            // 3,072 → 768 ones from 209–282 to 234–256.
-            let (weights, weight_step) = if rows > PANEL_ROWS {
-                packed.clear();
-                for row in weight_t.chunks_exact(outputs) {
-                    packed.extend_from_slice(&row[first..first + width]);
+        .for_each_init(
+            || (None, Vec::new()),
+            |(packed_panel, packed), task| {
+                let (panel, part) = (task / parts, task % parts);
+                let first = panel * PANEL_OUTPUTS;
+                let width = PANEL_OUTPUTS.min(outputs - first);
+                let part_rows = part * task_rows..((part + 1) * task_rows).min(rows);
+                let x = &x[part_rows.start * inputs..part_rows.end * inputs];
+                // Above PANEL_ROWS the task's weight columns are first copied side by side (a
+                // 192th of the task's work): read in place, each input's 64 weights lie a layer's
+                // outputs apart (12 KiB for 3,072 outputs). On the 2-vCPU Xeon (2026-12-05) the
+                // copy took CLIP's 768 → 3,072 products from 103–166 GFLOP/s to 234–250, and its
+                // 3,072 → 768 ones from 209–282 to 234–256. A thread's next task mostly takes the
+                // same panel for the next rows, and keeps the copy.
+                let (weights, weight_step) = if rows > PANEL_ROWS {
+                    if *packed_panel != Some(panel) {
+                        packed.clear();
+                        for row in weight_t.chunks_exact(outputs) {
+                            packed.extend_from_slice(&row[first..first + width]);
+                        }
+                        *packed_panel = Some(panel);
+                    }
+                    (&packed[..], width)
+                } else {
+                    (&weight_t[first..], outputs)
+                };
+                for start in (0..inputs).step_by(depth) {
+                    let depth = start..(start + depth).min(inputs);
+                    let onto = add || start > 0;
+                    // SAFETY: the processor has AVX-512F (asserted); this task writes only the
+                    // columns first..first + width of the rows `part_rows` of `out`, which no other
+                    // task writes (from the first of them on, `out` holds the rest of its rows,
+                    // `outputs` apart, and `first + width` ≤ `outputs`); `weights` holds inputs
+                    // rows of at least `width` values, `weight_step` apart, the last one's `width`
+                    // included; every read of `x` stays within those rows × inputs.
+                    unsafe {
+                        let out = out_at.get().add(part_rows.start * outputs + first);
+                        let pass = Pass {
+                            out,
+                            out_step: outputs,
+                            x,
+                            inputs,
+                            weights,
+                            weight_step,
+                            depth,
+                            onto,
+                        };
+                        pass.columns(width);
+                    }
                 }
-                (&packed[..], width)
-            } else {
-                (&weight_t[first..], outputs)
-            };
-            for start in (0..inputs).step_by(depth) {
-                let depth = start..(start + depth).min(inputs);
-                let onto = add || start > 0;
-                // SAFETY: the processor has AVX-512F (asserted); this task writes only the
-                // columns first..first + width of the rows `part_rows` of `out`, which no other
-                // task writes (from the first of them on, `out` holds the rest of its rows,
-                // `outputs` apart, and `first + width` ≤ `outputs`); `weights` holds inputs
-                // rows of at least `width` values, `weight_step` apart, the last one's `width`
-                // included; every read of `x` stays within those rows × inputs.
-                unsafe {
-                    let out = out_at.get().add(part_rows.start * outputs + first);
-                    let pass = Pass {
-                        out,
-                        out_step: outputs,
-                        x,
-                        inputs,
-                        weights,
-                        weight_step,
-                        depth,
-                        onto,
-                    };
-                    pass.columns(width);
-                }
-            }
-        });
+            },
+        );
 }
 
 /// One pass of [`panel_product`] over a task's columns: the sums over the inputs `depth` of
@@ -772,6 +779,10 @@ mod tests {
             }
         }
         let bias = values(outputs, 2);
+        let one_thread = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
         let rows_cases = [
             1,
             2,
@@ -821,14 +832,22 @@ mod tests {
                     let path = format!("{layout:?}, {rows} rows, residual {with_residual}");
                     assert_near(&out, &want, &path);
                     if layout == Layout::ColumnMajor && !with_residual {
-                        // Both kernels, whichever the processor takes.
+                        // Both kernels, whichever the processor takes; on one thread too,
+                        // where one thread's tasks go from panel to panel in turn.
                         for kernel in [ColumnMajor::Panels, ColumnMajor::Gemm] {
                             if kernel == ColumnMajor::Panels && !cpu_ops::has_avx512() {
                                 continue;
                             }
-                            let mut out = vec![f32::NAN; rows * outputs];
-                            kernel.run(&mut out, &x, stored, inputs, false);
-                            assert_near(&out, &want, &format!("{kernel:?}, {rows} rows"));
+                            for pool in [None, Some(&one_thread)] {
+                                let mut out = vec![f32::NAN; rows * outputs];
+                                let mut run = || kernel.run(&mut out, &x, stored, inputs, false);
+                                match pool {
+                                    Some(pool) => pool.install(run),
+                                    None => run(),
+                                }
+                                let path = format!("{kernel:?}, {rows} rows, pool {pool:?}");
+                                assert_near(&out, &want, &path);
+                            }
                         }
                     }
                 }
