@@ -76,18 +76,22 @@ pub(crate) fn has_avx512() -> bool {
     return false;
 }
 
-/// Whether the processor is AMD's (its CPUID vendor string is "AuthenticAMD").
+/// Whether the processor is AMD's (its CPUID vendor string is "AuthenticAMD"), asked once per
+/// process: in a virtual machine each CPUID instruction is a trip to the hypervisor.
 pub(crate) fn is_amd() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let vendor = std::arch::x86_64::__cpuid(0);
-        [vendor.ebx, vendor.edx, vendor.ecx]
-            .iter()
-            .flat_map(|word| word.to_le_bytes())
-            .eq(*b"AuthenticAMD")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    static AMD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AMD.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let vendor = std::arch::x86_64::__cpuid(0);
+            [vendor.ebx, vendor.edx, vendor.ecx]
+                .iter()
+                .flat_map(|word| word.to_le_bytes())
+                .eq(*b"AuthenticAMD")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    })
 }
 
 /// Values side by side in a reduction, so that the compiler keeps that many partial results in
