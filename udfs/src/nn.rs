@@ -218,30 +218,29 @@ impl Attention {
                     first_slot,
                 },
             ),
-            (Sequences::PackedCausal(lengths), Kept::Every) => {
-                let queries = attention::Queries::Every;
+            (Sequences::PackedCausal(lengths), Kept::Every | Kept::At(_)) => {
+                let (queries, residual) = match kept {
+                    Kept::At(positions) => {
+                        let mut start = 0;
+                        let rows: Vec<u32> = lengths
+                            .iter()
+                            .zip(positions)
+                            .map(|(&len, &p)| {
+                                let row = (start + p) as u32;
+                                start += len;
+                                row
+                            })
+                            .collect();
+                        let rows = Tensor::from_vec(rows, positions.len(), residual.device())?;
+                        let residual = residual.index_select(&rows, 0)?;
+                        (attention::Queries::At(positions), residual)
+                    }
+                    _ => (attention::Queries::Every, residual.clone()),
+                };
                 let context = attention::attend_packed_causal(
                     &qkv, self.heads, lengths, queries, self.scale,
                 )?;
-                return dense::forward_add(&self.out, &context, residual);
-            }
-            (Sequences::PackedCausal(lengths), Kept::At(positions)) => {
-                let queries = attention::Queries::At(positions);
-                let context = attention::attend_packed_causal(
-                    &qkv, self.heads, lengths, queries, self.scale,
-                )?;
-                let mut start = 0;
-                let rows: Vec<u32> = lengths
-                    .iter()
-                    .zip(positions)
-                    .map(|(&len, &p)| {
-                        let row = (start + p) as u32;
-                        start += len;
-                        row
-                    })
-                    .collect();
-                let rows = Tensor::from_vec(rows, positions.len(), residual.device())?;
-                return dense::forward_add(&self.out, &context, &residual.index_select(&rows, 0)?);
+                return dense::forward_add(&self.out, &context, &residual);
             }
             _ => candle_core::bail!("encoder: kept rows that these sequences do not have"),
         };
