@@ -403,7 +403,8 @@ impl<'a> Strided<'a> {
 /// column-major with rows a multiple of 16, a right one only when its row step is 1, and copies
 /// them into its packed layout otherwise: the values (keys × head size, row-major) on the right
 /// would be copied for every block of queries. For them the transposed product dstᵀ = bᵀ · aᵀ
-/// is taken, which reads both operands as they lie. A few rows (a decoding step's) go to
+/// is taken, which reads both operands as they lie when it has at most [`IN_PLACE_COLUMNS`]
+/// columns: more go in parts. A few rows (a decoding step's) go to
 /// [`few_rows`] instead.
 fn product(dst: &mut [f32], (m, n, k): (usize, usize, usize), a: Strided, b: Strided, scale: f32) {
     assert!(
@@ -422,33 +423,49 @@ fn product(dst: &mut [f32], (m, n, k): (usize, usize, usize), a: Strided, b: Str
     } else {
         (m, n, (1, n), a, b)
     };
-    // SAFETY: the assertion above keeps every value the strides and sizes reach inside the
-    // slices (a transposed operand reaches the same values); dst is written only, a and b read
-    // only, and they do not alias (dst is `&mut`).
-    unsafe {
-        gemm(
-            rows,
-            columns,
-            k,
-            dst.as_mut_ptr(),
-            dst_steps.0 as isize,
-            dst_steps.1 as isize,
-            false,
-            left.values.as_ptr(),
-            left.column_step as isize,
-            left.row_step as isize,
-            right.values.as_ptr(),
-            right.column_step as isize,
-            right.row_step as isize,
-            0f32,
-            scale,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
+    // gemm copies a column-major left operand into its packed layout when the product has
+    // more than 48 columns (`gemm_common`'s single-thread threshold, 8 × its 6-column
+    // microkernel): the transposed product's left operand is the values, which would be copied
+    // for every block of queries. The columns (queries) go in parts of at most 48 instead.
+    let parts = if transposed {
+        columns.div_ceil(IN_PLACE_COLUMNS)
+    } else {
+        1
+    };
+    let part = columns.div_ceil(parts.max(1));
+    for first in (0..columns).step_by(part.max(1)) {
+        let width = part.min(columns - first);
+        // SAFETY: the assertion above keeps every value the strides and sizes reach inside the
+        // slices (a transposed operand reaches the same values, a part of the columns fewer);
+        // dst is written only, a and b read only, and they do not alias (dst is `&mut`).
+        unsafe {
+            gemm(
+                rows,
+                width,
+                k,
+                dst.as_mut_ptr().add(first * dst_steps.0),
+                dst_steps.0 as isize,
+                dst_steps.1 as isize,
+                false,
+                left.values.as_ptr(),
+                left.column_step as isize,
+                left.row_step as isize,
+                right.values.as_ptr().add(first * right.column_step),
+                right.column_step as isize,
+                right.row_step as isize,
+                0f32,
+                scale,
+                false,
+                false,
+                false,
+                Parallelism::None,
+            );
+        }
     }
 }
+
+/// Columns up to which gemm reads a column-major left operand in place (see [`product`]).
+const IN_PLACE_COLUMNS: usize = 48;
 
 /// One block of queries of a (batch or sequence, head) pair on the calling thread: `out`
 /// (queries × size) = softmax(`weigh`(scale · q · kᵀ)) · v. `weigh(i, row)` turns query `i`'s
@@ -634,10 +651,11 @@ mod tests {
     #[test]
     fn head_sizes_of_whole_vectors_take_the_values_in_place_and_agree() {
         // A head size that is a multiple of 16 sends the weighted sum of the values through
-        // the transposed product; one block of queries and several.
+        // the transposed product; one block of queries and several, blocks over 48 queries
+        // taken in two parts of the same width (64) and of two widths (51: 26 and 25).
         let device = Device::Cpu;
         let (b, h, d) = (2, 2, 32);
-        for (l, s) in [(5, 7), (QUERY_BLOCK + 6, 90)] {
+        for (l, s) in [(5, 7), (IN_PLACE_COLUMNS + 3, 40), (QUERY_BLOCK + 6, 90)] {
             let q = Tensor::randn(0f32, 1.0, (b, h, l, d), &device).unwrap();
             let k = Tensor::randn(0f32, 1.0, (b, h, s, d), &device).unwrap();
             let v = Tensor::randn(0f32, 1.0, (b, h, s, d), &device).unwrap();
