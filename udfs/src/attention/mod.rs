@@ -427,13 +427,12 @@ fn product(dst: &mut [f32], (m, n, k): (usize, usize, usize), a: Strided, b: Str
     // more than 48 columns (`gemm_common`'s single-thread threshold, 8 × its 6-column
     // microkernel): the transposed product's left operand is the values, which would be copied
     // for every block of queries. The columns (queries) go in parts of at most 48 instead.
-    let parts = if transposed {
-        columns.div_ceil(IN_PLACE_COLUMNS)
+    let part = if transposed && columns > IN_PLACE_COLUMNS {
+        columns.div_ceil(columns.div_ceil(IN_PLACE_COLUMNS))
     } else {
-        1
+        columns.max(1)
     };
-    let part = columns.div_ceil(parts.max(1));
-    for first in (0..columns).step_by(part.max(1)) {
+    for first in (0..columns).step_by(part) {
         let width = part.min(columns - first);
         // SAFETY: the assertion above keeps every value the strides and sizes reach inside the
         // slices (a transposed operand reaches the same values, a part of the columns fewer);
