@@ -57,6 +57,18 @@ def build():
     return executables
 
 
+def processor():
+    """The processor's model name as Linux reports it, or what Python knows elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "an unknown processor"
+
+
 def table(output):
     """The rates of a bench's Markdown table: {batch: {column header: value}} for the rows whose
     first cell is a batch size, cells read as numbers where they are ("0 %" → 0)."""
@@ -146,10 +158,8 @@ def main():
     executables = build()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, stdout=subprocess.PIPE,
                             text=True).stdout.strip()
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                  if line.startswith("model name")), platform.processor())
     print(f"Vitrine {commit} against transformers + PyTorch, f32, on {os.cpu_count()} cores of "
-          f"{model}, {time.strftime('%Y-%m-%d', time.gmtime())}")
+          f"{processor()}, {time.strftime('%Y-%m-%d', time.gmtime())}")
     runs = Runs(args.logs)
     python = sys.executable
 
