@@ -430,6 +430,7 @@ pub(crate) fn max_difference(a: &Tensor, b: &Tensor) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Device;
 
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     #[test]
@@ -443,7 +444,6 @@ mod tests {
             .expect("/proc/cpuinfo names a vendor_id");
         assert_eq!(is_amd(), vendor == "AuthenticAMD", "{vendor}");
     }
-    use candle_core::Device;
 
     #[test]
     fn exp_is_within_about_two_ulp_and_saturates() {

@@ -372,10 +372,13 @@ fn panel_product(out: &mut [f32], x: &[f32], weight_t: &[f32], inputs: usize, ad
         out.len() == rows * outputs && cpu_ops::has_avx512(),
         "dense: panels of another size, or without AVX-512"
     );
-    let (depth, task_rows) = if rows <= PANEL_ROWS {
-        (PANEL_DEPTH, rows.max(1))
-    } else {
+    // Above PANEL_ROWS: deep passes over tasks of PANEL_TASK_ROWS rows, each task's weight
+    // columns copied side by side first (below).
+    let deep = rows > PANEL_ROWS;
+    let (depth, task_rows) = if deep {
         (PANEL_DEEP_DEPTH, PANEL_TASK_ROWS)
+    } else {
+        (PANEL_DEPTH, rows.max(1))
     };
     let parts = rows.div_ceil(task_rows).max(1);
     let out_at = SharedOut(out.as_mut_ptr());
@@ -395,7 +398,7 @@ fn panel_product(out: &mut [f32], x: &[f32], weight_t: &[f32], inputs: usize, ad
                 // copy took CLIP's 768 → 3,072 products from 103–166 GFLOP/s to 234–250, and its
                 // 3,072 → 768 ones from 209–282 to 234–256. A thread's next task mostly takes the
                 // same panel for the next rows, and keeps the copy.
-                let (weights, weight_step) = if rows > PANEL_ROWS {
+                let (weights, weight_step) = if deep {
                     if *packed_panel != Some(panel) {
                         packed.clear();
                         for row in weight_t.chunks_exact(outputs) {
