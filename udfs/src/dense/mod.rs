@@ -115,7 +115,7 @@ pub(crate) fn stack(parts: &[&Linear]) -> Result<Linear> {
 
 /// `linear` with its weight stored column-major (the transpose, row-major) when the CPU path
 /// takes it ([`kernel_takes`]): for layers that see tens of rows or more per product, an
-/// encoder's, whose products gemm then runs without repacking an operand (see [`product`]).
+/// encoder's, whose products gemm then runs without repacking the rows (see [`product`]).
 /// Anything else is returned as it is: a GPU's weights, half precision, variables being trained.
 /// The layer computes the same values either way, by candle's path too.
 pub(crate) fn column_major(linear: Linear) -> Result<Linear> {

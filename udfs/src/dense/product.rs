@@ -4,9 +4,9 @@
 //! few rows: those go to dot products over the weight rows as they lie ([`skinny_product`]), more
 //! to the gemm crate. An encoder multiplies tens of rows or more per call (a CLIP text is about
 //! 20 tokens, a photo 50 patches, a SigLIP tile 1024), and for it the weights are stored
-//! transposed once at load ([`super::column_major`]): gemm then takes both operands as they lie
-//! (it repacks a left operand that is not column-major, and `x` as the left operand is
-//! row-major); where the processor has AVX-512, [`panel_product`] takes them instead, reading
+//! transposed once at load ([`super::column_major`]): gemm then reads `x` as it lies (as the left
+//! operand, row-major, it would be repacked) and packs only the weights, and only for products of
+//! more than 48 rows (its single-thread threshold); where the processor has AVX-512, [`panel_product`] takes them instead, reading
 //! the weights' columns in panels of 64 (copied side by side first for many rows), for a few
 //! rows everywhere and for any number on AMD's processors (see [`ColumnMajor::for_rows`]).
 
@@ -272,7 +272,9 @@ fn gemm_row_major(out: &mut [f32], x: &[f32], weight: &[f32], inputs: usize, add
 /// `out` (rows × outputs) = `x` (rows × inputs) · weightᵀ, added to `out`'s values when `add`,
 /// for a weight stored column-major (`weight_t`: inputs × outputs, row-major), as the transposed
 /// product outᵀ = weight · xᵀ: gemm reads the weight as a column-major left operand and `x` as
-/// a right one with unit row step, both in place, and writes outᵀ column-major, which is `out`.
+/// a right one with unit row step, and writes outᵀ column-major, which is `out`; it reads `x` in
+/// place, and the weight too up to 48 rows (above, it copies the weight into its packed layout:
+/// 15 % of CLIP's texts at batch 8 on the 2-vCPU Xeon, `benches/RESULTS.md`, 2026-12-05).
 /// Each thread of the pool takes its own range of outputs (a multiple of 16, gemm's register
 /// width) with one-thread gemm: split by gemm itself, 50 rows into 3072 outputs ran at 98
 /// GFLOP/s on the 2-core Xeon, split by outputs at 218.
