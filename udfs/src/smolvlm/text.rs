@@ -147,7 +147,7 @@ impl Attention {
         let scale = (self.head_dim as f64).powf(-0.5);
         // Both read each key head in place for the query heads it serves.
         let out = if attention::fuses_softmax(&q, &k) && !attention::kernel_takes(&q) {
-            attention::attend_composed(&q, &k, &v, scale, None, pass.seen(first)?)?
+            attention::attend_composed(&q, &k, &v, scale, None, pass.seen(first))?
         } else {
             let mask = pass
                 .mask()?
@@ -156,7 +156,7 @@ impl Attention {
             match attention::attend(&q, &k, &v, scale, mask.as_ref())? {
                 Some(out) => out,
                 None => {
-                    attention::attend_composed(&q, &k, &v, scale, mask.as_ref(), pass.seen(first)?)?
+                    attention::attend_composed(&q, &k, &v, scale, mask.as_ref(), pass.seen(first))?
                 }
             }
         };
@@ -212,14 +212,12 @@ impl Rotary {
         })
     }
 
-    /// The tables at `positions` (one row of positions per sequence): batch × length ×
-    /// head_dim/2 each.
-    fn at(&self, positions: &[Vec<u32>], device: &Device) -> Result<(Tensor, Tensor)> {
-        let (b, t) = (positions.len(), positions[0].len());
-        let index = Tensor::from_vec(positions.concat(), b * t, device)?;
+    /// The tables at the positions `index` (batch · length, u32, a sequence's positions after
+    /// another's): batch × length × head_dim/2 each.
+    fn at(&self, index: &Tensor, (b, t): (usize, usize)) -> Result<(Tensor, Tensor)> {
         let pick = |table: &Tensor| -> Result<Tensor> {
             let half = table.dim(1)?;
-            table.index_select(&index, 0)?.reshape((b, t, half))
+            table.index_select(index, 0)?.reshape((b, t, half))
         };
         Ok((pick(&self.cos)?, pick(&self.sin)?))
     }
@@ -246,7 +244,8 @@ impl Positions {
 /// tokens' positions and which slots each token sees (causally, from each sequence's first slot
 /// after its left padding), as an additive mask or as the rule itself, each built on first use:
 /// the mask for the paths that add one (the CPU kernel, training), the rule for the fused
-/// softmax, which then spares building a mask as large as the scores.
+/// softmax, which then spares building a mask as large as the scores and needs only each
+/// sequence's first slot, kept on the device by the cache.
 struct Pass {
     positions: Positions,
     /// Left padding of each sequence (its first slot).
@@ -257,7 +256,8 @@ struct Pass {
     tokens: usize,
     device: Device,
     mask: OnceCell<Option<Tensor>>,
-    first_slot: OnceCell<Tensor>,
+    /// Each sequence's first slot (u32, on the device).
+    first_slot: Tensor,
 }
 
 impl Pass {
@@ -292,19 +292,11 @@ impl Pass {
 
     /// The mask's rule for the pass's queries from its `first` on, for the softmax that
     /// applies it itself.
-    fn seen(&self, first: usize) -> Result<Seen<'_>> {
-        let first_slot = match self.first_slot.get() {
-            Some(first_slot) => first_slot,
-            None => {
-                let slots: Vec<u32> = self.padding.iter().map(|&p| p as u32).collect();
-                let tensor = Tensor::from_vec(slots, self.padding.len(), &self.device)?;
-                self.first_slot.get_or_init(|| tensor)
-            }
-        };
-        Ok(Seen::Causal {
+    fn seen(&self, first: usize) -> Seen<'_> {
+        Seen::Causal {
             offset: self.offset + first,
-            first_slot,
-        })
+            first_slot: &self.first_slot,
+        }
     }
 }
 
@@ -407,6 +399,13 @@ pub struct KvCache {
     room: usize,
     /// Slots already in the cache (padding included).
     pub len: usize,
+    /// Each sequence's position for its next one-token pass (u32, on the device): sent on the
+    /// first such pass and advanced there after each, so that decoding sends no positions;
+    /// forgotten after a longer pass and when the sequences change.
+    next_positions: Option<Tensor>,
+    /// Each sequence's first slot (u32, on the device), sent once; forgotten when the
+    /// sequences change.
+    first_slots: Option<Tensor>,
 }
 
 impl KvCache {
@@ -454,24 +453,48 @@ impl KvCache {
         }
         self.padding = padding.into_iter().map(|p| p - trim).collect();
         self.len -= trim;
+        (self.next_positions, self.first_slots) = (None, None);
         Ok(())
     }
 
-    /// Rotary positions of the `t` tokens about to follow in each sequence (a padding slot's
-    /// position does not matter: nothing attends to it).
-    fn positions(&self, batch: usize, t: usize) -> Option<Vec<Vec<u32>>> {
+    /// Rotary positions of the `t` tokens about to follow in each sequence (batch · t, u32, on
+    /// `device`; a padding slot's position does not matter: nothing attends to it), or `None`
+    /// when no sequence is padded, all of them then at the cache's length.
+    fn positions(&self, t: usize, device: &Device) -> Result<Option<Tensor>> {
         if self.padding.iter().all(|&p| p == 0) {
-            return None;
+            return Ok(None);
         }
-        Some(
-            (0..batch)
-                .map(|r| {
-                    (0..t)
-                        .map(|j| (self.len + j).saturating_sub(self.padding[r]) as u32)
-                        .collect()
-                })
-                .collect(),
-        )
+        if let (1, Some(next)) = (t, &self.next_positions) {
+            return Ok(Some(next.clone()));
+        }
+        let len = self.len;
+        let positions: Vec<u32> = self
+            .padding
+            .iter()
+            .flat_map(|&padding| (0..t).map(move |j| (len + j).saturating_sub(padding) as u32))
+            .collect();
+        Tensor::from_vec(positions, self.padding.len() * t, device).map(Some)
+    }
+
+    /// Each sequence's first slot on `device`.
+    fn first_slots(&mut self, device: &Device) -> Result<Tensor> {
+        if let Some(first_slots) = &self.first_slots {
+            return Ok(first_slots.clone());
+        }
+        let slots: Vec<u32> = self.padding.iter().map(|&p| p as u32).collect();
+        let first_slots = Tensor::from_vec(slots, self.padding.len(), device)?;
+        self.first_slots = Some(first_slots.clone());
+        Ok(first_slots)
+    }
+
+    /// Counts a pass of `t` tokens at `positions` (from [`KvCache::positions`]) as held.
+    fn advance(&mut self, t: usize, positions: Option<Tensor>) -> Result<()> {
+        self.len += t;
+        self.next_positions = match (t, positions) {
+            (1, Some(positions)) => Some(positions.affine(1.0, 1.0)?),
+            _ => None,
+        };
+        Ok(())
     }
 }
 
@@ -540,9 +563,10 @@ impl TextModel {
         let device = embeds.device();
         cache.layers.resize_with(self.layers.len(), || None);
         cache.padding.resize(b, 0);
-        let positions = match cache.positions(b, t) {
-            Some(per_sequence) => {
-                let (cos, sin) = self.rotary.at(&per_sequence, device)?;
+        let index = cache.positions(t, device)?;
+        let positions = match &index {
+            Some(index) => {
+                let (cos, sin) = self.rotary.at(index, (b, t))?;
                 Positions { cos, sin }
             }
             None => Positions {
@@ -557,7 +581,7 @@ impl TextModel {
             tokens: t,
             device: device.clone(),
             mask: OnceCell::new(),
-            first_slot: OnceCell::new(),
+            first_slot: cache.first_slots(device)?,
         };
         let mut xs = embeds.clone();
         let last = self.layers.len() - 1;
@@ -573,7 +597,7 @@ impl TextModel {
             let h = layer.post_norm.forward(&xs)?;
             xs = layer.gate_up.swiglu_add(&layer.down, &h, &xs)?;
         }
-        cache.len += t;
+        cache.advance(t, index)?;
         Ok(xs)
     }
 
