@@ -413,7 +413,8 @@ fn a_batch_cost_counts_every_prompt_token() {
 /// different lengths about photos of different tile counts, for two model shapes (tiled, and
 /// no splitting with tied embeddings). Each row's input ids are the processor's, each row alone
 /// gives transformers' 32 greedy tokens, and the left-padded batch gives every row the same
-/// tokens again; a batch whose rows stop at different lengths gives each row its own prefix.
+/// tokens again; a batch whose rows stop at different lengths gives each row its own prefix,
+/// whether the tokens chosen are read every step or every few.
 #[test]
 fn a_mixed_batch_generates_what_transformers_generates() {
     use vitrine_udfs::smolvlm::model::GenerationRequest;
@@ -502,5 +503,14 @@ fn a_mixed_batch_generates_what_transformers_generates() {
                 "{name} row {i}: stopped at {limit}"
             );
         }
+        // Reading the tokens chosen every fifth step, as on a GPU, changes none of them.
+        let model = model.with_steps_per_read(5);
+        assert_eq!(
+            model
+                .generate_batch(&requests, Decoding::Greedy, false)
+                .unwrap(),
+            staggered,
+            "{name}: read every 5 steps"
+        );
     }
 }
