@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Builds the CUDA (sm_90) SmolVLM and CLIP benches and fidelity tests on a machine without CUDA, for a GPU
 # machine that has the driver and PyTorch's CUDA 13 libraries but no Rust toolchain (and the
-# photo-preparation bench, which bounds CLIP's photos a second there):
+# photo-preparation bench, which bounds CLIP's photos a second there, and the bf16-against-f32
+# agreement of SmolVLM's answers):
 #   bash benches/gpu/build_cuda.sh OUT_DIR
 # Gets nvcc 13.0 and its headers from NVIDIA's pip wheels and links against stand-in CUDA
 # libraries (each exports the functions cudarc declares; the real ones are loaded on the GPU
-# machine), then writes OUT_DIR/{smolvlm_generate,smolvlm_finetune,clip_embed,image_prep,smolvlm_fidelity,clip_fidelity,device_kernels}.xz
+# machine), then writes OUT_DIR/{smolvlm_generate,smolvlm_finetune,smolvlm_agreement,clip_embed,image_prep,smolvlm_fidelity,
+# clip_fidelity,device_kernels}.xz
 # (xz halves gzip's size, which matters: what travels to the GPU machine is capped at 64 MiB),
 # the processor configs the peer must use there, and the scripts that run them.
 set -euo pipefail
@@ -36,11 +38,11 @@ export CUDA_HOME="$cuda" CUDA_PATH="$cuda" CUDA_ROOT="$cuda" PATH="$cuda/bin:$PA
 export NVCC_APPEND_FLAGS="-I$cuda/include/cccl"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/vitrine-cuda}
 cd "$repo"
-cargo bench -p vitrine-udfs --features cuda --bench smolvlm_generate --bench smolvlm_finetune --bench clip_embed --bench image_prep --no-run --locked \
+cargo bench -p vitrine-udfs --features cuda --bench smolvlm_generate --bench smolvlm_finetune --bench smolvlm_agreement --bench clip_embed --bench image_prep --no-run --locked \
   --message-format=short 2>&1 | tee "$work/build.log"
 cargo test --release -p vitrine-udfs --features cuda --test smolvlm_fidelity --test clip_fidelity --test device_kernels --no-run --locked \
   --message-format=short 2>&1 | tee -a "$work/build.log"
-for name in smolvlm_generate smolvlm_finetune clip_embed image_prep smolvlm_fidelity clip_fidelity device_kernels; do
+for name in smolvlm_generate smolvlm_finetune smolvlm_agreement clip_embed image_prep smolvlm_fidelity clip_fidelity device_kernels; do
   binary=$(grep -oE "\(/[^)]*/deps/$name-[0-9a-f]+\)" "$work/build.log" | tail -1 | tr -d '()')
   xz -9 -T0 -c "$binary" > "$out/$name.xz"
 done
@@ -51,5 +53,5 @@ for shape in 256m 2.2b; do
   mkdir -p "$out/$shape" && cp "$work/shape-$shape/model/processor_config.json" "$out/$shape/"
 done
 cp benches/gpu/cuda_env.sh benches/gpu/run_smolvlm.sh benches/gpu/run_finetune.sh benches/gpu/run_clip.sh \
-  benches/gpu/run_all.sh benches/gpu/fidelity.sh "$out/"
+  benches/gpu/run_agreement.sh benches/gpu/run_all.sh benches/gpu/fidelity.sh "$out/"
 echo "built into $out"
