@@ -6,7 +6,8 @@
 # 12,000 products of the training split that sql/demo/train_smolvlm.sql learns from, and
 # held-out ones) in DIR/warehouse, trains the demo SmolVLM with that script, as demo.sh does
 # offline (about 5 minutes on 2 cores), copies the model's folder to DIR/model and lists the
-# first PHOTOS (default 512) held-out photos (split = 'test', by product id) in DIR/images.txt.
+# first PHOTOS (default 512) held-out photos (split = 'test', by product id; their paths in the
+# table are the warehouse's) in DIR/images.txt.
 set -euo pipefail
 vitrine=$(realpath "${1:?usage: demo_model.sh VITRINE DIR [PHOTOS]}")
 dir=$(realpath -m "${2:?usage: demo_model.sh VITRINE DIR [PHOTOS]}")
@@ -25,5 +26,5 @@ revision=$(ls -td "$warehouse"/_models/main/fashion_demo/demo_smolvlm/*/ | head 
 rm -rf "$dir/model" && cp -r "$revision" "$dir/model"
 "$vitrine" --warehouse "$warehouse" run --format csv -e "SELECT p.image_path FROM main.fashion_demo.products p \
   JOIN main.fashion_demo.products_ground_truth g ON p.product_id = g.product_id WHERE g.split = 'test' \
-  ORDER BY p.product_id LIMIT ${3:-512}" | tail -n +2 > "$dir/images.txt"
+  ORDER BY p.product_id LIMIT ${3:-512}" | tail -n +2 | sed "s|^|$warehouse|" > "$dir/images.txt"
 echo "model: $dir/model ($(du -sh "$dir/model" | cut -f1)); $(wc -l < "$dir/images.txt") photos in $dir/images.txt"
