@@ -20,9 +20,10 @@ fi
 cd "$repo"
 "$vitrine" --warehouse "$warehouse" run sql/00_load_products.sql >/dev/null
 "$vitrine" --warehouse "$warehouse" run sql/demo/train_smolvlm.sql
-"$vitrine" --warehouse "$warehouse" run -e "DESCRIBE MODEL main.fashion_demo.demo_smolvlm" > "$dir/describe.txt"
-# The newest revision, the one the model object names after a first training.
-revision=$(ls -td "$warehouse"/_models/main/fashion_demo/demo_smolvlm/*/ | head -1)
+# The model's figures, and its folder (the revision the model object names).
+"$vitrine" --warehouse "$warehouse" run --format csv -e "DESCRIBE MODEL main.fashion_demo.demo_smolvlm" \
+  > "$dir/describe.csv"
+revision=$(awk -F, '$1 == "location" { print $2 }' "$dir/describe.csv")
 rm -rf "$dir/model" && cp -r "$revision" "$dir/model"
 "$vitrine" --warehouse "$warehouse" run --format csv -e "SELECT p.image_path FROM main.fashion_demo.products p \
   JOIN main.fashion_demo.products_ground_truth g ON p.product_id = g.product_id WHERE g.split = 'test' \
