@@ -242,10 +242,10 @@ impl Positions {
 
 /// What every layer's attention needs to know about one forward pass: the rotary tables at its
 /// tokens' positions and which slots each token sees (causally, from each sequence's first slot
-/// after its left padding), as an additive mask or as the rule itself, each built on first use:
-/// the mask for the paths that add one (the CPU kernel, training), the rule for the fused
-/// softmax, which then spares building a mask as large as the scores and needs only each
-/// sequence's first slot, kept on the device by the cache.
+/// after its left padding), as an additive mask, built on first use for the paths that add one
+/// (the CPU kernel, training), or as the rule itself for the fused softmax, which then spares
+/// building a mask as large as the scores and needs only each sequence's first slot, kept on the
+/// device by the cache.
 struct Pass {
     positions: Positions,
     /// Left padding of each sequence (its first slot).
