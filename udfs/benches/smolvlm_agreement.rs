@@ -30,10 +30,9 @@ use vitrine_udfs::image::decode::decode_rgb;
 use vitrine_udfs::runtime::placement::Placement;
 use vitrine_udfs::runtime::source::Hub;
 use vitrine_udfs::smolvlm::extract::{parse_reply, Extraction};
-use vitrine_udfs::smolvlm::model::{GenerationRequest, SmolVlm, SMOLVLM_FILES};
+use vitrine_udfs::smolvlm::model::{SmolVlm, SMOLVLM_FILES};
 use vitrine_udfs::smolvlm::processor::ProcessedImage;
 use vitrine_udfs::smolvlm::prompt::chat_prompt;
-use vitrine_udfs::smolvlm::sampling::Decoding;
 
 /// As in the `vitrine` binary: freed tensor buffers are reused instead of returned to the system.
 #[global_allocator]
@@ -116,18 +115,9 @@ fn answers(
     let started = Instant::now();
     let mut answers = Vec::with_capacity(photos.len());
     for chunk in photos.chunks(batch) {
-        let requests: Vec<GenerationRequest> = chunk
-            .iter()
-            .map(|image| GenerationRequest {
-                image,
-                prompt: question,
-                max_new_tokens: new_tokens,
-                seed: 0,
-            })
-            .collect();
         answers.extend(
             model
-                .generate_batch(&requests, Decoding::Greedy, true)
+                .generate_each(chunk, question, new_tokens, true)
                 .map_err(|e| e.to_string())?,
         );
     }

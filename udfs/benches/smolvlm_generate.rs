@@ -31,10 +31,9 @@ use vitrine_udfs::runtime::overlap::overlapped;
 use vitrine_udfs::runtime::placement::Placement;
 use vitrine_udfs::runtime::source::Hub;
 use vitrine_udfs::smolvlm::extract::default_prompt;
-use vitrine_udfs::smolvlm::model::{GenerationRequest, SmolVlm, SMOLVLM_FILES};
+use vitrine_udfs::smolvlm::model::{SmolVlm, SMOLVLM_FILES};
 use vitrine_udfs::smolvlm::processor::{Idefics3ImageProcessor, ProcessedImage};
 use vitrine_udfs::smolvlm::prompt::chat_prompt;
-use vitrine_udfs::smolvlm::sampling::Decoding;
 
 /// As in the `vitrine` binary: freed tensor buffers are reused instead of returned to the system.
 #[global_allocator]
@@ -121,17 +120,8 @@ fn run(
         |images| {
             waited += asked.elapsed().as_secs_f64();
             let images = images?;
-            let requests: Vec<GenerationRequest> = images
-                .iter()
-                .map(|image| GenerationRequest {
-                    image,
-                    prompt: question,
-                    max_new_tokens: new_tokens,
-                    seed: 0,
-                })
-                .collect();
             let generated = model
-                .generate_batch(&requests, Decoding::Greedy, false)
+                .generate_each(&images, question, new_tokens, false)
                 .map_err(|e| e.to_string())?;
             assert!(generated.iter().all(|g| g.len() == new_tokens));
             asked = Instant::now();

@@ -303,19 +303,34 @@ impl SmolVlm {
         max_new_tokens: usize,
         stop_at_end: bool,
     ) -> Result<Vec<u32>, ModelError> {
-        let request = GenerationRequest {
-            image,
-            prompt,
-            max_new_tokens,
-            seed: 0,
-        };
         Ok(self
-            .generate_batch(
-                std::slice::from_ref(&request),
-                Decoding::Greedy,
+            .generate_each(
+                std::slice::from_ref(image),
+                prompt,
+                max_new_tokens,
                 stop_at_end,
             )?
             .remove(0))
+    }
+
+    /// [`SmolVlm::generate`] for each of `images`, asked the same `prompt`, in one batch.
+    pub fn generate_each(
+        &self,
+        images: &[ProcessedImage],
+        prompt: &str,
+        max_new_tokens: usize,
+        stop_at_end: bool,
+    ) -> Result<Vec<Vec<u32>>, ModelError> {
+        let requests: Vec<GenerationRequest> = images
+            .iter()
+            .map(|image| GenerationRequest {
+                image,
+                prompt,
+                max_new_tokens,
+                seed: 0,
+            })
+            .collect();
+        self.generate_batch(&requests, Decoding::Greedy, stop_at_end)
     }
 
     /// Decodes every request in one batch (`decoding`: greedy, or sampled with each request's
