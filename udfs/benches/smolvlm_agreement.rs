@@ -5,7 +5,7 @@
 //! ```text
 //! cargo bench -p vitrine-udfs --bench smolvlm_agreement -- MODEL_DIR IMAGES_TXT
 //!     [--device cpu|cuda] [--dtype bf16|f16|f32] [--batch 32] [--new-tokens 96] [--images N]
-//!     [--question Q]
+//!     [--question Q] [--steps-per-read N]
 //! ```
 //!
 //! Each photo of `IMAGES_TXT` (paths, one per line; the first `N`) is processed once, then
@@ -17,6 +17,9 @@
 //! parse as an extraction (two replies that both fail to parse count as the same extraction:
 //! read the two figures together), how many photos got the same tokens and the same parsed
 //! extraction, each side's seconds, and the first photos whose extractions differ.
+//! `--steps-per-read` has the compared model read its greedy tokens every `N` steps (as on a
+//! GPU; the default is its device's): with `--dtype f32` on the CPU every answer must then be
+//! the reference's, token for token.
 
 mod args;
 
@@ -50,6 +53,7 @@ struct Options {
     new_tokens: usize,
     count: Option<usize>,
     question: Option<String>,
+    steps_per_read: Option<usize>,
 }
 
 fn options() -> Result<Options, String> {
@@ -64,6 +68,7 @@ fn options() -> Result<Options, String> {
         new_tokens: 96,
         count: None,
         question: None,
+        steps_per_read: None,
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -73,13 +78,16 @@ fn options() -> Result<Options, String> {
             "--new-tokens" => options.new_tokens = positive(args.next(), "--new-tokens")?,
             "--images" => options.count = Some(positive(args.next(), "--images")?),
             "--question" => options.question = Some(args.next().ok_or("--question takes a value")?),
+            "--steps-per-read" => {
+                options.steps_per_read = Some(positive(args.next(), "--steps-per-read")?)
+            }
             flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
             path => paths.push(PathBuf::from(path)),
         }
     }
     let [model, images] = <[PathBuf; 2]>::try_from(paths).map_err(|_| {
         "usage: smolvlm_agreement MODEL_DIR IMAGES_TXT [--device D] [--dtype T] [--batch B] \
-         [--new-tokens N] [--images N] [--question Q]"
+         [--new-tokens N] [--images N] [--question Q] [--steps-per-read N]"
             .to_string()
     })?;
     (options.model, options.images) = (model, images);
@@ -143,7 +151,10 @@ fn main() -> Result<(), String> {
         )
         .map_err(|e| e.to_string())?;
     let reference = SmolVlm::load(&source, Placement::cpu()).map_err(|e| e.to_string())?;
-    let compared = SmolVlm::load(&source, placement.clone()).map_err(|e| e.to_string())?;
+    let mut compared = SmolVlm::load(&source, placement.clone()).map_err(|e| e.to_string())?;
+    if let Some(steps) = options.steps_per_read {
+        compared = compared.with_steps_per_read(steps);
+    }
     let listed = std::fs::read_to_string(&options.images)
         .map_err(|e| format!("{}: {e}", options.images.display()))?;
     let paths: Vec<&str> = listed
