@@ -2,7 +2,8 @@
 //! ([`prompt`]), image side ([`vision`]: SigLIP tower and connector) and text side ([`text`]:
 //! Llama decoder with a key/value cache), each checked against transformers, and [`model`]
 //! tying them to a checkpoint folder with batched generation ([`decoding`]: the loop), its
-//! tokens chosen by [`sampling`]; [`extract`] is the attribute-extraction contract (prompt and reply parsing).
+//! tokens chosen by [`sampling`]; [`extract`] is the attribute-extraction contract (prompt and
+//! reply parsing).
 
 pub mod decoding;
 pub mod extract;
