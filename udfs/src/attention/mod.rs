@@ -404,8 +404,7 @@ impl<'a> Strided<'a> {
 /// them into its packed layout otherwise: the values (keys × head size, row-major) on the right
 /// would be copied for every block of queries. For them the transposed product dstᵀ = bᵀ · aᵀ
 /// is taken, which reads both operands as they lie when it has at most [`IN_PLACE_COLUMNS`]
-/// columns: more go in parts. A few rows (a decoding step's) go to
-/// [`few_rows`] instead.
+/// columns: more go in parts. A few rows (a decoding step's) go to [`few_rows`] instead.
 fn product(dst: &mut [f32], (m, n, k): (usize, usize, usize), a: Strided, b: Strided, scale: f32) {
     assert!(
         dst.len() >= m * n && a.holds(m, k) && b.holds(k, n),
