@@ -24,6 +24,9 @@ use product::{product_into, Layout, Weights};
 
 pub mod epilogue;
 mod product;
+mod screen;
+
+pub(crate) use screen::ArgmaxScreen;
 
 /// Output values per task of the thread pool in the passes over the output.
 const CHUNK: usize = 1 << 14;

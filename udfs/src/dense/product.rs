@@ -577,57 +577,23 @@ impl Pass<'_> {
 /// CLIP's towers still took this path, one text per batch on the 2-core Xeon: 22–24 texts/s
 /// through gemm, 32–33 through the dot products (one partial sum), 38–39 with four, 54 in
 /// AVX-512 blocks; up to 512 rows, eight photos a batch fell from 22–23 to 15–16 images/s.
-const SKINNY_ROWS: usize = 64;
+pub(super) const SKINNY_ROWS: usize = 64;
 
-/// Weights read per task of [`skinny_product`] (in whole blocks of [`BLOCK`] weight rows): 64 KB.
-/// With 64 weight rows a task, SmolVLM-256M's attention output (576 × 576) and MLP down
-/// projection (576 × 1,536) made 9 tasks for two threads, and one thread read while the other
-/// waited: 1,536 inputs took 176 µs a call on the 2-core Xeon, 112 µs in tasks of this size.
-const SKINNY_TASK_WEIGHTS: usize = 16 * 1024;
+/// Bytes of weights read per task of [`skinny_sums`] (in whole blocks of [`BLOCK`] weight rows):
+/// 64 KB. With 64 f32 weight rows a task, SmolVLM-256M's attention output (576 × 576) and MLP
+/// down projection (576 × 1,536) made 9 tasks for two threads, and one thread read while the
+/// other waited: 1,536 inputs took 176 µs a call on the 2-core Xeon, 112 µs in tasks of this size.
+const SKINNY_TASK_BYTES: usize = 64 * 1024;
 
 /// `out` (rows × outputs) = `x` (rows × inputs) · weightᵀ, added to `out`'s values when `add`:
-/// the product of a few rows (a decoding step) over row-major weights. Each weight row is read
-/// from memory once, on one of the pool's threads, and its dot products with every row of `x`
-/// taken while it is in cache, four weight rows at a time by up to four rows where the processor
-/// has AVX-512 ([`blocks_avx512`]), one by one ([`cpu_ops::dot`]) elsewhere; no copy of the
-/// weights is made.
+/// the product of a few rows (a decoding step) over row-major weights, by [`skinny_sums`]; no
+/// copy of the weights is made.
 fn skinny_product(out: &mut [f32], x: &[f32], weight: &[f32], inputs: usize, add: bool) {
     let rows = x.len() / inputs;
     let outputs = weight.len() / inputs;
     // The products come out output by output (outputs × rows) and are then put in place.
     let mut by_output = vec![0f32; outputs * rows];
-    let per_task = (SKINNY_TASK_WEIGHTS / inputs / BLOCK).max(1) * BLOCK;
-    by_output
-        .par_chunks_mut(per_task * rows)
-        .zip(weight.par_chunks(per_task * inputs))
-        .for_each(|(sums, weights)| {
-            cpu_ops::widest_simd(
-                #[inline(always)]
-                || {
-                    // The weight rows the AVX-512 blocks took (none without AVX-512); the
-                    // rest one by one.
-                    #[cfg(target_arch = "x86_64")]
-                    let done = if cpu_ops::has_avx512() {
-                        // SAFETY: the processor has AVX-512F; the slices are `rows` × `inputs`
-                        // and a whole number of weight rows, as `blocks_avx512` takes.
-                        unsafe { blocks_avx512(sums, x, weights, inputs) }
-                    } else {
-                        0
-                    };
-                    #[cfg(not(target_arch = "x86_64"))]
-                    let done = 0;
-                    for (sums, w) in sums
-                        .chunks_exact_mut(rows)
-                        .zip(weights.chunks_exact(inputs))
-                        .skip(done)
-                    {
-                        for (sum, x) in sums.iter_mut().zip(x.chunks_exact(inputs)) {
-                            *sum = cpu_ops::dot(x, w);
-                        }
-                    }
-                },
-            )
-        });
+    skinny_sums(&mut by_output, x, weight, inputs);
     for (r, row) in out.chunks_exact_mut(outputs).enumerate() {
         for (o, sums) in row.iter_mut().zip(by_output.chunks_exact(rows)) {
             *o = if add { *o + sums[r] } else { sums[r] };
@@ -635,10 +601,162 @@ fn skinny_product(out: &mut [f32], x: &[f32], weight: &[f32], inputs: usize, add
     }
 }
 
+/// A weight value as the skinny products read it: an f32, or a code that stands for one
+/// ([`super::screen`]'s int8), widened to f32 as it is read.
+pub(super) trait Element: Copy + Send + Sync {
+    /// The value as an f32.
+    fn widen(self) -> f32;
+
+    /// The dot product of `x` and `w` (one length), summed in f32 lanes; inlined, so that a
+    /// caller's [`cpu_ops::widest_simd`] covers it.
+    fn dot(x: &[f32], w: &[Self]) -> f32;
+
+    /// Sixteen values from `p`, widened to one AVX-512 register of f32.
+    ///
+    /// # Safety
+    /// The processor must have AVX-512F; sixteen values must be readable from `p`.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load16(p: *const Self) -> std::arch::x86_64::__m512;
+}
+
+impl Element for f32 {
+    fn widen(self) -> f32 {
+        self
+    }
+
+    #[inline(always)]
+    fn dot(x: &[f32], w: &[f32]) -> f32 {
+        cpu_ops::dot(x, w)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load16(p: *const f32) -> std::arch::x86_64::__m512 {
+        // SAFETY: sixteen values are readable from `p`, as the caller promised.
+        unsafe { std::arch::x86_64::_mm512_loadu_ps(p) }
+    }
+}
+
+impl Element for i8 {
+    fn widen(self) -> f32 {
+        self as f32
+    }
+
+    #[inline(always)]
+    fn dot(x: &[f32], w: &[i8]) -> f32 {
+        const LANES: usize = 16;
+        let mut lanes = [0f32; LANES];
+        let (xs, ws) = (x.chunks_exact(LANES), w.chunks_exact(LANES));
+        let tail: f32 = xs
+            .remainder()
+            .iter()
+            .zip(ws.remainder())
+            .map(|(x, &w)| x * w as f32)
+            .sum();
+        for (x, w) in xs.zip(ws) {
+            for ((lane, x), &w) in lanes.iter_mut().zip(x).zip(w) {
+                *lane += x * w as f32;
+            }
+        }
+        lanes.iter().sum::<f32>() + tail
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load16(p: *const i8) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::{
+            __m128i, _mm512_cvtepi32_ps, _mm512_cvtepi8_epi32, _mm_loadu_si128,
+        };
+        // SAFETY: sixteen bytes are readable from `p`, as the caller promised.
+        unsafe { _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p as *const __m128i))) }
+    }
+}
+
+/// `sums` (outputs × rows) = the dot products of each weight row (row-major `weight`, widened
+/// from its [`Element`]s) with each row of `x` (rows × inputs): each weight row is read from
+/// memory once, on one of the pool's threads, in tasks of about [`SKINNY_TASK_BYTES`]
+/// ([`skinny_task_sums`]).
+pub(super) fn skinny_sums<E: Element>(sums: &mut [f32], x: &[f32], weight: &[E], inputs: usize) {
+    let rows = x.len() / inputs;
+    let per_task = skinny_task_rows::<E>(inputs, SKINNY_TASK_BYTES);
+    sums.par_chunks_mut(per_task * rows)
+        .zip(weight.par_chunks(per_task * inputs))
+        .for_each(|(sums, weights)| skinny_task_sums(sums, x, weights, inputs));
+}
+
+/// Weight rows of `inputs` [`Element`]s of type `E` in a task of about `bytes` for
+/// [`skinny_task_sums`]: whole blocks of [`BLOCK`] rows, one at least.
+pub(super) fn skinny_task_rows<E: Element>(inputs: usize, bytes: usize) -> usize {
+    (bytes / std::mem::size_of::<E>() / inputs.max(1) / BLOCK).max(1) * BLOCK
+}
+
+/// One task of [`skinny_sums`], on the calling thread: the dot products of `weights` (a whole
+/// number of rows) with every row of `x`, each weight row's taken while it is in cache, four
+/// weight rows at a time by up to four rows where the processor has AVX-512
+/// ([`blocks_avx512`]), one by one ([`Element::dot`]) elsewhere.
+pub(super) fn skinny_task_sums<E: Element>(
+    sums: &mut [f32],
+    x: &[f32],
+    weights: &[E],
+    inputs: usize,
+) {
+    let rows = x.len() / inputs;
+    cpu_ops::widest_simd(
+        #[inline(always)]
+        || {
+            // The weight rows the AVX-512 blocks took (none without AVX-512); the rest one by
+            // one.
+            #[cfg(target_arch = "x86_64")]
+            let done = if cpu_ops::has_avx512() {
+                // SAFETY: the processor has AVX-512F; the slices are `rows` × `inputs` and a
+                // whole number of weight rows, as `blocks_avx512` takes.
+                unsafe { blocks_avx512(sums, x, weights, inputs) }
+            } else {
+                0
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let done = 0;
+            for (sums, w) in sums
+                .chunks_exact_mut(rows)
+                .zip(weights.chunks_exact(inputs))
+                .skip(done)
+            {
+                for (sum, x) in sums.iter_mut().zip(x.chunks_exact(inputs)) {
+                    *sum = E::dot(x, w);
+                }
+            }
+        },
+    )
+}
+
+/// The dot products of `x` (one row of `inputs` values) with the weight rows `chosen` (row-major
+/// `weight`), in `chosen`'s order, each computed as [`skinny_product`] computes it over the whole
+/// matrix: the rows are copied side by side, padded with zero rows to whole blocks of
+/// [`BLOCK`], which take the same kernel in the same order of additions as there. (Over the whole
+/// matrix the last `outputs % BLOCK` rows go one by one instead, and may round differently.)
+pub(super) fn chosen_products(
+    x: &[f32],
+    weight: &[f32],
+    inputs: usize,
+    chosen: &[usize],
+) -> Vec<f32> {
+    let padded = chosen.len().div_ceil(BLOCK) * BLOCK;
+    let mut rows = vec![0f32; padded * inputs];
+    for (row, &c) in rows.chunks_exact_mut(inputs).zip(chosen) {
+        row.copy_from_slice(&weight[c * inputs..][..inputs]);
+    }
+    let mut out = vec![0f32; padded];
+    skinny_sums(&mut out, x, &rows, inputs);
+    out.truncate(chosen.len());
+    out
+}
+
 /// Weight rows and rows of `x` in one block of [`blocks_avx512`].
 const BLOCK: usize = 4;
 
-/// The products of [`skinny_product`]'s task (`sums`: outputs × rows, the weight rows'
+/// The products of [`skinny_sums`]'s task (`sums`: outputs × rows, the weight rows'
 /// dot products with each row of `x`) for whole blocks of [`BLOCK`] weight rows, with every row
 /// of `x`: [`BLOCK`] rows of `x` at a time ([`block_avx512`]), then the one to three left.
 /// Answers how many weight rows that was (the task's, less the last few).
@@ -647,7 +765,12 @@ const BLOCK: usize = 4;
 /// The processor must have AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn blocks_avx512(sums: &mut [f32], x: &[f32], weights: &[f32], inputs: usize) -> usize {
+unsafe fn blocks_avx512<E: Element>(
+    sums: &mut [f32],
+    x: &[f32],
+    weights: &[E],
+    inputs: usize,
+) -> usize {
     let rows = x.len() / inputs;
     let whole_rows = rows - rows % BLOCK;
     let outputs = weights.len() / inputs;
@@ -656,12 +779,12 @@ unsafe fn blocks_avx512(sums: &mut [f32], x: &[f32], weights: &[f32], inputs: us
         // SAFETY: AVX-512F, as the caller promised; each block's rows lie within `x`.
         unsafe {
             for r0 in (0..whole_rows).step_by(BLOCK) {
-                block_avx512::<BLOCK>(sums, x, weights, inputs, (w0, r0));
+                block_avx512::<E, BLOCK>(sums, x, weights, inputs, (w0, r0));
             }
             match rows - whole_rows {
-                1 => block_avx512::<1>(sums, x, weights, inputs, (w0, whole_rows)),
-                2 => block_avx512::<2>(sums, x, weights, inputs, (w0, whole_rows)),
-                3 => block_avx512::<3>(sums, x, weights, inputs, (w0, whole_rows)),
+                1 => block_avx512::<E, 1>(sums, x, weights, inputs, (w0, whole_rows)),
+                2 => block_avx512::<E, 2>(sums, x, weights, inputs, (w0, whole_rows)),
+                3 => block_avx512::<E, 3>(sums, x, weights, inputs, (w0, whole_rows)),
                 _ => {}
             }
         }
@@ -678,10 +801,10 @@ unsafe fn blocks_avx512(sums: &mut [f32], x: &[f32], weights: &[f32], inputs: us
 /// The processor must have AVX-512F; `r0 + R` rows of `x` and `w0 + BLOCK` weight rows must exist.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn block_avx512<const R: usize>(
+unsafe fn block_avx512<E: Element, const R: usize>(
     sums: &mut [f32],
     x: &[f32],
-    weights: &[f32],
+    weights: &[E],
     inputs: usize,
     (w0, r0): (usize, usize),
 ) {
@@ -704,7 +827,7 @@ unsafe fn block_avx512<const R: usize>(
         }
         for (a, acc) in acc.iter_mut().enumerate() {
             // SAFETY: i + 16 ≤ inputs and w0 + a < the weight rows (asserted).
-            let w = unsafe { _mm512_loadu_ps(wp.add(row_start(w0 + a) + i)) };
+            let w = unsafe { E::load16(wp.add(row_start(w0 + a) + i)) };
             for (acc, xv) in acc.iter_mut().zip(xs) {
                 *acc = _mm512_fmadd_ps(w, xv, *acc);
             }
@@ -718,7 +841,7 @@ unsafe fn block_avx512<const R: usize>(
             let tail: f32 = w[whole..]
                 .iter()
                 .zip(&xr[whole..])
-                .map(|(p, q)| p * q)
+                .map(|(&p, q)| p.widen() * q)
                 .sum();
             sums[(w0 + a) * rows + r0 + b] = _mm512_reduce_add_ps(acc) + tail;
         }

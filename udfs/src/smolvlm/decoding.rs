@@ -19,6 +19,12 @@ pub trait Decoder {
     /// the model's device); the rows are the sequences still decoding, in the loop's order.
     fn step(&mut self, tokens: &Tensor) -> Result<Tensor>;
 
+    /// The argmax of [`Decoder::step`]'s logits (rows, u32, on the model's device); a model
+    /// that can find it without computing every logit says so here.
+    fn greedy_step(&mut self, tokens: &Tensor) -> Result<Tensor> {
+        argmax(&self.step(tokens)?)
+    }
+
     /// Keeps the rows at `slots` (in that order) and forgets the others.
     fn retain(&mut self, slots: &[usize]) -> Result<()>;
 }
@@ -89,8 +95,16 @@ pub fn decode(
                 active = keep.iter().map(|&slot| active[slot]).collect();
             }
         }
-        let logits = model.step(&chosen.unsqueeze(1)?)?;
-        chosen = choose(&logits, rules.decoding, &active, &mut samplers)?;
+        let tokens = chosen.unsqueeze(1)?;
+        chosen = match rules.decoding {
+            Decoding::Greedy => model.greedy_step(&tokens)?,
+            Decoding::Sample { .. } => choose(
+                &model.step(&tokens)?,
+                rules.decoding,
+                &active,
+                &mut samplers,
+            )?,
+        };
     }
 }
 
@@ -122,16 +136,20 @@ fn choose(
     active: &[usize],
     samplers: &mut [Sampler],
 ) -> Result<Tensor> {
-    let scores = logits.to_dtype(DType::F32)?;
     if decoding == Decoding::Greedy {
-        return scores.argmax(D::Minus1);
+        return argmax(logits);
     }
     let drawn: Vec<u32> = active
         .iter()
-        .zip(scores.to_vec2::<f32>()?)
+        .zip(logits.to_dtype(DType::F32)?.to_vec2::<f32>()?)
         .map(|(&row, values)| samplers[row].next(&values))
         .collect();
     Tensor::new(drawn.as_slice(), logits.device())
+}
+
+/// Each row's largest logit's index (the first of equals), in f32.
+fn argmax(logits: &Tensor) -> Result<Tensor> {
+    logits.to_dtype(DType::F32)?.argmax(D::Minus1)
 }
 
 #[cfg(test)]

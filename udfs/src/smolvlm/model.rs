@@ -128,6 +128,11 @@ impl SmolVlm {
             )?
         };
         Self::new(vb, config, processor, tokenizer, placement, None)
+            .and_then(|mut model| {
+                // Loaded weights never change: greedy choices may screen the vocabulary.
+                model.text.screen_output(true)?;
+                Ok(model)
+            })
             .map_err(|e| ModelError::file(&source.weights, e))
     }
 
@@ -212,6 +217,14 @@ impl SmolVlm {
             steps_per_read: steps.max(1),
             ..self
         }
+    }
+
+    /// The model choosing greedy tokens from every logit, without the int8 screen of the
+    /// vocabulary that a model loaded on the CPU in f32 otherwise uses (it chooses the same
+    /// tokens; this is how `smolvlm_agreement --whole-logits` shows it).
+    pub fn with_whole_logits(mut self) -> Result<Self, ModelError> {
+        self.text.screen_output(false)?;
+        Ok(self)
     }
 
     /// What a batch of generations costs on the device by its rows: photos processed by
@@ -486,6 +499,10 @@ impl Decoder for TextDecoder<'_> {
     fn step(&mut self, tokens: &Tensor) -> candle_core::Result<Tensor> {
         self.text
             .forward_last(&self.text.embed(tokens)?, self.cache)
+    }
+
+    fn greedy_step(&mut self, tokens: &Tensor) -> candle_core::Result<Tensor> {
+        self.text.greedy_last(&self.text.embed(tokens)?, self.cache)
     }
 
     fn retain(&mut self, slots: &[usize]) -> candle_core::Result<()> {

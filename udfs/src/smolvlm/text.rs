@@ -4,7 +4,7 @@
 
 use std::cell::OnceCell;
 
-use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{embedding, linear_no_bias, Embedding, Linear, VarBuilder};
 use serde::Deserialize;
 
@@ -333,6 +333,9 @@ pub struct TextModel {
     layers: Vec<DecoderLayer>,
     norm: RmsNorm,
     lm_head: Linear,
+    /// The output projection's int8 screen, for greedy choices without every logit
+    /// ([`TextModel::screen_output`]).
+    screen: Option<dense::ArgmaxScreen>,
     rotary: Rotary,
 }
 
@@ -528,6 +531,7 @@ impl TextModel {
             layers,
             norm: rms_norm(c.hidden_size, c.rms_norm_eps, text.pp("norm"))?,
             lm_head,
+            screen: None,
         })
     }
 
@@ -604,9 +608,41 @@ impl TextModel {
     /// Logits of the last position of each sequence only (batch × vocabulary): what decoding
     /// needs, without projecting the whole prompt onto the vocabulary.
     pub fn forward_last(&self, embeds: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
-        let hidden = self.hidden(embeds, cache, Rows::Last)?;
-        let last = self.norm.forward(&hidden)?;
+        let last = self.last_state(embeds, cache)?;
         dense::forward_then(&self.lm_head, &last, dense::Then::Nothing)?.squeeze(1)
+    }
+
+    /// The argmax of [`TextModel::forward_last`]'s logits (batch, u32): through the output
+    /// projection's screen when there is one, which reads a quarter of its bytes and chooses
+    /// the same tokens.
+    pub fn greedy_last(&self, embeds: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        let last = self.last_state(embeds, cache)?;
+        match &self.screen {
+            Some(screen) => screen.argmax(&last)?.squeeze(1),
+            None => dense::forward_then(&self.lm_head, &last, dense::Then::Nothing)?
+                .squeeze(1)?
+                .to_dtype(DType::F32)?
+                .argmax(D::Minus1),
+        }
+    }
+
+    /// The normed state of the last position of `embeds`' sequences (batch × 1 × width),
+    /// following what `cache` holds, which it then also holds.
+    fn last_state(&self, embeds: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        let hidden = self.hidden(embeds, cache, Rows::Last)?;
+        self.norm.forward(&hidden)
+    }
+
+    /// With `on`, makes greedy choices go through an int8 screen of the output projection
+    /// ([`dense::ArgmaxScreen`]) where it applies: frozen f32 weights on the CPU, where the
+    /// projection is the largest read of a decoding step (the weights must not change after);
+    /// without, from every logit.
+    pub fn screen_output(&mut self, on: bool) -> Result<()> {
+        self.screen = match on {
+            true => dense::ArgmaxScreen::new(&self.lm_head)?,
+            false => None,
+        };
+        Ok(())
     }
 }
 
