@@ -345,9 +345,11 @@ fn tiny_model(name: &str) -> vitrine_udfs::smolvlm::model::SmolVlm {
 }
 
 /// The whole pipeline from a model folder: transformers' `Idefics3Processor` + `generate` on a
-/// chat prompt and a 4-frame photo give the same input ids and the same 32 greedy tokens.
+/// chat prompt and a 4-frame photo give the same input ids and the same 32 greedy tokens, also
+/// when decoding checks drafts (the fixture is too small to check them by default).
 #[test]
 fn a_model_folder_generates_what_transformers_generates() {
+    let drafted = tiny_model("tiny").with_drafts(4);
     let model = tiny_model("tiny");
     let expected = fixture_tensors("smolvlm/expected-model.safetensors");
     let photo =
@@ -364,6 +366,11 @@ fn a_model_folder_generates_what_transformers_generates() {
         generated,
         token_ids(&expected["pipeline/greedy"]),
         "greedy tokens"
+    );
+    assert_eq!(
+        drafted.generate(&image, &prompt, 32, false).unwrap(),
+        generated,
+        "greedy tokens, drafted"
     );
     assert!(!model.decode(&generated).unwrap().is_empty());
 }
@@ -414,7 +421,8 @@ fn a_batch_cost_counts_every_prompt_token() {
 /// no splitting with tied embeddings). Each row's input ids are the processor's, each row alone
 /// gives transformers' 32 greedy tokens, and the left-padded batch gives every row the same
 /// tokens again; a batch whose rows stop at different lengths gives each row its own prefix,
-/// whether the tokens chosen are read every step or every few.
+/// whether the tokens chosen are read every step or every few. Each row alone again with
+/// drafts checked.
 #[test]
 fn a_mixed_batch_generates_what_transformers_generates() {
     use vitrine_udfs::smolvlm::model::GenerationRequest;
@@ -432,6 +440,7 @@ fn a_mixed_batch_generates_what_transformers_generates() {
     let expected = fixture_tensors("smolvlm/expected-batch.safetensors");
     for name in ["tiny", "tiny-b"] {
         let model = tiny_model(name);
+        let drafted = tiny_model(name).with_drafts(4);
         let images: Vec<_> = ROWS
             .iter()
             .map(|(photo, _)| {
@@ -451,10 +460,16 @@ fn a_mixed_batch_generates_what_transformers_generates() {
                 "{name} row {i}: ids"
             );
             lengths.push(ids.len());
+            let alone = token_ids(&expected[&format!("{name}/single/{i}")]);
             assert_eq!(
                 model.generate(image, prompt, 32, false).unwrap(),
-                token_ids(&expected[&format!("{name}/single/{i}")]),
+                alone,
                 "{name} row {i}: alone"
+            );
+            assert_eq!(
+                drafted.generate(image, prompt, 32, false).unwrap(),
+                alone,
+                "{name} row {i}: alone, drafted"
             );
         }
         assert!(

@@ -8,8 +8,16 @@
 //! sequence that ends between two reads goes on being decoded until the next one and its tokens
 //! past the end are dropped: the answers do not depend on how often the tokens are read.
 //! Sampled tokens are drawn on the host ([`Sampler`]), so sampling reads every step.
+//!
+//! A single sequence decoded greedily with a read every step may also go several tokens a
+//! step: the tokens that followed the latest few tokens where they last occurred before (in
+//! the prompt or the answer: an extraction's keys and values are the prompt's words) are
+//! proposed as drafts, and one pass over the token chosen and the drafts gives the model's own
+//! choice after each; the drafts it would have chosen are kept, with its choice after the last
+//! of them, and the cache forgets the rest ([`Rules::drafts`]). The tokens are the model's
+//! greedy ones either way; a pass over a few tokens reads the weights once, as a pass over one.
 
-use candle_core::{DType, Result, Tensor, D};
+use candle_core::{DType, Device, Result, Tensor, D};
 
 use super::sampling::{Decoding, Sampler};
 
@@ -25,13 +33,31 @@ pub trait Decoder {
         argmax(&self.step(tokens)?)
     }
 
+    /// For a single sequence: the greedy choice after each of `tokens` (1 × t, u32, on the
+    /// model's device; answered as t u32), the t positions joining the cache; `None` (and
+    /// nothing done) when the model does not take several tokens a step.
+    fn greedy_each(&mut self, _tokens: &Tensor) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+
+    /// For a single sequence: forgets the last `n` positions of the cache (drafts rejected).
+    /// Asked only of a model that answers [`Decoder::greedy_each`].
+    fn forget(&mut self, n: usize) -> Result<()> {
+        if n > 0 {
+            candle_core::bail!("this model does not forget positions")
+        }
+        Ok(())
+    }
+
     /// Keeps the rows at `slots` (in that order) and forgets the others.
     fn retain(&mut self, slots: &[usize]) -> Result<()>;
 }
 
-/// One sequence's bounds.
+/// One sequence's prompt and bounds.
 #[derive(Debug, Clone, Copy)]
-pub struct Sequence {
+pub struct Sequence<'a> {
+    /// The prompt's tokens, where drafts are looked up.
+    pub prompt: &'a [u32],
     /// The most tokens to generate (one at least is always generated).
     pub max_new_tokens: usize,
     /// Seeds the sequence's draws when sampling.
@@ -47,6 +73,9 @@ pub struct Rules {
     pub end: Option<u32>,
     /// Greedy steps between two reads of the tokens chosen (1 reads every step).
     pub steps_per_read: usize,
+    /// The most drafts a step of a single sequence proposes when decoding greedily and reading
+    /// every step (0: none).
+    pub drafts: usize,
 }
 
 /// Each sequence's tokens, the first chosen from `logits` (rows × vocabulary: the prompts' last
@@ -95,6 +124,14 @@ pub fn decode(
                 active = keep.iter().map(|&slot| active[slot]).collect();
             }
         }
+        if let Some(next) = drafted_step(sequences, rules, &active, &mut generated, model, &device)?
+        {
+            match next {
+                Some(next) => chosen = Tensor::new(&[next], &device)?,
+                None => return Ok(generated),
+            }
+            continue;
+        }
         let tokens = chosen.unsqueeze(1)?;
         chosen = match rules.decoding {
             Decoding::Greedy => model.greedy_step(&tokens)?,
@@ -106,6 +143,86 @@ pub fn decode(
             )?,
         };
     }
+}
+
+/// A step with drafts, where [`Rules::drafts`] allows one (a single sequence still going,
+/// decoded greedily, every token read, a draft found, a model that takes several tokens): the
+/// drafts the model keeps join the sequence's tokens, and the answer is the model's next
+/// choice, or `None` when the sequence ended among the drafts. `None` when no such step is
+/// taken (nothing is then done).
+fn drafted_step(
+    sequences: &[Sequence],
+    rules: Rules,
+    active: &[usize],
+    generated: &mut [Vec<u32>],
+    model: &mut impl Decoder,
+    device: &Device,
+) -> Result<Option<Option<u32>>> {
+    let (&[row], Decoding::Greedy, 1) = (active, rules.decoding, rules.steps_per_read.max(1))
+    else {
+        return Ok(None);
+    };
+    let (sequence, tokens) = (sequences[row], &mut generated[row]);
+    // The choice after the last draft comes on top of the drafts kept.
+    let room = sequence.max_new_tokens.saturating_sub(tokens.len() + 1);
+    let Some(&last) = tokens.last() else {
+        return Ok(None);
+    };
+    let drafts = lookup(sequence.prompt, tokens, rules.drafts.min(room));
+    if drafts.is_empty() {
+        return Ok(None);
+    }
+    let mut input = vec![last];
+    input.extend_from_slice(&drafts);
+    let input = Tensor::from_vec(input, (1, drafts.len() + 1), device)?;
+    let Some(choices) = model.greedy_each(&input)? else {
+        return Ok(None);
+    };
+    let choices: Vec<u32> = choices.to_vec1()?;
+    let kept = drafts
+        .iter()
+        .zip(&choices)
+        .take_while(|(draft, choice)| draft == choice)
+        .count();
+    model.forget(drafts.len() - kept)?;
+    if !still_going(tokens, &drafts[..kept], sequence, rules.end) {
+        return Ok(Some(None));
+    }
+    Ok(Some(Some(choices[kept])))
+}
+
+/// Shortest and longest run of latest tokens [`lookup`] looks for.
+const DRAFT_KEYS: std::ops::RangeInclusive<usize> = 1..=3;
+
+/// Up to `most` drafts: the tokens that followed the latest occurrence before of the last few
+/// tokens of `prompt` then `generated` (the longest of [`DRAFT_KEYS`] found), as
+/// transformers' prompt lookup proposes them; none when they occur nowhere before.
+fn lookup(prompt: &[u32], generated: &[u32], most: usize) -> Vec<u32> {
+    if most == 0 {
+        return Vec::new();
+    }
+    let at = |i: usize| {
+        if i < prompt.len() {
+            prompt[i]
+        } else {
+            generated[i - prompt.len()]
+        }
+    };
+    let len = prompt.len() + generated.len();
+    for key in DRAFT_KEYS.rev() {
+        if key >= len {
+            continue;
+        }
+        // The latest start before the key itself whose `key` tokens equal the last `key`.
+        let found = (0..len - key)
+            .rev()
+            .find(|&start| (0..key).all(|j| at(start + j) == at(len - key + j)));
+        if let Some(start) = found {
+            let from = start + key;
+            return (from..len.min(from + most)).map(at).collect();
+        }
+    }
+    Vec::new()
 }
 
 /// Appends a sequence's newly read `tokens` to what it has generated, up to its end token or
@@ -155,7 +272,6 @@ fn argmax(logits: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
 
     const VOCABULARY: usize = 6;
     const END: u32 = 5;
@@ -202,6 +318,28 @@ mod tests {
             Ok(self.logits())
         }
 
+        /// The script's tokens after the token fed and after each draft, whatever the drafts
+        /// are (a choice after a draft the script does not have is never kept).
+        fn greedy_each(&mut self, tokens: &Tensor) -> Result<Option<Tensor>> {
+            let tokens: Vec<Vec<u32>> = tokens.to_vec2()?;
+            assert_eq!((tokens.len(), self.rows.len()), (1, 1), "one sequence");
+            let (sequence, fed) = self.rows[0];
+            assert_eq!(
+                tokens[0][0], self.script[sequence][fed],
+                "sequence {sequence}"
+            );
+            let t = tokens[0].len();
+            let choices = self.script[sequence][fed + 1..=fed + t].to_vec();
+            self.rows[0].1 += t;
+            self.steps += 1;
+            Ok(Some(Tensor::new(choices.as_slice(), &Device::Cpu)?))
+        }
+
+        fn forget(&mut self, n: usize) -> Result<()> {
+            self.rows[0].1 -= n;
+            Ok(())
+        }
+
         fn retain(&mut self, slots: &[usize]) -> Result<()> {
             self.rows = slots.iter().map(|&slot| self.rows[slot]).collect();
             Ok(())
@@ -218,10 +356,23 @@ mod tests {
     }
 
     fn run(steps_per_read: usize, decoding: Decoding, limits: &[usize]) -> (Vec<Vec<u32>>, usize) {
-        let mut model = Scripted::new(scripts());
+        run_drafted(scripts(), &[], (steps_per_read, 0), decoding, limits)
+    }
+
+    /// Decodes `script`'s sequences, each after `prompt`, reading every `steps_per_read` steps
+    /// and checking up to `drafts` drafts a step: the tokens, and the model's passes.
+    fn run_drafted(
+        script: Vec<Vec<u32>>,
+        prompt: &[u32],
+        (steps_per_read, drafts): (usize, usize),
+        decoding: Decoding,
+        limits: &[usize],
+    ) -> (Vec<Vec<u32>>, usize) {
+        let mut model = Scripted::new(script);
         let sequences: Vec<Sequence> = limits
             .iter()
             .map(|&max_new_tokens| Sequence {
+                prompt,
                 max_new_tokens,
                 seed: 1,
             })
@@ -230,6 +381,7 @@ mod tests {
             decoding,
             end: Some(END),
             steps_per_read,
+            drafts,
         };
         let tokens = decode(&model.logits(), &sequences, rules, &mut model).unwrap();
         (tokens, model.steps)
@@ -274,5 +426,66 @@ mod tests {
         assert_eq!(tokens[0], [1, 2, 3]);
         assert_eq!(tokens[3], [3, 4, 3, 4, 3, 4, 3, 4]);
         assert_eq!(steps, 8, "sampling reads every step");
+    }
+
+    #[test]
+    fn drafts_change_no_token_and_save_passes() {
+        // An answer that repeats the prompt's runs, then strays from them, then ends.
+        let prompt = [0, 1, 2, 3, 4, 0, 2];
+        let script = vec![vec![
+            1, 2, 3, 4, 0, 1, 2, 3, 1, 1, 2, 3, 4, END, 4, 4, 4, 4, 4,
+        ]];
+        for limit in 1..=16 {
+            let plain = run_drafted(script.clone(), &prompt, (1, 0), Decoding::Greedy, &[limit]);
+            for drafts in 1..=6 {
+                let drafted = run_drafted(
+                    script.clone(),
+                    &prompt,
+                    (1, drafts),
+                    Decoding::Greedy,
+                    &[limit],
+                );
+                assert_eq!(drafted.0, plain.0, "limit {limit}, {drafts} drafts");
+                assert!(drafted.1 <= plain.1, "limit {limit}, {drafts} drafts");
+            }
+        }
+        // Thirteen tokens, then the end: twelve passes one token at a time, far fewer with
+        // drafts (the prompt's runs and the answer's own).
+        let plain = run_drafted(script.clone(), &prompt, (1, 0), Decoding::Greedy, &[16]);
+        let drafted = run_drafted(script.clone(), &prompt, (1, 4), Decoding::Greedy, &[16]);
+        assert_eq!((plain.0[0].len(), plain.1), (13, 13));
+        assert!(drafted.1 <= 7, "{} passes with drafts", drafted.1);
+        // A batch drafts once one sequence is left; reading every few steps, or sampling,
+        // never.
+        for drafts in [0, 3] {
+            let (tokens, _) = run_drafted(
+                scripts(),
+                &[],
+                (1, drafts),
+                Decoding::Greedy,
+                &[10, 7, 10, 11],
+            );
+            assert_eq!(tokens[3], [3, 4, 3, 4, 3, 4, 3, 4], "{drafts} drafts");
+        }
+        let every_4 = run_drafted(script.clone(), &prompt, (4, 0), Decoding::Greedy, &[16]);
+        let drafted = run_drafted(script.clone(), &prompt, (4, 4), Decoding::Greedy, &[16]);
+        assert_eq!(drafted, every_4, "reading every 4 steps");
+        let sampled = Decoding::new(1.0, 1.0).unwrap();
+        let plain = run_drafted(script.clone(), &prompt, (1, 0), sampled, &[16]);
+        assert_eq!(run_drafted(script, &prompt, (1, 4), sampled, &[16]), plain);
+    }
+
+    #[test]
+    fn drafts_follow_the_latest_earlier_occurrence_of_the_longest_key() {
+        // The last three tokens (3, 9, 1) occur nowhere before; the last two (9, 1) do, twice:
+        // the later one is followed by 7, 9, 1.
+        let prompt = [9, 1, 5, 2, 9, 1, 7];
+        assert_eq!(lookup(&prompt, &[3, 9, 1], 3), [7, 3, 9]);
+        assert_eq!(lookup(&prompt, &[3, 9, 1], 1), [7]);
+        assert_eq!(lookup(&prompt, &[3, 9, 1], 0), Vec::<u32>::new());
+        // Nothing before matches the last token: no drafts.
+        assert_eq!(lookup(&prompt, &[8], 3), Vec::<u32>::new());
+        // A key found at the very end of what came before proposes what follows it only.
+        assert_eq!(lookup(&[], &[4, 4], 5), [4]);
     }
 }

@@ -63,6 +63,15 @@ impl LlamaConfig {
         self.num_key_value_heads.unwrap_or(self.num_attention_heads)
     }
 
+    /// The weights a decoding step reads: every layer's projections and the output
+    /// projection (the norms' few weights aside).
+    pub(crate) fn step_weights(&self) -> usize {
+        let (h, i) = (self.hidden_size, self.intermediate_size);
+        let attention = h * (self.num_attention_heads + 2 * self.kv_heads()) * self.head_dim()
+            + self.num_attention_heads * self.head_dim() * h;
+        self.num_hidden_layers * (attention + 3 * h * i) + self.vocab_size * h
+    }
+
     fn rope_theta(&self) -> f64 {
         self.rope_parameters
             .as_ref()
@@ -490,6 +499,19 @@ impl KvCache {
         Ok(first_slots)
     }
 
+    /// Forgets the last `n` slots (drafts a decoder rejected): the next pass writes over them.
+    pub fn forget(&mut self, n: usize) -> Result<()> {
+        if n > self.len || self.layers.iter().flatten().any(|layer| layer.len < n) {
+            candle_core::bail!("a cache of {} slots cannot forget {n}", self.len);
+        }
+        for layer in self.layers.iter_mut().flatten() {
+            layer.len -= n;
+        }
+        self.len -= n;
+        self.next_positions = None;
+        Ok(())
+    }
+
     /// Counts a pass of `t` tokens at `positions` (from [`KvCache::positions`]) as held.
     fn advance(&mut self, t: usize, positions: Option<Tensor>) -> Result<()> {
         self.len += t;
@@ -616,11 +638,25 @@ impl TextModel {
     /// projection's screen when there is one, which reads a quarter of its bytes and chooses
     /// the same tokens.
     pub fn greedy_last(&self, embeds: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
-        let last = self.last_state(embeds, cache)?;
+        self.greedy(&self.last_state(embeds, cache)?)?.squeeze(1)
+    }
+
+    /// The argmax of the logits at every position of `embeds` (batch × length, u32), each as
+    /// [`TextModel::greedy_last`] chooses it: what checking drafts asks.
+    pub fn greedy_each(&self, embeds: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        self.greedy(
+            &self
+                .norm
+                .forward(&self.hidden(embeds, cache, Rows::Every)?)?,
+        )
+    }
+
+    /// The index of the largest logit for each of `states` (… × width, normed): through the
+    /// screen when there is one.
+    fn greedy(&self, states: &Tensor) -> Result<Tensor> {
         match &self.screen {
-            Some(screen) => screen.argmax(&last)?.squeeze(1),
-            None => dense::forward_then(&self.lm_head, &last, dense::Then::Nothing)?
-                .squeeze(1)?
+            Some(screen) => screen.argmax(states),
+            None => dense::forward_then(&self.lm_head, states, dense::Then::Nothing)?
                 .to_dtype(DType::F32)?
                 .argmax(D::Minus1),
         }
