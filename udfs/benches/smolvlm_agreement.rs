@@ -5,7 +5,7 @@
 //! ```text
 //! cargo bench -p vitrine-udfs --bench smolvlm_agreement -- MODEL_DIR IMAGES_TXT
 //!     [--device cpu|cuda] [--dtype bf16|f16|f32] [--batch 32] [--new-tokens 96] [--images N]
-//!     [--question Q] [--steps-per-read N] [--whole-logits]
+//!     [--question Q] [--steps-per-read N] [--plain-reference]
 //! ```
 //!
 //! Each photo of `IMAGES_TXT` (paths, one per line; the first `N`) is processed once, then
@@ -19,9 +19,10 @@
 //! extraction, each side's seconds, and the first photos whose extractions differ.
 //! `--steps-per-read` has the compared model read its greedy tokens every `N` steps (as on a
 //! GPU; the default is its device's): with `--dtype f32` on the CPU every answer must then be
-//! the reference's, token for token. `--whole-logits` has the reference choose its tokens from
-//! every logit, without the int8 screen of the vocabulary an f32 model on the CPU otherwise
-//! goes through: with `--dtype f32`, every answer must again be the same.
+//! the reference's, token for token. `--plain-reference` has the reference decode one token a
+//! pass, each chosen from every logit, without the drafts and the int8 screen of the
+//! vocabulary that an f32 model on the CPU otherwise uses: with `--dtype f32`, every answer
+//! must again be the same.
 
 mod args;
 
@@ -56,7 +57,7 @@ struct Options {
     count: Option<usize>,
     question: Option<String>,
     steps_per_read: Option<usize>,
-    whole_logits: bool,
+    plain_reference: bool,
 }
 
 fn options() -> Result<Options, String> {
@@ -72,7 +73,7 @@ fn options() -> Result<Options, String> {
         count: None,
         question: None,
         steps_per_read: None,
-        whole_logits: false,
+        plain_reference: false,
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -85,14 +86,14 @@ fn options() -> Result<Options, String> {
             "--steps-per-read" => {
                 options.steps_per_read = Some(positive(args.next(), "--steps-per-read")?)
             }
-            "--whole-logits" => options.whole_logits = true,
+            "--plain-reference" => options.plain_reference = true,
             flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
             path => paths.push(PathBuf::from(path)),
         }
     }
     let [model, images] = <[PathBuf; 2]>::try_from(paths).map_err(|_| {
         "usage: smolvlm_agreement MODEL_DIR IMAGES_TXT [--device D] [--dtype T] [--batch B] \
-         [--new-tokens N] [--images N] [--question Q] [--steps-per-read N] [--whole-logits]"
+         [--new-tokens N] [--images N] [--question Q] [--steps-per-read N] [--plain-reference]"
             .to_string()
     })?;
     (options.model, options.images) = (model, images);
@@ -156,8 +157,11 @@ fn main() -> Result<(), String> {
         )
         .map_err(|e| e.to_string())?;
     let mut reference = SmolVlm::load(&source, Placement::cpu()).map_err(|e| e.to_string())?;
-    if options.whole_logits {
-        reference = reference.with_whole_logits().map_err(|e| e.to_string())?;
+    if options.plain_reference {
+        reference = reference
+            .with_whole_logits()
+            .map_err(|e| e.to_string())?
+            .with_drafts(0);
     }
     let mut compared = SmolVlm::load(&source, placement.clone()).map_err(|e| e.to_string())?;
     if let Some(steps) = options.steps_per_read {

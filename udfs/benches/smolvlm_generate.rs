@@ -5,7 +5,7 @@
 //! ```text
 //! cargo bench -p vitrine-udfs --bench smolvlm_generate -- DIR [--batch-sizes 1,8,32,auto]
 //!     [--new-tokens 64] [--images N] [--repeat 1] [--device auto|cpu|cuda]
-//!     [--dtype auto|f32|bf16|f16]
+//!     [--dtype auto|f32|bf16|f16] [--drafts N] [--whole-logits]
 //! ```
 //!
 //! `DIR` holds `model/` (an Idefics3 folder), `images.txt` (photo paths, one per line) and
@@ -17,6 +17,10 @@
 //! printed as images/s and generated tokens/s in the Markdown table the peer also prints, with
 //! how long the model waited for the photos. As `smolvlm_extract` does, the next batch's photos
 //! are read and processed (in parallel) while the model answers the current one.
+//! `--drafts N` has a single sequence's decoding check at most `N` drafts a step (0: none;
+//! default: the model's for its device) and `--whole-logits` has greedy choices computed from
+//! every logit, without the CPU's int8 screen of the vocabulary: the two measure those
+//! levers within one build.
 
 mod args;
 
@@ -47,6 +51,8 @@ struct Options {
     device: String,
     dtype: String,
     repeat: usize,
+    drafts: Option<usize>,
+    whole_logits: bool,
 }
 
 fn options() -> Result<Options, String> {
@@ -59,6 +65,8 @@ fn options() -> Result<Options, String> {
         device: "auto".into(),
         dtype: "auto".into(),
         repeat: 1,
+        drafts: None,
+        whole_logits: false,
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -68,6 +76,12 @@ fn options() -> Result<Options, String> {
             "--repeat" => options.repeat = positive(args.next(), "--repeat")?,
             "--device" => options.device = args.next().ok_or("--device takes a value")?,
             "--dtype" => options.dtype = args.next().ok_or("--dtype takes a value")?,
+            "--drafts" => {
+                let value = args.next().ok_or("--drafts takes a value")?;
+                let drafts = value.parse().map_err(|_| format!("--drafts {value}"))?;
+                options.drafts = Some(drafts);
+            }
+            "--whole-logits" => options.whole_logits = true,
             flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
             dir => options.dir = PathBuf::from(dir),
         }
@@ -142,7 +156,13 @@ fn main() -> Result<(), String> {
         )
         .map_err(|e| e.to_string())?;
     let loading = Instant::now();
-    let model = SmolVlm::load(&source, placement.clone()).map_err(|e| e.to_string())?;
+    let mut model = SmolVlm::load(&source, placement.clone()).map_err(|e| e.to_string())?;
+    if let Some(drafts) = options.drafts {
+        model = model.with_drafts(drafts);
+    }
+    if options.whole_logits {
+        model = model.with_whole_logits().map_err(|e| e.to_string())?;
+    }
     let load_seconds = loading.elapsed().as_secs_f64();
     let prompt_path = options.dir.join("prompt.txt");
     if !prompt_path.exists() {
