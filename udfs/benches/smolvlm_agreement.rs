@@ -5,7 +5,7 @@
 //! ```text
 //! cargo bench -p vitrine-udfs --bench smolvlm_agreement -- MODEL_DIR IMAGES_TXT
 //!     [--device cpu|cuda] [--dtype bf16|f16|f32] [--batch 32] [--new-tokens 96] [--images N]
-//!     [--question Q] [--steps-per-read N] [--plain-reference]
+//!     [--question Q] [--steps-per-read N] [--drafts N] [--plain-reference]
 //! ```
 //!
 //! Each photo of `IMAGES_TXT` (paths, one per line; the first `N`) is processed once, then
@@ -19,7 +19,9 @@
 //! extraction, each side's seconds, and the first photos whose extractions differ.
 //! `--steps-per-read` has the compared model read its greedy tokens every `N` steps (as on a
 //! GPU; the default is its device's): with `--dtype f32` on the CPU every answer must then be
-//! the reference's, token for token. `--plain-reference` has the reference decode one token a
+//! the reference's, token for token. `--drafts N` has the compared model check up to `N` drafts
+//! a step when one sequence decodes (default: its own choice; see `SmolVlm::with_drafts`).
+//! `--plain-reference` has the reference decode one token a
 //! pass, each chosen from every logit, without the drafts and the int8 screen of the
 //! vocabulary that an f32 model on the CPU otherwise uses: with `--dtype f32`, every answer
 //! must again be the same.
@@ -57,6 +59,7 @@ struct Options {
     count: Option<usize>,
     question: Option<String>,
     steps_per_read: Option<usize>,
+    drafts: Option<usize>,
     plain_reference: bool,
 }
 
@@ -73,6 +76,7 @@ fn options() -> Result<Options, String> {
         count: None,
         question: None,
         steps_per_read: None,
+        drafts: None,
         plain_reference: false,
     };
     while let Some(arg) = args.next() {
@@ -86,6 +90,10 @@ fn options() -> Result<Options, String> {
             "--steps-per-read" => {
                 options.steps_per_read = Some(positive(args.next(), "--steps-per-read")?)
             }
+            "--drafts" => {
+                let value = args.next().ok_or("--drafts takes a value")?;
+                options.drafts = Some(value.parse().map_err(|_| format!("--drafts {value}"))?);
+            }
             "--plain-reference" => options.plain_reference = true,
             flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
             path => paths.push(PathBuf::from(path)),
@@ -93,7 +101,8 @@ fn options() -> Result<Options, String> {
     }
     let [model, images] = <[PathBuf; 2]>::try_from(paths).map_err(|_| {
         "usage: smolvlm_agreement MODEL_DIR IMAGES_TXT [--device D] [--dtype T] [--batch B] \
-         [--new-tokens N] [--images N] [--question Q] [--steps-per-read N] [--plain-reference]"
+         [--new-tokens N] [--images N] [--question Q] [--steps-per-read N] [--drafts N] \
+         [--plain-reference]"
             .to_string()
     })?;
     (options.model, options.images) = (model, images);
@@ -166,6 +175,9 @@ fn main() -> Result<(), String> {
     let mut compared = SmolVlm::load(&source, placement.clone()).map_err(|e| e.to_string())?;
     if let Some(steps) = options.steps_per_read {
         compared = compared.with_steps_per_read(steps);
+    }
+    if let Some(drafts) = options.drafts {
+        compared = compared.with_drafts(drafts);
     }
     let listed = std::fs::read_to_string(&options.images)
         .map_err(|e| format!("{}: {e}", options.images.display()))?;

@@ -118,9 +118,11 @@ pub struct SmolVlm {
 const GPU_STEPS_PER_READ: usize = 8;
 
 /// The most drafts a decoding step of a single sequence checks on the CPU, where a pass over a
-/// few tokens costs about what a pass over one costs (the weights are read once either way).
-/// Not yet tuned. A GPU reads the tokens every few steps instead, and checks none.
-const CPU_DRAFTS: usize = 4;
+/// few tokens costs less than a pass per token (the weights are read once either way). On
+/// SmolVLM-256M's shape with random weights (answers that repeat a token), 64 tokens a photo
+/// at batch 1 on the 2-vCPU Xeon: 0.23–0.32 photos/s with none, 0.38–0.42 with 4, 0.40–0.46
+/// with 8. A GPU reads the tokens every few steps instead, and checks none.
+const CPU_DRAFTS: usize = 8;
 
 /// Weights a decoding step must read for drafts to be checked ([`CPU_DRAFTS`]): 16 M (64 MB
 /// in f32, more than the processor's caches hold), far below SmolVLM-256M's 135 M. A smaller
