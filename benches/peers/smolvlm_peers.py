@@ -4,7 +4,7 @@
     python3 benches/peers/smolvlm_peers.py prepare BENCH_DIR [--shape 256m|2.2b] [--images 32] [--no-weights]
     cargo bench -p vitrine-udfs --bench smolvlm_generate -- BENCH_DIR      # writes prompt.txt
     python3 benches/peers/smolvlm_peers.py measure BENCH_DIR [--batch-sizes 1,8,32] [--new-tokens 64]
-        [--images N] [--repeat 1] [--device cpu|cuda] [--dtype f32|bf16]
+        [--images N] [--repeat 1] [--device cpu|cuda] [--dtype f32|bf16] [--prompt-lookup N]
 
 `prepare` writes, once per folder:
 - model/      a random-weight Idefics3ForConditionalGeneration of SmolVLM-256M-Instruct's shape
@@ -26,6 +26,8 @@ torch.optim.AdamW: every weight, or PEFT LoRA adapters on the text model's seven
 `measure` times PIL decoding + the processor + `generate` (greedy, exactly --new-tokens each,
 prompts left-padded) over the same photos and prompt.txt, per batch size, best of --repeat, after
 one warm-up, with torch using every core; it prints the table the Rust bench prints.
+`--prompt-lookup N` passes `prompt_lookup_num_tokens=N` to `generate` at batch 1 (transformers'
+own drafts, which it takes for one sequence only): the peer of Vitrine's drafts on the CPU.
 """
 
 import argparse
@@ -101,7 +103,7 @@ def prepare(bench_dir, shape, n_images, weights=True):
         f.write("\n".join(paths) + "\n")
 
 
-def measure(bench_dir, batch_sizes, new_tokens, n_images, repeat, device, dtype):
+def measure(bench_dir, batch_sizes, new_tokens, n_images, repeat, device, dtype, prompt_lookup=None):
     model_dir = os.path.join(bench_dir, "model")
     torch_dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[dtype]
     started = time.perf_counter()
@@ -124,7 +126,10 @@ def measure(bench_dir, batch_sizes, new_tokens, n_images, repeat, device, dtype)
                                return_tensors="pt").to(device)
             inputs["pixel_values"] = inputs["pixel_values"].to(torch_dtype)
             with torch.no_grad():
-                out = model.generate(**inputs, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)
+                # transformers' prompt lookup (exact for greedy decoding) takes one sequence.
+                lookup = {"prompt_lookup_num_tokens": prompt_lookup} if prompt_lookup and len(chunk) == 1 else {}
+                out = model.generate(**inputs, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False,
+                                     **lookup)
             assert out.shape[1] - inputs["input_ids"].shape[1] == tokens
         if device == "cuda":
             torch.cuda.synchronize()
@@ -237,6 +242,8 @@ def main():
     parser.add_argument("--batch-size", type=int, default=8, help="finetune")
     parser.add_argument("--steps", type=int, default=10, help="finetune: timed steps")
     parser.add_argument("--lora-rank", type=int, default=16, help="finetune")
+    parser.add_argument("--prompt-lookup", type=int, default=None,
+                        help="measure: drafts a step by transformers' prompt lookup, at batch 1")
     parser.add_argument("--no-weights", action="store_true", help="prepare: the processor and tokenizer only")
     args = parser.parse_args()
     if args.step == "prepare":
@@ -246,7 +253,7 @@ def main():
         finetune(args.bench_dir, args.mode, args.batch_size, args.steps, args.lora_rank, args.device)
     else:
         measure(args.bench_dir, [int(b) for b in args.batch_sizes.split(",")], args.new_tokens, args.images,
-                args.repeat, args.device, args.dtype)
+                args.repeat, args.device, args.dtype, args.prompt_lookup)
 
 
 if __name__ == "__main__":
