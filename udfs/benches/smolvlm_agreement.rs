@@ -21,17 +21,16 @@
 //! GPU; the default is its device's): with `--dtype f32` on the CPU every answer must then be
 //! the reference's, token for token. `--drafts N` has the compared model check up to `N` drafts
 //! a step when one sequence decodes (default: its own choice; see `SmolVlm::with_drafts`).
-//! `--plain-reference` has the reference decode one token a
-//! pass, each chosen from every logit, without the drafts and the int8 screen of the
-//! vocabulary that an f32 model on the CPU otherwise uses: with `--dtype f32`, every answer
-//! must again be the same.
+//! `--plain-reference` has the reference decode one token a pass, each chosen from every logit,
+//! without the drafts and the int8 screen of the vocabulary that an f32 model on the CPU
+//! otherwise uses: with `--dtype f32`, every answer must again be the same.
 
 mod args;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use args::{arguments, positive};
+use args::{arguments, count, positive};
 use candle_core::{DType, Device};
 use rayon::prelude::*;
 use vitrine_udfs::image::decode::decode_rgb;
@@ -90,10 +89,7 @@ fn options() -> Result<Options, String> {
             "--steps-per-read" => {
                 options.steps_per_read = Some(positive(args.next(), "--steps-per-read")?)
             }
-            "--drafts" => {
-                let value = args.next().ok_or("--drafts takes a value")?;
-                options.drafts = Some(value.parse().map_err(|_| format!("--drafts {value}"))?);
-            }
+            "--drafts" => options.drafts = Some(count(args.next(), "--drafts")?),
             "--plain-reference" => options.plain_reference = true,
             flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
             path => paths.push(PathBuf::from(path)),

@@ -27,7 +27,7 @@ mod args;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use args::{arguments, batch_sizes, positive};
+use args::{arguments, batch_sizes, count, positive};
 use rayon::prelude::*;
 use vitrine_udfs::image::decode::decode_rgb;
 use vitrine_udfs::runtime::batching::{free_memory, BatchSize};
@@ -76,11 +76,7 @@ fn options() -> Result<Options, String> {
             "--repeat" => options.repeat = positive(args.next(), "--repeat")?,
             "--device" => options.device = args.next().ok_or("--device takes a value")?,
             "--dtype" => options.dtype = args.next().ok_or("--dtype takes a value")?,
-            "--drafts" => {
-                let value = args.next().ok_or("--drafts takes a value")?;
-                let drafts = value.parse().map_err(|_| format!("--drafts {value}"))?;
-                options.drafts = Some(drafts);
-            }
+            "--drafts" => options.drafts = Some(count(args.next(), "--drafts")?),
             "--whole-logits" => options.whole_logits = true,
             flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
             dir => options.dir = PathBuf::from(dir),

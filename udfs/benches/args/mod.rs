@@ -16,6 +16,13 @@ pub fn positive(value: Option<String>, flag: &str) -> Result<usize, String> {
         .ok_or(format!("{flag} takes a positive number"))
 }
 
+/// `value` as a whole number, 0 or more, or an error naming `flag`.
+pub fn count(value: Option<String>, flag: &str) -> Result<usize, String> {
+    value
+        .and_then(|v| v.parse().ok())
+        .ok_or(format!("{flag} takes a whole number"))
+}
+
 /// `value` as comma-separated whole numbers above 0 (`1,8,32`), or an error naming `flag`.
 pub fn positive_list(value: Option<String>, flag: &str) -> Result<Vec<usize>, String> {
     value

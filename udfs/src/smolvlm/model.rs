@@ -251,7 +251,7 @@ impl SmolVlm {
 
     /// The model choosing greedy tokens from every logit, without the int8 screen of the
     /// vocabulary that a model loaded on the CPU in f32 otherwise uses (it chooses the same
-    /// tokens; this is how `smolvlm_agreement --whole-logits` shows it).
+    /// tokens, as `smolvlm_agreement --plain-reference` shows).
     pub fn with_whole_logits(mut self) -> Result<Self, ModelError> {
         self.text.screen_output(false)?;
         Ok(self)
