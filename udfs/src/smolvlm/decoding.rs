@@ -299,7 +299,7 @@ fn choose(
 }
 
 /// Each row's largest logit's index (the first of equals), in f32.
-fn argmax(logits: &Tensor) -> Result<Tensor> {
+pub(super) fn argmax(logits: &Tensor) -> Result<Tensor> {
     logits.to_dtype(DType::F32)?.argmax(D::Minus1)
 }
 

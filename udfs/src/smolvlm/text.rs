@@ -4,7 +4,7 @@
 
 use std::cell::OnceCell;
 
-use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{embedding, linear_no_bias, Embedding, Linear, VarBuilder};
 use serde::Deserialize;
 
@@ -656,9 +656,11 @@ impl TextModel {
     fn greedy(&self, states: &Tensor) -> Result<Tensor> {
         match &self.screen {
             Some(screen) => screen.argmax(states),
-            None => dense::forward_then(&self.lm_head, states, dense::Then::Nothing)?
-                .to_dtype(DType::F32)?
-                .argmax(D::Minus1),
+            None => super::decoding::argmax(&dense::forward_then(
+                &self.lm_head,
+                states,
+                dense::Then::Nothing,
+            )?),
         }
     }
 
