@@ -20,7 +20,7 @@
 //! `--steps-per-read` has the compared model read its greedy tokens every `N` steps (as on a
 //! GPU; the default is its device's): with `--dtype f32` on the CPU every answer must then be
 //! the reference's, token for token. `--drafts N` has the compared model check up to `N` drafts
-//! a step when one sequence decodes (default: its own choice; see `SmolVlm::with_drafts`).
+//! a step for each sequence (default: its own choice; see `SmolVlm::with_drafts`).
 //! `--plain-reference` has the reference decode one token a pass, each chosen from every logit,
 //! without the drafts and the int8 screen of the vocabulary that an f32 model on the CPU
 //! otherwise uses: with `--dtype f32`, every answer must again be the same.

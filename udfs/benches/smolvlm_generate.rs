@@ -17,7 +17,7 @@
 //! printed as images/s and generated tokens/s in the Markdown table the peer also prints, with
 //! how long the model waited for the photos. As `smolvlm_extract` does, the next batch's photos
 //! are read and processed (in parallel) while the model answers the current one.
-//! `--drafts N` has a single sequence's decoding check at most `N` drafts a step (0: none;
+//! `--drafts N` has decoding check at most `N` drafts a step for each sequence (0: none;
 //! default: the model's for its device) and `--whole-logits` has greedy choices computed from
 //! every logit, without the CPU's int8 screen of the vocabulary: the two measure those
 //! levers within one build.

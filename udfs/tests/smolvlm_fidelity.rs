@@ -421,8 +421,8 @@ fn a_batch_cost_counts_every_prompt_token() {
 /// no splitting with tied embeddings). Each row's input ids are the processor's, each row alone
 /// gives transformers' 32 greedy tokens, and the left-padded batch gives every row the same
 /// tokens again; a batch whose rows stop at different lengths gives each row its own prefix,
-/// whether the tokens chosen are read every step or every few. Each row alone again with
-/// drafts checked.
+/// whether the tokens chosen are read every step or every few. Each row alone and both batches
+/// again with drafts checked.
 #[test]
 fn a_mixed_batch_generates_what_transformers_generates() {
     use vitrine_udfs::smolvlm::model::GenerationRequest;
@@ -497,6 +497,13 @@ fn a_mixed_batch_generates_what_transformers_generates() {
                 "{name} row {i}: in the batch"
             );
         }
+        assert_eq!(
+            drafted
+                .generate_batch(&requests, Decoding::Greedy, false)
+                .unwrap(),
+            batch,
+            "{name}: the batch, drafted"
+        );
         // Rows leaving the batch early (the longest first, so the cache also drops the padding
         // the others no longer need) leave the others' tokens as they were.
         let limits = [32, 5, 17];
@@ -518,6 +525,13 @@ fn a_mixed_batch_generates_what_transformers_generates() {
                 "{name} row {i}: stopped at {limit}"
             );
         }
+        assert_eq!(
+            drafted
+                .generate_batch(&requests, Decoding::Greedy, false)
+                .unwrap(),
+            staggered,
+            "{name}: stopped early, drafted"
+        );
         // Reading the tokens chosen every fifth step, as on a GPU, changes none of them.
         let model = model.with_steps_per_read(5);
         assert_eq!(

@@ -40,7 +40,22 @@ pub fn causal_mask(
     offset: usize,
     device: &candle_core::Device,
 ) -> Result<Tensor> {
-    let values: Vec<f32> = first_slot
+    causal_mask_hiding(first_slot, &[], queries, keys, offset, device)
+}
+
+/// [`causal_mask`] that also hides from every query of sequence `s` the slots `hidden[s]`
+/// names (a sequence missing from `hidden` hides none): slots of a key/value cache that hold
+/// another sequence's tokens, such as drafts a decoder kept for one sequence of a batch and
+/// not for the others.
+pub fn causal_mask_hiding(
+    first_slot: &[u32],
+    hidden: &[Vec<usize>],
+    queries: usize,
+    keys: usize,
+    offset: usize,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
+    let mut values: Vec<f32> = first_slot
         .iter()
         .flat_map(|&first| {
             (0..queries).flat_map(move |i| {
@@ -54,6 +69,13 @@ pub fn causal_mask(
             })
         })
         .collect();
+    for (rows, slots) in values.chunks_mut((queries * keys).max(1)).zip(hidden) {
+        for row in rows.chunks_mut(keys.max(1)) {
+            for &slot in slots.iter().filter(|&&slot| slot < keys) {
+                row[slot] = f32::MIN;
+            }
+        }
+    }
     Tensor::from_vec(values, (first_slot.len(), 1, queries, keys), device)
 }
 

@@ -9,13 +9,14 @@
 //! past the end are dropped: the answers do not depend on how often the tokens are read.
 //! Sampled tokens are drawn on the host ([`Sampler`]), so sampling reads every step.
 //!
-//! A single sequence decoded greedily with a read every step may also go several tokens a
-//! step: the tokens that followed the latest few tokens where they last occurred before (in
-//! the prompt or the answer: an extraction's keys and values are the prompt's words) are
-//! proposed as drafts, and one pass over the token chosen and the drafts gives the model's own
+//! Sequences decoded greedily with a read every step may also go several tokens a step: for
+//! each, the tokens that followed its latest few tokens where they last occurred before (in
+//! its prompt or answer: an extraction's keys and values are the prompt's words) are proposed
+//! as drafts, and one pass over every sequence's token chosen and drafts gives the model's own
 //! choice after each; the drafts it would have chosen are kept, with its choice after the last
-//! of them, and the cache forgets the rest ([`Rules::drafts`]). The tokens are the model's
-//! greedy ones either way; a pass over a few tokens reads the weights once, as a pass over one.
+//! of them, and the cache forgets or hides the rest ([`Rules::drafts`]). The tokens are the
+//! model's greedy ones either way; a pass over a few tokens a sequence reads the weights once,
+//! as a pass over one.
 
 use candle_core::{DType, Device, Result, Tensor, D};
 
@@ -33,17 +34,19 @@ pub trait Decoder {
         argmax(&self.step(tokens)?)
     }
 
-    /// For a single sequence: the greedy choice after each of `tokens` (1 × t, u32, on the
-    /// model's device; answered as t u32), the t positions joining the cache; `None` (and
+    /// The greedy choice after each of `tokens` (rows × t, u32, on the model's device;
+    /// answered as rows × t u32), the t positions of each row joining the cache; `None` (and
     /// nothing done) when the model does not take several tokens a step.
     fn greedy_each(&mut self, _tokens: &Tensor) -> Result<Option<Tensor>> {
         Ok(None)
     }
 
-    /// For a single sequence: forgets the last `n` positions of the cache (drafts rejected).
-    /// Asked only of a model that answers [`Decoder::greedy_each`].
-    fn forget(&mut self, n: usize) -> Result<()> {
-        if n > 0 {
+    /// Of the `of` positions the last [`Decoder::greedy_each`] added, keeps the first
+    /// `kept[r]` of row `r` (the token fed and the drafts kept) and forgets the others, so that
+    /// the row's next token follows its last kept one. Asked only of a model that answers
+    /// [`Decoder::greedy_each`].
+    fn keep(&mut self, of: usize, kept: &[usize]) -> Result<()> {
+        if kept.iter().any(|&k| k != of) {
             candle_core::bail!("this model does not forget positions")
         }
         Ok(())
@@ -73,7 +76,7 @@ pub struct Rules {
     pub end: Option<u32>,
     /// Greedy steps between two reads of the tokens chosen (1 reads every step).
     pub steps_per_read: usize,
-    /// The most drafts a step of a single sequence proposes when decoding greedily and reading
+    /// The most drafts a step proposes for each sequence when decoding greedily and reading
     /// every step (0: none).
     pub drafts: usize,
 }
@@ -100,7 +103,7 @@ pub fn decode(
     // The tokens chosen since the last read, one tensor (active rows) a step.
     let mut unread: Vec<Tensor> = Vec::new();
     let mut chosen = choose(logits, rules.decoding, &active, &mut samplers)?;
-    let mut drafting = Drafting::new(rules.drafts, &device);
+    let mut drafting = Drafting::new(rules.drafts, sequences.len(), &device);
     loop {
         unread.push(chosen.clone());
         let at_limit = active
@@ -125,11 +128,15 @@ pub fn decode(
                 active = keep.iter().map(|&slot| active[slot]).collect();
             }
         }
-        if let Some(next) = drafting.step(sequences, rules, &active, &mut generated, model)? {
-            match next {
-                Some(next) => chosen = Tensor::new(&[next], &device)?,
-                None => return Ok(generated),
+        if let Some(drafted) = drafting.step(sequences, rules, &active, &mut generated, model)? {
+            if drafted.going.is_empty() {
+                return Ok(generated);
             }
+            if drafted.going.len() < active.len() {
+                model.retain(&drafted.going)?;
+                active = drafted.going.iter().map(|&slot| active[slot]).collect();
+            }
+            chosen = Tensor::new(drafted.next.as_slice(), &device)?;
             continue;
         }
         let tokens = chosen.unsqueeze(1)?;
@@ -145,31 +152,90 @@ pub fn decode(
     }
 }
 
-/// The drafts of a single sequence's decoding: how many the next pass checks, from one up to
-/// [`Rules::drafts`]: two more after a pass that kept all it checked, one more than it kept
-/// after one that did not. A pass over a few more tokens costs a few milliseconds more on the
-/// CPU (on SmolVLM-256M's shape, 21–24 ms for one token, 24–26 for two, 38 for five, 54 for
-/// nine), which drafts that are not kept do not repay.
+/// The drafts of greedy decoding: how many each sequence proposes ([`Pace`]) and how many a
+/// pass checks. A pass over more tokens costs more: on SmolVLM-256M's shape on the CPU, one
+/// sequence's pass took 21–24 ms for one token, 24–26 for two, 38 for five, 54 for nine; eight
+/// sequences' 47 ms for one token each, 70 for two, 104 for four, 167 for eight. So a pass checks
+/// as many drafts a sequence as half of the sequences propose at least (the others' rows are
+/// filled up, their fill never kept), and a sequence whose drafts were all rejected proposes
+/// none for a while.
 struct Drafting<'a> {
     most: usize,
-    next: usize,
+    /// Each sequence's pace.
+    paces: Vec<Pace>,
     device: &'a Device,
 }
 
+/// How many drafts one sequence proposes: from one up to [`Rules::drafts`], two more after a
+/// pass that kept all it checked, one more than it kept after one that kept some; after one that
+/// kept none, none for the next 1, 2, 4, … up to [`LONGEST_PAUSE`] passes (the pause doubling
+/// with each such pass in a row), then one.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    next: usize,
+    /// Passes still to go without drafts.
+    paused: usize,
+    /// Passes the next pause lasts.
+    pause: usize,
+}
+
+/// The longest pause of a sequence whose drafts are not kept ([`Pace`]).
+const LONGEST_PAUSE: usize = 16;
+
+impl Pace {
+    /// The drafts to propose in the next pass (counting that pass, when paused).
+    fn proposes(&mut self) -> usize {
+        if self.paused > 0 {
+            self.paused -= 1;
+            return 0;
+        }
+        self.next
+    }
+
+    /// Learns from a pass that checked `checked` of the sequence's drafts and kept `kept`.
+    fn checked(&mut self, checked: usize, kept: usize, most: usize) {
+        if checked == 0 {
+            return;
+        }
+        if kept == 0 {
+            (self.next, self.paused) = (1, self.pause);
+            self.pause = (2 * self.pause).min(LONGEST_PAUSE);
+            return;
+        }
+        self.next = match kept == checked {
+            true => (self.next + 2).min(most),
+            false => kept + 1,
+        };
+        self.pause = 1;
+    }
+}
+
+/// What a pass with drafts leaves: the sequences still going (their slots among the rows
+/// decoded), and the model's next choice for each of them.
+struct Drafted {
+    going: Vec<usize>,
+    next: Vec<u32>,
+}
+
 impl<'a> Drafting<'a> {
-    fn new(most: usize, device: &'a Device) -> Self {
+    fn new(most: usize, sequences: usize, device: &'a Device) -> Self {
+        let pace = Pace {
+            next: most.min(1),
+            paused: 0,
+            pause: 1,
+        };
         Self {
             most,
-            next: most.min(1),
+            paces: vec![pace; sequences],
             device,
         }
     }
 
-    /// A step with drafts, where [`Rules::drafts`] allows one (a single sequence still
-    /// going, decoded greedily, every token read, a draft found, a model that takes several
-    /// tokens): the drafts the model keeps join the sequence's tokens, and the answer is the
-    /// model's next choice, or `None` when the sequence ended among the drafts. `None` when no
-    /// such step is taken (nothing is then done).
+    /// A pass with drafts, where [`Rules::drafts`] allows one (greedy decoding, every token
+    /// read, drafts found for at least half of the sequences, a model that takes several
+    /// tokens a pass): every active sequence's last token and drafts go through the model
+    /// together, the drafts each keeps join its tokens, and the model's choice after them is
+    /// its next token. `None` when no such pass is taken (nothing is then done).
     fn step(
         &mut self,
         sequences: &[Sequence],
@@ -177,43 +243,82 @@ impl<'a> Drafting<'a> {
         active: &[usize],
         generated: &mut [Vec<u32>],
         model: &mut impl Decoder,
-    ) -> Result<Option<Option<u32>>> {
-        let (&[row], Decoding::Greedy, 1) = (active, rules.decoding, rules.steps_per_read.max(1))
-        else {
-            return Ok(None);
-        };
-        let (sequence, tokens) = (sequences[row], &mut generated[row]);
-        // The choice after the last draft comes on top of the drafts kept.
-        let room = sequence.max_new_tokens.saturating_sub(tokens.len() + 1);
-        let Some(&last) = tokens.last() else {
-            return Ok(None);
-        };
-        let drafts = lookup(sequence.prompt, tokens, self.next.min(room));
-        if drafts.is_empty() {
+    ) -> Result<Option<Drafted>> {
+        if (rules.decoding, rules.steps_per_read.max(1)) != (Decoding::Greedy, 1) || self.most == 0
+        {
             return Ok(None);
         }
-        let mut input = vec![last];
-        input.extend_from_slice(&drafts);
-        let input = Tensor::from_vec(input, (1, drafts.len() + 1), self.device)?;
+        let mut rows = Vec::with_capacity(active.len());
+        for &row in active {
+            let (sequence, tokens) = (sequences[row], &generated[row]);
+            let Some(&last) = tokens.last() else {
+                return Ok(None);
+            };
+            // The choice after the last draft comes on top of the drafts kept.
+            let room = sequence.max_new_tokens.saturating_sub(tokens.len() + 1);
+            let proposes = self.paces[row].proposes().min(room);
+            rows.push((last, lookup(sequence.prompt, tokens, proposes)));
+        }
+        // The most drafts that half of the sequences propose at least.
+        let mut counts: Vec<usize> = rows.iter().map(|(_, drafts)| drafts.len()).collect();
+        counts.sort_unstable_by(|a, b| b.cmp(a));
+        let half = counts.len().saturating_sub(1) / 2;
+        let t = 1 + counts.get(half).copied().unwrap_or(0);
+        if t == 1 {
+            return Ok(None);
+        }
+        for (_, drafts) in &mut rows {
+            drafts.truncate(t - 1);
+        }
+        let input: Vec<u32> = rows
+            .iter()
+            .flat_map(|(last, drafts)| {
+                let filler = *drafts.last().unwrap_or(last);
+                std::iter::once(*last)
+                    .chain(drafts.iter().copied())
+                    .chain(std::iter::repeat_n(filler, t - 1 - drafts.len()))
+            })
+            .collect();
+        let input = Tensor::from_vec(input, (rows.len(), t), self.device)?;
         let Some(choices) = model.greedy_each(&input)? else {
             return Ok(None);
         };
-        let choices: Vec<u32> = choices.to_vec1()?;
-        let kept = drafts
+        let choices: Vec<Vec<u32>> = choices.to_vec2()?;
+        let kept: Vec<usize> = rows
             .iter()
             .zip(&choices)
-            .take_while(|(draft, choice)| draft == choice)
-            .count();
-        model.forget(drafts.len() - kept)?;
-        self.next = if kept == drafts.len() {
-            (self.next + 2).min(self.most)
-        } else {
-            kept + 1
+            .map(|((_, drafts), choices)| {
+                drafts
+                    .iter()
+                    .zip(choices)
+                    .take_while(|(draft, choice)| draft == choice)
+                    .count()
+            })
+            .collect();
+        let fed: Vec<usize> = kept.iter().map(|&k| k + 1).collect();
+        model.keep(t, &fed)?;
+        let mut drafted = Drafted {
+            going: Vec::new(),
+            next: Vec::new(),
         };
-        if !still_going(tokens, &drafts[..kept], sequence, rules.end) {
-            return Ok(Some(None));
+        for (slot, ((&row, (_, drafts)), (&kept, choices))) in active
+            .iter()
+            .zip(&rows)
+            .zip(kept.iter().zip(&choices))
+            .enumerate()
+        {
+            self.paces[row].checked(drafts.len(), kept, self.most);
+            if still_going(
+                &mut generated[row],
+                &drafts[..kept],
+                sequences[row],
+                rules.end,
+            ) {
+                drafted.going.push(slot);
+                drafted.next.push(choices[kept]);
+            }
         }
-        Ok(Some(Some(choices[kept])))
+        Ok(Some(drafted))
     }
 }
 
@@ -307,7 +412,7 @@ pub(super) fn argmax(logits: &Tensor) -> Result<Tensor> {
 mod tests {
     use super::*;
 
-    const VOCABULARY: usize = 6;
+    const VOCABULARY: usize = 16;
     const END: u32 = 5;
 
     /// A model whose row `r` answers `script[r]` whatever came before, checking that each
@@ -317,6 +422,8 @@ mod tests {
         /// The sequence each row is, and how many tokens it has been given.
         rows: Vec<(usize, usize)>,
         steps: usize,
+        /// Passes over several tokens a row.
+        drafted: usize,
     }
 
     impl Scripted {
@@ -326,6 +433,7 @@ mod tests {
                 script,
                 rows,
                 steps: 0,
+                drafted: 0,
             }
         }
 
@@ -352,25 +460,36 @@ mod tests {
             Ok(self.logits())
         }
 
-        /// The script's tokens after the token fed and after each draft, whatever the drafts
-        /// are (a choice after a draft the script does not have is never kept).
+        /// Each row's scripted tokens after the token fed and after each draft, whatever the
+        /// drafts are (a choice after a draft the script does not have is never kept; past the
+        /// script's end, the end token).
         fn greedy_each(&mut self, tokens: &Tensor) -> Result<Option<Tensor>> {
             let tokens: Vec<Vec<u32>> = tokens.to_vec2()?;
-            assert_eq!((tokens.len(), self.rows.len()), (1, 1), "one sequence");
-            let (sequence, fed) = self.rows[0];
-            assert_eq!(
-                tokens[0][0], self.script[sequence][fed],
-                "sequence {sequence}"
-            );
+            assert_eq!(tokens.len(), self.rows.len());
             let t = tokens[0].len();
-            let choices = self.script[sequence][fed + 1..=fed + t].to_vec();
-            self.rows[0].1 += t;
+            let mut choices = Vec::new();
+            for (row, tokens) in self.rows.iter_mut().zip(tokens) {
+                let (sequence, fed) = *row;
+                let script = &self.script[sequence];
+                assert_eq!(tokens[0], script[fed], "sequence {sequence}");
+                choices.extend((fed + 1..=fed + t).map(|i| script.get(i).copied().unwrap_or(END)));
+                row.1 += t;
+            }
             self.steps += 1;
-            Ok(Some(Tensor::new(choices.as_slice(), &Device::Cpu)?))
+            self.drafted += 1;
+            Ok(Some(Tensor::from_vec(
+                choices,
+                (self.rows.len(), t),
+                &Device::Cpu,
+            )?))
         }
 
-        fn forget(&mut self, n: usize) -> Result<()> {
-            self.rows[0].1 -= n;
+        fn keep(&mut self, of: usize, kept: &[usize]) -> Result<()> {
+            assert_eq!(kept.len(), self.rows.len());
+            for (row, &kept) in self.rows.iter_mut().zip(kept) {
+                assert!((1..=of).contains(&kept), "{kept} of {of}");
+                row.1 -= of - kept;
+            }
             Ok(())
         }
 
@@ -489,24 +608,97 @@ mod tests {
         let drafted = run_drafted(script.clone(), &prompt, (1, 4), Decoding::Greedy, &[16]);
         assert_eq!((plain.0[0].len(), plain.1), (13, 13));
         assert!(drafted.1 <= 7, "{} passes with drafts", drafted.1);
-        // A batch drafts once one sequence is left; reading every few steps, or sampling,
-        // never.
-        for drafts in [0, 3] {
-            let (tokens, _) = run_drafted(
-                scripts(),
-                &[],
-                (1, drafts),
-                Decoding::Greedy,
-                &[10, 7, 10, 11],
-            );
-            assert_eq!(tokens[3], [3, 4, 3, 4, 3, 4, 3, 4], "{drafts} drafts");
+        // A batch: each sequence checks its own drafts in the same passes, and one that ends
+        // among its drafts leaves the batch while the others go on.
+        let batch = vec![
+            script[0].clone(),
+            scripts()[1].clone(),
+            scripts()[3].clone(),
+            scripts()[0].clone(),
+        ];
+        for limits in [
+            [16, 12, 11, 10],
+            [3, 12, 5, 1],
+            [1, 1, 1, 1],
+            [0, 7, 12, 12],
+        ] {
+            let plain = run_drafted(batch.clone(), &prompt, (1, 0), Decoding::Greedy, &limits);
+            for drafts in 1..=6 {
+                let drafted = run_drafted(
+                    batch.clone(),
+                    &prompt,
+                    (1, drafts),
+                    Decoding::Greedy,
+                    &limits,
+                );
+                assert_eq!(drafted.0, plain.0, "limits {limits:?}, {drafts} drafts");
+                assert!(drafted.1 <= plain.1, "limits {limits:?}, {drafts} drafts");
+            }
         }
+        let plain = run_drafted(
+            batch.clone(),
+            &prompt,
+            (1, 0),
+            Decoding::Greedy,
+            &[16, 12, 12, 12],
+        );
+        let drafted = run_drafted(batch, &prompt, (1, 4), Decoding::Greedy, &[16, 12, 12, 12]);
+        assert_eq!(
+            plain.1, 13,
+            "the longest answer: thirteen tokens, then the end"
+        );
+        assert!(drafted.1 <= 8, "{} passes with drafts", drafted.1);
+        // Reading every few steps, or sampling: no drafts.
         let every_4 = run_drafted(script.clone(), &prompt, (4, 0), Decoding::Greedy, &[16]);
         let drafted = run_drafted(script.clone(), &prompt, (4, 4), Decoding::Greedy, &[16]);
         assert_eq!(drafted, every_4, "reading every 4 steps");
         let sampled = Decoding::new(1.0, 1.0).unwrap();
         let plain = run_drafted(script.clone(), &prompt, (1, 0), sampled, &[16]);
         assert_eq!(run_drafted(script, &prompt, (1, 4), sampled, &[16]), plain);
+    }
+
+    #[test]
+    fn a_sequence_whose_drafts_are_never_kept_stops_proposing_them() {
+        // Each token differs from the first draft the lookup proposes at that point.
+        let prompt = [0, 1, 2, 3, 4, 6, 7];
+        let mut answer: Vec<u32> = Vec::new();
+        for _ in 0..64 {
+            let token = match lookup(&prompt, &answer, 1).first() {
+                Some(&draft) => (draft + 1) % 15 + u32::from(draft + 1 == END),
+                None => 0,
+            };
+            answer.push(token);
+        }
+        assert!(answer
+            .iter()
+            .all(|&token| token != END && (token as usize) < VOCABULARY));
+        let plain = run_drafted(
+            vec![answer.clone()],
+            &prompt,
+            (1, 0),
+            Decoding::Greedy,
+            &[60],
+        );
+        let mut model = Scripted::new(vec![answer]);
+        let sequences = [Sequence {
+            prompt: &prompt,
+            max_new_tokens: 60,
+            seed: 1,
+        }];
+        let rules = Rules {
+            decoding: Decoding::Greedy,
+            end: Some(END),
+            steps_per_read: 1,
+            drafts: 4,
+        };
+        let tokens = decode(&model.logits(), &sequences, rules, &mut model).unwrap();
+        assert_eq!(tokens, plain.0);
+        // Pauses of 1, 2, 4, 8, 16, 16, 16 passes: 7 passes with drafts in 60, not 59.
+        assert!(
+            (5..=8).contains(&model.drafted),
+            "{} passes with drafts",
+            model.drafted
+        );
     }
 
     #[test]

@@ -107,7 +107,7 @@ pub struct SmolVlm {
     end_of_utterance: Option<u32>,
     /// Greedy decoding steps between two reads of the tokens chosen ([`decoding`]).
     steps_per_read: usize,
-    /// The most drafts a decoding step of one sequence checks ([`decoding::Rules::drafts`]).
+    /// The most drafts a decoding step checks for each sequence ([`decoding::Rules::drafts`]).
     drafts: usize,
 }
 
@@ -117,11 +117,12 @@ pub struct SmolVlm {
 /// a balance for 64-token answers. The CPU reads every step (a read costs nothing there).
 const GPU_STEPS_PER_READ: usize = 8;
 
-/// The most drafts a decoding step of a single sequence checks on the CPU, where a pass over a
-/// few tokens costs less than a pass per token (the weights are read once either way). On
-/// SmolVLM-256M's shape with random weights (answers that repeat a token), 64 tokens a photo
-/// at batch 1 on the 2-vCPU Xeon: 0.23–0.32 photos/s with none, 0.38–0.42 with 4, 0.40–0.46
-/// with 8. A GPU reads the tokens every few steps instead, and checks none.
+/// The most drafts a decoding step checks for each sequence on the CPU, where a pass over a few
+/// tokens a sequence costs less than a pass per token (the weights are read once either way).
+/// On SmolVLM-256M's shape with random weights (answers that repeat a token), 64 tokens a photo
+/// on the 2-vCPU Xeon: at batch 1, 0.23–0.32 photos/s with none, 0.38–0.42 with 4, 0.40–0.46
+/// with 8; at batch 8 and 32, see `benches/RESULTS.md` (2026-12-05, from 07:32 UTC). A GPU
+/// reads the tokens every few steps instead, and checks none.
 const CPU_DRAFTS: usize = 8;
 
 /// Weights a decoding step must read for drafts to be checked ([`CPU_DRAFTS`]): 16 M (64 MB
@@ -242,8 +243,8 @@ impl SmolVlm {
         }
     }
 
-    /// The model checking at most `drafts` drafts a decoding step of a single sequence instead
-    /// of its device's default (0: none; see [`decoding`]). The tokens generated are the same
+    /// The model checking at most `drafts` drafts a decoding step for each sequence instead of
+    /// its device's default (0: none; see [`decoding`]). The tokens generated are the same
     /// either way.
     pub fn with_drafts(self, drafts: usize) -> Self {
         Self { drafts, ..self }
@@ -416,7 +417,10 @@ impl SmolVlm {
             &features,
             PadSide::Left,
         )?;
-        let room = requests.iter().map(|r| r.max_new_tokens).max().unwrap_or(0);
+        let most_new = requests.iter().map(|r| r.max_new_tokens).max().unwrap_or(0);
+        // Drafts that some sequences keep and others do not take slots as well: room for as
+        // many again, so that the cache seldom grows (each growth copies it whole).
+        let room = most_new * if self.drafts > 0 { 2 } else { 1 };
         let mut cache = KvCache::padded(padding, room);
         let logits = self.text.forward_last(&embeds, &mut cache)?;
         let sequences: Vec<Sequence> = requests
@@ -539,14 +543,13 @@ impl Decoder for TextDecoder<'_> {
     }
 
     fn greedy_each(&mut self, tokens: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let choices = self
-            .text
-            .greedy_each(&self.text.embed(tokens)?, self.cache)?;
-        choices.squeeze(0).map(Some)
+        self.text
+            .greedy_each(&self.text.embed(tokens)?, self.cache)
+            .map(Some)
     }
 
-    fn forget(&mut self, n: usize) -> candle_core::Result<()> {
-        self.cache.forget(n)
+    fn keep(&mut self, of: usize, kept: &[usize]) -> candle_core::Result<()> {
+        self.cache.keep(of, kept)
     }
 
     fn retain(&mut self, slots: &[usize]) -> candle_core::Result<()> {

@@ -9,7 +9,7 @@ use candle_nn::{embedding, linear_no_bias, Embedding, Linear, VarBuilder};
 use serde::Deserialize;
 
 use crate::attention;
-use crate::attention::softmax::{causal_mask, Seen};
+use crate::attention::softmax::{causal_mask_hiding, Seen};
 use crate::dense::{self, Parts};
 use crate::nn::{rms_norm, RmsNorm};
 use crate::train::lora::{Lora, Projection};
@@ -154,19 +154,23 @@ impl Attention {
             (q, residual.clone())
         };
         let scale = (self.head_dim as f64).powf(-0.5);
-        // Both read each key head in place for the query heads it serves.
-        let out = if attention::fuses_softmax(&q, &k) && !attention::kernel_takes(&q) {
+        // Both read each key head in place for the query heads it serves. Slots hidden past
+        // the causal rule (drafts one sequence kept and another did not) need the mask.
+        let fused = attention::fuses_softmax(&q, &k) && !attention::kernel_takes(&q);
+        let out = if fused && !pass.hides_slots() {
             attention::attend_composed(&q, &k, &v, scale, None, pass.seen(first))?
         } else {
             let mask = pass
                 .mask()?
                 .map(|m| m.narrow(2, first, t - first))
                 .transpose()?;
+            let seen = match pass.hides_slots() {
+                true => Seen::All,
+                false => pass.seen(first),
+            };
             match attention::attend(&q, &k, &v, scale, mask.as_ref())? {
                 Some(out) => out,
-                None => {
-                    attention::attend_composed(&q, &k, &v, scale, mask.as_ref(), pass.seen(first))?
-                }
+                None => attention::attend_composed(&q, &k, &v, scale, mask.as_ref(), seen)?,
             }
         };
         let out = out
@@ -251,14 +255,16 @@ impl Positions {
 
 /// What every layer's attention needs to know about one forward pass: the rotary tables at its
 /// tokens' positions and which slots each token sees (causally, from each sequence's first slot
-/// after its left padding), as an additive mask, built on first use for the paths that add one
-/// (the CPU kernel, training), or as the rule itself for the fused softmax, which then spares
-/// building a mask as large as the scores and needs only each sequence's first slot, kept on the
-/// device by the cache.
+/// after its left padding, less the slots the cache hides from it), as an additive mask, built
+/// on first use for the paths that add one (the CPU kernel, training, hidden slots), or as the
+/// rule itself for the fused softmax, which then spares building a mask as large as the scores
+/// and needs only each sequence's first slot, kept on the device by the cache.
 struct Pass {
     positions: Positions,
     /// Left padding of each sequence (its first slot).
     padding: Vec<usize>,
+    /// Slots past its padding hidden from each sequence ([`KvCache::keep`]).
+    hidden: Vec<Vec<usize>>,
     /// Slots in the cache before this pass's tokens.
     offset: usize,
     /// This pass's tokens per sequence.
@@ -271,25 +277,26 @@ struct Pass {
 
 impl Pass {
     /// The attention mask of the pass (batch or 1 × 1 × tokens × slots, added to the scores in
-    /// f32): causal, and blind to padding. `None` when one new token per sequence sees every
-    /// slot.
+    /// f32): causal, and blind to padding and hidden slots. `None` when one new token per
+    /// sequence sees every slot.
     fn mask(&self) -> Result<Option<&Tensor>> {
         if let Some(mask) = self.mask.get() {
             return Ok(mask.as_ref());
         }
         let (t, offset) = (self.tokens, self.offset);
-        let padded = self.padding.iter().any(|&p| p > 0);
-        let mask = if t == 1 && !padded {
+        let apart = self.padding.iter().any(|&p| p > 0) || self.hides_slots();
+        let mask = if t == 1 && !apart {
             None
         } else {
-            // One row for every sequence when none is padded.
-            let first_slot: Vec<u32> = if padded {
+            // One row for every sequence when all see the same slots.
+            let first_slot: Vec<u32> = if apart {
                 self.padding.iter().map(|&p| p as u32).collect()
             } else {
                 vec![0]
             };
-            Some(causal_mask(
+            Some(causal_mask_hiding(
                 &first_slot,
+                &self.hidden,
                 t,
                 offset + t,
                 offset,
@@ -297,6 +304,12 @@ impl Pass {
             )?)
         };
         Ok(self.mask.get_or_init(|| mask).as_ref())
+    }
+
+    /// Whether the cache hides slots from some sequence beyond its padding: the causal rule
+    /// ([`Pass::seen`]) then does not describe what each query sees, the mask does.
+    fn hides_slots(&self) -> bool {
+        self.hidden.iter().any(|slots| !slots.is_empty())
     }
 
     /// The mask's rule for the pass's queries from its `first` on, for the softmax that
@@ -400,12 +413,15 @@ impl LayerCache {
     }
 }
 
-/// The key/value cache of a batch of sequences: one entry per layer, and each sequence's left
-/// padding (slots before its first token, which no query attends to).
+/// The key/value cache of a batch of sequences: one entry per layer, each sequence's left
+/// padding (slots before its first token, which no query attends to), and the slots past it
+/// that hold drafts other sequences kept and it did not ([`KvCache::keep`]), hidden from it.
 #[derive(Default)]
 pub struct KvCache {
     layers: Vec<Option<LayerCache>>,
     padding: Vec<usize>,
+    /// Each sequence's hidden slots past its padding, in order.
+    hidden: Vec<Vec<usize>>,
     /// Slots a layer's buffers are grown by beyond what they must hold: the tokens still to
     /// come, so that decoding writes them in place.
     room: usize,
@@ -436,6 +452,13 @@ impl KvCache {
     pub fn retain(&mut self, rows: &[usize]) -> Result<()> {
         let padding: Vec<usize> = rows.iter().map(|&r| self.padding[r]).collect();
         let trim = padding.iter().copied().min().unwrap_or(0);
+        self.hidden = rows
+            .iter()
+            .map(|&r| {
+                let slots = self.hidden.get(r).map(Vec::as_slice).unwrap_or_default();
+                slots.iter().map(|&slot| slot - trim).collect()
+            })
+            .collect();
         let Some(device) = self
             .layers
             .iter()
@@ -470,20 +493,21 @@ impl KvCache {
     }
 
     /// Rotary positions of the `t` tokens about to follow in each sequence (batch · t, u32, on
-    /// `device`; a padding slot's position does not matter: nothing attends to it), or `None`
-    /// when no sequence is padded, all of them then at the cache's length.
+    /// `device`: the slots it sees before them; a padding slot's position does not matter:
+    /// nothing attends to it), or `None` when no sequence is padded or hides a slot, all of
+    /// them then at the cache's length.
     fn positions(&self, t: usize, device: &Device) -> Result<Option<Tensor>> {
-        if self.padding.iter().all(|&p| p == 0) {
+        let skipped =
+            |row: usize| self.padding[row] + self.hidden.get(row).map(Vec::len).unwrap_or_default();
+        if (0..self.padding.len()).all(|row| skipped(row) == 0) {
             return Ok(None);
         }
         if let (1, Some(next)) = (t, &self.next_positions) {
             return Ok(Some(next.clone()));
         }
         let len = self.len;
-        let positions: Vec<u32> = self
-            .padding
-            .iter()
-            .flat_map(|&padding| (0..t).map(move |j| (len + j).saturating_sub(padding) as u32))
+        let positions: Vec<u32> = (0..self.padding.len())
+            .flat_map(|row| (0..t).map(move |j| (len + j).saturating_sub(skipped(row)) as u32))
             .collect();
         Tensor::from_vec(positions, self.padding.len() * t, device).map(Some)
     }
@@ -499,15 +523,32 @@ impl KvCache {
         Ok(first_slots)
     }
 
-    /// Forgets the last `n` slots (drafts a decoder rejected): the next pass writes over them.
-    pub fn forget(&mut self, n: usize) -> Result<()> {
-        if n > self.len || self.layers.iter().flatten().any(|layer| layer.len < n) {
-            candle_core::bail!("a cache of {} slots cannot forget {n}", self.len);
+    /// Of the last `of` slots (a pass over a token and its drafts), keeps the first `kept[s]`
+    /// for sequence `s` (the drafts a decoder kept): the slots no sequence keeps are forgotten,
+    /// and the next pass writes over them; those some other sequence keeps are hidden from `s`
+    /// from then on, its later tokens at the positions that follow its kept ones.
+    pub fn keep(&mut self, of: usize, kept: &[usize]) -> Result<()> {
+        let most = kept.iter().copied().max().unwrap_or(0);
+        if kept.len() != self.padding.len()
+            || most > of
+            || of > self.len
+            || self.layers.iter().flatten().any(|layer| layer.len < of)
+        {
+            candle_core::bail!(
+                "a cache of {} slots for {} sequences cannot keep {kept:?} of its last {of}",
+                self.len,
+                self.padding.len()
+            );
         }
+        let forgotten = of - most;
         for layer in self.layers.iter_mut().flatten() {
-            layer.len -= n;
+            layer.len -= forgotten;
         }
-        self.len -= n;
+        self.len -= forgotten;
+        self.hidden.resize(kept.len(), Vec::new());
+        for (slots, &kept) in self.hidden.iter_mut().zip(kept) {
+            slots.extend(self.len - most + kept..self.len);
+        }
         self.next_positions = None;
         Ok(())
     }
@@ -589,6 +630,7 @@ impl TextModel {
         let device = embeds.device();
         cache.layers.resize_with(self.layers.len(), || None);
         cache.padding.resize(b, 0);
+        cache.hidden.resize(b, Vec::new());
         let index = cache.positions(t, device)?;
         let positions = match &index {
             Some(index) => {
@@ -603,6 +645,7 @@ impl TextModel {
         let pass = Pass {
             positions,
             padding: cache.padding.clone(),
+            hidden: cache.hidden.clone(),
             offset: cache.len,
             tokens: t,
             device: device.clone(),
@@ -918,6 +961,84 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A left-padded batch checks three tokens a sequence in one pass and keeps one, three and
+    /// two of them ([`KvCache::keep`]), then decodes a step, drops a sequence and decodes
+    /// another: each sequence's logits are those of the same sequence decoded alone from its
+    /// unpadded prompt and the tokens it kept, in f32 (the CPU kernel) and bf16 (the composed
+    /// path under the mask). A slot another sequence kept left visible, or a position counted
+    /// from the cache's length, would move them by far more than the tolerance.
+    #[test]
+    fn drafts_one_sequence_kept_are_hidden_from_the_others() {
+        let models = tiny_text_models(&[DType::F32, DType::BF16]);
+        let padding = vec![0usize, 3, 5];
+        let kept = [1usize, 3, 2];
+        let (embeds, steps) = three_prompts_and_two_steps();
+        let drafts = Tensor::randn(0f32, 1.0, (3, 3, 64), &Device::Cpu).unwrap();
+        for (model, (dtype, tolerance)) in
+            models.iter().zip([(DType::F32, 1e-5), (DType::BF16, 0.03)])
+        {
+            let at = |x: &Tensor| x.to_dtype(dtype).unwrap();
+            let mut cache = KvCache::padded(padding.clone(), 4);
+            model.forward(&at(&embeds), &mut cache).unwrap();
+            model.forward(&at(&drafts), &mut cache).unwrap();
+            cache.keep(3, &kept).unwrap();
+            let first = model
+                .forward(&at(&steps.get(0).unwrap()), &mut cache)
+                .unwrap();
+            cache.retain(&[2, 1]).unwrap();
+            let order = Tensor::new(&[2u32, 1], &Device::Cpu).unwrap();
+            let second = steps.get(1).unwrap().index_select(&order, 0).unwrap();
+            let second = model.forward(&at(&second), &mut cache).unwrap();
+            // Sequence r alone, and its logits after its first and second step.
+            let alone = |r: usize, step_count: usize| -> Tensor {
+                let row = |x: &Tensor, from: usize, len: usize| {
+                    at(&x
+                        .get(r)
+                        .unwrap()
+                        .narrow(0, from, len)
+                        .unwrap()
+                        .unsqueeze(0)
+                        .unwrap())
+                };
+                let mut parts = vec![
+                    row(&embeds, padding[r], 7 - padding[r]),
+                    row(&drafts, 0, kept[r]),
+                ];
+                for step in 0..step_count {
+                    parts.push(row(&steps.get(step).unwrap(), 0, 1));
+                }
+                let x = Tensor::cat(&parts, 1).unwrap();
+                let logits = model.forward(&x, &mut KvCache::default()).unwrap();
+                let last = logits.dim(1).unwrap() - 1;
+                logits.narrow(1, last, 1).unwrap().squeeze(0).unwrap()
+            };
+            let mut pairs = Vec::new();
+            for r in 0..3 {
+                pairs.push((first.get(r).unwrap(), alone(r, 1), format!("sequence {r}")));
+            }
+            for (slot, r) in [2, 1].into_iter().enumerate() {
+                let label = format!("sequence {r} after the retain");
+                pairs.push((second.get(slot).unwrap(), alone(r, 2), label));
+            }
+            for (batched, alone, label) in pairs {
+                let (batched, alone) = (
+                    batched.to_dtype(DType::F32).unwrap(),
+                    alone.to_dtype(DType::F32).unwrap(),
+                );
+                let diff = max_difference(&batched, &alone);
+                let size = max_difference(&alone, &alone.zeros_like().unwrap());
+                assert!(
+                    diff <= tolerance * size.max(1.0),
+                    "{dtype:?}, {label}: {diff} of {size}"
+                );
+            }
+        }
+        let mut cache = KvCache::padded(padding, 4);
+        models[0].forward(&embeds, &mut cache).unwrap();
+        let err = cache.keep(3, &[1, 4, 2]).unwrap_err().to_string();
+        assert!(err.contains("cannot keep [1, 4, 2] of its last 3"), "{err}");
     }
 
     #[test]
