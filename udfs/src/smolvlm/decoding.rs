@@ -581,6 +581,23 @@ mod tests {
         assert_eq!(steps, 8, "sampling reads every step");
     }
 
+    /// Decodes `script`'s sequences after `prompt` with up to 1–6 drafts a step: the tokens of
+    /// decoding without drafts, in no more passes.
+    fn drafts_change_nothing(script: &[Vec<u32>], prompt: &[u32], limits: &[usize]) {
+        let plain = run_drafted(script.to_vec(), prompt, (1, 0), Decoding::Greedy, limits);
+        for drafts in 1..=6 {
+            let drafted = run_drafted(
+                script.to_vec(),
+                prompt,
+                (1, drafts),
+                Decoding::Greedy,
+                limits,
+            );
+            assert_eq!(drafted.0, plain.0, "limits {limits:?}, {drafts} drafts");
+            assert!(drafted.1 <= plain.1, "limits {limits:?}, {drafts} drafts");
+        }
+    }
+
     #[test]
     fn drafts_change_no_token_and_save_passes() {
         // An answer that repeats the prompt's runs, then strays from them, then ends.
@@ -589,18 +606,7 @@ mod tests {
             1, 2, 3, 4, 0, 1, 2, 3, 1, 1, 2, 3, 4, END, 4, 4, 4, 4, 4,
         ]];
         for limit in 1..=16 {
-            let plain = run_drafted(script.clone(), &prompt, (1, 0), Decoding::Greedy, &[limit]);
-            for drafts in 1..=6 {
-                let drafted = run_drafted(
-                    script.clone(),
-                    &prompt,
-                    (1, drafts),
-                    Decoding::Greedy,
-                    &[limit],
-                );
-                assert_eq!(drafted.0, plain.0, "limit {limit}, {drafts} drafts");
-                assert!(drafted.1 <= plain.1, "limit {limit}, {drafts} drafts");
-            }
+            drafts_change_nothing(&script, &prompt, &[limit]);
         }
         // Thirteen tokens, then the end: twelve passes one token at a time, far fewer with
         // drafts (the prompt's runs and the answer's own).
@@ -622,18 +628,7 @@ mod tests {
             [1, 1, 1, 1],
             [0, 7, 12, 12],
         ] {
-            let plain = run_drafted(batch.clone(), &prompt, (1, 0), Decoding::Greedy, &limits);
-            for drafts in 1..=6 {
-                let drafted = run_drafted(
-                    batch.clone(),
-                    &prompt,
-                    (1, drafts),
-                    Decoding::Greedy,
-                    &limits,
-                );
-                assert_eq!(drafted.0, plain.0, "limits {limits:?}, {drafts} drafts");
-                assert!(drafted.1 <= plain.1, "limits {limits:?}, {drafts} drafts");
-            }
+            drafts_change_nothing(&batch, &prompt, &limits);
         }
         let plain = run_drafted(
             batch.clone(),
