@@ -157,17 +157,15 @@ impl Attention {
         // Both read each key head in place for the query heads it serves. Slots hidden past
         // the causal rule (drafts one sequence kept and another did not) need the mask.
         let fused = attention::fuses_softmax(&q, &k) && !attention::kernel_takes(&q);
-        let out = if fused && !pass.hides_slots() {
+        let hides = pass.hides_slots();
+        let out = if fused && !hides {
             attention::attend_composed(&q, &k, &v, scale, None, pass.seen(first))?
         } else {
             let mask = pass
                 .mask()?
                 .map(|m| m.narrow(2, first, t - first))
                 .transpose()?;
-            let seen = match pass.hides_slots() {
-                true => Seen::All,
-                false => pass.seen(first),
-            };
+            let seen = if hides { Seen::All } else { pass.seen(first) };
             match attention::attend(&q, &k, &v, scale, mask.as_ref())? {
                 Some(out) => out,
                 None => attention::attend_composed(&q, &k, &v, scale, mask.as_ref(), seen)?,
