@@ -201,19 +201,13 @@ fn steps(first: *const f32, column_step: usize, row_step: usize) -> Steps {
     }
 }
 
-/// `dst` (m × n) = `a` (m × k) · `b` (k × n), added to `dst`'s values when `add`, by gemm.
+/// `dst` (m × n) = `a` (m × k) · `b` (k × n), added to `dst`'s values when `add`, by gemm on
+/// the calling thread.
 ///
 /// # Safety
 /// Every value that `m`, `n`, `k` and the steps reach must lie inside the buffers of `dst`,
 /// `a` and `b`; `dst` must alias neither input, nor be written by anything else meanwhile.
-unsafe fn gemm_into(
-    (m, n, k): (usize, usize, usize),
-    dst: Steps,
-    add: bool,
-    a: Steps,
-    b: Steps,
-    parallelism: Parallelism,
-) {
+unsafe fn gemm_into((m, n, k): (usize, usize, usize), dst: Steps, add: bool, a: Steps, b: Steps) {
     // SAFETY: as the caller promised.
     unsafe {
         gemm(
@@ -235,39 +229,42 @@ unsafe fn gemm_into(
             false,
             false,
             false,
-            parallelism,
+            Parallelism::None,
         );
     }
 }
 
 /// `out` (rows × outputs) = `x` (rows × inputs) · weightᵀ (weight: outputs × inputs, row-major),
-/// added to `out`'s values when `add`, by the gemm crate on the whole pool.
+/// added to `out`'s values when `add`, as the transposed product outᵀ = weight · xᵀ: each
+/// thread of the pool takes its own range of outputs (weight rows) with one-thread gemm, which
+/// packs that range of the weight and reads `x` in place. Split by gemm itself
+/// (`Parallelism::Rayon`), SmolVLM-256M's decoder products (30 layers, weights from memory) took
+/// 145 ms for 72 rows on the 2-vCPU Xeon (`benches/RESULTS.md`, 2026-12-05), 185 for 144 and
+/// 579 for 754; split by outputs, 87, 139 and 548.
 fn gemm_row_major(out: &mut [f32], x: &[f32], weight: &[f32], inputs: usize, add: bool) {
     let (rows, outputs) = (x.len() / inputs, weight.len() / inputs);
     assert!(
         out.len() == rows * outputs,
         "dense: an output of another size"
     );
-    let threads = rayon::current_num_threads();
-    let parallelism = if threads > 1 {
-        Parallelism::Rayon(threads)
-    } else {
-        Parallelism::None
-    };
-    // SAFETY: `out` holds rows × outputs values written with row step `outputs`; `x` holds
-    // rows × inputs read with row step `inputs`; `weight` holds outputs × inputs, read as its
-    // transpose (inputs × outputs: row step 1, column step `inputs`). `out` is `&mut`, so it
-    // aliases neither input.
-    unsafe {
-        gemm_into(
-            (rows, outputs, inputs),
-            steps(out.as_mut_ptr(), 1, outputs),
-            add,
-            steps(x.as_ptr(), 1, inputs),
-            steps(weight.as_ptr(), inputs, 1),
-            parallelism,
-        );
-    }
+    let out_at = SharedOut(out.as_mut_ptr());
+    by_output_ranges(outputs, |first, width| {
+        // SAFETY: `out` holds rows × outputs values; this task writes only the columns
+        // first..first + width of each row (destination: width × rows, row step 1, column step
+        // `outputs`), which no other task writes. `weight` holds outputs × inputs: the left
+        // operand width × inputs starts at its row `first` (row step `inputs`, column step 1);
+        // `x` holds rows × inputs, the right operand inputs × rows (row step 1, column step
+        // `inputs`).
+        unsafe {
+            gemm_into(
+                (width, rows, inputs),
+                steps(out_at.get().add(first), outputs, 1),
+                add,
+                steps(weight.as_ptr().add(first * inputs), 1, inputs),
+                steps(x.as_ptr(), inputs, 1),
+            );
+        }
+    });
 }
 
 /// `out` (rows × outputs) = `x` (rows × inputs) · weightᵀ, added to `out`'s values when `add`,
@@ -276,39 +273,45 @@ fn gemm_row_major(out: &mut [f32], x: &[f32], weight: &[f32], inputs: usize, add
 /// a right one with unit row step, and writes outᵀ column-major, which is `out`; it reads `x` in
 /// place, and the weight too up to 48 rows (above, it copies the weight into its packed layout:
 /// 15 % of CLIP's texts at batch 8 on the 2-vCPU Xeon, `benches/RESULTS.md`, 2026-12-05).
-/// Each thread of the pool takes its own range of outputs (a multiple of 16, gemm's register
-/// width) with one-thread gemm: split by gemm itself, 50 rows into 3072 outputs ran at 98
-/// GFLOP/s on the 2-core Xeon, split by outputs at 218.
+/// Each thread of the pool takes its own range of outputs with one-thread gemm: split by gemm
+/// itself, 50 rows into 3072 outputs ran at 98 GFLOP/s on the 2-core Xeon, split by outputs at
+/// 218.
 fn gemm_column_major(out: &mut [f32], x: &[f32], weight_t: &[f32], inputs: usize, add: bool) {
     let (rows, outputs) = (x.len() / inputs, weight_t.len() / inputs);
     assert!(
         out.len() == rows * outputs,
         "dense: an output of another size"
     );
-    let threads = rayon::current_num_threads();
-    let per_thread = outputs.div_ceil(threads).div_ceil(16) * 16;
     let out_at = SharedOut(out.as_mut_ptr());
+    by_output_ranges(outputs, |first, width| {
+        // SAFETY: `out` holds rows × outputs values; this task writes only the columns
+        // first..first + width of each row (destination: width × rows, row step 1, column step
+        // `outputs`), which no other task writes. `weight_t` holds inputs × outputs: the left
+        // operand width × inputs starts at column `first` (row step 1, column step `outputs`);
+        // `x` holds rows × inputs, the right operand inputs × rows (row step 1, column step
+        // `inputs`).
+        unsafe {
+            gemm_into(
+                (width, rows, inputs),
+                steps(out_at.get().add(first), outputs, 1),
+                add,
+                steps(weight_t.as_ptr().add(first), outputs, 1),
+                steps(x.as_ptr(), inputs, 1),
+            );
+        }
+    });
+}
+
+/// Runs `task(first, width)` on the thread pool for one range of `outputs` per thread, each
+/// (but the last) a multiple of 16 wide, gemm's register width.
+fn by_output_ranges(outputs: usize, task: impl Fn(usize, usize) + Sync) {
+    let threads = rayon::current_num_threads();
+    let per_thread = outputs.div_ceil(threads).div_ceil(16).max(1) * 16;
     (0..outputs.div_ceil(per_thread))
         .into_par_iter()
         .for_each(|part| {
             let first = part * per_thread;
-            let width = per_thread.min(outputs - first);
-            // SAFETY: `out` holds rows × outputs values; this task writes only the columns
-            // first..first + width of each row (destination: width × rows, row step 1, column
-            // step `outputs`), which no other task writes. `weight_t` holds inputs × outputs:
-            // the left operand width × inputs starts at column `first` (row step 1, column step
-            // `outputs`); `x` holds rows × inputs, the right operand inputs × rows (row step 1,
-            // column step `inputs`).
-            unsafe {
-                gemm_into(
-                    (width, rows, inputs),
-                    steps(out_at.get().add(first), outputs, 1),
-                    add,
-                    steps(weight_t.as_ptr().add(first), outputs, 1),
-                    steps(x.as_ptr(), inputs, 1),
-                    Parallelism::None,
-                );
-            }
+            task(first, per_thread.min(outputs - first));
         });
 }
 
@@ -572,12 +575,14 @@ impl Pass<'_> {
 }
 
 /// Rows up to which [`product_into`] takes [`skinny_product`] for row-major weights: a decoding
-/// step's batch. Above it the gemm crate's packed microkernels win; below it they spend most of
-/// the time setting up and packing (or, for one row, run a one-thread product). Measured while
-/// CLIP's towers still took this path, one text per batch on the 2-core Xeon: 22–24 texts/s
-/// through gemm, 32–33 through the dot products (one partial sum), 38–39 with four, 54 in
-/// AVX-512 blocks; up to 512 rows, eight photos a batch fell from 22–23 to 15–16 images/s.
-pub(super) const SKINNY_ROWS: usize = 64;
+/// step's batch of up to 24 sequences, or a few sequences' drafts. Above it gemm's packed
+/// microkernels win; below it they spend most of the time setting up and packing (or, for one
+/// row, run a one-thread product). SmolVLM-256M's decoder products on the 2-vCPU Xeon
+/// (`benches/RESULTS.md`, 2026-12-05), dot products against gemm split by outputs: 24 rows 57
+/// against 60 ms, 32 rows 69 against 64, 64 rows 128 against 82. (Measured while CLIP's towers
+/// still took this path, one text per batch on the 2-core Xeon: 22–24 texts/s through gemm, 54
+/// through the dot products in AVX-512 blocks.)
+pub(super) const SKINNY_ROWS: usize = 24;
 
 /// Bytes of weights read per task of [`skinny_sums`] (in whole blocks of [`BLOCK`] weight rows):
 /// 64 KB. With 64 f32 weight rows a task, SmolVLM-256M's attention output (576 × 576) and MLP

@@ -24,9 +24,13 @@ use candle_core::{Result, Tensor, D};
 use candle_nn::Linear;
 use rayon::prelude::*;
 
-use super::product::{chosen_products, skinny_task_rows, skinny_task_sums, Layout, SKINNY_ROWS};
+use super::product::{chosen_products, skinny_task_rows, skinny_task_sums, Layout};
 use super::{forward_then, with_values, Operand, Then};
 use crate::attention::kernel_takes;
+
+/// Rows up to which [`ArgmaxScreen::argmax`] screens: a decoding step's, eight sequences' drafts
+/// included (8 × 8 tokens); the whole product above.
+const SCREENED_ROWS: usize = 64;
 
 /// Candidates of a row beyond which the screen gives up and the whole product is taken: a
 /// model with no clear favourite (random weights, say), where the screen would only add work.
@@ -98,12 +102,12 @@ impl ArgmaxScreen {
 
     /// The index of the largest value of each row of `x · weightᵀ` (`x`: … × inputs; the
     /// answer: …, u32), the first of equal largest ones: candle's argmax of the layer's output.
-    /// Screened for up to [`SKINNY_ROWS`] rows of f32 on the CPU (a decoding step's), the
+    /// Screened for up to [`SCREENED_ROWS`] rows of f32 on the CPU (a decoding step's), the
     /// whole product otherwise.
     pub(crate) fn argmax(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims();
         let rows = x.elem_count() / self.inputs.max(1);
-        if dims.last() != Some(&self.inputs) || !kernel_takes(x) || rows > SKINNY_ROWS {
+        if dims.last() != Some(&self.inputs) || !kernel_takes(x) || rows > SCREENED_ROWS {
             return self.whole_argmax(x);
         }
         let chosen = with_values(
