@@ -2,7 +2,7 @@
 //!
 //! Weights stored as loaded (outputs × inputs, row-major) suit a decoder, whose steps multiply a
 //! few rows: those go to dot products over the weight rows as they lie ([`skinny_product`]), more
-//! to the gemm crate. An encoder multiplies tens of rows or more per call (a CLIP text is about
+//! to the gemm crate, one thread per range of outputs ([`gemm_product`]). An encoder multiplies tens of rows or more per call (a CLIP text is about
 //! 20 tokens, a photo 50 patches, a SigLIP tile 1024), and for it the weights are stored
 //! transposed once at load ([`super::column_major`]): gemm then reads `x` as it lies (as the left
 //! operand, row-major, it would be repacked) and packs only the weights, and only for products of
@@ -141,7 +141,7 @@ pub(super) fn product_into(out: &mut [f32], x: &[f32], layer: Weights, residual:
     }
     match layout {
         Layout::RowMajor if rows <= SKINNY_ROWS => skinny_product(out, x, weight, inputs, read_out),
-        Layout::RowMajor => gemm_row_major(out, x, weight, inputs, read_out),
+        Layout::RowMajor => gemm_product(out, x, (weight, layout), inputs, read_out),
         Layout::ColumnMajor => ColumnMajor::for_rows(rows).run(out, x, weight, inputs, read_out),
     }
 }
@@ -151,7 +151,7 @@ pub(super) fn product_into(out: &mut [f32], x: &[f32], layer: Weights, residual:
 enum ColumnMajor {
     /// [`panel_product`]: AVX-512 registers over panels of 64 weight columns.
     Panels,
-    /// [`gemm_column_major`]: gemm's microkernels, the work split by outputs.
+    /// [`gemm_product`]: gemm's microkernels, the work split by outputs.
     Gemm,
 }
 
@@ -178,7 +178,7 @@ impl ColumnMajor {
         match self {
             #[cfg(target_arch = "x86_64")]
             ColumnMajor::Panels => panel_product(out, x, weight_t, inputs, add),
-            _ => gemm_column_major(out, x, weight_t, inputs, add),
+            _ => gemm_product(out, x, (weight_t, Layout::ColumnMajor), inputs, add),
         }
     }
 }
@@ -234,84 +234,60 @@ unsafe fn gemm_into((m, n, k): (usize, usize, usize), dst: Steps, add: bool, a: 
     }
 }
 
-/// `out` (rows × outputs) = `x` (rows × inputs) · weightᵀ (weight: outputs × inputs, row-major),
-/// added to `out`'s values when `add`, as the transposed product outᵀ = weight · xᵀ: each
-/// thread of the pool takes its own range of outputs (weight rows) with one-thread gemm, which
-/// packs that range of the weight and reads `x` in place. Split by gemm itself
-/// (`Parallelism::Rayon`), SmolVLM-256M's decoder products (30 layers, weights from memory) took
-/// 145 ms for 72 rows on the 2-vCPU Xeon (`benches/RESULTS.md`, 2026-12-05), 185 for 144 and
-/// 579 for 754; split by outputs, 87, 139 and 548.
-fn gemm_row_major(out: &mut [f32], x: &[f32], weight: &[f32], inputs: usize, add: bool) {
+/// `out` (rows × outputs) = `x` (rows × inputs) · weightᵀ, added to `out`'s values when `add`,
+/// for a weight (outputs × inputs) stored in either layout, as the transposed product outᵀ =
+/// weight · xᵀ: each thread of the pool takes its own range of outputs (a multiple of 16 wide,
+/// gemm's register width, but the last) with one-thread gemm, which reads `x` as a right operand
+/// with unit row step in place and writes outᵀ column-major, which is `out`. A column-major
+/// weight is a column-major left operand, read in place up to 48 rows (above, gemm copies it
+/// into its packed layout: 15 % of CLIP's texts at batch 8 on the 2-vCPU Xeon); a row-major one
+/// is packed at every call. Split by gemm itself (`Parallelism::Rayon`), 50 rows into CLIP's
+/// 3,072 outputs ran at 98 GFLOP/s on the 2-core Xeon, split by outputs at 218; SmolVLM-256M's
+/// decoder products (30 layers, weights from memory) took 145 ms for 72 rows on the 2-vCPU Xeon,
+/// 185 for 144 and 579 for 754, split by outputs 87, 139 and 548 (`benches/RESULTS.md`,
+/// 2026-12-05).
+fn gemm_product(
+    out: &mut [f32],
+    x: &[f32],
+    (weight, layout): (&[f32], Layout),
+    inputs: usize,
+    add: bool,
+) {
     let (rows, outputs) = (x.len() / inputs, weight.len() / inputs);
     assert!(
         out.len() == rows * outputs,
         "dense: an output of another size"
     );
-    let out_at = SharedOut(out.as_mut_ptr());
-    by_output_ranges(outputs, |first, width| {
-        // SAFETY: `out` holds rows × outputs values; this task writes only the columns
-        // first..first + width of each row (destination: width × rows, row step 1, column step
-        // `outputs`), which no other task writes. `weight` holds outputs × inputs: the left
-        // operand width × inputs starts at its row `first` (row step `inputs`, column step 1);
-        // `x` holds rows × inputs, the right operand inputs × rows (row step 1, column step
-        // `inputs`).
-        unsafe {
-            gemm_into(
-                (width, rows, inputs),
-                steps(out_at.get().add(first), outputs, 1),
-                add,
-                steps(weight.as_ptr().add(first * inputs), 1, inputs),
-                steps(x.as_ptr(), inputs, 1),
-            );
-        }
-    });
-}
-
-/// `out` (rows × outputs) = `x` (rows × inputs) · weightᵀ, added to `out`'s values when `add`,
-/// for a weight stored column-major (`weight_t`: inputs × outputs, row-major), as the transposed
-/// product outᵀ = weight · xᵀ: gemm reads the weight as a column-major left operand and `x` as
-/// a right one with unit row step, and writes outᵀ column-major, which is `out`; it reads `x` in
-/// place, and the weight too up to 48 rows (above, it copies the weight into its packed layout:
-/// 15 % of CLIP's texts at batch 8 on the 2-vCPU Xeon, `benches/RESULTS.md`, 2026-12-05).
-/// Each thread of the pool takes its own range of outputs with one-thread gemm: split by gemm
-/// itself, 50 rows into 3072 outputs ran at 98 GFLOP/s on the 2-core Xeon, split by outputs at
-/// 218.
-fn gemm_column_major(out: &mut [f32], x: &[f32], weight_t: &[f32], inputs: usize, add: bool) {
-    let (rows, outputs) = (x.len() / inputs, weight_t.len() / inputs);
-    assert!(
-        out.len() == rows * outputs,
-        "dense: an output of another size"
-    );
-    let out_at = SharedOut(out.as_mut_ptr());
-    by_output_ranges(outputs, |first, width| {
-        // SAFETY: `out` holds rows × outputs values; this task writes only the columns
-        // first..first + width of each row (destination: width × rows, row step 1, column step
-        // `outputs`), which no other task writes. `weight_t` holds inputs × outputs: the left
-        // operand width × inputs starts at column `first` (row step 1, column step `outputs`);
-        // `x` holds rows × inputs, the right operand inputs × rows (row step 1, column step
-        // `inputs`).
-        unsafe {
-            gemm_into(
-                (width, rows, inputs),
-                steps(out_at.get().add(first), outputs, 1),
-                add,
-                steps(weight_t.as_ptr().add(first), outputs, 1),
-                steps(x.as_ptr(), inputs, 1),
-            );
-        }
-    });
-}
-
-/// Runs `task(first, width)` on the thread pool for one range of `outputs` per thread, each
-/// (but the last) a multiple of 16 wide, gemm's register width.
-fn by_output_ranges(outputs: usize, task: impl Fn(usize, usize) + Sync) {
     let threads = rayon::current_num_threads();
     let per_thread = outputs.div_ceil(threads).div_ceil(16).max(1) * 16;
+    let out_at = SharedOut(out.as_mut_ptr());
     (0..outputs.div_ceil(per_thread))
         .into_par_iter()
         .for_each(|part| {
             let first = part * per_thread;
-            task(first, per_thread.min(outputs - first));
+            let width = per_thread.min(outputs - first);
+            // The weight's outputs first..first + width as gemm's left operand (width × inputs):
+            // row-major, from its row `first` (row step `inputs`, column step 1); column-major
+            // (inputs × outputs stored row-major), from its column `first` (row step 1, column
+            // step `outputs`).
+            let (at, column_step, row_step) = match layout {
+                Layout::RowMajor => (first * inputs, 1, inputs),
+                Layout::ColumnMajor => (first, outputs, 1),
+            };
+            // SAFETY: `out` holds rows × outputs values; this task writes only the columns
+            // first..first + width of each row (destination: width × rows, row step 1, column
+            // step `outputs`), which no other task writes. The left operand stays within the
+            // weight's outputs × inputs values (above); `x` holds rows × inputs, the right
+            // operand inputs × rows (row step 1, column step `inputs`).
+            unsafe {
+                gemm_into(
+                    (width, rows, inputs),
+                    steps(out_at.get().add(first), outputs, 1),
+                    add,
+                    steps(weight.as_ptr().add(at), column_step, row_step),
+                    steps(x.as_ptr(), inputs, 1),
+                );
+            }
         });
 }
 
