@@ -2,14 +2,15 @@
 //!
 //! Weights stored as loaded (outputs × inputs, row-major) suit a decoder, whose steps multiply a
 //! few rows: those go to dot products over the weight rows as they lie ([`skinny_product`]), more
-//! to the gemm crate, one thread per range of outputs ([`gemm_product`]). An encoder multiplies tens of rows or more per call (a CLIP text is about
-//! 20 tokens, a photo 50 patches, a SigLIP tile 1024), and for it the weights are stored
-//! transposed once at load ([`super::column_major`]): gemm then reads `x` as it lies (as the left
-//! operand, row-major, it would be repacked) and packs only the weights, and only for products of
-//! more than 48 rows (its single-thread threshold); where the processor has AVX-512,
-//! [`panel_product`] takes them instead, reading the weights' columns in panels of 64 (copied
-//! side by side first for many rows), for a few rows everywhere and for any number on AMD's
-//! processors (see [`ColumnMajor::for_rows`]).
+//! to the gemm crate, one thread per range of outputs ([`gemm_product`]). An encoder multiplies
+//! tens of rows or more per call (a CLIP text is about 20 tokens, a photo 50 patches, a SigLIP
+//! tile 1024), and for it the weights are stored transposed once at load
+//! ([`super::column_major`]): gemm then reads `x` as it lies (as the left operand, row-major, it
+//! would be repacked) and packs only the weights, and only for products of more than 48 rows
+//! (its single-thread threshold); where the processor has AVX-512, [`panel_product`] takes them
+//! instead, reading the weights' columns in panels of 64 (copied side by side first for many
+//! rows), for a few rows everywhere and for any number on AMD's processors (see
+//! [`ColumnMajor::for_rows`]).
 
 use candle_core::{Result, Tensor};
 use candle_nn::Linear;
