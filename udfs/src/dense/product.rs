@@ -559,7 +559,7 @@ impl Pass<'_> {
 /// against 60 ms, 32 rows 69 against 64, 64 rows 128 against 82. (Measured while CLIP's towers
 /// still took this path, one text per batch on the 2-core Xeon: 22–24 texts/s through gemm, 54
 /// through the dot products in AVX-512 blocks.)
-pub(super) const SKINNY_ROWS: usize = 24;
+const SKINNY_ROWS: usize = 24;
 
 /// Bytes of weights read per task of [`skinny_sums`] (in whole blocks of [`BLOCK`] weight rows):
 /// 64 KB. With 64 f32 weight rows a task, SmolVLM-256M's attention output (576 × 576) and MLP
