@@ -91,6 +91,10 @@ pub fn attend(
         Some((storage, layout)) => Some(cpu_f32(storage, layout, "attention")?),
         None => None,
     };
+    // Each distinct mask row's visible keys, found once for every head and block that reads it.
+    let spans: Vec<Option<(usize, usize)>> = ms.map_or_else(Vec::new, |ms| {
+        ms.par_chunks(keys).map(visible_span).collect()
+    });
     let mut out = vec![0f32; batch * heads * queries * size];
     let scale = scale as f32;
     // When one block holds all of a head's queries (a decoding step, a short prompt), the
@@ -128,7 +132,15 @@ pub fn attend(
                     &ms[layout.row(b, h, query)..][..keys]
                 })
             };
-            let (lo, hi) = seen_keys((0..rows).filter_map(mask_rows), keys);
+            let (lo, hi) = seen_keys(
+                mask.as_ref().into_iter().flat_map(|(layout, _)| {
+                    (0..rows).map(|i| {
+                        let (h, query) = at(i);
+                        spans[layout.row(b, h, query) / keys]
+                    })
+                }),
+                keys,
+            );
             let seen = hi - lo;
             let k = &ks.block(b, head / group, keys * size)[lo * size..hi * size];
             let v = &vs.block(b, head / group, keys * size)[lo * size..hi * size];
@@ -215,25 +227,38 @@ pub fn fuses_softmax(q: &Tensor, k: &Tensor) -> bool {
     !(q.track_op() || k.track_op()) && matches!(q.dtype(), DType::F32 | DType::BF16 | DType::F16)
 }
 
-/// The keys `lo..hi` that some row of a block's mask leaves visible (a causal mask hides the
-/// keys after the block's last query, left padding the keys before a sequence's first token):
-/// the keys outside are skipped, their weights being zero to f32's precision. Every key when
-/// there is no mask, or when the mask hides every key from every row (such rows average the
-/// values, as the composed softmax does).
-fn seen_keys<'a>(mask_rows: impl Iterator<Item = &'a [f32]>, keys: usize) -> (usize, usize) {
-    let (mut lo, mut hi) = (keys, 0);
-    for row in mask_rows {
-        if let Some(first) = row.iter().position(|&m| m > HIDDEN) {
-            let last = row.iter().rposition(|&m| m > HIDDEN).unwrap_or(first);
-            lo = lo.min(first);
-            hi = hi.max(last + 1);
-        }
-    }
+/// The keys `lo..hi` that some row of a block's mask leaves visible, given each row's
+/// [`visible_span`] (a causal mask hides the keys after the block's last query, left padding
+/// the keys before a sequence's first token): the keys outside are skipped, their weights being
+/// zero to f32's precision. Every key when there is no mask, or when the mask hides every key
+/// from every row (such rows average the values, as the composed softmax does).
+fn seen_keys(spans: impl Iterator<Item = Option<(usize, usize)>>, keys: usize) -> (usize, usize) {
+    let (lo, hi) = spans.flatten().fold((keys, 0), |(lo, hi), (first, end)| {
+        (lo.min(first), hi.max(end))
+    });
     if lo < hi {
         (lo, hi)
     } else {
         (0, keys)
     }
+}
+
+/// The first key a mask row leaves visible and one past its last (`None` when it hides every
+/// key), looked for a whole vector of keys at a time: a causal row hides most of its keys after
+/// the last visible one.
+fn visible_span(row: &[f32]) -> Option<(usize, usize)> {
+    const LANES: usize = 16;
+    let seen = |chunk: &[f32]| chunk.iter().fold(false, |any, &m| any | (m > HIDDEN));
+    let first_chunk = row.chunks(LANES).position(seen)?;
+    let first = first_chunk * LANES
+        + row[first_chunk * LANES..]
+            .iter()
+            .position(|&m| m > HIDDEN)?;
+    // Chunks counted from the end, the last one possibly short: `rchunks`.
+    let from_end = row.rchunks(LANES).position(seen)?;
+    let chunk_end = row.len() - from_end * LANES;
+    let last = row[..chunk_end].iter().rposition(|&m| m > HIDDEN)?;
+    Some((first, last + 1))
 }
 
 /// Whether this module's kernels take `xs`: f32 on the CPU with no gradient tracked through it.
@@ -700,11 +725,34 @@ mod tests {
         let wanted = |r: usize| want.get(r).unwrap().narrow(1, 30, l - 30).unwrap();
         assert!(max_difference(&fused.get(0).unwrap(), &want.get(0).unwrap()) < 1e-5);
         assert!(max_difference(&seen(1), &wanted(1)) < 1e-5);
+        assert_eq!(visible_span(&[f32::MIN, 0.0, 0.0, f32::MIN]), Some((1, 3)));
+        assert_eq!(visible_span(&[f32::MIN; 3]), None);
+        // Spans across and inside whole vectors of keys, against a plain scan.
+        for (first, last, len) in [(0, 39, 40), (17, 17, 40), (3, 31, 33), (32, 32, 33)] {
+            let row: Vec<f32> = (0..len)
+                .map(|j| {
+                    if (first..=last).contains(&j) && j % 5 != 1 {
+                        0.5
+                    } else {
+                        f32::MIN
+                    }
+                })
+                .collect();
+            let plain = row
+                .iter()
+                .position(|&m| m > HIDDEN)
+                .zip(row.iter().rposition(|&m| m > HIDDEN));
+            assert_eq!(
+                visible_span(&row),
+                plain.map(|(f, l)| (f, l + 1)),
+                "{first}..={last} of {len}"
+            );
+        }
         assert_eq!(
-            seen_keys([&[f32::MIN, 0.0, 0.0, f32::MIN][..]].into_iter(), 4),
-            (1, 3)
+            seen_keys([Some((1, 3)), None, Some((2, 5))].into_iter(), 6),
+            (1, 5)
         );
-        assert_eq!(seen_keys([&[f32::MIN; 3][..]].into_iter(), 3), (0, 3));
+        assert_eq!(seen_keys([None, None].into_iter(), 3), (0, 3));
     }
 
     #[test]
