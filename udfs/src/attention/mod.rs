@@ -112,6 +112,12 @@ pub fn attend(
     } else {
         QUERY_BLOCK
     };
+    // When a key head serves at least as many query rows as it has values a key, the blocks
+    // read it transposed (head size × keys), copied once here for all of them: gemm then
+    // writes their scores a whole vector at a time, where against kᵀ read in place it writes
+    // them one value at a time (its microkernel stores vectors along a destination's columns
+    // only; see [`product`]). Not for a decoding step's few queries against a long cache.
+    let keys_t = (group * queries >= size).then(|| ks.transposed(batch, key_heads, keys, size));
     out.par_chunks_mut(stacked * queries * size)
         .enumerate()
         .flat_map(|(unit, out)| {
@@ -141,14 +147,23 @@ pub fn attend(
                 }),
                 keys,
             );
+            let key_head = b * key_heads + head / group;
+            let (lo, hi, k) = match &keys_t {
+                Some(keys_t) => {
+                    // Whole vectors of keys, so that gemm reads the transposed keys in place
+                    // (the keys added are hidden from every row of the block).
+                    let (lo, hi) = whole_vectors(lo, hi, keys);
+                    let k = &keys_t[key_head * size * keys + lo..][..(size - 1) * keys + hi - lo];
+                    (lo, hi, Strided::rows(k, keys))
+                }
+                None => {
+                    let k = &ks.block(b, head / group, keys * size)[lo * size..hi * size];
+                    (lo, hi, Strided::columns(k, size))
+                }
+            };
             let seen = hi - lo;
-            let k = &ks.block(b, head / group, keys * size)[lo * size..hi * size];
             let v = &vs.block(b, head / group, keys * size)[lo * size..hi * size];
-            let (q, k, v) = (
-                Strided::rows(q, size),
-                Strided::columns(k, size),
-                Strided::rows(v, size),
-            );
+            let (q, v) = (Strided::rows(q, size), Strided::rows(v, size));
             attend_block(
                 out,
                 scores,
@@ -241,6 +256,14 @@ fn seen_keys(spans: impl Iterator<Item = Option<(usize, usize)>>, keys: usize) -
     } else {
         (0, keys)
     }
+}
+
+/// `lo..hi` widened to a multiple of 16 keys where `keys` leaves room: up to the next multiple
+/// past `hi`, then down below `lo` for the rest.
+fn whole_vectors(lo: usize, hi: usize, keys: usize) -> (usize, usize) {
+    let short = (16 - (hi - lo) % 16) % 16;
+    let hi_grown = (hi + short).min(keys);
+    (lo.saturating_sub(short - (hi_grown - hi)), hi_grown)
 }
 
 /// The first key a mask row leaves visible and one past its last (`None` when it hides every
@@ -429,7 +452,10 @@ impl<'a> Strided<'a> {
 /// them into its packed layout otherwise: the values (keys × head size, row-major) on the right
 /// would be copied for every block of queries. For them the transposed product dstᵀ = bᵀ · aᵀ
 /// is taken, which reads both operands as they lie when it has at most [`IN_PLACE_COLUMNS`]
-/// columns: more go in parts. A few rows (a decoding step's) go to [`few_rows`] instead.
+/// columns: more go in parts. It also writes `dst` a whole vector at a time (gemm's
+/// microkernel stores vectors only along a destination's columns, and dstᵀ's columns are
+/// `dst`'s rows): [`attend`] hands it the keys transposed for that. A few rows (a decoding
+/// step's) go to [`few_rows`] instead.
 fn product(dst: &mut [f32], (m, n, k): (usize, usize, usize), a: Strided, b: Strided, scale: f32) {
     assert!(
         dst.len() >= m * n && a.holds(m, k) && b.holds(k, n),
@@ -576,6 +602,27 @@ impl<'a> Heads<'a> {
     fn block(&self, batch: usize, head: usize, len: usize) -> &'a [f32] {
         &self.values[self.start + batch * self.batch_stride + head * self.head_stride..][..len]
     }
+
+    /// Every block (`rows` × `size`, row-major) transposed, one after another in (batch, head)
+    /// order: `size` × `rows` each.
+    fn transposed(&self, batch: usize, heads: usize, rows: usize, size: usize) -> Vec<f32> {
+        let mut out = vec![0f32; batch * heads * rows * size];
+        out.par_chunks_mut(rows * size)
+            .enumerate()
+            .for_each(|(block, out)| {
+                let values = self.block(block / heads, block % heads, rows * size);
+                // Sixteen rows at a time: each column's sixteen values land side by side.
+                for first in (0..rows).step_by(16) {
+                    let last = (first + 16).min(rows);
+                    for column in 0..size {
+                        for row in first..last {
+                            out[column * rows + row] = values[row * size + column];
+                        }
+                    }
+                }
+            });
+        out
+    }
 }
 
 /// Where a mask's row for a (batch, head, query) starts, the mask being broadcast over the
@@ -678,7 +725,12 @@ mod tests {
         // taken in two parts of the same width (64) and of two widths (51: 26 and 25).
         let device = Device::Cpu;
         let (b, h, d) = (2, 2, 32);
-        for (l, s) in [(5, 7), (IN_PLACE_COLUMNS + 3, 40), (QUERY_BLOCK + 6, 90)] {
+        for (l, s) in [
+            (5, 7),
+            (IN_PLACE_COLUMNS + 3, 40),
+            (QUERY_BLOCK + 6, 90),
+            (QUERY_BLOCK + 6, 96),
+        ] {
             let q = Tensor::randn(0f32, 1.0, (b, h, l, d), &device).unwrap();
             let k = Tensor::randn(0f32, 1.0, (b, h, s, d), &device).unwrap();
             let v = Tensor::randn(0f32, 1.0, (b, h, s, d), &device).unwrap();
@@ -753,6 +805,12 @@ mod tests {
             (1, 5)
         );
         assert_eq!(seen_keys([None, None].into_iter(), 3), (0, 3));
+        // Keys widened to whole vectors: past the end first, then before the start.
+        assert_eq!(whole_vectors(4, 20, 100), (4, 20));
+        assert_eq!(whole_vectors(4, 21, 100), (4, 36));
+        assert_eq!(whole_vectors(20, 90, 96), (16, 96));
+        assert_eq!(whole_vectors(3, 40, 40), (0, 40));
+        assert_eq!(whole_vectors(0, 32, 40), (0, 32));
     }
 
     #[test]
