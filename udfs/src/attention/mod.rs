@@ -8,7 +8,9 @@
 //! with a one-thread product, adds the mask, takes the softmax and multiplies by `v` while the
 //! scores are still in the core's cache, in a buffer the task's thread reuses; keys that the
 //! mask hides from every query of the block (the future under a causal mask, left padding) are
-//! not computed at all. Only f32 tensors on the CPU that no gradient is tracked through take
+//! not computed at all, each mask row's visible keys being found once for all the heads. A key
+//! head that serves many queries (an encoder's, a prompt's) is copied transposed once, so that
+//! gemm writes the blocks' scores a whole vector at a time. Only f32 tensors on the CPU that no gradient is tracked through take
 //! this path ([`attend`] answers `None` for the others, which keep candle's composed
 //! operations).
 //!
