@@ -10,9 +10,9 @@
 //! mask hides from every query of the block (the future under a causal mask, left padding) are
 //! not computed at all, each mask row's visible keys being found once for all the heads. A key
 //! head that serves many queries (an encoder's, a prompt's) is copied transposed once, so that
-//! gemm writes the blocks' scores a whole vector at a time. Only f32 tensors on the CPU that no gradient is tracked through take
-//! this path ([`attend`] answers `None` for the others, which keep candle's composed
-//! operations).
+//! gemm writes the blocks' scores a whole vector at a time. Only f32 tensors on the CPU that no
+//! gradient is tracked through take this path ([`attend`] answers `None` for the others, which
+//! keep candle's composed operations).
 //!
 //! [`attend_packed_causal`] does the same for causal attention over sequences of different
 //! lengths packed one after another (CLIP's text tower): no padding token is computed.
