@@ -28,8 +28,8 @@ use super::product::{chosen_products, skinny_task_rows, skinny_task_sums, Layout
 use super::{forward_then, with_values, Operand, Then};
 use crate::attention::kernel_takes;
 
-/// Rows up to which [`ArgmaxScreen::argmax`] screens: a decoding step's, eight sequences' drafts
-/// included (8 × 8 tokens); the whole product above.
+/// Rows up to which [`ArgmaxScreen::argmax`] screens: a decoding step's, and a drafted pass of
+/// eight sequences with up to seven drafts each (8 × 8 rows); the whole product above.
 const SCREENED_ROWS: usize = 64;
 
 /// Candidates of a row beyond which the screen gives up and the whole product is taken: a
