@@ -13,6 +13,8 @@
 //! either way.
 //! The activations the models' MLPs name ([`Activation`]) are defined here with them.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::Linear;
 use rayon::prelude::*;
@@ -236,15 +238,17 @@ fn fused(
             let (xs, weight) = (xs.expect("held"), weight.expect("held"));
             let layer = Weights::of(weight, bias, linear)?;
             let rows = xs.len() / layer.inputs;
-            let mut out = vec![0f32; rows * layer.outputs];
-            product_into(&mut out, xs, layer, residual);
+            let mut out = Box::new_uninit_slice(rows * layer.outputs);
+            let product = product_into(&mut out, xs, layer, residual);
             if then != Then::SwiGlu {
-                finish(then, &mut out, layer.outputs, &mut []);
-                return Ok(out);
+                finish(then, product, layer.outputs, &mut []);
+                // SAFETY: `product_into` wrote every value.
+                return Ok(unsafe { out.assume_init() }.into_vec());
             }
-            let mut gated = vec![0f32; rows * layer.outputs / 2];
-            finish(then, &mut out, layer.outputs, &mut gated);
-            Ok(gated)
+            let mut gated = Box::new_uninit_slice(rows * layer.outputs / 2);
+            finish(then, product, layer.outputs, &mut gated);
+            // SAFETY: `finish` wrote every value of `gated` (SwiGLU).
+            Ok(unsafe { gated.assume_init() }.into_vec())
         },
     )?;
     let rows = x.elem_count() / x.dim(D::Minus1)?;
@@ -302,27 +306,32 @@ fn mlp_fused(
         let one = Weights::of(w1.expect("held"), b1, first)?;
         let two = Weights::of(w2.expect("held"), b2, second)?;
         let rows = xs.len() / one.inputs;
-        let mut out = vec![0f32; rows * two.outputs];
+        let mut out = Box::new_uninit_slice(rows * two.outputs);
         let block = BLOCK_ROWS.min(rows);
         let gated_width = if then == Then::SwiGlu { two.inputs } else { 0 };
-        let mut hidden = vec![0f32; block * one.outputs];
-        let mut gated = vec![0f32; block * gated_width];
+        let mut hidden = Box::new_uninit_slice(block * one.outputs);
+        let mut gated = Box::new_uninit_slice(block * gated_width);
         for start in (0..rows).step_by(block) {
             let n = block.min(rows - start);
-            let hidden = &mut hidden[..n * one.outputs];
-            product_into(
-                hidden,
+            let hidden = product_into(
+                &mut hidden[..n * one.outputs],
                 &xs[start * one.inputs..][..n * one.inputs],
                 one,
                 None,
             );
             let gated = &mut gated[..n * gated_width];
             finish(then, hidden, one.outputs, gated);
-            let middle: &[f32] = if then == Then::SwiGlu { gated } else { hidden };
+            let middle: &[f32] = if then == Then::SwiGlu {
+                // SAFETY: `finish` wrote every value of `gated` (SwiGLU).
+                unsafe { std::slice::from_raw_parts(gated.as_ptr().cast(), gated.len()) }
+            } else {
+                hidden
+            };
             let at = start * two.outputs..(start + n) * two.outputs;
             product_into(&mut out[at.clone()], middle, two, Some(&residual[at]));
         }
-        Ok(out)
+        // SAFETY: the blocks' products wrote every row of `out`.
+        Ok(unsafe { out.assume_init() }.into_vec())
     })?;
     Tensor::from_vec(out, dims, &Device::Cpu).map(Some)
 }
@@ -412,8 +421,8 @@ fn with_values<const N: usize, R>(
 }
 
 /// `then` over `product` (rows × `width`) on the thread pool: in place, or for SwiGLU into
-/// `gated` (rows × `width` / 2).
-fn finish(then: Then, product: &mut [f32], width: usize, gated: &mut [f32]) {
+/// `gated` (rows × `width` / 2), every value of which it writes.
+fn finish(then: Then, product: &mut [f32], width: usize, gated: &mut [MaybeUninit<f32>]) {
     match then {
         Then::Nothing => {}
         Then::Activate(Activation::QuickGelu) => map_in_place(product, cpu_ops::quick_gelu),
@@ -435,7 +444,7 @@ fn finish(then: Then, product: &mut [f32], width: usize, gated: &mut [f32]) {
                             {
                                 let (gate, up) = row.split_at(half);
                                 for ((g, &a), &u) in g.iter_mut().zip(gate).zip(up) {
-                                    *g = cpu_ops::silu(a) * u;
+                                    g.write(cpu_ops::silu(a) * u);
                                 }
                             }
                         },

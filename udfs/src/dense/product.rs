@@ -12,6 +12,8 @@
 //! rows), for a few rows everywhere and for any number on AMD's processors (see
 //! [`ColumnMajor::for_rows`]).
 
+use std::mem::MaybeUninit;
+
 use candle_core::{Result, Tensor};
 use candle_nn::Linear;
 use gemm::{gemm, Parallelism};
@@ -99,8 +101,15 @@ impl<'a> Weights<'a> {
 
 /// `out` (rows × outputs) = `residual` (when given) + bias (when the layer has one) + `x` (rows ×
 /// inputs) · weightᵀ: the starting values written on the thread pool, then one product that
-/// accumulates onto them (or writes, when there are none).
-pub(super) fn product_into(out: &mut [f32], x: &[f32], layer: Weights, residual: Option<&[f32]>) {
+/// accumulates onto them (or writes, when there are none). `out` need not hold values before
+/// (a buffer is never zeroed only to be written over: on 2 vCPUs that memset ran on one thread
+/// while the other waited); the values written are returned, every one of them.
+pub(super) fn product_into<'o>(
+    out: &'o mut [MaybeUninit<f32>],
+    x: &[f32],
+    layer: Weights,
+    residual: Option<&[f32]>,
+) -> &'o mut [f32] {
     let Weights {
         weight,
         layout,
@@ -130,11 +139,14 @@ pub(super) fn product_into(out: &mut [f32], x: &[f32], layer: Weights, residual:
                     match (residual, bias) {
                         (Some(r), Some(b)) => {
                             for ((o, r), b) in row.iter_mut().zip(r).zip(b) {
-                                *o = r + b;
+                                o.write(r + b);
                             }
                         }
-                        (Some(r), None) => row.copy_from_slice(r),
-                        (None, Some(b)) => row.copy_from_slice(b),
+                        (Some(start), None) | (None, Some(start)) => {
+                            for (o, &v) in row.iter_mut().zip(start) {
+                                o.write(v);
+                            }
+                        }
                         (None, None) => {}
                     }
                 }
@@ -145,6 +157,9 @@ pub(super) fn product_into(out: &mut [f32], x: &[f32], layer: Weights, residual:
         Layout::RowMajor => gemm_product(out, x, (weight, layout), inputs, read_out),
         Layout::ColumnMajor => ColumnMajor::for_rows(rows).run(out, x, weight, inputs, read_out),
     }
+    // SAFETY: each kernel writes every value of `out` (each output of each row is one task's,
+    // and every task runs), so all of it is initialised; `MaybeUninit<f32>` has `f32`'s layout.
+    unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<f32>(), out.len()) }
 }
 
 /// The two kernels for a product over a column-major weight (an encoder's).
@@ -175,7 +190,15 @@ impl ColumnMajor {
     }
 
     /// `out` = (`out` when `add` +) `x` · weight, for `weight_t` (inputs × outputs, row-major).
-    fn run(self, out: &mut [f32], x: &[f32], weight_t: &[f32], inputs: usize, add: bool) {
+    /// When `add`, every value of `out` must have been written.
+    fn run(
+        self,
+        out: &mut [MaybeUninit<f32>],
+        x: &[f32],
+        weight_t: &[f32],
+        inputs: usize,
+        add: bool,
+    ) {
         match self {
             #[cfg(target_arch = "x86_64")]
             ColumnMajor::Panels => panel_product(out, x, weight_t, inputs, add),
@@ -248,7 +271,7 @@ unsafe fn gemm_into((m, n, k): (usize, usize, usize), dst: Steps, add: bool, a: 
 /// 185 for 144 and 579 for 754, split by outputs 87, 139 and 548 (`benches/RESULTS.md`,
 /// 2026-12-05).
 fn gemm_product(
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
     x: &[f32],
     (weight, layout): (&[f32], Layout),
     inputs: usize,
@@ -261,7 +284,7 @@ fn gemm_product(
     );
     let threads = rayon::current_num_threads();
     let per_thread = outputs.div_ceil(threads).div_ceil(16).max(1) * 16;
-    let out_at = SharedOut(out.as_mut_ptr());
+    let out_at = SharedOut(out.as_mut_ptr().cast());
     (0..outputs.div_ceil(per_thread))
         .into_par_iter()
         .for_each(|part| {
@@ -349,7 +372,13 @@ const PANEL_BLOCK: usize = 6;
 /// for a few rows, [`PANEL_DEPTH`] (see [`PANEL_ROWS`]). The processor must have AVX-512F
 /// ([`cpu_ops::has_avx512`]).
 #[cfg(target_arch = "x86_64")]
-fn panel_product(out: &mut [f32], x: &[f32], weight_t: &[f32], inputs: usize, add: bool) {
+fn panel_product(
+    out: &mut [MaybeUninit<f32>],
+    x: &[f32],
+    weight_t: &[f32],
+    inputs: usize,
+    add: bool,
+) {
     let (rows, outputs) = (x.len() / inputs, weight_t.len() / inputs);
     assert!(
         out.len() == rows * outputs && cpu_ops::has_avx512(),
@@ -364,7 +393,7 @@ fn panel_product(out: &mut [f32], x: &[f32], weight_t: &[f32], inputs: usize, ad
         (PANEL_DEPTH, rows.max(1))
     };
     let parts = rows.div_ceil(task_rows).max(1);
-    let out_at = SharedOut(out.as_mut_ptr());
+    let out_at = SharedOut(out.as_mut_ptr().cast());
     (0..outputs.div_ceil(PANEL_OUTPUTS) * parts)
         .into_par_iter()
         .for_each_init(
@@ -570,7 +599,14 @@ const SKINNY_TASK_BYTES: usize = 64 * 1024;
 /// `out` (rows × outputs) = `x` (rows × inputs) · weightᵀ, added to `out`'s values when `add`:
 /// the product of a few rows (a decoding step) over row-major weights, by [`skinny_sums`]; no
 /// copy of the weights is made.
-fn skinny_product(out: &mut [f32], x: &[f32], weight: &[f32], inputs: usize, add: bool) {
+/// When `add`, every value of `out` must have been written.
+fn skinny_product(
+    out: &mut [MaybeUninit<f32>],
+    x: &[f32],
+    weight: &[f32],
+    inputs: usize,
+    add: bool,
+) {
     let rows = x.len() / inputs;
     let outputs = weight.len() / inputs;
     // The products come out output by output (outputs × rows) and are then put in place.
@@ -578,7 +614,9 @@ fn skinny_product(out: &mut [f32], x: &[f32], weight: &[f32], inputs: usize, add
     skinny_sums(&mut by_output, x, weight, inputs);
     for (r, row) in out.chunks_exact_mut(outputs).enumerate() {
         for (o, sums) in row.iter_mut().zip(by_output.chunks_exact(rows)) {
-            *o = if add { *o + sums[r] } else { sums[r] };
+            // SAFETY: when `add`, the caller wrote every value of `out` (above).
+            let start = if add { unsafe { o.assume_init() } } else { 0.0 };
+            o.write(start + sums[r]);
         }
     }
 }
@@ -937,11 +975,11 @@ mod tests {
                         inputs,
                     };
                     // Whatever `out` held is written over when there is nothing to add to.
-                    let mut out = vec![f32::NAN; rows * outputs];
+                    let mut out = vec![MaybeUninit::new(f32::NAN); rows * outputs];
                     let residual = with_residual.then_some(&residual[..]);
-                    product_into(&mut out, &x, layer, residual);
+                    let out = product_into(&mut out, &x, layer, residual);
                     let path = format!("{layout:?}, {rows} rows, residual {with_residual}");
-                    assert_near(&out, &want, &path);
+                    assert_near(out, &want, &path);
                     if layout == Layout::ColumnMajor && !with_residual {
                         // Both kernels, whichever the processor takes; on one thread too,
                         // where one thread's tasks go from panel to panel in turn.
@@ -950,13 +988,16 @@ mod tests {
                                 continue;
                             }
                             for pool in [None, Some(&one_thread)] {
-                                let mut out = vec![f32::NAN; rows * outputs];
+                                let mut out = vec![MaybeUninit::new(f32::NAN); rows * outputs];
                                 let mut run = || kernel.run(&mut out, &x, stored, inputs, false);
                                 match pool {
                                     Some(pool) => pool.install(run),
                                     None => run(),
                                 }
                                 let path = format!("{kernel:?}, {rows} rows, pool {pool:?}");
+                                // SAFETY: the kernel wrote every value (NaN before, else).
+                                let out: Vec<f32> =
+                                    out.iter().map(|v| unsafe { v.assume_init() }).collect();
                                 assert_near(&out, &want, &path);
                             }
                         }
