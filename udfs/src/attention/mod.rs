@@ -27,7 +27,7 @@ use rayon::prelude::*;
 mod few_rows;
 pub mod softmax;
 
-use crate::cpu_ops::{cpu_f32, exp_in_place, softmax_last_dim, widest_simd};
+use crate::cpu_ops::{cpu_f32, exp_in_place, softmax_last_dim, widest_simd, zeroed};
 use softmax::{scaled_softmax, Seen};
 
 /// Query rows per task of [`attend`]: a block's scores (rows × keys) stay in the core's cache
@@ -97,7 +97,7 @@ pub fn attend(
     let spans: Vec<Option<(usize, usize)>> = ms.map_or_else(Vec::new, |ms| {
         ms.par_chunks(keys).map(visible_span).collect()
     });
-    let mut out = vec![0f32; batch * heads * queries * size];
+    let mut out = Box::new_uninit_slice(batch * heads * queries * size);
     let scale = scale as f32;
     // When one block holds all of a head's queries (a decoding step, a short prompt), the
     // query heads that share a key head are stacked into one block, contiguous in `q` and
@@ -128,6 +128,7 @@ pub fn attend(
                 .map(move |(block, out)| (unit, block * block_rows, out))
         })
         .for_each_init(Vec::new, |scores, (unit, first, out)| {
+            let out = zeroed(out);
             // The unit's first query head; row `first + i` of the unit is query
             // `(first + i) % queries` of head `head + (first + i) / queries`.
             let (b, head) = (unit * stacked / heads, unit * stacked % heads);
@@ -183,6 +184,8 @@ pub fn attend(
                 },
             );
         });
+    // SAFETY: every block of `out` was zeroed by its task, then written.
+    let out = unsafe { out.assume_init() }.into_vec();
     Tensor::from_vec(out, (batch, heads, queries, size), &Device::Cpu).map(Some)
 }
 
@@ -359,9 +362,9 @@ pub fn attend_packed_causal(
         })
         .collect();
     // Head-major output, so that each (head, sequence) block is one contiguous slice.
-    let mut out = vec![0f32; heads * rows * size];
+    let mut out = Box::new_uninit_slice(heads * rows * size);
     let mut blocks = Vec::with_capacity(heads * lengths.len());
-    let mut rest = out.as_mut_slice();
+    let mut rest = &mut out[..];
     for head in 0..heads {
         for (sequence, &(_, count)) in asked.iter().enumerate() {
             let (block, tail) = rest.split_at_mut(count * size);
@@ -374,6 +377,7 @@ pub fn attend_packed_causal(
         .into_par_iter()
         .filter(|(_, sequence, _)| asked[*sequence].1 > 0)
         .for_each_init(Vec::new, |scores, (head, sequence, out)| {
+            let out = zeroed(out);
             let (first, count) = asked[sequence];
             // The keys up to the last query's own token.
             let keys = first + count;
@@ -397,6 +401,9 @@ pub fn attend_packed_causal(
                 },
             );
         });
+    // SAFETY: every block of `out` was zeroed by its task, then written (the blocks of no
+    // queries left out hold no values).
+    let out = unsafe { out.assume_init() }.into_vec();
     Tensor::from_vec(out, (heads, rows, size), &Device::Cpu)?
         .transpose(0, 1)?
         .reshape((rows, width))
@@ -608,10 +615,11 @@ impl<'a> Heads<'a> {
     /// Every block (`rows` × `size`, row-major) transposed, one after another in (batch, head)
     /// order: `size` × `rows` each.
     fn transposed(&self, batch: usize, heads: usize, rows: usize, size: usize) -> Vec<f32> {
-        let mut out = vec![0f32; batch * heads * rows * size];
+        let mut out = Box::new_uninit_slice(batch * heads * rows * size);
         out.par_chunks_mut(rows * size)
             .enumerate()
             .for_each(|(block, out)| {
+                let out = zeroed(out);
                 let values = self.block(block / heads, block % heads, rows * size);
                 // Sixteen rows at a time: each column's sixteen values land side by side.
                 for first in (0..rows).step_by(16) {
@@ -623,7 +631,8 @@ impl<'a> Heads<'a> {
                     }
                 }
             });
-        out
+        // SAFETY: every block of `out` was zeroed by its task, then written.
+        unsafe { out.assume_init() }.into_vec()
     }
 }
 
