@@ -7,6 +7,7 @@
 
 use crate::attention;
 use crate::attention::softmax::{causal_mask, Seen};
+use crate::cpu_ops;
 use crate::dense::{self, Activation, Parts, Then};
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{linear, Linear, VarBuilder};
@@ -248,10 +249,11 @@ impl Attention {
         // Heads apart first (free), so that each of q, k, v is one copy.
         let qkv = qkv.reshape((batch, len, 3 * self.heads, width / self.heads))?;
         let split = |i: usize, rows: usize| {
-            qkv.narrow(1, 0, rows)?
-                .narrow(2, i * self.heads, self.heads)?
-                .transpose(1, 2)?
-                .contiguous()
+            cpu_ops::contiguous(
+                &qkv.narrow(1, 0, rows)?
+                    .narrow(2, i * self.heads, self.heads)?
+                    .transpose(1, 2)?,
+            )
         };
         let queries = match kept {
             Kept::FirstToken => 1,
@@ -262,7 +264,8 @@ impl Attention {
             Some(context) => context,
             None => attention::attend_composed(&q, &k, &v, self.scale, mask, seen)?,
         };
-        let context = context.transpose(1, 2)?.reshape((batch, queries, width))?;
+        let context =
+            cpu_ops::contiguous(&context.transpose(1, 2)?)?.reshape((batch, queries, width))?;
         let residual = residual.narrow(1, 0, queries)?;
         dense::forward_add(&self.out, &context, &residual)
     }

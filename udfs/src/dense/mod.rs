@@ -403,7 +403,7 @@ fn with_values<const N: usize, R>(
         *slot = match operand {
             Operand::Absent => None,
             Operand::Weight(w) if Layout::of(w) == Layout::ColumnMajor => Some(w.t()?),
-            Operand::Weight(t) | Operand::Values(t) => Some(t.contiguous()?),
+            Operand::Weight(t) | Operand::Values(t) => Some(cpu_ops::contiguous(t)?),
         };
     }
     let guards: Vec<_> = held

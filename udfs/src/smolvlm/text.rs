@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::attention;
 use crate::attention::softmax::{causal_mask_hiding, Seen};
+use crate::cpu_ops;
 use crate::dense::{self, Parts};
 use crate::nn::{rms_norm, RmsNorm};
 use crate::train::lora::{Lora, Projection};
@@ -137,8 +138,9 @@ impl Attention {
         let qkv = self.qkv.forward(xs)?;
         // Heads apart first (free), so that each of q, k, v is one copy.
         let qkv = qkv.reshape((b, t, self.heads + 2 * self.kv_heads, self.head_dim))?;
-        let split =
-            |first: usize, heads: usize| qkv.narrow(2, first, heads)?.transpose(1, 2)?.contiguous();
+        let split = |first: usize, heads: usize| {
+            cpu_ops::contiguous(&qkv.narrow(2, first, heads)?.transpose(1, 2)?)
+        };
         let q = pass.positions.rotate(&split(0, self.heads)?)?;
         let k = pass.positions.rotate(&split(self.heads, self.kv_heads)?)?;
         let v = split(self.heads + self.kv_heads, self.kv_heads)?;
@@ -171,9 +173,11 @@ impl Attention {
                 None => attention::attend_composed(&q, &k, &v, scale, mask.as_ref(), seen)?,
             }
         };
-        let out = out
-            .transpose(1, 2)?
-            .reshape((b, t - first, self.heads * self.head_dim))?;
+        let out = cpu_ops::contiguous(&out.transpose(1, 2)?)?.reshape((
+            b,
+            t - first,
+            self.heads * self.head_dim,
+        ))?;
         dense::forward_add(&self.o, &out, &residual)
     }
 }
