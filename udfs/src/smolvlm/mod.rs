@@ -11,6 +11,7 @@ pub mod functions;
 pub mod model;
 pub mod processor;
 pub mod prompt;
+mod rotary;
 pub mod sampling;
 pub mod text;
 pub mod train;

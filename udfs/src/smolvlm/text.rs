@@ -8,6 +8,7 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{embedding, linear_no_bias, Embedding, Linear, VarBuilder};
 use serde::Deserialize;
 
+use super::rotary;
 use crate::attention;
 use crate::attention::softmax::{causal_mask_hiding, Seen};
 use crate::cpu_ops;
@@ -138,12 +139,11 @@ impl Attention {
         let qkv = self.qkv.forward(xs)?;
         // Heads apart first (free), so that each of q, k, v is one copy.
         let qkv = qkv.reshape((b, t, self.heads + 2 * self.kv_heads, self.head_dim))?;
-        let split = |first: usize, heads: usize| {
-            cpu_ops::contiguous(&qkv.narrow(2, first, heads)?.transpose(1, 2)?)
-        };
-        let q = pass.positions.rotate(&split(0, self.heads)?)?;
-        let k = pass.positions.rotate(&split(self.heads, self.kv_heads)?)?;
-        let v = split(self.heads + self.kv_heads, self.kv_heads)?;
+        let q = pass.positions.rotated_heads(&qkv, (0, self.heads))?;
+        let k = pass
+            .positions
+            .rotated_heads(&qkv, (self.heads, self.kv_heads))?;
+        let v = heads_apart(&qkv, (self.heads + self.kv_heads, self.kv_heads))?;
         let (k, v) = LayerCache::append(cache, &k, &v, room)?;
         // The queries kept: every position's, or the last one's (`first` of them skipped).
         let first = rows.first(t);
@@ -245,7 +245,26 @@ struct Positions {
     sin: Tensor,
 }
 
+/// Heads `first..first + count` of `qkv` (batch × length × heads × head size) as batch × count ×
+/// length × head size, contiguous.
+fn heads_apart(qkv: &Tensor, (first, count): (usize, usize)) -> Result<Tensor> {
+    cpu_ops::contiguous(&qkv.narrow(2, first, count)?.transpose(1, 2)?)
+}
+
 impl Positions {
+    /// [`heads_apart`], each head rotated to its positions: in one pass over the projection on
+    /// the CPU ([`rotary::rotated_heads`]), apart and then rotated elsewhere or when trained.
+    fn rotated_heads(&self, qkv: &Tensor, heads: (usize, usize)) -> Result<Tensor> {
+        let tensors = [qkv, &self.cos, &self.sin];
+        if tensors
+            .iter()
+            .all(|t| attention::kernel_takes(t) && t.is_contiguous())
+        {
+            return rotary::rotated_heads(qkv, heads, &self.cos, &self.sin);
+        }
+        self.rotate(&heads_apart(qkv, heads)?)
+    }
+
     fn rotate(&self, x: &Tensor) -> Result<Tensor> {
         if x.track_op() && self.cos.rank() == 2 {
             // Trained: candle's fused kernel has no backward pass; the same rotation in steps.
