@@ -128,6 +128,32 @@ fn fold_lanes(values: &[f32], start: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
     lanes.into_iter().fold(tail, f)
 }
 
+/// The sum of `values`, [`LANES`] partial sums at a time. Inlined, so that the caller's
+/// [`widest_simd`] covers it.
+#[inline(always)]
+pub(crate) fn sum(values: &[f32]) -> f32 {
+    fold_lanes(values, 0.0, |a, b| a + b)
+}
+
+/// `Σ (v − centre)²` over `values`, [`LANES`] partial sums at a time. Inlined, so that the
+/// caller's [`widest_simd`] covers it.
+#[inline(always)]
+pub(crate) fn sum_squares_about(values: &[f32], centre: f32) -> f32 {
+    let mut lanes = [0f32; LANES];
+    let mut chunks = values.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += (v - centre) * (v - centre);
+        }
+    }
+    let tail: f32 = chunks
+        .remainder()
+        .iter()
+        .map(|&v| (v - centre) * (v - centre))
+        .sum();
+    lanes.into_iter().fold(tail, |a, b| a + b)
+}
+
 /// The dot product of `a` and `b` (one length), in four partial sums of [`LANES`] lanes
 /// each: the loop vectorises, and the four chains of additions run side by side, where one would
 /// make each addition wait for the one before (four cycles: a sixteenth of what a core can do).
@@ -531,7 +557,10 @@ mod tests {
             assert!(want == got, "a {:?} view copied out of order", view.dims());
         }
         let scalar = Tensor::new(3f32, &Device::Cpu).unwrap();
-        assert_eq!(contiguous(&scalar).unwrap().to_scalar::<f32>().unwrap(), 3.0);
+        assert_eq!(
+            contiguous(&scalar).unwrap().to_scalar::<f32>().unwrap(),
+            3.0
+        );
     }
 
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]

@@ -11,6 +11,7 @@ use crate::cpu_ops;
 use crate::dense::{self, Activation, Parts, Then};
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{linear, Linear, VarBuilder};
+use rayon::prelude::*;
 
 /// Layer normalisation with weight and bias, as `nn.LayerNorm`.
 pub(crate) struct LayerNorm {
@@ -26,6 +27,10 @@ pub(crate) fn layer_norm(size: usize, eps: f64, vb: VarBuilder) -> Result<LayerN
 
 impl Module for LayerNorm {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        if let Some(out) = normalised(xs, self.inner.weight(), self.inner.bias(), self.inner.eps())?
+        {
+            return Ok(out);
+        }
         if !(xs.track_op() || self.inner.weight().track_op()) {
             return self.inner.forward(xs);
         }
@@ -63,6 +68,9 @@ pub(crate) fn rms_norm(size: usize, eps: f64, vb: VarBuilder) -> Result<RmsNorm>
 
 impl Module for RmsNorm {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        if let Some(out) = normalised(xs, &self.weight, None, self.eps)? {
+            return Ok(out);
+        }
         if !(xs.track_op() || self.weight.track_op()) {
             return self.inner.forward(xs);
         }
@@ -73,6 +81,81 @@ impl Module for RmsNorm {
         let normed = xs.broadcast_div(&(mean_square + self.eps)?.sqrt()?)?;
         normed.to_dtype(dtype)?.broadcast_mul(&self.weight)
     }
+}
+
+/// Rows of a task of [`normalised`]'s thread pool, at most.
+const NORM_TASK_VALUES: usize = 1 << 14;
+
+/// Each row (the last dimension) of `xs` normalised, times `weight`: with a `bias`, as layer
+/// normalisation, `(x − mean) / √(variance + eps) · weight + bias` (the variance about the
+/// mean, as PyTorch takes it); without, as RMS normalisation, `x / √(mean square + eps) ·
+/// weight`. `None` unless every tensor is f32 on the CPU with no gradient tracked and `xs` is
+/// contiguous, for the caller to compose the operation. candle's kernels sum each row one value
+/// at a time and write into a buffer zeroed on one thread first; here each task of the thread
+/// pool takes whole rows, sums them sixteen lanes at a time and writes its part of an output
+/// allocated unwritten.
+fn normalised(
+    xs: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    eps: f64,
+) -> Result<Option<Tensor>> {
+    let tensors = [Some(xs), Some(weight), bias];
+    let width = xs.dims().last().copied().unwrap_or(0);
+    if !tensors.iter().flatten().all(|t| attention::kernel_takes(t))
+        || !xs.is_contiguous()
+        || width == 0
+        || weight.dims() != [width]
+        || bias.is_some_and(|b| b.dims() != [width])
+    {
+        return Ok(None);
+    }
+    let weight = weight.contiguous()?;
+    let bias = bias.map(Tensor::contiguous).transpose()?;
+    let (xs_storage, xs_layout) = xs.storage_and_layout();
+    let (weight_storage, weight_layout) = weight.storage_and_layout();
+    let bias_storage = bias.as_ref().map(Tensor::storage_and_layout);
+    let values = cpu_ops::cpu_f32(&xs_storage, xs_layout, "normalisation")?;
+    let weight = cpu_ops::cpu_f32(&weight_storage, weight_layout, "normalisation")?;
+    let bias = match &bias_storage {
+        Some((storage, layout)) => Some(cpu_ops::cpu_f32(storage, layout, "normalisation")?),
+        None => None,
+    };
+    let (n, eps) = (width as f32, eps as f32);
+    let rows_per_task = (NORM_TASK_VALUES / width).max(1);
+    let mut out = Box::new_uninit_slice(values.len());
+    out.par_chunks_mut(rows_per_task * width)
+        .zip(values.par_chunks(rows_per_task * width))
+        .for_each(|(out, values)| {
+            cpu_ops::widest_simd(
+                #[inline(always)]
+                || {
+                    for (out, x) in out.chunks_exact_mut(width).zip(values.chunks_exact(width)) {
+                        match bias {
+                            Some(bias) => {
+                                let mean = cpu_ops::sum(x) / n;
+                                let variance = cpu_ops::sum_squares_about(x, mean) / n;
+                                let inverse = 1.0 / (variance + eps).sqrt();
+                                for (((o, &v), &w), &b) in
+                                    out.iter_mut().zip(x).zip(weight).zip(bias)
+                                {
+                                    o.write((v - mean) * inverse * w + b);
+                                }
+                            }
+                            None => {
+                                let inverse = 1.0 / (cpu_ops::dot(x, x) / n + eps).sqrt();
+                                for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
+                                    o.write(v * inverse * w);
+                                }
+                            }
+                        }
+                    }
+                },
+            )
+        });
+    // SAFETY: the tasks' chunks cover `out`, and each wrote every value of its rows.
+    let out = unsafe { out.assume_init() }.into_vec();
+    Tensor::from_vec(out, xs.shape(), xs.device()).map(Some)
 }
 
 /// A vision tower's patch embedding: a convolution whose stride is its kernel's side, taken as
@@ -388,6 +471,48 @@ mod tests {
     use crate::cpu_ops::max_difference;
     use candle_core::Device;
     use candle_nn::{Conv2d, Conv2dConfig};
+
+    #[test]
+    fn both_normalisations_match_their_formulas_in_f64() {
+        use crate::cpu_ops::sequence_values;
+        // A width that fills no whole vector, and a layer's; enough rows for several tasks.
+        for (rows, width) in [(3, 37), (1_000, 768)] {
+            // Values off centre, where a variance taken as E[x²] − mean² loses digits.
+            let x: Vec<f32> = sequence_values(rows * width, 1)
+                .iter()
+                .map(|v| 40.0 + v)
+                .collect();
+            let (weight, bias) = (sequence_values(width, 2), sequence_values(width, 3));
+            let eps = 1e-6;
+            let xs = Tensor::from_vec(x.clone(), (rows, width), &Device::Cpu).unwrap();
+            let w = Tensor::from_vec(weight.clone(), width, &Device::Cpu).unwrap();
+            let b = Tensor::from_vec(bias.clone(), width, &Device::Cpu).unwrap();
+            for centred in [true, false] {
+                let got = normalised(&xs, &w, centred.then_some(&b), eps)
+                    .unwrap()
+                    .expect("the CPU path takes f32");
+                let got: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
+                for (r, (got, x)) in got.chunks(width).zip(x.chunks(width)).enumerate() {
+                    let x: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+                    let mean = if centred {
+                        x.iter().sum::<f64>() / width as f64
+                    } else {
+                        0.0
+                    };
+                    let spread = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / width as f64;
+                    let inverse = 1.0 / (spread + eps).sqrt();
+                    for (i, &g) in got.iter().enumerate() {
+                        let shift = if centred { bias[i] as f64 } else { 0.0 };
+                        let want = (x[i] - mean) * inverse * weight[i] as f64 + shift;
+                        assert!(
+                            (g as f64 - want).abs() < 1e-4,
+                            "centred {centred}, {width} wide, row {r}, value {i}: {g} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn the_patch_embedding_equals_the_convolution_it_stands_for() {
