@@ -6,6 +6,10 @@
 //!
 //! Each operation has its backward pass, so that models train through them: the derivative
 //! runs on the same thread pool.
+//!
+//! The other CPU kernels share the pieces here: the vectorised sums ([`sum`], [`dot`]), strided
+//! copies on the thread pool ([`contiguous`]) and outputs that each task zeroes for itself
+//! ([`zeroed`]), where one thread zeroing a whole buffer left the others waiting.
 
 use std::mem::MaybeUninit;
 

@@ -1,5 +1,6 @@
 //! Building blocks shared by the models: the pre-norm transformer encoder of CLIP's and SigLIP's
-//! towers and its layer normalisation.
+//! towers, and the layer and RMS normalisations (on the CPU, one kernel of their own for both:
+//! [`normalised`]).
 //!
 //! Every block also trains: built from variables (a `VarMap`), it takes the differentiable path
 //! where the fast one has no backward pass (candle's fused layer norm) or would not see the
