@@ -28,8 +28,8 @@ pub(crate) fn layer_norm(size: usize, eps: f64, vb: VarBuilder) -> Result<LayerN
 
 impl Module for LayerNorm {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        if let Some(out) = normalised(xs, self.inner.weight(), self.inner.bias(), self.inner.eps())?
-        {
+        let (weight, bias) = (self.inner.weight(), self.inner.bias());
+        if let Some(out) = normalised(xs, Centring::Mean(bias), weight, self.inner.eps())? {
             return Ok(out);
         }
         if !(xs.track_op() || self.inner.weight().track_op()) {
@@ -69,7 +69,7 @@ pub(crate) fn rms_norm(size: usize, eps: f64, vb: VarBuilder) -> Result<RmsNorm>
 
 impl Module for RmsNorm {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        if let Some(out) = normalised(xs, &self.weight, None, self.eps)? {
+        if let Some(out) = normalised(xs, Centring::None, &self.weight, self.eps)? {
             return Ok(out);
         }
         if !(xs.track_op() || self.weight.track_op()) {
@@ -84,23 +84,35 @@ impl Module for RmsNorm {
     }
 }
 
-/// Rows of a task of [`normalised`]'s thread pool, at most.
+/// Values a task of [`normalised`]'s thread pool takes, in whole rows (one row when a row is
+/// wider).
 const NORM_TASK_VALUES: usize = 1 << 14;
 
-/// Each row (the last dimension) of `xs` normalised, times `weight`: with a `bias`, as layer
-/// normalisation, `(x − mean) / √(variance + eps) · weight + bias` (the variance about the
-/// mean, as PyTorch takes it); without, as RMS normalisation, `x / √(mean square + eps) ·
-/// weight`. `None` unless every tensor is f32 on the CPU with no gradient tracked and `xs` is
-/// contiguous, for the caller to compose the operation. candle's kernels sum each row one value
-/// at a time and write into a buffer zeroed on one thread first; here each task of the thread
-/// pool takes whole rows, sums them sixteen lanes at a time and writes its part of an output
-/// allocated unwritten.
+/// Which normalisation [`normalised`] computes.
+#[derive(Clone, Copy)]
+enum Centring<'a> {
+    /// Layer normalisation: `(x − mean) / √(variance + eps) · weight (+ bias)`, the variance
+    /// about the mean, as PyTorch takes it.
+    Mean(Option<&'a Tensor>),
+    /// RMS normalisation: `x / √(mean square + eps) · weight`.
+    None,
+}
+
+/// Each row (the last dimension) of `xs` normalised as `centring` says, times `weight`. `None`
+/// unless every tensor is f32 on the CPU with no gradient tracked and `xs` is contiguous, for the
+/// caller to compose the operation. candle's kernels sum each row one value at a time and write
+/// into a buffer zeroed on one thread first; here each task of the thread pool takes whole rows,
+/// sums them sixteen lanes at a time and writes its part of an output allocated unwritten.
 fn normalised(
     xs: &Tensor,
+    centring: Centring,
     weight: &Tensor,
-    bias: Option<&Tensor>,
     eps: f64,
 ) -> Result<Option<Tensor>> {
+    let (centred, bias) = match centring {
+        Centring::Mean(bias) => (true, bias),
+        Centring::None => (false, None),
+    };
     let tensors = [Some(xs), Some(weight), bias];
     let width = xs.dims().last().copied().unwrap_or(0);
     if !tensors.iter().flatten().all(|t| attention::kernel_takes(t))
@@ -132,11 +144,18 @@ fn normalised(
                 #[inline(always)]
                 || {
                     for (out, x) in out.chunks_exact_mut(width).zip(values.chunks_exact(width)) {
+                        if !centred {
+                            let inverse = 1.0 / (cpu_ops::dot(x, x) / n + eps).sqrt();
+                            for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
+                                o.write(v * inverse * w);
+                            }
+                            continue;
+                        }
+                        let mean = cpu_ops::sum(x) / n;
+                        let variance = cpu_ops::sum_squares_about(x, mean) / n;
+                        let inverse = 1.0 / (variance + eps).sqrt();
                         match bias {
                             Some(bias) => {
-                                let mean = cpu_ops::sum(x) / n;
-                                let variance = cpu_ops::sum_squares_about(x, mean) / n;
-                                let inverse = 1.0 / (variance + eps).sqrt();
                                 for (((o, &v), &w), &b) in
                                     out.iter_mut().zip(x).zip(weight).zip(bias)
                                 {
@@ -144,9 +163,8 @@ fn normalised(
                                 }
                             }
                             None => {
-                                let inverse = 1.0 / (cpu_ops::dot(x, x) / n + eps).sqrt();
                                 for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
-                                    o.write(v * inverse * w);
+                                    o.write((v - mean) * inverse * w);
                                 }
                             }
                         }
@@ -488,8 +506,13 @@ mod tests {
             let xs = Tensor::from_vec(x.clone(), (rows, width), &Device::Cpu).unwrap();
             let w = Tensor::from_vec(weight.clone(), width, &Device::Cpu).unwrap();
             let b = Tensor::from_vec(bias.clone(), width, &Device::Cpu).unwrap();
-            for centred in [true, false] {
-                let got = normalised(&xs, &w, centred.then_some(&b), eps)
+            // (centred, with a bias): layer norms with and without a bias, and RMS.
+            for (centred, shifted) in [(true, true), (true, false), (false, false)] {
+                let centring = match centred {
+                    true => Centring::Mean(shifted.then_some(&b)),
+                    false => Centring::None,
+                };
+                let got = normalised(&xs, centring, &w, eps)
                     .unwrap()
                     .expect("the CPU path takes f32");
                 let got: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
@@ -503,11 +526,12 @@ mod tests {
                     let spread = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / width as f64;
                     let inverse = 1.0 / (spread + eps).sqrt();
                     for (i, &g) in got.iter().enumerate() {
-                        let shift = if centred { bias[i] as f64 } else { 0.0 };
+                        let shift = if shifted { bias[i] as f64 } else { 0.0 };
                         let want = (x[i] - mean) * inverse * weight[i] as f64 + shift;
                         assert!(
                             (g as f64 - want).abs() < 1e-4,
-                            "centred {centred}, {width} wide, row {r}, value {i}: {g} vs {want}"
+                            "centred {centred}, bias {shifted}, {width} wide, row {r}, value {i}: \
+                             {g} vs {want}"
                         );
                     }
                 }
