@@ -17,7 +17,7 @@ use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Elements per task: large enough to amortise scheduling, small enough to share out.
-const CHUNK: usize = 1 << 14;
+pub(crate) const CHUNK: usize = 1 << 14;
 
 /// `e^x` in f32 to a relative error below 3e-7, about 2 ulp (Cody–Waite reduction to |r| ≤ ln2/2, degree-6 polynomial, the
 /// power of two put into the exponent bits); inputs are clamped to [-87.3, 88.3], so below it
@@ -305,7 +305,9 @@ pub(crate) fn cpu_f32<'a>(
     contiguous_f32(cpu, layout)
 }
 
-fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+/// The f32 values of a contiguous tensor's CPU storage (a custom operation's argument); an error
+/// when the tensor is strided or of another type.
+pub(crate) fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
     let (start, end) = layout
         .contiguous_offsets()
         .ok_or_else(|| candle_core::Error::Msg("cpu_ops: a contiguous tensor is needed".into()))?;

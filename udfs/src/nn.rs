@@ -84,10 +84,6 @@ impl Module for RmsNorm {
     }
 }
 
-/// Values a task of [`normalised`]'s thread pool takes, in whole rows (one row when a row is
-/// wider).
-const NORM_TASK_VALUES: usize = 1 << 14;
-
 /// Which normalisation [`normalised`] computes.
 #[derive(Clone, Copy)]
 enum Centring<'a> {
@@ -101,8 +97,9 @@ enum Centring<'a> {
 /// Each row (the last dimension) of `xs` normalised as `centring` says, times `weight`. `None`
 /// unless every tensor is f32 on the CPU with no gradient tracked and `xs` is contiguous, for the
 /// caller to compose the operation. candle's kernels sum each row one value at a time and write
-/// into a buffer zeroed on one thread first; here each task of the thread pool takes whole rows,
-/// sums them sixteen lanes at a time and writes its part of an output allocated unwritten.
+/// into a buffer zeroed on one thread first; here each task of the thread pool takes whole rows
+/// (about [`cpu_ops::CHUNK`] values), sums them sixteen lanes at a time and writes its part of
+/// an output allocated unwritten.
 fn normalised(
     xs: &Tensor,
     centring: Centring,
@@ -135,7 +132,7 @@ fn normalised(
         None => None,
     };
     let (n, eps) = (width as f32, eps as f32);
-    let rows_per_task = (NORM_TASK_VALUES / width).max(1);
+    let rows_per_task = (cpu_ops::CHUNK / width).max(1);
     let mut out = Box::new_uninit_slice(values.len());
     out.par_chunks_mut(rows_per_task * width)
         .zip(values.par_chunks(rows_per_task * width))

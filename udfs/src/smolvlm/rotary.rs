@@ -11,8 +11,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-/// Values per task of the thread pool; below it, one task does all.
-const CHUNK: usize = 1 << 14;
+use crate::cpu_ops::{contiguous_f32, CHUNK};
 
 /// `count` heads from head `first` of `qkv` (batch × length × heads × head size, the heads of
 /// q, k and v side by side), each rotated by the tables `cos` and `sin` (length × head size / 2,
@@ -31,14 +30,6 @@ pub(super) fn rotated_heads(
 struct RotatedHeads {
     first: usize,
     count: usize,
-}
-
-/// The contiguous f32 values of a tensor, or an error naming `what`.
-fn values<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("rotated heads: {what} must be contiguous")
-    };
-    Ok(&storage.as_slice::<f32>()?[start..end])
 }
 
 impl CustomOp3 for RotatedHeads {
@@ -75,9 +66,9 @@ impl CustomOp3 for RotatedHeads {
             );
         }
         let (qkv, cos, sin) = (
-            values(qkv, qkv_layout, "the projection")?,
-            values(cos, cos_layout, "cos")?,
-            values(sin, sin_layout, "sin")?,
+            contiguous_f32(qkv, qkv_layout)?,
+            contiguous_f32(cos, cos_layout)?,
+            contiguous_f32(sin, sin_layout)?,
         );
         let (first, count) = (self.first, self.count);
         let rows = batch * count * length;
