@@ -108,7 +108,16 @@ pub(crate) fn zeroed(values: &mut [MaybeUninit<f32>]) -> &mut [f32] {
     for value in values.iter_mut() {
         value.write(0.0);
     }
-    // SAFETY: every value was written just above, and `MaybeUninit<f32>` has `f32`'s layout.
+    // SAFETY: every value was written just above.
+    unsafe { written(values) }
+}
+
+/// `values` as the f32s a kernel wrote into them.
+///
+/// # Safety
+/// Every value of `values` must have been written.
+pub(crate) unsafe fn written(values: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: initialised, as the caller promised; `MaybeUninit<f32>` has `f32`'s layout.
     unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<f32>(), values.len()) }
 }
 

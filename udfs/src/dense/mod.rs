@@ -319,14 +319,8 @@ fn mlp_fused(
                 one,
                 None,
             );
-            let gated = &mut gated[..n * gated_width];
-            finish(then, hidden, one.outputs, gated);
-            let middle: &[f32] = if then == Then::SwiGlu {
-                // SAFETY: `finish` wrote every value of `gated` (SwiGLU).
-                unsafe { std::slice::from_raw_parts(gated.as_ptr().cast(), gated.len()) }
-            } else {
-                hidden
-            };
+            let gated = finish(then, hidden, one.outputs, &mut gated[..n * gated_width]);
+            let middle: &[f32] = if then == Then::SwiGlu { gated } else { hidden };
             let at = start * two.outputs..(start + n) * two.outputs;
             product_into(&mut out[at.clone()], middle, two, Some(&residual[at]));
         }
@@ -421,12 +415,24 @@ fn with_values<const N: usize, R>(
 }
 
 /// `then` over `product` (rows × `width`) on the thread pool: in place, or for SwiGLU into
-/// `gated` (rows × `width` / 2), every value of which it writes.
-fn finish(then: Then, product: &mut [f32], width: usize, gated: &mut [MaybeUninit<f32>]) {
+/// `gated` (rows × `width` / 2), every value of which it writes and returns (for the others,
+/// none: `gated` is then left as it was).
+fn finish<'g>(
+    then: Then,
+    product: &mut [f32],
+    width: usize,
+    gated: &'g mut [MaybeUninit<f32>],
+) -> &'g mut [f32] {
     match then {
-        Then::Nothing => {}
-        Then::Activate(Activation::QuickGelu) => map_in_place(product, cpu_ops::quick_gelu),
-        Then::Activate(Activation::GeluTanh) => map_in_place(product, cpu_ops::gelu_tanh),
+        Then::Nothing => &mut [],
+        Then::Activate(Activation::QuickGelu) => {
+            map_in_place(product, cpu_ops::quick_gelu);
+            &mut []
+        }
+        Then::Activate(Activation::GeluTanh) => {
+            map_in_place(product, cpu_ops::gelu_tanh);
+            &mut []
+        }
         Then::Activate(Activation::Gelu) => unreachable!("refused by output_dims"),
         Then::SwiGlu => {
             let half = width / 2;
@@ -450,6 +456,9 @@ fn finish(then: Then, product: &mut [f32], width: usize, gated: &mut [MaybeUnini
                         },
                     )
                 });
+            // SAFETY: the tasks' chunks of `gated` cover it (a row of `product` for each of its
+            // rows), and each wrote every value of its own.
+            unsafe { cpu_ops::written(gated) }
         }
     }
 }

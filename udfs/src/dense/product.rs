@@ -158,8 +158,8 @@ pub(super) fn product_into<'o>(
         Layout::ColumnMajor => ColumnMajor::for_rows(rows).run(out, x, weight, inputs, read_out),
     }
     // SAFETY: each kernel writes every value of `out` (each output of each row is one task's,
-    // and every task runs), so all of it is initialised; `MaybeUninit<f32>` has `f32`'s layout.
-    unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<f32>(), out.len()) }
+    // and every task runs).
+    unsafe { cpu_ops::written(out) }
 }
 
 /// The two kernels for a product over a column-major weight (an encoder's).
