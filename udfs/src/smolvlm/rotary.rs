@@ -56,6 +56,7 @@ impl CustomOp3 for RotatedHeads {
             ),
         };
         if self.first + self.count > heads
+            || size == 0
             || size % 2 != 0
             || sin_layout.dims() != cos_layout.dims()
         {
@@ -92,7 +93,7 @@ impl CustomOp3 for RotatedHeads {
                 }
             }
         };
-        if rows * size <= CHUNK || size == 0 {
+        if rows * size <= CHUNK {
             rotate_rows(0, &mut out);
         } else {
             let rows_per_task = (CHUNK / size).max(1);
@@ -181,5 +182,10 @@ mod tests {
         let table = Tensor::zeros((5, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
         let err = rotated_heads(&qkv, (0, 1), &table, &table).unwrap_err();
         assert!(err.to_string().contains("tables of [5, 4]"), "{err}");
+        // Heads of no values are refused, not split into rows of none.
+        let empty = Tensor::zeros((1, 4, 3, 0), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let table = Tensor::zeros((4, 0), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let err = rotated_heads(&empty, (0, 1), &table, &table).unwrap_err();
+        assert!(err.to_string().contains("of size 0"), "{err}");
     }
 }
