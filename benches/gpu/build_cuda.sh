@@ -22,6 +22,8 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 \
 for w in "$work"/wheels/*.whl; do unzip -q -o "$w" -d "$work/x"; done
 cuda="$work/x/nvidia/cu13"
 chmod +x "$cuda"/bin/* "$cuda"/nvvm/bin/*
+# cudarc comes only with the cuda feature: a machine that has built without it lacks its sources.
+(cd "$repo" && cargo fetch --locked)
 cudarc=$(ls -d "$HOME"/.cargo/registry/src/*/cudarc-0.19.* | tail -1)
 stub() { # stub NAME SONAME PREFIX SOURCE: a library exporting every PREFIX* function cudarc declares
   grep -hoE "(fn |link_name = \")$3[A-Za-z0-9_]*" "$4" | sed -E 's/^(fn |link_name = ")//' | sort -u \
