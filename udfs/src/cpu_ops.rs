@@ -439,17 +439,18 @@ impl CustomOp1 for InOrder {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let values = storage.as_slice::<f32>()?;
         let (dims, strides) = (layout.dims(), layout.stride());
+        // A row of no values stands as one, so that the chunks have a size (there are none).
         let (outer, width, step) = match (dims.split_last(), strides.last()) {
-            (Some((&width, outer)), Some(&step)) => (outer, width, step),
+            (Some((&width, outer)), Some(&step)) => (outer, width.max(1), step),
             _ => (&[][..], 1, 1),
         };
         let start = layout.start_offset();
         let mut out = Box::new_uninit_slice(layout.shape().elem_count());
-        let rows_per_task = (CHUNK / width.max(1)).max(1);
-        out.par_chunks_mut(rows_per_task * width.max(1))
+        let rows_per_task = (CHUNK / width).max(1);
+        out.par_chunks_mut(rows_per_task * width)
             .enumerate()
             .for_each(|(task, chunk)| {
-                for (i, row) in chunk.chunks_exact_mut(width.max(1)).enumerate() {
+                for (i, row) in chunk.chunks_exact_mut(width).enumerate() {
                     // The row's index over the outer dimensions, last one fastest.
                     let (mut index, mut at) = (task * rows_per_task + i, start);
                     for (&dim, &stride) in outer.iter().zip(strides).rev() {

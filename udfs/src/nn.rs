@@ -32,7 +32,7 @@ impl Module for LayerNorm {
         if let Some(out) = normalised(xs, Centring::Mean(bias), weight, self.inner.eps())? {
             return Ok(out);
         }
-        if !(xs.track_op() || self.inner.weight().track_op()) {
+        if !(xs.track_op() || weight.track_op()) {
             return self.inner.forward(xs);
         }
         // Trained, or with gradients flowing through: candle's fused kernel has no backward
@@ -42,8 +42,8 @@ impl Module for LayerNorm {
         let centred = xs.broadcast_sub(&xs.mean_keepdim(D::Minus1)?)?;
         let variance = centred.sqr()?.mean_keepdim(D::Minus1)?;
         let normed = centred.broadcast_div(&(variance + self.inner.eps())?.sqrt()?)?;
-        let scaled = normed.to_dtype(dtype)?.broadcast_mul(self.inner.weight())?;
-        match self.inner.bias() {
+        let scaled = normed.to_dtype(dtype)?.broadcast_mul(weight)?;
+        match bias {
             Some(bias) => scaled.broadcast_add(bias),
             None => Ok(scaled),
         }
