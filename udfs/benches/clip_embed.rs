@@ -15,7 +15,8 @@
 //! read, decoded and preprocessed in parallel one batch ahead of the model, as
 //! `clip_image_embed` does. The best of `--repeat` runs is printed as rows per second in the
 //! Markdown table the peer also prints, with the share of the photos' time the model waited for
-//! them to be prepared.
+//! them to be prepared and, where texts run packed, the share of their tokens computed (texts
+//! of a batch that begin alike compute those tokens once).
 
 mod args;
 mod timing;
@@ -26,6 +27,7 @@ use std::time::Instant;
 use args::{arguments, batch_sizes, positive};
 use rayon::prelude::*;
 use timing::best_of;
+use vitrine_udfs::attention::{self, Packing};
 use vitrine_udfs::clip::{ClipEmbedder, CLIP_FILES};
 use vitrine_udfs::image::decode::decode_rgb;
 use vitrine_udfs::runtime::batching::BatchSize;
@@ -63,6 +65,28 @@ fn embed_texts(model: &ClipEmbedder, texts: &[String], batch: usize) -> Result<(
         assert_eq!(vectors.len(), chunk.len());
     }
     Ok(())
+}
+
+/// The share of `texts`' tokens computed in batches of `batch` where they run packed (the rest
+/// are beginnings an earlier text of the batch shares, see [`Packing`]); `None` elsewhere.
+fn tokens_computed(
+    model: &ClipEmbedder,
+    texts: &[String],
+    batch: usize,
+) -> Result<Option<f64>, String> {
+    let placement = model.placement();
+    if !attention::kernel_runs_on(&placement.device, placement.dtype) {
+        return Ok(None);
+    }
+    let (mut rows, mut tokens) = (0, 0);
+    for chunk in texts.chunks(batch) {
+        let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let packing =
+            Packing::sharing_prefixes(&model.tokenize(&chunk).map_err(|e| e.to_string())?);
+        rows += packing.rows();
+        tokens += packing.tokens();
+    }
+    Ok(Some(rows as f64 / tokens as f64))
 }
 
 /// Embeds `photos` in batches of `batch`, each batch's photos prepared while the model embeds
@@ -130,8 +154,8 @@ fn main() -> Result<(), String> {
         texts.len(),
         photos.len()
     );
-    println!("| batch | texts/s | images/s | waited for photos |");
-    println!("|---:|---:|---:|---:|");
+    println!("| batch | texts/s | images/s | waited for photos | text tokens computed |");
+    println!("|---:|---:|---:|---:|---:|");
     let device = &model.placement().device;
     for &setting in &sizes {
         let text_batch = setting.model_rows(device, || model.text_row_cost());
@@ -150,8 +174,12 @@ fn main() -> Result<(), String> {
             BatchSize::Rows(rows) => rows.to_string(),
             BatchSize::Auto => format!("auto: {text_batch} texts, {image_batch} photos"),
         };
+        let computed = match tokens_computed(&model, &texts, text_batch)? {
+            Some(share) => format!("{:.1} %", 100.0 * share),
+            None => "every one".to_string(),
+        };
         println!(
-            "| {batch} | {:.1} | {:.1} | {:.0} % |",
+            "| {batch} | {:.1} | {:.1} | {:.0} % | {computed} |",
             texts.len() as f64 / text_seconds,
             photos.len() as f64 / image_seconds,
             100.0 * waited / image_seconds

@@ -259,8 +259,9 @@ enum Sequences<'a> {
         mask: &'a Tensor,
         first_slot: &'a Tensor,
     },
-    /// tokens × width: sequences of these lengths one after another, causal within each.
-    PackedCausal(&'a [usize]),
+    /// rows × width: sequences packed as this [`attention::Packing`] lays them out, causal
+    /// within each.
+    PackedCausal(&'a attention::Packing),
 }
 
 /// The rows of an encoder's output that its caller keeps: the last layer computes only those
@@ -272,7 +273,8 @@ enum Kept<'a> {
     /// Each sequence's first token, with [`Sequences::All`] (a vision tower's class token).
     FirstToken,
     /// One token a sequence, at these positions within each, with
-    /// [`Sequences::PackedCausal`] (a text tower's pooled token).
+    /// [`Sequences::PackedCausal`] (a text tower's pooled token), each in a row of the
+    /// sequence's own.
     At(&'a [usize]),
 }
 
@@ -318,18 +320,13 @@ impl Attention {
                     first_slot,
                 },
             ),
-            (Sequences::PackedCausal(lengths), Kept::Every | Kept::At(_)) => {
+            (Sequences::PackedCausal(packing), Kept::Every | Kept::At(_)) => {
                 let (queries, residual) = match kept {
                     Kept::At(positions) => {
-                        let mut start = 0;
-                        let rows: Vec<u32> = lengths
+                        let rows: Vec<u32> = positions
                             .iter()
-                            .zip(positions)
-                            .map(|(&len, &p)| {
-                                let row = (start + p) as u32;
-                                start += len;
-                                row
-                            })
+                            .enumerate()
+                            .map(|(sequence, &p)| packing.row(sequence, p) as u32)
                             .collect();
                         let rows = Tensor::from_vec(rows, positions.len(), residual.device())?;
                         let residual = residual.index_select(&rows, 0)?;
@@ -338,7 +335,7 @@ impl Attention {
                     _ => (attention::Queries::Every, residual.clone()),
                 };
                 let context = attention::attend_packed_causal(
-                    &qkv, self.heads, lengths, queries, self.scale,
+                    &qkv, self.heads, packing, queries, self.scale,
                 )?;
                 return dense::forward_add(&self.out, &context, &residual);
             }
@@ -451,22 +448,22 @@ impl Encoder {
         self.run(xs, sequences, Kept::Every)
     }
 
-    /// The encoder over sequences of `lengths` packed one after another (tokens × width), each
-    /// token attending to its own sequence up to itself, at one token a sequence (`positions`
-    /// within each): as [`Encoder::forward_causal`] over the sequences padded to the longest,
-    /// without computing the padding nor the last layer's other rows (sequences × width).
-    /// `None` when the packed attention does not take `xs` (see [`attention::kernel_takes`]):
-    /// the caller pads.
+    /// The encoder over sequences packed as `packing` lays them out (rows × width), each token
+    /// attending to its own sequence up to itself, at one token a sequence (`positions` within
+    /// each, in rows of their own): as [`Encoder::forward_causal`] over the sequences padded to
+    /// the longest, without computing the padding, the tokens a sequence shares with an
+    /// earlier one, nor the last layer's other rows (sequences × width). `None` when the packed
+    /// attention does not take `xs` (see [`attention::kernel_takes`]): the caller pads.
     pub(crate) fn forward_packed_causal_at(
         &self,
         xs: Tensor,
-        lengths: &[usize],
+        packing: &attention::Packing,
         positions: &[usize],
     ) -> Result<Option<Tensor>> {
         if !attention::kernel_takes(&xs) {
             return Ok(None);
         }
-        let sequences = Sequences::PackedCausal(lengths);
+        let sequences = Sequences::PackedCausal(packing);
         self.run(xs, sequences, Kept::At(positions)).map(Some)
     }
 

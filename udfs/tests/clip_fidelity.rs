@@ -203,6 +203,46 @@ fn a_batch_gives_the_one_by_one_results() {
     }
 }
 
+/// Texts that begin alike (a brand, then a gender…) or repeat share those tokens' rows in a
+/// batch; each still gets the embedding it has alone.
+#[test]
+fn texts_that_begin_alike_embed_as_each_one_alone() {
+    let texts = [
+        "Nike Men Black Shirt",
+        "Nike Men Black Shoes",
+        "Nike Men Black Shirt",
+        "Nike Women Blue Dress",
+        "Nike",
+        "Puma Men Black Shirt",
+        "Nike Men Black Shirt with a very long description beyond the context",
+    ];
+    for model in MODELS {
+        let clip = load(model);
+        let ids = clip.tokenize(&texts).unwrap();
+        let packing = vitrine_udfs::attention::Packing::sharing_prefixes(&ids);
+        assert!(
+            packing.rows() * 3 < packing.tokens() * 2,
+            "{model}: {} of {} tokens computed",
+            packing.rows(),
+            packing.tokens()
+        );
+        let batch = clip.embed_texts(&ids).unwrap();
+        for (i, sequence) in ids.iter().enumerate() {
+            let alone = clip.embed_texts(std::slice::from_ref(sequence)).unwrap();
+            let diff = alone[0]
+                .iter()
+                .zip(&batch[i])
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                diff < 1e-5,
+                "{model}: {:?} alone differs from its batch by {diff}",
+                texts[i]
+            );
+        }
+    }
+}
+
 /// Pixel values: PNGs decode to the same bytes in every decoder, and resizing follows Pillow's
 /// integer arithmetic, so they match to float rounding. JPEG decoders may differ by a level
 /// or two per pixel (IDCT and chroma upsampling are not standardised), which after

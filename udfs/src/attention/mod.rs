@@ -15,7 +15,8 @@
 //! keep candle's composed operations).
 //!
 //! [`attend_packed_causal`] does the same for causal attention over sequences of different
-//! lengths packed one after another (CLIP's text tower): no padding token is computed.
+//! lengths packed one after another (CLIP's text tower): no padding token is computed, nor a
+//! token whose sequence begins as an earlier one of the batch does up to it ([`Packing`]).
 //!
 //! Other devices and types compose the operation ([`attend_composed`]), its softmax one
 //! operation with the scaling and the mask ([`softmax`]).
@@ -25,9 +26,11 @@ use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 mod few_rows;
+mod packed;
 pub mod softmax;
 
 use crate::cpu_ops::{cpu_f32, exp_in_place, softmax_last_dim, widest_simd, zeroed};
+pub use packed::{attend_packed_causal, Packing, Queries};
 use softmax::{scaled_softmax, Seen};
 
 /// Query rows per task of [`attend`]: a block's scores (rows × keys) stay in the core's cache
@@ -291,122 +294,12 @@ fn visible_span(row: &[f32]) -> Option<(usize, usize)> {
 
 /// Whether this module's kernels take `xs`: f32 on the CPU with no gradient tracked through it.
 pub fn kernel_takes(xs: &Tensor) -> bool {
-    matches!(xs.device(), Device::Cpu) && xs.dtype() == DType::F32 && !xs.track_op()
+    kernel_runs_on(xs.device(), xs.dtype()) && !xs.track_op()
 }
 
-/// The queries of each packed sequence that [`attend_packed_causal`] answers.
-#[derive(Debug, Clone, Copy)]
-pub enum Queries<'a> {
-    /// Every token's: the result has a row per token.
-    Every,
-    /// One token's a sequence, at these positions within each (an encoder's last layer, when
-    /// only the pooled token's state is kept): the result has a row per sequence.
-    At(&'a [usize]),
-}
-
-/// Causal self-attention over sequences packed one after another with no padding. `qkv`
-/// (tokens × 3·width) is the fused projection's output, queries, keys and values side by side,
-/// each `heads` heads wide; its rows are the sequences of `lengths` in turn, and each token
-/// attends to the tokens of its own sequence up to itself. Queries, keys and values are read in
-/// place through their strides; each (head, sequence) pair is one task of the thread pool. The
-/// result has the heads side by side, as the padded path's context: a row for each query that
-/// `queries` names, in order. An error when [`kernel_takes`] refuses `qkv` or the shapes
-/// disagree.
-pub fn attend_packed_causal(
-    qkv: &Tensor,
-    heads: usize,
-    lengths: &[usize],
-    queries: Queries,
-    scale: f64,
-) -> Result<Tensor> {
-    if !kernel_takes(qkv) {
-        candle_core::bail!("packed attention: f32 on the CPU without gradients is needed");
-    }
-    let (tokens, row) = qkv.dims2()?;
-    let width = row / 3;
-    if row % 3 != 0 || heads == 0 || width % heads != 0 || lengths.iter().sum::<usize>() != tokens {
-        candle_core::bail!(
-            "packed attention: {tokens} × {row} projections do not hold {heads} heads of \
-             queries, keys and values for sequences of {lengths:?}"
-        );
-    }
-    // Each sequence's queries: the first one's position within it, and how many.
-    let asked: Vec<(usize, usize)> = match queries {
-        Queries::Every => lengths.iter().map(|&len| (0, len)).collect(),
-        Queries::At(positions) => {
-            if positions.len() != lengths.len()
-                || positions.iter().zip(lengths).any(|(&p, &len)| p >= len)
-            {
-                candle_core::bail!(
-                    "packed attention: query positions {positions:?} outside sequences of \
-                     {lengths:?}"
-                );
-            }
-            positions.iter().map(|&p| (p, 1)).collect()
-        }
-    };
-    let rows: usize = asked.iter().map(|&(_, count)| count).sum();
-    let size = width / heads;
-    let qkv = qkv.contiguous()?;
-    let (storage, layout) = qkv.storage_and_layout();
-    let Storage::Cpu(cpu) = &*storage else {
-        candle_core::bail!("packed attention: a CPU tensor was expected")
-    };
-    let values = &cpu.as_slice::<f32>()?[layout.start_offset()..][..tokens * row];
-    let starts: Vec<usize> = lengths
-        .iter()
-        .scan(0, |next, &len| {
-            let start = *next;
-            *next += len;
-            Some(start)
-        })
-        .collect();
-    // Head-major output, so that each (head, sequence) block is one contiguous slice.
-    let mut out = Box::new_uninit_slice(heads * rows * size);
-    let mut blocks = Vec::with_capacity(heads * lengths.len());
-    let mut rest = &mut out[..];
-    for head in 0..heads {
-        for (sequence, &(_, count)) in asked.iter().enumerate() {
-            let (block, tail) = rest.split_at_mut(count * size);
-            blocks.push((head, sequence, block));
-            rest = tail;
-        }
-    }
-    let scale = scale as f32;
-    blocks
-        .into_par_iter()
-        .filter(|(_, sequence, _)| asked[*sequence].1 > 0)
-        .for_each_init(Vec::new, |scores, (head, sequence, out)| {
-            let out = zeroed(out);
-            let (first, count) = asked[sequence];
-            // The keys up to the last query's own token.
-            let keys = first + count;
-            let at = starts[sequence] * row + head * size;
-            let (q, k, v) = (
-                Strided::rows(&values[at + first * row..], row),
-                Strided::columns(&values[at + width..], row),
-                Strided::rows(&values[at + 2 * width..], row),
-            );
-            attend_block(
-                out,
-                scores,
-                (q, k, v),
-                (count, keys, size),
-                scale,
-                #[inline(always)]
-                |i, row| {
-                    let (seen, unseen) = row.split_at_mut(first + i + 1);
-                    unseen.fill(0.0);
-                    exp_in_place(seen)
-                },
-            );
-        });
-    // SAFETY: every block of `out` was zeroed by its task, then written (the blocks of no
-    // queries left out hold no values).
-    let out = unsafe { out.assume_init() }.into_vec();
-    Tensor::from_vec(out, (heads, rows, size), &Device::Cpu)?
-        .transpose(0, 1)?
-        .reshape((rows, width))
+/// Whether this module's kernels run on `device` in `dtype`: f32 on the CPU.
+pub fn kernel_runs_on(device: &Device, dtype: DType) -> bool {
+    matches!(device, Device::Cpu) && dtype == DType::F32
 }
 
 /// A matrix read in place from a slice of f32: its first value and the steps between rows and
@@ -683,7 +576,13 @@ mod tests {
     use crate::cpu_ops::max_difference;
 
     /// The operation composed of candle's steps, as the layers computed it before.
-    fn composed(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, mask: Option<&Tensor>) -> Tensor {
+    pub(super) fn composed(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        scale: f64,
+        mask: Option<&Tensor>,
+    ) -> Tensor {
         let scores = (q.matmul(&k.t().unwrap()).unwrap() * scale).unwrap();
         let scores = match mask {
             Some(m) => scores.broadcast_add(m).unwrap(),
@@ -942,69 +841,6 @@ mod tests {
             .to_dtype(DType::F32)
             .unwrap();
         assert!(max_difference(&got, &want) < 5e-2);
-    }
-
-    #[test]
-    fn packed_sequences_attend_as_each_one_alone_under_a_causal_mask() {
-        let device = Device::Cpu;
-        let (heads, size, lengths) = (3, 4, [3, 1, 5]);
-        let width = heads * size;
-        let tokens: usize = lengths.iter().sum();
-        let qkv = Tensor::randn(0f32, 1.0, (tokens, 3 * width), &device).unwrap();
-        let scale = (size as f64).powf(-0.5);
-        let packed = attend_packed_causal(&qkv, heads, &lengths, Queries::Every, scale).unwrap();
-        assert_eq!(packed.dims2().unwrap(), (tokens, width));
-        let mut start = 0;
-        for len in lengths {
-            // This sequence alone, as the padded path lays it out (1 × heads × len × size).
-            let part = |i: usize| {
-                qkv.narrow(0, start, len)
-                    .unwrap()
-                    .narrow(1, i * width, width)
-                    .unwrap()
-                    .reshape((1, len, heads, size))
-                    .unwrap()
-                    .transpose(1, 2)
-                    .unwrap()
-                    .contiguous()
-                    .unwrap()
-            };
-            let causal: Vec<f32> = (0..len * len)
-                .map(|at| {
-                    if at % len > at / len {
-                        f32::NEG_INFINITY
-                    } else {
-                        0.0
-                    }
-                })
-                .collect();
-            let mask = Tensor::from_vec(causal, (1, 1, len, len), &device).unwrap();
-            let alone = composed(&part(0), &part(1), &part(2), scale, Some(&mask))
-                .transpose(1, 2)
-                .unwrap()
-                .reshape((len, width))
-                .unwrap();
-            let got = packed.narrow(0, start, len).unwrap();
-            assert!(max_difference(&got, &alone) < 1e-5, "sequence at {start}");
-            start += len;
-        }
-        // One query a sequence: the rows of every query's result at those positions.
-        let positions = [1, 0, 4];
-        let pooled =
-            attend_packed_causal(&qkv, heads, &lengths, Queries::At(&positions), scale).unwrap();
-        let rows = Tensor::new(&[1u32, 3, 8], &device).unwrap();
-        let want = packed.index_select(&rows, 0).unwrap();
-        assert!(max_difference(&pooled, &want) < 1e-6);
-        // Lengths that do not cover the rows, positions outside their sequences, or a tracked
-        // input, are refused.
-        let every = Queries::Every;
-        assert!(attend_packed_causal(&qkv, heads, &[3, 1], every, scale).is_err());
-        for positions in [&[1, 1, 4][..], &[0, 0]] {
-            let at = Queries::At(positions);
-            assert!(attend_packed_causal(&qkv, heads, &lengths, at, scale).is_err());
-        }
-        let tracked = candle_core::Var::from_tensor(&qkv).unwrap();
-        assert!(attend_packed_causal(tracked.as_tensor(), heads, &lengths, every, scale).is_err());
     }
 
     #[test]

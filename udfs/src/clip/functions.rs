@@ -2,11 +2,12 @@
 //! `ARRAY<FLOAT>` of the model's projection size.
 //!
 //! Both see whole Arrow batches and run the model on chunks of `vitrine.udf.batch_size` rows.
-//! Texts are sorted by token count before chunking, so that a chunk pads little. Images are
-//! read, decoded and preprocessed on the CPU thread pool, one chunk ahead of the model, so that
-//! decoding overlaps inference; at most two chunks of pixels are held at once, whatever the
-//! table's size. NULL in gives NULL out; a row that cannot be processed follows
-//! `vitrine.udf.on_error`.
+//! Texts are ordered before chunking as [`ClipEmbedder::batch_order`] says (by their tokens on
+//! the CPU, so that a chunk's texts share their beginnings; by length on a GPU, so that a chunk
+//! pads little). Images are read, decoded and preprocessed on the CPU thread pool, one chunk
+//! ahead of the model, so that decoding overlaps inference; at most two chunks of pixels are
+//! held at once, whatever the table's size. NULL in gives NULL out; a row that cannot be
+//! processed follows `vitrine.udf.on_error`.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -71,8 +72,7 @@ impl ClipTextEmbed {
         let tokens = model
             .tokenize(&refs)
             .map_err(|e| rows::model_error(NAME, e))?;
-        let mut order: Vec<usize> = (0..tokens.len()).collect();
-        order.sort_by_key(|&k| tokens[k].len());
+        let order = model.batch_order(&tokens);
         let mut out: Vec<Option<Vec<f32>>> = vec![None; texts.len()];
         for chunk in order.chunks(batch_size) {
             let batch: Vec<Vec<u32>> = chunk.iter().map(|&k| tokens[k].clone()).collect();

@@ -20,6 +20,7 @@ use tokenizers::{Tokenizer, TruncationParams};
 use self::config::{ClipConfig, ProcessorConfig};
 use self::model::{l2_normalise, ClipNetwork};
 use self::preprocess::ImageProcessor;
+use crate::attention;
 use crate::context::{FunctionContext, LoadedModel};
 use crate::kind::{ModelKind, SqlFunction};
 use crate::runtime::batching::{layer_peak_bytes, one_batch_at_a_time, RowCost};
@@ -238,9 +239,23 @@ impl ClipEmbedder {
             .collect()
     }
 
+    /// The order in which to cut `sequences` into batches: where batches run packed (f32 on
+    /// the CPU), by their tokens, so that texts that begin alike or repeat fall in one batch
+    /// and compute those tokens once; elsewhere by length, so that a batch pads little.
+    pub fn batch_order(&self, sequences: &[Vec<u32>]) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..sequences.len()).collect();
+        if attention::kernel_runs_on(&self.placement.device, self.placement.dtype) {
+            order.sort_by(|&a, &b| sequences[a].cmp(&sequences[b]));
+        } else {
+            order.sort_by_key(|&k| sequences[k].len());
+        }
+        order
+    }
+
     /// `get_text_features` for token sequences run as one batch (not normalised): packed one
     /// after another where the model runs in f32 on the CPU, so that a batch costs its tokens
-    /// and not its size times its longest text (`benches/RESULTS.md`); padded elsewhere.
+    /// and not its size times its longest text (`benches/RESULTS.md`), the tokens that texts
+    /// share at their beginnings computed once; padded elsewhere.
     pub fn text_features(&self, sequences: &[Vec<u32>]) -> Result<Tensor, ModelError> {
         one_batch_at_a_time(&self.placement.device, || {
             on_pool(|| self.text_features_here(sequences))

@@ -9,6 +9,7 @@ use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{embedding, linear_no_bias, Embedding, Linear, VarBuilder};
 
 use super::config::{ClipConfig, TextConfig, VisionConfig};
+use crate::attention::Packing;
 use crate::nn::{encoder_shape, layer_norm, Encoder, LayerNorm, PatchEmbedding};
 
 struct TextTower {
@@ -58,27 +59,37 @@ impl TextTower {
     }
 
     /// As [`TextTower::forward`] for `sequences` packed one after another, computing neither
-    /// padding nor the last layer's rows other than the pooled ones; `None` when the packed
-    /// encoder does not run on this model's device or precision.
+    /// padding, nor a token that an earlier sequence of the batch also has at the same place
+    /// after the same tokens ([`Packing::sharing_prefixes`]), nor the tokens after a pooled one,
+    /// nor the last layer's rows other than the pooled ones (the text mask is causal: none of
+    /// these changes a pooled state); `None` when the packed encoder does not run on this
+    /// model's device or precision.
     fn forward_packed(&self, sequences: &[Vec<u32>], pool_at: &[u32]) -> Result<Option<Tensor>> {
         let device = self.token_embedding.embeddings().device();
-        let ids: Vec<u32> = sequences.iter().flatten().copied().collect();
-        let positions: Vec<u32> = sequences.iter().flat_map(|s| 0..s.len() as u32).collect();
-        let tokens = ids.len();
+        let pooled: Vec<&[u32]> = sequences
+            .iter()
+            .zip(pool_at)
+            .map(|(s, &p)| &s[..=p as usize])
+            .collect();
+        let packing = Packing::sharing_prefixes(&pooled);
+        let (mut ids, mut positions) = (Vec::new(), Vec::new());
+        for (sequence, tokens) in pooled.iter().enumerate() {
+            for position in packing.own_positions(sequence) {
+                ids.push(tokens[position]);
+                positions.push(position as u32);
+            }
+        }
+        let rows = ids.len();
         let xs = self
             .token_embedding
-            .forward(&Tensor::from_vec(ids, tokens, device)?)?
+            .forward(&Tensor::from_vec(ids, rows, device)?)?
             .add(
                 &self
                     .position_embedding
-                    .forward(&Tensor::from_vec(positions, tokens, device)?)?,
+                    .forward(&Tensor::from_vec(positions, rows, device)?)?,
             )?;
-        let lengths: Vec<usize> = sequences.iter().map(Vec::len).collect();
-        let positions: Vec<usize> = pool_at.iter().map(|&p| p as usize).collect();
-        let Some(xs) = self
-            .encoder
-            .forward_packed_causal_at(xs, &lengths, &positions)?
-        else {
+        let last: Vec<usize> = pooled.iter().map(|s| s.len() - 1).collect();
+        let Some(xs) = self.encoder.forward_packed_causal_at(xs, &packing, &last)? else {
             return Ok(None);
         };
         self.final_norm.forward(&xs).map(Some)
@@ -165,8 +176,10 @@ impl ClipNetwork {
     }
 
     /// [`ClipNetwork::text_features`] for token sequences of any lengths packed one after
-    /// another, so that no padding is computed; `None` when the packed encoder does not run on
-    /// this model's device or precision (the caller pads) or a sequence is empty.
+    /// another, so that no padding is computed, nor the tokens that sequences of the batch
+    /// share at their beginnings more than once; `None` when the packed encoder does not run on
+    /// this model's device or precision (the caller pads) or a sequence is empty. An error when
+    /// a pooling position lies outside its sequence.
     pub fn packed_text_features(
         &self,
         sequences: &[Vec<u32>],
@@ -174,6 +187,14 @@ impl ClipNetwork {
     ) -> Result<Option<Tensor>> {
         if sequences.is_empty() || sequences.iter().any(Vec::is_empty) {
             return Ok(None);
+        }
+        if pool_at.len() != sequences.len()
+            || sequences
+                .iter()
+                .zip(pool_at)
+                .any(|(s, &p)| p as usize >= s.len())
+        {
+            candle_core::bail!("text features: pooling positions {pool_at:?} outside their texts");
         }
         self.text
             .forward_packed(sequences, pool_at)?
