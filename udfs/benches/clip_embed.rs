@@ -5,15 +5,16 @@
 //!
 //! ```text
 //! cargo bench -p vitrine-udfs --bench clip_embed -- DIR [--batch-sizes 1,8,32,auto] [--texts N]
-//!     [--images N] [--repeat 2] [--device auto|cpu|cuda] [--dtype auto|f32|bf16|f16]
+//!     [--images N] [--repeat 2] [--device auto|cpu|cuda] [--dtype auto|f32|bf16|f16] [--column]
 //! ```
 //!
 //! `DIR` holds `model/` (a CLIP folder), `texts.txt` (one text per line) and `images.txt` (one
 //! photo path per line); `auto` is the batch `vitrine.udf.batch_size = auto` chooses on the
-//! device for texts and for photos. For each batch size, `N` texts and `N` photos (default: as many as the
-//! files list; fewer are repeated) are embedded in batches: texts tokenized then embedded; photos
-//! read, decoded and preprocessed in parallel one batch ahead of the model, as
-//! `clip_image_embed` does. The best of `--repeat` runs is printed as rows per second in the
+//! device for texts and for photos. For each batch size, `N` texts and `N` photos (default: as
+//! many as the files list; fewer are repeated) are embedded in batches: texts tokenized then
+//! embedded, in the file's order or with `--column` in the order `clip_text_embed` gives a
+//! column's texts ([`ClipEmbedder::batch_order`]); photos read, decoded and preprocessed in
+//! parallel one batch ahead of the model, as `clip_image_embed` does. The best of `--repeat` runs is printed as rows per second in the
 //! Markdown table the peer also prints, with the share of the photos' time the model waited for
 //! them to be prepared and, where texts run packed, the share of their tokens computed (texts
 //! of a batch that begin alike compute those tokens once).
@@ -40,7 +41,7 @@ use vitrine_udfs::runtime::source::Hub;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const USAGE: &str = "usage: clip_embed DIR [--batch-sizes 1,8,32,auto] [--texts N] [--images N] \
-                     [--repeat R] [--device D] [--dtype T]";
+                     [--repeat R] [--device D] [--dtype T] [--column]";
 
 /// `path`'s non-empty lines, repeated in order up to `count` when given.
 fn lines(path: &Path, count: Option<usize>) -> Result<Vec<String>, String> {
@@ -121,6 +122,7 @@ fn main() -> Result<(), String> {
     let (mut dir, mut repeat) = (None, 2);
     let (mut n_texts, mut n_images) = (None, None);
     let (mut device, mut dtype) = ("auto".to_string(), "auto".to_string());
+    let mut column = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--batch-sizes" => sizes = batch_sizes(args.next(), "--batch-sizes")?,
@@ -129,6 +131,7 @@ fn main() -> Result<(), String> {
             "--repeat" => repeat = positive(args.next(), "--repeat")?,
             "--device" => device = args.next().ok_or("--device takes a value")?,
             "--dtype" => dtype = args.next().ok_or("--dtype takes a value")?,
+            "--column" => column = true,
             flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
             path => dir = Some(std::path::PathBuf::from(path)),
         }
@@ -144,7 +147,12 @@ fn main() -> Result<(), String> {
     let loading = Instant::now();
     let model = ClipEmbedder::load(&source, placement.clone()).map_err(|e| e.to_string())?;
     let load_seconds = loading.elapsed().as_secs_f64();
-    let texts = lines(&dir.join("texts.txt"), n_texts)?;
+    let mut texts = lines(&dir.join("texts.txt"), n_texts)?;
+    if column {
+        let all: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let order = model.batch_order(&model.tokenize(&all).map_err(|e| e.to_string())?);
+        texts = order.into_iter().map(|i| texts[i].clone()).collect();
+    }
     let photos = lines(&dir.join("images.txt"), n_images)?;
     embed_texts(&model, &texts[..1], 1)?;
     embed_images(&model, &photos[..1], 1)?;
