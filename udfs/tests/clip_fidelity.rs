@@ -156,6 +156,24 @@ fn bf16_features_stay_within_its_precision_of_transformers() {
     }
 }
 
+/// The embedding of each of `ids` alone, and its largest difference from the same text's
+/// embedding when all of `ids` are one batch.
+fn each_alone(clip: &ClipEmbedder, ids: &[Vec<u32>]) -> Vec<(Vec<f32>, f32)> {
+    let batch = clip.embed_texts(ids).unwrap();
+    ids.iter()
+        .zip(&batch)
+        .map(|(sequence, in_batch)| {
+            let alone = clip.embed_texts(std::slice::from_ref(sequence)).unwrap();
+            let diff = alone[0]
+                .iter()
+                .zip(in_batch)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            (alone.into_iter().next().unwrap(), diff)
+        })
+        .collect()
+}
+
 #[test]
 fn a_batch_gives_the_one_by_one_results() {
     for model in MODELS {
@@ -163,19 +181,12 @@ fn a_batch_gives_the_one_by_one_results() {
         let texts = texts();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let ids = clip.tokenize(&refs).unwrap();
-        let batch = clip.embed_texts(&ids).unwrap();
-        for (i, sequence) in ids.iter().enumerate() {
-            let alone = clip.embed_texts(std::slice::from_ref(sequence)).unwrap();
-            let diff = alone[0]
-                .iter()
-                .zip(&batch[i])
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
+        for (i, (alone, diff)) in each_alone(&clip, &ids).into_iter().enumerate() {
             assert!(
                 diff < 1e-6,
                 "{model}: text {i} alone differs from its batch by {diff}"
             );
-            let norm: f32 = alone[0].iter().map(|x| x * x).sum::<f32>().sqrt();
+            let norm: f32 = alone.iter().map(|x| x * x).sum::<f32>().sqrt();
             assert!((norm - 1.0).abs() < 1e-5, "{model}: norm {norm}");
         }
         let pixels: Vec<Vec<f32>> = image_names()
@@ -226,14 +237,7 @@ fn texts_that_begin_alike_embed_as_each_one_alone() {
             packing.rows(),
             packing.tokens()
         );
-        let batch = clip.embed_texts(&ids).unwrap();
-        for (i, sequence) in ids.iter().enumerate() {
-            let alone = clip.embed_texts(std::slice::from_ref(sequence)).unwrap();
-            let diff = alone[0]
-                .iter()
-                .zip(&batch[i])
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
+        for (i, (_, diff)) in each_alone(&clip, &ids).into_iter().enumerate() {
             assert!(
                 diff < 1e-5,
                 "{model}: {:?} alone differs from its batch by {diff}",
