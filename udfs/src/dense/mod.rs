@@ -77,7 +77,7 @@ fn composed_then(linear: &Linear, x: &Tensor, then: Then) -> Result<Tensor> {
             },
         };
     }
-    let product = linear.forward(x)?;
+    let product = over_rows(x, |rows| linear.forward(rows))?;
     match then {
         Then::Nothing => Ok(product),
         Then::Activate(activation) => activate(activation, &product),
@@ -87,6 +87,29 @@ fn composed_then(linear: &Linear, x: &Tensor, then: Then) -> Result<Tensor> {
                 * product.narrow(D::Minus1, half, half)?
         }
     }
+}
+
+/// `layer(x)` for a layer over the last dimension of `x`, with `x`'s leading dimensions taken
+/// as rows of one matrix (rows × inputs) and given back to the result. candle's `Linear` over a
+/// batch × length × inputs tensor broadcasts its weight to every batch and multiplies batch by
+/// batch; when a gradient is tracked, the backward pass then takes the weight's gradient as one
+/// product per batch into a batch × inputs × outputs tensor and sums it over the batches. Over
+/// rows it is one product, with the same values: the demo CLIP's training (a step of 64 rows
+/// of texts, queries and photos, 64 wide) spent most of its time in those products, their sums
+/// and the pages of their buffers (`benches/RESULTS.md`, 2026-12-05).
+pub(crate) fn over_rows(
+    x: &Tensor,
+    layer: impl FnOnce(&Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let dims = x.dims();
+    if dims.len() <= 2 {
+        return layer(x);
+    }
+    let (leading, inputs) = dims.split_at(dims.len() - 1);
+    let out = layer(&x.reshape((leading.iter().product::<usize>(), inputs[0]))?)?;
+    let mut shape = leading.to_vec();
+    shape.push(out.dim(1)?);
+    out.reshape(shape)
 }
 
 /// `residual + layer(x)`: a layer inside a residual connection.

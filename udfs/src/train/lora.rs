@@ -13,6 +13,8 @@ use candle_nn::{Init, Linear, VarMap};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::dense;
+
 /// Which layers get adapters, and how large.
 pub struct Lora {
     rank: usize,
@@ -145,7 +147,8 @@ impl crate::dense::MaybePlain for Projection {
 
 impl Module for Projection {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        match self {
+        // Over rows, so that a weight's gradient is one product (see `dense::over_rows`).
+        dense::over_rows(xs, |xs| match self {
             Projection::Plain(linear) => linear.forward(xs),
             Projection::Adapted {
                 base,
@@ -156,11 +159,11 @@ impl Module for Projection {
                 let dtype = xs.dtype();
                 let low = xs
                     .to_dtype(DType::F32)?
-                    .broadcast_matmul(&down.t()?)?
-                    .broadcast_matmul(&up.t()?)?;
+                    .matmul(&down.t()?)?
+                    .matmul(&up.t()?)?;
                 base.forward(xs)? + (low * *scale)?.to_dtype(dtype)?
             }
-        }
+        })
     }
 }
 
