@@ -2,8 +2,9 @@
 //! and precision ([`placement`]), loading each model once per process ([`registry`]), sizing
 //! batches for the device and letting one batch at a time run on a GPU ([`batching`]),
 //! preparing the next batch's inputs while the model works on this one ([`overlap`]), and
-//! running the forward passes on the CPU kernels' thread pool ([`pool`]); and the allocator
-//! setting its binaries take ([`allocator`]).
+//! running the forward passes on the CPU kernels' thread pool ([`pool`]), whose threads flush
+//! subnormal floats to zero as training's do ([`subnormals`]); and the allocator setting its
+//! binaries take ([`allocator`]).
 
 pub mod allocator;
 pub mod batching;
@@ -12,3 +13,4 @@ pub mod placement;
 pub mod pool;
 pub mod registry;
 pub mod source;
+pub mod subnormals;

@@ -8,11 +8,15 @@
 //! thread, a loop's first part runs at once on that thread and only the rest is offered to the
 //! others.
 
+use super::subnormals;
+
 /// `work()` on a thread of rayon's pool: on the calling thread when it is one (rayon's scope
-/// runs there), else handed to the pool once, the caller waiting for its result. `work` must not
+/// runs there), else handed to the pool once, the caller waiting for its result. The pool's
+/// threads flush subnormal floats to zero ([`subnormals::flush_on_pool`]). `work` must not
 /// block on anything but rayon's own loops and joins (a channel fed by another pool task could
 /// wait forever while every pool thread runs such work).
 pub fn on_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    subnormals::flush_on_pool();
     rayon::scope(|_| work())
 }
 
