@@ -94,9 +94,8 @@ fn composed_then(linear: &Linear, x: &Tensor, then: Then) -> Result<Tensor> {
 /// batch × length × inputs tensor broadcasts its weight to every batch and multiplies batch by
 /// batch; when a gradient is tracked, the backward pass then takes the weight's gradient as one
 /// product per batch into a batch × inputs × outputs tensor and sums it over the batches. Over
-/// rows it is one product, with the same values: the demo CLIP's training (a step of 64 rows
-/// of texts, queries and photos, 64 wide) spent most of its time in those products, their sums
-/// and the pages of their buffers (`benches/RESULTS.md`, 2026-12-05).
+/// rows it is one product, with the same values (the demo CLIP's training ran ~4 % faster,
+/// `benches/RESULTS.md`, 2026-12-05).
 pub(crate) fn over_rows(
     x: &Tensor,
     layer: impl FnOnce(&Tensor) -> Result<Tensor>,
