@@ -43,15 +43,6 @@ struct Packed {
 }
 
 impl Packing {
-    /// Sequences of `lengths`, each in rows of its own (no token shared).
-    pub fn unshared(lengths: &[usize]) -> Self {
-        let mut packing = Self::empty(lengths.len());
-        for &length in lengths {
-            packing.push(0, length, &mut Vec::new());
-        }
-        packing
-    }
-
     /// `sequences` (token ids) with each one's longest beginning that an earlier sequence also
     /// begins with shared, up to all its tokens but the last: the tokens are found in a tree of
     /// the beginnings seen so far, one step a token.
@@ -104,11 +95,6 @@ impl Packing {
         self.token_rows
             .extend(first_row..first_row + length - shared);
         self.rows += length - shared;
-    }
-
-    /// The number of sequences.
-    pub fn sequences(&self) -> usize {
-        self.sequences.len()
     }
 
     /// The rows computed: every sequence's tokens less the shared ones.
@@ -280,6 +266,15 @@ mod tests {
     use crate::attention::tests::composed;
     use crate::cpu_ops::max_difference;
 
+    /// Sequences of `lengths`, each in rows of its own (no token shared).
+    fn unshared(lengths: &[usize]) -> Packing {
+        let mut packing = Packing::empty(lengths.len());
+        for &length in lengths {
+            packing.push(0, length, &mut Vec::new());
+        }
+        packing
+    }
+
     /// `attention(tokens)` for one sequence alone under a causal mask, from the projections
     /// `qkv` (tokens × 3·width) of its tokens.
     fn alone(qkv: &Tensor, heads: usize, scale: f64) -> Tensor {
@@ -320,7 +315,7 @@ mod tests {
         let tokens: usize = lengths.iter().sum();
         let qkv = Tensor::randn(0f32, 1.0, (tokens, 3 * width), &device).unwrap();
         let scale = (size as f64).powf(-0.5);
-        let packing = Packing::unshared(&lengths);
+        let packing = unshared(&lengths);
         assert_eq!((packing.rows(), packing.tokens()), (tokens, tokens));
         let packed = attend_packed_causal(&qkv, heads, &packing, Queries::Every, scale).unwrap();
         assert_eq!(packed.dims2().unwrap(), (tokens, width));
@@ -341,7 +336,7 @@ mod tests {
         // A packing that does not cover the rows, positions outside their sequences, or a
         // tracked input, are refused.
         let every = Queries::Every;
-        let short = Packing::unshared(&[3, 1]);
+        let short = unshared(&[3, 1]);
         assert!(attend_packed_causal(&qkv, heads, &short, every, scale).is_err());
         for positions in [&[1, 1, 4][..], &[0, 0]] {
             let at = Queries::At(positions);
@@ -363,7 +358,7 @@ mod tests {
             &[7],
         ];
         let packing = Packing::sharing_prefixes(&sequences);
-        assert_eq!(packing.sequences(), 6);
+        assert_eq!(packing.sequences.len(), 6);
         assert_eq!(packing.tokens(), 19);
         // Rows: 4, then 5 (7 and 1 shared), the repeat's last token, 8 and 1, 2 and 4 after
         // [7, 1, 2], and the lone 7 again (a sequence's last token is always its own).
