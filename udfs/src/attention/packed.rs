@@ -27,7 +27,6 @@ pub struct Packing {
     /// The row of each token of each sequence, sequence after sequence: its own rows, or an
     /// earlier sequence's for the tokens it shares.
     token_rows: Vec<usize>,
-    rows: usize,
 }
 
 /// One sequence of a [`Packing`].
@@ -63,7 +62,7 @@ impl Packing {
                     None => break,
                 }
             }
-            let (shared, first_row) = (prefix.len(), packing.rows);
+            let (shared, first_row) = (prefix.len(), packing.rows());
             for (row, &token) in (first_row..).zip(&tokens[shared..]) {
                 // A repeated sequence's last token is known already: the first row stays.
                 children.entry((parent, token)).or_insert(row);
@@ -78,13 +77,12 @@ impl Packing {
         Self {
             sequences: Vec::with_capacity(sequences),
             token_rows: Vec::new(),
-            rows: 0,
         }
     }
 
     /// Appends a sequence of `length` tokens whose first ones lie in the rows of `prefix`.
     fn push(&mut self, shared: usize, length: usize, prefix: &mut Vec<usize>) {
-        let first_row = self.rows;
+        let first_row = self.rows();
         self.sequences.push(Packed {
             length,
             shared,
@@ -94,12 +92,14 @@ impl Packing {
         self.token_rows.append(prefix);
         self.token_rows
             .extend(first_row..first_row + length - shared);
-        self.rows += length - shared;
     }
 
-    /// The rows computed: every sequence's tokens less the shared ones.
+    /// The rows computed: every sequence's tokens less the shared ones (the last sequence's own
+    /// rows end them).
     pub fn rows(&self) -> usize {
-        self.rows
+        self.sequences
+            .last()
+            .map_or(0, |s| s.first_row + s.length - s.shared)
     }
 
     /// Every sequence's tokens, shared or not.

@@ -13,6 +13,7 @@
 //! so a folded expression that produces a subnormal value may differ from the same expression
 //! computed at run time: a difference below 1.2e-38. Elsewhere than on x86-64 both do nothing.
 
+#[cfg(target_arch = "x86_64")]
 use std::sync::Once;
 
 /// The MXCSR bits: flush-to-zero (15) and denormals-are-zero (6).
@@ -41,15 +42,19 @@ fn set_control(value: u32) {
 }
 
 /// Flushes subnormal floats to zero on every thread of rayon's global pool, from now on; once
-/// per process, later calls returning at once.
+/// per process, later calls returning at once. Called on a pool thread it does nothing: the
+/// pool is entered from outside first, and a pool thread waiting here for another caller's
+/// broadcast would hold up that very broadcast.
 pub fn flush_on_pool() {
-    static POOL: Once = Once::new();
     #[cfg(target_arch = "x86_64")]
-    POOL.call_once(|| {
-        rayon::broadcast(|_| set_control(control() | FLUSH));
-    });
-    #[cfg(not(target_arch = "x86_64"))]
-    POOL.call_once(|| {});
+    {
+        static POOL: Once = Once::new();
+        if rayon::current_thread_index().is_none() {
+            POOL.call_once(|| {
+                rayon::broadcast(|_| set_control(control() | FLUSH));
+            });
+        }
+    }
 }
 
 /// Subnormal floats flushed to zero on the calling thread until this is dropped, which restores
