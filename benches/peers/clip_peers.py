@@ -2,7 +2,7 @@
 
     pip install torch transformers pillow
     python3 benches/peers/clip_peers.py BENCH_DIR WAREHOUSE [--batch-sizes 1,8,32] [--texts 64] [--images 32]
-        [--device cpu|cuda] [--dtype f32|bf16]
+        [--device cpu|cuda] [--dtype f32|bf16] [--column]
 
 Prepares BENCH_DIR once (both sides then read the same files):
 - model/      a random-weight CLIP ViT-B/32 (transformers' default CLIPConfig: text 512 wide,
@@ -15,6 +15,9 @@ and repeats them up to --texts and --images. Then times transformers on them: to
 get_text_features, and PIL decoding + the processor (Pillow backend) + get_image_features, per
 batch size, best of --repeat runs, with torch using every core (or on the GPU). Prints the
 Markdown table `vitrine bench clip BENCH_DIR` (and, on the GPU, the `clip_embed` bench) also prints.
+`--column` cuts the texts into batches in the order `clip_text_embed` gives a column's texts on
+the CPU (sorted by their token ids, as `clip_embed --column` does), so that both sides embed the
+same batches.
 """
 
 import argparse
@@ -88,6 +91,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
+    parser.add_argument("--column", action="store_true")
     args = parser.parse_args()
     os.makedirs(args.bench_dir, exist_ok=True)
     model_dir, texts, images = prepare(args.bench_dir, args.warehouse, args.texts, args.images)
@@ -97,6 +101,9 @@ def main():
     model = CLIPModel.from_pretrained(model_dir, dtype=dtype).to(args.device).eval()
     tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir)
     processor = CLIPImageProcessorPil.from_pretrained(model_dir)
+    if args.column:
+        ids = [tokenizer(text, truncation=True)["input_ids"] for text in texts]
+        texts = [texts[i] for i in sorted(range(len(texts)), key=lambda i: ids[i])]
 
     def fetched(features):
         # The projected features (transformers 5 wraps them in an output object), brought to the

@@ -7,7 +7,7 @@ batch size.
     vitrine --warehouse WAREHOUSE demo-data --products 300 --seed 42
     python3 benches/peers/clip_peers.py CLIP_DIR WAREHOUSE --texts 128 --images 32 --batch-sizes 1
     python3 benches/peers/cpu_ratios.py --clip CLIP_DIR --smolvlm SMOLVLM_DIR [--clip-rounds 3]
-        [--smolvlm-rounds 2] [--logs DIR]
+        [--smolvlm-rounds 2] [--column] [--logs DIR]
 
 The first three commands prepare the folders once (random-weight models of SmolVLM-256M's and
 CLIP ViT-B/32's shapes, 32 photos and the demo catalog's texts). This one builds the two benches
@@ -17,6 +17,8 @@ every core:
 
 - CLIP: `clip_embed CLIP_DIR --device cpu --batch-sizes 1,8,32 --texts 128 --images 32 --repeat 2`
   against `clip_peers.py CLIP_DIR - --texts 128 --images 32 --repeat 2` (texts/s and photos/s);
+  with `--column` both cut the texts into batches in the order `clip_text_embed` gives a column
+  (by token ids), rather than the file's;
 - SmolVLM: `smolvlm_generate SMOLVLM_DIR --device cpu --new-tokens 64 --repeat 2` at batch 1 and
   8 over 16 photos, then at 32 over 32, against `smolvlm_peers.py measure` with the same sizes
   (photos/s). Best of two runs on both sides, as for CLIP: a process's first batch of a size
@@ -150,6 +152,8 @@ def main():
     parser.add_argument("--smolvlm", help="SMOLVLM_DIR, prepared by smolvlm_peers.py prepare")
     parser.add_argument("--clip-rounds", type=int, default=3)
     parser.add_argument("--smolvlm-rounds", type=int, default=2)
+    parser.add_argument("--column", action="store_true",
+                        help="CLIP's texts in the order clip_text_embed gives a column, on both sides")
     parser.add_argument("--logs", default="/tmp/cpu-ratios")
     args = parser.parse_args()
     if not (args.clip or args.smolvlm):
@@ -167,7 +171,7 @@ def main():
     python = sys.executable
 
     if args.clip:
-        sizes = ["--texts", "128", "--images", "32", "--repeat", "2"]
+        sizes = ["--texts", "128", "--images", "32", "--repeat", "2"] + ["--column"] * args.column
         rounds = []
         for _ in range(args.clip_rounds):
             ours = runs.run("clip-vitrine", [executables["clip_embed"], args.clip, "--device", "cpu",
@@ -175,7 +179,8 @@ def main():
             theirs = runs.run("clip-transformers", [python, os.path.join(PEERS, "clip_peers.py"),
                                                     args.clip, "-", *sizes])
             rounds.append((ours, theirs))
-        report("CLIP ViT-B/32, texts/s | photos/s", rounds, ["texts/s", "images/s"], [1, 8, 32])
+        order = ", texts in a column's order" if args.column else ""
+        report(f"CLIP ViT-B/32{order}, texts/s | photos/s", rounds, ["texts/s", "images/s"], [1, 8, 32])
 
     if args.smolvlm:
         parts = [("1,8", "16"), ("32", "32")]
