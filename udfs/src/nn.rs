@@ -202,15 +202,20 @@ impl PatchEmbedding {
         })
     }
 
-    /// The patches of `pixels` (batch × channels × height × width) embedded, row by row of
-    /// patches: batch × patches × hidden. An error when the image is not whole patches.
+    /// The whole patches of `pixels` (batch × channels × height × width) embedded, row by row
+    /// of patches: batch × patches × hidden. As the convolution (no padding), the pixels past
+    /// the last whole patch of a row or column are left out: SmolVLM-Instruct's 384-pixel
+    /// frames make 27 patches of 14 a side and leave 6. An error when not one patch fits.
     pub(crate) fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
         let (batch, channels, height, width) = pixels.dims4()?;
         let side = self.side;
         let (rows, columns) = (height / side, width / side);
-        if rows * side != height || columns * side != width {
-            candle_core::bail!("a {height} × {width} image is not whole {side}-pixel patches");
+        if rows == 0 || columns == 0 {
+            candle_core::bail!("a {height} × {width} image holds no {side}-pixel patch");
         }
+        let pixels = pixels
+            .narrow(2, 0, rows * side)?
+            .narrow(3, 0, columns * side)?;
         // batch × patch rows × patch columns × channels × side × side, flattened per patch.
         let patches = pixels
             .reshape((batch, channels, rows, side, columns, side))?
@@ -555,21 +560,28 @@ mod tests {
                 weights.get("bias").cloned(),
                 config,
             );
-            // Two images of 3 × 5 patches: rows and columns of patches kept apart.
-            let pixels =
-                Tensor::randn(0f32, 1.0, (2, channels, 3 * side, 5 * side), &device).unwrap();
-            let want = conv
-                .forward(&pixels)
-                .unwrap()
-                .flatten_from(2)
-                .unwrap()
-                .transpose(1, 2)
-                .unwrap();
-            let got = embedding.forward(&pixels).unwrap();
-            assert_eq!(got.dims(), want.dims());
-            assert!(max_difference(&got, &want) < 1e-5, "bias {with_bias}");
-            let ragged = pixels.narrow(3, 0, 5 * side - 1).unwrap();
-            assert!(embedding.forward(&ragged).is_err());
+            // Two images of 3 × 5 patches (rows and columns of patches kept apart), whole or
+            // with pixels past the last patch, which the convolution leaves out.
+            for (height, width) in [(3 * side, 5 * side), (3 * side + 2, 5 * side + side - 1)] {
+                let pixels =
+                    Tensor::randn(0f32, 1.0, (2, channels, height, width), &device).unwrap();
+                let want = conv
+                    .forward(&pixels)
+                    .unwrap()
+                    .flatten_from(2)
+                    .unwrap()
+                    .transpose(1, 2)
+                    .unwrap();
+                let got = embedding.forward(&pixels).unwrap();
+                assert_eq!(got.dims(), [2, 15, hidden]);
+                assert_eq!(got.dims(), want.dims());
+                assert!(
+                    max_difference(&got, &want) < 1e-5,
+                    "bias {with_bias}, {height} × {width}"
+                );
+            }
+            let too_small = Tensor::zeros((1, channels, side - 1, 5 * side), DType::F32, &device);
+            assert!(embedding.forward(&too_small.unwrap()).is_err());
         }
     }
 }

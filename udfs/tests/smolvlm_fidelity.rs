@@ -418,8 +418,9 @@ fn a_batch_cost_counts_every_prompt_token() {
 
 /// Batched generation against transformers' (`make_batch_fixtures.py`): three chat prompts of
 /// different lengths about photos of different tile counts, for three model shapes (tiled; no
-/// splitting with tied embeddings; SmolVLM-Instruct's (2.2B) structure: scale factor 3 over a
-/// 6 × 6 patch grid, 7-px patches, vision heads 72 wide, full attention in the text model).
+/// splitting with tied embeddings; SmolVLM-Instruct's (2.2B) structure: 45-px frames of 7-px
+/// patches, whose 6 × 6 grid leaves 3 pixels out as the 2.2B's 384-px frames of 14-px patches
+/// leave 6, scale factor 3, vision heads 72 wide, full attention in the text model).
 /// Each row's input ids are the processor's, each row alone gives transformers' 32 greedy tokens, and the left-padded batch gives every row the same
 /// tokens again; a batch whose rows stop at different lengths gives each row its own prefix,
 /// whether the tokens chosen are read every step or every few. Each row alone and both batches
