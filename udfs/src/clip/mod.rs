@@ -149,7 +149,7 @@ impl ClipEmbedder {
             // SAFETY: the file is memory-mapped read-only; like every safetensors reader we
             // assume it is not truncated or rewritten while the process runs.
             unsafe {
-                VarBuilder::from_mmaped_safetensors(
+                crate::runtime::weights::mapped(
                     std::slice::from_ref(&source.weights),
                     placement.dtype,
                     &placement.device,

@@ -1,5 +1,5 @@
-//! What every model function shares: finding a model's files ([`source`]), choosing the device
-//! and precision ([`placement`]), loading each model once per process ([`registry`]), sizing
+//! What every model function shares: finding a model's files ([`source`]) and reading their
+//! weights ([`weights`]), choosing the device and precision ([`placement`]), loading each model once per process ([`registry`]), sizing
 //! batches for the device and letting one batch at a time run on a GPU ([`batching`]),
 //! preparing the next batch's inputs while the model works on this one ([`overlap`]), and
 //! running the forward passes on the CPU kernels' thread pool ([`pool`]), whose threads flush
@@ -14,3 +14,4 @@ pub mod pool;
 pub mod registry;
 pub mod source;
 pub mod subnormals;
+pub mod weights;

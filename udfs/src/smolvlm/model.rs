@@ -138,7 +138,7 @@ impl SmolVlm {
         let (config, processor, tokenizer) = Self::read_parts(source)?;
         // SAFETY: read-only memory map; the file is assumed not to change while the process runs.
         let vb = unsafe {
-            VarBuilder::from_mmaped_safetensors(
+            crate::runtime::weights::mapped(
                 std::slice::from_ref(&source.weights),
                 placement.dtype,
                 &placement.device,

@@ -130,7 +130,7 @@ impl SmolVlmTraining {
                 );
                 // SAFETY: read-only memory map; the file is assumed not to change meanwhile.
                 let vb = unsafe {
-                    VarBuilder::from_mmaped_safetensors(
+                    crate::runtime::weights::mapped(
                         std::slice::from_ref(&source.weights),
                         DType::F32,
                         &placement.device,
