@@ -4,10 +4,10 @@
 //! candle's own reader copies a tensor out of the mapping in its stored type and then converts
 //! it, on one thread. SmolVLM's checkpoints are stored in bf16 and run in f32 on the CPU, so each
 //! weight was written twice into fresh memory, and on a virtual machine that backs its memory
-//! at first touch the kernel's zeroing of those pages was half of a load: the 2.2B's took
-//! 47–58 s on the 2-vCPU Xeon, transformers' 10–17 (`benches/RESULTS.md`, 2026-12-05 from 21:40).
-//! Here a bf16 tensor wanted in f32 on the CPU is widened straight from the mapping into its
-//! f32 buffer on the thread pool; every other case is candle's.
+//! at first touch the kernel's zeroing of those pages was half of a load. Here a bf16 tensor
+//! wanted in f32 on the CPU is widened straight from the mapping into its f32 buffer on the
+//! thread pool; every other case is candle's. The 2.2B's load on the 2-vCPU Xeon, five each:
+//! median 21.9 s before, 15.1 after (`benches/RESULTS.md`, 2026-12-05 from 21:40).
 
 use std::path::Path;
 
